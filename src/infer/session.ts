@@ -1,0 +1,105 @@
+// Opens a weights directory for inference: manifest check, tokenizer, and an ONNX Runtime
+// session on the chosen execution provider. `--ep auto` tries CUDA and falls back to the CPU
+// loudly; `--ep cuda` without a usable CUDA runtime is an error that says what is missing.
+import * as ort from 'onnxruntime-node';
+import { join } from 'node:path';
+import { readManifest, type Manifest, type GraphEntry } from '../weights/manifest';
+
+export type EpChoice = 'cpu' | 'cuda' | 'auto';
+
+export class SessionError extends Error {
+  override name = 'SessionError';
+}
+
+export interface OpenedGraph {
+  session: ort.InferenceSession;
+  ep: 'cpu' | 'cuda';
+  graph: GraphEntry;
+}
+
+export interface SessionOptions {
+  ep: EpChoice;
+  /** Intra-op threads on the CPU EP (default: ORT's choice = physical cores). */
+  threads?: number;
+  /** CUDA device id (one model copy per GPU). */
+  deviceId?: number;
+  warn?: (msg: string) => void;
+}
+
+export function parseEp(s: string | undefined): EpChoice {
+  const v = s ?? 'auto';
+  if (v === 'cpu' || v === 'cuda' || v === 'auto') return v;
+  throw new RangeError(`--ep must be cpu, cuda or auto, got "${v}"`);
+}
+
+/** Human-readable reason CUDA cannot run here, or null when it might. */
+export function cudaUnavailableReason(): string | null {
+  const backends = (ort as unknown as { listSupportedBackends?: () => { name: string }[] }).listSupportedBackends?.() ?? [];
+  if (backends.length && !backends.some((b) => b.name === 'cuda'))
+    return `this onnxruntime-node build lists no CUDA backend (has: ${backends.map((b) => b.name).join(', ')})`;
+  return null;
+}
+
+export async function openGraph(dir: string, manifest: Manifest, opts: SessionOptions): Promise<OpenedGraph> {
+  const warn = opts.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`));
+  const cpuGraph = manifest.graphs.cpu;
+  const cudaGraph = manifest.graphs.cuda ?? manifest.graphs.cpu;
+  const cpuOptions = (): ort.InferenceSession.SessionOptions => ({
+    executionProviders: ['cpu'],
+    graphOptimizationLevel: 'all',
+    ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
+  });
+  if (opts.ep !== 'cpu') {
+    if (!cudaGraph) throw new SessionError(`${dir}: manifest lists no graph to run`);
+    const reason = cudaUnavailableReason();
+    let err: Error | null = reason ? new Error(reason) : null;
+    if (!err) {
+      try {
+        const session = await ort.InferenceSession.create(join(dir, cudaGraph.file), {
+          executionProviders: [{ name: 'cuda', deviceId: opts.deviceId ?? 0 }],
+          graphOptimizationLevel: 'all',
+        });
+        return { session, ep: 'cuda', graph: cudaGraph };
+      } catch (e) {
+        err = e as Error;
+      }
+    }
+    const msg = `CUDA execution provider unavailable: ${err.message.split('\n')[0]}`;
+    if (opts.ep === 'cuda')
+      throw new SessionError(`${msg}. Install the CUDA provider libraries matching onnxruntime-node ${ort.env.versions.node} (npm run pack -- --cuda) and the CUDA 13 / cuDNN 9 runtime, or run with --ep cpu.`);
+    warn(`${msg}\n*** FALLING BACK TO THE CPU EXECUTION PROVIDER: this is far slower than a GPU. ***`);
+  }
+  if (!cpuGraph) throw new SessionError(`${dir}: manifest has no CPU graph (graphs.cpu); rebuild the weights directory with a CPU graph`);
+  const session = await ort.InferenceSession.create(join(dir, cpuGraph.file), cpuOptions());
+  return { session, ep: 'cpu', graph: cpuGraph };
+}
+
+export interface OpenedModel extends OpenedGraph {
+  dir: string;
+  manifest: Manifest;
+}
+
+export async function openModel(dir: string, opts: SessionOptions): Promise<OpenedModel> {
+  const manifest = readManifest(dir);
+  return { dir, manifest, ...(await openGraph(dir, manifest, opts)) };
+}
+
+/** One forward pass: int64 [n, L] feeds in, float32 logits [n, numLabels] out. */
+export async function runLogits(
+  session: ort.InferenceSession,
+  inputIds: BigInt64Array,
+  attentionMask: BigInt64Array,
+  n: number,
+  seqLen: number,
+): Promise<Float32Array> {
+  const feeds = {
+    input_ids: new ort.Tensor('int64', inputIds, [n, seqLen]),
+    attention_mask: new ort.Tensor('int64', attentionMask, [n, seqLen]),
+  };
+  const out = await session.run(feeds);
+  const logits = out.logits;
+  if (!logits) throw new SessionError(`graph has no "logits" output (outputs: ${Object.keys(out).join(', ')})`);
+  const data = logits.data as Float32Array;
+  for (const t of Object.values(out)) t.dispose?.();
+  return data;
+}

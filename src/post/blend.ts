@@ -1,0 +1,52 @@
+// Weighted blends of several prediction sets (e.g. Gemma 0.65 / Llama 0.35): a linear mixture of
+// probabilities with weights on the simplex, fitted by exponentiated gradient (the loss is convex in
+// the weights, so this reaches the optimum).
+import { PROB_EPS } from './fit';
+
+export function blendProbs(sets: Float64Array[], weights: number[]): Float64Array {
+  if (sets.length !== weights.length) throw new RangeError(`blend: ${sets.length} prediction sets but ${weights.length} weights`);
+  const out = new Float64Array(sets[0].length);
+  sets.forEach((s, k) => {
+    if (s.length !== out.length) throw new RangeError(`blend: prediction set ${k} has ${s.length / 3} rows, set 0 has ${out.length / 3}`);
+    for (let j = 0; j < out.length; j++) out[j] += weights[k] * s[j];
+  });
+  return out;
+}
+
+function blendLoss(sets: Float64Array[], labels: ArrayLike<number>, w: number[]): number {
+  let s = 0;
+  for (let i = 0; i < labels.length; i++) {
+    let p = 0;
+    for (let k = 0; k < sets.length; k++) p += w[k] * sets[k][i * 3 + labels[i]];
+    s -= Math.log(Math.max(p, PROB_EPS));
+  }
+  return s / labels.length;
+}
+
+export function fitBlendWeights(sets: Float64Array[], labels: ArrayLike<number>, iters = 2000): number[] {
+  const K = sets.length;
+  let w = new Array(K).fill(1 / K);
+  if (K === 1) return w;
+  let loss = blendLoss(sets, labels, w);
+  let eta = 1;
+  for (let it = 0; it < iters && eta > 1e-8; it++) {
+    const g = new Array(K).fill(0);
+    for (let i = 0; i < labels.length; i++) {
+      let p = 0;
+      for (let k = 0; k < K; k++) p += w[k] * sets[k][i * 3 + labels[i]];
+      p = Math.max(p, PROB_EPS);
+      for (let k = 0; k < K; k++) g[k] -= sets[k][i * 3 + labels[i]] / p / labels.length;
+    }
+    const next = w.map((v, k) => v * Math.exp(-eta * g[k]));
+    const z = next.reduce((a, b) => a + b, 0);
+    const cand = next.map((v) => v / z);
+    const l = blendLoss(sets, labels, cand);
+    if (l <= loss) {
+      const gain = loss - l;
+      [w, loss] = [cand, l];
+      eta *= 1.5;
+      if (gain < 1e-13) break;
+    } else eta /= 2;
+  }
+  return w;
+}

@@ -1,0 +1,153 @@
+// Calibration as plain JSON: fit one method (or pick one by K-fold cross-validation, falling back to
+// identity when nothing helps) on out-of-fold predictions and labels, optionally after blending several
+// prediction sets; apply it to new predictions. `applyCalibration` is what the runner calls.
+import { logLoss } from '../metrics/metrics';
+import { blendProbs, fitBlendWeights } from './blend';
+import { kFolds } from './fit';
+import {
+  applyMethod,
+  CalibrationError,
+  fitLengthBins,
+  fitMultipliers,
+  fitTemperature,
+  fitVector,
+  type MethodName,
+  type MethodParams,
+} from './methods';
+
+export { CalibrationError, METHODS, type MethodName, type MethodParams } from './methods';
+
+export interface Calibration {
+  method: MethodName;
+  params: MethodParams;
+  /** Present when several prediction sets were blended before calibrating: one weight per set, in input order. */
+  blend?: { weights: number[]; sources?: string[] };
+  fittedOn: {
+    rows: number;
+    sources?: string[];
+    /** The method asked for ('auto' or a name). */
+    requested: 'auto' | MethodName;
+    folds?: number;
+    seed?: number;
+    /** Log loss of the (blended) input and after calibration, on the fitting rows. */
+    logLossBefore: number;
+    logLossAfter: number;
+    /** Mean out-of-fold log loss of each candidate (auto only). */
+    cv?: Partial<Record<MethodName, number>>;
+  };
+}
+
+export interface FitCalibrationOptions {
+  method?: 'auto' | MethodName;
+  /** Text length per row (prompt + responses, characters); needed by length-bins, optional for auto. */
+  lengths?: ArrayLike<number>;
+  folds?: number;
+  seed?: number;
+  /** File names of the prediction sets, recorded in the JSON. */
+  sources?: string[];
+  /** auto keeps identity unless a method's CV loss is lower by more than this. */
+  minGain?: number;
+}
+
+function fitParams(method: MethodName, probs: Float64Array, labels: ArrayLike<number>, lengths?: ArrayLike<number>): MethodParams {
+  switch (method) {
+    case 'identity':
+      return {};
+    case 'temperature':
+      return fitTemperature(probs, labels);
+    case 'vector':
+      return fitVector(probs, labels);
+    case 'length-bins':
+      if (!lengths) throw new CalibrationError('length-bins needs text lengths: give a labels CSV with prompt/response_a/response_b columns');
+      return fitLengthBins(probs, labels, lengths);
+    case 'multipliers':
+      return fitMultipliers(probs, labels);
+    default:
+      throw new CalibrationError(`Unknown calibration method: ${String(method)}`);
+  }
+}
+
+function pick<T extends Float64Array | Int32Array | number[]>(src: ArrayLike<number>, rows: number[], width: number, make: (n: number) => T): T {
+  const out = make(rows.length * width);
+  rows.forEach((r, j) => {
+    for (let c = 0; c < width; c++) out[j * width + c] = src[r * width + c];
+  });
+  return out;
+}
+
+/** Mean out-of-fold log loss of a method (fit on K-1 folds, scored on the held-out fold, rows weighted equally). */
+export function crossValidate(
+  method: MethodName,
+  probs: Float64Array,
+  labels: ArrayLike<number>,
+  lengths: ArrayLike<number> | undefined,
+  folds: number,
+  seed: number,
+): number {
+  const n = labels.length;
+  const fold = kFolds(n, folds, seed);
+  let total = 0;
+  for (let f = 0; f < folds; f++) {
+    const tr: number[] = [];
+    const te: number[] = [];
+    for (let i = 0; i < n; i++) (fold[i] === f ? te : tr).push(i);
+    const mk = (m: number) => new Float64Array(m);
+    const params = fitParams(method, pick(probs, tr, 3, mk), pick(labels, tr, 1, mk), lengths && pick(lengths, tr, 1, mk));
+    const out = applyMethod(method, params, pick(probs, te, 3, mk), lengths && pick(lengths, te, 1, mk));
+    total += logLoss(out, pick(labels, te, 1, mk)) * te.length;
+  }
+  return total / n;
+}
+
+export function fitCalibration(sets: Float64Array | Float64Array[], labels: ArrayLike<number>, opts: FitCalibrationOptions = {}): Calibration {
+  const list = Array.isArray(sets) ? sets : [sets];
+  const n = labels.length;
+  list.forEach((s, k) => {
+    if (s.length !== n * 3)
+      throw new CalibrationError(`prediction set ${opts.sources?.[k] ?? k} has ${s.length / 3} rows but there are ${n} labels; predictions and labels must cover the same ids`);
+  });
+  if (opts.lengths && opts.lengths.length !== n) throw new CalibrationError(`${opts.lengths.length} lengths for ${n} labelled rows`);
+  const requested = opts.method ?? 'auto';
+  const folds = opts.folds ?? 5;
+  const seed = opts.seed ?? 42;
+  const weights = list.length > 1 ? fitBlendWeights(list, labels) : undefined;
+  const probs = weights ? blendProbs(list, weights) : list[0];
+  let method: MethodName;
+  let cv: Calibration['fittedOn']['cv'];
+  if (requested === 'auto') {
+    const candidates: MethodName[] = ['identity', 'temperature', 'vector', 'multipliers'];
+    if (opts.lengths) candidates.push('length-bins');
+    cv = {};
+    for (const m of candidates) cv[m] = m === 'identity' ? logLoss(probs, labels) : crossValidate(m, probs, labels, opts.lengths, folds, seed);
+    method = 'identity';
+    const minGain = opts.minGain ?? 2e-4;
+    for (const m of candidates) if (cv[m]! < cv[method]! - (method === 'identity' ? minGain : 0)) method = m;
+  } else method = requested;
+  const params = fitParams(method, probs, labels, opts.lengths);
+  const after = applyMethod(method, params, probs, opts.lengths);
+  return {
+    method,
+    params,
+    ...(weights ? { blend: { weights, ...(opts.sources ? { sources: opts.sources } : {}) } } : {}),
+    fittedOn: {
+      rows: n,
+      ...(opts.sources ? { sources: opts.sources } : {}),
+      requested,
+      ...(requested === 'auto' ? { folds, seed, cv } : {}),
+      logLossBefore: logLoss(probs, labels),
+      logLossAfter: logLoss(after, labels),
+    },
+  };
+}
+
+/** Applies a fitted calibration; pass one prediction set per blend weight when the calibration has a blend. */
+export function applyCalibration(cal: Calibration, probs: Float64Array | Float64Array[], lengths?: ArrayLike<number>): Float64Array {
+  const list = Array.isArray(probs) ? probs : [probs];
+  const k = cal.blend?.weights.length ?? 1;
+  if (list.length !== k)
+    throw new CalibrationError(
+      `calibration expects ${k} prediction set(s)${cal.blend?.sources ? ` (${cal.blend.sources.join(', ')})` : ''}, got ${list.length}; pass them in the order they were fitted`,
+    );
+  const p = cal.blend ? blendProbs(list, cal.blend.weights) : list[0];
+  return applyMethod(cal.method, cal.params, p, lengths);
+}

@@ -1,0 +1,103 @@
+// File edges of post-processing: read prediction files in submission format
+// (id,winner_model_a,winner_model_b,winner_tie), read labels (and text lengths) from a train-style CSV,
+// and line them up by id. Writing goes through the atomic submission writer.
+import { createReadStream, existsSync } from 'node:fs';
+import { parse } from 'fast-csv';
+import { LABEL_COLUMNS } from '../types';
+
+export class PredictionFileError extends Error {
+  override name = 'PredictionFileError';
+}
+
+async function readCsv(path: string, onRow: (row: Record<string, string>, line: number) => void): Promise<string[]> {
+  if (!existsSync(path)) throw new PredictionFileError(`${path}: file not found`);
+  let headers: string[] = [];
+  let line = 1;
+  await new Promise<void>((resolve, reject) => {
+    createReadStream(path)
+      .pipe(parse({ headers: true }))
+      .on('headers', (h: string[]) => (headers = h))
+      .on('error', (e: Error) => reject(new PredictionFileError(`${path}: CSV parse error near line ${line + 1}: ${e.message}`)))
+      .on('data', (row: Record<string, string>) => {
+        line++;
+        try {
+          onRow(row, line);
+        } catch (e) {
+          reject(e);
+        }
+      })
+      .on('end', () => resolve());
+  });
+  return headers;
+}
+
+export interface Predictions {
+  ids: string[];
+  /** Flat [n*3], Kaggle column order, rows renormalised to sum 1. */
+  probs: Float64Array;
+}
+
+export async function readPredictions(path: string): Promise<Predictions> {
+  const ids: string[] = [];
+  const vals: number[] = [];
+  const headers = await readCsv(path, (row, line) => {
+    const p = LABEL_COLUMNS.map((c) => Number(row[c]));
+    const s = p[0] + p[1] + p[2];
+    if (!p.every((x) => Number.isFinite(x) && x >= 0) || !(s > 0))
+      throw new PredictionFileError(`${path} line ${line} (id ${row.id}): probabilities ${JSON.stringify(LABEL_COLUMNS.map((c) => row[c]))} are not valid`);
+    ids.push(row.id);
+    vals.push(p[0] / s, p[1] / s, p[2] / s);
+  });
+  const missing = ['id', ...LABEL_COLUMNS].filter((c) => !headers.includes(c));
+  if (missing.length) throw new PredictionFileError(`${path}: missing column(s) ${missing.join(', ')}; a prediction file has the submission header id,${LABEL_COLUMNS.join(',')}`);
+  return { ids, probs: Float64Array.from(vals) };
+}
+
+export interface LabelSet {
+  ids: string[];
+  labels: Uint8Array;
+  /** Characters of prompt + response_a + response_b per row, when the file has those columns. */
+  lengths?: Float64Array;
+}
+
+/** Sum of the decoded JSON-list items' lengths; the raw cell length when the cell is not JSON. */
+export function cellTextLength(cell: string | undefined): number {
+  if (!cell) return 0;
+  try {
+    const v = JSON.parse(cell);
+    if (Array.isArray(v)) return v.reduce((s: number, x: unknown) => s + (typeof x === 'string' ? x.length : 0), 0);
+    return typeof v === 'string' ? v.length : cell.length;
+  } catch {
+    return cell.length;
+  }
+}
+
+export async function readLabels(path: string): Promise<LabelSet> {
+  const ids: string[] = [];
+  const labels: number[] = [];
+  const lengths: number[] = [];
+  const headers = await readCsv(path, (row, line) => {
+    const oneHot = LABEL_COLUMNS.map((c) => Number(row[c]));
+    const k = oneHot.indexOf(1);
+    if (k < 0 || oneHot.reduce((a, b) => a + b, 0) !== 1)
+      throw new PredictionFileError(`${path} line ${line} (id ${row.id}): label columns ${JSON.stringify(oneHot)} are not one-hot`);
+    ids.push(row.id);
+    labels.push(k);
+    lengths.push(cellTextLength(row.prompt) + cellTextLength(row.response_a) + cellTextLength(row.response_b));
+  });
+  const missing = ['id', ...LABEL_COLUMNS].filter((c) => !headers.includes(c));
+  if (missing.length) throw new PredictionFileError(`${path}: missing column(s) ${missing.join(', ')}; the labels file is a train.csv-style file`);
+  const hasText = ['prompt', 'response_a', 'response_b'].every((c) => headers.includes(c));
+  return { ids, labels: Uint8Array.from(labels), ...(hasText ? { lengths: Float64Array.from(lengths) } : {}) };
+}
+
+/** Reorders `pred` to the order of `ids`; throws naming the first ids missing from the prediction file. */
+export function alignPredictions(pred: Predictions, ids: string[], source: string): Float64Array {
+  const at = new Map(pred.ids.map((id, i) => [id, i]));
+  const missing = ids.filter((id) => !at.has(id));
+  if (missing.length)
+    throw new PredictionFileError(`${source}: ${missing.length} labelled id(s) have no prediction (first: ${missing.slice(0, 5).join(', ')}); predict the same rows as the labels file`);
+  const out = new Float64Array(ids.length * 3);
+  ids.forEach((id, j) => out.set(pred.probs.subarray(at.get(id)! * 3, at.get(id)! * 3 + 3), j * 3));
+  return out;
+}

@@ -1,0 +1,86 @@
+// Single-score heads (num_labels 1): a score s (A better when s > 0) becomes the three Kaggle
+// probabilities through a fitted tie model. Davidson: logits (d/2, -d/2, log nu) with d = scale*s + bias,
+// a softmax linear in (scale, bias, log nu), so it is fitted exactly by Newton. Rao-Kupper:
+// P(A) = sigmoid(d - eta), P(B) = sigmoid(-d - eta), tie = rest, eta = exp(logEta) > 0, fitted by Nelder-Mead.
+import { fitLinearSoftmax, nelderMead, PROB_EPS } from './fit';
+
+export type TieModel = 'davidson' | 'rao-kupper';
+export interface DavidsonParams {
+  scale: number;
+  bias: number;
+  logNu: number;
+}
+export interface RaoKupperParams {
+  scale: number;
+  bias: number;
+  logEta: number;
+}
+export interface TieCalibration {
+  method: TieModel;
+  params: DavidsonParams | RaoKupperParams;
+  fittedOn?: Record<string, unknown>;
+}
+
+export function tieProbs(model: TieModel, params: DavidsonParams | RaoKupperParams, scores: ArrayLike<number>): Float64Array {
+  const n = scores.length;
+  const out = new Float64Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    const d = params.scale * scores[i] + params.bias;
+    if (model === 'davidson') {
+      const nu = (params as DavidsonParams).logNu;
+      const m = Math.max(d / 2, -d / 2, nu);
+      const a = Math.exp(d / 2 - m), b = Math.exp(-d / 2 - m), t = Math.exp(nu - m);
+      const z = a + b + t;
+      out[i * 3] = a / z;
+      out[i * 3 + 1] = b / z;
+      out[i * 3 + 2] = t / z;
+    } else if (model === 'rao-kupper') {
+      const eta = Math.exp((params as RaoKupperParams).logEta);
+      const pa = 1 / (1 + Math.exp(-(d - eta)));
+      const pb = 1 / (1 + Math.exp(-(-d - eta)));
+      out[i * 3] = pa;
+      out[i * 3 + 1] = pb;
+      out[i * 3 + 2] = Math.max(1 - pa - pb, 0);
+    } else throw new RangeError(`Unknown tie model: ${String(model)} (expected davidson or rao-kupper)`);
+  }
+  return out;
+}
+
+export function tieLoss(model: TieModel, params: DavidsonParams | RaoKupperParams, scores: ArrayLike<number>, labels: ArrayLike<number>): number {
+  const p = tieProbs(model, params, scores);
+  let s = 0;
+  for (let i = 0; i < labels.length; i++) s -= Math.log(Math.max(p[i * 3 + labels[i]], PROB_EPS));
+  return s / labels.length;
+}
+
+export function fitTieModel(scores: ArrayLike<number>, labels: ArrayLike<number>, model: TieModel = 'davidson'): TieCalibration {
+  const n = labels.length;
+  if (scores.length !== n) throw new RangeError(`tie model: ${scores.length} scores for ${n} labels`);
+  const rows = Int32Array.from({ length: n }, (_, i) => i);
+  const [scale, bias, logNu] = fitLinearSoftmax(
+    rows,
+    labels,
+    3,
+    (i, c, f) => {
+      const sgn = c === 0 ? 0.5 : c === 1 ? -0.5 : 0;
+      f[0] = sgn * scores[i];
+      f[1] = sgn;
+      f[2] = c === 2 ? 1 : 0;
+    },
+    [1, 0, 0],
+  );
+  const dav: DavidsonParams = { scale, bias, logNu };
+  const fittedOn = (p: DavidsonParams | RaoKupperParams) => ({ rows: n, logLoss: tieLoss(model, p, scores, labels) });
+  if (model === 'davidson') return { method: 'davidson', params: dav, fittedOn: fittedOn(dav) };
+  // Start Rao-Kupper from the Davidson fit: comparable slope, and a tie threshold from the tie share.
+  const f = (x: number[]) => tieLoss('rao-kupper', { scale: x[0], bias: x[1], logEta: x[2] }, scores, labels);
+  let x = nelderMead(f, [scale / 2, bias / 2, Math.log(0.5)], 0.3);
+  x = nelderMead(f, x, 0.05);
+  const rk: RaoKupperParams = { scale: x[0], bias: x[1], logEta: x[2] };
+  return { method: 'rao-kupper', params: rk, fittedOn: fittedOn(rk) };
+}
+
+/** scoreToProbs(cal, scores): the runner's entry for single-score heads. */
+export function scoreToProbs(cal: TieCalibration, scores: ArrayLike<number>): Float64Array {
+  return tieProbs(cal.method, cal.params, scores);
+}

@@ -33,7 +33,7 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 
 /** Replaces lone UTF-16 surrogates (they break strict UTF-8 tokenizers) with U+FFFD; returns the count. */
 export function fixSurrogates(s: string): { text: string; count: number } {
-  if (s.isWellFormed()) return { text: s, count: 0 };
+  if (!/[\uD800-\uDFFF]/.test(s)) return { text: s, count: 0 };
   let count = 0;
   const text = s.replace(LONE_SURROGATE, () => {
     count++;

@@ -101,3 +101,14 @@ export function alignPredictions(pred: Predictions, ids: string[], source: strin
   ids.forEach((id, j) => out.set(pred.probs.subarray(at.get(id)! * 3, at.get(id)! * 3 + 3), j * 3));
   return out;
 }
+
+/** Text lengths (prompt + both responses, characters) by id from any competition CSV (train or test). */
+export async function readTextLengths(path: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const headers = await readCsv(path, (row) =>
+    out.set(row.id, cellTextLength(row.prompt) + cellTextLength(row.response_a) + cellTextLength(row.response_b)),
+  );
+  const missing = ['id', 'prompt', 'response_a', 'response_b'].filter((c) => !headers.includes(c));
+  if (missing.length) throw new PredictionFileError(`${path}: missing column(s) ${missing.join(', ')}; give the competition CSV the predictions were made from`);
+  return out;
+}

@@ -3,13 +3,15 @@
 // are read one at a time (positioned reads), converted to float32, so a 9B checkpoint is never
 // held in memory at once. Sharded checkpoints come through model.safetensors.index.json.
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { HostTensor, WeightSource } from '../types';
 
 export type SafeDtype = 'F32' | 'F16' | 'BF16';
 const DTYPE_BYTES: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
 /** Largest header we accept: real checkpoints have headers of well under 1 MB. */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+/** Chunk size of read(): bounds the transient raw-byte copy next to the float32 result. */
+const READ_CHUNK_BYTES = 16 * 1024 * 1024;
 
 export interface TensorInfo {
   name: string;
@@ -50,7 +52,7 @@ export class SafetensorsFile {
       try {
         header = JSON.parse(hb.toString('utf8'));
       } catch (e) {
-        return fail(`header is not valid JSON (${(e as Error).message})`);
+        header = fail(`header is not valid JSON (${(e as Error).message})`);
       }
       if (header === null || typeof header !== 'object' || Array.isArray(header)) fail('header is not a JSON object');
       const dataStart = 8 + headerLen;
@@ -102,11 +104,26 @@ export class SafetensorsFile {
     return buf;
   }
 
-  /** One tensor converted to float32. */
+  /** One tensor converted to float32, read in chunks so a big bf16 tensor never sits in memory twice. */
   read(name: string): HostTensor {
     const t = this.info(name);
-    const raw = this.readBytes(name);
-    return { shape: [...t.shape], data: toFloat32(raw, t.dtype, `${this.path}: tensor "${name}"`) };
+    const where = `${this.path}: tensor "${name}"`;
+    const width = DTYPE_BYTES[t.dtype];
+    if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'BF16') toFloat32(Buffer.alloc(0), t.dtype, where);
+    const out = new Float32Array((t.end - t.begin) / width);
+    const chunk = Buffer.alloc(Math.min(t.end - t.begin, READ_CHUNK_BYTES));
+    for (let pos = 0; pos < t.end - t.begin; ) {
+      const len = Math.min(chunk.length, t.end - t.begin - pos);
+      let done = 0;
+      while (done < len) {
+        const n = readSync(this.fd, chunk, done, len - done, t.begin + pos + done);
+        if (n === 0) throw new SafetensorsError(`${where} ends early (file changed while reading?)`);
+        done += n;
+      }
+      out.set(toFloat32(chunk.subarray(0, len), t.dtype, where), pos / width);
+      pos += len;
+    }
+    return { shape: [...t.shape], data: out };
   }
 
   info(name: string): TensorInfo {
@@ -169,21 +186,30 @@ export function openCheckpoint(dir: string, stem = 'model'): Checkpoint {
   if (existsSync(index)) {
     let map: Record<string, string>;
     try {
-      map = JSON.parse(readFileSync(index, 'utf8')).weight_map;
+      map = JSON.parse(readFileSync(index, 'utf8'))?.weight_map;
     } catch (e) {
       throw new SafetensorsError(`${index}: not valid JSON (${(e as Error).message})`);
     }
-    if (!map || typeof map !== 'object') throw new SafetensorsError(`${index}: no "weight_map" object`);
+    if (!map || typeof map !== 'object' || Array.isArray(map)) throw new SafetensorsError(`${index}: no "weight_map" object`);
     const opened = new Map<string, SafetensorsFile>();
-    for (const [name, shard] of Object.entries(map)) {
-      let f = opened.get(shard);
-      if (!f) {
-        f = openSafetensors(join(dir, shard));
-        opened.set(shard, f);
-        files.push(f);
+    try {
+      for (const [name, shard] of Object.entries(map)) {
+        let f = opened.get(shard);
+        if (!f) {
+          if (typeof shard !== 'string' || shard === '' || basename(shard) !== shard)
+            throw new SafetensorsError(`${index}: maps "${name}" to ${JSON.stringify(shard)}, which is not a file name in ${dir}`);
+          if (!existsSync(join(dir, shard)))
+            throw new SafetensorsError(`${index}: names shard ${shard} (for "${name}"), which is missing from ${dir}; download every shard the index lists`);
+          f = openSafetensors(join(dir, shard));
+          opened.set(shard, f);
+          files.push(f);
+        }
+        if (!f.has(name)) throw new SafetensorsError(`${index}: maps "${name}" to ${shard}, which has no such tensor`);
+        byName.set(name, f);
       }
-      if (!f.has(name)) throw new SafetensorsError(`${index}: maps "${name}" to ${shard}, which has no such tensor`);
-      byName.set(name, f);
+    } catch (e) {
+      files.forEach((f) => f.close());
+      throw e;
     }
   } else if (existsSync(single)) {
     const f = openSafetensors(single);

@@ -1,0 +1,272 @@
+// `npm run pack -- --weights DIR [--weights NAME=DIR2 ...] [--with-node] [--cuda] [--out dist/kaggle]`
+// Lays out one folder to upload as a Kaggle dataset: the built bundles and native files from dist/,
+// the weights directories (only the files their manifests list), optionally a Node.js binary and the
+// ONNX Runtime CUDA provider libraries (both pinned npm-registry packages, fetched here at pack time,
+// never at run time), pack.json describing it all, dataset-metadata.json and a README for the page.
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, chmodSync } from 'node:fs';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { parseArgs } from 'node:util';
+import { CUDA_PIN, NODE_PIN, PackError, cacheDir, fetchPinned } from './pack-fetch.mjs';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(join(root, 'package.json'));
+const dist = join(root, 'dist');
+
+const USAGE = `usage: npm run pack -- --weights DIR [--weights NAME=DIR ...] [--with-node] [--cuda] [--out dist/kaggle]
+  [--user KAGGLE_USER] [--slug arenakit] [--title TITLE] [--license other]
+  --weights     a weights directory (manifest.json); copied to weights/<NAME> (default NAME: the folder's name).
+                Repeat for a blend; the order is kept in pack.json and the notebooks pass them in that order.
+  --with-node   add Node.js ${NODE_PIN.version} for linux-x64 (npm package ${NODE_PIN.pkg}) as node/bin/node
+  --cuda        add the ONNX Runtime ${CUDA_PIN.ort} CUDA provider libraries (${CUDA_PIN.pkg}@${CUDA_PIN.version}) to ort/
+  --user        Kaggle user for the dataset id (default $KAGGLE_USERNAME); the id is <user>/<slug>
+Downloads are cached in ${cacheDir()} (override with ARENAKIT_CACHE).`;
+
+function fail(msg) {
+  process.stderr.write(`error: ${msg}\n`);
+  process.exit(1);
+}
+
+function walk(dir) {
+  const out = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...walk(p));
+    else out.push(p);
+  }
+  return out;
+}
+
+const mb = (n) => `${(n / 1024 / 1024).toFixed(1)} MB`;
+
+/** The files a weights directory must ship, from its manifest (checked like the runner checks it). */
+function weightsFiles(dir) {
+  const path = join(dir, 'manifest.json');
+  if (!existsSync(path)) throw new PackError(`${dir}: no manifest.json; make a weights directory with \`node dist/trainer.cjs tiny|import --out DIR\``);
+  let m;
+  try {
+    m = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new PackError(`${path}: not valid JSON (${e.message})`);
+  }
+  if (m.format !== 'arenakit-weights') throw new PackError(`${path}: format is ${JSON.stringify(m.format)}, expected "arenakit-weights"`);
+  const files = new Set(['manifest.json', ...Object.keys(m.files ?? {}), ...(m.tokenizer?.files ?? [])]);
+  for (const g of Object.values(m.graphs ?? {})) {
+    if (!g) continue;
+    files.add(g.file);
+    for (const x of g.externalData ?? []) files.add(x);
+  }
+  const problems = [];
+  for (const f of files) {
+    const p = join(dir, f);
+    if (!existsSync(p)) problems.push(`missing ${f}`);
+    else if (m.files?.[f] && statSync(p).size !== m.files[f].bytes) problems.push(`${f} is ${statSync(p).size} bytes, manifest says ${m.files[f].bytes}`);
+  }
+  if (problems.length) throw new PackError(`${dir}: weights directory does not match its manifest (${problems.join('; ')})`);
+  return { manifest: m, files: [...files] };
+}
+
+function parseWeightsArg(s) {
+  const eq = s.indexOf('=');
+  const dir = resolve(eq > 0 ? s.slice(eq + 1) : s);
+  const name = eq > 0 ? s.slice(0, eq) : basename(dir);
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new PackError(`--weights ${s}: name "${name}" must be letters, digits, ".", "_" or "-" (use NAME=DIR)`);
+  return { name, dir };
+}
+
+function datasetReadme({ pack, user, slug }) {
+  const w = pack.weights.map((x) => `| \`weights/${x.name}\` | ${x.architecture} | ${x.quantization ?? '-'} | ${x.graphs.join(', ')} | ${mb(x.bytes)} |`).join('\n');
+  return `# arenakit: offline Gemma-2 preference runner for Chatbot Arena competitions
+
+Everything a Kaggle notebook needs to score \`test.csv\` of the LMSYS Chatbot Arena competition with
+no internet: the runner (a single-file Node.js bundle), ONNX Runtime ${pack.onnxruntime} native libraries,
+${pack.node ? `Node.js ${pack.node.version} for linux-x64, ` : ''}${pack.cuda ? 'the ONNX Runtime CUDA provider, ' : ''}and the model weights.
+
+## Use it in a notebook
+Attach this dataset (\`${user}/${slug}\`) and the competition, then run the \`arenakit-inference\` notebook
+(kernels/arenakit-inference in the arenakit repository). It does only this:
+
+\`\`\`
+node runner.cjs predict --data /kaggle/input/lmsys-chatbot-arena/test.csv \\
+${pack.weights.map((x) => `  --weights /kaggle/input/${slug}/weights/${x.name} \\`).join('\n')}
+  --out /kaggle/working/submission.csv --ep auto --tta swap
+\`\`\`
+
+\`--ep auto\` uses the GPU when the CUDA provider and the CUDA 13 / cuDNN 9 libraries can be loaded and
+otherwise says loudly that it falls back to the CPU; \`--ep cuda\` makes a missing GPU runtime an error.
+\`validate --data labelled.csv --weights DIR\` scores a labelled file (log loss, accuracy, swap consistency).
+
+## Contents
+| path | what |
+|---|---|
+| \`runner.cjs\` | predict / validate / calibrate (no node_modules needed) |
+| \`trainer.cjs\` | tiny / import / features (makes weights directories) |
+| \`ort/\` | onnxruntime-node ${pack.onnxruntime}: \`onnxruntime_binding.node\`, \`libonnxruntime.so.1\`${pack.cuda ? `, CUDA provider libraries from ${pack.cuda.package}@${pack.cuda.version} (ORT ${pack.cuda.ort}, built for CUDA 13)` : ''} |
+| \`assets/\` | Gemma-2 tokenizer files (for tiny models) |
+${pack.node ? `| \`node/bin/node\` | Node.js ${pack.node.version} linux-x64 (from npm package ${pack.node.package}) |\n` : ''}| \`pack.json\` | versions, weights order and every file's size |
+
+| weights | architecture | quantization | graphs | size |
+|---|---|---|---|---|
+${w}
+
+Kaggle may mount datasets without the executable bit: the notebooks copy the code (not the weights) to
+a local folder and mark \`node\` executable before running it.
+
+## Licenses
+arenakit code: Apache-2.0. ONNX Runtime: MIT. Node.js: MIT and bundled third-party licenses (node/LICENSE).
+Model weights derived from Gemma are subject to the Gemma Terms of Use. Competition data is not included.
+
+Packed ${pack.created} with arenakit ${pack.arenakit}.
+`;
+}
+
+async function main() {
+  let v;
+  try {
+    ({ values: v } = parseArgs({
+      args: process.argv.slice(2),
+      options: {
+        weights: { type: 'string', multiple: true },
+        'with-node': { type: 'boolean', default: false },
+        cuda: { type: 'boolean', default: false },
+        out: { type: 'string', default: join('dist', 'kaggle') },
+        user: { type: 'string' },
+        slug: { type: 'string', default: 'arenakit' },
+        title: { type: 'string', default: 'arenakit - offline Gemma-2 arena runner' },
+        license: { type: 'string', default: 'other' },
+        help: { type: 'boolean', default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (e) {
+    fail(`${e.message}\n\n${USAGE}`);
+  }
+  if (v.help) return void process.stdout.write(USAGE + '\n');
+  if (!v.weights?.length) fail(`missing --weights DIR\n\n${USAGE}`);
+  const weights = v.weights.map(parseWeightsArg);
+  const dupe = weights.find((w, i) => weights.findIndex((x) => x.name === w.name) !== i);
+  if (dupe) throw new PackError(`two --weights are named "${dupe.name}"; name them with NAME=DIR`);
+  const user = v.user ?? process.env.KAGGLE_USERNAME ?? 'YOUR_KAGGLE_USERNAME';
+  if (!/^[a-z0-9-]{3,50}$/.test(v.slug)) throw new PackError(`--slug "${v.slug}" must be 3-50 lowercase letters, digits or "-"`);
+  if (v.title.length < 6 || v.title.length > 50) throw new PackError(`--title must be 6-50 characters (Kaggle's rule), got ${v.title.length}`);
+
+  // The bundles and native files come from `npm run build`.
+  const need = ['runner.cjs', 'trainer.cjs', 'ort/onnxruntime_binding.node', 'ort/libonnxruntime.so.1'];
+  const absent = need.filter((f) => !existsSync(join(dist, f)));
+  if (absent.length) throw new PackError(`dist/ lacks ${absent.join(', ')}; run \`npm run build\` first`);
+  const ortVersion = require('onnxruntime-node/package.json').version;
+  const ortNative = join(dirname(require.resolve('onnxruntime-node/package.json')), 'bin', 'napi-v6', 'linux', 'x64', 'libonnxruntime.so.1');
+  if (existsSync(ortNative) && statSync(ortNative).size !== statSync(join(dist, 'ort', 'libonnxruntime.so.1')).size)
+    throw new PackError(`dist/ort/libonnxruntime.so.1 differs from onnxruntime-node ${ortVersion}'s copy; run \`npm run build\` again`);
+  if (v.cuda && ortVersion !== CUDA_PIN.ort)
+    throw new PackError(
+      `--cuda: onnxruntime-node is ${ortVersion}, but the pinned CUDA provider package ${CUDA_PIN.pkg}@${CUDA_PIN.version} is built from ONNX Runtime ${CUDA_PIN.ort}. ` +
+        `Provider libraries must come from exactly the same ONNX Runtime version as libonnxruntime.so.1: install onnxruntime-node@${CUDA_PIN.ort}, or pin a provider package built from ${ortVersion} in build/pack-fetch.mjs.`,
+    );
+
+  const out = resolve(v.out);
+  if (existsSync(out)) {
+    const entries = readdirSync(out);
+    if (entries.length && !entries.includes('pack.json'))
+      throw new PackError(`${out} exists and is not a previous pack (no pack.json); choose another --out or empty it`);
+    rmSync(out, { recursive: true, force: true });
+  }
+  mkdirSync(out, { recursive: true });
+
+  for (const f of ['runner.cjs', 'trainer.cjs']) copyFileSync(join(dist, f), join(out, f));
+  cpSync(join(dist, 'ort'), join(out, 'ort'), { recursive: true, dereference: true });
+  // The runner reads tokenizers from the weights directories; only `trainer.cjs tiny` needs the assets.
+  if (existsSync(join(dist, 'assets'))) cpSync(join(dist, 'assets'), join(out, 'assets'), { recursive: true, dereference: true });
+  else console.log('pack: warning: dist/assets is missing (npm run build did not finish?); the pack\'s trainer.cjs tiny will lack the Gemma-2 tokenizer, the runner is unaffected');
+
+  let node = null;
+  if (v['with-node']) {
+    const src = await fetchPinned(NODE_PIN);
+    mkdirSync(join(out, 'node', 'bin'), { recursive: true });
+    copyFileSync(join(src, 'package', 'bin', 'node'), join(out, 'node', 'bin', 'node'));
+    chmodSync(join(out, 'node', 'bin', 'node'), 0o755);
+    copyFileSync(join(src, 'package', 'LICENSE'), join(out, 'node', 'LICENSE'));
+    node = { package: NODE_PIN.pkg, version: NODE_PIN.version, file: 'node/bin/node' };
+  }
+  let cuda = null;
+  if (v.cuda) {
+    const src = await fetchPinned(CUDA_PIN);
+    for (const f of CUDA_PIN.files.filter((x) => x.endsWith('.so'))) copyFileSync(join(src, f), join(out, 'ort', basename(f)));
+    copyFileSync(join(src, 'package', 'LICENSE'), join(out, 'ort', 'LICENSE-onnxruntime-gpu-package'));
+    cuda = { package: CUDA_PIN.pkg, version: CUDA_PIN.version, ort: CUDA_PIN.ort, cuda: '13', cudnn: '9' };
+  }
+
+  const packedWeights = [];
+  for (const w of weights) {
+    const { manifest, files } = weightsFiles(w.dir);
+    const dest = join(out, 'weights', w.name);
+    let bytes = 0;
+    for (const f of files) {
+      mkdirSync(dirname(join(dest, f)), { recursive: true });
+      copyFileSync(join(w.dir, f), join(dest, f));
+      bytes += statSync(join(dest, f)).size;
+    }
+    const skipped = walk(w.dir).map((p) => relative(w.dir, p)).filter((f) => !files.includes(f));
+    if (skipped.length) console.log(`pack: ${w.dir}: left out ${skipped.length} file(s) its manifest does not list (${skipped.slice(0, 5).join(', ')}${skipped.length > 5 ? ', ...' : ''})`);
+    if (v.cuda && !manifest.graphs?.cuda) console.log(`pack: note: ${w.name} has no CUDA (fp16) graph; on a GPU the runner uses its CPU graph on the CUDA provider`);
+    packedWeights.push({
+      name: w.name,
+      path: `weights/${w.name}`,
+      kind: manifest.kind,
+      architecture: manifest.architecture,
+      labels: manifest.labels,
+      quantization: manifest.quantization?.kind ?? null,
+      graphs: Object.keys(manifest.graphs ?? {}).filter((k) => manifest.graphs[k]),
+      bytes,
+    });
+  }
+
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+  const pack = {
+    kind: 'arenakit-kaggle-pack',
+    version: 1,
+    arenakit: pkg.version,
+    created: new Date().toISOString(),
+    onnxruntime: ortVersion,
+    node,
+    cuda,
+    entry: { runner: 'runner.cjs', trainer: 'trainer.cjs' },
+    weights: packedWeights,
+    files: {},
+  };
+  writeFileSync(join(out, 'README.md'), datasetReadme({ pack, user, slug: v.slug }));
+  const files = Object.fromEntries(walk(out).map((p) => [relative(out, p), { bytes: statSync(p).size }]).sort(([a], [b]) => (a < b ? -1 : 1)));
+  pack.files = files;
+  writeFileSync(join(out, 'pack.json'), JSON.stringify(pack, null, 2) + '\n');
+  const readme = readFileSync(join(out, 'README.md'), 'utf8');
+  const meta = {
+    title: v.title,
+    subtitle: 'Offline Gemma-2 preference classifier runner on ONNX Runtime (Node.js)',
+    description: readme,
+    id: `${user}/${v.slug}`,
+    licenses: [{ name: v.license }],
+    keywords: ['nlp', 'text classification'],
+  };
+  writeFileSync(join(out, 'dataset-metadata.json'), JSON.stringify(meta, null, 2) + '\n');
+
+  // Size report: total and per top-level entry.
+  const all = walk(out).map((p) => ({ rel: relative(out, p), bytes: statSync(p).size }));
+  const total = all.reduce((a, f) => a + f.bytes, 0);
+  const byTop = new Map();
+  for (const f of all) {
+    const top = f.rel.split('/')[0];
+    byTop.set(top, (byTop.get(top) ?? 0) + f.bytes);
+  }
+  console.log(`pack: wrote ${relative(process.cwd(), out) || out} (${all.length} files, ${mb(total)}; id ${meta.id})`);
+  for (const [k, b] of [...byTop].sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(24)} ${mb(b).padStart(10)}`);
+  if (user === 'YOUR_KAGGLE_USERNAME') console.log('pack: set --user (or KAGGLE_USERNAME) so dataset-metadata.json has your id');
+  console.log(`upload: kaggle datasets create -p ${relative(process.cwd(), out) || out} --dir-mode tar   (new version: kaggle datasets version -p ... --dir-mode tar -m MSG)`);
+}
+
+main().catch((e) => {
+  if (e instanceof PackError) fail(e.message);
+  process.stderr.write(`${e.stack ?? e}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,70 @@
+// `trainer import`: HF checkpoint (+ PEFT adapter) -> merged, quantized arenakit weights directory.
+import { need, num, parse, UsageError } from '../args';
+import { importCheckpoint } from '../../weights/import';
+
+const USAGE = `usage: node dist/trainer.cjs import --base HF_DIR [--adapter PEFT_DIR] --quant int4|int8|fp16|fp32 --out DIR
+  --base DIR         Hugging Face model folder (config.json + model.safetensors or a sharded index)
+  --adapter DIR      PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors), merged in
+  --tokenizer DIR    folder with tokenizer.json (+ tokenizer_config.json) when HF_DIR has none
+  --quant KIND       int4 | int8 (MatMulNBits) | fp16 | fp32 weights
+  --block-size N     quantization block size for int4/int8: 32 (default), 64 or 128
+  --asymmetric       int4/int8 with per-block zero points (default: symmetric, no zero points)
+  --max-tokens N     token budget per row recorded in the manifest (default 2048)
+  --template NAME    prompt template name (default gemma-chat)
+  --graphs LIST      cpu,cuda (default cpu): float32 CPU graph and/or float16 CUDA graph
+  --labels LIST      label names in logit order (default: from id2label, else winner_model_a,winner_model_b,winner_tie)
+  --out DIR          weights directory to write`;
+
+export async function run(argv: string[]): Promise<void> {
+  const v = parse(
+    argv,
+    {
+      base: { type: 'string' },
+      adapter: { type: 'string' },
+      tokenizer: { type: 'string' },
+      quant: { type: 'string' },
+      'block-size': { type: 'string' },
+      asymmetric: { type: 'boolean' },
+      'max-tokens': { type: 'string' },
+      template: { type: 'string' },
+      graphs: { type: 'string' },
+      labels: { type: 'string' },
+      out: { type: 'string' },
+    },
+    USAGE,
+  );
+  const quant = need(v.quant, '--quant', USAGE);
+  if (!['int4', 'int8', 'fp16', 'fp32'].includes(quant)) throw new UsageError(`--quant must be int4, int8, fp16 or fp32, got "${quant}"\n\n${USAGE}`);
+  const blockSize = num(v['block-size'], '--block-size', 32);
+  if (![16, 32, 64, 128].includes(blockSize)) throw new UsageError(`--block-size must be 32, 64 or 128 (or 16), got ${blockSize}`);
+  if ((v['block-size'] !== undefined || v.asymmetric) && quant !== 'int4' && quant !== 'int8')
+    throw new UsageError(`--block-size and --asymmetric only apply to --quant int4 or int8`);
+  const maxTokens = num(v['max-tokens'], '--max-tokens', 2048);
+  if (!Number.isInteger(maxTokens) || maxTokens < 16) throw new UsageError(`--max-tokens must be an integer >= 16, got ${maxTokens}`);
+  const graphs = String(v.graphs ?? 'cpu').split(',').map((s) => s.trim()).filter(Boolean);
+  for (const g of graphs) if (g !== 'cpu' && g !== 'cuda') throw new UsageError(`--graphs takes cpu and/or cuda, got "${g}"`);
+  if (!graphs.length) throw new UsageError('--graphs is empty');
+  const labels = typeof v.labels === 'string' ? v.labels.split(',').map((s) => s.trim()) : undefined;
+
+  const tty = process.stderr.isTTY;
+  const r = await importCheckpoint({
+    base: need(v.base, '--base', USAGE),
+    adapter: v.adapter as string | undefined,
+    tokenizer: v.tokenizer as string | undefined,
+    quant: quant as 'int4' | 'int8' | 'fp16' | 'fp32',
+    blockSize: blockSize as 16 | 32 | 64 | 128,
+    symmetric: !v.asymmetric,
+    graphs: [...new Set(graphs)] as ('cpu' | 'cuda')[],
+    template: typeof v.template === 'string' ? v.template : 'gemma-chat',
+    maxTokens,
+    out: need(v.out, '--out', USAGE),
+    labels,
+    command: ['node', 'dist/trainer.cjs', 'import', ...argv].map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a)).join(' '),
+    log: (line) => process.stderr.write(tty && line.startsWith('import: ') ? `\r${line.slice(0, 160).padEnd(160)}` : `${line}\n`),
+  });
+  if (tty) process.stderr.write('\n');
+  process.stderr.write(
+    `import: wrote ${r.out} (${r.config.architecture}, ${quant}, ${(r.sourceBytes / 1e6).toFixed(1)} MB source in ${r.seconds.toFixed(1)} s, ` +
+      `${(r.sourceBytes / 1e6 / r.seconds).toFixed(0)} MB/s)\n`,
+  );
+}

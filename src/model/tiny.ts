@@ -1,0 +1,84 @@
+// Seeded random tiny Gemma-2 classifier (CI, demo): the real Gemma-2 vocabulary (256,000) with a
+// 64-wide model, 4 layers and a 32-token sliding window, so every code path of a real model runs in
+// milliseconds. Weights are fp16-representable (stored fp16 without loss) and the score head is small,
+// so predictions are near-uniform but depend on the input.
+import { f32ToF16 } from '../graph/builder';
+import type { HostTensor, ModelConfig, WeightSource } from '../types';
+import { forName } from '../util/rng';
+
+export interface TinyOptions {
+  seed: number;
+  vocabSize?: number;
+  /** Sliding window on even layers; shorter than typical inputs so the window is exercised. */
+  slidingWindow?: number;
+}
+
+export function tinyConfig(opts: { vocabSize?: number; slidingWindow?: number } = {}): ModelConfig {
+  return {
+    architecture: 'Gemma2ForSequenceClassification',
+    vocabSize: opts.vocabSize ?? 256000,
+    hiddenSize: 64,
+    intermediateSize: 128,
+    numLayers: 4,
+    numHeads: 4,
+    numKvHeads: 2,
+    headDim: 16,
+    rmsNormEps: 1e-6,
+    ropeTheta: 10000,
+    attnScale: 16 ** -0.5,
+    attnSoftcap: 50,
+    slidingWindow: opts.slidingWindow ?? 32,
+    sandwichNorms: true,
+    numLabels: 3,
+    padTokenId: 0,
+    maxPositions: 8192,
+  };
+}
+
+const F16 = new Uint16Array(1);
+function halfRound(v: number): number {
+  F16[0] = f32ToF16(v);
+  const h = F16[0];
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  return e === 0 ? s * m * 2 ** -24 : s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/** Standard deviation per weight kind (the HF fixtures' recipe, score head shrunk). */
+function stdFor(name: string): number {
+  if (name.endsWith('layernorm.weight') || name === 'model.norm.weight') return 0.1;
+  if (name === 'model.embed_tokens.weight') return 0.5;
+  if (name === 'score.weight') return 0.02;
+  if (/(q_proj|k_proj)/.test(name)) return 0.3;
+  if (/down_proj/.test(name)) return 0.1;
+  return 0.15;
+}
+
+function shapeFor(c: ModelConfig, name: string): number[] {
+  const H = c.hiddenSize;
+  const I = c.intermediateSize;
+  const D = c.headDim;
+  if (name === 'model.embed_tokens.weight') return [c.vocabSize, H];
+  if (name === 'score.weight') return [c.numLabels, H];
+  if (name.endsWith('layernorm.weight') || name === 'model.norm.weight') return [H];
+  if (name.endsWith('q_proj.weight')) return [c.numHeads * D, H];
+  if (name.endsWith('k_proj.weight') || name.endsWith('v_proj.weight')) return [c.numKvHeads * D, H];
+  if (name.endsWith('o_proj.weight')) return [H, c.numHeads * D];
+  if (name.endsWith('gate_proj.weight') || name.endsWith('up_proj.weight')) return [I, H];
+  if (name.endsWith('down_proj.weight')) return [H, I];
+  throw new Error(`tiny model: no tensor named "${name}"`);
+}
+
+/** Weights by HF name, each from its own seeded stream (the same tensor whatever the read order). */
+export function tinyWeights(c: ModelConfig, seed: number): WeightSource {
+  return (name: string): HostTensor => {
+    const shape = shapeFor(c, name);
+    const n = shape.reduce((a, d) => a * d, 1);
+    const rng = forName(seed, name);
+    const std = stdFor(name);
+    const data = new Float32Array(n);
+    for (let i = 0; i < n; i++) data[i] = halfRound(rng.normal() * std);
+    return { shape, data };
+  };
+}

@@ -1,0 +1,143 @@
+// Block-wise round-to-nearest quantization in ORT MatMulNBits layout (see shared docs/model.md):
+// B uint8 [N, n_blocks, block_size * bits / 8] (the transposed [K, N] weight packed along K, element
+// 2i in the low nibble for 4-bit), scales [N, n_blocks], zero points packed [N, ceil(n_blocks / 2)]
+// (4-bit) or [N, n_blocks] (8-bit). Symmetric = no zero-point input (ORT's default 8 / 128).
+// Also the JS dequantize reference the tests check MatMulNBits against, and reconstruction errors.
+
+export interface NBitsSpec {
+  bits: 4 | 8;
+  blockSize: number;
+  symmetric: boolean;
+}
+
+export interface NBitsWeight extends NBitsSpec {
+  /** Output features (rows of the HF [out, in] weight). */
+  N: number;
+  /** Input features. */
+  K: number;
+  nBlocks: number;
+  b: Uint8Array;
+  /** [N, nBlocks] float32 (cast to the activation dtype when written). */
+  scales: Float32Array;
+  /** Packed zero points, null when symmetric. */
+  zeroPoints: Uint8Array | null;
+}
+
+export class QuantError extends Error {
+  override name = 'QuantError';
+}
+
+export function checkSpec(spec: NBitsSpec, where: string): void {
+  if (spec.bits !== 4 && spec.bits !== 8) throw new QuantError(`${where}: bits must be 4 or 8, got ${spec.bits}`);
+  const bs = spec.blockSize;
+  if (!Number.isInteger(bs) || bs < 16 || (bs & (bs - 1)) !== 0)
+    throw new QuantError(`${where}: block size must be a power of two >= 16 (16, 32, 64, 128), got ${bs}`);
+}
+
+/**
+ * Quantizes a row-major HF weight W [N, K] (y = x W^T). `roundScale` lets an fp16 graph round the
+ * scales to half precision before the codes are chosen, so codes and scales agree exactly.
+ */
+export function quantizeNBits(w: Float32Array, N: number, K: number, spec: NBitsSpec, roundScale: (s: number) => number = Math.fround): NBitsWeight {
+  checkSpec(spec, 'quantizeNBits');
+  if (w.length !== N * K) throw new QuantError(`quantizeNBits: weight has ${w.length} values, expected N*K = ${N}*${K}`);
+  const { bits, blockSize: bs, symmetric } = spec;
+  const nBlocks = Math.ceil(K / bs);
+  const blobBytes = (bs * bits) / 8;
+  const levels = (1 << bits) - 1;
+  const mid = 1 << (bits - 1);
+  const b = new Uint8Array(N * nBlocks * blobBytes);
+  const scales = new Float32Array(N * nBlocks);
+  const zpRow = bits === 4 ? Math.ceil(nBlocks / 2) : nBlocks;
+  const zeroPoints = symmetric ? null : new Uint8Array(N * zpRow);
+  const codes = new Uint8Array(bs);
+  for (let n = 0; n < N; n++) {
+    for (let blk = 0; blk < nBlocks; blk++) {
+      const k0 = blk * bs;
+      const k1 = Math.min(K, k0 + bs);
+      let scale: number;
+      let zp: number;
+      if (symmetric) {
+        // The value with the largest magnitude maps exactly to -mid (ORT's convention: range [-mid, mid-1]).
+        let vmax = 0;
+        for (let k = k0; k < k1; k++) if (Math.abs(w[n * K + k]) > Math.abs(vmax)) vmax = w[n * K + k];
+        scale = roundScale(vmax / -mid);
+        zp = mid;
+      } else {
+        let lo = 0;
+        let hi = 0;
+        for (let k = k0; k < k1; k++) {
+          const v = w[n * K + k];
+          if (v < lo) lo = v;
+          if (v > hi) hi = v;
+        }
+        scale = roundScale((hi - lo) / levels);
+        zp = scale === 0 ? 0 : Math.min(levels, Math.max(0, Math.round(-lo / scale)));
+      }
+      const inv = scale === 0 ? 0 : 1 / scale;
+      codes.fill(zp);
+      for (let k = k0; k < k1; k++) codes[k - k0] = Math.min(levels, Math.max(0, Math.round(w[n * K + k] * inv) + zp));
+      scales[n * nBlocks + blk] = scale;
+      const off = (n * nBlocks + blk) * blobBytes;
+      if (bits === 8) b.set(codes, off);
+      else for (let i = 0; i < bs / 2; i++) b[off + i] = codes[2 * i] | (codes[2 * i + 1] << 4);
+      if (zeroPoints) {
+        if (bits === 8) zeroPoints[n * zpRow + blk] = zp;
+        else zeroPoints[n * zpRow + (blk >> 1)] |= blk & 1 ? zp << 4 : zp;
+      }
+    }
+  }
+  return { bits, blockSize: bs, symmetric, N, K, nBlocks, b, scales, zeroPoints };
+}
+
+/** JS reference: the HF-layout [N, K] float weight MatMulNBits computes with. */
+export function dequantizeNBits(q: NBitsWeight): Float32Array {
+  const { N, K, nBlocks, bits, blockSize: bs } = q;
+  const out = new Float32Array(N * K);
+  const blobBytes = (bs * bits) / 8;
+  const zpRow = bits === 4 ? Math.ceil(nBlocks / 2) : nBlocks;
+  const mid = 1 << (bits - 1);
+  for (let n = 0; n < N; n++)
+    for (let blk = 0; blk < nBlocks; blk++) {
+      const scale = q.scales[n * nBlocks + blk];
+      let zp = mid;
+      if (q.zeroPoints) {
+        const z = bits === 8 ? q.zeroPoints[n * zpRow + blk] : q.zeroPoints[n * zpRow + (blk >> 1)];
+        zp = bits === 8 ? z : blk & 1 ? z >> 4 : z & 15;
+      }
+      const off = (n * nBlocks + blk) * blobBytes;
+      for (let i = 0; i < bs; i++) {
+        const k = blk * bs + i;
+        if (k >= K) break;
+        const c = bits === 8 ? q.b[off + i] : i & 1 ? q.b[off + (i >> 1)] >> 4 : q.b[off + (i >> 1)] & 15;
+        out[n * K + k] = Math.fround((c - zp) * scale);
+      }
+    }
+  return out;
+}
+
+export interface ReconstructionError {
+  name: string;
+  maxAbs: number;
+  rmse: number;
+  /** rmse / rms(weight). */
+  relRmse: number;
+}
+
+export function reconstructionError(name: string, w: Float32Array, wq: Float32Array): ReconstructionError {
+  let max = 0;
+  let se = 0;
+  let ss = 0;
+  for (let i = 0; i < w.length; i++) {
+    const d = Math.abs(w[i] - wq[i]);
+    if (d > max) max = d;
+    se += d * d;
+    ss += w[i] * w[i];
+  }
+  const rmse = Math.sqrt(se / Math.max(1, w.length));
+  return { name, maxAbs: max, rmse, relRmse: ss > 0 ? rmse / Math.sqrt(ss / w.length) : 0 };
+}
+
+export function formatErrorReport(rows: ReconstructionError[]): string {
+  return rows.map((r) => `${r.name.padEnd(48)} maxAbs ${r.maxAbs.toExponential(3)}  rmse ${r.rmse.toExponential(3)}  rel ${(100 * r.relRmse).toFixed(2)}%`).join('\n');
+}

@@ -1,0 +1,233 @@
+// HF checkpoint (+ optional PEFT LoRA adapter) -> arenakit weights directory. Owns the import
+// pipeline's bookkeeping: config parsing, adapter checks before any long work, the lazy merged
+// WeightSource, tokenizer location, provenance (source files with sizes and sha256) and progress.
+// Graph building, quantization and file writing belong to writeWeightsDir.
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { LABEL_COLUMNS, type ModelConfig, type WeightSource } from '../types';
+import type { Quantization } from './manifest';
+import { hfLabelNames, parseHfConfig } from './hfconfig';
+import { checkAdapter, mergedSource, openAdapter, type Adapter } from './peft';
+import { openCheckpoint, type Checkpoint } from './safetensors';
+import { writeWeightsDir } from './write';
+
+export class ImportError extends Error {
+  override name = 'ImportError';
+}
+
+export interface ImportOptions {
+  /** HF model folder: config.json + model.safetensors or a sharded index. */
+  base: string;
+  /** PEFT adapter folder (adapter_config.json + adapter_model.safetensors). */
+  adapter?: string;
+  /** Tokenizer folder when `base` has no tokenizer.json. */
+  tokenizer?: string;
+  quant: Quantization['kind'];
+  /** MatMulNBits block size for int4 / int8 (default 32). */
+  blockSize?: 16 | 32 | 64 | 128;
+  /** Symmetric int4 / int8 (no zero points; default true) or asymmetric (per-block zero points). */
+  symmetric?: boolean;
+  graphs: ('cpu' | 'cuda')[];
+  template: string;
+  maxTokens: number;
+  out: string;
+  /** Label names in logit order; default from id2label when it names the Kaggle columns, else the Kaggle order. */
+  labels?: string[];
+  /** The command line, recorded in the manifest. */
+  command?: string;
+  /** Progress lines (default: none). */
+  log?: (line: string) => void;
+}
+
+export interface ImportResult {
+  out: string;
+  config: ModelConfig;
+  sourceBytes: number;
+  seconds: number;
+  warnings: string[];
+}
+
+export interface FileRecord {
+  file: string;
+  bytes: number;
+  sha256: string;
+}
+
+/** sha256 of a file read in 8 MB chunks (checkpoint shards are several GB). */
+export function sha256File(path: string): string {
+  const h = createHash('sha256');
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.alloc(8 * 1024 * 1024);
+    for (let pos = 0; ; ) {
+      const n = readSync(fd, buf, 0, buf.length, pos);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+      pos += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return h.digest('hex');
+}
+
+export function fileRecords(dir: string, files: string[]): FileRecord[] {
+  return files.map((f) => {
+    const p = join(dir, f);
+    return { file: f, bytes: statSync(p).size, sha256: sha256File(p) };
+  });
+}
+
+/** Label names in logit order (see ImportOptions.labels). */
+export function chooseLabels(config: ModelConfig, hfConfig: unknown, override?: string[]): string[] {
+  if (override) {
+    if (override.length !== config.numLabels)
+      throw new ImportError(`--labels names ${override.length} labels but the model has num_labels = ${config.numLabels}`);
+    return override;
+  }
+  const names = hfLabelNames(hfConfig);
+  if (config.numLabels === 3) {
+    const kaggle = LABEL_COLUMNS as readonly string[];
+    if (names && names.length === 3 && names.every((n) => kaggle.includes(n)) && new Set(names).size === 3) return names;
+    return [...kaggle];
+  }
+  return [names?.[0] && !/^LABEL_\d+$/.test(names[0]) ? names[0] : 'score'];
+}
+
+const fmtBytes = (b: number) => (b >= 1e9 ? `${(b / 1e9).toFixed(2)} GB` : `${(b / 1e6).toFixed(1)} MB`);
+
+/** Wraps a WeightSource so each fetched tensor advances a byte counter with a throttled ETA line. */
+export function withProgress(
+  get: WeightSource,
+  bytesOf: (name: string) => number,
+  totalBytes: number,
+  log: (line: string) => void,
+  everyMs = 2000,
+): WeightSource {
+  const t0 = Date.now();
+  let done = 0;
+  let last = 0;
+  return (name) => {
+    const t = get(name);
+    done += bytesOf(name);
+    const now = Date.now();
+    if (now - last >= everyMs || done >= totalBytes) {
+      last = now;
+      const s = (now - t0) / 1000;
+      const frac = Math.min(1, done / totalBytes);
+      const eta = frac > 0 ? (s / frac) * (1 - frac) : 0;
+      log(
+        `import: ${(100 * frac).toFixed(1)}% (${fmtBytes(done)} / ${fmtBytes(totalBytes)} read, ` +
+          `${(done / 1e6 / Math.max(s, 1e-3)).toFixed(0)} MB/s, ${s.toFixed(0)} s elapsed, ETA ${eta.toFixed(0)} s) ${name}`,
+      );
+    }
+    return t;
+  };
+}
+
+/** The embedding multiplier's dtype: HF rounds sqrt(hidden) to the dtype the model ran in. */
+function torchDtype(hf: Record<string, unknown>): 'float32' | 'bfloat16' | 'float16' {
+  return hf.torch_dtype === 'bfloat16' ? 'bfloat16' : hf.torch_dtype === 'float16' ? 'float16' : 'float32';
+}
+
+export async function importCheckpoint(opts: ImportOptions): Promise<ImportResult> {
+  const t0 = Date.now();
+  const log = opts.log ?? (() => {});
+  const warnings: string[] = [];
+  const base = resolve(opts.base);
+  const configFile = join(base, 'config.json');
+  if (!existsSync(configFile)) throw new ImportError(`${base}: no config.json; --base must be a Hugging Face model folder (save_pretrained output)`);
+  let hf: Record<string, unknown>;
+  try {
+    hf = JSON.parse(readFileSync(configFile, 'utf8'));
+  } catch (e) {
+    throw new ImportError(`${configFile}: not valid JSON (${(e as Error).message})`);
+  }
+  const config = parseHfConfig(hf, configFile);
+
+  const tokenizerDir = resolve(opts.tokenizer ?? base);
+  if (!existsSync(join(tokenizerDir, 'tokenizer.json')))
+    throw new ImportError(
+      opts.tokenizer
+        ? `${tokenizerDir}: no tokenizer.json in the --tokenizer folder`
+        : `${base}: no tokenizer.json next to the checkpoint; pass --tokenizer DIR (a folder with the model's tokenizer.json and tokenizer_config.json)`,
+    );
+
+  const ckpt: Checkpoint = openCheckpoint(base);
+  let adapter: Adapter | null = null;
+  try {
+    for (const n of requiredNames(config))
+      if (!ckpt.names.includes(n) && !(n === 'score.weight' && opts.adapter))
+        throw new ImportError(`${base}: checkpoint has no tensor "${n}", which ${config.architecture} with num_hidden_layers = ${config.numLayers} needs`);
+    let weights: WeightSource = ckpt.get;
+    if (opts.adapter) {
+      adapter = openAdapter(resolve(opts.adapter));
+      warnings.push(...adapter.config.warnings);
+      checkAdapter(adapter, { names: ckpt.names, shape: (n) => ckpt.info(n).shape });
+      if (!ckpt.names.includes('score.weight') && !adapter.saved.has('score.weight'))
+        throw new ImportError(`${base}: checkpoint has no "score.weight" and the adapter's modules_to_save does not provide one`);
+      weights = mergedSource(ckpt.get, adapter);
+    }
+    for (const w of warnings) log(`warning: ${w}`);
+
+    const names = requiredNames(config);
+    const bytesOf = (n: string) => (ckpt.names.includes(n) ? ckpt.info(n).end - ckpt.info(n).begin : 0);
+    const sourceBytes = names.reduce((a, n) => a + bytesOf(n), 0);
+    log(`import: ${config.architecture}, ${config.numLayers} layers, ${fmtBytes(sourceBytes)} of weights; hashing source files`);
+
+    const baseFiles = ['config.json', ...ckpt.files.map((f) => basename(f.path))];
+    if (existsSync(join(base, 'model.safetensors.index.json'))) baseFiles.push('model.safetensors.index.json');
+    const provenance: Record<string, unknown> = {
+      tool: 'arenakit import',
+      command: opts.command ?? null,
+      created: new Date().toISOString(),
+      base: { dir: base, files: fileRecords(base, baseFiles), config: hf },
+      adapter: adapter
+        ? { dir: adapter.dir, files: fileRecords(adapter.dir, ['adapter_config.json', 'adapter_model.safetensors']), config: adapter.config.raw }
+        : null,
+      tokenizer: { dir: tokenizerDir },
+      merge: adapter ? 'W + s * lora_B @ lora_A (s = lora_alpha / r, or / sqrt(r) with use_rslora); modules_to_save from the adapter' : null,
+      warnings,
+    };
+
+    const quant: Quantization =
+      opts.quant === 'int4' || opts.quant === 'int8' ? { kind: opts.quant, blockSize: opts.blockSize ?? 32, symmetric: opts.symmetric ?? true } : { kind: opts.quant };
+    const progress = withProgress(weights, bytesOf, sourceBytes * opts.graphs.length, log);
+    await writeWeightsDir({
+      dir: resolve(opts.out),
+      config,
+      weights: progress,
+      quant,
+      graphs: opts.graphs,
+      tokenizerDir,
+      template: opts.template,
+      maxTokens: opts.maxTokens,
+      labels: chooseLabels(config, hf, opts.labels),
+      provenance,
+      embedScaleDtype: torchDtype(hf),
+    });
+    const seconds = (Date.now() - t0) / 1000;
+    return { out: resolve(opts.out), config, sourceBytes, seconds, warnings };
+  } finally {
+    adapter?.close();
+    ckpt.close();
+  }
+}
+
+/** Every HF tensor name the graph reads for this config (extra checkpoint tensors, e.g. lm_head, are ignored). */
+export function requiredNames(c: ModelConfig): string[] {
+  const names = ['model.embed_tokens.weight'];
+  for (let i = 0; i < c.numLayers; i++) {
+    const p = `model.layers.${i}.`;
+    names.push(
+      `${p}input_layernorm.weight`,
+      ...['q_proj', 'k_proj', 'v_proj', 'o_proj'].map((n) => `${p}self_attn.${n}.weight`),
+      `${p}post_attention_layernorm.weight`,
+      ...['gate_proj', 'up_proj', 'down_proj'].map((n) => `${p}mlp.${n}.weight`),
+    );
+    if (c.sandwichNorms) names.push(`${p}pre_feedforward_layernorm.weight`, `${p}post_feedforward_layernorm.weight`);
+  }
+  names.push('model.norm.weight', 'score.weight');
+  return names;
+}

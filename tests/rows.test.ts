@@ -1,0 +1,205 @@
+// readRows / parseCell: every documented data quirk on small fixtures written to os.tmpdir(), plus the
+// real 999-row sample against the label counts its README states.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { readFileSync } from 'node:fs';
+import { parseCell, readRows, RowsError } from '../src/data/rows';
+import { demoCsv } from '../demo/make-demo';
+
+const DEMO = path.join(__dirname, '..', 'demo', 'arena-demo.csv');
+const SAMPLE = path.join(__dirname, '..', '..', 'shared', 'data', 'arena-sample-999.csv');
+const TRAIN_HEADER = 'id,model_a,model_b,prompt,response_a,response_b,winner_model_a,winner_model_b,winner_tie';
+const TEST_HEADER = 'id,prompt,response_a,response_b';
+
+/** One CSV field, quoted the way pandas writes it. */
+const q = (s: string) => `"${s.replace(/"/g, '""')}"`;
+const list = (...items: (string | null)[]) => q(JSON.stringify(items));
+const trainLine = (id: string, p: string, a: string, b: string, label = '1,0,0') => `${id},m1,m2,${p},${a},${b},${label}`;
+
+let dir = '';
+let n = 0;
+function fixture(content: string): string {
+  const p = path.join(dir, `f${n++}.csv`);
+  writeFileSync(p, content, 'utf8');
+  return p;
+}
+
+async function rejects(p: Promise<unknown>, ...parts: (string | RegExp)[]): Promise<string> {
+  let err: unknown;
+  try {
+    await p;
+  } catch (e) {
+    err = e;
+  }
+  assert.ok(err instanceof RowsError, `expected a RowsError, got ${String(err)}`);
+  const msg = (err as Error).message;
+  for (const part of parts) {
+    if (typeof part === 'string') assert.ok(msg.includes(part), `message ${JSON.stringify(msg)} lacks ${JSON.stringify(part)}`);
+    else assert.match(msg, part);
+  }
+  return msg;
+}
+
+describe('rows: parseCell', () => {
+  it('decodes a JSON list, one item per turn', () => {
+    assert.deepEqual(parseCell('["hi", "again"]'), { items: ['hi', 'again'], raw: false, nulls: 0, surrogates: 0 });
+  });
+  it('turns null items into empty strings and counts them', () => {
+    assert.deepEqual(parseCell('[null, "x", null]'), { items: ['', 'x', ''], raw: false, nulls: 2, surrogates: 0 });
+  });
+  it('keeps a non-JSON cell whole as one raw item', () => {
+    for (const cell of ['just text, with a comma', '["unterminated', '{"a": 1}', '[1, 2]', '"quoted"', '']) {
+      const c = parseCell(cell);
+      assert.deepEqual(c.items, [cell], cell);
+      assert.equal(c.raw, true, cell);
+    }
+  });
+  it('replaces lone surrogates (from JSON escapes) with U+FFFD and keeps valid pairs', () => {
+    const c = parseCell('["a\\ud800b", "\\udc00", "ok \\ud83d\\ude00"]');
+    assert.deepEqual(c.items, ['a\uFFFDb', '\uFFFD', 'ok \u{1F600}']);
+    assert.equal(c.surrogates, 2);
+  });
+  it('keeps empty responses', () => {
+    assert.deepEqual(parseCell('[""]').items, ['']);
+    assert.deepEqual(parseCell('[]').items, []);
+  });
+});
+
+describe('rows: readRows', () => {
+  before(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'arenakit-rows-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('missing column: names the column and the file, before any row is looked at', async () => {
+    // The data row has an invalid label: the column error must still be the one raised.
+    const f = fixture(['id,model_a,model_b,prompt,response_a,winner_model_a,winner_model_b,winner_tie', `1,m,m,${list('p')},${list('a')},9,9,9`].join('\n'));
+    await rejects(readRows(f), 'missing required column response_b', f);
+    const g = fixture('id,text\n1,hello\n');
+    await rejects(readRows(g), 'prompt, response_a, response_b', g);
+  });
+
+  it('an empty file is an error naming the file', async () => {
+    const f = fixture('');
+    await rejects(readRows(f), 'empty file', f);
+  });
+
+  it('duplicate ids: names them with lines and the count', async () => {
+    const lines = [TRAIN_HEADER];
+    for (const id of ['10', '11', '10', '12', '12', '12']) lines.push(trainLine(id, list('p'), list('a'), list('b')));
+    const f = fixture(lines.join('\n'));
+    await rejects(readRows(f), '3 duplicate id(s)', '10 (lines 2 and 4)', '12 (lines 5 and 6)', '12 (lines 5 and 7)');
+  });
+
+  it('a non-JSON cell is one raw item, counted in a warning with the row id', async () => {
+    const f = fixture([TRAIN_HEADER, trainLine('1', list('p'), q('plain, "text"'), list('b')), trainLine('2', list('p'), list('a'), list('b'))].join('\n'));
+    const r = await readRows(f);
+    assert.deepEqual(r.rows[0].responseA, ['plain, "text"']);
+    assert.deepEqual(r.rows[1].responseA, ['a']);
+    assert.equal(r.warnings.length, 1);
+    assert.match(r.warnings[0], /1 cell\(s\) in 1 row\(s\) were not JSON lists.*ids 1\)/);
+  });
+
+  it('null items become empty strings, counted in a warning', async () => {
+    const f = fixture([TRAIN_HEADER, trainLine('7', list('p', 'p2'), list('a', null), list(null, null))].join('\n'));
+    const r = await readRows(f);
+    assert.deepEqual(r.rows[0].responseA, ['a', '']);
+    assert.deepEqual(r.rows[0].responseB, ['', '']);
+    assert.match(r.warnings.join('\n'), /3 null item\(s\) in 1 row\(s\) read as '' \(ids 7\)/);
+  });
+
+  it('a lone surrogate becomes U+FFFD, counted in a warning', async () => {
+    const f = fixture([TEST_HEADER, `5,${q('["x\\ud83d y"]')},${list('a')},${list('b')}`].join('\n'));
+    const r = await readRows(f);
+    assert.deepEqual(r.rows[0].prompt, ['x\uFFFD y']);
+    assert.match(r.warnings.join('\n'), /1 lone UTF-16 surrogate\(s\) in 1 row\(s\).*ids 5/);
+  });
+
+  it('an empty response is a valid row', async () => {
+    const f = fixture([TRAIN_HEADER, trainLine('1', list('p'), list(''), list('b'), '0,1,0'), trainLine('2', list('p'), q('[]'), list('b'))].join('\n'));
+    const r = await readRows(f, { requireLabels: true });
+    assert.equal(r.rows.length, 2);
+    assert.deepEqual(r.rows[0].responseA, ['']);
+    assert.equal(r.rows[0].label, 1);
+    assert.deepEqual(r.rows[1].responseA, []);
+    assert.deepEqual(r.warnings, []);
+  });
+
+  it('a 200,000-character response is read whole', async () => {
+    const long = 'word '.repeat(40_000) + 'END';
+    const f = fixture([TEST_HEADER, `1,${list('p')},${list(long)},${list('b')}`].join('\n'));
+    const r = await readRows(f);
+    assert.equal(r.rows[0].responseA[0].length, 200_003);
+    assert.ok(r.rows[0].responseA[0].endsWith('word END'));
+    assert.equal(r.hasLabels, false);
+  });
+
+  it('BOM + CRLF (and a CRLF inside a quoted cell) are accepted', async () => {
+    const lines = [TRAIN_HEADER, trainLine('1', list('p'), list('line1\r\nline2'), list('b'), '0,0,1'), trainLine('2', list('p'), list('a'), list('b'), '0,1,0')];
+    const f = fixture('\uFEFF' + lines.join('\r\n') + '\r\n');
+    const r = await readRows(f, { requireLabels: true });
+    assert.equal(r.rows.length, 2);
+    assert.equal(r.rows[0].id, '1');
+    assert.deepEqual(r.rows[0].responseA, ['line1\r\nline2']);
+    assert.deepEqual(r.rows.map((x) => x.label), [2, 1]);
+    assert.deepEqual(r.rows.map((x) => x.line), [2, 3]);
+  });
+
+  it('a one-hot that is not exactly one 1 names the row line and id', async () => {
+    const f = fixture([TRAIN_HEADER, trainLine('1', list('p'), list('a'), list('b')), trainLine('abc', list('p'), list('a'), list('b'), '1,1,0')].join('\n'));
+    await rejects(readRows(f), 'line 3 (id abc)', 'exactly one 1');
+    const g = fixture([TRAIN_HEADER, trainLine('1', list('p'), list('a'), list('b'), '0,0,')].join('\n'));
+    await rejects(readRows(g), 'line 2 (id 1)');
+  });
+
+  it('requireLabels on a test file names the missing label columns', async () => {
+    const f = fixture([TEST_HEADER, `1,${list('p')},${list('a')},${list('b')}`].join('\n'));
+    await rejects(readRows(f, { requireLabels: true }), 'winner_model_a, winner_model_b, winner_tie', f);
+    const g = fixture(['id,prompt,response_a,response_b,winner_model_a', `1,${list('p')},${list('a')},${list('b')},1`].join('\n'));
+    await rejects(readRows(g), 'missing label column(s) winner_model_b, winner_tie');
+  });
+
+  it('WSDM-style plain-string cells and a winner column', async () => {
+    const f = fixture(['id,prompt,response_a,response_b,winner,language', 'w1,What is 2+2?,4,Five,model_a,English', 'w2,Bonjour,Salut,Coucou,model_b,French'].join('\n'));
+    const r = await readRows(f, { requireLabels: true });
+    assert.deepEqual(r.rows[0].prompt, ['What is 2+2?']);
+    assert.deepEqual(r.rows[1].responseB, ['Coucou']);
+    assert.deepEqual(r.rows.map((x) => x.label), [0, 1]);
+    assert.match(r.warnings[0], /6 cell\(s\) in 2 row\(s\) were not JSON lists/);
+  });
+
+  it('a missing file names the path', async () => {
+    const f = path.join(dir, 'nope.csv');
+    await rejects(readRows(f), f, 'cannot read');
+  });
+
+  it('reads the 999-row sample: label counts A 352 / B 352 / tie 295 as its README states', async function () {
+    this.timeout(60_000);
+    const r = await readRows(SAMPLE, { requireLabels: true });
+    assert.equal(r.rows.length, 999);
+    assert.equal(r.hasLabels, true);
+    const counts = [0, 1, 2].map((l) => r.rows.filter((x) => x.label === l).length);
+    console.log(`      sample label counts ${counts.join('/')}; warnings: ${r.warnings.join(' | ')}`);
+    assert.deepEqual(counts, [352, 352, 295]);
+    assert.equal(new Set(r.rows.map((x) => x.id)).size, 999);
+    // The README: items can be null, about 1 row in 8 is multi-turn.
+    assert.match(r.warnings.join('\n'), /null item/);
+    const multi = r.rows.filter((x) => x.prompt.length > 1).length;
+    assert.ok(multi > 60 && multi < 200, `multi-turn rows ${multi}`);
+    assert.ok(r.rows.every((x) => x.prompt.length >= 1 && x.responseA.length >= 1));
+  });
+
+  it('the demo CSV is what demo/make-demo.ts writes, labelled, with its probes', async () => {
+    assert.equal(readFileSync(DEMO, 'utf8'), demoCsv(), 'demo/arena-demo.csv is stale: run npx tsx demo/make-demo.ts');
+    const r = await readRows(DEMO, { requireLabels: true });
+    assert.ok(r.rows.length >= 40 && r.rows.length <= 60);
+    assert.match(r.warnings.join('\n'), /1 null item/);
+    const same = r.rows.filter((x) => x.responseA.join() === x.responseB.join());
+    assert.ok(same.length >= 4 && same.every((x) => x.label === 2), 'position probes are ties');
+    assert.ok(r.rows.some((x) => x.prompt.length > 1));
+    assert.ok(r.rows.some((x) => /[^\x00-\x7f]/.test(x.prompt[0])));
+    assert.ok(r.rows.some((x) => /best model|most advanced/.test(x.responseA.join() + x.responseB.join())));
+  });
+});

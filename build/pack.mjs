@@ -38,6 +38,7 @@ function walk(dir) {
   return out;
 }
 
+const shown = (p) => (relative(process.cwd(), p).startsWith('..') ? p : relative(process.cwd(), p) || p);
 const mb = (n) => `${(n / 1024 / 1024).toFixed(1)} MB`;
 
 /** The files a weights directory must ship, from its manifest (checked like the runner checks it). */
@@ -103,8 +104,7 @@ otherwise says loudly that it falls back to the CPU; \`--ep cuda\` makes a missi
 | \`runner.cjs\` | predict / validate / calibrate (no node_modules needed) |
 | \`trainer.cjs\` | tiny / import / features (makes weights directories) |
 | \`ort/\` | onnxruntime-node ${pack.onnxruntime}: \`onnxruntime_binding.node\`, \`libonnxruntime.so.1\`${pack.cuda ? `, CUDA provider libraries from ${pack.cuda.package}@${pack.cuda.version} (ORT ${pack.cuda.ort}, built for CUDA 13)` : ''} |
-| \`assets/\` | Gemma-2 tokenizer files (for tiny models) |
-${pack.node ? `| \`node/bin/node\` | Node.js ${pack.node.version} linux-x64 (from npm package ${pack.node.package}) |\n` : ''}| \`pack.json\` | versions, weights order and every file's size |
+${pack.assets ? '| \`assets/\` | Gemma-2 tokenizer files (for `trainer.cjs tiny`) |\n' : ''}${pack.node ? `| \`node/bin/node\` | Node.js ${pack.node.version} linux-x64 (from npm package ${pack.node.package}) |\n` : ''}| \`pack.json\` | versions, weights order and every file's size |
 
 | weights | architecture | quantization | graphs | size |
 |---|---|---|---|---|
@@ -233,6 +233,7 @@ async function main() {
     node,
     cuda,
     entry: { runner: 'runner.cjs', trainer: 'trainer.cjs' },
+    assets: existsSync(join(out, 'assets')),
     weights: packedWeights,
     files: {},
   };
@@ -259,10 +260,10 @@ async function main() {
     const top = f.rel.split('/')[0];
     byTop.set(top, (byTop.get(top) ?? 0) + f.bytes);
   }
-  console.log(`pack: wrote ${relative(process.cwd(), out) || out} (${all.length} files, ${mb(total)}; id ${meta.id})`);
+  console.log(`pack: wrote ${shown(out)} (${all.length} files, ${mb(total)}; id ${meta.id})`);
   for (const [k, b] of [...byTop].sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(24)} ${mb(b).padStart(10)}`);
   if (user === 'YOUR_KAGGLE_USERNAME') console.log('pack: set --user (or KAGGLE_USERNAME) so dataset-metadata.json has your id');
-  console.log(`upload: kaggle datasets create -p ${relative(process.cwd(), out) || out} --dir-mode tar   (new version: kaggle datasets version -p ... --dir-mode tar -m MSG)`);
+  console.log(`upload: kaggle datasets create -p ${shown(out)} --dir-mode tar   (new version: kaggle datasets version -p ... --dir-mode tar -m MSG)`);
 }
 
 main().catch((e) => {

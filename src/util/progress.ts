@@ -2,7 +2,7 @@
 // Kaggle) say where they are without flooding the notebook log.
 export class Progress {
   private start = Date.now();
-  private last = 0;
+  private last = Date.now();
   constructor(
     private label: string,
     private total: number,

@@ -14,11 +14,22 @@ const TANH_GELU = new Set(['gelu_pytorch_tanh', 'gelu_tanh', 'gelu_new', 'gelu_f
 
 type Json = Record<string, unknown>;
 
+/** Causal-LM bases (the usual Kaggle setup: gemma-2-9b-it + a PEFT adapter whose modules_to_save holds the score head). */
+export const CAUSAL_LM_ARCHITECTURES: Record<string, (typeof SUPPORTED_ARCHITECTURES)[number]> = {
+  Gemma2ForCausalLM: 'Gemma2ForSequenceClassification',
+  GemmaForCausalLM: 'GemmaForSequenceClassification',
+};
+
+export interface HfConfigOptions {
+  /** Accept a *ForCausalLM config as the matching classifier with this many labels (the head comes from elsewhere). */
+  causalLmNumLabels?: number;
+}
+
 /**
  * Parses config.json (already JSON.parse'd) of a Gemma-2 / Gemma sequence classifier.
  * `file` is only used in error messages.
  */
-export function parseHfConfig(json: unknown, file: string): ModelConfig {
+export function parseHfConfig(json: unknown, file: string, opts: HfConfigOptions = {}): ModelConfig {
   const fail = (msg: string): never => {
     throw new HfConfigError(`${file}: ${msg}`);
   };
@@ -27,11 +38,13 @@ export function parseHfConfig(json: unknown, file: string): ModelConfig {
 
   const archs = c.architectures;
   if (!Array.isArray(archs) || archs.length === 0) fail('missing key "architectures" (expected ["Gemma2ForSequenceClassification"] or ["GemmaForSequenceClassification"])');
-  const arch = (archs as unknown[])[0];
+  let arch = (archs as unknown[])[0];
+  const causal = typeof arch === 'string' && arch in CAUSAL_LM_ARCHITECTURES && opts.causalLmNumLabels !== undefined;
+  if (causal) arch = CAUSAL_LM_ARCHITECTURES[arch as string];
   if ((archs as unknown[]).length !== 1 || !SUPPORTED_ARCHITECTURES.includes(arch as (typeof SUPPORTED_ARCHITECTURES)[number]))
     fail(
       `unsupported architecture ${JSON.stringify(archs)}; arenakit imports ${SUPPORTED_ARCHITECTURES.join(' and ')} ` +
-        '(a *ForCausalLM base needs a sequence-classification config with a "score" head)',
+        '(a *ForCausalLM base is accepted together with an adapter whose modules_to_save holds the "score" head)',
     );
   const gemma2 = arch === 'Gemma2ForSequenceClassification';
 
@@ -77,7 +90,8 @@ export function parseHfConfig(json: unknown, file: string): ModelConfig {
     attnScale = headDim ** -0.5;
   }
 
-  const numLabels = parseNumLabels(c, fail);
+  const numLabels = causal ? opts.causalLmNumLabels! : parseNumLabels(c, fail);
+  if (numLabels !== 3 && numLabels !== 1) fail(`num_labels is ${numLabels}; arenakit supports 3 (winner A / B / tie) or 1 (single score)`);
   if (!('pad_token_id' in c) || c.pad_token_id === null)
     fail('missing key "pad_token_id": the classifier pools the token before the first pad_token_id');
   const padTokenId = num('pad_token_id', { int: true });

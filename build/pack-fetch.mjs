@@ -36,6 +36,16 @@ export const CUDA_PIN = {
   ],
 };
 
+/** Refuses a CUDA provider package built from another ONNX Runtime than the installed onnxruntime-node. */
+export function checkCudaPairing(ortVersion, pin = CUDA_PIN) {
+  if (ortVersion !== pin.ort)
+    throw new PackError(
+      `--cuda: onnxruntime-node is ${ortVersion}, but the pinned CUDA provider package ${pin.pkg}@${pin.version} is built from ONNX Runtime ${pin.ort}. ` +
+        `Provider libraries must come from exactly the same ONNX Runtime version as libonnxruntime.so.1: install onnxruntime-node@${pin.ort}, ` +
+        `or pin a provider package built from ${ortVersion} in build/pack-fetch.mjs.`,
+    );
+}
+
 /** ARENAKIT_CACHE, else $XDG_CACHE_HOME/arenakit, else ~/.cache/arenakit. */
 export function cacheDir(env = process.env) {
   return env.ARENAKIT_CACHE || join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'arenakit');

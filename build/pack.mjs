@@ -8,7 +8,7 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
-import { CUDA_PIN, NODE_PIN, PackError, cacheDir, fetchPinned } from './pack-fetch.mjs';
+import { CUDA_PIN, NODE_PIN, PackError, cacheDir, checkCudaPairing, fetchPinned } from './pack-fetch.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(join(root, 'package.json'));
@@ -148,6 +148,8 @@ async function main() {
   const weights = v.weights.map(parseWeightsArg);
   const dupe = weights.find((w, i) => weights.findIndex((x) => x.name === w.name) !== i);
   if (dupe) throw new PackError(`two --weights are named "${dupe.name}"; name them with NAME=DIR`);
+  // Check every weights directory before touching --out.
+  for (const w of weights) Object.assign(w, weightsFiles(w.dir));
   const user = v.user ?? process.env.KAGGLE_USERNAME ?? 'YOUR_KAGGLE_USERNAME';
   if (!/^[a-z0-9-]{3,50}$/.test(v.slug)) throw new PackError(`--slug "${v.slug}" must be 3-50 lowercase letters, digits or "-"`);
   if (v.title.length < 6 || v.title.length > 50) throw new PackError(`--title must be 6-50 characters (Kaggle's rule), got ${v.title.length}`);
@@ -160,11 +162,7 @@ async function main() {
   const ortNative = join(dirname(require.resolve('onnxruntime-node/package.json')), 'bin', 'napi-v6', 'linux', 'x64', 'libonnxruntime.so.1');
   if (existsSync(ortNative) && statSync(ortNative).size !== statSync(join(dist, 'ort', 'libonnxruntime.so.1')).size)
     throw new PackError(`dist/ort/libonnxruntime.so.1 differs from onnxruntime-node ${ortVersion}'s copy; run \`npm run build\` again`);
-  if (v.cuda && ortVersion !== CUDA_PIN.ort)
-    throw new PackError(
-      `--cuda: onnxruntime-node is ${ortVersion}, but the pinned CUDA provider package ${CUDA_PIN.pkg}@${CUDA_PIN.version} is built from ONNX Runtime ${CUDA_PIN.ort}. ` +
-        `Provider libraries must come from exactly the same ONNX Runtime version as libonnxruntime.so.1: install onnxruntime-node@${CUDA_PIN.ort}, or pin a provider package built from ${ortVersion} in build/pack-fetch.mjs.`,
-    );
+  if (v.cuda) checkCudaPairing(ortVersion);
 
   const out = resolve(v.out);
   if (existsSync(out)) {
@@ -200,7 +198,7 @@ async function main() {
 
   const packedWeights = [];
   for (const w of weights) {
-    const { manifest, files } = weightsFiles(w.dir);
+    const { manifest, files } = w;
     const dest = join(out, 'weights', w.name);
     let bytes = 0;
     for (const f of files) {

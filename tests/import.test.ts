@@ -3,7 +3,7 @@
 // whose ONNX graphs run on ORT CPU: fp32 vs HF base_logits / lora_logits, int4 / int8 vs the fp32
 // graph of the same weights dequantized by the JS reference.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -300,6 +300,44 @@ describe('import: HF folder (+ adapter) -> weights directory -> ORT CPU', functi
     for (const bad of [['--quant', 'int3'], ['--quant', 'int4', '--block-size', '48'], ['--quant', 'fp16', '--block-size', '64'], ['--quant', 'int4', '--graphs', 'tpu']])
       await assert.rejects(importCli(['--base', dir, '--out', join(tmp, 'bad'), ...bad]), (e: Error) => e.name === 'UsageError');
     await assert.rejects(importCli(['--quant', 'int4', '--out', join(tmp, 'bad')]), (e: Error) => e.name === 'UsageError' && /--base/.test(e.message));
+  });
+
+  it('a Gemma2ForCausalLM base + adapter with the score head in modules_to_save imports as the classifier', async () => {
+    const src = join(FIXTURES, 'gemma2-tiny');
+    const base = join(tmp, 'causal-base');
+    mkdirSync(base);
+    const cfg = json(join(src, 'config.json'));
+    cfg.architectures = ['Gemma2ForCausalLM'];
+    delete cfg.id2label;
+    delete cfg.label2id;
+    writeFileSync(join(base, 'config.json'), JSON.stringify(cfg));
+    // The causal-LM checkpoint has no score.weight: copy every other tensor (F32) into a new file.
+    const ck = openCheckpoint(src);
+    const names = ck.names.filter((n) => n !== 'score.weight');
+    const header: Record<string, unknown> = {};
+    const parts: Buffer[] = [];
+    let off = 0;
+    for (const n of names) {
+      const t = ck.get(n);
+      header[n] = { dtype: 'F32', shape: t.shape, data_offsets: [off, off + t.data.byteLength] };
+      parts.push(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+      off += t.data.byteLength;
+    }
+    ck.close();
+    const hj = Buffer.from(JSON.stringify(header));
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(hj.length));
+    writeFileSync(join(base, 'model.safetensors'), Buffer.concat([len, hj, ...parts]));
+    const opts = { base, tokenizer: TOKENIZER, quant: 'fp32' as const, graphs: ['cpu' as const], template: 'gemma-chat', maxTokens: 256 };
+    await assert.rejects(importCheckpoint({ ...opts, out: join(tmp, 'causal-no-adapter') }), (e: Error) => e.name === 'HfConfigError' && /Gemma2ForCausalLM/.test(e.message));
+    const out = join(tmp, 'causal');
+    await importCheckpoint({ ...opts, adapter: join(src, 'adapter'), out });
+    const m = readManifest(out);
+    assert.equal(m.architecture, 'Gemma2ForSequenceClassification');
+    const inputs = json(join(src, 'inputs.json'));
+    const d = maxAbsDiff(await runLogits(join(out, m.graphs.cpu!.file), inputs.padded), json(join(src, 'expected.json')).lora_logits.padded.flat());
+    console.log(`      causal-LM base + adapter padded: max abs diff ${d.toExponential(3)} (tolerance 1e-4)`);
+    assert.ok(d <= 1e-4);
   });
 
   it('requiredNames lists exactly the fixture checkpoint tensors', () => {

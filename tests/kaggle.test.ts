@@ -8,7 +8,7 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { cacheDir, NODE_PIN } from '../build/pack-fetch.mjs';
+import { cacheDir, checkCudaPairing, CUDA_PIN, NODE_PIN } from '../build/pack-fetch.mjs';
 
 const repo = join(__dirname, '..');
 const dist = join(repo, 'dist');
@@ -88,6 +88,39 @@ function checkSubmission(path: string, ids: string[]): void {
   assert.ok(maxDev < 1e-5);
 }
 
+describe('pack checks', () => {
+  it('pairs the CUDA provider package only with its own ONNX Runtime version', () => {
+    const ortNode = (JSON.parse(readFileSync(join(repo, 'node_modules', 'onnxruntime-node', 'package.json'), 'utf8')) as { version: string }).version;
+    assert.equal(CUDA_PIN.ort, ortNode, 'the pinned provider package matches the installed onnxruntime-node');
+    checkCudaPairing(CUDA_PIN.ort);
+    assert.throws(() => checkCudaPairing('1.30.0'), (e: Error) => {
+      console.log(`      ${e.name}: ${e.message}`);
+      return e.name === 'PackError' && /onnxruntime-node is 1\.30\.0/.test(e.message) && e.message.includes(`built from ONNX Runtime ${CUDA_PIN.ort}`);
+    });
+  });
+
+  it('refuses a weights folder without a manifest and an --out that is not a previous pack', () => {
+    const t = mkdtempSync(join(tmpdir(), 'arenakit-packcheck-'));
+    try {
+      mkdirSync(join(t, 'empty'));
+      const r = sh(process.execPath, [join(repo, 'build', 'pack.mjs'), '--weights', join(t, 'empty'), '--out', join(t, 'out')], { cwd: repo });
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, /no manifest\.json/);
+      writeFileSync(join(t, 'precious.txt'), 'x');
+      mkdirSync(join(t, 'w'));
+      writeFileSync(join(t, 'w', 'manifest.json'), JSON.stringify({ format: 'arenakit-weights', files: {}, graphs: {} }));
+      if (existsSync(join(dist, 'runner.cjs')) && existsSync(join(dist, 'ort', 'libonnxruntime.so.1'))) {
+        const r2 = sh(process.execPath, [join(repo, 'build', 'pack.mjs'), '--weights', join(t, 'w'), '--out', t], { cwd: repo });
+        assert.notEqual(r2.status, 0);
+        assert.match(r2.stderr, /is not a previous pack/);
+        assert.ok(existsSync(join(t, 'precious.txt')), 'nothing deleted');
+      }
+    } finally {
+      rmSync(t, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('Kaggle pack and notebooks (end to end)', function () {
   this.timeout(900_000);
   let tmp: string;
@@ -113,7 +146,8 @@ describe('Kaggle pack and notebooks (end to end)', function () {
     must(sh(process.execPath, [join(dist, 'trainer.cjs'), 'tiny', '--out', tiny], { cwd: tmp }), 'trainer tiny');
     python = must(sh('python3', ['-c', 'import sys; print(sys.executable)']), 'python3').trim();
     // A private network namespace: the notebooks must not need a network. Not every machine allows one.
-    if (spawnSync('unshare', ['-rn', 'true']).status === 0) offline = ['unshare', '-rn'];
+    const unshare = ['/usr/bin/unshare', '/bin/unshare'].find((p) => existsSync(p));
+    if (unshare && spawnSync(unshare, ['-rn', 'true']).status === 0) offline = [unshare, '-rn'];
     console.log(`      network: ${offline.length ? 'none (unshare -rn)' : 'NOT isolated (unshare unavailable); the run still uses no node_modules and a minimal PATH'}`);
 
     const table = parseCsv(readFileSync(sample, 'utf8'));

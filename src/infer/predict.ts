@@ -56,6 +56,13 @@ export async function runPass(model: OpenedModel, tok: Tokenizer, rows: ArenaRow
     }
   });
   const lengths = ids.map((x) => x.length);
+  const vocab = m.config?.vocabSize;
+  if (vocab) {
+    let maxId = 0;
+    for (const x of ids) for (let t = 0; t < x.length; t++) if (x[t] > maxId) maxId = x[t];
+    if (maxId >= vocab)
+      throw new RangeError(`${model.dir}: the tokenizer produced id ${maxId} but the model's vocabulary has ${vocab} rows; the tokenizer files do not belong to this model (re-import with the checkpoint's own tokenizer: trainer.cjs import --tokenizer DIR)`);
+  }
   const batches = planBatches(lengths, { tokenBudget: opts.tokenBudget });
   const logits = new Float32Array(rows.length * numLabels).fill(NaN);
   const progress = new Progress(opts.label, rows.length);

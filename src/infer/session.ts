@@ -2,7 +2,10 @@
 // session on the chosen execution provider. `--ep auto` tries CUDA and falls back to the CPU
 // loudly; `--ep cuda` without a usable CUDA runtime is an error that says what is missing.
 import * as ort from 'onnxruntime-node';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { cudaEnv, describeCudaStatus, findCudaLibraries, needsReexec } from './cuda-libs';
 import { readManifest, type Manifest, type GraphEntry } from '../weights/manifest';
 
 export type EpChoice = 'cpu' | 'cuda' | 'auto';
@@ -32,11 +35,34 @@ export function parseEp(s: string | undefined): EpChoice {
   throw new RangeError(`--ep must be cpu, cuda or auto, got "${v}"`);
 }
 
+/** Folder holding libonnxruntime.so.1 (and the CUDA provider libraries when packed with --cuda). */
+export function ortNativeDir(): string {
+  const bundled = join(__dirname, 'ort');
+  if (existsSync(join(bundled, 'libonnxruntime.so.1'))) return bundled;
+  return join(dirname(require.resolve('onnxruntime-node/package.json')), 'bin', 'napi-v6', process.platform, process.arch);
+}
+
+/**
+ * Before any session: when CUDA may be used and its libraries sit in folders the loader does not
+ * search (e.g. PyTorch's site-packages nvidia/*\/lib), re-run this process once with LD_LIBRARY_PATH
+ * extended (the loader reads it only at start). Returns only when no re-exec was needed.
+ */
+export function ensureCudaEnv(ep: EpChoice): void {
+  if (ep === 'cpu') return;
+  const libs = findCudaLibraries({ ortDir: ortNativeDir() });
+  if (!needsReexec(libs)) return;
+  process.stderr.write(`CUDA libraries found outside the loader path; restarting with LD_LIBRARY_PATH += ${libs.dirs.join(':')}\n`);
+  const r = spawnSync(process.execPath, process.argv.slice(1), { stdio: 'inherit', env: cudaEnv(libs) });
+  process.exit(r.status ?? 1);
+}
+
 /** Human-readable reason CUDA cannot run here, or null when it might. */
 export function cudaUnavailableReason(): string | null {
   const backends = (ort as unknown as { listSupportedBackends?: () => { name: string }[] }).listSupportedBackends?.() ?? [];
   if (backends.length && !backends.some((b) => b.name === 'cuda'))
     return `this onnxruntime-node build lists no CUDA backend (has: ${backends.map((b) => b.name).join(', ')})`;
+  const libs = findCudaLibraries({ ortDir: ortNativeDir() });
+  if (libs.missing.length) return describeCudaStatus(libs);
   return null;
 }
 
@@ -64,7 +90,7 @@ export async function openGraph(dir: string, manifest: Manifest, opts: SessionOp
         err = e as Error;
       }
     }
-    const msg = `CUDA execution provider unavailable: ${err.message.split('\n')[0]}`;
+    const msg = `CUDA execution provider unavailable: ${err.message}`;
     if (opts.ep === 'cuda')
       throw new SessionError(`${msg}. Install the CUDA provider libraries matching onnxruntime-node ${ort.env.versions.node} (npm run pack -- --cuda) and the CUDA 13 / cuDNN 9 runtime, or run with --ep cpu.`);
     warn(`${msg}\n*** FALLING BACK TO THE CPU EXECUTION PROVIDER: this is far slower than a GPU. ***`);

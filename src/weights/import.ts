@@ -134,7 +134,6 @@ function torchDtype(hf: Record<string, unknown>): 'float32' | 'bfloat16' | 'floa
 export async function importCheckpoint(opts: ImportOptions): Promise<ImportResult> {
   const t0 = Date.now();
   const log = opts.log ?? (() => {});
-  const warnings: string[] = [];
   const base = resolve(opts.base);
   const configFile = join(base, 'config.json');
   if (!existsSync(configFile)) throw new ImportError(`${base}: no config.json; --base must be a Hugging Face model folder (save_pretrained output)`);
@@ -144,7 +143,26 @@ export async function importCheckpoint(opts: ImportOptions): Promise<ImportResul
   } catch (e) {
     throw new ImportError(`${configFile}: not valid JSON (${(e as Error).message})`);
   }
-  const config = parseHfConfig(hf, configFile);
+  // Opened first: with a *ForCausalLM base, the adapter's score head decides num_labels.
+  const adapter: Adapter | null = opts.adapter ? openAdapter(resolve(opts.adapter)) : null;
+  let ckpt: Checkpoint | null = null;
+  try {
+    const head = adapter?.saved.has('score.weight') ? adapter.file.info(adapter.saved.get('score.weight')!).shape : null;
+    const config = parseHfConfig(hf, configFile, head ? { causalLmNumLabels: head[0] } : {});
+    ckpt = openCheckpoint(base);
+    return await importWith(opts, { base, hf, config, adapter, ckpt, t0, log });
+  } finally {
+    adapter?.close();
+    ckpt?.close();
+  }
+}
+
+async function importWith(
+  opts: ImportOptions,
+  ctx: { base: string; hf: Record<string, unknown>; config: ModelConfig; adapter: Adapter | null; ckpt: Checkpoint; t0: number; log: (l: string) => void },
+): Promise<ImportResult> {
+  const { base, hf, config, adapter, ckpt, t0, log } = ctx;
+  const warnings: string[] = [];
 
   const tokenizerDir = resolve(opts.tokenizer ?? base);
   if (!existsSync(join(tokenizerDir, 'tokenizer.json')))
@@ -154,25 +172,24 @@ export async function importCheckpoint(opts: ImportOptions): Promise<ImportResul
         : `${base}: no tokenizer.json next to the checkpoint; pass --tokenizer DIR (a folder with the model's tokenizer.json and tokenizer_config.json)`,
     );
 
-  const ckpt: Checkpoint = openCheckpoint(base);
-  let adapter: Adapter | null = null;
-  try {
+  {
+    const have = new Set(ckpt.names);
     for (const n of requiredNames(config))
-      if (!ckpt.names.includes(n) && !(n === 'score.weight' && opts.adapter))
-        throw new ImportError(`${base}: checkpoint has no tensor "${n}", which ${config.architecture} with num_hidden_layers = ${config.numLayers} needs`);
+      if (!have.has(n) && !(n === 'score.weight' && adapter?.saved.has(n)))
+        throw new ImportError(
+          `${base}: checkpoint has no tensor "${n}", which ${config.architecture} with num_hidden_layers = ${config.numLayers} needs` +
+            (n === 'score.weight' ? ' (a causal-LM base needs an adapter whose modules_to_save holds "score")' : ''),
+        );
     let weights: WeightSource = ckpt.get;
-    if (opts.adapter) {
-      adapter = openAdapter(resolve(opts.adapter));
+    if (adapter) {
       warnings.push(...adapter.config.warnings);
-      checkAdapter(adapter, { names: ckpt.names, shape: (n) => ckpt.info(n).shape });
-      if (!ckpt.names.includes('score.weight') && !adapter.saved.has('score.weight'))
-        throw new ImportError(`${base}: checkpoint has no "score.weight" and the adapter's modules_to_save does not provide one`);
+      checkAdapter(adapter, { names: ckpt.names, shape: (n) => ckpt.info(n).shape }, ['score.weight']);
       weights = mergedSource(ckpt.get, adapter);
     }
     for (const w of warnings) log(`warning: ${w}`);
 
     const names = requiredNames(config);
-    const bytesOf = (n: string) => (ckpt.names.includes(n) ? ckpt.info(n).end - ckpt.info(n).begin : 0);
+    const bytesOf = (n: string) => (have.has(n) ? ckpt.info(n).end - ckpt.info(n).begin : 0);
     const sourceBytes = names.reduce((a, n) => a + bytesOf(n), 0);
     log(`import: ${config.architecture}, ${config.numLayers} layers, ${fmtBytes(sourceBytes)} of weights; hashing source files`);
 
@@ -209,9 +226,6 @@ export async function importCheckpoint(opts: ImportOptions): Promise<ImportResul
     });
     const seconds = (Date.now() - t0) / 1000;
     return { out: resolve(opts.out), config, sourceBytes, seconds, warnings };
-  } finally {
-    adapter?.close();
-    ckpt.close();
   }
 }
 

@@ -41,6 +41,8 @@ export interface Manifest {
   files: Record<string, { bytes: number }>;
   /** Fitted post-processing (src/post), applied by predict when present. */
   calibration?: unknown;
+  /** Tie model turning a single-score head (num_labels 1) into three probabilities (src/post/tie.ts). */
+  tie?: unknown;
   /** How the directory was made: command, seed, source files with sizes and hashes, adapter config. */
   provenance: Record<string, unknown>;
 }

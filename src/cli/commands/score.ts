@@ -1,10 +1,16 @@
-// Shared by predict and validate: open each weights directory, run it over the rows with the
-// chosen TTA, and blend the models' probabilities (given weights, else equal).
+// Shared by predict and validate: open each weights directory (neural ONNX classifier or feature
+// model), run it over the rows with the chosen TTA, apply the directory's fitted calibration (or tie
+// model for single-score heads), and blend the models' probabilities (given weights, else equal).
 import type { ArenaRow } from '../../types';
 import { loadTokenizer } from '../../format/encode';
-import { openModel, parseEp, type EpChoice } from '../../infer/session';
+import { ensureCudaEnv, openModel, parseEp, type EpChoice } from '../../infer/session';
 import { predictRows, parseTta, type PredictResult, type Tta } from '../../infer/predict';
-import type { Probs } from '../../infer/probs';
+import { flipAB, leastCertain, mergeSwap, type Probs } from '../../infer/probs';
+import { readManifest, type Manifest } from '../../weights/manifest';
+import { predictFeatures } from '../../features/model';
+import { textLength } from '../../features/extract';
+import { applyCalibration, type Calibration } from '../../post/calibrate';
+import { scoreToProbs, type TieCalibration } from '../../post/tie';
 import { num, UsageError, type OptionSpec } from '../args';
 
 export const SCORE_OPTIONS: OptionSpec = {
@@ -15,6 +21,7 @@ export const SCORE_OPTIONS: OptionSpec = {
   'token-budget': { type: 'string' },
   threads: { type: 'string' },
   'blend-weights': { type: 'string' },
+  'no-calibration': { type: 'boolean' },
 };
 
 export interface ScoreSettings {
@@ -24,6 +31,7 @@ export interface ScoreSettings {
   tokenBudget: number;
   threads?: number;
   blend: number[];
+  calibrate: boolean;
 }
 
 export function scoreSettings(v: Record<string, unknown>): ScoreSettings {
@@ -33,32 +41,75 @@ export function scoreSettings(v: Record<string, unknown>): ScoreSettings {
   if (blend.length !== weights.length || !blend.every((w) => Number.isFinite(w) && w >= 0) || !(blend.reduce((a, b) => a + b, 0) > 0))
     throw new UsageError(`--blend-weights needs ${weights.length} non-negative numbers separated by commas, got "${v['blend-weights']}"`);
   const s = blend.reduce((a, b) => a + b, 0);
-  return {
+  const settings = {
     weights,
     ep: parseEp(v.ep as string),
     tta: parseTta(v.tta as string),
     tokenBudget: num(v['token-budget'], '--token-budget', 16384),
     threads: v.threads ? num(v.threads, '--threads', 0) : undefined,
     blend: blend.map((w) => w / s),
+    calibrate: !v['no-calibration'],
   };
+  ensureCudaEnv(settings.ep);
+  return settings;
 }
 
 export interface ModelRun {
   dir: string;
   ep: string;
+  manifest: Manifest;
   result: PredictResult;
+}
+
+/** A fitted calibration, applied to every pass so TTA merges calibrated probabilities. */
+function postProcess(m: Manifest, rows: ArenaRow[], enabled: boolean): (p: Probs) => Probs {
+  if (!enabled || !m.calibration) return (p) => p;
+  const lengths = rows.map(textLength);
+  const cal = m.calibration as Calibration;
+  return (p) => applyCalibration(cal, p, lengths);
+}
+
+async function runOne(dir: string, rows: ArenaRow[], s: ScoreSettings, warn: (m: string) => void): Promise<ModelRun> {
+  const manifest = readManifest(dir);
+  const post = postProcess(manifest, rows, s.calibrate);
+  if (manifest.kind === 'features') {
+    process.stderr.write(`model ${dir}: feature model (${manifest.architecture})\n`);
+    const first = post(predictFeatures(dir, rows));
+    // Swap TTA for the feature model: the same trees on rows with A and B exchanged, flipped back.
+    const swappedRaw = post(predictFeatures(dir, rows.map((r) => ({ ...r, responseA: r.responseB, responseB: r.responseA }))));
+    const swappedFlipped = flipAB(swappedRaw);
+    const swappedRows = s.tta.kind === 'none' ? [] : s.tta.kind === 'swap' ? rows.map((_, i) => i) : leastCertain(first, s.tta.fraction);
+    const fake = { logits: new Float32Array(0), numLabels: 3, tokens: 0, computedTokens: 0, seconds: 0, failedRows: [] };
+    const probs = mergeSwap(first, swappedFlipped, swappedRows);
+    return { dir, ep: 'cpu', manifest, result: { probs, first, swappedFlipped, swappedRaw, swappedRows, firstPass: fake } };
+  }
+  const model = await openModel(dir, { ep: s.ep, threads: s.threads, warn });
+  process.stderr.write(`model ${dir}: ${manifest.architecture}, ${manifest.quantization?.kind ?? '?'} weights, template ${manifest.template}, max_tokens ${manifest.maxTokens}, EP ${model.ep}\n`);
+  let tie: ((scores: Float64Array) => Probs) | undefined;
+  if (manifest.labels.length === 1) {
+    if (!manifest.tie)
+      throw new UsageError(`${dir}: single-score head (num_labels 1) without a tie model; fit one on labelled data with \`runner.cjs validate --data labelled.csv --weights ${dir} --fit-tie\``);
+    tie = (sc) => scoreToProbs(manifest.tie as TieCalibration, sc);
+  }
+  const tok = loadTokenizer(dir);
+  const raw = await predictRows(model, tok, rows, { tta: s.tta, tokenBudget: s.tokenBudget, warn, scoreToProbs: tie });
+  await model.session.release();
+  const result: PredictResult = {
+    ...raw,
+    probs: post(raw.probs),
+    first: post(raw.first),
+    ...(raw.swappedRaw ? { swappedRaw: post(raw.swappedRaw), swappedFlipped: post(raw.swappedFlipped!) } : {}),
+  };
+  if (raw.swappedRaw && s.calibrate && manifest.calibration) {
+    // TTA averages the calibrated passes.
+    result.probs = mergeSwap(result.first, result.swappedFlipped!, raw.swappedRows);
+  }
+  return { dir, ep: model.ep, manifest, result };
 }
 
 export async function scoreRows(rows: ArenaRow[], s: ScoreSettings, warn: (m: string) => void): Promise<{ probs: Probs; runs: ModelRun[] }> {
   const runs: ModelRun[] = [];
-  for (const dir of s.weights) {
-    const model = await openModel(dir, { ep: s.ep, threads: s.threads, warn });
-    process.stderr.write(`model ${dir}: ${model.manifest.architecture}, ${model.manifest.quantization?.kind ?? '?'} weights, template ${model.manifest.template}, max_tokens ${model.manifest.maxTokens}, EP ${model.ep}\n`);
-    const tok = loadTokenizer(dir);
-    const result = await predictRows(model, tok, rows, { tta: s.tta, tokenBudget: s.tokenBudget, warn });
-    await model.session.release();
-    runs.push({ dir, ep: model.ep, result });
-  }
+  for (const dir of s.weights) runs.push(await runOne(dir, rows, s, warn));
   const probs = new Float64Array(rows.length * 3);
   runs.forEach((r, k) => r.result.probs.forEach((p, i) => (probs[i] += s.blend[k] * p)));
   return { probs, runs };

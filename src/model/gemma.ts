@@ -3,7 +3,7 @@
 // Contract: inputs input_ids, attention_mask (int64 [batch, seq], right padding); output logits
 // float32 [batch, num_labels]. Uses ORT fused ops: GroupQueryAttention (rotary, softcap, local window,
 // right padding via seqlens_k), SkipSimplifiedLayerNormalization, MatMulNBits.
-import { f32ArrayToF16, GraphBuilder, GraphBuildError } from '../graph/builder';
+import { f32ArrayToF16, f32ToF16, GraphBuilder, GraphBuildError } from '../graph/builder';
 import type { Graph, Value } from '../graph/ir';
 import type { TensorStore } from '../graph/store';
 import { dequantizeNBits, quantizeNBits, reconstructionError, type ReconstructionError } from '../quant/nbits';
@@ -72,6 +72,29 @@ function f16Bytes(a: Float32Array): Uint8Array {
 }
 function f32Bytes(a: Float32Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/** Rows converted per step (bounds each step's work; the output is filled in place). */
+const EMBED_CHUNK_ROWS = 4096;
+
+/**
+ * The embedding table's initializer bytes. The float32 tensor is referenced only by `t`, which dies
+ * when this returns: before, the graph builder kept it alive through every layer's build, so a 9B
+ * vocabulary (256000 x 3584 = 3.7 GB fp32) sat beside all later weights. The float16 table is filled
+ * row chunk by row chunk with f32ToF16 per element, the same bytes as f32ArrayToF16 on the whole table.
+ * Peak during the conversion is still fp32 + fp16 (5.5 GB for 9B): converting inside the fp32 buffer
+ * would avoid it but mutates the WeightSource's tensor, which sources may share or cache.
+ */
+function embeddingBytes(t: HostTensor, dtype: 'float32' | 'float16'): Uint8Array {
+  const a = t.data;
+  if (dtype === 'float32') return f32Bytes(a);
+  const [rows, H] = t.shape;
+  const out = new Uint16Array(rows * H);
+  for (let r0 = 0; r0 < rows; r0 += EMBED_CHUNK_ROWS) {
+    const end = Math.min(rows, r0 + EMBED_CHUNK_ROWS) * H;
+    for (let i = r0 * H; i < end; i++) out[i] = f32ToF16(a[i]);
+  }
+  return new Uint8Array(out.buffer);
 }
 
 export function buildGemmaGraph(config: ModelConfig, weights: WeightSource, opts: GemmaGraphOptions): Graph {
@@ -149,9 +172,12 @@ export function buildGemmaGraph(config: ModelConfig, weights: WeightSource, opts
   const sin = floatInit('rotary.sin_cache', rope.sin, [rope.sin.length / (D / 2), D / 2], act);
 
   // ---- embeddings * sqrt(hidden), fp32 residual stream
-  const embStore = opts.embedding ?? act;
-  const embW = get('model.embed_tokens.weight', [c.vocabSize, H]).data;
-  const emb = floatInit('model.embed_tokens.weight', embW, [c.vocabSize, H], embStore);
+  const emb = b.initializer(
+    'model.embed_tokens.weight',
+    opts.embedding ?? act,
+    [c.vocabSize, H],
+    embeddingBytes(get('model.embed_tokens.weight', [c.vocabSize, H]), opts.embedding ?? act),
+  );
   let x = toF32(b.gather(emb, inputIds, 0, 'embed'));
   x = b.mul(x, b.scalar('embed_scale', roundTo(Math.sqrt(H), opts.embedScaleDtype ?? 'float32')), 'embed_scaled');
 

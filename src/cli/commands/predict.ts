@@ -18,6 +18,11 @@ export async function run(argv: string[]): Promise<void> {
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
   process.stderr.write(`read ${rows.length} rows from ${data}\n`);
   const { probs, runs } = await scoreRows(rows, settings, (m) => process.stderr.write(`warning: ${m}\n`));
+  for (const r of runs) {
+    const failed = r.result.firstPass.failedRows.length;
+    if (rows.length > 0 && failed === rows.length)
+      throw new PredictError(`${r.dir}: every row failed (see the warnings above); no submission written. Check --max-tokens against the template and the tokenizer.`);
+  }
   writeSubmission(out, rows.map((r) => r.id), probs);
   const sec = (Date.now() - t0) / 1000;
   const first = runs[0].result.firstPass;
@@ -34,4 +39,8 @@ export async function run(argv: string[]): Promise<void> {
   };
   process.stderr.write(`wrote ${out} (${rows.length} rows) in ${fmt(sec)}\n`);
   process.stdout.write(JSON.stringify(summary) + '\n');
+}
+
+class PredictError extends Error {
+  override name = 'PredictError';
 }

@@ -45,6 +45,8 @@ for (const [name, entry] of Object.entries(entries)) {
     logLevel: 'warning',
     plugins: [ortBindingPlugin],
     loader: { '.node': 'empty' },
+    // Only reached from source checkouts (dist/ort is preferred at run time).
+    external: ['onnxruntime-node/package.json'],
   });
 }
 mkdirSync(join(dist, 'ort'), { recursive: true });

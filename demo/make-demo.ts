@@ -6,17 +6,8 @@
 // response and non-ASCII rows. Seeded: `npx tsx demo/make-demo.ts` rewrites the same bytes.
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { uniform as rng } from '../src/util/rng';
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Question, a correct answer, a wrong answer. */
 const QA: [string, string, string][] = [

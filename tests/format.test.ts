@@ -18,21 +18,11 @@ import {
   type ArenaTokenizer,
 } from '../src/format/encode';
 import type { ArenaRow } from '../src/types';
+import { uniform as rng } from '../src/util/rng';
 
 const SAMPLE = path.join(__dirname, '..', '..', 'shared', 'data', 'arena-sample-999.csv');
 const TOK_DIR = path.join(__dirname, '..', 'node_modules', '@lenml', 'tokenizer-gemma2', 'models');
 
-/** mulberry32: a small seeded PRNG so the property tests are reproducible. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const row = (prompt: string[], responseA: string[], responseB: string[], id = 'r1'): ArenaRow => ({ id, line: 2, prompt, responseA, responseB });
 

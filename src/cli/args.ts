@@ -44,3 +44,20 @@ export function main(fn: () => Promise<void>): void {
     },
   );
 }
+
+type CommandTable = Record<string, () => Promise<{ run: (argv: string[]) => Promise<void> }>>;
+
+/** A bundle entry: `node <bundle> <command> [options]`, each command loaded lazily from its module. */
+export function dispatch(bundle: string, commands: CommandTable): void {
+  const usage = `usage: node ${bundle} <command> [options]   (commands: ${Object.keys(commands).join(', ')}; --help for each)`;
+  main(async () => {
+    const [cmd, ...rest] = process.argv.slice(2);
+    if (!cmd || cmd === '--help' || cmd === '-h') {
+      process.stdout.write(usage + '\n');
+      return;
+    }
+    const load = commands[cmd];
+    if (!load) throw new UsageError(`Unknown command: ${cmd}\n${usage}`);
+    await (await load()).run(rest);
+  });
+}

@@ -90,7 +90,7 @@ export async function openGraph(dir: string, manifest: Manifest, opts: SessionOp
         err = e as Error;
       }
     }
-    const msg = `CUDA execution provider unavailable: ${err.message}`;
+    const msg = `CUDA execution provider unavailable: ${err.message.replace(/\.+\s*$/, "")}`;
     if (opts.ep === 'cuda')
       throw new SessionError(`${msg}. Install the CUDA provider libraries matching onnxruntime-node ${ort.env.versions.node} (npm run pack -- --cuda) and the CUDA 13 / cuDNN 9 runtime, or run with --ep cpu.`);
     warn(`${msg}\n*** FALLING BACK TO THE CPU EXECUTION PROVIDER: this is far slower than a GPU. ***`);

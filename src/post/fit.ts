@@ -2,19 +2,12 @@
 // whose logits are linear in the parameters (temperature, vector scaling, Davidson ties), golden-section
 // search, Nelder-Mead, seeded shuffles and K-fold splits. Pure functions over typed arrays.
 
+import { uniform } from '../util/rng';
+
 export const PROB_EPS = 1e-15;
 
-/** mulberry32: a tiny seeded generator so folds and subsamples are reproducible. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 (src/util/rng.ts): a tiny seeded generator so folds and subsamples are reproducible. */
+export const rng = uniform;
 
 /** Fold index per row (0..k-1), balanced, from a seeded shuffle. */
 export function kFolds(n: number, k: number, seed: number): Int32Array {

@@ -46,3 +46,8 @@ export function hashString(s: string): number {
 export function forName(seed: number, name: string): Rng {
   return mulberry32((hashString(name) ^ Math.imul(seed >>> 0, 0x9e3779b1)) >>> 0);
 }
+
+/** The bare uniform stream of mulberry32(seed): for folds, shuffles and generated test data. */
+export function uniform(seed: number): () => number {
+  return mulberry32(seed).next;
+}

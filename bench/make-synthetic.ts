@@ -1,7 +1,7 @@
-// Writes a synthetic Hugging Face checkpoint with Gemma-2-2B's real shapes (bf16 random weights
-// from a seed, sharded with model.safetensors.index.json like HF) under os.tmpdir(), for the
+// Writes a synthetic Hugging Face checkpoint with Gemma-2-2B's (or, with `model: '9b'`, Gemma-2-9B's)
+// real shapes (bf16 random weights from a seed, sharded with model.safetensors.index.json like HF) under os.tmpdir(), for the
 // import benchmark. Tensors are generated and written one chunk at a time: memory stays small.
-// Run directly: `npx tsx bench/make-synthetic.ts [DIR]`.
+// Run directly: `npx tsx bench/make-synthetic.ts [DIR] [--9b]`.
 import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -39,11 +39,30 @@ export const GEMMA2_2B_CONFIG = {
   vocab_size: 256000,
 };
 
+/**
+ * google/gemma-2-9b's shapes (config.json as published: vocab 256000, hidden 3584, intermediate 14336,
+ * 42 layers, 16 heads / 8 KV heads, head_dim 256, query_pre_attn_scalar 256, sliding_window 4096,
+ * softcaps 50 / 30). The published config says torch_dtype float32; the synthetic tensors are bf16, so
+ * it says bfloat16 here, as the 2B one does.
+ */
+export const GEMMA2_9B_CONFIG: typeof GEMMA2_2B_CONFIG = {
+  ...GEMMA2_2B_CONFIG,
+  hidden_size: 3584,
+  intermediate_size: 14336,
+  num_attention_heads: 16,
+  num_hidden_layers: 42,
+  num_key_value_heads: 8,
+  head_dim: 256,
+  query_pre_attn_scalar: 256,
+};
+
 export interface SyntheticOptions {
-  /** Output folder; default os.tmpdir()/arenakit-synthetic-gemma2-2b. */
+  /** Which real shapes: '2b' (default) or '9b'. */
+  model?: '2b' | '9b';
+  /** Output folder; default os.tmpdir()/arenakit-synthetic-gemma2-<model>. */
   dir?: string;
   seed?: number;
-  /** Fewer layers for a quick run; default the real 26. */
+  /** Fewer layers for a quick run; default the real count (26 for 2B, 42 for 9B). */
   layers?: number;
   /** Largest shard in bytes (HF's default max_shard_size is 5 GB; 2 GB gives several shards here). */
   maxShardBytes?: number;
@@ -101,10 +120,12 @@ function fillBf16(out: Uint16Array, std: number, st: { s: number }): void {
 
 /** Writes the checkpoint; returns the folder and the bytes of all shards. */
 export function makeSynthetic(opts: SyntheticOptions = {}): { dir: string; bytes: number; shards: string[] } {
-  const dir = opts.dir ?? join(tmpdir(), 'arenakit-synthetic-gemma2-2b');
-  const layers = opts.layers ?? GEMMA2_2B_CONFIG.num_hidden_layers;
+  const model = opts.model ?? '2b';
+  const base = model === '9b' ? GEMMA2_9B_CONFIG : GEMMA2_2B_CONFIG;
+  const dir = opts.dir ?? join(tmpdir(), `arenakit-synthetic-gemma2-${model}`);
+  const layers = opts.layers ?? base.num_hidden_layers;
   const maxShard = opts.maxShardBytes ?? 2 * 1024 ** 3;
-  const cfg = { ...GEMMA2_2B_CONFIG, num_hidden_layers: layers };
+  const cfg = { ...base, num_hidden_layers: layers };
   mkdirSync(dir, { recursive: true });
   const specs = tensorSpecs(cfg, layers);
 
@@ -183,6 +204,6 @@ export function defaultTokenizerDir(): string | null {
 
 if (process.argv[1] && /make-synthetic\.ts$/.test(process.argv[1])) {
   const t0 = Date.now();
-  const r = makeSynthetic({ dir: process.argv[2] });
+  const r = makeSynthetic({ dir: process.argv.slice(2).find((a) => !a.startsWith('--')), model: process.argv.includes('--9b') ? '9b' : '2b' });
   console.log(`wrote ${r.shards.length} shards, ${(r.bytes / 1e9).toFixed(2)} GB to ${r.dir} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 }

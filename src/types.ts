@@ -60,7 +60,16 @@ export interface HostTensor {
  * model.layers.{i}.input_layernorm.weight, ..., model.norm.weight, score.weight). Linear weights are
  * in HF's [out, in] layout. Fetched one at a time so a 9B import never holds the whole model.
  */
-export type WeightSource = (hfName: string) => HostTensor;
+export type WeightSource = ((hfName: string) => HostTensor) & {
+  /**
+   * Optional: rows [start, start + count) of a tensor along its first axis, as float32 of shape
+   * [count, ...rest], without materialising the rest. Lets the 256000-row embedding be converted in
+   * chunks (a 9B table is 3.7 GB as float32). Sources without it are read whole.
+   */
+  rows?: (hfName: string, start: number, count: number) => HostTensor;
+  /** Optional: a tensor's shape without reading it (needed with `rows` to know the row count). */
+  shape?: (hfName: string) => number[];
+};
 
 export type LinearFormat =
   | { kind: 'float' }

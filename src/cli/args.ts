@@ -49,7 +49,7 @@ type CommandTable = Record<string, () => Promise<{ run: (argv: string[]) => Prom
 
 /** A bundle entry: `node <bundle> <command> [options]`, each command loaded lazily from its module. */
 export function dispatch(bundle: string, commands: CommandTable): void {
-  const usage = `usage: node ${bundle} <command> [options]   (commands: ${Object.keys(commands).join(', ')}; --help for each)`;
+  const usage = `usage: node ${bundle} <command> [options]   (commands: ${Object.keys(commands).filter((c) => !c.startsWith('_')).join(', ')}; --help for each)`;
   main(async () => {
     const [cmd, ...rest] = process.argv.slice(2);
     if (!cmd || cmd === '--help' || cmd === '-h') {

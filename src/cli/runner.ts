@@ -6,4 +6,5 @@ dispatch('runner.cjs', {
   predict: async () => import('./commands/predict'),
   validate: async () => import('./commands/validate'),
   calibrate: async () => import('./commands/calibrate'),
+  _shard: async () => import('./commands/shards'),
 });

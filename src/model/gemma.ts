@@ -4,20 +4,31 @@
 // float32 [batch, num_labels]. Uses ORT fused ops: GroupQueryAttention (rotary, softcap, local window,
 // right padding via seqlens_k), SkipSimplifiedLayerNormalization, MatMulNBits.
 import { f32ArrayToF16, f32ToF16, GraphBuilder, GraphBuildError } from '../graph/builder';
-import type { Graph, Value } from '../graph/ir';
+import type { DType, Graph, InitializerRef, Value } from '../graph/ir';
 import type { TensorStore } from '../graph/store';
 import { dequantizeNBits, quantizeNBits, reconstructionError, type ReconstructionError } from '../quant/nbits';
 import type { GraphOptions, HostTensor, ModelConfig, WeightSource } from '../types';
 
+/**
+ * A TensorStore that can also take one tensor as consecutive byte chunks (an external-data file
+ * appends them), so a tensor's output bytes are never whole in memory. Implemented by
+ * chunkedExternalStore (src/weights/write.ts).
+ */
+export interface ChunkedTensorStore extends TensorStore {
+  putChunks(name: string, dtype: DType, shape: number[], byteLength: number, chunks: Iterable<Uint8Array>): InitializerRef;
+}
+
 export interface GemmaGraphOptions extends GraphOptions {
-  /** Where initializer bytes go (default: inline, in memory). */
-  store?: TensorStore;
+  /** Where initializer bytes go (default: inline, in memory). A ChunkedTensorStore streams the embedding. */
+  store?: TensorStore | ChunkedTensorStore;
   /** Dtype HF rounds the sqrt(hidden) embedding multiplier to (the checkpoint's torch_dtype); default float32. */
   embedScaleDtype?: 'float32' | 'bfloat16' | 'float16';
   /** Storage of the embedding table: float16 halves it (Gather + Cast; exact when the weights are fp16 values). Default: activation dtype. */
   embedding?: 'float32' | 'float16';
   /** Concatenate q/k/v and gate/up into one MatMul each (exact; default true). */
   fuseProjections?: boolean;
+  /** Embedding rows per streamed chunk (default EMBED_CHUNK_ROWS); only used when the source reads row ranges. */
+  embedChunkRows?: number;
   /** Rotary cache length; default config.maxPositions. */
   maxSeqLen?: number;
   /** MatMulNBits accuracy_level (0 = exact fp32 accumulate, 4 = int8 activations on CPU). */
@@ -74,17 +85,18 @@ function f32Bytes(a: Float32Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
-/** Rows converted per step (bounds each step's work; the output is filled in place). */
-const EMBED_CHUNK_ROWS = 4096;
+/** Embedding rows read and converted per step when the source reads row ranges (4096 x 3584 fp32 = 59 MB). */
+export const EMBED_CHUNK_ROWS = 4096;
 
-/**
- * The embedding table's initializer bytes. The float32 tensor is referenced only by `t`, which dies
- * when this returns: before, the graph builder kept it alive through every layer's build, so a 9B
- * vocabulary (256000 x 3584 = 3.7 GB fp32) sat beside all later weights. The float16 table is filled
- * row chunk by row chunk with f32ToF16 per element, the same bytes as f32ArrayToF16 on the whole table.
- * Peak during the conversion is still fp32 + fp16 (5.5 GB for 9B): converting inside the fp32 buffer
- * would avoid it but mutates the WeightSource's tensor, which sources may share or cache.
- */
+/** float32 -> the table's storage bytes, element by element with f32ToF16 (the same bytes as f32ArrayToF16). */
+function tableBytes(a: Float32Array, dtype: 'float32' | 'float16'): Uint8Array {
+  if (dtype === 'float32') return f32Bytes(a);
+  const out = new Uint16Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = f32ToF16(a[i]);
+  return new Uint8Array(out.buffer);
+}
+
+/** Whole-tensor path (sources without `rows`): the float32 table and its fp16 copy are both resident once. */
 function embeddingBytes(t: HostTensor, dtype: 'float32' | 'float16'): Uint8Array {
   const a = t.data;
   if (dtype === 'float32') return f32Bytes(a);
@@ -95,6 +107,52 @@ function embeddingBytes(t: HostTensor, dtype: 'float32' | 'float16'): Uint8Array
     for (let i = r0 * H; i < end; i++) out[i] = f32ToF16(a[i]);
   }
   return new Uint8Array(out.buffer);
+}
+
+/**
+ * The embedding table as an initializer. With a row-reading source (WeightSource.rows + shape) the
+ * table is read EMBED_CHUNK_ROWS rows at a time and each chunk converted on its own: into a
+ * ChunkedTensorStore the chunks are appended to the data file (only one chunk is ever resident),
+ * into any other store they fill one output buffer (no float32 table). Otherwise the whole tensor is read.
+ * Byte-identical either way.
+ */
+function embeddingInit(
+  b: GraphBuilder,
+  weights: WeightSource,
+  name: string,
+  shape: [number, number],
+  dtype: 'float32' | 'float16',
+  store: TensorStore | ChunkedTensorStore | undefined,
+  chunkRows: number,
+): Value {
+  const { rows, shape: shapeOf } = weights;
+  if (!rows || !shapeOf) return b.initializer(name, dtype, shape, embeddingBytes(expectShape(weights(name), shape, name), dtype));
+  expectShape({ shape: shapeOf(name), data: new Float32Array(0) }, shape, name);
+  const [V, H] = shape;
+  const width = dtype === 'float16' ? 2 : 4;
+  function* chunks(): Generator<Uint8Array> {
+    for (let r0 = 0; r0 < V; r0 += chunkRows) {
+      const n = Math.min(chunkRows, V - r0);
+      const t = expectShape(rows!(name, r0, n), [n, H], `${name} rows ${r0}..${r0 + n - 1}`);
+      yield tableBytes(t.data, dtype);
+    }
+  }
+  if (store && 'putChunks' in store) {
+    const ref = store.putChunks(name, dtype, shape, V * H * width, chunks());
+    // The builder only takes whole byte arrays; register the streamed initializer the way initializer() does.
+    if (b.values.has(name)) throw new GemmaGraphError(`value "${name}" is defined twice`);
+    b.initializers.push(ref);
+    const v: Value = { name, dtype, shape: [...shape] };
+    b.values.set(name, v);
+    return v;
+  }
+  const out = new Uint8Array(V * H * width);
+  let off = 0;
+  for (const c of chunks()) {
+    out.set(c, off);
+    off += c.length;
+  }
+  return b.initializer(name, dtype, shape, out);
 }
 
 export function buildGemmaGraph(config: ModelConfig, weights: WeightSource, opts: GemmaGraphOptions): Graph {
@@ -172,12 +230,7 @@ export function buildGemmaGraph(config: ModelConfig, weights: WeightSource, opts
   const sin = floatInit('rotary.sin_cache', rope.sin, [rope.sin.length / (D / 2), D / 2], act);
 
   // ---- embeddings * sqrt(hidden), fp32 residual stream
-  const emb = b.initializer(
-    'model.embed_tokens.weight',
-    opts.embedding ?? act,
-    [c.vocabSize, H],
-    embeddingBytes(get('model.embed_tokens.weight', [c.vocabSize, H]), opts.embedding ?? act),
-  );
+  const emb = embeddingInit(b, weights, 'model.embed_tokens.weight', [c.vocabSize, H], opts.embedding ?? act, opts.store, opts.embedChunkRows ?? EMBED_CHUNK_ROWS);
   let x = toF32(b.gather(emb, inputIds, 0, 'embed'));
   x = b.mul(x, b.scalar('embed_scale', roundTo(Math.sqrt(H), opts.embedScaleDtype ?? 'float32')), 'embed_scaled');
 

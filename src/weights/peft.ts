@@ -299,14 +299,34 @@ export function mergeLora(w: HostTensor, a: HostTensor, b: HostTensor, scale: nu
 /**
  * The merged model as a WeightSource, computed lazily one tensor at a time: LoRA targets become
  * W + s * B @ A, modules_to_save tensors come from the adapter, everything else from `base`.
- * Run checkAdapter first to catch mismatches before a long import.
+ * When `base` reads row ranges, so does the merge: each output row of W + s * B @ A needs only that
+ * row of W and of B (mergeLora works row by row), so a row range is merged exactly, without the whole
+ * tensor. Run checkAdapter first to catch mismatches before a long import.
  */
 export function mergedSource(base: WeightSource, adapter: Adapter): WeightSource {
-  return (name: string): HostTensor => {
+  const where = (name: string) => `${adapter.weightsFile}: ${name}`;
+  const get = (name: string): HostTensor => {
     const savedKey = adapter.saved.get(name);
     if (savedKey) return adapter.file.read(savedKey);
     const p = adapter.lora.get(name);
     if (!p) return base(name);
-    return mergeLora(base(name), adapter.file.read(p.aKey), adapter.file.read(p.bKey), p.scale, `${adapter.weightsFile}: ${name}`);
+    return mergeLora(base(name), adapter.file.read(p.aKey), adapter.file.read(p.bKey), p.scale, where(name));
   };
+  const baseShape = base.shape;
+  const shape = baseShape
+    ? (name: string): number[] => {
+        const savedKey = adapter.saved.get(name);
+        return savedKey ? [...adapter.file.info(savedKey).shape] : baseShape(name);
+      }
+    : undefined;
+  const baseRows = base.rows;
+  if (!baseRows) return shape ? Object.assign(get, { shape }) : get;
+  const rows = (name: string, start: number, count: number): HostTensor => {
+    const savedKey = adapter.saved.get(name);
+    if (savedKey) return adapter.file.readRows(savedKey, start, count);
+    const p = adapter.lora.get(name);
+    if (!p) return baseRows(name, start, count);
+    return mergeLora(baseRows(name, start, count), adapter.file.read(p.aKey), adapter.file.readRows(p.bKey, start, count), p.scale, where(name));
+  };
+  return Object.assign(get, shape ? { rows, shape } : { rows });
 }

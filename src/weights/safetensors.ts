@@ -107,23 +107,43 @@ export class SafetensorsFile {
   /** One tensor converted to float32, read in chunks so a big bf16 tensor never sits in memory twice. */
   read(name: string): HostTensor {
     const t = this.info(name);
-    const where = `${this.path}: tensor "${name}"`;
+    return { shape: [...t.shape], data: this.readRange(t, 0, t.end - t.begin) };
+  }
+
+  /**
+   * Rows [start, start + count) along the first axis, converted to float32: a positioned read of just
+   * those bytes, so a 256000-row embedding can be converted a few thousand rows at a time.
+   */
+  readRows(name: string, start: number, count: number): HostTensor {
+    const t = this.info(name);
+    const rows = t.shape[0];
+    if (t.shape.length < 1 || !Number.isInteger(start) || !Number.isInteger(count) || start < 0 || count < 0 || start + count > rows)
+      throw new SafetensorsError(
+        `${this.path}: tensor "${name}" of shape [${t.shape}]: row range [${start}, ${start + count}) is outside its ${t.shape.length ? rows : 0} rows`,
+      );
+    const rowBytes = rows === 0 ? 0 : (t.end - t.begin) / rows;
+    return { shape: [count, ...t.shape.slice(1)], data: this.readRange(t, start * rowBytes, count * rowBytes) };
+  }
+
+  /** Bytes [from, from + len) of tensor `t` (relative to its start) as float32, in READ_CHUNK_BYTES steps. */
+  private readRange(t: TensorInfo, from: number, len: number): Float32Array {
+    const where = `${this.path}: tensor "${t.name}"`;
     const width = DTYPE_BYTES[t.dtype];
     if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'BF16') toFloat32(Buffer.alloc(0), t.dtype, where);
-    const out = new Float32Array((t.end - t.begin) / width);
-    const chunk = Buffer.alloc(Math.min(t.end - t.begin, READ_CHUNK_BYTES));
-    for (let pos = 0; pos < t.end - t.begin; ) {
-      const len = Math.min(chunk.length, t.end - t.begin - pos);
+    const out = new Float32Array(len / width);
+    const chunk = Buffer.alloc(Math.min(len, READ_CHUNK_BYTES));
+    for (let pos = 0; pos < len; ) {
+      const n0 = Math.min(chunk.length, len - pos);
       let done = 0;
-      while (done < len) {
-        const n = readSync(this.fd, chunk, done, len - done, t.begin + pos + done);
+      while (done < n0) {
+        const n = readSync(this.fd, chunk, done, n0 - done, t.begin + from + pos + done);
         if (n === 0) throw new SafetensorsError(`${where} ends early (file changed while reading?)`);
         done += n;
       }
-      out.set(toFloat32(chunk.subarray(0, len), t.dtype, where), pos / width);
-      pos += len;
+      out.set(toFloat32(chunk.subarray(0, n0), t.dtype, where), pos / width);
+      pos += n0;
     }
-    return { shape: [...t.shape], data: out };
+    return out;
   }
 
   info(name: string): TensorInfo {
@@ -172,6 +192,7 @@ export function toFloat32(raw: Buffer, dtype: string, where: string): Float32Arr
 /** A checkpoint directory: model.safetensors, or shards listed in model.safetensors.index.json. */
 export interface Checkpoint {
   names: string[];
+  /** Whole tensors; also carries `get.rows` (row ranges) and `get.shape`. */
   get: WeightSource;
   info(name: string): TensorInfo & { file: string };
   files: SafetensorsFile[];
@@ -223,9 +244,13 @@ export function openCheckpoint(dir: string, stem = 'model'): Checkpoint {
     if (!f) throw new SafetensorsError(`${dir}: checkpoint has no tensor "${name}"`);
     return f;
   };
+  const get: WeightSource = Object.assign((name: string) => find(name).read(name), {
+    rows: (name: string, start: number, count: number) => find(name).readRows(name, start, count),
+    shape: (name: string) => [...find(name).info(name).shape],
+  });
   return {
     names: [...byName.keys()],
-    get: (name) => find(name).read(name),
+    get,
     info: (name) => ({ ...find(name).info(name), file: find(name).path }),
     files,
     close: () => files.forEach((f) => f.close()),

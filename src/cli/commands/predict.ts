@@ -6,7 +6,8 @@ import { SCORE_OPTIONS, scoreRows, scoreSettings } from './score';
 import { fmt } from '../../util/progress';
 
 const USAGE = `usage: node runner.cjs predict --data test.csv --weights DIR [--weights DIR2 ...] [--out submission/submission.csv]
-  [--ep cpu|cuda|auto] [--tta none|swap|swap-uncertain:F] [--token-budget N] [--threads N] [--blend-weights w1,w2]`;
+  [--ep cpu|cuda|auto] [--devices 0,1] [--tta none|swap|swap-uncertain:F] [--token-budget N] [--threads N] [--blend-weights w1,w2]
+  --devices: one model copy per GPU, rows split between them (with --ep cpu: that many CPU worker processes)`;
 
 export async function run(argv: string[]): Promise<void> {
   const v = parse(argv, { ...SCORE_OPTIONS, out: { type: 'string', default: 'submission/submission.csv' } }, USAGE);

@@ -12,6 +12,7 @@ import { textLength } from '../../features/extract';
 import { applyCalibration, type Calibration } from '../../post/calibrate';
 import { scoreToProbs, type TieCalibration } from '../../post/tie';
 import { num, UsageError, type OptionSpec } from '../args';
+import { scoreSharded } from './shards';
 
 export const SCORE_OPTIONS: OptionSpec = {
   data: { type: 'string' },
@@ -22,6 +23,7 @@ export const SCORE_OPTIONS: OptionSpec = {
   threads: { type: 'string' },
   'blend-weights': { type: 'string' },
   'no-calibration': { type: 'boolean' },
+  devices: { type: 'string' },
 };
 
 export interface ScoreSettings {
@@ -32,6 +34,8 @@ export interface ScoreSettings {
   threads?: number;
   blend: number[];
   calibrate: boolean;
+  /** CUDA device ids (one model copy per GPU, rows split between them); with --ep cpu, that many CPU workers. */
+  devices: number[];
 }
 
 export function scoreSettings(v: Record<string, unknown>): ScoreSettings {
@@ -49,9 +53,18 @@ export function scoreSettings(v: Record<string, unknown>): ScoreSettings {
     threads: v.threads ? num(v.threads, '--threads', 0) : undefined,
     blend: blend.map((w) => w / s),
     calibrate: !v['no-calibration'],
+    devices: parseDevices(v.devices as string | undefined),
   };
   ensureCudaEnv(settings.ep);
   return settings;
+}
+
+function parseDevices(s: string | undefined): number[] {
+  if (s === undefined) return [0];
+  const ids = s.split(',').map((x) => Number(x.trim()));
+  if (!ids.length || !ids.every((d) => Number.isInteger(d) && d >= 0) || new Set(ids).size !== ids.length)
+    throw new UsageError(`--devices needs distinct GPU ids separated by commas (e.g. 0,1), got "${s}"`);
+  return ids;
 }
 
 export interface ModelRun {
@@ -83,7 +96,7 @@ async function runOne(dir: string, rows: ArenaRow[], s: ScoreSettings, warn: (m:
     const probs = mergeSwap(first, swappedFlipped, swappedRows);
     return { dir, ep: 'cpu', manifest, result: { probs, first, swappedFlipped, swappedRaw, swappedRows, firstPass: fake } };
   }
-  const model = await openModel(dir, { ep: s.ep, threads: s.threads, warn });
+  const model = await openModel(dir, { ep: s.ep, threads: s.threads, deviceId: s.devices[0], warn });
   process.stderr.write(`model ${dir}: ${manifest.architecture}, ${manifest.quantization?.kind ?? '?'} weights, template ${manifest.template}, max_tokens ${manifest.maxTokens}, EP ${model.ep}\n`);
   let tie: ((scores: Float64Array) => Probs) | undefined;
   if (manifest.labels.length === 1) {
@@ -109,7 +122,8 @@ async function runOne(dir: string, rows: ArenaRow[], s: ScoreSettings, warn: (m:
 
 export async function scoreRows(rows: ArenaRow[], s: ScoreSettings, warn: (m: string) => void): Promise<{ probs: Probs; runs: ModelRun[] }> {
   const runs: ModelRun[] = [];
-  for (const dir of s.weights) runs.push(await runOne(dir, rows, s, warn));
+  if (s.devices.length > 1) runs.push(...(await scoreSharded(rows, s)));
+  else for (const dir of s.weights) runs.push(await runOne(dir, rows, s, warn));
   const probs = new Float64Array(rows.length * 3);
   runs.forEach((r, k) => r.result.probs.forEach((p, i) => (probs[i] += s.blend[k] * p)));
   return { probs, runs };

@@ -7,6 +7,7 @@ import { planBatches, padBatch, paddingEfficiency, type Batch } from './batching
 import { runLogits, type OpenedModel } from './session';
 import { flipAB, leastCertain, mergeSwap, softmaxRows, type Probs } from './probs';
 import { Progress } from '../util/progress';
+import type { LogitsCache } from './logits-cache';
 
 export type Tta = { kind: 'none' } | { kind: 'swap' } | { kind: 'swap-uncertain'; fraction: number };
 
@@ -33,6 +34,8 @@ export interface PassOptions {
   swap: boolean;
   label: string;
   warn: (msg: string) => void;
+  /** Resumable runs: logits of rows already scored by this model are taken from here, new ones added. */
+  cache?: LogitsCache;
   /** Encoder override (tests); default encodeRow with the manifest's template and max_tokens. */
   encode?: (row: ArenaRow, swap: boolean) => Int32Array;
 }
@@ -63,15 +66,23 @@ export async function runPass(model: OpenedModel, tok: Tokenizer, rows: ArenaRow
     if (maxId >= vocab)
       throw new RangeError(`${model.dir}: the tokenizer produced id ${maxId} but the model's vocabulary has ${vocab} rows; the tokenizer files do not belong to this model (re-import with the checkpoint's own tokenizer: trainer.cjs import --tokenizer DIR)`);
   }
-  const batches = planBatches(lengths, { tokenBudget: opts.tokenBudget });
   const logits = new Float32Array(rows.length * numLabels).fill(NaN);
-  const progress = new Progress(opts.label, rows.length);
+  const todo: number[] = [];
+  rows.forEach((_, i) => {
+    const hit = failed.has(i) ? undefined : opts.cache?.get(ids[i]);
+    if (hit && hit.length === numLabels) logits.set(hit, i * numLabels);
+    else todo.push(i);
+  });
+  if (todo.length < rows.length) process.stderr.write(`${opts.label}: ${rows.length - todo.length} rows taken from the logits cache ${opts.cache!.file}\n`);
+  const batches = planBatches(todo.map((i) => lengths[i]), { tokenBudget: opts.tokenBudget }).map((b) => ({ ...b, rows: b.rows.map((k) => todo[k]) }));
+  const progress = new Progress(opts.label, todo.length);
   let done = 0;
   const runBatch = async (b: Batch): Promise<void> => {
     const { inputIds, attentionMask } = padBatch(ids, b, padId);
     try {
       const out = await runLogits(model.session, inputIds, attentionMask, b.rows.length, b.seqLen);
       b.rows.forEach((r, k) => logits.set(out.subarray(k * numLabels, (k + 1) * numLabels), r * numLabels));
+      opts.cache?.put(b.rows.filter((r) => !failed.has(r)).map((r) => ({ ids: ids[r], logits: logits.slice(r * numLabels, (r + 1) * numLabels) })));
     } catch (e) {
       if (b.rows.length > 1) {
         const half = Math.ceil(b.rows.length / 2);
@@ -92,8 +103,8 @@ export async function runPass(model: OpenedModel, tok: Tokenizer, rows: ArenaRow
   }
   const seconds = progress.done(done);
   let tokens = 0;
-  for (const l of lengths) tokens += l;
-  const eff = paddingEfficiency(lengths, batches);
+  for (const i of todo) tokens += lengths[i];
+  const eff = batches.length ? paddingEfficiency(lengths, batches) : 1;
   return { logits, numLabels, tokens, computedTokens: Math.round(tokens / eff), seconds, failedRows: [...failed].sort((a, b) => a - b) };
 }
 
@@ -128,14 +139,14 @@ export async function predictRows(
   model: OpenedModel,
   tok: Tokenizer,
   rows: ArenaRow[],
-  opts: { tta: Tta; tokenBudget: number; warn: (m: string) => void; scoreToProbs?: (s: Float64Array) => Probs },
+  opts: { tta: Tta; tokenBudget: number; warn: (m: string) => void; scoreToProbs?: (s: Float64Array) => Probs; cache?: LogitsCache },
 ): Promise<PredictResult> {
-  const firstPass = await runPass(model, tok, rows, { tokenBudget: opts.tokenBudget, swap: false, label: 'predict', warn: opts.warn });
+  const firstPass = await runPass(model, tok, rows, { tokenBudget: opts.tokenBudget, swap: false, label: 'predict', warn: opts.warn, cache: opts.cache });
   const first = passProbs(firstPass, opts.scoreToProbs);
   if (opts.tta.kind === 'none') return { probs: first, first, swappedRows: [], firstPass };
   const swappedRows = opts.tta.kind === 'swap' ? rows.map((_, i) => i) : leastCertain(first, opts.tta.fraction);
   const sub = swappedRows.map((i) => rows[i]);
-  const swapPass = await runPass(model, tok, sub, { tokenBudget: opts.tokenBudget, swap: true, label: 'predict (swapped)', warn: opts.warn });
+  const swapPass = await runPass(model, tok, sub, { tokenBudget: opts.tokenBudget, swap: true, label: 'predict (swapped)', warn: opts.warn, cache: opts.cache });
   const subRaw = passProbs(swapPass, opts.scoreToProbs);
   const swappedRaw = new Float64Array(first.length).fill(NaN);
   swappedRows.forEach((r, k) => swappedRaw.set(subRaw.subarray(k * 3, k * 3 + 3), r * 3));

@@ -97,7 +97,10 @@ export function chooseLabels(config: ModelConfig, hfConfig: unknown, override?: 
 
 const fmtBytes = (b: number) => (b >= 1e9 ? `${(b / 1e9).toFixed(2)} GB` : `${(b / 1e6).toFixed(1)} MB`);
 
-/** Wraps a WeightSource so each fetched tensor advances a byte counter with a throttled ETA line. */
+/**
+ * Wraps a WeightSource so each fetched tensor advances a byte counter with a throttled ETA line.
+ * Row-range reads (WeightSource.rows) pass through and count their share of the tensor's bytes.
+ */
 export function withProgress(
   get: WeightSource,
   bytesOf: (name: string) => number,
@@ -108,9 +111,8 @@ export function withProgress(
   const t0 = Date.now();
   let done = 0;
   let last = 0;
-  return (name) => {
-    const t = get(name);
-    done += bytesOf(name);
+  const advance = (name: string, bytes: number) => {
+    done += bytes;
     const now = Date.now();
     if (now - last >= everyMs || done >= totalBytes) {
       last = now;
@@ -122,8 +124,23 @@ export function withProgress(
           `${(done / 1e6 / Math.max(s, 1e-3)).toFixed(0)} MB/s, ${s.toFixed(0)} s elapsed, ETA ${eta.toFixed(0)} s) ${name}`,
       );
     }
+  };
+  const whole = (name: string) => {
+    const t = get(name);
+    advance(name, bytesOf(name));
     return t;
   };
+  const { rows, shape } = get;
+  if (!rows || !shape) return shape ? Object.assign(whole, { shape }) : whole;
+  return Object.assign(whole, {
+    shape,
+    rows: (name: string, start: number, count: number) => {
+      const t = rows(name, start, count);
+      const n = shape(name)[0];
+      advance(name, n > 0 ? (bytesOf(name) * count) / n : 0);
+      return t;
+    },
+  });
 }
 
 /** The embedding multiplier's dtype: HF rounds sqrt(hidden) to the dtype the model ran in. */

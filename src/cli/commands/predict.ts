@@ -7,6 +7,7 @@ import { fmt } from '../../util/progress';
 
 const USAGE = `usage: node runner.cjs predict --data test.csv --weights DIR [--weights DIR2 ...] [--out submission/submission.csv]
   [--ep cpu|cuda|auto] [--devices 0,1] [--tta none|swap|swap-uncertain:F] [--token-budget N] [--threads N] [--blend-weights w1,w2]
+  --cache DIR: keep each scored row's logits there, so an interrupted run started again resumes where it stopped
   --devices: one model copy per GPU, rows split between them (with --ep cpu: that many CPU worker processes)`;
 
 export async function run(argv: string[]): Promise<void> {
@@ -18,6 +19,12 @@ export async function run(argv: string[]): Promise<void> {
   const { rows, warnings } = await readRows(data);
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
   process.stderr.write(`read ${rows.length} rows from ${data}\n`);
+  const onSignal = (sig: string) => {
+    process.stderr.write(`\n${sig}: stopped; no submission written.${settings.cacheDir ? ` Rows scored so far are kept in ${settings.cacheDir}: run the same command again to resume.` : ' Add --cache DIR to make a long run resumable.'}\n`);
+    process.exit(130);
+  };
+  process.once('SIGINT', () => onSignal('SIGINT'));
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
   const { probs, runs } = await scoreRows(rows, settings, (m) => process.stderr.write(`warning: ${m}\n`));
   for (const r of runs) {
     const failed = r.result.firstPass.failedRows.length;

@@ -6,7 +6,10 @@ import { loadTokenizer } from '../../format/encode';
 import { ensureCudaEnv, openModel, parseEp, type EpChoice } from '../../infer/session';
 import { predictRows, parseTta, type PredictResult, type Tta } from '../../infer/predict';
 import { flipAB, leastCertain, mergeSwap, type Probs } from '../../infer/probs';
-import { readManifest, type Manifest } from '../../weights/manifest';
+import { readManifest, type GraphEntry, type Manifest } from '../../weights/manifest';
+import { openLogitsCache } from '../../infer/logits-cache';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { predictFeatures } from '../../features/model';
 import { textLength } from '../../features/extract';
 import { applyCalibration, type Calibration } from '../../post/calibrate';
@@ -24,6 +27,7 @@ export const SCORE_OPTIONS: OptionSpec = {
   'blend-weights': { type: 'string' },
   'no-calibration': { type: 'boolean' },
   devices: { type: 'string' },
+  cache: { type: 'string' },
 };
 
 export interface ScoreSettings {
@@ -36,6 +40,8 @@ export interface ScoreSettings {
   calibrate: boolean;
   /** CUDA device ids (one model copy per GPU, rows split between them); with --ep cpu, that many CPU workers. */
   devices: number[];
+  /** Folder of per-model logits caches that make interrupted runs resumable (off when undefined). */
+  cacheDir?: string;
 }
 
 export function scoreSettings(v: Record<string, unknown>): ScoreSettings {
@@ -54,6 +60,7 @@ export function scoreSettings(v: Record<string, unknown>): ScoreSettings {
     blend: blend.map((w) => w / s),
     calibrate: !v['no-calibration'],
     devices: parseDevices(v.devices as string | undefined),
+    cacheDir: v.cache as string | undefined,
   };
   ensureCudaEnv(settings.ep);
   return settings;
@@ -105,7 +112,8 @@ async function runOne(dir: string, rows: ArenaRow[], s: ScoreSettings, warn: (m:
     tie = (sc) => scoreToProbs(manifest.tie as TieCalibration, sc);
   }
   const tok = loadTokenizer(dir);
-  const raw = await predictRows(model, tok, rows, { tta: s.tta, tokenBudget: s.tokenBudget, warn, scoreToProbs: tie });
+  const cache = s.cacheDir ? openLogitsCache(s.cacheDir, modelIdentity(dir, model.graph, model.ep)) : undefined;
+  const raw = await predictRows(model, tok, rows, { tta: s.tta, tokenBudget: s.tokenBudget, warn, scoreToProbs: tie, cache });
   await model.session.release();
   const result: PredictResult = {
     ...raw,
@@ -118,6 +126,15 @@ async function runOne(dir: string, rows: ArenaRow[], s: ScoreSettings, warn: (m:
     result.probs = mergeSwap(result.first, result.swappedFlipped!, raw.swappedRows);
   }
   return { dir, ep: model.ep, manifest, result };
+}
+
+/** What makes two runs' logits interchangeable: the manifest, the graph files as written, and the EP. */
+function modelIdentity(dir: string, graph: GraphEntry, ep: string): string {
+  const files = [graph.file, ...graph.externalData].map((f) => {
+    const st = statSync(join(dir, f));
+    return `${f}:${st.size}:${st.mtimeMs}`;
+  });
+  return [readFileSync(join(dir, 'manifest.json'), 'utf8'), ...files, ep].join('\n');
 }
 
 export async function scoreRows(rows: ArenaRow[], s: ScoreSettings, warn: (m: string) => void): Promise<{ probs: Probs; runs: ModelRun[] }> {

@@ -12,7 +12,6 @@ import { buildGemmaGraph } from '../src/model/gemma';
 import type { HostTensor, WeightSource } from '../src/types';
 import { mergedSource, openAdapter } from '../src/weights/peft';
 import { openCheckpoint, openSafetensors, SafetensorsError } from '../src/weights/safetensors';
-import { chunkedExternalStore } from '../src/weights/write';
 import { FIXTURES, fixtureConfig, maxAbsDiff, runLogits } from './parity.test';
 
 const WIDTH = { F32: 4, F16: 2, BF16: 2 } as const;
@@ -153,7 +152,7 @@ describe('streamed embedding: graph built from row chunks equals the whole-tenso
         const sa = externalStore(join(a, 'model.onnx.data'));
         const ga = buildGemmaGraph(cfg, whole, { ...opts, store: sa });
         sa.close();
-        const sb = chunkedExternalStore(join(b, 'model.onnx.data'));
+        const sb = externalStore(join(b, 'model.onnx.data'));
         rowCalls = 0;
         const gb = buildGemmaGraph(cfg, streamed, { ...opts, store: sb, embedChunkRows: chunkRows });
         sb.close();

@@ -82,6 +82,13 @@ export class GraphBuilder {
     return this.define({ name, dtype, shape: [...shape] });
   }
 
+  /** Adds an initializer whose bytes arrive as consecutive chunks (never whole in memory with an external store). */
+  initializerChunks(name: string, dtype: DType, shape: number[], byteLength: number, chunks: Iterable<Uint8Array>): Value {
+    const ref = this.store.putChunks(name, dtype, shape, byteLength, chunks);
+    this.initializers.push(ref);
+    return this.define({ name, dtype, shape: [...shape] });
+  }
+
   constFloat(name: string, data: Float32Array | number[], shape: number[] = [data.length]): Value {
     const f = data instanceof Float32Array ? data : Float32Array.from(data);
     return this.initializer(this.fresh(name), 'float32', shape, new Uint8Array(f.buffer, f.byteOffset, f.byteLength));

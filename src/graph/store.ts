@@ -1,19 +1,41 @@
 // Initializer storage: where a tensor's bytes go when the builder adds it. The external store
 // appends each tensor to a `.onnx.data` file as it arrives (so a 9B model is never whole in memory)
-// and keeps only its offset; the memory store keeps bytes inline (tests, tiny models).
+// and keeps only its offset; the memory store keeps bytes inline (tests, tiny models). A tensor can
+// also arrive as consecutive chunks (`putChunks`), so even one huge tensor (a 256k-row embedding)
+// is never whole in memory on its way to the file.
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { DType, InitializerRef } from './ir';
 
 export interface TensorStore {
   put(name: string, dtype: DType, shape: number[], bytes: Uint8Array): InitializerRef;
+  /** The same tensor given as consecutive byte chunks that add up to `byteLength`. */
+  putChunks(name: string, dtype: DType, shape: number[], byteLength: number, chunks: Iterable<Uint8Array>): InitializerRef;
   /** Flushes and closes the data file; returns its name (relative to the model) or null when inline. */
   close(): string | null;
+}
+
+export class TensorStoreError extends Error {
+  override name = 'TensorStoreError';
+}
+
+/** Concatenates chunks into one buffer, checking they add up to `byteLength`. */
+function gather(where: string, byteLength: number, chunks: Iterable<Uint8Array>): Uint8Array {
+  const data = new Uint8Array(byteLength);
+  let off = 0;
+  for (const c of chunks) {
+    if (off + c.length > byteLength) throw new TensorStoreError(`${where}: got more than its ${byteLength} bytes`);
+    data.set(c, off);
+    off += c.length;
+  }
+  if (off !== byteLength) throw new TensorStoreError(`${where}: got ${off} of its ${byteLength} bytes`);
+  return data;
 }
 
 export function memoryStore(): TensorStore {
   return {
     put: (name, dtype, shape, bytes) => ({ name, dtype, shape, data: bytes }),
+    putChunks: (name, dtype, shape, byteLength, chunks) => ({ name, dtype, shape, data: gather(`tensor "${name}"`, byteLength, chunks) }),
     close: () => null,
   };
 }
@@ -24,19 +46,31 @@ export function externalStore(path: string, inlineBelow = 1024): TensorStore {
   const location = basename(path);
   let offset = 0;
   let open = true;
+  const write = (bytes: Uint8Array, at: number) => {
+    let done = 0;
+    while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done, at + done);
+  };
+  const putChunks = (name: string, dtype: DType, shape: number[], byteLength: number, chunks: Iterable<Uint8Array>): InitializerRef => {
+    const where = `${path}: tensor "${name}"`;
+    if (!open) throw new TensorStoreError(`${path}: external data file already closed; cannot add tensor "${name}"`);
+    if (byteLength < inlineBelow) return { name, dtype, shape, data: gather(where, byteLength, chunks) };
+    // Page-aligned starts let ORT memory-map large tensors instead of copying them.
+    const align = byteLength >= 65536 ? 4096 : 64;
+    const start = Math.ceil(offset / align) * align;
+    if (start > offset) write(new Uint8Array(start - offset), offset);
+    let pos = start;
+    for (const c of chunks) {
+      if (pos + c.length > start + byteLength) throw new TensorStoreError(`${where}: got more than its ${byteLength} bytes`);
+      write(c, pos);
+      pos += c.length;
+    }
+    if (pos !== start + byteLength) throw new TensorStoreError(`${where}: got ${pos - start} of its ${byteLength} bytes`);
+    offset = pos;
+    return { name, dtype, shape, external: { location, offset: start, length: byteLength } };
+  };
   return {
-    put(name, dtype, shape, bytes) {
-      if (!open) throw new Error(`${path}: external data file already closed; cannot add tensor "${name}"`);
-      if (bytes.length < inlineBelow) return { name, dtype, shape, data: bytes };
-      // Page-aligned starts let ORT memory-map large tensors instead of copying them.
-      const align = bytes.length >= 65536 ? 4096 : 64;
-      const start = Math.ceil(offset / align) * align;
-      if (start > offset) writeSync(fd, new Uint8Array(start - offset), 0, start - offset, offset);
-      let done = 0;
-      while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done, start + done);
-      offset = start + bytes.length;
-      return { name, dtype, shape, external: { location, offset: start, length: bytes.length } };
-    },
+    put: (name, dtype, shape, bytes) => putChunks(name, dtype, shape, bytes.length, [bytes]),
+    putChunks,
     close() {
       if (open) closeSync(fd);
       open = false;

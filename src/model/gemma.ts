@@ -4,23 +4,14 @@
 // float32 [batch, num_labels]. Uses ORT fused ops: GroupQueryAttention (rotary, softcap, local window,
 // right padding via seqlens_k), SkipSimplifiedLayerNormalization, MatMulNBits.
 import { f32ArrayToF16, f32ToF16, GraphBuilder, GraphBuildError } from '../graph/builder';
-import type { DType, Graph, InitializerRef, Value } from '../graph/ir';
+import type { Graph, Value } from '../graph/ir';
 import type { TensorStore } from '../graph/store';
 import { dequantizeNBits, quantizeNBits, reconstructionError, type ReconstructionError } from '../quant/nbits';
 import type { GraphOptions, HostTensor, ModelConfig, WeightSource } from '../types';
 
-/**
- * A TensorStore that can also take one tensor as consecutive byte chunks (an external-data file
- * appends them), so a tensor's output bytes are never whole in memory. Implemented by
- * chunkedExternalStore (src/weights/write.ts).
- */
-export interface ChunkedTensorStore extends TensorStore {
-  putChunks(name: string, dtype: DType, shape: number[], byteLength: number, chunks: Iterable<Uint8Array>): InitializerRef;
-}
-
 export interface GemmaGraphOptions extends GraphOptions {
-  /** Where initializer bytes go (default: inline, in memory). A ChunkedTensorStore streams the embedding. */
-  store?: TensorStore | ChunkedTensorStore;
+  /** Where initializer bytes go (default: inline, in memory); an external store streams the embedding to disk. */
+  store?: TensorStore;
   /** Dtype HF rounds the sqrt(hidden) embedding multiplier to (the checkpoint's torch_dtype); default float32. */
   embedScaleDtype?: 'float32' | 'bfloat16' | 'float16';
   /** Storage of the embedding table: float16 halves it (Gather + Cast; exact when the weights are fp16 values). Default: activation dtype. */
@@ -111,9 +102,9 @@ function embeddingBytes(t: HostTensor, dtype: 'float32' | 'float16'): Uint8Array
 
 /**
  * The embedding table as an initializer. With a row-reading source (WeightSource.rows + shape) the
- * table is read EMBED_CHUNK_ROWS rows at a time and each chunk converted on its own: into a
- * ChunkedTensorStore the chunks are appended to the data file (only one chunk is ever resident),
- * into any other store they fill one output buffer (no float32 table). Otherwise the whole tensor is read.
+ * table is read EMBED_CHUNK_ROWS rows at a time and each chunk converted on its own and handed to
+ * the store (an external store appends it to the data file, so only one chunk is ever resident; the
+ * memory store gathers them, with no float32 table). Otherwise the whole tensor is read.
  * Byte-identical either way.
  */
 function embeddingInit(
@@ -122,7 +113,6 @@ function embeddingInit(
   name: string,
   shape: [number, number],
   dtype: 'float32' | 'float16',
-  store: TensorStore | ChunkedTensorStore | undefined,
   chunkRows: number,
 ): Value {
   const { rows, shape: shapeOf } = weights;
@@ -137,22 +127,7 @@ function embeddingInit(
       yield tableBytes(t.data, dtype);
     }
   }
-  if (store && 'putChunks' in store) {
-    const ref = store.putChunks(name, dtype, shape, V * H * width, chunks());
-    // The builder only takes whole byte arrays; register the streamed initializer the way initializer() does.
-    if (b.values.has(name)) throw new GemmaGraphError(`value "${name}" is defined twice`);
-    b.initializers.push(ref);
-    const v: Value = { name, dtype, shape: [...shape] };
-    b.values.set(name, v);
-    return v;
-  }
-  const out = new Uint8Array(V * H * width);
-  let off = 0;
-  for (const c of chunks()) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return b.initializer(name, dtype, shape, out);
+  return b.initializerChunks(name, dtype, shape, V * H * width, chunks());
 }
 
 export function buildGemmaGraph(config: ModelConfig, weights: WeightSource, opts: GemmaGraphOptions): Graph {
@@ -230,7 +205,7 @@ export function buildGemmaGraph(config: ModelConfig, weights: WeightSource, opts
   const sin = floatInit('rotary.sin_cache', rope.sin, [rope.sin.length / (D / 2), D / 2], act);
 
   // ---- embeddings * sqrt(hidden), fp32 residual stream
-  const emb = embeddingInit(b, weights, 'model.embed_tokens.weight', [c.vocabSize, H], opts.embedding ?? act, opts.store, opts.embedChunkRows ?? EMBED_CHUNK_ROWS);
+  const emb = embeddingInit(b, weights, 'model.embed_tokens.weight', [c.vocabSize, H], opts.embedding ?? act, opts.embedChunkRows ?? EMBED_CHUNK_ROWS);
   let x = toF32(b.gather(emb, inputIds, 0, 'embed'));
   x = b.mul(x, b.scalar('embed_scale', roundTo(Math.sqrt(H), opts.embedScaleDtype ?? 'float32')), 'embed_scaled');
 

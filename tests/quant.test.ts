@@ -15,7 +15,7 @@ import { tinyConfig, tinyWeights } from '../src/model/tiny';
 import { LABEL_COLUMNS } from '../src/types';
 import { readManifest } from '../src/weights/manifest';
 import { writeWeightsDir } from '../src/weights/write';
-import { FIXTURES, fixtureConfig, maxAbsDiff, runLogits } from './parity.test';
+import { FIXTURES, fixtureConfig, maxAbsDiff, runLogits } from './helpers/fixtures';
 
 const LINEAR = /\.(q|k|v|o|gate|up|down)_proj\.weight$/;
 

@@ -12,7 +12,7 @@ import { buildGemmaGraph } from '../src/model/gemma';
 import type { HostTensor, WeightSource } from '../src/types';
 import { mergedSource, openAdapter } from '../src/weights/peft';
 import { openCheckpoint, openSafetensors, SafetensorsError } from '../src/weights/safetensors';
-import { FIXTURES, fixtureConfig, maxAbsDiff, runLogits } from './parity.test';
+import { FIXTURES, fixtureConfig, maxAbsDiff, runLogits } from './helpers/fixtures';
 
 const WIDTH = { F32: 4, F16: 2, BF16: 2 } as const;
 

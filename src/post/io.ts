@@ -4,6 +4,7 @@
 import { createReadStream, existsSync } from 'node:fs';
 import { parse } from 'fast-csv';
 import { LABEL_COLUMNS } from '../types';
+import { parseCell } from '../data/rows';
 
 export class PredictionFileError extends Error {
   override name = 'PredictionFileError';
@@ -60,16 +61,13 @@ export interface LabelSet {
   lengths?: Float64Array;
 }
 
-/** Sum of the decoded JSON-list items' lengths; the raw cell length when the cell is not JSON. */
+/**
+ * Characters of one text cell as the runner reads it (src/data/rows.ts parseCell: JSON-list items, a
+ * non-JSON cell as one raw string), so length bins fitted here bin rows exactly as predict's textLength does.
+ */
 export function cellTextLength(cell: string | undefined): number {
   if (!cell) return 0;
-  try {
-    const v = JSON.parse(cell);
-    if (Array.isArray(v)) return v.reduce((s: number, x: unknown) => s + (typeof x === 'string' ? x.length : 0), 0);
-    return typeof v === 'string' ? v.length : cell.length;
-  } catch {
-    return cell.length;
-  }
+  return parseCell(cell).items.reduce((s, t) => s + t.length, 0);
 }
 
 export async function readLabels(path: string): Promise<LabelSet> {

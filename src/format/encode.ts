@@ -52,6 +52,7 @@ export interface ArenaTokenizer {
   readonly roleTokens: Readonly<Partial<Record<TokenRole, string>>>;
   /** Plain text -> ids, no special tokens added (special-token strings in the text still map to their ids). */
   encode(text: string): number[];
+  /** Ids -> the exact text they encode ('' for none): no clean-up of spaces before punctuation, whatever tokenizer_config says. */
   decode(ids: ArrayLike<number>): string;
 }
 
@@ -144,7 +145,7 @@ export function loadTokenizer(dir: string, template?: string): ArenaTokenizer {
       }),
     ),
     encode: exact ? chunkedEncode : plainEncode,
-    decode: (ids) => tok.decode(Array.from(ids)),
+    decode: (ids) => (ids.length ? tok.decode(Array.from(ids), { clean_up_tokenization_spaces: false }) : ''),
   };
   if (template !== undefined) bindTemplate(arena, template);
   return arena;

@@ -44,10 +44,10 @@ async function rejects(p: Promise<unknown>, ...parts: (string | RegExp)[]): Prom
 
 describe('rows: parseCell', () => {
   it('decodes a JSON list, one item per turn', () => {
-    assert.deepEqual(parseCell('["hi", "again"]'), { items: ['hi', 'again'], raw: false, nulls: 0, surrogates: 0 });
+    assert.deepEqual(parseCell('["hi", "again"]'), { items: ['hi', 'again'], raw: false, nulls: 0, surrogates: 0, badBytes: 0, nuls: 0 });
   });
   it('turns null items into empty strings and counts them', () => {
-    assert.deepEqual(parseCell('[null, "x", null]'), { items: ['', 'x', ''], raw: false, nulls: 2, surrogates: 0 });
+    assert.deepEqual(parseCell('[null, "x", null]'), { items: ['', 'x', ''], raw: false, nulls: 2, surrogates: 0, badBytes: 0, nuls: 0 });
   });
   it('keeps a non-JSON cell whole as one raw item', () => {
     for (const cell of ['just text, with a comma', '["unterminated', '{"a": 1}', '[1, 2]', '"quoted"', '']) {

@@ -3,6 +3,7 @@
 // topological order by construction. Initializer bytes go straight to a TensorStore.
 import { attr, type Attr, type Dim, type DType, type Graph, type InitializerRef, type Node, type Value } from './ir';
 import { memoryStore, type TensorStore } from './store';
+import { f32ToF16 } from '../util/fp16';
 
 export class GraphBuildError extends Error {
   override name = 'GraphBuildError';
@@ -346,37 +347,3 @@ export const ONNX_DTYPE: Record<DType, number> = {
   float16: 10,
   bfloat16: 16,
 };
-
-/** float32 -> IEEE half bits, round to nearest even. */
-export function f32ToF16(v: number): number {
-  F32[0] = v;
-  const x = U32[0];
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  let e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let h = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const half = 1 << (shift - 1);
-    if (rem > half || (rem === half && h & 1)) h++;
-    return sign | h;
-  }
-  let h = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
-  return sign | h;
-}
-const F32 = new Float32Array(1);
-const U32 = new Uint32Array(F32.buffer);
-
-export function f32ArrayToF16(a: Float32Array): Uint16Array {
-  const out = new Uint16Array(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = f32ToF16(a[i]);
-  return out;
-}

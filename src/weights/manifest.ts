@@ -15,6 +15,7 @@ export interface GraphEntry {
   externalData: string[];
   /** 'float32' CPU graph, 'float16' CUDA graph. */
   activations: 'float32' | 'float16';
+  sha256?: string; // hex, of the .onnx file then its external-data files in order (written at import; the logits cache key)
 }
 
 export interface Quantization {

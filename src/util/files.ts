@@ -29,6 +29,7 @@ export function fsReason(e: unknown): string {
     EROFS: 'read-only file system',
     ENOSPC: 'no space left on device',
     EDQUOT: 'disk quota exceeded',
+    EFBIG: 'file too large for the file system or the file size limit',
     ENOENT: 'no such file or directory',
     ENOTDIR: 'a parent is a file, not a directory',
     EISDIR: 'is a directory',

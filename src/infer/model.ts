@@ -5,7 +5,8 @@
 // pass's raw outputs into probabilities in the task's column order, by label NAME.
 import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
-import { LABEL_COLUMNS, type ArenaRow } from '../types';
+import type { ArenaRow } from '../types';
+import { modelToTask, TASKS } from '../task/task';
 import { encodeRow, loadTokenizer } from '../format/encode';
 import { featureLogits, loadFeatureModel } from '../features/model';
 import { checkCalibration, type Calibration } from '../post/calibrate';
@@ -32,16 +33,16 @@ export interface ModelSpec {
   tie?: TieCalibration;
 }
 
-/** Maps the manifest's label names (logit order) to the task's columns; refuses names it does not know. */
+/**
+ * For each task column (LMSYS: winner_model_a, winner_model_b, winner_tie), the index of its logit,
+ * matched by label NAME (src/task/task.ts); null for a single-score head. Unknown names are refused.
+ */
 export function labelColumns(labels: string[], where: string): number[] | null {
-  if (labels?.length === 1) return null;
-  const task = LABEL_COLUMNS as readonly string[];
-  if (!Array.isArray(labels) || labels.length !== 3 || new Set(labels).size !== 3 || !labels.every((l) => task.includes(l)))
-    throw new ModelError(
-      `${where}: labels ${JSON.stringify(labels)} are not the task's ${task.join(', ')} in some order (or one score); ` +
-        `re-import with \`trainer.cjs import --labels\` naming the checkpoint's id2label in logit order`,
-    );
-  return task.map((c) => labels.indexOf(c));
+  if (Array.isArray(labels) && labels.length === 1) return null;
+  if (!Array.isArray(labels) || labels.length !== TASKS.lmsys.labels.length)
+    throw new ModelError(`${where}: labels ${JSON.stringify(labels)}: expected the three outcomes ${TASKS.lmsys.labels.join(', ')} in the model's logit order, or one score`);
+  const map = modelToTask(TASKS.lmsys, labels, where);
+  return map.perm;
 }
 
 export interface SpecOptions {

@@ -14,7 +14,7 @@ import type { TrainableSpec } from './lora';
 export interface TrainGraphOptions {
   /** Gradient rules (tests swap one for a wrong one). */
   rules?: Record<string, GradRule>;
-  /** Also output the loss only, no backward (validation passes). */
+  /** Loss and logits only: no backward, no dropout (eval mode, validation passes). */
   forwardOnly?: boolean;
 }
 
@@ -70,7 +70,7 @@ export function buildTrainGraph(c: ModelConfig, weights: WeightSource, spec: Tra
     const A = param(lora.aKey, [lora.rank, inF]);
     const B = param(lora.bKey, [outF, lora.rank]);
     let xin = x;
-    if (spec.dropout > 0) {
+    if (spec.dropout > 0 && !opts.forwardOnly) {
       dropoutModules.push({ module, inFeatures: inF });
       xin = b.mul(x, b.input(`dropout.${module}`, 'float32', ['batch', 'seq', inF]));
     }

@@ -185,17 +185,6 @@ export function readAdapter(dir: string): { settings: LoraSettings; params: Para
     throw new LoraSetupError(`${dir}: needs adapter_config.json and adapter_model.safetensors (a folder PEFT's save_pretrained wrote)`);
   const j = JSON.parse(readFileSync(cfgFile, 'utf8'));
   if (j.peft_type !== 'LORA') throw new LoraSetupError(`${cfgFile}: peft_type ${JSON.stringify(j.peft_type)}; only LORA adapters continue training`);
-  if (typeof j.target_modules === 'string' && j.target_modules !== 'all-linear')
-    throw new LoraSetupError(`${cfgFile}: target_modules is a regex; continue-training needs a list of module names`);
-  const settings: LoraSettings = {
-    r: j.r,
-    lora_alpha: j.lora_alpha,
-    lora_dropout: j.lora_dropout ?? 0,
-    target_modules: typeof j.target_modules === 'string' ? [j.target_modules] : j.target_modules,
-    layers_to_transform: j.layers_to_transform === null || j.layers_to_transform === undefined ? null : [j.layers_to_transform].flat(),
-    use_rslora: j.use_rslora ?? false,
-    modules_to_save: (j.modules_to_save ?? []).includes('score') ? ['score'] : [],
-  };
   const f = openSafetensors(wFile);
   const params: Params = new Map();
   try {
@@ -203,6 +192,23 @@ export function readAdapter(dir: string): { settings: LoraSettings; params: Para
   } finally {
     f.close();
   }
+  let targets: string[] = typeof j.target_modules === 'string' ? [j.target_modules] : j.target_modules;
+  let layers: number[] | null = j.layers_to_transform === null || j.layers_to_transform === undefined ? null : [j.layers_to_transform].flat();
+  if (typeof j.target_modules === 'string' && j.target_modules !== 'all-linear') {
+    // A regex (how writeAdapter saves layers_to_transform): the LoRA tensors present say which modules it named.
+    const found = [...params.keys()].map((k) => /\.layers\.(\d+)\.\w+\.(\w+)\.lora_A\.weight$/.exec(k)).filter((m) => m !== null);
+    targets = [...new Set(found.map((m) => m![2]))];
+    layers = [...new Set(found.map((m) => Number(m![1])))].sort((a, b) => a - b);
+  }
+  const settings: LoraSettings = {
+    r: j.r,
+    lora_alpha: j.lora_alpha,
+    lora_dropout: j.lora_dropout ?? 0,
+    target_modules: targets,
+    layers_to_transform: layers,
+    use_rslora: j.use_rslora ?? false,
+    modules_to_save: (j.modules_to_save ?? []).includes('score') ? ['score'] : [],
+  };
   return { settings, params, init: j.init_lora_weights };
 }
 

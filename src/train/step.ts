@@ -14,6 +14,8 @@ export interface StepOptions {
   maxGradNorm: number | null;
   dropout: number;
   seed: number;
+  /** Divisor of each micro-batch loss; default the number of micro-batches (transformers 4.45 always uses gradient_accumulation_steps). */
+  accumulation?: number;
 }
 
 export interface StepLog {
@@ -37,7 +39,7 @@ export async function trainStep(
 ): Promise<StepLog> {
   const acc: Params = new Map([...params].map(([k, p]) => [k, new Float32Array(p.length)]));
   const microLosses: number[] = [];
-  const seed = Math.fround(1 / microBatches.length);
+  const seed = Math.fround(1 / (o.accumulation ?? microBatches.length));
   for (let i = 0; i < microBatches.length; i++) {
     const mb = microBatches[i];
     const feeds = batchFeeds(c, mb);

@@ -69,11 +69,11 @@ export async function readCsv(path: string, o: CsvOptions): Promise<LoadedRows> 
         const label = swap && row.label !== 2 ? 1 - row.label! : row.label!;
         rows.push({ inputIds: Array.from(ids), label });
       } catch (e) {
-        warnings.push(`${path}: row ${row.id} (line ${row.line}): ${(e as Error).message}; row skipped`);
+        warnings.push(`${path}: ${(e as Error).message}; row skipped`);
       }
     }
   }
-  if (!rows.length) throw new TrainDataError(`${path}: no usable rows`);
+  if (!rows.length) throw new TrainDataError(`${path}: no usable rows${warnings.length ? ` (first problem: ${warnings.at(-1)})` : ''}`);
   return { rows, warnings };
 }
 

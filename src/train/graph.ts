@@ -8,6 +8,7 @@
 import { GraphBuilder } from '../graph/builder';
 import { addGradients, type GradRule } from '../graph/grad';
 import type { Graph, Value } from '../graph/ir';
+import type { TensorStore } from '../graph/store';
 import type { ModelConfig, WeightSource } from '../types';
 import type { TrainableSpec } from './lora';
 
@@ -16,6 +17,8 @@ export interface TrainGraphOptions {
   rules?: Record<string, GradRule>;
   /** Loss and logits only: no backward, no dropout (eval mode, validation passes). */
   forwardOnly?: boolean;
+  /** Where frozen weights go (default inline; an external store keeps a 2B-width graph under protobuf's 2 GB). */
+  store?: TensorStore;
 }
 
 export interface TrainGraph {
@@ -35,7 +38,7 @@ function transposed(w: Float32Array, out: number, inn: number): Float32Array {
 }
 
 export function buildTrainGraph(c: ModelConfig, weights: WeightSource, spec: TrainableSpec, opts: TrainGraphOptions = {}): TrainGraph {
-  const b = new GraphBuilder('gemma_train');
+  const b = new GraphBuilder('gemma_train', opts.store);
   const H = c.hiddenSize;
   const D = c.headDim;
   const kvh = c.numKvHeads;
@@ -160,5 +163,6 @@ export function buildTrainGraph(c: ModelConfig, weights: WeightSource, spec: Tra
     const grads = addGradients(b, loss, params, { seed, rules: opts.rules });
     grads.forEach((g, i) => b.output(g, `grad.${params[i].name}`));
   }
+  b.store.close();
   return { graph: b.finish(), params: params.map((p) => p.name), dropoutModules };
 }

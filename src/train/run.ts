@@ -194,6 +194,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     const t0 = Date.now();
     let step = 0;
     let ran = 0;
+    let stepSeconds = 0; // optimizer steps only (no validation passes)
     for (let epoch = 0; step < total; epoch++) {
       const steps = epochSteps(epochOrder(train.rows.length, o.shuffle, o.seed, epoch), train.rows, o.batchSize, o.gradAccum);
       for (const mbs of steps) {
@@ -201,6 +202,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
         step++;
         if (step <= done) continue; // resumed: these steps are in the checkpoint
         const lr = lrAt(step, o.lr, o.schedule, o.warmupSteps, total);
+        const ts = Date.now();
         const s = await trainStep(c, session, params, state, mbs, step, lr, {
           adam: { lr: o.lr, betas: o.betas, eps: o.eps, weightDecay: o.weightDecay },
           maxGradNorm: o.maxGradNorm,
@@ -209,8 +211,9 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
           accumulation: o.gradAccum,
         });
         ran++;
+        stepSeconds += (Date.now() - ts) / 1000;
         result.log.push(s);
-        const per = (Date.now() - t0) / 1000 / ran;
+        const per = stepSeconds / ran;
         appendFileSync(logFile, JSON.stringify({ step, epoch: epoch + 1, loss: s.loss, lr, grad_norm: s.gradNorm, seconds_per_step: per }) + '\n');
         o.log(
           `train: step ${step}/${total} epoch ${epoch + 1} loss ${s.loss.toFixed(4)} lr ${lr.toExponential(2)} grad-norm ${s.gradNorm.toFixed(3)} ` +
@@ -229,7 +232,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     await evalSession?.release();
     result.steps = step;
     result.seconds = (Date.now() - t0) / 1000;
-    result.secondsPerStep = ran ? result.seconds / ran : 0;
+    result.secondsPerStep = ran ? stepSeconds / ran : 0;
 
     // ---- the adapter, and how it was made
     writeAdapter(out, { spec, params, config: c, pissaStart, baseModelNameOrPath: resolve(o.base) });

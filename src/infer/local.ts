@@ -21,7 +21,8 @@ export function localRunner(specs: ModelSpec[], rows: ArenaRow[], opts: HandleOp
   return {
     async pass(k, idx, swap, label) {
       const h = await handle(k);
-      return h.score(idx.length === rows.length ? rows : idx.map((i) => rows[i]), swap, label);
+      const all = idx.length === rows.length && idx.every((r, j) => r === j);
+      return h.score(all ? rows : idx.map((i) => rows[i]), swap, label);
     },
     async release(k) {
       await open.get(k)?.close();

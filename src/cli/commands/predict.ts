@@ -5,7 +5,7 @@ import { readRows } from '../../data/rows';
 import { writeSubmission } from '../../data/submission';
 import { assertWritableFile } from '../../util/files';
 import { parse, need, UsageError } from '../args';
-import { openSpecs, SCORE_OPTIONS, scoreRows, scoreSettings } from './score';
+import { exitOnSignals, openSpecs, SCORE_OPTIONS, scoreRows, scoreSettings } from './score';
 import { fmt } from '../../util/progress';
 
 const USAGE = `usage: node runner.cjs predict --data test.csv --weights DIR [--weights DIR2 ...] [--out submission/submission.csv]
@@ -31,12 +31,7 @@ export async function run(argv: string[]): Promise<void> {
   const { rows, warnings } = await readRows(data);
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
   process.stderr.write(`read ${rows.length} rows from ${data}\n`);
-  const onSignal = (sig: string) => {
-    process.stderr.write(`\n${sig}: stopped; no submission written.${settings.cacheDir ? ` Rows scored so far are kept in ${settings.cacheDir}: run the same command again to resume.` : ' Add --cache DIR to make a long run resumable.'}\n`);
-    process.exit(130);
-  };
-  process.once('SIGINT', () => onSignal('SIGINT'));
-  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  exitOnSignals('no submission written.', settings.cacheDir);
   const { probs, runs } = await scoreRows(rows, specs, settings, (m) => process.stderr.write(`warning: ${m}\n`));
   for (const r of runs)
     if (rows.length > 0 && r.failedRows.length === rows.length)

@@ -100,6 +100,19 @@ function parseDevices(s: string | undefined): number[] {
   return ids;
 }
 
+/**
+ * Ctrl-C / SIGTERM: say what was kept and exit 130. process.exit runs the 'exit' handlers, which
+ * kill --devices workers and remove their temporary files (src/infer/shards.ts).
+ */
+export function exitOnSignals(what: string, cacheDir?: string): void {
+  const onSignal = (sig: string) => {
+    process.stderr.write(`\n${sig}: stopped; ${what}${cacheDir ? ` Rows scored so far are kept in ${cacheDir}: run the same command again to resume.` : ' Add --cache DIR to make a long run resumable.'}\n`);
+    process.exit(130);
+  };
+  process.once('SIGINT', () => onSignal('SIGINT'));
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+}
+
 /** Opens every model's spec up front, so a bad calibration or label list fails before inference. */
 export function openSpecs(s: ScoreSettings, needTie = true): ModelSpec[] {
   return s.weights.map((dir) => openSpec(dir, { calibrate: s.calibrate, needTie }));

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeModel } from '../graph/serialise';
-import { buildGemmaGraph } from '../model/gemma';
+import { buildDecoderGraph } from '../model/lower';
 import { externalStore } from '../graph/store';
 import type { ReconstructionError } from '../quant/nbits';
 import type { LinearFormat, ModelConfig, WeightSource } from '../types';
@@ -84,7 +84,7 @@ export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manife
     const store = externalStore(join(dir, data));
     let graph;
     try {
-      graph = buildGemmaGraph(config, opts.weights, {
+      graph = buildDecoderGraph(config, opts.weights, {
         linear,
         activations,
         store,

@@ -90,6 +90,12 @@ export class GraphBuilder {
     return this.define({ name, dtype, shape: [...shape] });
   }
 
+  /** An initializer already in the store (written by another variant of the same graph): no bytes move. */
+  existing(ref: InitializerRef): Value {
+    this.initializers.push(ref);
+    return this.define({ name: ref.name, dtype: ref.dtype, shape: [...ref.shape] });
+  }
+
   constFloat(name: string, data: Float32Array | number[], shape: number[] = [data.length]): Value {
     const f = data instanceof Float32Array ? data : Float32Array.from(data);
     return this.initializer(this.fresh(name), 'float32', shape, new Uint8Array(f.buffer, f.byteOffset, f.byteLength));

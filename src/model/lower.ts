@@ -12,7 +12,7 @@
 // A window is left out when the inputs can never be longer than it (maxTokens <= window): exact, and
 // it lets a runtime pick wider kernels.
 import { GraphBuilder, GraphBuildError } from '../graph/builder';
-import type { Graph, Node, Value } from '../graph/ir';
+import type { Graph, InitializerRef, Node, Value } from '../graph/ir';
 import type { TensorStore } from '../graph/store';
 import { dequantizeNBits, quantizeNBits, reconstructionError, type ReconstructionError } from '../quant/nbits';
 import type { GraphOptions, HostTensor, ModelConfig, RopeSpec, WeightSource } from '../types';
@@ -40,6 +40,8 @@ export interface DecoderGraphOptions extends GraphOptions {
   maxTokens?: number;
   /** MatMulNBits accuracy_level (0 = exact fp32 accumulate, 4 = int8 activations on CPU). */
   accuracyLevel?: number;
+  /** Initializers another variant of this graph already put in the same store: taken by name, the weights are not read again. */
+  reuse?: Map<string, InitializerRef>;
   /** Receives one reconstruction-error row per quantized linear weight. */
   quantReport?: ReconstructionError[];
   graphName?: string;
@@ -151,7 +153,13 @@ export function ortLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSour
   if (D % 2) throw new DecoderGraphError(`head_dim ${D} must be even for rotary embeddings`);
   if (c.numHeads % c.numKvHeads) throw new DecoderGraphError(`num_attention_heads ${c.numHeads} is not a multiple of num_key_value_heads ${c.numKvHeads}`);
   const get = (name: string, shape: number[]) => expectShape(weights(name), shape, name);
-  const floatInit = (name: string, data: Float32Array, shape: number[], dtype: 'float32' | 'float16') => b.initializer(name, dtype, shape, floatBytes(data, dtype));
+  const reused = (name: string) => {
+    const r = opts.reuse?.get(name);
+    return r ? b.existing(r) : null;
+  };
+  /** A float initializer from data computed only when no other variant stored it yet. */
+  const floatInit = (name: string, data: Float32Array | (() => Float32Array), shape: number[], dtype: 'float32' | 'float16') =>
+    reused(name) ?? b.initializer(name, dtype, shape, floatBytes(typeof data === 'function' ? data() : data, dtype));
   const toAct = (x: Value) => (x.dtype === act ? x : b.cast(x, act));
   const toF32 = (x: Value) => (x.dtype === 'float32' ? x : b.cast(x, 'float32'));
   const residualAdds = new Set<string>();
@@ -173,9 +181,13 @@ export function ortLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSour
   const lastIndex = () => once('last', () => b.sub(b.reduceSum(mask, [1], true, 'lengths'), b.constInt64('one', [1], []), 'last_index')); // [B, 1]
   const seqLen = () => once('seq', () => b.gather(b.shape(ids, 'ids_shape'), b.constInt64('axis1', [1], []), 0, 'seq_len'));
   const rope = () => {
-    const t = rotaryTables(c.rope, D, opts.maxSeqLen ?? c.maxPositions);
-    const rows = t.cos.length / (D / 2);
-    return { cos: once('cos', () => floatInit('rotary.cos_cache', t.cos, [rows, D / 2], act)), sin: once('sin', () => floatInit('rotary.sin_cache', t.sin, [rows, D / 2], act)) };
+    const rows = opts.maxSeqLen ?? c.maxPositions;
+    const t = () => memoTables ?? (memoTables = rotaryTables(c.rope, D, rows));
+    let memoTables: { cos: Float32Array; sin: Float32Array } | undefined;
+    return {
+      cos: once('cos', () => floatInit('rotary.cos_cache', () => t().cos, [rows, D / 2], act)),
+      sin: once('sin', () => floatInit('rotary.sin_cache', () => t().sin, [rows, D / 2], act)),
+    };
   };
   /** The window a layer uses in this graph: none when no input can be longer than it. */
   const windowOf = (layer: number) => {
@@ -253,16 +265,19 @@ export function ortLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSour
     },
     embed(x) {
       const name = `${f.embed}.weight`;
-      const table = embeddingInit(b, weights, name, [c.vocabSize, H], opts.embedding ?? act, opts.embedChunkRows ?? EMBED_CHUNK_ROWS);
+      const table = reused(name) ?? embeddingInit(b, weights, name, [c.vocabSize, H], opts.embedding ?? act, opts.embedChunkRows ?? EMBED_CHUNK_ROWS);
       const e = toF32(b.gather(table, x, 0, 'embed'));
       if (!c.embedScale) return e;
       return b.mul(e, b.scalar('embed_scale', roundTo(Math.sqrt(H), opts.embedScaleDtype ?? 'float32')), 'embed_scaled');
     },
     norm(module, x) {
-      const w = get(`${module}.weight`, [H]).data;
-      const g = new Float32Array(H);
-      for (let i = 0; i < H; i++) g[i] = c.normPlusOne ? 1 + w[i] : w[i];
-      return b.rmsNorm(toF32(x), floatInit(`${module}.gamma`, g, [H], 'float32'), c.rmsNormEps, module);
+      const gamma = () => {
+        const w = get(`${module}.weight`, [H]).data;
+        const g = new Float32Array(H);
+        for (let i = 0; i < H; i++) g[i] = c.normPlusOne ? 1 + w[i] : w[i];
+        return g;
+      };
+      return b.rmsNorm(toF32(x), floatInit(`${module}.gamma`, gamma, [H], 'float32'), c.rmsNormEps, module);
     },
     linear(modules, x, bias) {
       const shapes = modules.map((m) => {
@@ -274,43 +289,64 @@ export function ortLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSour
       const outs = shapes.map((s) => s[0]);
       const N = outs.reduce((a, n) => a + n, 0);
       const tag = modules.length === 1 ? modules[0] : `${modules[0].slice(0, modules[0].lastIndexOf('.'))}.${modules.map((m) => m.slice(m.lastIndexOf('.') + 1)).join('+')}`;
-      const w = new Float32Array(N * K);
-      let row = 0;
-      modules.forEach((m, i) => {
-        w.set(get(`${m}.weight`, [outs[i], K]).data, row * K);
-        row += outs[i];
-      });
       const xa = toAct(x);
       let y: Value;
       const lin = opts.linear;
+      /** The stacked HF weights [N, K], read only when no other variant stored this projection. */
+      const stacked = () => {
+        const w = new Float32Array(N * K);
+        let row = 0;
+        modules.forEach((m, i) => {
+          w.set(get(`${m}.weight`, [outs[i], K]).data, row * K);
+          row += outs[i];
+        });
+        return w;
+      };
       if (lin.kind === 'float') {
-        const wt = new Float32Array(K * N);
-        for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) wt[k * N + n] = w[n * K + k];
+        const wt = () => {
+          const w = stacked();
+          const t = new Float32Array(K * N);
+          for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) t[k * N + n] = w[n * K + k];
+          return t;
+        };
         y = b.matmul(xa, floatInit(`${tag}.weight_t`, wt, [K, N], act), tag);
       } else {
-        const q = quantizeNBits(w, N, K, lin);
-        if (opts.quantReport) {
-          const wq = dequantizeNBits(q);
-          let r0 = 0;
-          modules.forEach((m, i) => {
-            const r1 = r0 + outs[i];
-            opts.quantReport!.push(reconstructionError(`${m}.weight`, w.subarray(r0 * K, r1 * K), wq.subarray(r0 * K, r1 * K)));
-            r0 = r1;
-          });
+        const nBlocks = Math.ceil(K / lin.blockSize);
+        const zpShape = lin.bits === 4 ? [N, Math.ceil(nBlocks / 2)] : [N, nBlocks];
+        let qb = reused(`${tag}.qweight`);
+        let scales: Value;
+        let zp: Value | null;
+        if (qb) {
+          scales = reused(`${tag}.scales`)!;
+          zp = lin.symmetric ? null : reused(`${tag}.qzeros`);
+        } else {
+          const w = stacked();
+          const q = quantizeNBits(w, N, K, lin);
+          if (opts.quantReport) {
+            const wq = dequantizeNBits(q);
+            let r0 = 0;
+            modules.forEach((m, i) => {
+              const r1 = r0 + outs[i];
+              opts.quantReport!.push(reconstructionError(`${m}.weight`, w.subarray(r0 * K, r1 * K), wq.subarray(r0 * K, r1 * K)));
+              r0 = r1;
+            });
+          }
+          qb = b.initializer(`${tag}.qweight`, 'uint8', [N, nBlocks, (lin.blockSize * lin.bits) / 8], q.b);
+          scales = floatInit(`${tag}.scales`, q.scales, [N, nBlocks], act);
+          zp = q.zeroPoints ? b.initializer(`${tag}.qzeros`, 'uint8', zpShape, q.zeroPoints) : null;
         }
-        const blob = (lin.blockSize * lin.bits) / 8;
-        const qb = b.initializer(`${tag}.qweight`, 'uint8', [N, q.nBlocks, blob], q.b);
-        const scales = floatInit(`${tag}.scales`, q.scales, [N, q.nBlocks], act);
-        const zp = q.zeroPoints ? b.initializer(`${tag}.qzeros`, 'uint8', lin.bits === 4 ? [N, Math.ceil(q.nBlocks / 2)] : [N, q.nBlocks], q.zeroPoints) : null;
         y = b.matmulNBits(xa, { b: qb, scales, zeroPoints: zp }, { K, N, bits: lin.bits, blockSize: lin.blockSize, accuracyLevel: opts.accuracyLevel }, tag);
       }
       if (bias) {
-        const bv = new Float32Array(N);
-        let o = 0;
-        modules.forEach((m, i) => {
-          bv.set(get(`${m}.bias`, [outs[i]]).data, o);
-          o += outs[i];
-        });
+        const bv = () => {
+          const v = new Float32Array(N);
+          let o = 0;
+          modules.forEach((m, i) => {
+            v.set(get(`${m}.bias`, [outs[i]]).data, o);
+            o += outs[i];
+          });
+          return v;
+        };
         y = b.add(y, floatInit(`${tag}.bias`, bv, [N], act), `${tag}.biased`);
       }
       return modules.length === 1 ? [y] : b.split(y, outs, -1, `${tag}.split`);
@@ -338,19 +374,32 @@ export function ortLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSour
     },
     lastToken: (x) => b.gatherND(x, lastIndex(), 1, 'last_token'), // [B, H]
     dense(weight, bias, x, rows) {
-      const t = weights(weight);
-      if (t.shape.length !== 2) throw new DecoderGraphError(`head weight "${weight}" has shape [${t.shape}], expected [out, in]`);
-      const [out, K] = t.shape;
-      const pick = rows ?? Array.from({ length: out }, (_, i) => i);
-      for (const r of pick) if (!(r >= 0 && r < out)) throw new DecoderGraphError(`head row ${r} is outside "${weight}" [${t.shape}]`);
-      const N = pick.length;
-      const wt = new Float32Array(K * N);
-      pick.forEach((r, n) => {
-        for (let k = 0; k < K; k++) wt[k * N + n] = t.data[r * K + k];
-      });
       const base = weight.replace(/\.weight$/, '');
-      let y = b.matmul(toF32(x), floatInit(`${base}${rows ? '.rows' : ''}.weight_t`, wt, [K, N], 'float32'), base);
-      if (bias) y = b.add(y, floatInit(`${base}.bias`, get(bias, [out]).data, [out], 'float32'), `${base}.biased`);
+      const wName = `${base}${rows ? '.rows' : ''}.weight_t`;
+      let shape: [number, number] = [0, 0];
+      const wt = () => {
+        const t = weights(weight);
+        if (t.shape.length !== 2) throw new DecoderGraphError(`head weight "${weight}" has shape [${t.shape}], expected [out, in]`);
+        const [out, K] = t.shape;
+        const pick = rows ?? Array.from({ length: out }, (_, i) => i);
+        for (const r of pick) if (!(r >= 0 && r < out)) throw new DecoderGraphError(`head row ${r} is outside "${weight}" [${t.shape}]`);
+        const N = pick.length;
+        const m = new Float32Array(K * N);
+        pick.forEach((r, n) => {
+          for (let k = 0; k < K; k++) m[k * N + n] = t.data[r * K + k];
+        });
+        shape = [K, N];
+        return m;
+      };
+      const init = reused(wName) ?? (() => {
+        const m = wt();
+        return b.initializer(wName, 'float32', shape, f32Bytes(m));
+      })();
+      let y = b.matmul(toF32(x), init, base);
+      if (bias) {
+        const out = init.shape![1] as number;
+        y = b.add(y, floatInit(`${base}.bias`, () => get(bias, [out]).data, [out], 'float32'), `${base}.biased`);
+      }
       return y;
     },
   };

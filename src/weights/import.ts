@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { requiredNames } from '../model/families';
+import type { AttentionVariant } from '../model/lower';
 import { LABEL_COLUMNS, type Activation, type HeadSpec, type HostTensor, type ModelConfig, type WeightSource } from '../types';
 import type { Quantization } from './manifest';
 import { hfLabelNames, parseHfConfig } from './hfconfig';
@@ -39,6 +40,8 @@ export interface ImportOptions {
   headActivation?: Activation;
   /** Causal-LM judge: label tokens (strings of the tokenizer or ids) for A, B[, tie]. */
   labelTokens?: string[];
+  /** Attention variants to write (default fused); one shared data file per graph. */
+  attention?: AttentionVariant[];
   /** The command line, recorded in the manifest. */
   command?: string;
   /** Progress lines (default: none). */
@@ -345,6 +348,7 @@ async function importWith(
       labels,
       provenance,
       embedScaleDtype: torchDtype(hf),
+      attention: opts.attention,
     });
     const seconds = (Date.now() - t0) / 1000;
     return { out: resolve(opts.out), config, sourceBytes, seconds, warnings };

@@ -16,6 +16,7 @@ export interface GraphEntry {
   /** 'float32' CPU graph, 'float16' CUDA graph. */
   activations: 'float32' | 'float16';
   sha256?: string; // hex, of the .onnx file then its external-data files in order (written at import; the logits cache key)
+  variants?: Partial<Record<'fused' | 'explicit', { file: string; sha256: string }>>; // attention variants (src/model/lower.ts), all on externalData; file/sha256 above = the first
 }
 
 export interface Quantization {

@@ -71,7 +71,7 @@ const offOrFalse = (v: unknown) => v === null || v === false || v === undefined;
 /** What the family parser decides; the shared part (sizes, eps, positions, labels, head) is parsed once for all. */
 type FamilyParams = Pick<
   ModelConfig,
-  'normPlusOne' | 'embedScale' | 'activation' | 'qkvBias' | 'attnScale' | 'attnSoftcap' | 'slidingWindow' | 'slidingLayers' | 'rope'
+  'headDim' | 'normPlusOne' | 'embedScale' | 'activation' | 'qkvBias' | 'attnScale' | 'attnSoftcap' | 'slidingWindow' | 'slidingLayers' | 'rope'
 > & {
   /** Final logit soft-cap of the LM head (Gemma-2), used by label-token judges only. */
   finalSoftcap: number | null;
@@ -106,15 +106,18 @@ const llamaRope = (r: ConfigReader): RopeSpec => {
   return { theta, scaling };
 };
 
-const headDimOf = (r: ConfigReader) => r.num('head_dim', { int: true, positive: true, default: r.num('hidden_size') / r.num('num_attention_heads') });
+/** Llama-style configs may leave head_dim out (= hidden_size / heads); Gemma's default is not that, so the Gemma parsers require it. */
+const llamaHeadDim = (r: ConfigReader) => r.num('head_dim', { int: true, positive: true, default: r.num('hidden_size') / r.num('num_attention_heads') });
+const gemmaHeadDim = (r: ConfigReader) => r.num('head_dim', { int: true, positive: true });
 
 /** Llama-style families: RMSNorm by w, no embedding scale, head_dim ** -0.5. */
 const llamaStyle = (r: ConfigReader, extra: Partial<FamilyParams>): FamilyParams => ({
+  headDim: llamaHeadDim(r),
   normPlusOne: false,
   embedScale: false,
   activation: r.activation('hidden_act'),
   qkvBias: false,
-  attnScale: headDimOf(r) ** -0.5,
+  attnScale: llamaHeadDim(r) ** -0.5,
   attnSoftcap: null,
   slidingWindow: null,
   slidingLayers: 'all',
@@ -129,12 +132,13 @@ export const PARSERS: Record<keyof typeof FAMILIES, (r: ConfigReader) => FamilyP
   gemma: (r) => {
     r.refuse('attention_bias', offOrFalse, 'Gemma projections with biases are not supported');
     return {
+      headDim: gemmaHeadDim(r),
       normPlusOne: true,
       embedScale: true,
       // HF Gemma reads hidden_activation (gelu_pytorch_tanh when null); the legacy hidden_act is ignored.
       activation: r.activation('hidden_activation', 'gelu_pytorch_tanh'),
       qkvBias: false,
-      attnScale: headDimOf(r) ** -0.5,
+      attnScale: gemmaHeadDim(r) ** -0.5,
       attnSoftcap: null,
       slidingWindow: null,
       slidingLayers: 'all',
@@ -147,6 +151,7 @@ export const PARSERS: Record<keyof typeof FAMILIES, (r: ConfigReader) => FamilyP
     r.refuse('attention_bias', offOrFalse, 'Gemma-2 projections with biases are not supported');
     const window = r.optNum('sliding_window', { int: true });
     return {
+      headDim: gemmaHeadDim(r),
       normPlusOne: true,
       embedScale: true,
       activation: r.activation('hidden_activation'),
@@ -204,7 +209,7 @@ export function parseHfConfig(json: unknown, file: string, opts: HfConfigOptions
   const hiddenSize = r.num('hidden_size', { int: true, positive: true });
   const numHeads = r.num('num_attention_heads', { int: true, positive: true });
   const numKvHeads = r.num('num_key_value_heads', { int: true, positive: true, default: numHeads });
-  const headDim = headDimOf(r);
+  const headDim = p.headDim;
   if (!Number.isInteger(headDim)) fail(`head_dim ${headDim} (hidden_size / num_attention_heads) is not an integer`);
   if (numHeads % numKvHeads !== 0) fail(`num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}`);
   if (headDim % 2 !== 0) fail(`head_dim ${headDim} must be even for rotary embeddings`);
@@ -235,9 +240,12 @@ export function parseHfConfig(json: unknown, file: string, opts: HfConfigOptions
     const f = FAMILIES[fam.family];
     head = { ...head, weight: p.tied ? `${f.embed}.weight` : `${f.lmHead}.weight`, finalSoftcap: p.finalSoftcap };
   }
-  if (numLabels !== 3 && numLabels !== 2 && numLabels !== 1)
-    fail(`the head has ${numLabels} outputs; arenakit supports 3 (winner A / B / tie), 2 (A / B judges) or 1 (single score)`);
-  if (numLabels === 2 && head.kind === 'classifier') fail('a 2-output classifier is not supported; use 3 (winner A / B / tie) or 1 (single score)');
+  if (head.kind === 'classifier' ? numLabels !== 3 && numLabels !== 1 : numLabels !== 3 && numLabels !== 2)
+    fail(
+      head.kind === 'classifier'
+        ? `num_labels is ${numLabels}; arenakit supports 3 (winner A / B / tie) or 1 (single score)`
+        : `${numLabels} label tokens; a judge takes 2 (A, B) or 3 (A, B, tie)`,
+    );
   if (!fam.causalLm && !r.has('pad_token_id')) fail('missing key "pad_token_id": the classifier pools the token before the first pad_token_id');
 
   const { finalSoftcap: _cap, tied: _tied, ...params } = p;
@@ -250,7 +258,6 @@ export function parseHfConfig(json: unknown, file: string, opts: HfConfigOptions
     numLayers: r.num('num_hidden_layers', { int: true, positive: true }),
     numHeads,
     numKvHeads,
-    headDim,
     rmsNormEps: r.num('rms_norm_eps', { positive: true }),
     ...params,
     numLabels,

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { serialise } from '../src/graph/serialise';
-import { buildGemmaGraph } from '../src/model/gemma';
+import { buildDecoderGraph } from '../src/model/lower';
 import { dequantizeNBits, quantizeNBits, type NBitsSpec } from '../src/quant/nbits';
 import type { WeightSource } from '../src/types';
 import { f16ToF32, f32ToF16, roundTo } from '../src/util/fp16';
@@ -80,8 +80,8 @@ describe('defect 1: fp16 rounding of quantization scales', function () {
         const [N, K] = t.shape;
         return { shape: t.shape, data: dequantizeNBits(quantizeNBits(t.data, N, K, spec)) };
       };
-      const q16 = serialise(buildGemmaGraph(cfg, ck.get, { linear: { kind: 'nbits', ...spec } as never, activations: 'float16' }));
-      const f16 = serialise(buildGemmaGraph(cfg, deq, { linear: { kind: 'float' }, activations: 'float16' }));
+      const q16 = serialise(buildDecoderGraph(cfg, ck.get, { linear: { kind: 'nbits', ...spec } as never, activations: 'float16' }));
+      const f16 = serialise(buildDecoderGraph(cfg, deq, { linear: { kind: 'float' }, activations: 'float16' }));
       ck.close();
       const inputs = json(join(dir, 'inputs.json'));
       for (const which of ['padded', 'single']) {

@@ -10,6 +10,9 @@ import { f32ToF16 } from '../src/util/fp16';
 import { parseModel, serialise } from '../src/graph/serialise';
 import { externalStore, type TensorStore } from '../src/graph/store';
 import { attr } from '../src/graph/ir';
+import { buildDecoderGraph } from '../src/model/lower';
+import { openCheckpoint } from '../src/weights/safetensors';
+import { FIXTURES, fixtureConfig } from './helpers/fixtures';
 
 /** y = rmsNorm(x @ W + bias) * gamma, with W big enough to go to the external file. */
 function smallGraph(store?: TensorStore) {
@@ -124,5 +127,32 @@ describe('graph builder', function () {
     assert.equal(f32ToF16(65504), 0x7bff);
     assert.equal(f32ToF16(1 + 2 ** -11), 0x3c00); // tie -> even
     assert.equal(f32ToF16(2 ** -24), 0x0001);
+  });
+});
+
+describe('decoder lowering: runtime fusions', () => {
+  it('fused gemma2-tiny graph: residual Add + RMSNorm fused, packed q/k/v into GroupQueryAttention; explicit graph has only standard attention ops', () => {
+    const dir = join(FIXTURES, 'gemma2-tiny');
+    const cfg = fixtureConfig(dir);
+    const ck = openCheckpoint(dir);
+    const count = (g: { nodes: { op: string }[] }, op: string) => g.nodes.filter((n) => n.op === op).length;
+    const fused = buildDecoderGraph(cfg, ck.get, { linear: { kind: 'float' }, activations: 'float32' });
+    const explicit = buildDecoderGraph(cfg, ck.get, { linear: { kind: 'float' }, activations: 'float32', attention: 'explicit' });
+    ck.close();
+    const L = cfg.numLayers;
+    // two residual adds per layer, each followed by a norm (the MLP's, the next layer's or the final one)
+    assert.equal(count(fused, 'SkipSimplifiedLayerNormalization'), 2 * L);
+    assert.equal(count(fused, 'Add'), 0);
+    // the first input norm + Gemma-2's post-attention and post-MLP norms
+    assert.equal(count(fused, 'SimplifiedLayerNormalization'), 1 + 2 * L);
+    const gqa = fused.nodes.filter((n) => n.op === 'GroupQueryAttention');
+    assert.equal(gqa.length, L);
+    assert.ok(gqa.every((n) => n.inputs[1] === '' && n.inputs[2] === ''), 'GQA takes the packed q/k/v projection');
+    assert.equal(count(fused, 'Split'), L); // gate/up only
+    assert.equal(count(explicit, 'GroupQueryAttention'), 0);
+    assert.ok(explicit.nodes.every((n) => n.domain === '' || n.op === 'SkipSimplifiedLayerNormalization'), 'explicit attention uses default-domain ops');
+    assert.equal(count(explicit, 'Softmax'), L);
+    const used = new Set(fused.nodes.flatMap((n) => n.inputs));
+    assert.ok(fused.initializers.every((i) => used.has(i.name)), 'no unused initializers left by the fusions');
   });
 });

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { serialise } from '../src/graph/serialise';
-import { buildGemmaGraph } from '../src/model/gemma';
+import { buildDecoderGraph } from '../src/model/lower';
 import { openCheckpoint } from '../src/weights/safetensors';
 import { FIXTURES, fixtureConfig, maxAbsDiff, runLogits } from './helpers/fixtures';
 
@@ -18,7 +18,7 @@ async function webgpuOrSkip(ctx: Mocha.Context): Promise<void> {
   try {
     const dir = join(FIXTURES, 'gemma2-tiny');
     const ckpt = openCheckpoint(dir);
-    const bytes = serialise(buildGemmaGraph({ ...fixtureConfig(dir), numLayers: 0 }, ckpt.get, { linear: { kind: 'float' }, activations: 'float32' }));
+    const bytes = serialise(buildDecoderGraph({ ...fixtureConfig(dir), numLayers: 0 }, ckpt.get, { linear: { kind: 'float' }, activations: 'float32' }));
     ckpt.close();
     const s = await ort.InferenceSession.create(bytes, WEBGPU);
     await s.release();
@@ -41,8 +41,8 @@ describe('WebGPU EP on lavapipe', function () {
     const dir = join(FIXTURES, 'gemma2-tiny');
     const cfg = fixtureConfig(dir);
     const ckpt = openCheckpoint(dir);
-    const fused = serialise(buildGemmaGraph(cfg, ckpt.get, { linear: { kind: 'float' }, activations: 'float32' }));
-    const noCap = serialise(buildGemmaGraph({ ...cfg, attnSoftcap: null }, ckpt.get, { linear: { kind: 'float' }, activations: 'float32' }));
+    const fused = serialise(buildDecoderGraph(cfg, ckpt.get, { linear: { kind: 'float' }, activations: 'float32' }));
+    const noCap = serialise(buildDecoderGraph({ ...cfg, attnSoftcap: null }, ckpt.get, { linear: { kind: 'float' }, activations: 'float32' }));
     ckpt.close();
     const inputs = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8'));
     const hf = (JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).base_logits.padded as number[][]).flat();

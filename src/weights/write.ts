@@ -5,7 +5,8 @@ import { createHash } from 'node:crypto';
 import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeModel } from '../graph/serialise';
-import { buildGemmaGraph } from '../model/gemma';
+import type { InitializerRef } from '../graph/ir';
+import { buildDecoderGraph, type AttentionVariant } from '../model/lower';
 import { externalStore } from '../graph/store';
 import type { ReconstructionError } from '../quant/nbits';
 import type { LinearFormat, ModelConfig, WeightSource } from '../types';
@@ -27,6 +28,8 @@ export interface WriteWeightsOptions {
   embedScaleDtype?: 'float32' | 'bfloat16' | 'float16';
   /** Embedding table storage in the CPU graph; default float16 unless quant.kind is 'fp32'. */
   embedding?: 'float32' | 'float16';
+  /** Attention variants to write (default ['fused']); they share one external-data file per graph. */
+  attention?: AttentionVariant[];
   /** Receives per-weight reconstruction errors of the quantized CPU graph. */
   quantReport?: ReconstructionError[];
 }
@@ -77,28 +80,41 @@ export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manife
   const linear = linearFormat(opts.quant);
   const graphs: Manifest['graphs'] = {};
   const files: string[] = [];
+  const variants = opts.attention ?? ['fused'];
+  if (!variants.length) throw new WeightsWriteError(`${dir}: no attention variant requested`);
   for (const kind of opts.graphs) {
     const activations = kind === 'cpu' ? 'float32' : 'float16';
-    const file = `model.${kind}.onnx`;
-    const data = `${file}.data`;
+    const data = `model.${kind}.onnx.data`;
     const store = externalStore(join(dir, data));
-    let graph;
+    const entries: NonNullable<GraphEntry['variants']> = {};
     try {
-      graph = buildGemmaGraph(config, opts.weights, {
-        linear,
-        activations,
-        store,
-        embedScaleDtype: opts.embedScaleDtype,
-        embedding: kind === 'cuda' ? 'float16' : (opts.embedding ?? (opts.quant.kind === 'fp32' ? 'float32' : 'float16')),
-        quantReport: kind === 'cpu' ? opts.quantReport : undefined,
-      });
+      // Every variant shares the data file: the first writes the weights, the others take them by name.
+      let reuse: Map<string, InitializerRef> | undefined;
+      for (const [i, attention] of variants.entries()) {
+        const graph = buildDecoderGraph(config, opts.weights, {
+          linear,
+          activations,
+          attention,
+          store,
+          reuse,
+          maxTokens: opts.maxTokens,
+          embedScaleDtype: opts.embedScaleDtype,
+          embedding: kind === 'cuda' ? 'float16' : (opts.embedding ?? (opts.quant.kind === 'fp32' ? 'float32' : 'float16')),
+          quantReport: kind === 'cpu' && i === 0 ? opts.quantReport : undefined,
+        });
+        reuse ??= new Map(graph.initializers.map((r) => [r.name, r]));
+        const file = i === 0 ? `model.${kind}.onnx` : `model.${kind}.${attention}.onnx`;
+        writeModel(join(dir, file), graph);
+        entries[attention] = { file, sha256: '' };
+        files.push(file);
+      }
     } finally {
       store.close();
     }
-    writeModel(join(dir, file), graph);
-    const entry: GraphEntry = { file, externalData: [data], activations, sha256: graphSha256(dir, [file, data]) };
-    graphs[kind] = entry;
-    files.push(file, data);
+    files.push(data);
+    for (const e of Object.values(entries)) e!.sha256 = graphSha256(dir, [e!.file, data]);
+    const first = entries[variants[0]]!;
+    graphs[kind] = { file: first.file, externalData: [data], activations, sha256: first.sha256, variants: entries };
   }
 
   const tokFiles = [...TOKENIZER_FILES, ...OPTIONAL_TOKENIZER_FILES.filter((f) => existsSync(join(opts.tokenizerDir, f)))];

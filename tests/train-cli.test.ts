@@ -7,7 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildGemmaGraph } from '../src/model/gemma';
+import { buildDecoderGraph } from '../src/model/lower';
 import { batchFeeds } from '../src/train/feeds';
 import { buildTrainGraph } from '../src/train/graph';
 import { overlay, pissaInit, planLora, readAdapter } from '../src/train/lora';
@@ -103,7 +103,7 @@ describe('train: run, checkpoints, adapters', function () {
     // The import view: original base + the saved adapter, merged by src/weights/peft.ts.
     const adapter = openAdapter(out);
     checkAdapter(adapter, { names: ck.names, shape: (n) => ck.info(n).shape });
-    const g = buildGemmaGraph(c, mergedSource(ck.get, adapter), { linear: { kind: 'float' }, activations: 'float32', maxSeqLen: 64 });
+    const g = buildDecoderGraph(c, mergedSource(ck.get, adapter), { linear: { kind: 'float' }, activations: 'float32', maxSeqLen: 64 });
     const inp = JSON.parse(readFileSync(join(GEMMA2_TINY, 'inputs.json'), 'utf8')).padded;
     const merged = await runLogits(serialise(g), inp);
     adapter.close();

@@ -193,20 +193,6 @@ export class GraphBuilder {
     return this.op('Range', [start, limit, delta], [{ dtype: start.dtype, shape: [null] }], {}, { name })[0];
   }
 
-  transpose(x: Value, perm: number[], name?: string): Value {
-    const shape = x.shape ? perm.map((p) => x.shape![p]) : null;
-    return this.op('Transpose', [x], [{ dtype: x.dtype, shape }], { perm: attr.ints(perm) }, { name })[0];
-  }
-
-  softmax(x: Value, axis = -1, name?: string): Value {
-    return this.op('Softmax', [x], [{ dtype: x.dtype, shape: x.shape }], { axis: attr.int(axis) }, { name })[0];
-  }
-
-  concat(xs: Value[], axis: number, name?: string): Value {
-    const t = this.sameType('Concat', ...xs);
-    return this.op('Concat', xs, [{ dtype: t, shape: null }], { axis: attr.int(axis) }, { name })[0];
-  }
-
   /** ONNX Gelu (opset 20); approximate 'tanh' = HF gelu_pytorch_tanh. */
   gelu(x: Value, approximate: 'none' | 'tanh' = 'tanh', name?: string): Value {
     return this.op('Gelu', [x], [{ dtype: x.dtype, shape: x.shape }], { approximate: attr.string(approximate) }, { name })[0];

@@ -5,6 +5,7 @@
 // logits and one `grad.<key>` per trainable tensor. HF Gemma2ForSequenceClassification 4.45.2
 // semantics (fixtures README); the per-batch masks, rotary tables and pooling rows arrive as inputs
 // (src/train/feeds.ts), so the graph is the model and nothing else.
+import { FAMILIES } from '../model/families';
 import { GraphBuilder } from '../graph/builder';
 import { addGradients, type GradRule } from '../graph/grad';
 import type { Graph, Value } from '../graph/ir';
@@ -135,7 +136,7 @@ export function buildTrainGraph(c: ModelConfig, weights: WeightSource, spec: Tra
     const p = `model.layers.${i}`;
     // HF marks EVEN layer indices as sliding-window layers.
     const bias = biasLocal && i % 2 === 0 ? biasLocal : biasGlobal;
-    if (c.sandwichNorms) {
+    if (FAMILIES[c.family].layer(i).postAttnNorm) {
       x = b.add(x, rmsNorm(attention(rmsNorm(x, `${p}.input_layernorm.weight`), `${p}.self_attn`, bias), `${p}.post_attention_layernorm.weight`));
       x = b.add(x, rmsNorm(mlp(rmsNorm(x, `${p}.pre_feedforward_layernorm.weight`), `${p}.mlp`), `${p}.post_feedforward_layernorm.weight`));
     } else {

@@ -1,4 +1,4 @@
-// Chat templates with the real Llama-3.1, Qwen2.5 and Llama-2 tokenizers (npm @lenml/tokenizer-*, the
+// Chat templates with the real Llama-3.1, Qwen2.5, Llama-2 and Gemma-2 tokenizers (npm @lenml/tokenizer-*, the
 // models' own tokenizer.json). References we did not write: the ids in each tokenizer.json's
 // added_tokens, each tokenizer_config.json's own chat_template rendered by @huggingface/jinja (the
 // engine transformers.js uses for apply_chat_template), and tokenizing the whole rendered string.
@@ -74,6 +74,17 @@ const FAMILIES: Family[] = [
     answerLead: ' ',
     joinedIdsEqual: true,
   },
+  {
+    name: 'Gemma-2',
+    dir: dirOf('tokenizer-gemma2'),
+    chat: 'gemma-chat',
+    judge: 'gemma-judge',
+    known: { '<bos>': 2, '<start_of_turn>': 106, '<end_of_turn>': 107 },
+    // Gemma-2's chat format for one user message (the packaged tokenizer_config has no chat_template).
+    reference: (content) => `<bos><start_of_turn>user\n${content}<end_of_turn>\n<start_of_turn>model\n`,
+    answerLead: '',
+    joinedIdsEqual: false, // '\n' + '\n' across an edge is 108,108; the joined string has 109
+  },
 ];
 
 // The user-turn texts, written out here rather than taken from src: the layout must decode to these.
@@ -98,9 +109,11 @@ function applyChatTemplate(dir: string, content: string): string {
   });
 }
 
-function addedTokens(dir: string): Map<string, number> {
+/** tokenizer.json's special added tokens, content -> id (Gemma also lists plain whitespace runs there). */
+function specialTokens(dir: string): Map<string, number> {
   const json = JSON.parse(readFileSync(path.join(dir, 'tokenizer.json'), 'utf8'));
-  return new Map(json.added_tokens.map((t: { content: string; id: number }) => [t.content, t.id]));
+  const list = json.added_tokens as { content: string; id: number; special: boolean }[];
+  return new Map(list.filter((t) => t.special).map((t) => [t.content, t.id]));
 }
 
 const row = (prompt: string[], responseA: string[], responseB: string[], id = 'r1'): ArenaRow => ({ id, line: 2, prompt, responseA, responseB });
@@ -142,7 +155,7 @@ for (const fam of FAMILIES) {
     let rows: ArenaRow[];
     before(async () => {
       tok = loadTokenizer(fam.dir);
-      added = addedTokens(fam.dir);
+      added = specialTokens(fam.dir);
       rows = (await readRows(SAMPLE)).rows;
     });
 
@@ -163,7 +176,7 @@ for (const fam of FAMILIES) {
       console.log(`      ${fam.chat}: ${[...bindTemplate(tok, fam.chat).specialIds].map(([c, i]) => `${c}=${i}`).join(' ')}`);
     });
 
-    it('the chat and judge layouts decode to the tokenizer\'s own chat_template output; every special token is one id', () => {
+    it('the chat and judge layouts decode to the model\'s own chat format (Llama-3.1, Qwen2.5: their chat_template); every special token is one id', () => {
       const p = 'What is 2+2?';
       const a = 'It is 4.';
       const b = 'Four, of course!';
@@ -237,7 +250,7 @@ for (const fam of FAMILIES) {
       const text = Array.from({ length: 40_000 }, (_, i) => (i % 53 === 0 ? '.\n' : '') + `w${Math.floor(r() * 1e6)}`).join(' ').slice(0, 200_000);
       const full = tok.encode(text);
       for (const cap of [1, 100, 2000]) assert.deepEqual(encodeCapped(tok, text, cap), full.slice(0, cap).concat(full.slice(full.length - cap)), `cap ${cap}`);
-      assert.equal(tok.hardBoundaries, false, 'these vocabularies take the plain (uncached) path');
+      console.log(`      ${full.length} ids; ${tok.hardBoundaries ? 'hard boundaries hold: exact cuts, cached chunks' : 'no hard boundaries: cuts absorbed by the slack tokens'}`);
     });
 
     it('swap exchanges A and B exactly, also when both are cut', () => {
@@ -319,6 +332,7 @@ describe('templates: a template the tokenizer cannot run fails at load', functio
   const [llama, qwen, llama2] = FAMILIES.map((f) => f.dir);
 
   it('names the missing special token, the template and the templates that fit', () => {
+    const toks = new Map([llama, qwen, llama2].map((d) => [d, loadTokenizer(d)]));
     const cases: [string, string, string][] = [
       [qwen, 'llama3-chat', '<|begin_of_text|>'],
       [llama, 'chatml-judge', '<|im_start|>'],
@@ -328,7 +342,7 @@ describe('templates: a template the tokenizer cannot run fails at load', functio
     ];
     for (const [dir, name, token] of cases) {
       assert.throws(
-        () => loadTokenizer(dir, name),
+        () => bindTemplate(toks.get(dir)!, name),
         (e: Error) =>
           e instanceof TemplateError &&
           e.message.startsWith(`template ${name} needs the special token ${token}, which ${dir}/tokenizer.json does not have among its added_tokens`) &&
@@ -336,8 +350,17 @@ describe('templates: a template the tokenizer cannot run fails at load', functio
         `${name} on ${dir}`,
       );
     }
-    assert.throws(() => loadTokenizer(llama, 'nope'), /^TemplateError: Unknown template: nope \(known: gemma-chat, /);
-    assert.equal(loadTokenizer(llama, 'llama3-judge').prefixIds.length, 1);
+    // At load: loadTokenizer(dir, template) binds it.
+    assert.throws(
+      () => loadTokenizer(qwen, 'llama3-chat'),
+      (e: Error) =>
+        e instanceof TemplateError &&
+        e.message ===
+          `template llama3-chat needs the special token <|begin_of_text|>, which ${qwen}/tokenizer.json does not have among its added_tokens; ` +
+            'templates this tokenizer has the special tokens for: plain, judge, chatml-chat, chatml-judge',
+    );
+    assert.throws(() => loadTokenizer(qwen, 'nope'), /^TemplateError: Unknown template: nope \(known: gemma-chat, /);
+    assert.deepEqual(loadTokenizer(qwen, 'chatml-judge').prefixIds, []);
   });
 
   it('a role token the tokenizer config does not set is an error naming it', () => {

@@ -175,7 +175,7 @@ const LAYOUTS: Readonly<Record<string, Layout>> = {
 /** The registry: every template is one chat family and one layout. */
 const TEMPLATES: readonly { name: string; family: string; layout: string; description: string }[] = [
   { name: 'gemma-chat', family: 'gemma', layout: 'chat', description: 'Gemma chat turns with a judging instruction; turns interleaved (prompt i, A i, B i)' },
-  { name: 'plain', family: 'none', layout: 'plain', description: 'public-notebook format: <prompt>: ... <response_a>: ... <response_b>: ... <eos>' },
+  { name: 'plain', family: 'none', layout: 'plain', description: "public-notebook format: <prompt>: ... <response_a>: ... <response_b>: ... then the tokenizer's EOS" },
   { name: 'judge', family: 'none', layout: 'verdict', description: 'judge style: instruction, then per turn ### User / ### Assistant A / ### Assistant B' },
   { name: 'llama3-chat', family: 'llama3', layout: 'chat', description: 'Llama-3 header turns, the gemma-chat text inside' },
   { name: 'chatml-chat', family: 'chatml', layout: 'chat', description: 'ChatML (Qwen2/2.5) turns, the gemma-chat text inside' },

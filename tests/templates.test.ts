@@ -11,11 +11,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Template as Jinja } from '@huggingface/jinja';
 import { readRows } from '../src/data/rows';
-import { bindTemplate, encodeCapped, encodeRow, encodeRowInfo, loadTokenizer, type ArenaTokenizer } from '../src/format/encode';
+import { bindTemplate, encodeCapped, judgeAnswerIds, encodeRow, encodeRowInfo, loadTokenizer, type ArenaTokenizer } from '../src/format/encode';
 import { getTemplate, renderText, TEMPLATE_NAMES, TemplateError } from '../src/format/templates';
 import { keepHeadTail } from '../src/format/truncate';
 import type { ArenaRow } from '../src/types';
 import { uniform as rng } from '../src/util/rng';
+import { writeByteTokenizer } from './helpers/byte-tokenizer';
 
 const MODULES = path.join(__dirname, '..', 'node_modules');
 const SAMPLE = path.join(__dirname, '..', '..', 'shared', 'data', 'arena-sample-999.csv');
@@ -202,13 +203,12 @@ for (const fam of FAMILIES) {
 
     it('judge: the prompt ends where the label is the next token (A, B, tie each one id)', () => {
       const t = getTemplate(fam.judge);
-      assert.deepEqual(t.answers, ['A', 'B', 'tie']);
+      assert.deepEqual(t.answers, ['A', 'B', 'tie'].map((w) => fam.answerLead + w));
       const r = row(['Which is heavier, a kilo of feathers or a kilo of steel?'], ['Steel.'], ['They weigh the same.']);
       const b = bindTemplate(tok, fam.judge);
       const ids = Array.from(encodeRow(tok, r, { template: fam.judge, maxTokens: 1024, swap: false }));
       const text = tok.decode(ids.slice(0, b.beginIds.length)) + tok.decode(ids.slice(b.beginIds.length));
-      const labelIds = t.answers!.map((word) => {
-        const ans = fam.answerLead + word;
+      const labelIds = t.answers!.map((ans) => {
         const one = tok.encodeAfter(ans);
         assert.equal(one.length, 1, `${JSON.stringify(ans)} is one token`);
         // Tokenizing prompt + label whole ends in exactly that one id after the prompt's own tokens.
@@ -218,6 +218,7 @@ for (const fam of FAMILIES) {
         return one[0];
       });
       assert.equal(new Set(labelIds).size, 3);
+      assert.deepEqual(judgeAnswerIds(tok, fam.judge), labelIds, 'judgeAnswerIds gives the same ids');
       console.log(`      ${fam.judge}: label ids A,B,tie = ${labelIds.join(',')}; prompt ends ${JSON.stringify(text.slice(-24))}`);
     });
 
@@ -361,6 +362,18 @@ describe('templates: a template the tokenizer cannot run fails at load', functio
     );
     assert.throws(() => loadTokenizer(qwen, 'nope'), /^TemplateError: Unknown template: nope \(known: gemma-chat, /);
     assert.deepEqual(loadTokenizer(qwen, 'chatml-judge').prefixIds, []);
+  });
+
+  it('judgeAnswerIds: an answer of several tokens, or a template that is no judge, is an error naming it', () => {
+    const d = mkdtempSync(path.join(tmpdir(), 'arenakit-tpl-'));
+    try {
+      writeByteTokenizer(d); // its small vocabulary spells 'tie' as 'ti' + 'e'
+      const tok = loadTokenizer(d, 'gemma-judge');
+      assert.throws(() => judgeAnswerIds(tok, 'gemma-judge'), (e: Error) => e instanceof TemplateError && e.message.startsWith('template gemma-judge: the answer "tie" is 2 tokens'));
+      assert.throws(() => judgeAnswerIds(tok, 'gemma-chat'), /template gemma-chat is not a causal-LM judge \(those are: gemma-judge, llama3-judge, chatml-judge, mistral-judge\)/);
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
   });
 
   it('a role token the tokenizer config does not set is an error naming it', () => {

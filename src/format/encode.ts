@@ -291,6 +291,23 @@ export function bindTemplate(tok: ArenaTokenizer, name: string): BoundTemplate {
   return bound;
 }
 
+/**
+ * The token ids of a judge template's answers (A, B, tie) for `tok`, in label order: the lm_head rows
+ * a causal-LM judge's head reads when no label tokens are given. Throws TemplateError for a template
+ * without answers or an answer that is not exactly one token.
+ */
+export function judgeAnswerIds(tok: ArenaTokenizer, name: string): number[] {
+  const t = bindTemplate(tok, name).template;
+  if (!t.answers) throw new TemplateError(`template ${name} is not a causal-LM judge (those are: ${TEMPLATE_NAMES.filter((n) => getTemplate(n).answers).join(', ')})`);
+  return t.answers.map((a) => {
+    // The answer continues the prompt, so it is tokenized as a continuation.
+    const ids = tok.encodeAfter(a);
+    if (ids.length !== 1)
+      throw new TemplateError(`template ${name}: the answer ${JSON.stringify(a)} is ${ids.length} tokens [${ids}] for ${tok.dir}/tokenizer.json, not one; give the label tokens explicitly`);
+    return ids[0];
+  });
+}
+
 export interface EncodeOptions {
   /** Template name (src/format/templates.ts). */
   template: string;

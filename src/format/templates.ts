@@ -51,6 +51,8 @@ export interface ChatFamily {
   modelOpen: string;
   /** Special-token contents used by `begin` and the markers. */
   specials: readonly string[];
+  /** Text before a judge's answer word (Mistral answers ' A' after [/INST]); default ''. */
+  answerLead?: string;
 }
 
 /** What the user turn says: instruction, how the three parts are labelled and ordered, the closing. */
@@ -87,7 +89,10 @@ export interface Template {
   specials: readonly string[];
   /** Role tokens the template needs (resolved through the tokenizer's config). */
   roles: readonly TokenRole[];
-  /** Answer words of a judge template, in label order (A, B, tie). */
+  /**
+   * A causal-LM judge's answers in label order (A, B, tie), spelt as the text the model writes next
+   * (family answerLead included): each must be one token, whose lm_head row scores that label.
+   */
   answers?: readonly string[];
   /**
    * The segments for a conversation; every turn of every part appears exactly once as a slot. `role`
@@ -125,7 +130,7 @@ const FAMILIES: Readonly<Record<string, ChatFamily>> = {
   },
   // [INST] / [/INST] are plain text in the v0.1/v0.2 tokenizers (control tokens only from v0.3, where the
   // tokenizer maps the same text to them), so only <s> is required.
-  mistral: { begin: ['<s>'], userOpen: '[INST] ', userClose: ' [/INST]', modelOpen: '', specials: ['<s>'] },
+  mistral: { begin: ['<s>'], userOpen: '[INST] ', userClose: ' [/INST]', modelOpen: '', specials: ['<s>'], answerLead: ' ' },
 };
 
 const CHAT_INSTRUCTION =
@@ -240,7 +245,7 @@ function build(entry: (typeof TEMPLATES)[number]): Template {
     begin: f.begin,
     specials: f.specials,
     roles: l.end ?? [],
-    ...(l.answers ? { answers: l.answers } : {}),
+    ...(l.answers ? { answers: l.answers.map((a) => (f.answerLead ?? '') + a) } : {}),
     render: (c, role = GENERIC_ROLE) => render(f, l, c, role),
   };
 }

@@ -3,12 +3,12 @@
 // of tokenizer.json, found by content) and the exact layout: [begin ids (the family's BOS, or the
 // tokenizer's post-processor prefix)] template segments [post-processor suffix, for templates framed
 // by the tokenizer], each template segment tokenized on its own, slots cut by src/format/truncate.ts.
-// Because segments are tokenized separately, ids can differ from tokenizing the rendered string at segment edges only
-// (e.g. a text ending in '\n' before the template's '\n' gives 108,108 where the joined string gives
-// 109); decoding always gives back the rendered text. Our trainer uses this same function. Tokenizers
-// that mark the start of a text (SentencePiece's prepended '▁': Llama-2, Mistral) tokenize only the
-// first segment as a start; every later one is tokenized as a continuation (`encodeAfter`), or each
-// segment would gain a '▁' the joined string does not have.
+// Because segments are tokenized separately, ids can differ from tokenizing the rendered string at
+// segment edges only (e.g. a text ending in '\n' before the template's '\n' gives 108,108 where the
+// joined string gives 109); decoding always gives back the rendered text. Our trainer uses this same
+// function. Tokenizers that mark the start of a text (SentencePiece's prepended '▁': Llama-2, Mistral)
+// tokenize only the first segment as a start and every later one as a continuation (`encodeAfter`);
+// otherwise each segment would gain a '▁' the joined string does not have.
 //
 // Pre-cut of very long texts (why it cannot change the kept tokens): a slot never keeps more than
 // `cap` tokens from its head and `cap` from its tail (cap = the row's budget after overhead). Before

@@ -188,7 +188,7 @@ const TEMPLATES: readonly { name: string; family: string; layout: string; descri
   { name: 'gemma-judge', family: 'gemma', layout: 'judge', description: 'Gemma causal-LM judge: the model turn opens, the next token is A, B or tie' },
   { name: 'llama3-judge', family: 'llama3', layout: 'judge', description: 'Llama-3 causal-LM judge: the assistant header ends the prompt, next token A, B or tie' },
   { name: 'chatml-judge', family: 'chatml', layout: 'judge', description: 'ChatML (Qwen) causal-LM judge: <|im_start|>assistant ends the prompt, next token A, B or tie' },
-  { name: 'mistral-judge', family: 'mistral', layout: 'judge', description: 'Mistral causal-LM judge: [/INST] ends the prompt, next token A, B or tie' },
+  { name: 'mistral-judge', family: 'mistral', layout: 'judge', description: "Mistral causal-LM judge: [/INST] ends the prompt, next token ' A', ' B' or ' tie'" },
 ];
 
 export const TEMPLATE_NAMES: readonly string[] = TEMPLATES.map((t) => t.name);

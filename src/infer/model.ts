@@ -145,7 +145,7 @@ async function openNeuralHandle(spec: ModelSpec, opts: HandleOptions): Promise<M
       throw new ModelError(`${join(dir, f)}: cannot be read (${fsReason(e)}); the weights directory needs its tokenizer files`);
     }
   }
-  const tok = loadTokenizer(dir);
+  const tok = loadTokenizer(dir, m.template);
   const padId = m.config?.padTokenId ?? 0;
   const encode = (row: ArenaRow, sw: boolean) => encodeRow(tok, row, { template: m.template, maxTokens: m.maxTokens, swap: sw });
   const sessionOpts = { ep: opts.ep, threads: opts.threads, deviceId: opts.deviceId, attention: opts.attention, warn: opts.warn };

@@ -87,7 +87,7 @@ export const WIDE_2B: ModelConfig = {
 };
 
 /** One micro-batch of 2 rows x 128 tokens, LoRA r 16 on q/k/v/o + the head: seconds per optimizer step. */
-async function wideSteps(threads: number): Promise<Record<string, unknown>> {
+export async function wideSteps(threads: number): Promise<Record<string, unknown>> {
   const c = WIDE_2B;
   const dir = join(root, '.bench', 'train-2b');
   mkdirSync(dir, { recursive: true });

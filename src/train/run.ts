@@ -4,8 +4,8 @@
 // the PEFT adapter folder at the end. File I/O lives here and in src/cli/commands/train.ts only.
 import { existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { ModelConfig } from '../types';
-import { parseHfConfig } from '../weights/hfconfig';
+import { LABEL_COLUMNS, type ModelConfig } from '../types';
+import { hfLabelNames, parseHfConfig } from '../weights/hfconfig';
 import { openCheckpoint, openSafetensors } from '../weights/safetensors';
 import { writeSafetensors } from '../weights/safetensors-write';
 import { writeAdapter } from './adapter';
@@ -22,7 +22,7 @@ export interface TrainOptions {
   base: string;
   /** Continue from this PEFT adapter (its LoRA settings win). */
   adapter?: string;
-  /** Labelled competition CSV, tokenized with the base folder's tokenizer ... */
+  /** Labelled competition file (CSV or WSDM parquet), tokenized with the base folder's tokenizer ... */
   data?: string;
   /** ... or JSON lines {"input_ids": [...], "label": k}. */
   tokenized?: string;
@@ -86,17 +86,24 @@ export interface TrainResult {
   valid: { epoch: number; logLoss: number }[];
 }
 
-function loadBase(dir: string): { config: ModelConfig; file: string } {
+function loadBase(dir: string): { config: ModelConfig; file: string; labelIndex: [number, number, number] } {
   const file = join(dir, 'config.json');
   if (!existsSync(file)) throw new LoraSetupError(`${dir}: no config.json; --base takes a Hugging Face model folder`);
-  const config = parseHfConfig(JSON.parse(readFileSync(file, 'utf8')), file);
+  const json = JSON.parse(readFileSync(file, 'utf8'));
+  const config = parseHfConfig(json, file);
   if (config.numLabels < 2) throw new LoraSetupError(`${file}: num_labels ${config.numLabels}; cross-entropy training needs 2 or more labels`);
-  return { config, file };
+  // CSV outcomes go to the logit id2label names them by; generic names (LABEL_0..) keep Kaggle's order.
+  const names = hfLabelNames(json) ?? [];
+  const named = LABEL_COLUMNS.every((c) => names.includes(c));
+  // A 2-label head (WSDM: model_a / model_b) has no tie output.
+  const labelIndex = (named ? LABEL_COLUMNS.map((c) => names.indexOf(c)) : config.numLabels === 2 ? [0, 1, -1] : [0, 1, 2]) as [number, number, number];
+  return { config, file, labelIndex };
 }
 
-async function loadRows(path: string, kind: 'csv' | 'jsonl', c: ModelConfig, o: TrainOptions): Promise<LoadedRows> {
+async function loadRows(path: string, kind: 'csv' | 'jsonl', c: ModelConfig, o: TrainOptions, labelIndex: [number, number, number]): Promise<LoadedRows> {
   if (kind === 'jsonl') return readTokenized(path, c.numLabels, c.vocabSize);
-  return readCsv(path, { tokenizerDir: o.tokenizer ?? o.base, template: o.template, maxTokens: o.maxTokens, swapAugment: o.swapAugment });
+  if (c.numLabels > 3) throw new LoraSetupError(`${path}: competition rows have 3 outcomes but the base has ${c.numLabels} labels; pass --tokenized rows with labels in 0..${c.numLabels - 1}`);
+  return readCsv(path, { tokenizerDir: o.tokenizer ?? o.base, template: o.template, maxTokens: o.maxTokens, swapAugment: o.swapAugment, labelIndex });
 }
 
 /** Mean cross-entropy over rows, in batches, with the loss output of a forward-only session. */
@@ -141,7 +148,7 @@ function loadCheckpoint(dir: string, params: Params, state: AdamState, rows: num
 export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   const out = resolve(o.out);
   mkdirSync(out, { recursive: true });
-  const { config: c } = loadBase(o.base);
+  const { config: c, labelIndex } = loadBase(o.base);
   const ck = openCheckpoint(o.base);
   try {
     // ---- trainable tensors and their starting values
@@ -168,8 +175,8 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     o.log(`train: ${spec.lora.size} LoRA modules (r ${settings.r}, alpha ${settings.lora_alpha}${settings.use_rslora ? ', rsLoRA' : ''}), head ${spec.headKey ? 'trained' : 'frozen'}, ${[...params.values()].reduce((a, p) => a + p.length, 0)} trainable values`);
 
     // ---- data
-    const train = await loadRows((o.data ?? o.tokenized)!, o.data ? 'csv' : 'jsonl', c, o);
-    const valid = o.valid ? await loadRows(o.valid, /\.jsonl?$/i.test(o.valid) ? 'jsonl' : 'csv', c, o) : null;
+    const train = await loadRows((o.data ?? o.tokenized)!, o.data ? 'csv' : 'jsonl', c, o, labelIndex);
+    const valid = o.valid ? await loadRows(o.valid, /\.jsonl?$/i.test(o.valid) ? 'jsonl' : 'csv', c, o, labelIndex) : null;
     for (const w of [...train.warnings, ...(valid?.warnings ?? [])]) o.log(`warning: ${w}`);
     const stepsPerEpoch = Math.ceil(Math.ceil(train.rows.length / o.batchSize) / o.gradAccum);
     const total = o.maxSteps ?? stepsPerEpoch * o.epochs;

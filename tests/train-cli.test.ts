@@ -113,6 +113,31 @@ describe('train: run, checkpoints, adapters', function () {
     assert.ok(d < 1e-4);
   });
 
+  it('--train head: fits only the head on pooled features; the graph agrees with the JS loss of the fitted head', async () => {
+    fixtureJsonl(join(tmp, 'rows.jsonl'), 2);
+    const out = join(tmp, 'head');
+    const lines: string[] = [];
+    await runTraining(opts(out, { train: 'head', lr: 1e-2, maxSteps: 200, weightDecay: 0, log: (l) => lines.push(l) }));
+    const m = /training log loss ([\d.]+) -> ([\d.]+)/.exec(lines.join('\n'))!;
+    const [start, end] = [Number(m[1]), Number(m[2])];
+    const f = openSafetensors(join(out, 'adapter_model.safetensors'));
+    assert.deepEqual([...f.tensors.keys()], ['base_model.model.score.weight'], 'no LoRA tensors without --adapter');
+    const head = f.read('base_model.model.score.weight').data;
+    f.close();
+    // The fitted head put back into the model: the graph's mean CE over the same rows.
+    const c = fixtureConfig(GEMMA2_TINY);
+    const ck = openCheckpoint(GEMMA2_TINY);
+    const spec = { ...planLora(c, { ...DEFAULT_TRAIN.lora }), lora: new Map() };
+    const s = await TrainSession.create(buildTrainGraph(c, ck.get, spec, { forwardOnly: true }));
+    const rows = [...fixtureBatch('padded', [0, 1, 2]), ...fixtureBatch('single', [2])];
+    const graphLoss = (await s.run(batchFeeds(c, rows), new Map([[spec.headKey!, head]]), 0)).loss;
+    await s.release();
+    ck.close();
+    console.log(`      head fit: training log loss ${start} -> ${end}; graph loss with the fitted head ${graphLoss.toFixed(6)}`);
+    assert.ok(end < start - 0.1);
+    assert.ok(Math.abs(graphLoss - end) < 1e-4);
+  });
+
   it('bad rows in --tokenized are skipped with a warning naming the line; the rest train', async () => {
     const path = join(tmp, 'rows.jsonl');
     fixtureJsonl(path, 1);

@@ -4,7 +4,7 @@
 // the PEFT adapter folder at the end. File I/O lives here and in src/cli/commands/train.ts only.
 import { existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { LABEL_COLUMNS, type ModelConfig } from '../types';
+import { LABEL_COLUMNS, type ModelConfig, type WeightSource } from '../types';
 import { hfLabelNames, parseHfConfig } from '../weights/hfconfig';
 import { openCheckpoint, openSafetensors } from '../weights/safetensors';
 import { writeSafetensors } from '../weights/safetensors-write';
@@ -12,7 +12,8 @@ import { writeAdapter } from './adapter';
 import { epochOrder, epochSteps, readCsv, readTokenized, type LoadedRows } from './data';
 import { batchFeeds, type Example } from './feeds';
 import { buildTrainGraph } from './graph';
-import { checkParams, DEFAULT_LORA, defaultInit, LoraSetupError, overlay, pissaInit, planLora, readAdapter, type LoraSettings, type Params } from './lora';
+import { fitHead, headLoss } from './head';
+import { checkParams, DEFAULT_LORA, defaultInit, LoraSetupError, overlay, pissaInit, planLora, readAdapter, type LoraSettings, type Params, type TrainableSpec } from './lora';
 import { adamState, lrAt, type AdamState, type Schedule } from './optim';
 import { TrainSession } from './session';
 import { trainStep, type StepLog } from './step';
@@ -29,6 +30,8 @@ export interface TrainOptions {
   /** Optional validation rows (same format as the training rows): log loss after every epoch. */
   valid?: string;
   out: string;
+  /** 'lora': LoRA (+ head) by backprop; 'head': one forward pass for pooled features, then the head fitted in JS. */
+  train: 'lora' | 'head';
   lora: LoraSettings; // DEFAULT_LORA: r 16, alpha 32, dropout 0.05, q/k/v/o, all layers, score head trained
   init: 'peft' | 'pissa'; // PEFT default init (A kaiming-uniform, B zeros) or PiSSA
   batchSize: number; // 4 rows per micro-batch (per_device_train_batch_size)
@@ -55,6 +58,7 @@ export interface TrainOptions {
 }
 
 export const DEFAULT_TRAIN: Omit<TrainOptions, 'base' | 'out' | 'log'> = {
+  train: 'lora',
   lora: DEFAULT_LORA,
   init: 'peft',
   batchSize: 4,
@@ -145,6 +149,53 @@ function loadCheckpoint(dir: string, params: Params, state: AdamState, rows: num
   return ck;
 }
 
+/** Pooled features of `rows` (one forward pass, eval mode) with the current LoRA tensors. */
+async function features(c: ModelConfig, s: TrainSession, params: Params, rows: Example[], batch: number): Promise<Float32Array> {
+  const x = new Float32Array(rows.length * c.hiddenSize);
+  for (let i = 0; i < rows.length; i += batch) x.set((await s.run(batchFeeds(c, rows.slice(i, i + batch)), params, 0)).pooled!, i * c.hiddenSize);
+  return x;
+}
+
+/** `--train head`: the LoRA tensors stay as they are; only the score head is refitted on cached features. */
+async function headOnly(
+  o: TrainOptions,
+  c: ModelConfig,
+  weights: WeightSource,
+  spec: TrainableSpec,
+  params: Params,
+  pissaStart: Params | null,
+  train: LoadedRows,
+  valid: LoadedRows | null,
+  out: string,
+): Promise<TrainResult> {
+  const head = spec.headKey!;
+  const t0 = Date.now();
+  const s = await TrainSession.create(buildTrainGraph(c, weights, spec, { forwardOnly: true }), o.threads);
+  const x = await features(c, s, params, train.rows, o.batchSize);
+  const vx = valid ? await features(c, s, params, valid.rows, o.batchSize) : null;
+  await s.release();
+  const featSec = (Date.now() - t0) / 1000;
+  o.log(`train: pooled features of ${train.rows.length} rows in ${featSec.toFixed(1)} s`);
+  const steps = o.maxSteps ?? 500;
+  const labels = train.rows.map((r) => r.label);
+  const fit = fitHead(x, labels, c.hiddenSize, c.numLabels, params.get(head)!, { steps, lr: o.lr, weightDecay: o.weightDecay });
+  params.set(head, fit.weight);
+  o.log(`train: head fitted in ${steps} full-batch AdamW steps: training log loss ${fit.startLoss.toFixed(4)} -> ${fit.loss.toFixed(4)}`);
+  const result: TrainResult = { steps, seconds: (Date.now() - t0) / 1000, secondsPerStep: 0, log: [], valid: [] };
+  if (valid && vx) {
+    const ll = headLoss(fit.weight, vx, valid.rows.map((r) => r.label), c.hiddenSize, c.numLabels);
+    result.valid.push({ epoch: 1, logLoss: ll });
+    o.log(`train: validation log loss ${ll.toFixed(4)} (${valid.rows.length} rows; uniform ${Math.log(c.numLabels).toFixed(4)})`);
+  }
+  writeAdapter(out, { spec, params, config: c, pissaStart, baseModelNameOrPath: resolve(o.base) });
+  const { log: _log, ...recorded } = o;
+  writeFileSync(
+    join(out, 'training.json'),
+    JSON.stringify({ options: recorded, rows: train.rows.length, head_fit: { steps, start_loss: fit.startLoss, loss: fit.loss }, valid: result.valid, seconds: result.seconds }, null, 2) + '\n',
+  );
+  return result;
+}
+
 export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   const out = resolve(o.out);
   mkdirSync(out, { recursive: true });
@@ -172,6 +223,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       params = defaultInit(planLora(c, settings), ck.get, o.seed);
     }
     const spec = planLora(c, settings);
+    if (o.train === 'head' && !spec.headKey) throw new LoraSetupError('--train head needs a trainable score head (drop --frozen-head)');
     o.log(`train: ${spec.lora.size} LoRA modules (r ${settings.r}, alpha ${settings.lora_alpha}${settings.use_rslora ? ', rsLoRA' : ''}), head ${spec.headKey ? 'trained' : 'frozen'}, ${[...params.values()].reduce((a, p) => a + p.length, 0)} trainable values`);
 
     // ---- data
@@ -181,6 +233,14 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     const stepsPerEpoch = Math.ceil(Math.ceil(train.rows.length / o.batchSize) / o.gradAccum);
     const total = o.maxSteps ?? stepsPerEpoch * o.epochs;
     o.log(`train: ${train.rows.length} rows, ${stepsPerEpoch} steps per epoch, ${total} steps`);
+
+    if (o.train === 'head') {
+      if (o.init === 'pissa') throw new LoraSetupError('--train head keeps the base as it is; drop --init pissa');
+      // Without --adapter there is no LoRA to keep: the adapter holds the head alone (its LoRA config is inert).
+      const headSpec = o.adapter ? spec : { ...spec, lora: new Map() };
+      const headParams = o.adapter ? params : new Map([[spec.headKey!, params.get(spec.headKey!)!]]);
+      return await headOnly(o, c, weights, headSpec, headParams, null, train, valid, out);
+    }
 
     // ---- graph and sessions
     const tg = buildTrainGraph(c, weights, spec);

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { buildGemmaGraph } from '../src/model/gemma';
 import { batchFeeds } from '../src/train/feeds';
 import { buildTrainGraph } from '../src/train/graph';
-import { overlay, pissaInit, planLora, readAdapter } from '../src/train/lora';
+import { defaultInit, overlay, pissaInit, planLora, readAdapter } from '../src/train/lora';
+import { writeAdapter } from '../src/train/adapter';
 import { runTraining, DEFAULT_TRAIN, type TrainOptions } from '../src/train/run';
 import { TrainSession } from '../src/train/session';
 import { serialise } from '../src/graph/serialise';
@@ -136,6 +137,25 @@ describe('train: run, checkpoints, adapters', function () {
     console.log(`      head fit: training log loss ${start} -> ${end}; graph loss with the fitted head ${graphLoss.toFixed(6)}`);
     assert.ok(end < start - 0.1);
     assert.ok(Math.abs(graphLoss - end) < 1e-4);
+  });
+
+  it('PEFT settings: rsLoRA scale, layers_to_transform; a saved adapter reads back as the same plan (continue training)', () => {
+    const c = fixtureConfig(GEMMA2_TINY);
+    const ck = openCheckpoint(GEMMA2_TINY);
+    const settings = { ...DEFAULT_TRAIN.lora, r: 4, lora_alpha: 8, use_rslora: true, target_modules: ['q_proj', 'down_proj'], layers_to_transform: [0, 3] };
+    const spec = planLora(c, settings);
+    assert.deepEqual([...spec.lora.keys()], ['model.layers.0.self_attn.q_proj', 'model.layers.0.mlp.down_proj', 'model.layers.3.self_attn.q_proj', 'model.layers.3.mlp.down_proj']);
+    assert.equal(spec.lora.get('model.layers.0.self_attn.q_proj')!.scale, 8 / Math.sqrt(4));
+    const out = join(tmp, 'roundtrip');
+    writeAdapter(out, { spec, params: defaultInit(spec, ck.get, 3), config: c, pissaStart: null, baseModelNameOrPath: GEMMA2_TINY });
+    const back = readAdapter(out);
+    assert.deepEqual([...planLora(c, back.settings).lora.keys()], [...spec.lora.keys()]);
+    assert.equal(planLora(c, back.settings).lora.get('model.layers.3.mlp.down_proj')!.scale, 4);
+    // import's reader agrees: the regex names exactly these modules
+    const a = openAdapter(out);
+    assert.deepEqual([...a.lora.values()].map((p) => p.module).sort(), [...spec.lora.keys()].sort());
+    a.close();
+    ck.close();
   });
 
   it('bad rows in --tokenized are skipped with a warning naming the line; the rest train', async () => {

@@ -94,7 +94,7 @@ describe('WebGPU EP on lavapipe', function () {
     writeByteTokenizer(tok);
     const dir = join(FIXTURES, 'gemma2-tiny');
     const out = join(tmp, 'int4');
-    ok(TRAINER, ['import', '--base', dir, '--adapter', join(dir, 'adapter'), '--tokenizer', tok, '--quant', 'int4', '--attention', 'fused,explicit', '--max-tokens', '256', '--out', out]);
+    ok(TRAINER, ['import', '--base', dir, '--adapter', join(dir, 'adapter'), '--tokenizer', tok, '--quant', 'int4', '--attention', 'fused,explicit', '--labels', 'winner_model_a,winner_model_b,winner_tie', '--max-tokens', '256', '--out', out]);
     const m = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
     const explicit = join(out, m.graphs.cpu.variants.explicit.file);
     const inputs = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8'));

@@ -153,6 +153,7 @@ export function buildTrainGraph(c: ModelConfig, weights: WeightSource, spec: Tra
     : frozen('score.weight', weights('score.weight').data, [c.numLabels, H]);
   const logits = b.matmul(pooled, b.transpose(scoreW, [1, 0]), 'score');
   b.output(logits, 'logits');
+  if (opts.forwardOnly) b.output(pooled, 'pooled'); // head-only training fits the head on these
 
   // ---- mean cross-entropy over the labelled rows
   const nll = b.neg(b.reduceSum(b.mul(b.logSoftmax(logits, -1), onehot), [0, 1], false, 'nll_sum'));

@@ -90,7 +90,7 @@ export function makePeakedModel(tmp: string, name: string, opts: { permuteLabels
   const out = join(tmp, name);
   const r = spawnSync(
     process.execPath,
-    [TRAINER, 'import', '--base', base, '--adapter', join(base, 'adapter'), '--tokenizer', tok, '--quant', 'fp32', '--max-tokens', '256', ...(opts.attention ? ['--attention', opts.attention] : []), '--out', out],
+    [TRAINER, 'import', '--base', base, '--adapter', join(base, 'adapter'), '--tokenizer', tok, '--quant', 'fp32', '--max-tokens', '256', ...(opts.attention ? ['--attention', opts.attention] : []), ...(opts.permuteLabels ? [] : ['--labels', 'winner_model_a,winner_model_b,winner_tie']), '--out', out],
     { encoding: 'utf8' },
   );
   assert.equal(r.status, 0, r.stderr);

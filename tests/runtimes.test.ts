@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FIXTURES } from './helpers/fixtures';
+import { fakeNvidiaSmi } from './helpers/nvidia-smi';
 import { makePeakedModel, maxDiff, node, ok, ROOT, RUNNER, submissionProbs } from './helpers/peaked';
 
 describe('ONNX Runtime cores: cu12 (ORT 1.19.2) and cu13 (ORT 1.29) on their CPU EPs', function () {
@@ -40,5 +41,19 @@ describe('ONNX Runtime cores: cu12 (ORT 1.19.2) and cu13 (ORT 1.29) on their CPU
     assert.equal(r.status, 1);
     assert.match(r.stderr, /ONNX Runtime 1\.19\.2 cannot load the fused graph on cpu/);
     assert.ok(!existsSync(join(tmp, 'x.csv')));
+  });
+
+  it('doctor with a fake driver: 560 / CUDA 12.6 picks cu12, 580 / 13.0 picks cu13; both end on the CPU here (no libcuda) and exit 0', () => {
+    for (const [driver, cuda, want] of [['560.35.03', '12.6', 'cu12'], ['580.65.06', '13.0', 'cu13']]) {
+      const r = node(RUNNER, ['doctor', '--weights', model, '--data', data, '--sample', '8'], { ARENAKIT_NVIDIA_SMI: fakeNvidiaSmi(driver, cuda) });
+      assert.equal(r.status, 0, r.stderr);
+      const s = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      console.log(`      driver ${driver} / CUDA ${cuda}: runtime ${s.runtime} (${s.runtime_reason}); ep ${s.ep} ${s.attention}; estimate ${s.estimate_seconds}s`);
+      assert.equal(s.runtime, want);
+      assert.equal(s.driver, driver);
+      assert.equal(s.ep, 'cpu');
+      assert.ok(s.libraries_missing.includes('libcuda.so.1'));
+      assert.match(r.stderr, /FALLING BACK TO THE CPU/);
+    }
   });
 });

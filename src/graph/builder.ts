@@ -26,6 +26,13 @@ function broadcast(a: Dim[] | null, b: Dim[] | null): Dim[] | null {
   return out;
 }
 
+function reducedShape(s: Dim[] | null, axes: number[], keepdims: boolean): Dim[] | null {
+  if (!s) return null;
+  const r = s.length;
+  const ax = new Set(axes.map((i) => (i + r) % r));
+  return keepdims ? s.map((d, i) => (ax.has(i) ? 1 : d)) : s.filter((_, i) => !ax.has(i));
+}
+
 export class GraphBuilder {
   readonly nodes: Node[] = [];
   readonly inputs: Value[] = [];
@@ -186,20 +193,6 @@ export class GraphBuilder {
     return this.op('Range', [start, limit, delta], [{ dtype: start.dtype, shape: [null] }], {}, { name })[0];
   }
 
-  transpose(x: Value, perm: number[], name?: string): Value {
-    const shape = x.shape ? perm.map((p) => x.shape![p]) : null;
-    return this.op('Transpose', [x], [{ dtype: x.dtype, shape }], { perm: attr.ints(perm) }, { name })[0];
-  }
-
-  softmax(x: Value, axis = -1, name?: string): Value {
-    return this.op('Softmax', [x], [{ dtype: x.dtype, shape: x.shape }], { axis: attr.int(axis) }, { name })[0];
-  }
-
-  concat(xs: Value[], axis: number, name?: string): Value {
-    const t = this.sameType('Concat', ...xs);
-    return this.op('Concat', xs, [{ dtype: t, shape: null }], { axis: attr.int(axis) }, { name })[0];
-  }
-
   /** ONNX Gelu (opset 20); approximate 'tanh' = HF gelu_pytorch_tanh. */
   gelu(x: Value, approximate: 'none' | 'tanh' = 'tanh', name?: string): Value {
     return this.op('Gelu', [x], [{ dtype: x.dtype, shape: x.shape }], { approximate: attr.string(approximate) }, { name })[0];
@@ -213,11 +206,15 @@ export class GraphBuilder {
     return this.op('Identity', [x], [{ dtype: x.dtype, shape: x.shape }], {}, { name })[0];
   }
 
-  /** x [..., K] @ w [K, N] (or batched). */
+  /** x [..., K] @ w [K, N] (or batched, batch dims broadcast). */
   matmul(x: Value, w: Value, name?: string): Value {
     const t = this.sameType('MatMul', x, w);
     let shape: Dim[] | null = null;
     if (x.shape && w.shape && w.shape.length === 2) shape = [...x.shape.slice(0, -1), w.shape[1]];
+    else if (x.shape && w.shape && x.shape.length >= 2 && w.shape.length >= 2) {
+      const batch = broadcast(x.shape.slice(0, -2), w.shape.slice(0, -2));
+      if (batch) shape = [...batch, x.shape[x.shape.length - 2], w.shape[w.shape.length - 1]];
+    }
     return this.op('MatMul', [x, w], [{ dtype: t, shape }], {}, { name })[0];
   }
 
@@ -258,13 +255,66 @@ export class GraphBuilder {
 
   reduceSum(x: Value, axes: number[], keepdims: boolean, name?: string): Value {
     const a = this.constInt64(`${name ?? 'reduce'}_axes`, axes);
-    let shape: Dim[] | null = null;
-    if (x.shape) {
-      const r = x.shape.length;
-      const ax = new Set(axes.map((i) => (i + r) % r));
-      shape = keepdims ? x.shape.map((d, i) => (ax.has(i) ? 1 : d)) : x.shape.filter((_, i) => !ax.has(i));
-    }
+    const shape = reducedShape(x.shape, axes, keepdims);
     return this.op('ReduceSum', [x, a], [{ dtype: x.dtype, shape }], { keepdims: attr.int(keepdims ? 1 : 0) }, { name })[0];
+  }
+
+  // ---- primitive ops of the training lowering (each has a gradient rule in grad.ts)
+
+  neg(x: Value, name?: string): Value {
+    return this.op('Neg', [x], [{ dtype: x.dtype, shape: x.shape }], {}, { name })[0];
+  }
+
+  sqrt(x: Value, name?: string): Value {
+    return this.op('Sqrt', [x], [{ dtype: x.dtype, shape: x.shape }], {}, { name })[0];
+  }
+
+  exp(x: Value, name?: string): Value {
+    return this.op('Exp', [x], [{ dtype: x.dtype, shape: x.shape }], {}, { name })[0];
+  }
+
+  transpose(x: Value, perm: number[], name?: string): Value {
+    const shape = x.shape ? perm.map((p) => x.shape![p]) : null;
+    return this.op('Transpose', [x], [{ dtype: x.dtype, shape }], { perm: attr.ints(perm) }, { name })[0];
+  }
+
+  concat(xs: Value[], axis: number, name?: string): Value {
+    const s0 = xs[0].shape;
+    let shape: Dim[] | null = null;
+    if (s0 && xs.every((v) => v.shape)) {
+      const ax = (axis + s0.length) % s0.length;
+      const sizes = xs.map((v) => v.shape![ax]);
+      shape = s0.map((d, i) => (i !== ax ? d : sizes.every((n) => typeof n === 'number') ? (sizes as number[]).reduce((a, n) => a + n, 0) : null));
+    }
+    return this.op('Concat', xs, [{ dtype: this.sameType('Concat', ...xs), shape }], { axis: attr.int(axis) }, { name })[0];
+  }
+
+  softmax(x: Value, axis = -1, name?: string): Value {
+    return this.op('Softmax', [x], [{ dtype: x.dtype, shape: x.shape }], { axis: attr.int(axis) }, { name })[0];
+  }
+
+  logSoftmax(x: Value, axis = -1, name?: string): Value {
+    return this.op('LogSoftmax', [x], [{ dtype: x.dtype, shape: x.shape }], { axis: attr.int(axis) }, { name })[0];
+  }
+
+  reduceMean(x: Value, axes: number[], keepdims: boolean, name?: string): Value {
+    const a = this.constInt64(`${name ?? 'reduce'}_axes`, axes);
+    return this.op('ReduceMean', [x, a], [{ dtype: x.dtype, shape: reducedShape(x.shape, axes, keepdims) }], { keepdims: attr.int(keepdims ? 1 : 0) }, { name })[0];
+  }
+
+  /** Broadcasts x to the runtime shape held by `shape` (an int64 vector, e.g. Shape(y)). */
+  expand(x: Value, shape: Value, like: Dim[] | null, name?: string): Value {
+    return this.op('Expand', [x, shape], [{ dtype: x.dtype, shape: like }], {}, { name })[0];
+  }
+
+  /** Reshape to a runtime shape (an int64 vector, e.g. Shape(y)). */
+  reshapeTo(x: Value, shape: Value, like: Dim[] | null, name?: string): Value {
+    return this.op('Reshape', [x, shape], [{ dtype: x.dtype, shape: like }], {}, { name })[0];
+  }
+
+  /** Zeros (float32: ConstantOfShape's default value) of the runtime shape held by `shape`. */
+  zeros(shape: Value, like: Dim[] | null, name?: string): Value {
+    return this.op('ConstantOfShape', [shape], [{ dtype: 'float32', shape: like }], {}, { name })[0];
   }
 
   /** Splits the last axis into pieces of the given sizes. */

@@ -146,7 +146,7 @@ describe('train -> import -> validate (built bundles, arena sample rows)', funct
     assert.match(t.stderr, /train: step 8\/8 .* loss [\d.]+ lr [\d.e+-]+ .* ETA/);
     const summary = JSON.parse(t.stdout.trim().split('\n').at(-1)!);
     const trainerLoss = summary.valid[0].logLoss;
-    node(TRAINER, ['import', '--base', GEMMA2_TINY, '--adapter', adapter, '--tokenizer', join(tmp, 'tok'), '--quant', 'fp32', '--max-tokens', '256', '--out', weights]);
+    node(TRAINER, ['import', '--base', GEMMA2_TINY, '--adapter', adapter, '--tokenizer', join(tmp, 'tok'), '--quant', 'fp32', '--max-tokens', '256', '--labels', 'winner_model_a,winner_model_b,winner_tie', '--out', weights]);
     const v = node(RUNNER, ['validate', '--data', DATA, '--weights', weights, '--ep', 'cpu']);
     const res = JSON.parse(v.stdout.trim().split('\n').at(-1)!);
     const runnerLoss = res.log_loss_no_tta;

@@ -90,7 +90,8 @@ export function makePeakedModel(tmp: string, name: string, opts: { permuteLabels
   const out = join(tmp, name);
   const r = spawnSync(
     process.execPath,
-    [TRAINER, 'import', '--base', base, '--adapter', join(base, 'adapter'), '--tokenizer', tok, '--quant', 'fp32', '--max-tokens', '256', '--out', out],
+    // the fixture's own id2label (LABEL_0..2) names no column: say A, B, tie; the permuted copy names them itself
+    [TRAINER, 'import', '--base', base, '--adapter', join(base, 'adapter'), '--tokenizer', tok, '--quant', 'fp32', '--max-tokens', '256', ...(opts.permuteLabels ? [] : ['--labels', 'winner_model_a,winner_model_b,winner_tie']), '--out', out],
     { encoding: 'utf8' },
   );
   assert.equal(r.status, 0, r.stderr);

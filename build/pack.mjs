@@ -8,7 +8,7 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
-import { CUDA_PIN, NODE_PIN, PackError, cacheDir, checkCudaPairing, fetchPinned } from './pack-fetch.mjs';
+import { CUDA_PIN, CUDA12_PIN, NODE_PIN, PackError, cacheDir, checkCudaPairing, fetchPinned } from './pack-fetch.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(join(root, 'package.json'));
@@ -19,7 +19,9 @@ const USAGE = `usage: npm run pack -- --weights DIR [--weights NAME=DIR ...] [--
   --weights     a weights directory (manifest.json); copied to weights/<NAME> (default NAME: the folder's name).
                 Repeat for a blend; the order is kept in pack.json and the notebooks pass them in that order.
   --with-node   add Node.js ${NODE_PIN.version} for linux-x64 (npm package ${NODE_PIN.pkg}) as node/bin/node
-  --cuda        add the ONNX Runtime ${CUDA_PIN.ort} CUDA provider libraries (${CUDA_PIN.pkg}@${CUDA_PIN.version}) to ort/
+  --cuda        add both CUDA runtimes: ONNX Runtime ${CUDA_PIN.ort} CUDA 13 provider (${CUDA_PIN.pkg}@${CUDA_PIN.version}) to ort/,
+                and the ONNX Runtime ${CUDA12_PIN.ort} core + CUDA 12 provider (${CUDA12_PIN.pkg}@${CUDA12_PIN.version}) as ort-cu12/;
+                the runner picks one from the driver's CUDA version (--runtime cu12|cu13 forces one)
   --user        Kaggle user for the dataset id (default $KAGGLE_USERNAME); the id is <user>/<slug>
 Downloads are cached in ${cacheDir()} (override with ARENAKIT_CACHE).`;
 
@@ -94,7 +96,8 @@ ${pack.weights.map((x) => `  --weights /kaggle/input/${slug}/weights/${x.name} \
   --out /kaggle/working/submission.csv --ep auto --tta swap
 \`\`\`
 
-\`--ep auto\` uses the GPU when the CUDA provider and the CUDA 13 / cuDNN 9 libraries can be loaded and
+\`--ep auto\` uses the GPU when a CUDA provider and its CUDA / cuDNN 9 libraries can be loaded (the runner reads the
+driver's CUDA version and picks the CUDA 12 or CUDA 13 runtime, and says which and why) and
 otherwise says loudly that it falls back to the CPU; \`--ep cuda\` makes a missing GPU runtime an error.
 \`validate --data labelled.csv --weights DIR\` scores a labelled file (log loss, accuracy, swap consistency).
 
@@ -104,6 +107,7 @@ otherwise says loudly that it falls back to the CPU; \`--ep cuda\` makes a missi
 | \`runner.cjs\` | predict / validate / calibrate (no node_modules needed) |
 | \`trainer.cjs\` | tiny / import / features (makes weights directories) |
 | \`ort/\` | onnxruntime-node ${pack.onnxruntime}: \`onnxruntime_binding.node\`, \`libonnxruntime.so.1\`${pack.cuda ? `, CUDA provider libraries from ${pack.cuda.package}@${pack.cuda.version} (ORT ${pack.cuda.ort}, built for CUDA 13)` : ''} |
+${pack.cuda ? `| \`ort-cu12/\` | the CUDA 12 runtime: onnxruntime-node ${CUDA12_PIN.ort} core (\`ort.cjs\`, binding, \`libonnxruntime.so.1\`) + CUDA 12 provider from ${CUDA12_PIN.pkg}@${CUDA12_PIN.version}; used when the driver is older than 580 |\n` : ''}
 ${pack.assets ? '| \`assets/\` | Gemma-2 tokenizer files (for `trainer.cjs tiny`) |\n' : ''}${pack.node ? `| \`node/bin/node\` | Node.js ${pack.node.version} linux-x64 (from npm package ${pack.node.package}) |\n` : ''}| \`pack.json\` | versions, weights order and every file's size |
 
 | weights | architecture | quantization | graphs | size |
@@ -162,7 +166,12 @@ async function main() {
   const ortNative = join(dirname(require.resolve('onnxruntime-node/package.json')), 'bin', 'napi-v6', 'linux', 'x64', 'libonnxruntime.so.1');
   if (existsSync(ortNative) && statSync(ortNative).size !== statSync(join(dist, 'ort', 'libonnxruntime.so.1')).size)
     throw new PackError(`dist/ort/libonnxruntime.so.1 differs from onnxruntime-node ${ortVersion}'s copy; run \`npm run build\` again`);
-  if (v.cuda) checkCudaPairing(ortVersion);
+  if (v.cuda) {
+    checkCudaPairing(ortVersion);
+    const cu12 = ['ort-cu12/ort.cjs', 'ort-cu12/onnxruntime_binding.node', 'ort-cu12/libonnxruntime.so.1'].filter((f) => !existsSync(join(dist, f)));
+    if (cu12.length) throw new PackError(`--cuda: dist/ lacks ${cu12.join(', ')} (the CUDA 12 core); run \`npm ci\` (dev dependency onnxruntime-node-cu12) and \`npm run build\``);
+    checkCudaPairing(require('onnxruntime-node-cu12/package.json').version, CUDA12_PIN);
+  }
 
   const out = resolve(v.out);
   if (existsSync(out)) {
@@ -193,7 +202,17 @@ async function main() {
     const src = await fetchPinned(CUDA_PIN);
     for (const f of CUDA_PIN.files.filter((x) => x.endsWith('.so'))) copyFileSync(join(src, f), join(out, 'ort', basename(f)));
     copyFileSync(join(src, 'package', 'LICENSE'), join(out, 'ort', 'LICENSE-onnxruntime-gpu-package'));
-    cuda = { package: CUDA_PIN.pkg, version: CUDA_PIN.version, ort: CUDA_PIN.ort, cuda: '13', cudnn: '9' };
+    cpSync(join(dist, 'ort-cu12'), join(out, 'ort-cu12'), { recursive: true, dereference: true });
+    const src12 = await fetchPinned(CUDA12_PIN);
+    for (const f of CUDA12_PIN.files.filter((x) => x.endsWith('.so'))) copyFileSync(join(src12, f), join(out, 'ort-cu12', basename(f)));
+    copyFileSync(join(src12, 'package', 'LICENSE'), join(out, 'ort-cu12', 'LICENSE-onnxruntime-gpu-package'));
+    cuda = {
+      package: CUDA_PIN.pkg, version: CUDA_PIN.version, ort: CUDA_PIN.ort, cuda: '13', cudnn: '9',
+      runtimes: {
+        cu13: { dir: 'ort', ort: CUDA_PIN.ort, provider: `${CUDA_PIN.pkg}@${CUDA_PIN.version}`, cuda: '13', minDriver: 580 },
+        cu12: { dir: 'ort-cu12', ort: CUDA12_PIN.ort, provider: `${CUDA12_PIN.pkg}@${CUDA12_PIN.version}`, cuda: '12', minDriver: 525 },
+      },
+    };
   }
 
   const packedWeights = [];

@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { mkdtempSync, readFileSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { softmaxRows, flipAB, mergeSwap, leastCertain } from '../src/infer/probs';
+import { softmaxRows, flipAB, mergeSwap, leastCertain } from '../src/util/probs';
 import { logLoss, accuracy, priorLogLoss } from '../src/metrics/metrics';
 import { writeSubmission, checkSubmissionText, SubmissionError } from '../src/data/submission';
 

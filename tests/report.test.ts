@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { readRows } from '../src/data/rows';
 import { accuracy, logLoss } from '../src/metrics/metrics';
-import { lengthDifference, textLength } from '../src/features/extract';
+import { lengthDifference, textLength } from '../src/util/text';
 import { renderReport, REPORT_PANELS } from '../src/report/report';
 import { rng } from '../src/post/fit';
 

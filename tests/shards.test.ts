@@ -1,15 +1,15 @@
-// `--devices 0,1`: rows dealt to one worker process per device and merged back in input order.
+// `--devices 0,1`: every pass dealt to one worker process per device and merged back in input order.
 // Checked on CPU workers against the single-process run of the same model (the reference), on the
 // demo CSV, with swap TTA so both passes are merged.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { shardRows } from '../src/cli/commands/shards';
+import { shardRows } from '../src/infer/shards';
 import { readRows } from '../src/data/rows';
 import { checkSubmissionText } from '../src/data/submission';
-import { textLength } from '../src/features/extract';
+import { textLength } from '../src/util/text';
+import { ensureBuilt, ok, RUNNER, TRAINER } from './helpers/peaked';
 
 const ROOT = join(__dirname, '..');
 const DEMO = join(ROOT, 'demo', 'arena-demo.csv');
@@ -19,26 +19,22 @@ describe('several devices: sharded workers', function () {
 
   it('deals every row to exactly one shard with balanced text length', async () => {
     const { rows } = await readRows(join(__dirname, '..', '..', 'shared', 'data', 'arena-sample-999.csv'));
-    const shards = shardRows(rows, 2);
+    const lengths = rows.map(textLength);
+    const shards = shardRows(lengths, rows.map((_, i) => i), 2);
     assert.deepEqual(shards.flat().sort((a, b) => a - b), rows.map((_, i) => i));
-    const load = shards.map((s) => s.reduce((a, i) => a + textLength(rows[i]), 0));
+    const load = shards.map((s) => s.reduce((a, i) => a + lengths[i], 0));
     const ratio = Math.min(...load) / Math.max(...load);
     console.log(`      text length per shard ${load.join(' / ')} (min/max ${ratio.toFixed(3)}, need > 0.95)`);
     assert.ok(ratio > 0.95);
   });
 
   it('predict --devices 0,1 (CPU workers) equals the single-process run, in input order', () => {
-    if (!existsSync(join(ROOT, 'dist', 'runner.cjs'))) spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
+    ensureBuilt();
     const tmp = mkdtempSync(join(tmpdir(), 'arenakit-shards-test-'));
     try {
-      const node = (args: string[]) => {
-        const r = spawnSync(process.execPath, args, { cwd: ROOT, encoding: 'utf8' });
-        assert.equal(r.status, 0, r.stderr);
-        return r.stdout;
-      };
-      node([join(ROOT, 'dist', 'trainer.cjs'), 'tiny', '--out', join(tmp, 'tiny')]);
+      ok(TRAINER, ['tiny', '--out', join(tmp, 'tiny')]);
       const predict = (out: string, extra: string[]) =>
-        node([join(ROOT, 'dist', 'runner.cjs'), 'predict', '--data', DEMO, '--weights', join(tmp, 'tiny'), '--out', out, '--ep', 'cpu', '--tta', 'swap', ...extra]);
+        ok(RUNNER, ['predict', '--data', DEMO, '--weights', join(tmp, 'tiny'), '--out', out, '--ep', 'cpu', '--tta', 'swap', ...extra]);
       predict(join(tmp, 'one.csv'), []);
       predict(join(tmp, 'two.csv'), ['--devices', '0,1']);
       const one = readFileSync(join(tmp, 'one.csv'), 'utf8');

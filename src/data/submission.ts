@@ -1,10 +1,9 @@
 // The submission writer: `id,winner_model_a,winner_model_b,winner_tie`, one row per input id in
 // input order, each row finite and summing to 1 within 1e-6. Written atomically (a temporary file
 // in the same directory, then rename), so a submission is either complete and valid or absent.
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, basename, join } from 'node:path';
 import { LABEL_COLUMNS } from '../types';
-import type { Probs } from '../infer/probs';
+import { writeFileAtomic } from '../util/files';
+import type { Probs } from '../util/probs';
 
 export class SubmissionError extends Error {
   override name = 'SubmissionError';
@@ -27,18 +26,6 @@ export function formatSubmission(ids: string[], probs: Probs): string {
 
 function csvField(s: string): string {
   return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-}
-
-export function writeFileAtomic(path: string, text: string): void {
-  mkdirSync(dirname(path) || '.', { recursive: true });
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  try {
-    writeFileSync(tmp, text);
-    renameSync(tmp, path);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
 }
 
 export function writeSubmission(path: string, ids: string[], probs: Probs): void {

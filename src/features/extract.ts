@@ -134,13 +134,3 @@ export function extractFeatures(rows: ArenaRow[]): Float64Array {
   rows.forEach((r, i) => X.set(rowFeatures(r), i * d));
   return X;
 }
-
-/** Characters of A minus characters of B: the input of the difference-bucket baseline. */
-export function lengthDifference(row: ArenaRow): number {
-  return row.responseA.reduce((s, t) => s + t.length, 0) - row.responseB.reduce((s, t) => s + t.length, 0);
-}
-
-/** Characters of prompt + both responses (what length-bin calibration bins on). */
-export function textLength(row: ArenaRow): number {
-  return [...row.prompt, ...row.responseA, ...row.responseB].reduce((s, t) => s + t.length, 0);
-}

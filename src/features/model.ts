@@ -1,17 +1,20 @@
 // The feature model as a weights directory: manifest.json (kind 'features') + trees.json holding the
-// GBDT, its feature names and the difference-bucket baseline. Cross-validation of both models on
-// seeded folds, and `predictFeatures(dir, rows)` for the runner.
+// GBDT and its feature names. Cross-validation of the GBDT against the difference-bucket and
+// class-share baselines on seeded folds (the baselines are reported, not stored: predict uses the
+// GBDT only), and `featureLogits` for the runner's model handle (src/infer/model.ts).
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../data/submission';
+import { writeFileAtomic } from '../util/files';
+import { softmaxRows } from '../util/probs';
+import { lengthDifference } from '../util/text';
 import { logLoss } from '../metrics/metrics';
 import { kFolds } from '../post/fit';
 import { LABEL_COLUMNS, type ArenaRow } from '../types';
 import { fileSizes, MANIFEST_FORMAT, MANIFEST_VERSION, readManifest, type Manifest } from '../weights/manifest';
-import { fitDiffBuckets, predictDiffBuckets, type DiffBuckets } from './buckets';
-import { extractFeatures, FEATURE_NAMES, FEATURES_VERSION, lengthDifference } from './extract';
-import { predictGbdt, trainGbdt, type GbdtModel, type GbdtOptions } from './gbdt';
+import { fitDiffBuckets, predictDiffBuckets } from './buckets';
+import { extractFeatures, FEATURE_NAMES, FEATURES_VERSION } from './extract';
+import { predictGbdt, predictGbdtLogits, trainGbdt, type GbdtModel, type GbdtOptions } from './gbdt';
 
 export const TREES_FILE = 'trees.json';
 
@@ -23,7 +26,6 @@ export interface FeatureModelFile {
   featuresVersion: number;
   featureNames: string[];
   gbdt: GbdtModel;
-  buckets: DiffBuckets;
 }
 
 export interface FeatureCv {
@@ -49,7 +51,6 @@ export function trainFeatureModel(rows: ArenaRow[], opts: Partial<GbdtOptions> =
     featuresVersion: FEATURES_VERSION,
     featureNames: FEATURE_NAMES,
     gbdt: trainGbdt(X, y, 3, opts),
-    buckets: fitDiffBuckets(rows.map(lengthDifference), y),
   };
 }
 
@@ -107,20 +108,30 @@ export function writeFeatureModel(dir: string, model: FeatureModelFile, provenan
   return manifest;
 }
 
-export function loadFeatureModel(dir: string): FeatureModelFile {
-  const m = readManifest(dir);
+/** Reads DIR/trees.json of an opened `features` manifest and checks it matches this build's feature set. */
+export function loadFeatureModel(dir: string, m: Manifest = readManifest(dir)): FeatureModelFile {
   const rebuild = `rebuild it with \`node dist/trainer.cjs features --data train.csv --out ${dir}\``;
   if (m.kind !== 'features') throw new FeatureModelError(`${dir}: manifest kind is ${JSON.stringify(m.kind)}, not "features"; ${rebuild}`);
   const path = join(dir, TREES_FILE);
   if (!existsSync(path)) throw new FeatureModelError(`${path}: missing; ${rebuild}`);
-  const model = JSON.parse(readFileSync(path, 'utf8')) as FeatureModelFile;
-  if (model.featuresVersion !== FEATURES_VERSION || model.featureNames.join(',') !== FEATURE_NAMES.join(','))
-    throw new FeatureModelError(`${path}: made with feature set v${model.featuresVersion} (${model.featureNames.length} features), this build computes v${FEATURES_VERSION} (${FEATURE_NAMES.length}); ${rebuild}`);
+  let model: FeatureModelFile;
+  try {
+    model = JSON.parse(readFileSync(path, 'utf8')) as FeatureModelFile;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new FeatureModelError(`${path}: ${code ? `cannot be read (${code})` : `not valid JSON (${(e as Error).message})`}; ${rebuild}`);
+  }
+  if (model.featuresVersion !== FEATURES_VERSION || model.featureNames?.join(',') !== FEATURE_NAMES.join(','))
+    throw new FeatureModelError(`${path}: made with feature set v${model.featuresVersion} (${model.featureNames?.length} features), this build computes v${FEATURES_VERSION} (${FEATURE_NAMES.length}); ${rebuild}`);
   return model;
+}
+
+/** GBDT logits [n*3] in Kaggle column order for rows as given (swap TTA passes rows with A and B exchanged). */
+export function featureLogits(model: FeatureModelFile, rows: ArenaRow[]): Float64Array {
+  return predictGbdtLogits(model.gbdt, extractFeatures(rows));
 }
 
 /** Probabilities [n*3] in Kaggle column order from a `features` weights directory. */
 export function predictFeatures(dir: string, rows: ArenaRow[]): Float64Array {
-  const model = loadFeatureModel(dir);
-  return predictGbdt(model.gbdt, extractFeatures(rows));
+  return softmaxRows(featureLogits(loadFeatureModel(dir), rows), rows.length, 3);
 }

@@ -38,6 +38,8 @@ export interface CudaLibsOptions {
   defaults?: boolean;
   /** Loader cache consulted last (default /etc/ld.so.cache). */
   ldCache?: string;
+  /** CUDA runtime sonames the chosen core's provider needs (src/infer/runtime.ts RUNTIMES); default the CUDA 13 set. */
+  sonames?: readonly string[];
 }
 
 export interface CudaLibsResult {
@@ -144,7 +146,7 @@ export function findCudaLibraries(opts: CudaLibsOptions): CudaLibsResult {
     }
   }
   const needDirs: string[] = [];
-  for (const so of [...CUDA_RUNTIME_SONAMES, CUDA_DRIVER_SONAME]) {
+  for (const so of [...(opts.sonames ?? CUDA_RUNTIME_SONAMES), CUDA_DRIVER_SONAME]) {
     const dir = dirs.find((d) => existsSync(join(d, so)));
     if (dir) {
       found[so] = join(dir, so);
@@ -183,7 +185,11 @@ const PIP_SOURCE: Record<string, string> = {
   'libcublas.so.13': 'cuBLAS for CUDA 13 (pip: nvidia-cublas, CUDA 13 wheel)',
   'libcublasLt.so.13': 'cuBLASLt for CUDA 13 (pip: nvidia-cublas, CUDA 13 wheel)',
   'libcurand.so.10': 'cuRAND for CUDA 13 (pip: nvidia-curand, CUDA 13 wheel)',
-  'libcudnn.so.9': 'cuDNN 9 for CUDA 13 (pip: nvidia-cudnn-cu13)',
+  'libcudnn.so.9': 'cuDNN 9 (pip: nvidia-cudnn-cu13 or nvidia-cudnn-cu12, matching the CUDA major)',
+  'libcudart.so.12': 'CUDA 12 runtime (pip: nvidia-cuda-runtime-cu12, which PyTorch installs)',
+  'libcublas.so.12': 'cuBLAS for CUDA 12 (pip: nvidia-cublas-cu12)',
+  'libcublasLt.so.12': 'cuBLASLt for CUDA 12 (pip: nvidia-cublas-cu12)',
+  'libcufft.so.11': 'cuFFT for CUDA 12 (pip: nvidia-cufft-cu12)',
 };
 
 /** One message for the log: what was found, what is missing, and what --ep auto / --ep cuda will do about it. */
@@ -195,7 +201,7 @@ export function describeCudaStatus(result: CudaLibsResult): string {
   }
   const why = (so: string): string => {
     if ((ORT_PROVIDER_LIBS as readonly string[]).includes(so))
-      return 'ONNX Runtime CUDA provider (1.29.0); put it beside libonnxruntime.so.1: build the kit with `npm run pack -- --cuda`';
+      return 'ONNX Runtime CUDA provider of the chosen core; put it beside libonnxruntime.so.1: build the kit with `npm run pack -- --cuda`';
     if (so === CUDA_DRIVER_SONAME) return 'NVIDIA driver: no GPU driver on this machine (on Kaggle, choose a GPU accelerator)';
     const other = result.otherVersions[so];
     const seen = other ? `; found only ${other.join(', ')}: another CUDA major version, which this ONNX Runtime build cannot use` : '';

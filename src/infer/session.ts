@@ -2,11 +2,12 @@
 // session on the chosen execution provider. `--ep auto` tries CUDA and falls back to the CPU
 // loudly; `--ep cuda` without a usable CUDA runtime is an error that says what is missing.
 import * as ort from 'onnxruntime-node';
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { cudaEnv, describeCudaStatus, findCudaLibraries, needsReexec } from './cuda-libs';
-import { readManifest, type Manifest, type GraphEntry } from '../weights/manifest';
+import type { Manifest, GraphEntry } from '../weights/manifest';
+import { fsReason } from '../util/files';
 
 export type EpChoice = 'cpu' | 'cuda' | 'auto';
 
@@ -66,6 +67,26 @@ export function cudaUnavailableReason(): string | null {
   return null;
 }
 
+/** Every file of a graph readable, else a SessionError naming the file and the reason. */
+function checkGraphFiles(dir: string, g: GraphEntry): void {
+  for (const f of [g.file, ...g.externalData]) {
+    try {
+      accessSync(join(dir, f), constants.R_OK);
+    } catch (e) {
+      throw new SessionError(`${join(dir, f)}: cannot be read (${fsReason(e)}); the weights directory's graph needs it`);
+    }
+  }
+}
+
+async function createSession(dir: string, g: GraphEntry, options: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
+  checkGraphFiles(dir, g);
+  try {
+    return await ort.InferenceSession.create(join(dir, g.file), options);
+  } catch (e) {
+    throw new SessionError(`${join(dir, g.file)}: ONNX Runtime cannot load the graph (${(e as Error).message.split('\n')[0]}); rebuild the weights directory`);
+  }
+}
+
 export async function openGraph(dir: string, manifest: Manifest, opts: SessionOptions): Promise<OpenedGraph> {
   const warn = opts.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`));
   const cpuGraph = manifest.graphs.cpu;
@@ -77,6 +98,7 @@ export async function openGraph(dir: string, manifest: Manifest, opts: SessionOp
   });
   if (opts.ep !== 'cpu') {
     if (!cudaGraph) throw new SessionError(`${dir}: manifest lists no graph to run`);
+    checkGraphFiles(dir, cudaGraph);
     const reason = cudaUnavailableReason();
     let err: Error | null = reason ? new Error(reason) : null;
     if (!err) {
@@ -96,18 +118,8 @@ export async function openGraph(dir: string, manifest: Manifest, opts: SessionOp
     warn(`${msg}\n*** FALLING BACK TO THE CPU EXECUTION PROVIDER: this is far slower than a GPU. ***`);
   }
   if (!cpuGraph) throw new SessionError(`${dir}: manifest has no CPU graph (graphs.cpu); rebuild the weights directory with a CPU graph`);
-  const session = await ort.InferenceSession.create(join(dir, cpuGraph.file), cpuOptions());
+  const session = await createSession(dir, cpuGraph, cpuOptions());
   return { session, ep: 'cpu', graph: cpuGraph };
-}
-
-export interface OpenedModel extends OpenedGraph {
-  dir: string;
-  manifest: Manifest;
-}
-
-export async function openModel(dir: string, opts: SessionOptions): Promise<OpenedModel> {
-  const manifest = readManifest(dir);
-  return { dir, manifest, ...(await openGraph(dir, manifest, opts)) };
 }
 
 /** One forward pass: int64 [n, L] feeds in, float32 logits [n, numLabels] out. */

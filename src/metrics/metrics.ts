@@ -1,6 +1,6 @@
 // Scores of probabilities against labels: multi-class log loss (Kaggle's clipping), accuracy,
 // and swap consistency (does the model give the same verdict when A and B trade places?).
-import type { Probs } from '../infer/probs';
+import type { Probs } from '../util/probs';
 
 /** Kaggle (sklearn) clips probabilities to [eps, 1 - eps] and renormalises each row. */
 export const LOGLOSS_EPS = 1e-15;

@@ -1,6 +1,7 @@
 // Weighted blends of several prediction sets (e.g. Gemma 0.65 / Llama 0.35): a linear mixture of
 // probabilities with weights on the simplex, fitted by exponentiated gradient (the loss is convex in
 // the weights, so this reaches the optimum).
+import { logLoss } from '../metrics/metrics';
 import { PROB_EPS } from './fit';
 
 export function blendProbs(sets: Float64Array[], weights: number[]): Float64Array {
@@ -13,15 +14,7 @@ export function blendProbs(sets: Float64Array[], weights: number[]): Float64Arra
   return out;
 }
 
-function blendLoss(sets: Float64Array[], labels: ArrayLike<number>, w: number[]): number {
-  let s = 0;
-  for (let i = 0; i < labels.length; i++) {
-    let p = 0;
-    for (let k = 0; k < sets.length; k++) p += w[k] * sets[k][i * 3 + labels[i]];
-    s -= Math.log(Math.max(p, PROB_EPS));
-  }
-  return s / labels.length;
-}
+const blendLoss = (sets: Float64Array[], labels: ArrayLike<number>, w: number[]): number => logLoss(blendProbs(sets, w), labels);
 
 export function fitBlendWeights(sets: Float64Array[], labels: ArrayLike<number>, iters = 2000): number[] {
   const K = sets.length;

@@ -7,6 +7,7 @@ import { kFolds } from './fit';
 import {
   applyMethod,
   CalibrationError,
+  METHODS,
   fitLengthBins,
   fitMultipliers,
   fitTemperature,
@@ -34,8 +35,18 @@ export interface Calibration {
     logLossAfter: number;
     /** Mean out-of-fold log loss of each candidate (auto only). */
     cv?: Partial<Record<MethodName, number>>;
+    /**
+     * What the predictions were: 'scored' = each row's probabilities in the A/B order the model saw
+     * (no flip); tta 'none' = one pass, not a swap-TTA mean. Predict applies a calibration to each
+     * pass in the frame it was scored in, then flips and merges, so it needs exactly this input.
+     */
+    frame?: 'scored';
+    tta?: 'none' | 'swap' | 'unknown';
   };
 }
+
+/** The input predict's per-pass calibration must have been fitted on (see Calibration.fittedOn.frame). */
+export const PASS_INPUT = { frame: 'scored', tta: 'none' } as const;
 
 export interface FitCalibrationOptions {
   method?: 'auto' | MethodName;
@@ -47,6 +58,8 @@ export interface FitCalibrationOptions {
   sources?: string[];
   /** auto keeps identity unless a method's CV loss is lower by more than this. */
   minGain?: number;
+  /** What the prediction sets are (recorded in fittedOn; default: single passes in the scored frame). */
+  input?: { frame?: 'scored'; tta: 'none' | 'swap' | 'unknown' };
 }
 
 function fitParams(method: MethodName, probs: Float64Array, labels: ArrayLike<number>, lengths?: ArrayLike<number>): MethodParams {
@@ -136,8 +149,56 @@ export function fitCalibration(sets: Float64Array | Float64Array[], labels: Arra
       ...(requested === 'auto' ? { folds, seed, cv } : {}),
       logLossBefore: logLoss(probs, labels),
       logLossAfter: logLoss(after, labels),
+      ...(opts.input ?? PASS_INPUT),
     },
   };
+}
+
+const finite = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
+
+/**
+ * Checks a calibration read from a file or manifest before any row is scored: a known method with
+ * complete finite parameters; with `forModel` (stored in a weights directory, applied per pass by
+ * predict) also no blend and fitted on single passes in the scored frame. Throws naming `where`.
+ */
+export function checkCalibration(cal: unknown, where: string, forModel: boolean): Calibration {
+  const bad = (why: string, fix = 'fit it again with `runner.cjs calibrate`'): never => {
+    throw new CalibrationError(`${where}: ${why}; ${fix}`);
+  };
+  if (!cal || typeof cal !== 'object') bad('the calibration is not a JSON object');
+  const c = cal as Calibration;
+  if (!(METHODS as readonly string[]).includes(c.method)) bad(`unknown calibration method ${JSON.stringify(c.method)} (expected one of ${METHODS.join(', ')})`);
+  const p = c.params as unknown as Record<string, unknown> | undefined;
+  if (!p || typeof p !== 'object') bad(`calibration ${c.method} has no parameters ("params")`);
+  const need = (keys: string[]) => {
+    const missing = keys.filter((k) => !finite(p![k]));
+    if (missing.length) bad(`calibration ${c.method} lacks finite parameter(s) ${missing.join(', ')}`);
+  };
+  const list = (k: string, n?: number) => {
+    const v = p![k];
+    if (!Array.isArray(v) || !v.every(finite) || (n !== undefined && v.length !== n)) bad(`calibration ${c.method}: params.${k} must be ${n ?? 'a list of'} finite numbers`);
+  };
+  if (c.method === 'temperature') need(['temperature']);
+  else if (c.method === 'vector') (need(['temperature']), list('bias', 3));
+  else if (c.method === 'multipliers') need(['threshold', 'multiplier', 'tieMultiplier']);
+  else if (c.method === 'length-bins') {
+    list('edges');
+    list('temperatures', (p!.edges as number[]).length + 1);
+  }
+  if (c.blend) {
+    if (!Array.isArray(c.blend.weights) || !c.blend.weights.every(finite)) bad('blend.weights must be finite numbers');
+    if (forModel)
+      bad(
+        `holds a ${c.blend.weights.length}-way blend; a weights directory's calibration belongs to that one model`,
+        'calibrate each model on its own predictions (`calibrate --predictions P --labels L --weights DIR`) and give predict the blend with --blend-weights',
+      );
+  }
+  if (forModel && (c.fittedOn?.frame !== PASS_INPUT.frame || c.fittedOn?.tta !== PASS_INPUT.tta))
+    bad(
+      `fitted on ${c.fittedOn?.tta === 'swap' ? 'swap-TTA merged' : 'unrecorded (pre-rule or external TTA?)'} predictions, but predict calibrates each pass before the swap merge`,
+      'refit it on single-pass predictions: `runner.cjs validate --data L.csv --weights DIR --predictions-out P.csv` then `runner.cjs calibrate --predictions P.csv --labels L.csv --weights DIR`',
+    );
+  return c;
 }
 
 /** Applies a fitted calibration; pass one prediction set per blend weight when the calibration has a blend. */

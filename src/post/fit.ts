@@ -3,6 +3,7 @@
 // search, Nelder-Mead, seeded shuffles and K-fold splits. Pure functions over typed arrays.
 
 import { uniform } from '../util/rng';
+import { softmaxAt } from '../util/probs';
 
 export const PROB_EPS = 1e-15;
 
@@ -28,14 +29,6 @@ export function logProbs(probs: ArrayLike<number>): Float64Array {
   return out;
 }
 
-/** Row-wise softmax of k logits starting at `off` into `out` (same offset). */
-export function softmaxAt(z: ArrayLike<number>, off: number, k: number, out: Float64Array): void {
-  let m = -Infinity;
-  for (let c = 0; c < k; c++) m = Math.max(m, z[off + c]);
-  let s = 0;
-  for (let c = 0; c < k; c++) s += out[off + c] = Math.exp(z[off + c] - m);
-  for (let c = 0; c < k; c++) out[off + c] /= s;
-}
 
 /**
  * Minimises sum_i -log softmax(z_i)[y_i] + ridge/2 * |theta - theta0|^2 where z_ic = theta . phi(i, c).

@@ -1,17 +1,22 @@
 // File edges of post-processing: read prediction files in submission format
 // (id,winner_model_a,winner_model_b,winner_tie), read labels (and text lengths) from a train-style CSV,
 // and line them up by id. Writing goes through the atomic submission writer.
-import { createReadStream, existsSync } from 'node:fs';
+import { accessSync, constants, createReadStream, readFileSync } from 'node:fs';
 import { parse } from 'fast-csv';
 import { LABEL_COLUMNS } from '../types';
 import { parseCell } from '../data/rows';
+import { fsReason } from '../util/files';
 
 export class PredictionFileError extends Error {
   override name = 'PredictionFileError';
 }
 
 async function readCsv(path: string, onRow: (row: Record<string, string>, line: number) => void): Promise<string[]> {
-  if (!existsSync(path)) throw new PredictionFileError(`${path}: file not found`);
+  try {
+    accessSync(path, constants.R_OK);
+  } catch (e) {
+    throw new PredictionFileError(`${path}: cannot be read (${fsReason(e)})`);
+  }
   let headers: string[] = [];
   let line = 1;
   await new Promise<void>((resolve, reject) => {
@@ -38,14 +43,30 @@ export interface Predictions {
   probs: Float64Array;
 }
 
+/** A number cell: blank or non-numeric text is not 0 (Number('') would be). */
+const cellNumber = (v: string | undefined) => (v === undefined || v.trim() === '' ? NaN : Number(v));
+
+/** Refuses a second row with the same id (a silent "later wins" would mix two predictions). */
+function uniqueIds(path: string): (id: string, line: number) => void {
+  const seen = new Map<string, number>();
+  return (id, line) => {
+    if (id === undefined || id === '') throw new PredictionFileError(`${path} line ${line}: empty id`);
+    const before = seen.get(id);
+    if (before !== undefined) throw new PredictionFileError(`${path} line ${line}: id ${id} already appeared on line ${before}; each id once`);
+    seen.set(id, line);
+  };
+}
+
 export async function readPredictions(path: string): Promise<Predictions> {
   const ids: string[] = [];
   const vals: number[] = [];
+  const once = uniqueIds(path);
   const headers = await readCsv(path, (row, line) => {
-    const p = LABEL_COLUMNS.map((c) => Number(row[c]));
+    const p = LABEL_COLUMNS.map((c) => cellNumber(row[c]));
     const s = p[0] + p[1] + p[2];
     if (!p.every((x) => Number.isFinite(x) && x >= 0) || !(s > 0))
-      throw new PredictionFileError(`${path} line ${line} (id ${row.id}): probabilities ${JSON.stringify(LABEL_COLUMNS.map((c) => row[c]))} are not valid`);
+      throw new PredictionFileError(`${path} line ${line} (id ${row.id}): probabilities ${JSON.stringify(LABEL_COLUMNS.map((c) => row[c]))} are not valid (three non-negative numbers, not all 0, none blank)`);
+    once(row.id, line);
     ids.push(row.id);
     vals.push(p[0] / s, p[1] / s, p[2] / s);
   });
@@ -74,11 +95,13 @@ export async function readLabels(path: string): Promise<LabelSet> {
   const ids: string[] = [];
   const labels: number[] = [];
   const lengths: number[] = [];
+  const once = uniqueIds(path);
   const headers = await readCsv(path, (row, line) => {
-    const oneHot = LABEL_COLUMNS.map((c) => Number(row[c]));
+    const oneHot = LABEL_COLUMNS.map((c) => cellNumber(row[c]));
     const k = oneHot.indexOf(1);
-    if (k < 0 || oneHot.reduce((a, b) => a + b, 0) !== 1)
-      throw new PredictionFileError(`${path} line ${line} (id ${row.id}): label columns ${JSON.stringify(oneHot)} are not one-hot`);
+    if (!oneHot.every((x) => x === 0 || x === 1) || oneHot.reduce((a: number, b) => a + b, 0) !== 1)
+      throw new PredictionFileError(`${path} line ${line} (id ${row.id}): label columns ${JSON.stringify(LABEL_COLUMNS.map((c) => row[c]))} are not one-hot (each 0 or 1, exactly one 1)`);
+    once(row.id, line);
     ids.push(row.id);
     labels.push(k);
     lengths.push(cellTextLength(row.prompt) + cellTextLength(row.response_a) + cellTextLength(row.response_b));
@@ -109,4 +132,31 @@ export async function readTextLengths(path: string): Promise<Map<string, number>
   const missing = ['id', 'prompt', 'response_a', 'response_b'].filter((c) => !headers.includes(c));
   if (missing.length) throw new PredictionFileError(`${path}: missing column(s) ${missing.join(', ')}; give the competition CSV the predictions were made from`);
   return out;
+}
+
+/** What a prediction file holds, written beside it by `validate --predictions-out` (see Calibration.fittedOn). */
+export interface PredictionsMeta {
+  frame: 'scored';
+  tta: 'none' | 'swap';
+  calibrated: boolean;
+  weights: string[];
+}
+
+export const predictionsMeta = (path: string) => `${path}.meta.json`;
+
+/** The meta file of a prediction file, or undefined when it has none (predictions made elsewhere). */
+export function readPredictionsMeta(path: string): PredictionsMeta | undefined {
+  const p = predictionsMeta(path);
+  let text: string;
+  try {
+    text = readFileSync(p, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new PredictionFileError(`${p}: cannot be read (${fsReason(e)})`);
+  }
+  try {
+    return JSON.parse(text) as PredictionsMeta;
+  } catch (e) {
+    throw new PredictionFileError(`${p}: not valid JSON (${(e as Error).message}); delete it or write the predictions again with validate --predictions-out`);
+  }
 }

@@ -3,7 +3,8 @@
 // temperatures act on log-probabilities; the multiplier rule is the seeds' hand-tuned adjustment
 // (scale confident winner probabilities, boost ties, renormalise) with its three numbers fitted.
 import { logLoss } from '../metrics/metrics';
-import { fitLinearSoftmax, logProbs, softmaxAt } from './fit';
+import { softmaxAt } from '../util/probs';
+import { fitLinearSoftmax, logProbs } from './fit';
 
 export const METHODS = ['identity', 'temperature', 'vector', 'length-bins', 'multipliers'] as const;
 export type MethodName = (typeof METHODS)[number];

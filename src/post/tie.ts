@@ -2,7 +2,8 @@
 // probabilities through a fitted tie model. Davidson: logits (d/2, -d/2, log nu) with d = scale*s + bias,
 // a softmax linear in (scale, bias, log nu), so it is fitted exactly by Newton. Rao-Kupper:
 // P(A) = sigmoid(d - eta), P(B) = sigmoid(-d - eta), tie = rest, eta = exp(logEta) > 0, fitted by Nelder-Mead.
-import { fitLinearSoftmax, nelderMead, PROB_EPS } from './fit';
+import { logLoss } from '../metrics/metrics';
+import { fitLinearSoftmax, nelderMead } from './fit';
 
 export type TieModel = 'davidson' | 'rao-kupper';
 export interface DavidsonParams {
@@ -47,15 +48,25 @@ export function tieProbs(model: TieModel, params: DavidsonParams | RaoKupperPara
 }
 
 export function tieLoss(model: TieModel, params: DavidsonParams | RaoKupperParams, scores: ArrayLike<number>, labels: ArrayLike<number>): number {
-  const p = tieProbs(model, params, scores);
-  let s = 0;
-  for (let i = 0; i < labels.length; i++) s -= Math.log(Math.max(p[i * 3 + labels[i]], PROB_EPS));
-  return s / labels.length;
+  return logLoss(tieProbs(model, params, scores), labels);
 }
 
-export function fitTieModel(scores: ArrayLike<number>, labels: ArrayLike<number>, model: TieModel = 'davidson'): TieCalibration {
+export class TieError extends Error {
+  override name = 'TieError';
+}
+
+/** Fewest rows with a finite score a tie model is fitted on. */
+export const MIN_TIE_ROWS = 10;
+
+/** Fits on finite scores only (a failed row's NaN would stall the fit at its starting point). */
+export function fitTieModel(allScores: ArrayLike<number>, allLabels: ArrayLike<number>, model: TieModel = 'davidson'): TieCalibration {
+  if (allScores.length !== allLabels.length) throw new TieError(`tie model: ${allScores.length} scores for ${allLabels.length} labels`);
+  const keep = Array.from({ length: allScores.length }, (_, i) => i).filter((i) => Number.isFinite(allScores[i]));
+  if (keep.length < MIN_TIE_ROWS)
+    throw new TieError(`tie model: only ${keep.length} of ${allScores.length} rows have a finite score (need ${MIN_TIE_ROWS}); see the warnings about failed rows`);
+  const scores = Float64Array.from(keep, (i) => allScores[i]);
+  const labels = Uint8Array.from(keep, (i) => allLabels[i]);
   const n = labels.length;
-  if (scores.length !== n) throw new RangeError(`tie model: ${scores.length} scores for ${n} labels`);
   const rows = Int32Array.from({ length: n }, (_, i) => i);
   const [scale, bias, logNu] = fitLinearSoftmax(
     rows,
@@ -78,6 +89,19 @@ export function fitTieModel(scores: ArrayLike<number>, labels: ArrayLike<number>
   x = nelderMead(f, x, 0.05);
   const rk: RaoKupperParams = { scale: x[0], bias: x[1], logEta: x[2] };
   return { method: 'rao-kupper', params: rk, fittedOn: fittedOn(rk) };
+}
+
+/** Checks a stored tie model before any row is scored; throws naming `where`. */
+export function checkTie(tie: unknown, where: string): TieCalibration {
+  const t = tie as TieCalibration;
+  const fix = 'fit it again with `runner.cjs validate --data labelled.csv --weights DIR --fit-tie`';
+  if (!t || typeof t !== 'object' || (t.method !== 'davidson' && t.method !== 'rao-kupper'))
+    throw new TieError(`${where}: tie model method ${JSON.stringify(t?.method)} is not davidson or rao-kupper; ${fix}`);
+  const keys = ['scale', 'bias', t.method === 'davidson' ? 'logNu' : 'logEta'];
+  const p = (t.params ?? {}) as unknown as Record<string, unknown>;
+  const missing = keys.filter((k) => typeof p[k] !== 'number' || !Number.isFinite(p[k] as number));
+  if (missing.length) throw new TieError(`${where}: tie model ${t.method} lacks finite parameter(s) ${missing.join(', ')}; ${fix}`);
+  return t;
 }
 
 /** scoreToProbs(cal, scores): the runner's entry for single-score heads. */

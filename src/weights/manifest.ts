@@ -1,9 +1,11 @@
 // The weights directory's manifest.json: what the runner needs to load a model and refuse a
-// directory that does not match (format version, missing files, tokenizer hash).
+// directory that does not match (format version, missing files, tokenizer hash), and the one place
+// that edits it (updateManifest: fitted calibration, tie model).
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelConfig } from '../types';
+import { fsReason, writeFileAtomic } from '../util/files';
 
 export const MANIFEST_FORMAT = 'arenakit-weights';
 export const MANIFEST_VERSION = 1;
@@ -15,6 +17,8 @@ export interface GraphEntry {
   externalData: string[];
   /** 'float32' CPU graph, 'float16' CUDA graph. */
   activations: 'float32' | 'float16';
+  /** sha256 of the graph file then each external-data file, in that order (recorded at import; the logits cache key). */
+  sha256?: string;
 }
 
 export interface Quantization {
@@ -51,36 +55,92 @@ export class ManifestError extends Error {
   override name = 'ManifestError';
 }
 
+/** sha256 over the files' bytes in order, read in 16 MB chunks (a 9B graph's data is several GB). */
 export function sha256Files(dir: string, files: string[]): string {
   const h = createHash('sha256');
-  for (const f of files) h.update(readFileSync(join(dir, f)));
+  const buf = Buffer.allocUnsafe(16 << 20);
+  for (const f of files) {
+    const fd = openSync(join(dir, f), 'r');
+    try {
+      for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n));
+    } finally {
+      closeSync(fd);
+    }
+  }
   return h.digest('hex');
+}
+
+const REBUILD = 'rebuild it with `node dist/trainer.cjs tiny --out DIR` or `node dist/trainer.cjs import --base HF_DIR --out DIR`';
+
+function readManifestText(dir: string): { path: string; text: string } {
+  const path = join(dir, 'manifest.json');
+  try {
+    return { path, text: readFileSync(path, 'utf8') };
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new ManifestError(`${path}: no manifest.json in the weights directory; ${REBUILD}`);
+    throw new ManifestError(`${path}: cannot be read (${fsReason(e)}); check the file and folder permissions`);
+  }
+}
+
+function statSize(p: string): number | string {
+  try {
+    return statSync(p).size;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : fsReason(e);
+  }
 }
 
 /** Reads and checks DIR/manifest.json; every failure names the directory and the command that rebuilds it. */
 export function readManifest(dir: string): Manifest {
-  const path = join(dir, 'manifest.json');
-  const rebuild = 'rebuild it with `node dist/trainer.cjs tiny --out DIR` or `node dist/trainer.cjs import --base HF_DIR --out DIR`';
-  if (!existsSync(path)) throw new ManifestError(`${path}: no manifest.json in the weights directory; ${rebuild}`);
+  const { path, text } = readManifestText(dir);
   let m: Manifest;
   try {
-    m = JSON.parse(readFileSync(path, 'utf8'));
+    m = JSON.parse(text);
   } catch (e) {
-    throw new ManifestError(`${path}: not valid JSON (${(e as Error).message}); ${rebuild}`);
+    throw new ManifestError(`${path}: not valid JSON (${(e as Error).message}); ${REBUILD}`);
   }
-  if (m.format !== MANIFEST_FORMAT) throw new ManifestError(`${path}: format is ${JSON.stringify(m.format)}, expected "${MANIFEST_FORMAT}"; ${rebuild}`);
+  if (!m || typeof m !== 'object') throw new ManifestError(`${path}: not a JSON object; ${REBUILD}`);
+  if (m.format !== MANIFEST_FORMAT) throw new ManifestError(`${path}: format is ${JSON.stringify(m.format)}, expected "${MANIFEST_FORMAT}"; ${REBUILD}`);
   if (m.version !== MANIFEST_VERSION)
-    throw new ManifestError(`${path}: manifest version ${m.version}, this runner reads version ${MANIFEST_VERSION}; ${rebuild}`);
+    throw new ManifestError(`${path}: manifest version ${m.version}, this runner reads version ${MANIFEST_VERSION}; ${REBUILD}`);
   const problems: string[] = [];
   for (const [f, info] of Object.entries(m.files ?? {})) {
-    const p = join(dir, f);
-    if (!existsSync(p)) problems.push(`missing ${f}`);
-    else if (statSync(p).size !== info.bytes) problems.push(`${f} is ${statSync(p).size} bytes, manifest says ${info.bytes}`);
+    const size = statSize(join(dir, f));
+    if (size === 'missing') problems.push(`missing ${f}`);
+    else if (typeof size === 'string') problems.push(`${f}: ${size}`);
+    else if (size !== info.bytes) problems.push(`${f} is ${size} bytes, manifest says ${info.bytes}`);
   }
-  if (problems.length) throw new ManifestError(`${dir}: weights directory does not match its manifest (${problems.join('; ')}); ${rebuild}`);
-  if (m.tokenizer && sha256Files(dir, m.tokenizer.files) !== m.tokenizer.sha256)
-    throw new ManifestError(`${dir}: tokenizer files ${m.tokenizer.files.join(', ')} do not match the manifest's sha256; ${rebuild}`);
+  for (const g of Object.values(m.graphs ?? {}))
+    for (const f of g ? [g.file, ...(g.externalData ?? [])] : [])
+      if (!(f in (m.files ?? {})) && statSize(join(dir, f)) === 'missing') problems.push(`missing graph file ${f}`);
+  if (problems.length) throw new ManifestError(`${dir}: weights directory does not match its manifest (${problems.join('; ')}); ${REBUILD}`);
+  if (m.tokenizer) {
+    let sha: string;
+    try {
+      sha = sha256Files(dir, m.tokenizer.files);
+    } catch (e) {
+      throw new ManifestError(`${dir}: tokenizer files ${m.tokenizer.files.join(', ')} cannot be read (${fsReason(e)})`);
+    }
+    if (sha !== m.tokenizer.sha256)
+      throw new ManifestError(`${dir}: tokenizer files ${m.tokenizer.files.join(', ')} do not match the manifest's sha256; ${REBUILD}`);
+  }
   return m;
+}
+
+/**
+ * The one manifest editor: sets the given post-processing keys (calibration, tie) and rewrites
+ * manifest.json atomically. Graph files are untouched, so logits cached for this model stay valid.
+ */
+export function updateManifest(dir: string, patch: Pick<Partial<Manifest>, 'calibration' | 'tie'>): void {
+  const m = readManifest(dir);
+  writeFileAtomic(join(dir, 'manifest.json'), JSON.stringify({ ...m, ...patch }, null, 2) + '\n');
+}
+
+/** Content hash of a graph (recorded sha256, else the files hashed now). */
+export function graphSha256(dir: string, g: GraphEntry): string {
+  if (g.sha256) return g.sha256;
+  return sha256Files(dir, [g.file, ...g.externalData]);
 }
 
 /** Fills `files` with the current sizes of the listed files. */

@@ -1,21 +1,30 @@
 // `calibrate`: fit a calibration (and blend weights) from out-of-fold prediction files and a labels CSV,
 // or apply a saved calibration to a prediction file. I/O only; the fitting lives in src/post.
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { writeFileAtomic, writeSubmission } from '../../data/submission';
-import { applyCalibration, CalibrationError, fitCalibration, METHODS, type Calibration, type MethodName } from '../../post/calibrate';
-import { alignPredictions, readLabels, readPredictions, readTextLengths } from '../../post/io';
+import { readFileSync } from 'node:fs';
+import { writeSubmission } from '../../data/submission';
+import { applyCalibration, CalibrationError, checkCalibration, fitCalibration, METHODS, PASS_INPUT, type MethodName } from '../../post/calibrate';
+import { alignPredictions, readLabels, readPredictions, readPredictionsMeta, readTextLengths } from '../../post/io';
+import { readManifest, updateManifest } from '../../weights/manifest';
+import { assertWritableFile, fsReason, writeFileAtomic } from '../../util/files';
+import { parse, UsageError } from '../args';
 
 const USAGE = `usage:
   calibrate --predictions P.csv [--predictions P2.csv ...] --labels L.csv [--method auto|${METHODS.filter((m) => m !== 'identity').join('|')}]
             --out calibration.json [--weights DIR] [--folds 5] [--seed 42]
-  calibrate --apply calibration.json --predictions P.csv [--predictions P2.csv ...] [--data test.csv] --out Q.csv`;
+  calibrate --apply calibration.json --predictions P.csv [--predictions P2.csv ...] [--data test.csv] --out Q.csv
+  Fit on single-pass predictions (\`runner.cjs validate --predictions-out P.csv\`): predict applies a stored
+  calibration to each TTA pass before the swap merge. --weights stores it in one model's manifest (one --predictions).`;
+
+function int(v: unknown, flag: string, min: number): number {
+  const n = Number(v);
+  if (typeof v !== 'string' || !/^-?\d+$/.test(v.trim()) || n < min) throw new UsageError(`${flag} must be an integer >= ${min}, got "${v}"`);
+  return n;
+}
 
 export async function run(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
+  const values = parse(
+    argv,
+    {
       predictions: { type: 'string', multiple: true },
       labels: { type: 'string' },
       method: { type: 'string', default: 'auto' },
@@ -25,16 +34,27 @@ export async function run(argv: string[]): Promise<void> {
       data: { type: 'string' },
       folds: { type: 'string', default: '5' },
       seed: { type: 'string', default: '42' },
-      help: { type: 'boolean', short: 'h' },
     },
-    strict: true,
-  });
-  if (values.help) return void console.log(USAGE);
+    USAGE,
+  ) as { predictions?: string[]; labels?: string; method: string; out?: string; weights?: string; apply?: string; data?: string; folds: string; seed: string };
   const preds = values.predictions ?? [];
-  if (!preds.length || !values.out) throw new CalibrationError(`calibrate: --predictions and --out are required\n${USAGE}`);
+  if (!preds.length || !values.out) throw new UsageError(`calibrate: --predictions and --out are required\n${USAGE}`);
+  assertWritableFile(values.out, '--out');
 
   if (values.apply) {
-    const cal = JSON.parse(readFileSync(values.apply, 'utf8')) as Calibration;
+    let text: string;
+    try {
+      text = readFileSync(values.apply, 'utf8');
+    } catch (e) {
+      throw new CalibrationError(`--apply ${values.apply}: cannot be read (${fsReason(e)})`);
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (e) {
+      throw new CalibrationError(`--apply ${values.apply}: not valid JSON (${(e as Error).message})`);
+    }
+    const cal = checkCalibration(json, values.apply, false);
     const first = await readPredictions(preds[0]);
     const sets = [first.probs];
     for (const p of preds.slice(1)) sets.push(alignPredictions(await readPredictions(p), first.ids, p));
@@ -55,10 +75,30 @@ export async function run(argv: string[]): Promise<void> {
     return;
   }
 
-  if (!values.labels) throw new CalibrationError(`calibrate: --labels is required to fit\n${USAGE}`);
+  if (!values.labels) throw new UsageError(`calibrate: --labels is required to fit\n${USAGE}`);
   const method = values.method as 'auto' | MethodName;
   if (method !== 'auto' && !(METHODS as readonly string[]).includes(method))
-    throw new CalibrationError(`calibrate: unknown --method ${method}; expected auto or one of ${METHODS.join(', ')}`);
+    throw new UsageError(`calibrate: unknown --method ${method}; expected auto or one of ${METHODS.join(', ')}`);
+  const folds = int(values.folds, '--folds', 2);
+  const seed = int(values.seed, '--seed', 0);
+  // Decided before any fitting: what the prediction files are, and whether the result may go into a model.
+  const metas = preds.map((p) => readPredictionsMeta(p));
+  for (const [k, m] of metas.entries())
+    if (m?.calibrated) throw new CalibrationError(`${preds[k]}: already calibrated (${preds[k]}.meta.json); fit on uncalibrated predictions (validate --predictions-out, or predict/validate --no-calibration)`);
+  const tta = metas.every((m) => m?.tta === 'none') ? 'none' : metas.some((m) => m?.tta === 'swap') ? 'swap' : 'unknown';
+  if (values.weights) {
+    readManifest(values.weights);
+    if (preds.length > 1)
+      throw new CalibrationError(
+        `--weights ${values.weights}: a calibration fitted on a ${preds.length}-way blend cannot be stored in one model's manifest (predict calibrates each model, then blends). ` +
+          `Run without --weights to fit the blend weights (printed) and pass them to predict --blend-weights; calibrate each model on its own predictions with --weights.`,
+      );
+    if (tta === 'swap') throw new CalibrationError(`${preds[0]}: swap-TTA merged predictions; predict calibrates each pass before the merge. Write single-pass predictions with \`runner.cjs validate --predictions-out\``);
+    const w = metas[0]?.weights;
+    if (w && w.length !== 1)
+      throw new CalibrationError(`${preds[0]}: predictions of a blend of ${w.join(', ')} (see its .meta.json); validate each model alone with --predictions-out`);
+    if (!metas[0]) process.stderr.write(`note: ${preds[0]} has no .meta.json; taken as single-pass predictions in the A/B order of the file (what validate --predictions-out writes)\n`);
+  }
   const lab = await readLabels(values.labels);
   const sets: Float64Array[] = [];
   for (const p of preds) sets.push(alignPredictions(await readPredictions(p), lab.ids, p));
@@ -67,21 +107,16 @@ export async function run(argv: string[]): Promise<void> {
   const cal = fitCalibration(sets, lab.labels, {
     method,
     lengths: lab.lengths,
-    folds: Number(values.folds),
-    seed: Number(values.seed),
+    folds,
+    seed,
     sources: preds,
+    input: values.weights ? PASS_INPUT : { frame: PASS_INPUT.frame, tta },
   });
   writeFileAtomic(values.out, JSON.stringify(cal, null, 2) + '\n');
-  if (values.weights) {
-    const mpath = join(values.weights, 'manifest.json');
-    if (!existsSync(mpath)) throw new CalibrationError(`${mpath}: no manifest.json; --weights must be a weights directory`);
-    const manifest = JSON.parse(readFileSync(mpath, 'utf8'));
-    manifest.calibration = cal;
-    writeFileAtomic(mpath, JSON.stringify(manifest, null, 2) + '\n');
-  }
+  if (values.weights) updateManifest(values.weights, { calibration: cal });
   const cv = cal.fittedOn.cv ? ' cv: ' + Object.entries(cal.fittedOn.cv).map(([k, v]) => `${k}=${v!.toFixed(5)}`).join(' ') : '';
   console.log(
     `calibrate: ${cal.method} on ${lab.ids.length} rows: log loss ${cal.fittedOn.logLossBefore.toFixed(5)} -> ${cal.fittedOn.logLossAfter.toFixed(5)}` +
-      `${cal.blend ? ` blend weights [${cal.blend.weights.map((w) => w.toFixed(3)).join(', ')}]` : ''}${cv} -> ${values.out}`,
+      `${cal.blend ? ` blend weights [${cal.blend.weights.map((w) => w.toFixed(3)).join(', ')}]` : ''}${cv} -> ${values.out}${values.weights ? ` and ${values.weights}/manifest.json` : ''}`,
   );
 }

@@ -1,8 +1,11 @@
 // `runner.cjs predict`: competition CSV in, submission.csv out (atomic; complete and valid or not written).
+import { existsSync, realpathSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { readRows } from '../../data/rows';
 import { writeSubmission } from '../../data/submission';
-import { parse, need } from '../args';
-import { SCORE_OPTIONS, scoreRows, scoreSettings } from './score';
+import { assertWritableFile } from '../../util/files';
+import { parse, need, UsageError } from '../args';
+import { openSpecs, SCORE_OPTIONS, scoreRows, scoreSettings } from './score';
 import { fmt } from '../../util/progress';
 
 const USAGE = `usage: node runner.cjs predict --data test.csv --weights DIR [--weights DIR2 ...] [--out submission/submission.csv]
@@ -10,11 +13,20 @@ const USAGE = `usage: node runner.cjs predict --data test.csv --weights DIR [--w
   --cache DIR: keep each scored row's logits there, so an interrupted run started again resumes where it stopped
   --devices: one model copy per GPU, rows split between them (with --ep cpu: that many CPU worker processes)`;
 
+const samePath = (a: string, b: string) => {
+  const real = (p: string) => (existsSync(p) ? realpathSync(p) : resolve(p));
+  return real(a) === real(b);
+};
+
 export async function run(argv: string[]): Promise<void> {
   const v = parse(argv, { ...SCORE_OPTIONS, out: { type: 'string', default: 'submission/submission.csv' } }, USAGE);
   const data = need(v.data, '--data', USAGE);
   const settings = scoreSettings(v);
   const out = v.out as string;
+  if (samePath(out, data)) throw new UsageError(`--out ${out} is the input --data file; it would be overwritten. Write the submission elsewhere.`);
+  // Before hours of inference: the submission must be writable where asked.
+  assertWritableFile(out, '--out');
+  const specs = openSpecs(settings);
   const t0 = Date.now();
   const { rows, warnings } = await readRows(data);
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
@@ -25,15 +37,13 @@ export async function run(argv: string[]): Promise<void> {
   };
   process.once('SIGINT', () => onSignal('SIGINT'));
   process.once('SIGTERM', () => onSignal('SIGTERM'));
-  const { probs, runs } = await scoreRows(rows, settings, (m) => process.stderr.write(`warning: ${m}\n`));
-  for (const r of runs) {
-    const failed = r.result.firstPass.failedRows.length;
-    if (rows.length > 0 && failed === rows.length)
-      throw new PredictError(`${r.dir}: every row failed (see the warnings above); no submission written. Check --max-tokens against the template and the tokenizer.`);
-  }
+  const { probs, runs } = await scoreRows(rows, specs, settings, (m) => process.stderr.write(`warning: ${m}\n`));
+  for (const r of runs)
+    if (rows.length > 0 && r.failedRows.length === rows.length)
+      throw new PredictError(`${r.spec.dir}: every row failed (see the warnings above); no submission written.`);
   writeSubmission(out, rows.map((r) => r.id), probs);
   const sec = (Date.now() - t0) / 1000;
-  const first = runs[0].result.firstPass;
+  const first = runs[0].firstPass;
   const summary = {
     rows: rows.length,
     out,
@@ -41,9 +51,9 @@ export async function run(argv: string[]): Promise<void> {
     rows_per_s: Number((rows.length / sec).toFixed(2)),
     ep: runs.map((r) => r.ep),
     tta: settings.tta.kind,
-    swapped_rows: runs[0].result.swappedRows.length,
-    padding_efficiency: Number((first.tokens / first.computedTokens).toFixed(4)),
-    failed_rows: runs.reduce((a, r) => a + r.result.firstPass.failedRows.length, 0),
+    swapped_rows: runs[0].swappedRows.length,
+    padding_efficiency: first.computedTokens ? Number((first.tokens / first.computedTokens).toFixed(4)) : 1,
+    failed_rows: runs.reduce((a, r) => a + r.failedRows.length, 0),
   };
   process.stderr.write(`wrote ${out} (${rows.length} rows) in ${fmt(sec)}\n`);
   process.stdout.write(JSON.stringify(summary) + '\n');

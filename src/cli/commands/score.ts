@@ -1,21 +1,16 @@
-// Shared by predict and validate: open each weights directory (neural ONNX classifier or feature
-// model), run it over the rows with the chosen TTA, apply the directory's fitted calibration (or tie
-// model for single-score heads), and blend the models' probabilities (given weights, else equal).
+// Shared by predict and validate: parse the scoring options, open every weights directory's spec
+// (manifest, label order, calibration, tie model: all checked before any row is scored), run each
+// model with the chosen TTA on one process or one worker per device, and blend the models'
+// probabilities (given weights, else equal).
 import type { ArenaRow } from '../../types';
-import { loadTokenizer } from '../../format/encode';
-import { ensureCudaEnv, openModel, parseEp, type EpChoice } from '../../infer/session';
-import { predictRows, parseTta, type PredictResult, type Tta } from '../../infer/predict';
-import { flipAB, leastCertain, mergeSwap, type Probs } from '../../infer/probs';
-import { readManifest, type GraphEntry, type Manifest } from '../../weights/manifest';
-import { openLogitsCache } from '../../infer/logits-cache';
-import { readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { predictFeatures } from '../../features/model';
-import { textLength } from '../../features/extract';
-import { applyCalibration, type Calibration } from '../../post/calibrate';
-import { scoreToProbs, type TieCalibration } from '../../post/tie';
+import { ensureCudaEnv, parseEp, type EpChoice } from '../../infer/session';
+import { openSpec, type ModelSpec } from '../../infer/model';
+import { localRunner } from '../../infer/local';
+import { shardedRunner } from '../../infer/shards';
+import { parseTta, predictModel, type ModelRun, type PassRunner, type Tta } from '../../infer/tta';
+import type { Probs } from '../../util/probs';
+import { textLength } from '../../util/text';
 import { num, UsageError, type OptionSpec } from '../args';
-import { scoreSharded } from './shards';
 
 export const SCORE_OPTIONS: OptionSpec = {
   data: { type: 'string' },
@@ -51,11 +46,19 @@ export function scoreSettings(v: Record<string, unknown>): ScoreSettings {
   if (blend.length !== weights.length || !blend.every((w) => Number.isFinite(w) && w >= 0) || !(blend.reduce((a, b) => a + b, 0) > 0))
     throw new UsageError(`--blend-weights needs ${weights.length} non-negative numbers separated by commas, got "${v['blend-weights']}"`);
   const s = blend.reduce((a, b) => a + b, 0);
+  let tta: Tta;
+  try {
+    tta = parseTta(v.tta as string);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const tokenBudget = num(v['token-budget'], '--token-budget', 16384);
+  if (!(tokenBudget > 0)) throw new UsageError(`--token-budget must be a positive number, got ${tokenBudget}`);
   const settings = {
     weights,
     ep: parseEp(v.ep as string),
-    tta: parseTta(v.tta as string),
-    tokenBudget: num(v['token-budget'], '--token-budget', 16384),
+    tta,
+    tokenBudget,
     threads: v.threads ? num(v.threads, '--threads', 0) : undefined,
     blend: blend.map((w) => w / s),
     calibrate: !v['no-calibration'],
@@ -74,74 +77,28 @@ function parseDevices(s: string | undefined): number[] {
   return ids;
 }
 
-export interface ModelRun {
-  dir: string;
-  ep: string;
-  manifest: Manifest;
-  result: PredictResult;
+/** Opens every model's spec up front, so a bad calibration or label list fails before inference. */
+export function openSpecs(s: ScoreSettings, needTie = true): ModelSpec[] {
+  return s.weights.map((dir) => openSpec(dir, { calibrate: s.calibrate, needTie }));
 }
 
-/** A fitted calibration, applied to every pass so TTA merges calibrated probabilities. */
-function postProcess(m: Manifest, rows: ArenaRow[], enabled: boolean): (p: Probs) => Probs {
-  if (!enabled || !m.calibration) return (p) => p;
+/** The pass runner for these settings: one process, or one worker per device. */
+export function makeRunner(specs: ModelSpec[], rows: ArenaRow[], s: ScoreSettings, warn: (m: string) => void): PassRunner & { close(): void } {
+  const opts = { ep: s.ep, threads: s.threads, deviceId: s.devices[0], tokenBudget: s.tokenBudget, cacheDir: s.cacheDir, warn };
+  if (s.devices.length > 1) return shardedRunner(s.weights, rows, rows.map(textLength), s.devices, opts);
+  return { ...localRunner(specs, rows, opts), close() {} };
+}
+
+export async function scoreRows(rows: ArenaRow[], specs: ModelSpec[], s: ScoreSettings, warn: (m: string) => void): Promise<{ probs: Probs; runs: ModelRun[] }> {
   const lengths = rows.map(textLength);
-  const cal = m.calibration as Calibration;
-  return (p) => applyCalibration(cal, p, lengths);
-}
-
-async function runOne(dir: string, rows: ArenaRow[], s: ScoreSettings, warn: (m: string) => void): Promise<ModelRun> {
-  const manifest = readManifest(dir);
-  const post = postProcess(manifest, rows, s.calibrate);
-  if (manifest.kind === 'features') {
-    process.stderr.write(`model ${dir}: feature model (${manifest.architecture})\n`);
-    const first = post(predictFeatures(dir, rows));
-    // Swap TTA for the feature model: the same trees on rows with A and B exchanged, flipped back.
-    const swappedRaw = post(predictFeatures(dir, rows.map((r) => ({ ...r, responseA: r.responseB, responseB: r.responseA }))));
-    const swappedFlipped = flipAB(swappedRaw);
-    const swappedRows = s.tta.kind === 'none' ? [] : s.tta.kind === 'swap' ? rows.map((_, i) => i) : leastCertain(first, s.tta.fraction);
-    const fake = { logits: new Float32Array(0), numLabels: 3, tokens: 0, computedTokens: 0, seconds: 0, failedRows: [] };
-    const probs = mergeSwap(first, swappedFlipped, swappedRows);
-    return { dir, ep: 'cpu', manifest, result: { probs, first, swappedFlipped, swappedRaw, swappedRows, firstPass: fake } };
-  }
-  const model = await openModel(dir, { ep: s.ep, threads: s.threads, deviceId: s.devices[0], warn });
-  process.stderr.write(`model ${dir}: ${manifest.architecture}, ${manifest.quantization?.kind ?? '?'} weights, template ${manifest.template}, max_tokens ${manifest.maxTokens}, EP ${model.ep}\n`);
-  let tie: ((scores: Float64Array) => Probs) | undefined;
-  if (manifest.labels.length === 1) {
-    if (!manifest.tie)
-      throw new UsageError(`${dir}: single-score head (num_labels 1) without a tie model; fit one on labelled data with \`runner.cjs validate --data labelled.csv --weights ${dir} --fit-tie\``);
-    tie = (sc) => scoreToProbs(manifest.tie as TieCalibration, sc);
-  }
-  const tok = loadTokenizer(dir);
-  const cache = s.cacheDir ? openLogitsCache(s.cacheDir, modelIdentity(dir, model.graph, model.ep)) : undefined;
-  const raw = await predictRows(model, tok, rows, { tta: s.tta, tokenBudget: s.tokenBudget, warn, scoreToProbs: tie, cache });
-  await model.session.release();
-  const result: PredictResult = {
-    ...raw,
-    probs: post(raw.probs),
-    first: post(raw.first),
-    ...(raw.swappedRaw ? { swappedRaw: post(raw.swappedRaw), swappedFlipped: post(raw.swappedFlipped!) } : {}),
-  };
-  if (raw.swappedRaw && s.calibrate && manifest.calibration) {
-    // TTA averages the calibrated passes.
-    result.probs = mergeSwap(result.first, result.swappedFlipped!, raw.swappedRows);
-  }
-  return { dir, ep: model.ep, manifest, result };
-}
-
-/** What makes two runs' logits interchangeable: the manifest, the graph files as written, and the EP. */
-function modelIdentity(dir: string, graph: GraphEntry, ep: string): string {
-  const files = [graph.file, ...graph.externalData].map((f) => {
-    const st = statSync(join(dir, f));
-    return `${f}:${st.size}:${st.mtimeMs}`;
-  });
-  return [readFileSync(join(dir, 'manifest.json'), 'utf8'), ...files, ep].join('\n');
-}
-
-export async function scoreRows(rows: ArenaRow[], s: ScoreSettings, warn: (m: string) => void): Promise<{ probs: Probs; runs: ModelRun[] }> {
+  const runner = makeRunner(specs, rows, s, warn);
   const runs: ModelRun[] = [];
-  if (s.devices.length > 1) runs.push(...(await scoreSharded(rows, s)));
-  else for (const dir of s.weights) runs.push(await runOne(dir, rows, s, warn));
+  try {
+    for (let k = 0; k < specs.length; k++) runs.push(await predictModel(k, specs[k], rows, lengths, s.tta, runner));
+  } finally {
+    runner.close();
+  }
   const probs = new Float64Array(rows.length * 3);
-  runs.forEach((r, k) => r.result.probs.forEach((p, i) => (probs[i] += s.blend[k] * p)));
+  runs.forEach((r, k) => r.probs.forEach((p, i) => (probs[i] += s.blend[k] * p)));
   return { probs, runs };
 }

@@ -1,16 +1,20 @@
-// Logits -> probabilities and the swap-TTA merge. Probabilities are flat Float64Array [n * 3] in
-// Kaggle column order (winner_model_a, winner_model_b, winner_tie).
+// Probabilities as flat Float64Array [n * 3] in Kaggle column order (winner_model_a, winner_model_b,
+// winner_tie): the one softmax of the project, the A/B flip of a swapped pass and the swap-TTA merge.
+// Neutral module: data/, metrics/, post/ and infer/ all use it and it imports nothing.
 export type Probs = Float64Array;
+
+/** Row-wise softmax of k logits starting at `off` into `out` (same offset); a NaN logit gives a NaN row. */
+export function softmaxAt(z: ArrayLike<number>, off: number, k: number, out: Float64Array): void {
+  let m = -Infinity;
+  for (let c = 0; c < k; c++) m = Math.max(m, z[off + c]);
+  let s = 0;
+  for (let c = 0; c < k; c++) s += out[off + c] = Math.exp(z[off + c] - m);
+  for (let c = 0; c < k; c++) out[off + c] /= s;
+}
 
 export function softmaxRows(logits: ArrayLike<number>, n: number, k: number): Probs {
   const out = new Float64Array(n * k);
-  for (let i = 0; i < n; i++) {
-    let m = -Infinity;
-    for (let c = 0; c < k; c++) m = Math.max(m, logits[i * k + c]);
-    let z = 0;
-    for (let c = 0; c < k; c++) z += out[i * k + c] = Math.exp(logits[i * k + c] - m);
-    for (let c = 0; c < k; c++) out[i * k + c] /= z;
-  }
+  for (let i = 0; i < n; i++) softmaxAt(logits, i * k, k, out);
   return out;
 }
 
@@ -33,7 +37,7 @@ export function mergeSwap(first: Probs, swappedFlipped: Probs, rows?: Iterable<n
   return out;
 }
 
-/** Rows ordered from least to most certain (by the largest class probability). */
+/** The `fraction` least certain rows (by the largest class probability), in ascending row order. */
 export function leastCertain(p: Probs, fraction: number): number[] {
   const n = p.length / 3;
   const conf = Array.from({ length: n }, (_, i) => Math.max(p[i * 3], p[i * 3 + 1], p[i * 3 + 2]));
@@ -41,12 +45,4 @@ export function leastCertain(p: Probs, fraction: number): number[] {
   return order.slice(0, Math.round(fraction * n)).sort((a, b) => a - b);
 }
 
-/** Every row finite, non-negative, summing to 1 (renormalised in float64); throws naming the row otherwise. */
-export function checkProbs(p: Probs, ids: string[]): void {
-  for (let i = 0; i < ids.length; i++) {
-    const a = p[i * 3], b = p[i * 3 + 1], c = p[i * 3 + 2];
-    const s = a + b + c;
-    if (![a, b, c].every((x) => Number.isFinite(x) && x >= 0) || !(s > 0))
-      throw new RangeError(`row id ${ids[i]}: invalid probabilities [${a}, ${b}, ${c}]`);
-  }
-}
+export const UNIFORM: readonly number[] = [1 / 3, 1 / 3, 1 / 3];

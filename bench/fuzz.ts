@@ -42,6 +42,57 @@ function caseRng(seed: number, i: number): Rng {
 const int = (r: Rng, n: number) => Math.floor(r.next() * n);
 const pick = <T>(r: Rng, xs: readonly T[]): T => xs[int(r, xs.length)];
 
+export interface FuzzOptions {
+  seed: number;
+  /** Cases 0..cases-1, unless the time budget ends first. */
+  cases: number;
+  seconds: number;
+  /** Run this one case only (a replay). */
+  only?: number;
+  /** Keep files here (failing cases are always kept). */
+  dir?: string;
+}
+
+/**
+ * Writes case i to a file and runs `check` on it, for each case until `cases` or `seconds`: a case
+ * passes when `check` returns, or throws an allowed error naming the file.
+ */
+async function runCases<C extends { bytes: Buffer; mutations: string[] }>(
+  target: FuzzResult['target'],
+  opts: FuzzOptions,
+  ext: string,
+  make: (i: number) => C,
+  check: (file: string, c: C) => unknown,
+): Promise<FuzzResult> {
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), `arenakit-fuzz-${target}-`));
+  const res: FuzzResult = { target, seed: opts.seed, cases: 0, seconds: 0, ok: 0, errors: {}, mutations: {}, failures: [] };
+  const t0 = Date.now();
+  const file = join(dir, `case.${ext}`);
+  const [from, to] = opts.only !== undefined ? [opts.only, opts.only + 1] : [0, opts.cases];
+  for (let i = from; i < to && (Date.now() - t0) / 1000 <= opts.seconds; i++) {
+    const c = make(i);
+    for (const m of c.mutations) res.mutations[m] = (res.mutations[m] ?? 0) + 1;
+    writeFileSync(file, c.bytes);
+    res.cases++;
+    try {
+      await check(file, c);
+      res.ok++;
+    } catch (e) {
+      const err = e as Error;
+      if (ALLOWED_ERRORS[target].includes(err.name) && err.message.includes(file)) res.errors[err.name] = (res.errors[err.name] ?? 0) + 1;
+      else {
+        const keep = join(dir, `failure-${i}.${ext}`);
+        writeFileSync(keep, c.bytes);
+        const where = err.stack?.split('\n').slice(1, 4).join('\n');
+        res.failures.push({ case: i, mutations: c.mutations, error: `${err.name}: ${err.message.slice(0, 300)}\n${where}`, file: keep });
+      }
+    }
+  }
+  res.seconds = (Date.now() - t0) / 1000;
+  if (!opts.dir && !res.failures.length) rmSync(dir, { recursive: true, force: true });
+  return res;
+}
+
 // ---------------------------------------------------------------- CSV
 
 interface CsvBase {
@@ -184,36 +235,12 @@ export function csvCase(base: CsvBase, seed: number, i: number): { bytes: Buffer
   return { bytes, mutations, requireLabels: r.next() < 0.3 };
 }
 
-export async function fuzzCsv(opts: { seed: number; cases: number; seconds: number; only?: number; dir?: string }): Promise<FuzzResult> {
+export function fuzzCsv(opts: FuzzOptions): Promise<FuzzResult> {
   const base = loadCsvBase();
-  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'arenakit-fuzz-csv-'));
-  const res: FuzzResult = { target: 'csv', seed: opts.seed, cases: 0, seconds: 0, ok: 0, errors: {}, mutations: {}, failures: [] };
-  const t0 = Date.now();
-  const file = join(dir, 'case.csv');
-  for (let i = opts.only ?? 0; i < (opts.only !== undefined ? opts.only + 1 : opts.cases); i++) {
-    if ((Date.now() - t0) / 1000 > opts.seconds) break;
-    const c = csvCase(base, opts.seed, i);
-    for (const m of c.mutations) res.mutations[m] = (res.mutations[m] ?? 0) + 1;
-    writeFileSync(file, c.bytes);
-    res.cases++;
-    try {
-      const out = await readRows(file, { requireLabels: c.requireLabels });
-      const broken = csvInvariant(out);
-      if (broken) throw Object.assign(new Error(broken), { name: 'InvariantBroken' });
-      res.ok++;
-    } catch (e) {
-      const err = e as Error;
-      if (ALLOWED_ERRORS.csv.includes(err.name) && err.message.includes(file)) res.errors[err.name] = (res.errors[err.name] ?? 0) + 1;
-      else {
-        const keep = join(dir, `failure-${i}.csv`);
-        writeFileSync(keep, c.bytes);
-        res.failures.push({ case: i, mutations: c.mutations, error: `${err.name}: ${err.message.slice(0, 300)}\n${err.stack?.split('\n').slice(1, 4).join('\n')}`, file: keep });
-      }
-    }
-  }
-  res.seconds = (Date.now() - t0) / 1000;
-  if (!opts.dir && !res.failures.length) rmSync(dir, { recursive: true, force: true });
-  return res;
+  return runCases('csv', opts, 'csv', (i) => csvCase(base, opts.seed, i), async (file, c) => {
+    const broken = csvInvariant(await readRows(file, { requireLabels: c.requireLabels }));
+    if (broken) throw Object.assign(new Error(broken), { name: 'InvariantBroken' });
+  });
 }
 
 // ---------------------------------------------------------------- safetensors
@@ -321,47 +348,24 @@ export function stCase(seed: number, i: number): { bytes: Buffer; mutations: str
   return { bytes, mutations };
 }
 
-export function fuzzSafetensors(opts: { seed: number; cases: number; seconds: number; only?: number; dir?: string }): FuzzResult {
-  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'arenakit-fuzz-st-'));
-  const res: FuzzResult = { target: 'safetensors', seed: opts.seed, cases: 0, seconds: 0, ok: 0, errors: {}, mutations: {}, failures: [] };
-  const t0 = Date.now();
-  const file = join(dir, 'case.safetensors');
-  for (let i = opts.only ?? 0; i < (opts.only !== undefined ? opts.only + 1 : opts.cases); i++) {
-    if ((Date.now() - t0) / 1000 > opts.seconds) break;
-    const c = stCase(opts.seed, i);
-    for (const m of c.mutations) res.mutations[m] = (res.mutations[m] ?? 0) + 1;
-    writeFileSync(file, c.bytes);
-    res.cases++;
+export function fuzzSafetensors(opts: FuzzOptions): Promise<FuzzResult> {
+  return runCases('safetensors', opts, 'safetensors', (i) => stCase(opts.seed, i), (file) => {
+    const f = openSafetensors(file);
     try {
-      const f = openSafetensors(file);
-      try {
-        // Every tensor is read whole and by rows: reading must succeed or name the tensor.
-        for (const [name, t] of f.tensors) {
-          try {
-            f.read(name);
-            if (t.shape.length && t.shape[0] > 0) f.readRows(name, t.shape[0] - 1, 1);
-          } catch (e) {
-            if ((e as Error).name === 'SafetensorsError' && (e as Error).message.includes('not a float type')) continue;
-            throw e;
-          }
+      // Every tensor is read whole and by rows: reading must succeed or name the tensor.
+      for (const [name, t] of f.tensors) {
+        try {
+          f.read(name);
+          if (t.shape.length && t.shape[0] > 0) f.readRows(name, t.shape[0] - 1, 1);
+        } catch (e) {
+          if ((e as Error).name === 'SafetensorsError' && (e as Error).message.includes('not a float type')) continue;
+          throw e;
         }
-      } finally {
-        f.close();
       }
-      res.ok++;
-    } catch (e) {
-      const err = e as Error;
-      if (ALLOWED_ERRORS.safetensors.includes(err.name) && err.message.includes(file)) res.errors[err.name] = (res.errors[err.name] ?? 0) + 1;
-      else {
-        const keep = join(dir, `failure-${i}.safetensors`);
-        writeFileSync(keep, c.bytes);
-        res.failures.push({ case: i, mutations: c.mutations, error: `${err.name}: ${err.message.slice(0, 300)}\n${err.stack?.split('\n').slice(1, 4).join('\n')}`, file: keep });
-      }
+    } finally {
+      f.close();
     }
-  }
-  res.seconds = (Date.now() - t0) / 1000;
-  if (!opts.dir && !res.failures.length) rmSync(dir, { recursive: true, force: true });
-  return res;
+  });
 }
 
 async function main(): Promise<void> {
@@ -386,7 +390,7 @@ async function main(): Promise<void> {
   }
   const results: FuzzResult[] = [];
   if (targets.includes('csv')) results.push(await fuzzCsv({ seed, cases, seconds, only }));
-  if (targets.includes('safetensors')) results.push(fuzzSafetensors({ seed, cases, seconds, only }));
+  if (targets.includes('safetensors')) results.push(await fuzzSafetensors({ seed, cases, seconds, only }));
   for (const r of results) {
     console.log(
       `fuzz ${r.target}: ${r.cases} cases in ${r.seconds.toFixed(1)} s (seed ${r.seed}): ${r.ok} read, ` +

@@ -82,9 +82,11 @@ describe('rows: readRows', () => {
     await rejectsRows(readRows(g), 'prompt, response_a, response_b', g);
   });
 
-  it('an empty file is an error naming the file', async () => {
+  it('an empty file, or a header without rows, is an error naming the file', async () => {
     const f = fixture('');
     await rejectsRows(readRows(f), 'empty file', f);
+    const g = fixture(TRAIN_HEADER + '\n\n');
+    await rejectsRows(readRows(g), 'no rows', g);
   });
 
   it('duplicate ids: names them with lines and the count', async () => {

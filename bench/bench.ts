@@ -16,6 +16,7 @@ import { planBatches, planUnsorted, paddingEfficiency } from '../src/infer/batch
 import { readManifest } from '../src/weights/manifest';
 import { importBench, importBench9b } from './import-bench';
 import { featuresBench } from './features-bench';
+import { trainBench } from './train-bench';
 
 const root = resolve(__dirname, '..');
 const sample = resolve(root, '..', 'shared', 'data', 'arena-sample-999.csv');
@@ -69,6 +70,7 @@ async function mainBench(): Promise<void> {
   if (only.includes('features')) results.features = await featuresBench();
   if (only.includes('import')) results.import = await importBench();
   if (only.includes('import9b')) results.import9b = await importBench9b();
+  if (only.includes('train')) results.train = await trainBench();
   console.log(JSON.stringify(results, null, 2));
 }
 

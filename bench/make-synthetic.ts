@@ -1,10 +1,46 @@
-// Writes a synthetic Hugging Face checkpoint with Gemma-2-2B's (or, with `model: '9b'`, Gemma-2-9B's)
+// Synthetic inputs for benchmarks, made from a seed rather than committed. (1) A Kaggle-style test CSV:
+// the real sample rows resampled with fresh ids (`makeTestCsv`). (2) A synthetic Hugging Face checkpoint with Gemma-2-2B's (or, with `model: '9b'`, Gemma-2-9B's)
 // real shapes (bf16 random weights from a seed, sharded with model.safetensors.index.json like HF) under os.tmpdir(), for the
 // import benchmark. Tensors are generated and written one chunk at a time: memory stays small.
-// Run directly: `npx tsx bench/make-synthetic.ts [DIR] [--9b]`.
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
+// Run directly: `npx tsx bench/make-synthetic.ts [DIR] [--9b]` (checkpoint) or
+// `npx tsx bench/make-synthetic.ts --test-csv OUT.csv [--rows 25000] [--seed 1]`.
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { CsvParser } from '../src/data/csv';
+import { mulberry32 } from '../src/util/rng';
+
+export const SAMPLE_CSV = resolve(__dirname, '..', '..', 'shared', 'data', 'arena-sample-999.csv');
+
+/** One CSV field quoted as pandas writes it. */
+const quote = (s: string) => (/[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
+
+/**
+ * Writes a test CSV (`id,prompt,response_a,response_b`) of `rows` rows drawn with replacement from
+ * the sample (seeded), each with a fresh id, cells copied byte for byte. Returns the output size in bytes.
+ */
+export function makeTestCsv(out: string, rows = 25_000, seed = 1, sample = SAMPLE_CSV): number {
+  const records: string[][] = [];
+  const parser = new CsvParser(sample, (r) => records.push(r.fields));
+  parser.write(readFileSync(sample, 'utf8'));
+  parser.end();
+  const header = records.shift()!;
+  const cols = ['prompt', 'response_a', 'response_b'].map((c) => header.indexOf(c));
+  const rng = mulberry32(seed);
+  const fd = openSync(out, 'w');
+  let bytes = writeSync(fd, 'id,prompt,response_a,response_b\n');
+  let buf = '';
+  for (let i = 0; i < rows; i++) {
+    const r = records[Math.floor(rng.next() * records.length)];
+    buf += `${9_000_000_000 + i},${cols.map((c) => quote(r[c])).join(',')}\n`;
+    if (buf.length > 1 << 20 || i === rows - 1) {
+      bytes += writeSync(fd, buf);
+      buf = '';
+    }
+  }
+  closeSync(fd);
+  return bytes;
+}
 
 /** google/gemma-2-2b's config.json, as a sequence classifier with 3 labels. */
 export const GEMMA2_2B_CONFIG = {
@@ -202,7 +238,12 @@ export function defaultTokenizerDir(): string | null {
   }
 }
 
-if (process.argv[1] && /make-synthetic\.ts$/.test(process.argv[1])) {
+if (process.argv[1] && /make-synthetic\.ts$/.test(process.argv[1]) && process.argv.includes('--test-csv')) {
+  const arg = (k: string) => process.argv[process.argv.indexOf(k) + 1];
+  const rows = process.argv.includes('--rows') ? Number(arg('--rows')) : 25_000;
+  const bytes = makeTestCsv(arg('--test-csv'), rows, process.argv.includes('--seed') ? Number(arg('--seed')) : 1);
+  console.log(`wrote ${rows} rows, ${(bytes / 1e6).toFixed(1)} MB to ${arg('--test-csv')}`);
+} else if (process.argv[1] && /make-synthetic\.ts$/.test(process.argv[1])) {
   const t0 = Date.now();
   const r = makeSynthetic({ dir: process.argv.slice(2).find((a) => !a.startsWith('--')), model: process.argv.includes('--9b') ? '9b' : '2b' });
   console.log(`wrote ${r.shards.length} shards, ${(r.bytes / 1e9).toFixed(2)} GB to ${r.dir} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);

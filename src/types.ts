@@ -11,6 +11,8 @@ export interface ArenaRow {
   responseB: string[];
   /** 0 = winner_model_a, 1 = winner_model_b, 2 = winner_tie; undefined for test files. */
   label?: 0 | 1 | 2;
+  /** The file's `language` cell (WSDM Cup files), when it has that column. */
+  language?: string;
 }
 
 export interface ReadRowsResult {

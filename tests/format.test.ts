@@ -22,14 +22,18 @@ import { uniform as rng } from '../src/util/rng';
 
 const SAMPLE = path.join(__dirname, '..', '..', 'shared', 'data', 'arena-sample-999.csv');
 const TOK_DIR = path.join(__dirname, '..', 'node_modules', '@lenml', 'tokenizer-gemma2', 'models');
+/** The templates a Gemma tokenizer runs: the Gemma chat family and the marker-free ones (other families: tests/templates.test.ts). */
+const GEMMA_TEMPLATES = TEMPLATE_NAMES.filter((n) => ['gemma', 'none'].includes(getTemplate(n).family));
 
 
 const row = (prompt: string[], responseA: string[], responseB: string[], id = 'r1'): ArenaRow => ({ id, line: 2, prompt, responseA, responseB });
 
 describe('format: templates', () => {
   it('unknown template names the known ones', () => {
-    assert.throws(() => getTemplate('nope'), (e: Error) => e instanceof TemplateError && e.message === 'Unknown template: nope (known: gemma-chat, plain, judge)');
-    assert.deepEqual(TEMPLATE_NAMES, ['gemma-chat', 'plain', 'judge']);
+    const known = 'gemma-chat, plain, judge, llama3-chat, chatml-chat, mistral-chat, gemma-judge, llama3-judge, chatml-judge, mistral-judge';
+    assert.throws(() => getTemplate('nope'), (e: Error) => e instanceof TemplateError && e.message === `Unknown template: nope (known: ${known})`);
+    assert.deepEqual(TEMPLATE_NAMES, known.split(', '));
+    assert.deepEqual(GEMMA_TEMPLATES, ['gemma-chat', 'plain', 'judge', 'gemma-judge']);
   });
 
   it('gemma-chat: Gemma chat turns, multi-turn interleaved turn by turn', () => {
@@ -251,7 +255,7 @@ describe('format: encode (real Gemma-2 tokenizer)', function () {
     const long = Array.from({ length: 30_000 }, (_, i) => `tok${i}`).join(' ') + ' THE_END';
     assert.ok(long.length > 200_000);
     const rw = row(['Summarise this.'], [long], ['Short answer.']);
-    for (const template of TEMPLATE_NAMES) {
+    for (const template of GEMMA_TEMPLATES) {
       const ids = encodeRow(tok, rw, { template, maxTokens: 512, swap: false });
       assert.ok(ids.length <= 512 && ids.length >= 500, `${template}: ${ids.length}`);
       assert.equal(ids[0], 2);
@@ -268,9 +272,10 @@ describe('format: encode (real Gemma-2 tokenizer)', function () {
   });
 
   it('encodeRow over sample rows: <= maxTokens for every template, budget and swap; swap = swapped row; untruncated rows decode to the rendered text', () => {
-    let untruncated = 3 * 3 * 120;
+    const encodings = 3 * GEMMA_TEMPLATES.length * 120;
+    let untruncated = encodings;
     for (const maxTokens of [96, 300, 1024]) {
-      for (const template of TEMPLATE_NAMES) {
+      for (const template of GEMMA_TEMPLATES) {
         for (const r of rows.slice(0, 120)) {
           const a = encodeRowInfo(tok, r, { template, maxTokens, swap: false });
           assert.ok(a.ids.length <= maxTokens, `row ${r.id} ${template} ${maxTokens}: ${a.ids.length}`);
@@ -283,7 +288,7 @@ describe('format: encode (real Gemma-2 tokenizer)', function () {
         }
       }
     }
-    console.log(`      ${untruncated} of ${3 * 3 * 120} encodings untruncated (checked by decoding)`);
+    console.log(`      ${untruncated} of ${encodings} encodings untruncated (checked by decoding)`);
     assert.ok(untruncated > 200);
   });
 

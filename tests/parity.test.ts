@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { serialise } from '../src/graph/serialise';
 import { buildGemmaGraph, type GemmaGraphOptions } from '../src/model/gemma';
-import { f32ArrayToF16 } from '../src/graph/builder';
+import { f32ArrayToF16 } from '../src/util/fp16';
 import type { WeightSource } from '../src/types';
 import { openCheckpoint, toFloat32 } from '../src/weights/safetensors';
 

@@ -33,7 +33,9 @@ describe('quantization (MatMulNBits vs JS dequantize reference)', function () {
     ] as NBitsSpec[]) {
       const q = quantizeNBits(w, 1, 16, spec);
       const d = maxAbsDiff(dequantizeNBits(q), w);
-      assert.ok(d < 1e-6, `${JSON.stringify(spec)}: diff ${d}`);
+      // int8 with zero points: scale 3.75 / 255 is rounded to fp16, so the codes are exact only to half a step
+      const tol = spec.bits === 8 && !spec.symmetric ? 0.5 * q.scales[0] : 1e-6;
+      assert.ok(d <= tol, `${JSON.stringify(spec)}: diff ${d}`);
     }
     const q = quantizeNBits(w, 1, 16, { bits: 4, blockSize: 16, symmetric: true });
     assert.equal(q.scales[0], 0.25); // the largest magnitude (-2) maps to code 0 = -8 * scale

@@ -5,7 +5,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
-import { parseCell, readRows, RowsError } from '../src/data/rows';
+import { parse as fastCsvParse } from 'fast-csv';
+import { MAX_CELL_CHARS, parseCell, readRows, RowsError } from '../src/data/rows';
+import { CsvParser, Utf8Decoder, BAD_BYTE } from '../src/data/csv';
 import { demoCsv } from '../demo/make-demo';
 
 const DEMO = path.join(__dirname, '..', 'demo', 'arena-demo.csv');
@@ -20,10 +22,23 @@ const trainLine = (id: string, p: string, a: string, b: string, label = '1,0,0')
 
 let dir = '';
 let n = 0;
-function fixture(content: string): string {
+function fixture(content: string | Buffer): string {
   const p = path.join(dir, `f${n++}.csv`);
-  writeFileSync(p, content, 'utf8');
+  writeFileSync(p, content);
   return p;
+}
+
+/** All records of a CSV text fed to CsvParser in pieces cut at the given offsets. */
+function parsePieces(text: string, cuts: number[]): string[][] {
+  const out: string[][] = [];
+  const p = new CsvParser('x.csv', (r) => out.push(r.fields));
+  let from = 0;
+  for (const c of [...cuts, text.length]) {
+    p.write(text.slice(from, c));
+    from = c;
+  }
+  p.end();
+  return out;
 }
 
 async function rejects(p: Promise<unknown>, ...parts: (string | RegExp)[]): Promise<string> {
@@ -44,10 +59,10 @@ async function rejects(p: Promise<unknown>, ...parts: (string | RegExp)[]): Prom
 
 describe('rows: parseCell', () => {
   it('decodes a JSON list, one item per turn', () => {
-    assert.deepEqual(parseCell('["hi", "again"]'), { items: ['hi', 'again'], raw: false, nulls: 0, surrogates: 0 });
+    assert.deepEqual(parseCell('["hi", "again"]'), { items: ['hi', 'again'], raw: false, nulls: 0, surrogates: 0, badBytes: 0, nuls: 0 });
   });
   it('turns null items into empty strings and counts them', () => {
-    assert.deepEqual(parseCell('[null, "x", null]'), { items: ['', 'x', ''], raw: false, nulls: 2, surrogates: 0 });
+    assert.deepEqual(parseCell('[null, "x", null]'), { items: ['', 'x', ''], raw: false, nulls: 2, surrogates: 0, badBytes: 0, nuls: 0 });
   });
   it('keeps a non-JSON cell whole as one raw item', () => {
     for (const cell of ['just text, with a comma', '["unterminated', '{"a": 1}', '[1, 2]', '"quoted"', '']) {
@@ -201,5 +216,117 @@ describe('rows: readRows', () => {
     assert.ok(r.rows.some((x) => x.prompt.length > 1));
     assert.ok(r.rows.some((x) => /[^\x00-\x7f]/.test(x.prompt[0])));
     assert.ok(r.rows.some((x) => /best model|most advanced/.test(x.responseA.join() + x.responseB.join())));
+  });
+});
+
+describe('rows: CSV reader against references', () => {
+  it('splits the 999-row sample into exactly the records fast-csv (the reader it replaces) gives', async function () {
+    this.timeout(60_000);
+    const text = readFileSync(SAMPLE, 'utf8');
+    const ours: string[][] = [];
+    const p = new CsvParser(SAMPLE, (r) => ours.push(r.fields));
+    p.write(text);
+    p.end();
+    const ref: string[][] = [];
+    await new Promise<void>((resolve, reject) =>
+      fastCsvParse({ headers: false }).on('data', (r: string[]) => ref.push(r)).on('end', resolve).on('error', reject).end(text),
+    );
+    console.log(`      ${ours.length} records (header included), fast-csv ${ref.length}`);
+    assert.equal(ours.length, 1000);
+    assert.deepEqual(ours, ref);
+  });
+
+  it('gives the same records whatever the chunk boundaries (quotes, "" pairs and CRLF cut in two)', () => {
+    const text = 'id,a,b\r\n1,"x ""q"" y","line1\r\nline2"\r\n2,,"""quoted"""\r\n3,"a,b",c\n';
+    const whole = parsePieces(text, []);
+    assert.deepEqual(whole, [['id', 'a', 'b'], ['1', 'x "q" y', 'line1\r\nline2'], ['2', '', '"quoted"'], ['3', 'a,b', 'c']]);
+    for (let i = 1; i < text.length; i++) for (const j of [i + 1, i + 3]) if (j < text.length) assert.deepEqual(parsePieces(text, [i, j]), whole, `cut at ${i}, ${j}`);
+  });
+
+  it('UTF-8 decoding: equals Node\'s decoder for valid text cut anywhere, marks each invalid byte', () => {
+    const buf = Buffer.from('aé€𝄞 \u00fc\u4e2d\ud83d\ude00!', 'utf8');
+    for (let i = 0; i <= buf.length; i++) {
+      const d = new Utf8Decoder();
+      assert.equal(d.decode(buf.subarray(0, i)) + d.decode(buf.subarray(i), true), buf.toString('utf8'), `cut at ${i}`);
+    }
+    const bad = Buffer.from([0x61, 0xff, 0x62, 0xc3, 0x28, 0xed, 0xa0, 0x80, 0x63, 0xe2, 0x82]);
+    const s = new Utf8Decoder().decode(bad, true);
+    assert.equal(s, `a${BAD_BYTE}b${BAD_BYTE}(${BAD_BYTE}${BAD_BYTE}${BAD_BYTE}c${BAD_BYTE}${BAD_BYTE}`);
+  });
+});
+
+describe('rows: issue 9 defect 7 (bad input found by attacking the runner)', () => {
+  before(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'arenakit-rows7-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('defect 7, huge cell: a cell over MAX_CELL_CHARS keeps its first and last halves, counted in a warning naming the id', async function () {
+    this.timeout(120_000);
+    const long = 'head ' + 'x'.repeat(MAX_CELL_CHARS) + ' tail';
+    const f = fixture([TEST_HEADER, `big1,${list('p')},${list(long)},${list('b')}`, `2,${list('p')},${list('a')},${list('b')}`].join('\n'));
+    const r = await readRows(f);
+    assert.equal(r.rows.length, 2);
+    const a = r.rows[0].responseA.join('');
+    console.log(`      cell of ${long.length} chars read as ${a.length} chars; cap ${MAX_CELL_CHARS}`);
+    assert.ok(a.length <= MAX_CELL_CHARS, `${a.length}`);
+    assert.ok(a.startsWith('head x') && a.endsWith('x tail'));
+    assert.match(r.warnings.join('\n'), /1 cell\(s\) longer than 4,000,000 characters in 1 row\(s\) cut to their first and last 2,000,000 \(ids big1\)/);
+    assert.deepEqual(r.rows[1].responseA, ['a']);
+  });
+
+  it('defect 7, UTF-16 file: says UTF-16 and how to convert, naming the file (with and without a BOM)', async () => {
+    const text = [TEST_HEADER, `1,${list('p')},${list('a')},${list('b')}`].join('\r\n');
+    const le = fixture(Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')]));
+    await rejects(readRows(le), le, 'UTF-16', 'convert it to UTF-8');
+    const be = Buffer.from(text, 'utf16le').swap16();
+    await rejects(readRows(fixture(Buffer.concat([Buffer.from([0xfe, 0xff]), be]))), 'UTF-16');
+    const noBom = fixture(Buffer.from(text, 'utf16le'));
+    await rejects(readRows(noBom), noBom, 'UTF-16', 'NUL bytes');
+  });
+
+  it('defect 7, invalid UTF-8 or NUL in an id: refused naming the line, never copied into a submission', async () => {
+    const row = (id: Buffer) => Buffer.concat([id, Buffer.from(`,${list('p')},${list('a')},${list('b')}\n`)]);
+    const head = Buffer.from(TEST_HEADER + '\n');
+    const ok = row(Buffer.from('1'));
+    const badUtf8 = fixture(Buffer.concat([head, ok, row(Buffer.from([0x32, 0xff, 0x33]))]));
+    await rejects(readRows(badUtf8), badUtf8, 'line 3', 'invalid UTF-8');
+    const nul = fixture(Buffer.concat([head, ok, ok.subarray(0, 0), row(Buffer.from([0x34, 0x00, 0x35]))]));
+    await rejects(readRows(nul), 'line 3', 'NUL');
+  });
+
+  it('defect 7, invalid UTF-8 or NUL in text: U+FFFD / removed, counted in warnings naming the ids', async () => {
+    const head = Buffer.from(TEST_HEADER + '\n');
+    const body = Buffer.concat([Buffer.from('7,"[""caf'), Buffer.from([0xe9]), Buffer.from('""]",'), Buffer.from(`${list('a\u0000b')},${list('b')}\n`)]);
+    const r = await readRows(fixture(Buffer.concat([head, body])));
+    assert.deepEqual(r.rows[0].prompt, ['caf\uFFFD']);
+    assert.deepEqual(r.rows[0].responseA, ['ab']);
+    const w = r.warnings.join('\n');
+    assert.match(w, /1 invalid UTF-8 byte\(s\) in 1 row\(s\) replaced with U\+FFFD \(ids 7\)/);
+    assert.match(w, /1 NUL character\(s\) in 1 row\(s\) removed \(ids 7\)/);
+  });
+
+  it('defect 7, test CSV with empty label columns: a test file (hasLabels false), not a broken labelled file', async () => {
+    const lines = [TRAIN_HEADER, trainLine('1', list('p'), list('a'), list('b'), ',,'), trainLine('2', list('p'), list('a'), list('b'), ',,')];
+    const f = fixture(lines.join('\n'));
+    const r = await readRows(f);
+    assert.equal(r.hasLabels, false);
+    assert.equal(r.rows.length, 2);
+    assert.ok(r.rows.every((x) => x.label === undefined));
+    await rejects(readRows(f, { requireLabels: true }), f, 'empty in every row', 'test file');
+    const w = fixture(['id,prompt,response_a,response_b,winner', 'w1,a,b,c,', 'w2,a,b,c,'].join('\n'));
+    assert.equal((await readRows(w)).hasLabels, false);
+    // Some rows labelled and some not is a broken file: the unlabelled lines are named.
+    const mixed = fixture([TRAIN_HEADER, trainLine('1', list('p'), list('a'), list('b')), trainLine('2', list('p'), list('a'), list('b'), ',,')].join('\n'));
+    await rejects(readRows(mixed), '1 row(s) have empty label column(s)', 'lines 3');
+  });
+
+  it('a row with too many or too few cells, and a quote that never closes, name the line', async () => {
+    const more = fixture([TEST_HEADER, `1,${list('p')},${list('a')},${list('b')}`, `2,${list('p')},${list('a')},${list('b')},extra`].join('\n'));
+    await rejects(readRows(more), more, 'line 3', '5 cells but the header has 4');
+    const fewer = fixture([TEST_HEADER, `1,${list('p')},${list('a')}`].join('\n'));
+    await rejects(readRows(fewer), 'line 2', '3 cells');
+    const open = fixture([TEST_HEADER, `1,${list('p')},${list('a')},${list('b')}`, `2,"[""p""]",${list('a')},"[""b`, `3,x,y,z`].join('\n'));
+    await rejects(readRows(open), open, 'physical line 3', 'never closes');
   });
 });

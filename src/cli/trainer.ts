@@ -7,4 +7,5 @@ dispatch('trainer.cjs', {
   tiny: async () => import('./commands/tiny'),
   import: async () => import('./commands/import'),
   features: async () => import('./commands/features'),
+  train: async () => import('./commands/train'),
 });

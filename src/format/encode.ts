@@ -1,7 +1,9 @@
 // Tokenize + truncate one row into model input ids. Owns loading the tokenizer from a weights
-// directory and the exact layout: [tokenizer prefix (BOS)] template segments [tokenizer suffix],
-// each template segment tokenized on its own, slots cut by src/format/truncate.ts. Because segments are
-// tokenized separately, ids can differ from tokenizing the rendered string at segment edges only
+// directory, binding a template to it (every special token the template names must be an added token
+// of tokenizer.json, found by content) and the exact layout: [begin ids (the family's BOS, or the
+// tokenizer's post-processor prefix)] template segments [post-processor suffix, for templates framed
+// by the tokenizer], each template segment tokenized on its own, slots cut by src/format/truncate.ts.
+// Because segments are tokenized separately, ids can differ from tokenizing the rendered string at segment edges only
 // (e.g. a text ending in '\n' before the template's '\n' gives 108,108 where the joined string gives
 // 109); decoding always gives back the rendered text. Our trainer uses this same function.
 //
@@ -21,7 +23,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import type { ArenaRow } from '../types';
-import { getTemplate, turnCount, turnText, type Conversation, type Segment } from './templates';
+import { getTemplate, TEMPLATE_NAMES, TemplateError, turnCount, turnText, type Conversation, type Segment, type Template, type TokenRole } from './templates';
 import { truncateParts, type Parts } from './truncate';
 
 export class EncodeError extends Error {
@@ -44,8 +46,13 @@ export interface ArenaTokenizer {
    * word chunks with a cache (same ids, about 3x faster) and pre-cuts are exact.
    */
   readonly hardBoundaries: boolean;
+  /** tokenizer.json `added_tokens`: content -> id (where templates find their special tokens). */
+  readonly addedTokens: ReadonlyMap<string, number>;
+  /** Contents of the role tokens set in tokenizer_config.json (e.g. eos: '<|eot_id|>'). */
+  readonly roleTokens: Readonly<Partial<Record<TokenRole, string>>>;
   /** Plain text -> ids, no special tokens added (special-token strings in the text still map to their ids). */
   encode(text: string): number[];
+  /** Ids -> the exact text they encode ('' for none): no clean-up of spaces before punctuation, whatever tokenizer_config says. */
   decode(ids: ArrayLike<number>): string;
 }
 
@@ -63,14 +70,28 @@ function readJson(dir: string, file: string): unknown {
   }
 }
 
-function specialId(tok: Tokenizer, config: Record<string, unknown>, key: string): number | null {
+/** The content of a tokenizer_config.json token entry (a string or an AddedToken object). */
+function configToken(config: Record<string, unknown>, key: string): string | undefined {
   const v = config[key] as string | { content?: string } | null | undefined;
-  const s = typeof v === 'string' ? v : v?.content;
+  return (typeof v === 'string' ? v : v?.content) || undefined;
+}
+
+function specialId(tok: Tokenizer, config: Record<string, unknown>, key: string): number | null {
+  const s = configToken(config, key);
   return s ? (tok.token_to_id(s) ?? null) : null;
 }
 
-/** Loads DIR/tokenizer.json + DIR/tokenizer_config.json with @huggingface/tokenizers. */
-export function loadTokenizer(dir: string): ArenaTokenizer {
+function addedTokens(json: object): Map<string, number> {
+  const list = (json as { added_tokens?: { id: number; content: string }[] }).added_tokens ?? [];
+  return new Map(list.map((t) => [t.content, t.id]));
+}
+
+/**
+ * Loads DIR/tokenizer.json + DIR/tokenizer_config.json with @huggingface/tokenizers. With `template`,
+ * also binds it (bindTemplate), so a template the tokenizer cannot run fails here, at load, rather than
+ * on every row.
+ */
+export function loadTokenizer(dir: string, template?: string): ArenaTokenizer {
   const json = readJson(dir, 'tokenizer.json') as object;
   const config = readJson(dir, 'tokenizer_config.json') as Record<string, unknown>;
   let tok: Tokenizer;
@@ -108,7 +129,7 @@ export function loadTokenizer(dir: string): ArenaTokenizer {
     if (start < text.length) take(text.length);
     return out;
   };
-  return {
+  const arena: ArenaTokenizer = {
     dir,
     prefixIds: full.slice(0, at),
     suffixIds: full.slice(at + bare.length),
@@ -116,15 +137,26 @@ export function loadTokenizer(dir: string): ArenaTokenizer {
     eosId: specialId(tok, config, 'eos_token'),
     padId: specialId(tok, config, 'pad_token'),
     hardBoundaries: exact,
+    addedTokens: addedTokens(json),
+    roleTokens: Object.fromEntries(
+      (['bos', 'eos'] as const).flatMap((r) => {
+        const s = configToken(config, `${r}_token`);
+        return s ? [[r, s]] : [];
+      }),
+    ),
     encode: exact ? chunkedEncode : plainEncode,
-    decode: (ids) => tok.decode(Array.from(ids)),
+    decode: (ids) => (ids.length ? tok.decode(Array.from(ids), { clean_up_tokenization_spaces: false }) : ''),
   };
+  if (template !== undefined) bindTemplate(arena, template);
+  return arena;
 }
 
 /** Chunk cache size bound (entries); cleared when full. Words repeat, so a few 100k entries cover a test set. */
 const CHUNK_CACHE_MAX = 500_000;
 
-const HARD_BOUNDARY_PROBES = ['Hello world', 'a  b\n\nc \n d', ' x\ty  \n\n\nz.', '<start_of_turn>user\nHi there <eos> ok'];
+// 'end.\nNext' catches byte-level vocabularies (Llama-3, Qwen: '.\n' is one token), whose 'Ġ'/'Ċ'
+// spelling the vocabulary scan below cannot see.
+const HARD_BOUNDARY_PROBES = ['Hello world', 'a  b\n\nc \n d', ' x\ty  \n\n\nz.', '<start_of_turn>user\nHi there <eos> ok', 'end.\nNext'];
 
 /**
  * Whether no token in the vocabulary (model or added) can span a hard boundary (see the header), and
@@ -148,6 +180,71 @@ function hardBoundariesHold(tok: Tokenizer, plainEncode: (t: string) => number[]
     if (pieces.join() !== plainEncode(p).join()) return false;
   }
   return true;
+}
+
+/** A template checked against one tokenizer: its special tokens resolved to that tokenizer's ids. */
+export interface BoundTemplate {
+  template: Template;
+  /** Ids before the rendered text (the family's BOS, or the tokenizer's post-processor prefix). */
+  beginIds: readonly number[];
+  /** Ids after it (the post-processor suffix for templates framed by the tokenizer; else none). */
+  endIds: readonly number[];
+  /** Every special token the template uses (markers and roles), content -> id. */
+  specialIds: ReadonlyMap<string, number>;
+  /** The template's segments with role tokens spelled as this tokenizer spells them. */
+  render(c: Conversation): Segment[];
+}
+
+const boundCache = new WeakMap<ArenaTokenizer, Map<string, BoundTemplate>>();
+
+/** Names of the templates `tok` can run (for error messages). */
+function usableTemplates(tok: ArenaTokenizer): string[] {
+  return TEMPLATE_NAMES.filter((n) => {
+    const t = getTemplate(n);
+    return t.specials.every((s) => tok.addedTokens.has(s)) && t.roles.every((r) => tok.roleTokens[r] !== undefined);
+  });
+}
+
+/**
+ * `name` bound to `tok`. Throws TemplateError for an unknown name (listing the known ones) and for a
+ * special token the tokenizer lacks (naming the token, the template and the templates that would fit),
+ * so a Llama-3 marker is never spelt out as ordinary text for a Gemma tokenizer. Cached per tokenizer.
+ */
+export function bindTemplate(tok: ArenaTokenizer, name: string): BoundTemplate {
+  let m = boundCache.get(tok);
+  if (!m) boundCache.set(tok, (m = new Map()));
+  const hit = m.get(name);
+  if (hit) return hit;
+  const template = getTemplate(name);
+  const where = `${tok.dir}/tokenizer.json`;
+  const fits = () => `templates this tokenizer has the special tokens for: ${usableTemplates(tok).join(', ') || 'none'}`;
+  const specialIds = new Map<string, number>();
+  const need = (content: string, what: string) => {
+    const id = tok.addedTokens.get(content);
+    if (id === undefined)
+      throw new TemplateError(`template ${name} needs the special token ${content}${what}, which ${where} does not have among its added_tokens; ${fits()}`);
+    // An added token marked `normalized` or `single_word` may not be split out of a text as one id.
+    const ids = tok.encode(content);
+    if (ids.length !== 1 || ids[0] !== id)
+      throw new TemplateError(`template ${name}: ${where} encodes the special token ${content} as [${ids}], not as its added-token id ${id}`);
+    specialIds.set(content, id);
+  };
+  for (const s of template.specials) need(s, '');
+  for (const r of template.roles) {
+    const content = tok.roleTokens[r];
+    if (content === undefined)
+      throw new TemplateError(`template ${name} needs the tokenizer's ${r}_token, which ${tok.dir}/tokenizer_config.json does not set; ${fits()}`);
+    need(content, ` (its ${r}_token)`);
+  }
+  const bound: BoundTemplate = {
+    template,
+    beginIds: template.begin === 'tokenizer' ? tok.prefixIds : template.begin.map((s) => specialIds.get(s)!),
+    endIds: template.begin === 'tokenizer' ? tok.suffixIds : [],
+    specialIds,
+    render: (c) => template.render(c, (r) => tok.roleTokens[r]!),
+  };
+  m.set(name, bound);
+  return bound;
 }
 
 export interface EncodeOptions {
@@ -245,7 +342,7 @@ function dropTurns(c: Conversation, k: number): Conversation {
  * half the budget; only a row whose last turn's template text alone exceeds maxTokens is an error.
  */
 export function encodeRowInfo(tok: ArenaTokenizer, row: ArenaRow, opts: EncodeOptions): EncodedRow {
-  const template = getTemplate(opts.template);
+  const bound = bindTemplate(tok, opts.template);
   if (!Number.isInteger(opts.maxTokens) || opts.maxTokens <= 0) {
     throw new EncodeError(`maxTokens must be a positive integer, got ${opts.maxTokens}`);
   }
@@ -260,8 +357,8 @@ export function encodeRowInfo(tok: ArenaTokenizer, row: ArenaRow, opts: EncodeOp
   let dropped = 0;
   for (; dropped < n; dropped++) {
     conv = dropTurns(full, dropped);
-    segs = template.render(conv);
-    overhead = tok.prefixIds.length + tok.suffixIds.length;
+    segs = bound.render(conv);
+    overhead = bound.beginIds.length + bound.endIds.length;
     for (const s of segs) if (s.kind === 'text') overhead += encodeLiteral(tok, s.text).length;
     budget = opts.maxTokens - overhead;
     if (2 * overhead <= opts.maxTokens || (dropped === n - 1 && budget >= 0)) break;
@@ -269,7 +366,7 @@ export function encodeRowInfo(tok: ArenaTokenizer, row: ArenaRow, opts: EncodeOp
   if (budget < 0) {
     throw new EncodeError(
       `row ${row.id} (line ${row.line}): maxTokens ${opts.maxTokens} is below the ${overhead} tokens of template ` +
-        `${template.name} for even the last turn alone; raise maxTokens`,
+        `${opts.template} for even the last turn alone; raise maxTokens`,
     );
   }
   const parts: Parts<number> = { prompt: [], responseA: [], responseB: [] };
@@ -278,12 +375,12 @@ export function encodeRowInfo(tok: ArenaTokenizer, row: ArenaRow, opts: EncodeOp
     parts[s.part][s.turn] = encodeCapped(tok, (s.lead ?? '') + turnText(conv, s.part, s.turn), budget);
   }
   const cut = truncateParts(parts, budget, { headFraction: opts.headFraction });
-  const out: number[] = [...tok.prefixIds];
+  const out: number[] = [...bound.beginIds];
   for (const s of segs) {
     if (s.kind === 'text') out.push(...encodeLiteral(tok, s.text));
     else for (const id of cut.parts[s.part][s.turn]) out.push(id);
   }
-  out.push(...tok.suffixIds);
+  out.push(...bound.endIds);
   return { ids: Int32Array.from(out), truncated: cut.truncated || dropped > 0, droppedTurns: dropped };
 }
 

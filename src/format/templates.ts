@@ -1,7 +1,13 @@
-// Prompt templates by name. A template turns a conversation into a list of segments: fixed text
+// Prompt templates as data. A template is a chat family (the model's own turn markers and the special
+// tokens they use) plus a layout (instruction, part labels, turn order, closing question), both plain
+// objects below; one interpreter (`render`) turns a conversation into a list of segments: fixed text
 // (instructions, markers; reserved from the token budget) and slots (one turn of the prompt or of a
 // response; truncated by src/format/truncate.ts). Encoding tokenizes each segment on its own, so
 // truncation never has to re-tokenize, and the layout is the same whatever gets cut.
+//
+// Adding a chat family is one FAMILIES entry (its markers and the special tokens they hold, by content)
+// and its TEMPLATES rows; src/format/encode.ts checks at load that the model's tokenizer.json has every
+// special token a template names, so a template never silently spells a marker as ordinary text.
 export class TemplateError extends Error {
   override name = 'TemplateError';
 }
@@ -23,101 +29,168 @@ export interface Conversation {
   responseB: string[];
 }
 
+/** Special tokens named by what they do; each tokenizer spells them its own way (tokenizer_config.json). */
+export type TokenRole = 'bos' | 'eos';
+
+/**
+ * How a chat family marks turns. Marker strings hold special tokens inline, written by content (as in
+ * the model's Hugging Face chat template); `specials` lists those contents, each of which must be an
+ * added token of the model's tokenizer.json.
+ */
+export interface ChatFamily {
+  /**
+   * Ids before everything, outside the rendered text: the listed special tokens (the family's BOS), or
+   * 'tokenizer' for whatever the tokenizer's post-processor puts around a text (as HF `tokenizer(text)`).
+   */
+  begin: readonly string[] | 'tokenizer';
+  /** Opens the user turn. */
+  userOpen: string;
+  /** Closes the user turn. */
+  userClose: string;
+  /** Opens the model's turn; the prompt ends here, so a judge's answer is the next token. */
+  modelOpen: string;
+  /** Special-token contents used by `begin` and the markers. */
+  specials: readonly string[];
+}
+
+/** What the user turn says: instruction, how the three parts are labelled and ordered, the closing. */
+export interface Layout {
+  /** Text right after the user-turn opener. */
+  instruction: string;
+  /**
+   * 'interleaved': per turn i, prompt i, A i, B i (labels before every turn, `{n}` = ` i` when there
+   * are several turns, '' otherwise); 'blocks': all prompt turns, then all of A, then all of B (labels
+   * once per part).
+   */
+  order: 'interleaved' | 'blocks';
+  labels: Readonly<Record<Part, string>>;
+  /** Glued to the front of every turn (a slot `lead`). */
+  lead?: string;
+  /** After each interleaved turn (after B i). */
+  turnEnd?: string;
+  /** After the conversation, inside the user turn (a judge's question). */
+  closing: string;
+  /** Role tokens after the closing, part of the rendered text (the public notebook's appended EOS). */
+  end?: readonly TokenRole[];
+  /** A judge layout's answer words in label order: the model's next token is one of them. */
+  answers?: readonly string[];
+}
+
 export interface Template {
   name: string;
   description: string;
-  /** The segments for a conversation; every turn of every part appears exactly once as a slot. */
-  render(c: Conversation): Segment[];
+  family: string;
+  layout: string;
+  /** Ids before the rendered text; see ChatFamily.begin. */
+  begin: readonly string[] | 'tokenizer';
+  /** Special-token contents the template needs (family markers). */
+  specials: readonly string[];
+  /** Role tokens the template needs (resolved through the tokenizer's config). */
+  roles: readonly TokenRole[];
+  /** Answer words of a judge template, in label order (A, B, tie). */
+  answers?: readonly string[];
+  /**
+   * The segments for a conversation; every turn of every part appears exactly once as a slot. `role`
+   * spells a role token (default: `<bos>` / `<eos>` until a tokenizer is chosen).
+   */
+  render(c: Conversation, role?: (r: TokenRole) => string): Segment[];
 }
 
 export const DEFAULT_TEMPLATE = 'gemma-chat';
 
-/** Turns per part after padding: all three lists are read up to the longest one; a missing item is ''. */
-export function turnCount(c: Conversation): number {
-  return Math.max(1, c.prompt.length, c.responseA.length, c.responseB.length);
-}
+const FAMILIES: Readonly<Record<string, ChatFamily>> = {
+  /** No chat markers: the text as it is, framed the way the tokenizer frames any text. */
+  none: { begin: 'tokenizer', userOpen: '', userClose: '', modelOpen: '', specials: [] },
+  gemma: {
+    begin: ['<bos>'],
+    userOpen: '<start_of_turn>user\n',
+    userClose: '<end_of_turn>\n',
+    modelOpen: '<start_of_turn>model\n',
+    specials: ['<bos>', '<start_of_turn>', '<end_of_turn>'],
+  },
+  llama3: {
+    begin: ['<|begin_of_text|>'],
+    userOpen: '<|start_header_id|>user<|end_header_id|>\n\n',
+    userClose: '<|eot_id|>',
+    modelOpen: '<|start_header_id|>assistant<|end_header_id|>\n\n',
+    specials: ['<|begin_of_text|>', '<|start_header_id|>', '<|end_header_id|>', '<|eot_id|>'],
+  },
+  // Qwen2/2.5: no BOS (its tokenizer_config has bos_token null and add_bos_token false).
+  chatml: {
+    begin: [],
+    userOpen: '<|im_start|>user\n',
+    userClose: '<|im_end|>\n',
+    modelOpen: '<|im_start|>assistant\n',
+    specials: ['<|im_start|>', '<|im_end|>'],
+  },
+  // [INST] / [/INST] are plain text in the v0.1/v0.2 tokenizers (control tokens only from v0.3, where the
+  // tokenizer maps the same text to them), so only <s> is required.
+  mistral: { begin: ['<s>'], userOpen: '[INST] ', userClose: ' [/INST]', modelOpen: '', specials: ['<s>'] },
+};
 
-const text = (t: string): Segment => ({ kind: 'text', text: t });
-const slot = (part: Part, turn: number, lead?: string): Segment =>
-  lead === undefined ? { kind: 'slot', part, turn } : { kind: 'slot', part, turn, lead };
-
-const GEMMA_INSTRUCTION =
+const CHAT_INSTRUCTION =
   'Two AI assistants, A and B, answered the same user. Read the conversation and both responses, ' +
   'then judge which response a person would prefer: A, B, or a tie.\n';
 
-/** Gemma chat turns; the conversation is interleaved turn by turn (prompt 1, A 1, B 1, prompt 2, ...). */
-const gemmaChat: Template = {
-  name: 'gemma-chat',
-  description: 'Gemma chat turns with a judging instruction; turns interleaved (prompt i, A i, B i)',
-  render(c) {
-    const n = turnCount(c);
-    const segs: Segment[] = [text('<start_of_turn>user\n' + GEMMA_INSTRUCTION)];
-    for (let i = 0; i < n; i++) {
-      const turn = n > 1 ? ` ${i + 1}` : '';
-      segs.push(text(`\n<prompt${turn}>\n`), slot('prompt', i));
-      segs.push(text(`\n<response_a${turn}>\n`), slot('responseA', i));
-      segs.push(text(`\n<response_b${turn}>\n`), slot('responseB', i));
-    }
-    segs.push(text('<end_of_turn>\n<start_of_turn>model\n'));
-    return segs;
+const JUDGE_INSTRUCTION =
+  'Please act as an impartial judge and evaluate the responses of two AI assistants to the user ' +
+  'below. Do not let the order, the length or the names of the assistants influence you. ' +
+  'Answer A, B or tie.\n';
+
+const JUDGE_LABELS = { prompt: '\n### User\n', responseA: '\n\n### Assistant A\n', responseB: '\n\n### Assistant B\n' };
+
+const LAYOUTS: Readonly<Record<string, Layout>> = {
+  /** A classifier reads the conversation; turns interleaved so each exchange stays together. */
+  chat: {
+    instruction: CHAT_INSTRUCTION,
+    order: 'interleaved',
+    labels: { prompt: '\n<prompt{n}>\n', responseA: '\n<response_a{n}>\n', responseB: '\n<response_b{n}>\n' },
+    closing: '',
+  },
+  /**
+   * The public Kaggle notebook's format: `<prompt>: ` + turns joined by ' ', then `\n\n<response_a>: `,
+   * `\n\n<response_b>: `, then EOS (the notebook appended eos_token_id). Turns are not interleaved.
+   */
+  plain: {
+    instruction: '',
+    order: 'blocks',
+    labels: { prompt: '<prompt>:', responseA: '\n\n<response_a>:', responseB: '\n\n<response_b>:' },
+    lead: ' ',
+    closing: '',
+    end: ['eos'],
+  },
+  /** Judge text without chat markers: ends at a `### Verdict` heading. */
+  verdict: { instruction: JUDGE_INSTRUCTION, order: 'interleaved', labels: JUDGE_LABELS, turnEnd: '\n', closing: '\n### Verdict\n' },
+  /** A causal-LM judge: the question closes the user turn, and the model's first token is the answer. */
+  judge: {
+    instruction: JUDGE_INSTRUCTION,
+    order: 'interleaved',
+    labels: JUDGE_LABELS,
+    turnEnd: '\n',
+    closing: '\nWhich response is better? Answer with one word: A, B or tie.',
+    answers: ['A', 'B', 'tie'],
   },
 };
 
-/**
- * The public Kaggle notebook's format: `<prompt>: ` + turns joined by ' ', then `\n\n<response_a>: `,
- * `\n\n<response_b>: `, then EOS (the notebook appended eos_token_id). Turns are not interleaved.
- */
-const plain: Template = {
-  name: 'plain',
-  description: 'public-notebook format: <prompt>: ... <response_a>: ... <response_b>: ... <eos>',
-  render(c) {
-    const n = turnCount(c);
-    const segs: Segment[] = [];
-    const block = (label: string, part: Part) => {
-      segs.push(text(label));
-      for (let i = 0; i < n; i++) segs.push(slot(part, i, ' '));
-    };
-    block('<prompt>:', 'prompt');
-    block('\n\n<response_a>:', 'responseA');
-    block('\n\n<response_b>:', 'responseB');
-    segs.push(text('<eos>'));
-    return segs;
-  },
-};
+/** The registry: every template is one chat family and one layout. */
+const TEMPLATES: readonly { name: string; family: string; layout: string; description: string }[] = [
+  { name: 'gemma-chat', family: 'gemma', layout: 'chat', description: 'Gemma chat turns with a judging instruction; turns interleaved (prompt i, A i, B i)' },
+  { name: 'plain', family: 'none', layout: 'plain', description: 'public-notebook format: <prompt>: ... <response_a>: ... <response_b>: ... <eos>' },
+  { name: 'judge', family: 'none', layout: 'verdict', description: 'judge style: instruction, then per turn ### User / ### Assistant A / ### Assistant B' },
+  { name: 'llama3-chat', family: 'llama3', layout: 'chat', description: 'Llama-3 header turns, the gemma-chat text inside' },
+  { name: 'chatml-chat', family: 'chatml', layout: 'chat', description: 'ChatML (Qwen2/2.5) turns, the gemma-chat text inside' },
+  { name: 'mistral-chat', family: 'mistral', layout: 'chat', description: 'Mistral [INST] ... [/INST], the gemma-chat text inside' },
+  { name: 'gemma-judge', family: 'gemma', layout: 'judge', description: 'Gemma causal-LM judge: the model turn opens, the next token is A, B or tie' },
+  { name: 'llama3-judge', family: 'llama3', layout: 'judge', description: 'Llama-3 causal-LM judge: the assistant header ends the prompt, next token A, B or tie' },
+  { name: 'chatml-judge', family: 'chatml', layout: 'judge', description: 'ChatML (Qwen) causal-LM judge: <|im_start|>assistant ends the prompt, next token A, B or tie' },
+  { name: 'mistral-judge', family: 'mistral', layout: 'judge', description: 'Mistral causal-LM judge: [/INST] ends the prompt, next token A, B or tie' },
+];
 
-/** Judge style: an instruction, then per turn `### User` / `### Assistant A` / `### Assistant B` blocks. */
-const judge: Template = {
-  name: 'judge',
-  description: 'judge style: instruction, then per turn ### User / ### Assistant A / ### Assistant B',
-  render(c) {
-    const n = turnCount(c);
-    const segs: Segment[] = [
-      text(
-        'Please act as an impartial judge and evaluate the responses of two AI assistants to the user ' +
-          'below. Do not let the order, the length or the names of the assistants influence you. ' +
-          'Answer A, B or tie.\n',
-      ),
-    ];
-    for (let i = 0; i < n; i++) {
-      segs.push(text('\n### User\n'), slot('prompt', i));
-      segs.push(text('\n\n### Assistant A\n'), slot('responseA', i));
-      segs.push(text('\n\n### Assistant B\n'), slot('responseB', i));
-      segs.push(text('\n'));
-    }
-    segs.push(text('\n### Verdict\n'));
-    return segs;
-  },
-};
+export const TEMPLATE_NAMES: readonly string[] = TEMPLATES.map((t) => t.name);
 
-const TEMPLATES: Record<string, Template> = { [gemmaChat.name]: gemmaChat, [plain.name]: plain, [judge.name]: judge };
-
-export const TEMPLATE_NAMES: readonly string[] = Object.keys(TEMPLATES);
-
-/** The template called `name`; throws TemplateError for any other name. */
-export function getTemplate(name: string): Template {
-  const t = TEMPLATES[name];
-  if (!t) throw new TemplateError(`Unknown template: ${name} (known: ${TEMPLATE_NAMES.join(', ')})`);
-  return t;
+/** Turns per part after padding: all three lists are read up to the longest one; a missing item is ''. */
+export function turnCount(c: Conversation): number {
+  return Math.max(1, c.prompt.length, c.responseA.length, c.responseB.length);
 }
 
 /** The text of one turn: padded turns are ''. */
@@ -125,10 +198,66 @@ export function turnText(c: Conversation, part: Part, turn: number): string {
   return c[part][turn] ?? '';
 }
 
-/** The whole prompt as one string (no truncation, no BOS): for inspection, logs and tests. */
-export function renderText(template: Template, c: Conversation): string {
+/** How a role token reads before a tokenizer is chosen (Gemma spells them this way too). */
+const GENERIC_ROLE = (r: TokenRole) => `<${r}>`;
+
+/** The one interpreter of family + layout data. */
+function render(f: ChatFamily, l: Layout, c: Conversation, role: (r: TokenRole) => string): Segment[] {
+  const n = turnCount(c);
+  const segs: Segment[] = [];
+  // Each piece of text is its own segment (tokenized on its own); gemma-chat's ids depend on this split.
+  const text = (t: string) => {
+    if (t) segs.push({ kind: 'text', text: t });
+  };
+  const slot = (part: Part, turn: number) =>
+    segs.push(l.lead === undefined ? { kind: 'slot', part, turn } : { kind: 'slot', part, turn, lead: l.lead });
+  const label = (part: Part, turn: number | null) => text(l.labels[part].replace('{n}', turn !== null && n > 1 ? ` ${turn + 1}` : ''));
+  text(f.userOpen + l.instruction);
+  if (l.order === 'interleaved') {
+    for (let i = 0; i < n; i++) {
+      for (const p of PARTS) {
+        label(p, i);
+        slot(p, i);
+      }
+      text(l.turnEnd ?? '');
+    }
+  } else {
+    for (const p of PARTS) {
+      label(p, null);
+      for (let i = 0; i < n; i++) slot(p, i);
+    }
+  }
+  text(l.closing + f.userClose + f.modelOpen);
+  text((l.end ?? []).map(role).join(''));
+  return segs;
+}
+
+function build(entry: (typeof TEMPLATES)[number]): Template {
+  const f = FAMILIES[entry.family];
+  const l = LAYOUTS[entry.layout];
+  return {
+    ...entry,
+    begin: f.begin,
+    specials: f.specials,
+    roles: l.end ?? [],
+    ...(l.answers ? { answers: l.answers } : {}),
+    render: (c, role = GENERIC_ROLE) => render(f, l, c, role),
+  };
+}
+
+const BY_NAME = new Map(TEMPLATES.map((t) => [t.name, build(t)]));
+
+/** The template called `name`; throws TemplateError for any other name. */
+export function getTemplate(name: string): Template {
+  const t = BY_NAME.get(name);
+  if (!t) throw new TemplateError(`Unknown template: ${name} (known: ${TEMPLATE_NAMES.join(', ')})`);
+  return t;
+}
+
+/** The whole prompt as one string (no truncation, no `begin` tokens): for inspection, logs and tests. */
+export function renderText(template: Template, c: Conversation, role?: (r: TokenRole) => string): string {
   return template
-    .render(c)
+    .render(c, role)
     .map((s) => (s.kind === 'text' ? s.text : (s.lead ?? '') + turnText(c, s.part, s.turn)))
     .join('');
 }

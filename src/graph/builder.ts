@@ -3,6 +3,7 @@
 // topological order by construction. Initializer bytes go straight to a TensorStore.
 import { attr, type Attr, type Dim, type DType, type Graph, type InitializerRef, type Node, type Value } from './ir';
 import { memoryStore, type TensorStore } from './store';
+import { f32ToF16 } from '../util/fp16';
 
 export class GraphBuildError extends Error {
   override name = 'GraphBuildError';
@@ -23,6 +24,13 @@ function broadcast(a: Dim[] | null, b: Dim[] | null): Dim[] | null {
     if (Number.isNaN(out[i])) return null;
   }
   return out;
+}
+
+function reducedShape(s: Dim[] | null, axes: number[], keepdims: boolean): Dim[] | null {
+  if (!s) return null;
+  const r = s.length;
+  const ax = new Set(axes.map((i) => (i + r) % r));
+  return keepdims ? s.map((d, i) => (ax.has(i) ? 1 : d)) : s.filter((_, i) => !ax.has(i));
 }
 
 export class GraphBuilder {
@@ -170,11 +178,15 @@ export class GraphBuilder {
     return this.op('Identity', [x], [{ dtype: x.dtype, shape: x.shape }], {}, { name })[0];
   }
 
-  /** x [..., K] @ w [K, N] (or batched). */
+  /** x [..., K] @ w [K, N] (or batched, batch dims broadcast). */
   matmul(x: Value, w: Value, name?: string): Value {
     const t = this.sameType('MatMul', x, w);
     let shape: Dim[] | null = null;
     if (x.shape && w.shape && w.shape.length === 2) shape = [...x.shape.slice(0, -1), w.shape[1]];
+    else if (x.shape && w.shape && x.shape.length >= 2 && w.shape.length >= 2) {
+      const batch = broadcast(x.shape.slice(0, -2), w.shape.slice(0, -2));
+      if (batch) shape = [...batch, x.shape[x.shape.length - 2], w.shape[w.shape.length - 1]];
+    }
     return this.op('MatMul', [x, w], [{ dtype: t, shape }], {}, { name })[0];
   }
 
@@ -215,13 +227,66 @@ export class GraphBuilder {
 
   reduceSum(x: Value, axes: number[], keepdims: boolean, name?: string): Value {
     const a = this.constInt64(`${name ?? 'reduce'}_axes`, axes);
-    let shape: Dim[] | null = null;
-    if (x.shape) {
-      const r = x.shape.length;
-      const ax = new Set(axes.map((i) => (i + r) % r));
-      shape = keepdims ? x.shape.map((d, i) => (ax.has(i) ? 1 : d)) : x.shape.filter((_, i) => !ax.has(i));
-    }
+    const shape = reducedShape(x.shape, axes, keepdims);
     return this.op('ReduceSum', [x, a], [{ dtype: x.dtype, shape }], { keepdims: attr.int(keepdims ? 1 : 0) }, { name })[0];
+  }
+
+  // ---- primitive ops of the training lowering (each has a gradient rule in grad.ts)
+
+  neg(x: Value, name?: string): Value {
+    return this.op('Neg', [x], [{ dtype: x.dtype, shape: x.shape }], {}, { name })[0];
+  }
+
+  sqrt(x: Value, name?: string): Value {
+    return this.op('Sqrt', [x], [{ dtype: x.dtype, shape: x.shape }], {}, { name })[0];
+  }
+
+  exp(x: Value, name?: string): Value {
+    return this.op('Exp', [x], [{ dtype: x.dtype, shape: x.shape }], {}, { name })[0];
+  }
+
+  transpose(x: Value, perm: number[], name?: string): Value {
+    const shape = x.shape ? perm.map((p) => x.shape![p]) : null;
+    return this.op('Transpose', [x], [{ dtype: x.dtype, shape }], { perm: attr.ints(perm) }, { name })[0];
+  }
+
+  concat(xs: Value[], axis: number, name?: string): Value {
+    const s0 = xs[0].shape;
+    let shape: Dim[] | null = null;
+    if (s0 && xs.every((v) => v.shape)) {
+      const ax = (axis + s0.length) % s0.length;
+      const sizes = xs.map((v) => v.shape![ax]);
+      shape = s0.map((d, i) => (i !== ax ? d : sizes.every((n) => typeof n === 'number') ? (sizes as number[]).reduce((a, n) => a + n, 0) : null));
+    }
+    return this.op('Concat', xs, [{ dtype: this.sameType('Concat', ...xs), shape }], { axis: attr.int(axis) }, { name })[0];
+  }
+
+  softmax(x: Value, axis = -1, name?: string): Value {
+    return this.op('Softmax', [x], [{ dtype: x.dtype, shape: x.shape }], { axis: attr.int(axis) }, { name })[0];
+  }
+
+  logSoftmax(x: Value, axis = -1, name?: string): Value {
+    return this.op('LogSoftmax', [x], [{ dtype: x.dtype, shape: x.shape }], { axis: attr.int(axis) }, { name })[0];
+  }
+
+  reduceMean(x: Value, axes: number[], keepdims: boolean, name?: string): Value {
+    const a = this.constInt64(`${name ?? 'reduce'}_axes`, axes);
+    return this.op('ReduceMean', [x, a], [{ dtype: x.dtype, shape: reducedShape(x.shape, axes, keepdims) }], { keepdims: attr.int(keepdims ? 1 : 0) }, { name })[0];
+  }
+
+  /** Broadcasts x to the runtime shape held by `shape` (an int64 vector, e.g. Shape(y)). */
+  expand(x: Value, shape: Value, like: Dim[] | null, name?: string): Value {
+    return this.op('Expand', [x, shape], [{ dtype: x.dtype, shape: like }], {}, { name })[0];
+  }
+
+  /** Reshape to a runtime shape (an int64 vector, e.g. Shape(y)). */
+  reshapeTo(x: Value, shape: Value, like: Dim[] | null, name?: string): Value {
+    return this.op('Reshape', [x, shape], [{ dtype: x.dtype, shape: like }], {}, { name })[0];
+  }
+
+  /** Zeros (float32: ConstantOfShape's default value) of the runtime shape held by `shape`. */
+  zeros(shape: Value, like: Dim[] | null, name?: string): Value {
+    return this.op('ConstantOfShape', [shape], [{ dtype: 'float32', shape: like }], {}, { name })[0];
   }
 
   /** Splits the last axis into pieces of the given sizes. */
@@ -346,37 +411,3 @@ export const ONNX_DTYPE: Record<DType, number> = {
   float16: 10,
   bfloat16: 16,
 };
-
-/** float32 -> IEEE half bits, round to nearest even. */
-export function f32ToF16(v: number): number {
-  F32[0] = v;
-  const x = U32[0];
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  let e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let h = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const half = 1 << (shift - 1);
-    if (rem > half || (rem === half && h & 1)) h++;
-    return sign | h;
-  }
-  let h = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
-  return sign | h;
-}
-const F32 = new Float32Array(1);
-const U32 = new Uint32Array(F32.buffer);
-
-export function f32ArrayToF16(a: Float32Array): Uint16Array {
-  const out = new Uint16Array(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = f32ToF16(a[i]);
-  return out;
-}

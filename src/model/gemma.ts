@@ -3,7 +3,8 @@
 // Contract: inputs input_ids, attention_mask (int64 [batch, seq], right padding); output logits
 // float32 [batch, num_labels]. Uses ORT fused ops: GroupQueryAttention (rotary, softcap, local window,
 // right padding via seqlens_k), SkipSimplifiedLayerNormalization, MatMulNBits.
-import { f32ArrayToF16, f32ToF16, GraphBuilder, GraphBuildError } from '../graph/builder';
+import { GraphBuilder, GraphBuildError } from '../graph/builder';
+import { f32ArrayToF16, f32ToF16, roundTo } from '../util/fp16';
 import type { Graph, Value } from '../graph/ir';
 import type { TensorStore } from '../graph/store';
 import { dequantizeNBits, quantizeNBits, reconstructionError, type ReconstructionError } from '../quant/nbits';
@@ -31,20 +32,6 @@ export interface GemmaGraphOptions extends GraphOptions {
 
 export class GemmaGraphError extends Error {
   override name = 'GemmaGraphError';
-}
-
-function roundTo(v: number, dtype: 'float32' | 'bfloat16' | 'float16'): number {
-  if (dtype === 'float32') return Math.fround(v);
-  if (dtype === 'float16') {
-    const h = f32ArrayToF16(new Float32Array([v]))[0];
-    const e = (h >> 10) & 0x1f;
-    const m = h & 0x3ff;
-    return (1 + m / 1024) * 2 ** (e - 15);
-  }
-  // bf16: round-to-nearest-even on the top 16 bits of the fp32 pattern
-  const u = new Uint32Array(new Float32Array([v]).buffer)[0];
-  const r = (u + 0x7fff + ((u >> 16) & 1)) & 0xffff0000;
-  return new Float32Array(new Uint32Array([r >>> 0]).buffer)[0];
 }
 
 /** HF rotary tables, computed in fp32 like torch: inv_freq = 1 / theta^(2i/d), angle = pos * inv_freq. */
@@ -170,8 +157,7 @@ export function buildGemmaGraph(config: ModelConfig, weights: WeightSource, opts
       const init = floatInit(`${tag}.weight_t`, wt, [K, N], act);
       return b.matmul(x, init, tag);
     }
-    const round = act === 'float16' ? (s: number) => roundTo(s, 'float16') : Math.fround;
-    const q = quantizeNBits(w, N, K, lin, round);
+    const q = quantizeNBits(w, N, K, lin);
     if (opts.quantReport) {
       const wq = dequantizeNBits(q);
       let r0 = 0;

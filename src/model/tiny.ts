@@ -2,7 +2,7 @@
 // 64-wide model, 4 layers and a 32-token sliding window, so every code path of a real model runs in
 // milliseconds. Weights are fp16-representable (stored fp16 without loss) and the score head is small,
 // so predictions are near-uniform but depend on the input.
-import { f32ToF16 } from '../graph/builder';
+import { roundTo } from '../util/fp16';
 import type { HostTensor, ModelConfig, WeightSource } from '../types';
 import { forName } from '../util/rng';
 
@@ -33,16 +33,6 @@ export function tinyConfig(opts: { vocabSize?: number; slidingWindow?: number } 
     padTokenId: 0,
     maxPositions: 8192,
   };
-}
-
-const F16 = new Uint16Array(1);
-function halfRound(v: number): number {
-  F16[0] = f32ToF16(v);
-  const h = F16[0];
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  return e === 0 ? s * m * 2 ** -24 : s * (1 + m / 1024) * 2 ** (e - 15);
 }
 
 /** Standard deviation per weight kind (the HF fixtures' recipe, score head shrunk). */
@@ -78,7 +68,7 @@ export function tinyWeights(c: ModelConfig, seed: number): WeightSource {
     const rng = forName(seed, name);
     const std = stdFor(name);
     const data = new Float32Array(n);
-    for (let i = 0; i < n; i++) data[i] = halfRound(rng.normal() * std);
+    for (let i = 0; i < n; i++) data[i] = roundTo(rng.normal() * std, 'float16');
     return { shape, data };
   };
 }

@@ -3,6 +3,7 @@
 // 2i in the low nibble for 4-bit), scales [N, n_blocks], zero points packed [N, ceil(n_blocks / 2)]
 // (4-bit) or [N, n_blocks] (8-bit). Symmetric = no zero-point input (ORT's default 8 / 128).
 // Also the JS dequantize reference the tests check MatMulNBits against, and reconstruction errors.
+import { roundTo } from '../util/fp16';
 
 export interface NBitsSpec {
   bits: 4 | 8;
@@ -34,11 +35,13 @@ export function checkSpec(spec: NBitsSpec, where: string): void {
     throw new QuantError(`${where}: block size must be a power of two >= 16 (16, 32, 64, 128), got ${bs}`);
 }
 
-/**
- * Quantizes a row-major HF weight W [N, K] (y = x W^T). `roundScale` lets an fp16 graph round the
- * scales to half precision before the codes are chosen, so codes and scales agree exactly.
- */
-export function quantizeNBits(w: Float32Array, N: number, K: number, spec: NBitsSpec, roundScale: (s: number) => number = Math.fround): NBitsWeight {
+/** Scales are rounded to fp16 before the codes are chosen, in every graph: the fp16 (CUDA) graph stores
+ * them as halves, and the fp32 (CPU) graph of the same import then holds exactly the same weights, so
+ * the two differ only by activation precision (and the CPU graph is an exact reference for the GPU one). */
+const roundScale = (s: number) => roundTo(s, 'float16');
+
+/** Quantizes a row-major HF weight W [N, K] (y = x W^T). */
+export function quantizeNBits(w: Float32Array, N: number, K: number, spec: NBitsSpec): NBitsWeight {
   checkSpec(spec, 'quantizeNBits');
   if (w.length !== N * K) throw new QuantError(`quantizeNBits: weight has ${w.length} values, expected N*K = ${N}*${K}`);
   const { bits, blockSize: bs, symmetric } = spec;

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { LABEL_COLUMNS, type ModelConfig, type WeightSource } from '../types';
+import { LABEL_COLUMNS, type HostTensor, type ModelConfig, type WeightSource } from '../types';
 import type { Quantization } from './manifest';
 import { hfLabelNames, parseHfConfig } from './hfconfig';
 import { checkAdapter, mergedSource, openAdapter, type Adapter } from './peft';
@@ -79,20 +79,28 @@ export function fileRecords(dir: string, files: string[]): FileRecord[] {
   });
 }
 
-/** Label names in logit order (see ImportOptions.labels). */
-export function chooseLabels(config: ModelConfig, hfConfig: unknown, override?: string[]): string[] {
+/**
+ * Label names in logit order, exactly as id2label (or --labels) gives them: the runner maps logits to
+ * the submission's columns by name. Three outputs must be named by the Kaggle columns in some order;
+ * one output is a single score (any name; HF's default LABEL_0 becomes "score").
+ */
+export function chooseLabels(config: ModelConfig, hfConfig: unknown, override?: string[], configFile = 'config.json'): string[] {
+  const kaggle = LABEL_COLUMNS as readonly string[];
+  const fix = `pass --labels with the Kaggle column each output stands for, in logit order (e.g. --labels ${kaggle.join(',')})`;
   if (override) {
     if (override.length !== config.numLabels)
       throw new ImportError(`--labels names ${override.length} labels but the model has num_labels = ${config.numLabels}`);
+    if (config.numLabels > 1 && (!override.every((n) => kaggle.includes(n)) || new Set(override).size !== override.length))
+      throw new ImportError(`--labels ${override.join(',')}: each of the ${override.length} outputs must be a different one of ${kaggle.join(', ')}`);
     return override;
   }
   const names = hfLabelNames(hfConfig);
-  if (config.numLabels === 3) {
-    const kaggle = LABEL_COLUMNS as readonly string[];
-    if (names && names.length === 3 && names.every((n) => kaggle.includes(n)) && new Set(names).size === 3) return names;
-    return [...kaggle];
-  }
-  return [names?.[0] && !/^LABEL_\d+$/.test(names[0]) ? names[0] : 'score'];
+  if (config.numLabels === 1) return [names?.[0] && !/^LABEL_\d+$/.test(names[0]) ? names[0] : 'score'];
+  if (names && names.length === config.numLabels && names.every((n) => kaggle.includes(n)) && new Set(names).size === names.length) return names;
+  throw new ImportError(
+    `${configFile}: id2label is ${names ? JSON.stringify(Object.fromEntries(names.map((n, i) => [i, n]))) : 'missing'}: ` +
+      `it does not say which output is ${kaggle.join(' / ')}, and the runner maps outputs to columns by these names; ${fix}`,
+  );
 }
 
 const fmtBytes = (b: number) => (b >= 1e9 ? `${(b / 1e9).toFixed(2)} GB` : `${(b / 1e6).toFixed(1)} MB`);
@@ -190,24 +198,27 @@ async function importWith(
     );
 
   {
+    const labels = chooseLabels(config, hf, opts.labels, join(base, 'config.json'));
     const have = new Set(ckpt.names);
-    for (const n of requiredNames(config))
+    const required = requiredNames(config);
+    for (const n of required)
       if (!have.has(n) && !(n === 'score.weight' && adapter?.saved.has(n)))
         throw new ImportError(
           `${base}: checkpoint has no tensor "${n}", which ${config.architecture} with num_hidden_layers = ${config.numLayers} needs` +
             (n === 'score.weight' ? ' (a causal-LM base needs an adapter whose modules_to_save holds "score")' : ''),
         );
-    let weights: WeightSource = ckpt.get;
+    refuseUnused(ckpt.names, required, `${base}`, config);
+    let weights: WeightSource = finiteSource(ckpt.get, (n) => ckpt.info(n).file);
     if (adapter) {
       warnings.push(...adapter.config.warnings);
       checkAdapter(adapter, { names: ckpt.names, shape: (n) => ckpt.info(n).shape }, ['score.weight']);
-      weights = mergedSource(ckpt.get, adapter);
+      refuseUnused([...adapter.lora.keys(), ...adapter.saved.keys()], required, adapter.weightsFile, config);
+      weights = mergedSource(weights, adapter);
     }
     for (const w of warnings) log(`warning: ${w}`);
 
-    const names = requiredNames(config);
     const bytesOf = (n: string) => (have.has(n) ? ckpt.info(n).end - ckpt.info(n).begin : 0);
-    const sourceBytes = names.reduce((a, n) => a + bytesOf(n), 0);
+    const sourceBytes = required.reduce((a, n) => a + bytesOf(n), 0);
     log(`import: ${config.architecture}, ${config.numLayers} layers, ${fmtBytes(sourceBytes)} of weights; hashing source files`);
 
     const baseFiles = ['config.json', ...ckpt.files.map((f) => basename(f.path))];
@@ -237,13 +248,48 @@ async function importWith(
       tokenizerDir,
       template: opts.template,
       maxTokens: opts.maxTokens,
-      labels: chooseLabels(config, hf, opts.labels),
+      labels,
       provenance,
       embedScaleDtype: torchDtype(hf),
     });
     const seconds = (Date.now() - t0) / 1000;
     return { out: resolve(opts.out), config, sourceBytes, seconds, warnings };
   }
+}
+
+/** Tensors a checkpoint may hold that no graph reads, and why that loses nothing. */
+const IGNORABLE: { re: RegExp; why: string }[] = [
+  { re: /^lm_head\.weight$/, why: 'the language-model head of a causal-LM base imported as a classifier' },
+  { re: /\.rotary_emb\.inv_freq$/, why: 'rotary frequencies (recomputed from rope_theta)' },
+];
+
+/** Refuses checkpoint (or adapter) tensors the graph would not use: silently dropping them changes the model. */
+export function refuseUnused(names: string[], required: string[], where: string, c: ModelConfig): void {
+  const need = new Set(required);
+  const unused = names.filter((n) => !need.has(n) && !IGNORABLE.some((i) => i.re.test(n)));
+  if (unused.length)
+    throw new ImportError(
+      `${where}: ${unused.length} tensor(s) the ${c.architecture} graph (num_hidden_layers = ${c.numLayers}) would not use: ` +
+        `${unused.slice(0, 8).join(', ')}${unused.length > 8 ? ', ...' : ''}; importing would drop them and change the model ` +
+        '(check num_hidden_layers and the architecture in config.json)',
+    );
+}
+
+/** Wraps a source so every tensor read is checked for NaN / Inf, naming the tensor and its file. */
+export function finiteSource(get: WeightSource, fileOf: (name: string) => string): WeightSource {
+  const check = (name: string, t: HostTensor, what = '') => {
+    const d = t.data;
+    for (let i = 0; i < d.length; i++)
+      if (!Number.isFinite(d[i]))
+        throw new ImportError(`${fileOf(name)}: tensor "${name}"${what} holds ${d[i]} at flat index ${i}; a non-finite weight makes every prediction NaN. Fix or re-export the checkpoint`);
+    return t;
+  };
+  const whole = (name: string) => check(name, get(name));
+  const { rows, shape } = get;
+  return Object.assign(whole, {
+    ...(shape ? { shape } : {}),
+    ...(rows ? { rows: (name: string, start: number, count: number) => check(name, rows(name, start, count), ` (rows ${start}..${start + count - 1})`) } : {}),
+  });
 }
 
 /** Every HF tensor name the graph reads for this config (extra checkpoint tensors, e.g. lm_head, are ignored). */

@@ -272,6 +272,12 @@ export function checkAdapter(adapter: Adapter, base: { names: string[]; shape(na
     if (w.join(',') !== a.join(','))
       fail(`"${key}" (modules_to_save) is [${a}] but base ${target} is [${w}] (different num_labels or model size?)`);
   }
+  // Adapters are small next to the base: read every tensor once so a NaN / Inf stops the import up front.
+  for (const key of adapter.file.tensors.keys()) {
+    const d = adapter.file.read(key).data;
+    for (let i = 0; i < d.length; i++)
+      if (!Number.isFinite(d[i])) fail(`tensor "${key}" holds ${d[i]} at flat index ${i}; a non-finite adapter weight makes every prediction NaN`);
+  }
 }
 
 /** W + scale * B @ A for one [out, in] weight; B @ A summed in float64 per row. Pure. */

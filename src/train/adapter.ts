@@ -1,0 +1,86 @@
+// Writes a trained adapter as the folder PEFT's save_pretrained writes (adapter_config.json +
+// adapter_model.safetensors with PEFT's key names), so `trainer import --adapter` merges it and PEFT
+// loads it. Two PEFT features are saved in an equivalent plain form that both readers accept:
+// - PiSSA: converted like save_pretrained(path_initial_model_for_weight_conversion=...): A' = [A; A0],
+//   B' = [B, -B0], r and lora_alpha doubled (alpha * sqrt(2) with rsLoRA), so it applies to the
+//   ORIGINAL base: W + s B'A' = W_res + s B A.
+// - layers_to_transform: written as a target_modules regex naming exactly the trained modules.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeSafetensors } from '../weights/safetensors-write';
+import type { ModelConfig } from '../types';
+import { PROJECTIONS, type Params, type TrainableSpec } from './lora';
+
+export interface AdapterOutput {
+  spec: TrainableSpec;
+  params: Params;
+  config: ModelConfig;
+  /** PiSSA starting A/B values (the conversion needs them); null for other inits. */
+  pissaStart: Params | null;
+  baseModelNameOrPath: string;
+}
+
+export function writeAdapter(dir: string, o: AdapterOutput): void {
+  mkdirSync(dir, { recursive: true });
+  const s = o.spec.settings;
+  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const m of o.spec.lora.values()) {
+    const A = o.params.get(m.aKey)!;
+    const B = o.params.get(m.bKey)!;
+    if (!o.pissaStart) {
+      tensors.set(m.aKey, { shape: [m.rank, m.inFeatures], data: A });
+      tensors.set(m.bKey, { shape: [m.outFeatures, m.rank], data: B });
+      continue;
+    }
+    const A0 = o.pissaStart.get(m.aKey)!;
+    const B0 = o.pissaStart.get(m.bKey)!;
+    const r = m.rank;
+    const a2 = new Float32Array(2 * r * m.inFeatures);
+    a2.set(A, 0);
+    a2.set(A0, r * m.inFeatures);
+    const b2 = new Float32Array(m.outFeatures * 2 * r);
+    for (let i = 0; i < m.outFeatures; i++)
+      for (let k = 0; k < r; k++) {
+        b2[i * 2 * r + k] = B[i * r + k];
+        b2[i * 2 * r + r + k] = -B0[i * r + k];
+      }
+    tensors.set(m.aKey, { shape: [2 * r, m.inFeatures], data: a2 });
+    tensors.set(m.bKey, { shape: [m.outFeatures, 2 * r], data: b2 });
+  }
+  if (o.spec.headKey) tensors.set(o.spec.headKey, { shape: [o.config.numLabels, o.config.hiddenSize], data: o.params.get(o.spec.headKey)! });
+  writeSafetensors(join(dir, 'adapter_model.safetensors'), tensors, { format: 'pt' });
+
+  const targets = s.target_modules.includes('all-linear') ? PROJECTIONS : s.target_modules;
+  const modules = [...o.spec.lora.keys()];
+  // layers x targets is a full product, so one regex names exactly the trained modules.
+  const layers = [...new Set(modules.map((m) => m.split('.')[2]))];
+  const targetModules = s.layers_to_transform ? `model\\.layers\\.(?:${layers.join('|')})\\.(?:self_attn|mlp)\\.(?:${targets.join('|')})` : [...targets];
+  const doubled = o.pissaStart !== null;
+  const config = {
+    alpha_pattern: {},
+    auto_mapping: null,
+    base_model_name_or_path: o.baseModelNameOrPath,
+    bias: 'none',
+    fan_in_fan_out: false,
+    inference_mode: true,
+    init_lora_weights: true,
+    layer_replication: null,
+    layers_pattern: null,
+    layers_to_transform: null,
+    loftq_config: {},
+    lora_alpha: doubled ? (s.use_rslora ? s.lora_alpha * Math.SQRT2 : s.lora_alpha * 2) : s.lora_alpha,
+    lora_dropout: s.lora_dropout,
+    megatron_config: null,
+    megatron_core: 'megatron.core',
+    modules_to_save: o.spec.headKey ? ['score'] : null,
+    peft_type: 'LORA',
+    r: doubled ? s.r * 2 : s.r,
+    rank_pattern: {},
+    revision: null,
+    target_modules: targetModules,
+    task_type: 'SEQ_CLS',
+    use_dora: false,
+    use_rslora: s.use_rslora,
+  };
+  writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify(config, null, 2) + '\n');
+}

@@ -1,0 +1,99 @@
+// Training rows: `--tokenized` JSON lines {"input_ids": [...], "label": k}, or a competition CSV
+// formatted and tokenized like the runner does (template, head+tail truncation) with the base
+// folder's tokenizer; optional swap augmentation (responses swapped, A/B labels swapped, tie kept).
+// A bad line is skipped with a warning naming it; the rest still train. Also: seeded shuffling and
+// micro-batching in the order HF Trainer consumes them.
+import { readFileSync } from 'node:fs';
+import { readRows } from '../data/rows';
+import { encodeRow, loadTokenizer } from '../format/encode';
+import type { Example } from './feeds';
+import { uniform } from '../util/rng';
+
+export class TrainDataError extends Error {
+  override name = 'TrainDataError';
+}
+
+export interface LoadedRows {
+  rows: Example[];
+  warnings: string[];
+}
+
+export function readTokenized(path: string, numLabels: number, vocabSize: number): LoadedRows {
+  const rows: Example[] = [];
+  const warnings: string[] = [];
+  const lines = readFileSync(path, 'utf8').split('\n');
+  lines.forEach((text, i) => {
+    if (!text.trim()) return;
+    const where = `${path}:${i + 1}`;
+    let j: { input_ids?: unknown; label?: unknown };
+    try {
+      j = JSON.parse(text);
+    } catch (e) {
+      warnings.push(`${where}: not JSON (${(e as Error).message}); line skipped`);
+      return;
+    }
+    const ids = j.input_ids;
+    if (!Array.isArray(ids) || ids.length === 0 || !ids.every((x) => Number.isInteger(x) && x >= 0 && x < vocabSize)) {
+      warnings.push(`${where}: "input_ids" must be a non-empty list of token ids in 0..${vocabSize - 1}; line skipped`);
+      return;
+    }
+    if (!(Number.isInteger(j.label) && (j.label as number) >= 0 && (j.label as number) < numLabels)) {
+      warnings.push(`${where}: "label" must be an integer in 0..${numLabels - 1}, got ${JSON.stringify(j.label)}; line skipped`);
+      return;
+    }
+    rows.push({ inputIds: ids as number[], label: j.label as number });
+  });
+  if (!rows.length) throw new TrainDataError(`${path}: no usable rows${warnings.length ? ` (${warnings[0]})` : ''}`);
+  return { rows, warnings };
+}
+
+export interface CsvOptions {
+  tokenizerDir: string;
+  template: string;
+  maxTokens: number;
+  /** Add every row a second time with the responses swapped (label A <-> B). */
+  swapAugment: boolean;
+}
+
+/** A competition CSV with labels -> training rows (3 labels: winner_model_a, winner_model_b, winner_tie). */
+export async function readCsv(path: string, o: CsvOptions): Promise<LoadedRows> {
+  if (/\.parquet$/i.test(path)) throw new TrainDataError(`${path}: parquet is not read here; convert it to CSV (pandas: read_parquet(...).to_csv(...)) or pass --tokenized`);
+  const r = await readRows(path, { requireLabels: true });
+  const tok = loadTokenizer(o.tokenizerDir);
+  const rows: Example[] = [];
+  const warnings = [...r.warnings];
+  for (const row of r.rows) {
+    for (const swap of o.swapAugment ? [false, true] : [false]) {
+      try {
+        const ids = encodeRow(tok, row, { template: o.template, maxTokens: o.maxTokens, swap });
+        const label = swap && row.label !== 2 ? 1 - row.label! : row.label!;
+        rows.push({ inputIds: Array.from(ids), label });
+      } catch (e) {
+        warnings.push(`${path}: ${(e as Error).message}; row skipped`);
+      }
+    }
+  }
+  if (!rows.length) throw new TrainDataError(`${path}: no usable rows${warnings.length ? ` (first problem: ${warnings.at(-1)})` : ''}`);
+  return { rows, warnings };
+}
+
+/** Row order of one epoch: file order, or a seeded Fisher-Yates shuffle per (seed, epoch). */
+export function epochOrder(n: number, shuffle: boolean, seed: number, epoch: number): number[] {
+  const order = [...Array(n).keys()];
+  if (!shuffle) return order;
+  const rnd = uniform((seed * 1000003 + epoch) >>> 0);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}
+
+/** Optimizer steps of one epoch: groups of `accum` micro-batches of `batch` rows (the last group may be short). */
+export function epochSteps(order: number[], rows: Example[], batch: number, accum: number): Example[][][] {
+  const mbs: Example[][] = [];
+  for (let i = 0; i < order.length; i += batch) mbs.push(order.slice(i, i + batch).map((k) => rows[k]));
+  const steps: Example[][][] = [];
+  for (let i = 0; i < mbs.length; i += accum) steps.push(mbs.slice(i, i + accum));
+  return steps;
+}

@@ -1,0 +1,229 @@
+// PEFT LoRA semantics for training: which modules get A/B (target_modules, layers_to_transform), their
+// rank and scaling (lora_alpha / r, or / sqrt(r) with rsLoRA), the trainable head (modules_to_save),
+// and the starting values: PEFT defaults (A kaiming-uniform, B zeros), an existing adapter, or PiSSA
+// (SVD of W; the residual becomes the frozen base). Names are adapter-file keys, as PEFT saves them.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ModelConfig, WeightSource } from '../types';
+import { openSafetensors } from '../weights/safetensors';
+import { forName } from '../util/rng';
+import { svd } from './svd';
+
+export class LoraSetupError extends Error {
+  override name = 'LoraSetupError';
+}
+
+export const PEFT_PREFIX = 'base_model.model.';
+export const PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+
+/** The options as PEFT's LoraConfig names them. */
+export interface LoraSettings {
+  r: number;
+  lora_alpha: number;
+  lora_dropout: number;
+  /** Module-name suffixes (q_proj, ...) or ['all-linear']. */
+  target_modules: string[];
+  /** Layer indices that get LoRA; null = all. */
+  layers_to_transform: number[] | null;
+  use_rslora: boolean;
+  /** ['score'] trains a copy of the head; [] keeps it frozen. */
+  modules_to_save: string[];
+}
+
+export const DEFAULT_LORA: LoraSettings = {
+  r: 16,
+  lora_alpha: 32,
+  lora_dropout: 0.05,
+  target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'],
+  layers_to_transform: null,
+  use_rslora: false,
+  modules_to_save: ['score'],
+};
+
+export interface LoraModule {
+  /** e.g. model.layers.0.self_attn.q_proj */
+  module: string;
+  aKey: string;
+  bKey: string;
+  rank: number;
+  scale: number;
+  inFeatures: number;
+  outFeatures: number;
+}
+
+export interface TrainableSpec {
+  settings: LoraSettings;
+  /** By module name, in model order. */
+  lora: Map<string, LoraModule>;
+  /** Adapter key of the trainable score head, or null when the head is frozen. */
+  headKey: string | null;
+  dropout: number;
+}
+
+/** Every linear of the decoder with its [in, out] features, in model order. */
+export function linearModules(c: ModelConfig): { module: string; name: string; inF: number; outF: number }[] {
+  const H = c.hiddenSize;
+  const I = c.intermediateSize;
+  const q = c.numHeads * c.headDim;
+  const kv = c.numKvHeads * c.headDim;
+  const dims: Record<string, [string, number, number]> = {
+    q_proj: ['self_attn', H, q],
+    k_proj: ['self_attn', H, kv],
+    v_proj: ['self_attn', H, kv],
+    o_proj: ['self_attn', q, H],
+    gate_proj: ['mlp', H, I],
+    up_proj: ['mlp', H, I],
+    down_proj: ['mlp', I, H],
+  };
+  const out = [];
+  for (let i = 0; i < c.numLayers; i++)
+    for (const name of PROJECTIONS) {
+      const [sub, inF, outF] = dims[name];
+      out.push({ module: `model.layers.${i}.${sub}.${name}`, name, inF, outF });
+    }
+  return out;
+}
+
+/** PEFT's layer index rule: the first `.<name>.<digits>.` in the module path. */
+const layerOf = (module: string): number | null => {
+  const m = /^.*?\.[^.]*\.(\d+)\./.exec(`.${module}`);
+  return m ? Number(m[1]) : null;
+};
+
+export function planLora(c: ModelConfig, s: LoraSettings): TrainableSpec {
+  if (!Number.isInteger(s.r) || s.r <= 0) throw new LoraSetupError(`r = ${s.r}: expected a positive integer`);
+  if (!(s.lora_dropout >= 0 && s.lora_dropout < 1)) throw new LoraSetupError(`lora_dropout = ${s.lora_dropout}: expected 0 <= p < 1`);
+  const targets = s.target_modules.includes('all-linear') ? PROJECTIONS : s.target_modules;
+  const unknown = targets.filter((t) => !PROJECTIONS.includes(t));
+  if (unknown.length) throw new LoraSetupError(`target_modules ${JSON.stringify(unknown)} are not linears of this model (${PROJECTIONS.join(', ')})`);
+  for (const l of s.layers_to_transform ?? [])
+    if (!Number.isInteger(l) || l < 0 || l >= c.numLayers) throw new LoraSetupError(`layers_to_transform has ${l}; the model has layers 0..${c.numLayers - 1}`);
+  const scale = s.use_rslora ? s.lora_alpha / Math.sqrt(s.r) : s.lora_alpha / s.r;
+  const lora = new Map<string, LoraModule>();
+  for (const m of linearModules(c)) {
+    if (!targets.includes(m.name)) continue;
+    if (s.layers_to_transform && !s.layers_to_transform.includes(layerOf(m.module)!)) continue;
+    lora.set(m.module, {
+      module: m.module,
+      aKey: `${PEFT_PREFIX}${m.module}.lora_A.weight`,
+      bKey: `${PEFT_PREFIX}${m.module}.lora_B.weight`,
+      rank: s.r,
+      scale,
+      inFeatures: m.inF,
+      outFeatures: m.outF,
+    });
+  }
+  const badSave = s.modules_to_save.filter((m) => m !== 'score' && m !== 'classifier');
+  if (badSave.length) throw new LoraSetupError(`modules_to_save ${JSON.stringify(badSave)}: only the score head can be trained in full`);
+  const headKey = s.modules_to_save.includes('score') ? `${PEFT_PREFIX}score.weight` : null;
+  return { settings: s, lora, headKey, dropout: s.lora_dropout };
+}
+
+export type Params = Map<string, Float32Array>;
+
+/** PEFT defaults: A ~ kaiming_uniform(a = sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), B = 0; the head copies the base head. */
+export function defaultInit(spec: TrainableSpec, weights: WeightSource, seed: number): Params {
+  const p: Params = new Map();
+  for (const m of spec.lora.values()) {
+    const rng = forName(seed, m.aKey);
+    const bound = 1 / Math.sqrt(m.inFeatures);
+    p.set(m.aKey, Float32Array.from({ length: m.rank * m.inFeatures }, () => (2 * rng.next() - 1) * bound));
+    p.set(m.bKey, new Float32Array(m.outFeatures * m.rank));
+  }
+  if (spec.headKey) p.set(spec.headKey, Float32Array.from(weights('score.weight').data));
+  return p;
+}
+
+/**
+ * PiSSA (peft 0.13.2 pissa_init): U S Vh = svd(W); Sr = S[:r] / scale; A = diag(sqrt Sr) Vh[:r];
+ * B = U[:, :r] diag(sqrt Sr); the frozen base becomes W - scale * B A. Returns the A/B values and
+ * the residual weights by HF name.
+ */
+export function pissaInit(spec: TrainableSpec, weights: WeightSource): { params: Params; residual: Map<string, Float32Array> } {
+  const params: Params = new Map();
+  const residual = new Map<string, Float32Array>();
+  for (const m of spec.lora.values()) {
+    const w = weights(`${m.module}.weight`).data;
+    const { u, s, vt, k } = svd(w, m.outFeatures, m.inFeatures);
+    const r = m.rank;
+    if (r > k) throw new LoraSetupError(`${m.module}: r = ${r} exceeds the rank ${k} of its [${m.outFeatures}, ${m.inFeatures}] weight`);
+    const A = new Float32Array(r * m.inFeatures);
+    const B = new Float32Array(m.outFeatures * r);
+    for (let i = 0; i < r; i++) {
+      const sq = Math.sqrt(Math.fround(s[i] / m.scale));
+      for (let j = 0; j < m.inFeatures; j++) A[i * m.inFeatures + j] = vt[i * m.inFeatures + j] * sq;
+      for (let o = 0; o < m.outFeatures; o++) B[o * r + i] = u[o * k + i] * sq;
+    }
+    const res = new Float32Array(w.length);
+    for (let o = 0; o < m.outFeatures; o++)
+      for (let j = 0; j < m.inFeatures; j++) {
+        let ba = 0;
+        for (let i = 0; i < r; i++) ba += B[o * r + i] * A[i * m.inFeatures + j];
+        res[o * m.inFeatures + j] = w[o * m.inFeatures + j] - m.scale * ba;
+      }
+    params.set(m.aKey, A);
+    params.set(m.bKey, B);
+    residual.set(`${m.module}.weight`, res);
+  }
+  if (spec.headKey) params.set(spec.headKey, Float32Array.from(weights('score.weight').data));
+  return { params, residual };
+}
+
+/** A WeightSource that serves `over` (e.g. PiSSA residuals) in place of the base tensors it names. */
+export function overlay(base: WeightSource, over: Map<string, Float32Array>): WeightSource {
+  return (name) => {
+    const r = over.get(name);
+    return r ? { shape: base(name).shape, data: r } : base(name);
+  };
+}
+
+/** An existing PEFT adapter folder: its settings (as LoraSettings) and tensors by adapter key. */
+export function readAdapter(dir: string): { settings: LoraSettings; params: Params; init: unknown } {
+  const cfgFile = join(dir, 'adapter_config.json');
+  const wFile = join(dir, 'adapter_model.safetensors');
+  if (!existsSync(cfgFile) || !existsSync(wFile))
+    throw new LoraSetupError(`${dir}: needs adapter_config.json and adapter_model.safetensors (a folder PEFT's save_pretrained wrote)`);
+  const j = JSON.parse(readFileSync(cfgFile, 'utf8'));
+  if (j.peft_type !== 'LORA') throw new LoraSetupError(`${cfgFile}: peft_type ${JSON.stringify(j.peft_type)}; only LORA adapters continue training`);
+  const f = openSafetensors(wFile);
+  const params: Params = new Map();
+  try {
+    for (const key of f.tensors.keys()) params.set(key.replace(/\.default(?=\.|$)/g, '').replace('.modules_to_save', ''), f.read(key).data);
+  } finally {
+    f.close();
+  }
+  let targets: string[] = typeof j.target_modules === 'string' ? [j.target_modules] : j.target_modules;
+  let layers: number[] | null = j.layers_to_transform === null || j.layers_to_transform === undefined ? null : [j.layers_to_transform].flat();
+  if (typeof j.target_modules === 'string' && j.target_modules !== 'all-linear') {
+    // A regex (how writeAdapter saves layers_to_transform): the LoRA tensors present say which modules it named.
+    const found = [...params.keys()].map((k) => /\.layers\.(\d+)\.\w+\.(\w+)\.lora_A\.weight$/.exec(k)).filter((m) => m !== null);
+    targets = [...new Set(found.map((m) => m![2]))];
+    layers = [...new Set(found.map((m) => Number(m![1])))].sort((a, b) => a - b);
+  }
+  const settings: LoraSettings = {
+    r: j.r,
+    lora_alpha: j.lora_alpha,
+    lora_dropout: j.lora_dropout ?? 0,
+    target_modules: targets,
+    layers_to_transform: layers,
+    use_rslora: j.use_rslora ?? false,
+    modules_to_save: (j.modules_to_save ?? []).includes('score') ? ['score'] : [],
+  };
+  return { settings, params, init: j.init_lora_weights };
+}
+
+/** Checks that `params` holds exactly the tensors `spec` trains, with the right sizes. */
+export function checkParams(spec: TrainableSpec, params: Params, c: ModelConfig, where: string): void {
+  const want = new Map<string, number>();
+  for (const m of spec.lora.values()) {
+    want.set(m.aKey, m.rank * m.inFeatures);
+    want.set(m.bKey, m.outFeatures * m.rank);
+  }
+  if (spec.headKey) want.set(spec.headKey, c.numLabels * c.hiddenSize);
+  for (const [k, n] of want) {
+    const p = params.get(k);
+    if (!p) throw new LoraSetupError(`${where}: tensor "${k}" is missing`);
+    if (p.length !== n) throw new LoraSetupError(`${where}: tensor "${k}" has ${p.length} values, the model needs ${n}`);
+  }
+  for (const k of params.keys()) if (!want.has(k)) throw new LoraSetupError(`${where}: tensor "${k}" is not trained by this configuration`);
+}

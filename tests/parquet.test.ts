@@ -1,0 +1,160 @@
+// Parquet input (issue 12 item 2): the real WSDM-layout sample files in ../shared/data, checked
+// against what their README states, plus files written here with hyparquet-writer (several row
+// groups, list<string> turns, missing columns, duplicate ids, nulls) read through the same readRows.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parquetWriteFile } from 'hyparquet-writer';
+import { readRows, RowsError } from '../src/data/rows';
+
+const DATA = path.join(__dirname, '..', '..', 'shared', 'data');
+const TRAIN = path.join(DATA, 'wsdm-sample-train.parquet');
+const TEST = path.join(DATA, 'wsdm-sample-test.parquet');
+const CSV = path.join(DATA, 'arena-sample-999.csv');
+const FIRST = '749b5952c3cec143a112f313f44b67da906ada1a9c3aa69257e8c86e5fbd0cc1';
+const LAST = '05a8f606b109b11694c7f366e5db5bb5df2192e0f1c1cb3e3e55881da85b5ed9';
+
+async function rejects(p: Promise<unknown>, ...parts: string[]): Promise<void> {
+  let err: unknown;
+  try {
+    await p;
+  } catch (e) {
+    err = e;
+  }
+  assert.ok(err instanceof RowsError, `expected a RowsError, got ${String(err)}`);
+  console.log(`      RowsError: ${(err as Error).message.slice(0, 200)}`);
+  for (const part of parts) assert.ok((err as Error).message.includes(part), `message ${JSON.stringify((err as Error).message)} lacks ${JSON.stringify(part)}`);
+}
+
+describe('parquet: the WSDM sample files', () => {
+  it('train: 704 rows, first/last ids, labels 352/352, languages as the README states, null cells counted', async () => {
+    const r = await readRows(TRAIN, { requireLabels: true });
+    assert.equal(r.rows.length, 704);
+    assert.equal(r.hasLabels, true);
+    assert.equal(r.rows[0].id, FIRST);
+    assert.equal(r.rows[703].id, LAST);
+    assert.deepEqual([0, 1, 2].map((l) => r.rows.filter((x) => x.label === l).length), [352, 352, 0]);
+    const langs: Record<string, number> = {};
+    for (const x of r.rows) langs[x.language!] = (langs[x.language!] ?? 0) + 1;
+    console.log(`      languages ${JSON.stringify(langs)}; warnings: ${r.warnings.join(' | ').slice(0, 160)}...`);
+    assert.equal(langs.English, 694);
+    for (const l of ['Chinese', 'Russian', 'German', 'French', 'Spanish', 'Arabic']) assert.ok(langs[l] >= 1, l);
+    // A null cell (be63c339..., response_b) is one empty turn, counted in the warning.
+    const nullRow = r.rows.find((x) => x.id.startsWith('be63c3398cf759be'))!;
+    assert.deepEqual(nullRow.responseB, ['']);
+    assert.ok(nullRow.responseA[0].length > 0);
+    assert.match(r.warnings.join('\n'), /8 null item\(s\) in 8 row\(s\) read as '' \(ids be63c3398cf759be/);
+    // Plain strings are one turn each; lines are data row + 1, as for a CSV with its header.
+    assert.ok(r.rows.every((x) => x.prompt.length === 1 && x.responseA.length === 1 && x.responseB.length === 1));
+    assert.deepEqual([r.rows[0].line, r.rows[703].line], [2, 705]);
+  });
+
+  it('train: the same rows and texts as the CSV sample they were made from (ties dropped, turns joined by a blank line)', async () => {
+    const pq = await readRows(TRAIN);
+    const csv = await readRows(CSV);
+    // Parquet ids are hashes, not the CSV's: rows are matched by position (same order, ties dropped).
+    let compared = 0;
+    const csvNoTies = csv.rows.filter((x) => x.label !== 2);
+    assert.equal(csvNoTies.length, pq.rows.length);
+    for (let i = 0; i < pq.rows.length; i++) {
+      const a = pq.rows[i];
+      const b = csvNoTies[i];
+      if (a.prompt[0] === '' || a.responseA[0] === '' || a.responseB[0] === '') continue;
+      assert.equal(a.prompt[0], b.prompt.join('\n\n'), `row ${i} prompt`);
+      assert.equal(a.responseA[0], b.responseA.join('\n\n'), `row ${i} response_a`);
+      assert.equal(a.label, b.label, `row ${i} label`);
+      compared++;
+    }
+    console.log(`      ${compared} of ${pq.rows.length} rows equal the CSV rows (rows with a null cell skipped)`);
+    assert.ok(compared >= 690);
+  });
+
+  it('test: 704 rows, no labels, same ids; requireLabels names the missing winner column', async () => {
+    const r = await readRows(TEST);
+    assert.equal(r.rows.length, 704);
+    assert.equal(r.hasLabels, false);
+    assert.deepEqual([r.rows[0].id, r.rows[703].id], [FIRST, LAST]);
+    assert.ok(r.rows.every((x) => x.label === undefined && x.language === undefined));
+    await rejects(readRows(TEST, { requireLabels: true }), TEST, 'winner');
+  });
+});
+
+describe('parquet: files written here', () => {
+  let dir = '';
+  let n = 0;
+  before(() => (dir = mkdtempSync(path.join(tmpdir(), 'arenakit-parquet-'))));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const write = (columns: { name: string; data: unknown[]; type?: string }[], rowGroupSize?: number): string => {
+    const p = path.join(dir, `p${n++}.parquet`);
+    parquetWriteFile({ filename: p, columnData: columns as never, rowGroupSize });
+    return p;
+  };
+  const ids = (k: number) => Array.from({ length: k }, (_, i) => `r${i}`);
+
+  it('several row groups are read in order, every row once', async () => {
+    const k = 1000;
+    const p = write(
+      [
+        { name: 'id', data: ids(k), type: 'STRING' },
+        { name: 'prompt', data: ids(k).map((i) => `prompt ${i}`), type: 'STRING' },
+        { name: 'response_a', data: ids(k).map((i) => `a ${i}`), type: 'STRING' },
+        { name: 'response_b', data: ids(k).map((i) => (i === 'r700' ? null : `b ${i}`)), type: 'STRING' },
+        { name: 'winner', data: ids(k).map((_, i) => (i % 2 ? 'model_b' : 'model_a')), type: 'STRING' },
+      ],
+      128,
+    );
+    const r = await readRows(p, { requireLabels: true });
+    assert.deepEqual(r.rows.map((x) => x.id), ids(k));
+    assert.deepEqual(r.rows[999].responseA, ['a r999']);
+    assert.deepEqual(r.rows[700].responseB, ['']);
+    assert.deepEqual(r.rows.slice(0, 4).map((x) => x.label), [0, 1, 0, 1]);
+    assert.match(r.warnings.join('\n'), /1 null item\(s\) in 1 row\(s\) read as '' \(ids r700\)/);
+  });
+
+  it('missing columns and duplicate ids are errors naming them, as for CSV', async () => {
+    const noB = write([
+      { name: 'id', data: ['1'], type: 'STRING' },
+      { name: 'prompt', data: ['p'], type: 'STRING' },
+      { name: 'response_a', data: ['a'], type: 'STRING' },
+    ]);
+    await rejects(readRows(noB), noB, 'missing required column response_b');
+    const dup = write([
+      { name: 'id', data: ['x', 'y', 'x'], type: 'STRING' },
+      { name: 'prompt', data: ['p', 'p', 'p'], type: 'STRING' },
+      { name: 'response_a', data: ['a', 'a', 'a'], type: 'STRING' },
+      { name: 'response_b', data: ['b', 'b', 'b'], type: 'STRING' },
+    ]);
+    await rejects(readRows(dup), dup, '1 duplicate id(s)', 'x (lines 2 and 4)');
+    const nullId = write([
+      { name: 'id', data: ['x', null], type: 'STRING' },
+      { name: 'prompt', data: ['p', 'p'], type: 'STRING' },
+      { name: 'response_a', data: ['a', 'a'], type: 'STRING' },
+      { name: 'response_b', data: ['b', 'b'], type: 'STRING' },
+    ]);
+    await rejects(readRows(nullId), 'line 3 has an empty id');
+  });
+
+  it('integer ids, one-hot label columns and list<string> turns (an LMSYS table saved as parquet)', async () => {
+    const p = write([
+      { name: 'id', data: [BigInt(30192), BigInt(53567)], type: 'INT64' },
+      { name: 'prompt', data: [['hi', 'again'], ['q']] },
+      { name: 'response_a', data: [['a1', null], ['a']] },
+      { name: 'response_b', data: [['b1', 'b2'], ['b']] },
+      { name: 'winner_model_a', data: [BigInt(1), BigInt(0)], type: 'INT64' },
+      { name: 'winner_model_b', data: [BigInt(0), BigInt(0)], type: 'INT64' },
+      { name: 'winner_tie', data: [BigInt(0), BigInt(1)], type: 'INT64' },
+    ]);
+    const r = await readRows(p, { requireLabels: true });
+    assert.deepEqual(r.rows.map((x) => x.id), ['30192', '53567']);
+    assert.deepEqual(r.rows[0].prompt, ['hi', 'again']);
+    assert.deepEqual(r.rows[0].responseA, ['a1', '']);
+    assert.deepEqual(r.rows.map((x) => x.label), [0, 2]);
+  });
+
+  it('a file named .parquet that is not parquet names the file', async () => {
+    const p = path.join(dir, 'fake.parquet');
+    writeFileSync(p, 'id,prompt\n1,2\n');
+    await rejects(readRows(p), p, 'not a readable parquet file');
+  });
+});

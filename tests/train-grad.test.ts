@@ -1,0 +1,162 @@
+// Reverse-mode autodiff (src/graph/grad.ts): every gradient rule against central finite differences
+// of the same ONNX forward, then the whole Gemma-2 training lowering against Hugging Face's gradients
+// of one batch (gemma2-tiny/grads.safetensors), and a perturbed rule that must make that check fail.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { GraphBuilder } from '../src/graph/builder';
+import { addGradients, GRAD_RULES, type GradRule } from '../src/graph/grad';
+import type { Value } from '../src/graph/ir';
+import { serialise } from '../src/graph/serialise';
+import { batchFeeds, poolIndex } from '../src/train/feeds';
+import { buildTrainGraph } from '../src/train/graph';
+import { planLora, readAdapter } from '../src/train/lora';
+import { TrainSession } from '../src/train/session';
+import { openCheckpoint, openSafetensors } from '../src/weights/safetensors';
+import { fixtureConfig, maxAbsDiff } from './helpers/fixtures';
+import { fixtureBatch, GEMMA2_TINY } from './helpers/train-fixtures';
+import { mulberry32 } from '../src/util/rng';
+
+type Forward = (b: GraphBuilder, xs: Value[]) => Value;
+
+/**
+ * loss = sum(f(xs) * R) for a fixed random R; returns the analytic gradient of each input and the
+ * largest |analytic - central difference| relative to max(1, |fd|).
+ */
+async function checkRule(shapes: number[][], f: Forward, opts: { positive?: boolean } = {}): Promise<number> {
+  const rnd = mulberry32(7).next;
+  const b = new GraphBuilder('rule');
+  const xs = shapes.map((s, i) => b.input(`x${i}`, 'float32', s));
+  const y = f(b, xs);
+  const n = (y.shape as number[]).reduce((a, d) => a * d, 1);
+  const r = b.constFloat('r', Float32Array.from({ length: n }, () => rnd() * 2 - 1), y.shape as number[]);
+  const loss = b.reduceSum(b.mul(y, r), [...(y.shape as number[]).keys()], false, 'loss');
+  b.output(loss, 'loss');
+  const seed = b.input('seed', 'float32', []);
+  addGradients(b, loss, xs, { seed }).forEach((g, i) => b.output(g, `g${i}`));
+  const s = await ort.InferenceSession.create(serialise(b.finish()), { intraOpNumThreads: 1 });
+  const data = shapes.map((sh) =>
+    Float32Array.from({ length: sh.reduce((a, d) => a * d, 1) }, () => (opts.positive ? 0.5 + rnd() : rnd() * 2 - 1)),
+  );
+  const run = async (d: Float32Array[]) => {
+    const feeds: Record<string, ort.Tensor> = { seed: new ort.Tensor('float32', Float32Array.of(1), []) };
+    d.forEach((a, i) => (feeds[`x${i}`] = new ort.Tensor('float32', a, shapes[i])));
+    return s.run(feeds);
+  };
+  const base = await run(data);
+  const eps = 1e-2;
+  let worst = 0;
+  for (let i = 0; i < data.length; i++) {
+    const g = base[`g${i}`].data as Float32Array;
+    assert.equal(g.length, data[i].length, `gradient of x${i} has the input's size`);
+    for (let j = 0; j < data[i].length; j++) {
+      const v = data[i][j];
+      data[i][j] = v + eps;
+      const up = ((await run(data)).loss.data as Float32Array)[0];
+      data[i][j] = v - eps;
+      const down = ((await run(data)).loss.data as Float32Array)[0];
+      data[i][j] = v;
+      const fd = (up - down) / (2 * eps);
+      worst = Math.max(worst, Math.abs(g[j] - fd) / Math.max(1, Math.abs(fd)));
+    }
+  }
+  await s.release();
+  return worst;
+}
+
+const RULE_TOL = 2e-3;
+
+describe('train: gradient rules vs finite differences', function () {
+  this.timeout(60000);
+  const cases: [string, number[][], Forward, { positive?: boolean }?][] = [
+    ['Add (broadcast)', [[2, 3, 4], [4]], (b, [p, q]) => b.add(p, q)],
+    ['Sub (broadcast)', [[2, 3, 4], [3, 1]], (b, [p, q]) => b.sub(p, q)],
+    ['Mul (both broadcast)', [[2, 1, 4], [3, 4]], (b, [p, q]) => b.mul(p, q)],
+    ['Div (broadcast)', [[2, 3, 4], [2, 3, 1]], (b, [p, q]) => b.div(p, q), { positive: true }],
+    ['Neg', [[3, 4]], (b, [p]) => b.neg(p)],
+    ['MatMul x[B,S,K] @ W[K,N]', [[2, 3, 4], [4, 5]], (b, [p, q]) => b.matmul(p, q)],
+    ['MatMul batched, broadcast batch dims', [[2, 1, 3, 4], [1, 2, 4, 5]], (b, [p, q]) => b.matmul(p, q)],
+    ['Transpose', [[2, 3, 4]], (b, [p]) => b.transpose(p, [2, 0, 1])],
+    ['Reshape', [[2, 3, 4]], (b, [p]) => b.mul(b.reshape(p, [0, 12]), b.reshape(p, [0, 12]))],
+    ['Unsqueeze + Expand', [[3, 4]], (b, [p]) => b.expand(b.unsqueeze(p, [0]), b.constInt64('to', [2, 3, 4]), [2, 3, 4])],
+    ['Tanh', [[3, 4]], (b, [p]) => b.tanh(b.mul(p, b.scalar('k', 2)))],
+    ['Sqrt', [[3, 4]], (b, [p]) => b.sqrt(p), { positive: true }],
+    ['Exp', [[3, 4]], (b, [p]) => b.exp(p)],
+    ['Softmax', [[2, 3, 5]], (b, [p]) => b.softmax(b.mul(p, b.scalar('k', 3)), -1)],
+    ['LogSoftmax', [[2, 5]], (b, [p]) => b.logSoftmax(b.mul(p, b.scalar('k', 3)), -1)],
+    ['ReduceMean (keepdims)', [[2, 3, 4]], (b, [p]) => b.mul(p, b.reduceMean(b.mul(p, p), [-1], true))],
+    ['ReduceSum (no keepdims)', [[2, 3, 4]], (b, [p]) => b.reduceSum(b.mul(p, p), [0, 2], false)],
+    ['Split + Concat (rotate_half)', [[2, 3, 4]], (b, [p]) => {
+      const [x1, x2] = b.split(p, [2, 2], -1);
+      return b.mul(b.concat([b.neg(x2), x1], -1), p);
+    }],
+    ['Split with an unused piece', [[2, 6]], (b, [p]) => b.split(p, [2, 4], -1)[1]],
+  ];
+  for (const [name, shapes, f, o] of cases)
+    it(name, async () => {
+      const worst = await checkRule(shapes, f, o);
+      console.log(`      ${name}: max |analytic - finite difference| (relative) ${worst.toExponential(2)} (tolerance ${RULE_TOL})`);
+      assert.ok(worst < RULE_TOL, `${name}: gradient off by ${worst}`);
+    });
+
+  it('a wrong rule fails its finite-difference check', async () => {
+    const saved = GRAD_RULES.Tanh;
+    GRAD_RULES.Tanh = ({ b, y, dy }) => [b.mul(dy[0]!, b.sub(b.scalar('one', 1), y[0]))];
+    try {
+      const worst = await checkRule([[3, 4]], (b, [p]) => b.tanh(p));
+      console.log(`      perturbed Tanh rule: ${worst.toExponential(2)}`);
+      assert.ok(worst > 10 * RULE_TOL);
+    } finally {
+      GRAD_RULES.Tanh = saved;
+    }
+  });
+});
+
+const DIR = GEMMA2_TINY;
+const GRAD_TOL = 1e-5;
+
+async function fixtureGradDiff(rules?: Record<string, GradRule>): Promise<{ grad: number; loss: number; logits: number }> {
+  const c = fixtureConfig(DIR);
+  const ck = openCheckpoint(DIR);
+  const ad = readAdapter(join(DIR, 'adapter'));
+  const s = await TrainSession.create(buildTrainGraph(c, ck.get, planLora(c, ad.settings), { rules }));
+  const r = await s.run(batchFeeds(c, fixtureBatch('padded', [0, 1, 2])), ad.params, 1);
+  await s.release();
+  ck.close();
+  const exp = JSON.parse(readFileSync(join(DIR, 'expected.json'), 'utf8'));
+  const g = openSafetensors(join(DIR, 'grads.safetensors'));
+  const keyMap: Record<string, string> = exp.grads.key_to_adapter_file_key;
+  let grad = 0;
+  assert.equal(g.tensors.size, r.grads.size, 'one gradient per trainable tensor');
+  for (const k of g.tensors.keys()) grad = Math.max(grad, maxAbsDiff(r.grads.get(keyMap[k])!, g.read(k).data));
+  g.close();
+  return { grad, loss: Math.abs(r.loss - exp.loss.value), logits: maxAbsDiff(r.logits, exp.lora_logits.padded.flat()) };
+}
+
+describe('train: Gemma-2 training graph vs Hugging Face', function () {
+  this.timeout(60000);
+
+  it('pools like HF: (argmax(input_ids == pad) - 1) mod L', () => {
+    assert.equal(poolIndex([5, 6, 0, 0], 4, 0), 1);
+    assert.equal(poolIndex([5, 6, 7, 8], 4, 0), 3);
+    assert.equal(poolIndex([5, 0, 7, 8], 4, 0), 0);
+  });
+
+  it('one batch: loss, logits and all 57 gradients match gemma2-tiny/grads.safetensors', async () => {
+    const d = await fixtureGradDiff();
+    console.log(`      loss diff ${d.loss.toExponential(2)}, logits ${d.logits.toExponential(2)}, gradients max abs diff ${d.grad.toExponential(2)} (tolerance ${GRAD_TOL})`);
+    assert.ok(d.loss < GRAD_TOL && d.logits < GRAD_TOL && d.grad < GRAD_TOL);
+  });
+
+  for (const [op, wrong] of [
+    ['Tanh', ({ b, y, dy }) => [b.mul(dy[0]!, b.sub(b.scalar('one', 1), y[0]))]],
+    ['Softmax', ({ b, y, dy }) => [b.mul(y[0], dy[0]!)]],
+    ['MatMul', (ctx) => GRAD_RULES.MatMul(ctx).map((g, i) => (i === 0 && g ? ctx.b.mul(g, ctx.b.scalar('off', 1.001)) : g))],
+  ] as [string, GradRule][])
+    it(`fails when the ${op} rule is perturbed`, async () => {
+      const d = await fixtureGradDiff({ ...GRAD_RULES, [op]: wrong });
+      console.log(`      perturbed ${op}: gradients max abs diff ${d.grad.toExponential(2)}`);
+      assert.ok(d.grad > GRAD_TOL);
+    });
+});

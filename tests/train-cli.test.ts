@@ -12,6 +12,7 @@ import { batchFeeds } from '../src/train/feeds';
 import { buildTrainGraph } from '../src/train/graph';
 import { defaultInit, overlay, pissaInit, planLora, readAdapter } from '../src/train/lora';
 import { writeAdapter } from '../src/train/adapter';
+import { epochOrder, epochSteps, readCsv } from '../src/train/data';
 import { runTraining, DEFAULT_TRAIN, type TrainOptions } from '../src/train/run';
 import { TrainSession } from '../src/train/session';
 import { serialise } from '../src/graph/serialise';
@@ -156,6 +157,31 @@ describe('train: run, checkpoints, adapters', function () {
     assert.deepEqual([...a.lora.values()].map((p) => p.module).sort(), [...spec.lora.keys()].sort());
     a.close();
     ck.close();
+  });
+
+  it('data: file order without shuffling, a seeded permutation with it; swap augmentation swaps responses and A/B labels', async () => {
+    assert.deepEqual(epochOrder(5, false, 1, 0), [0, 1, 2, 3, 4]);
+    const p = epochOrder(50, true, 1, 0);
+    assert.deepEqual([...p].sort((a, b) => a - b), [...Array(50).keys()]);
+    assert.deepEqual(epochOrder(50, true, 1, 0), p, 'same seed and epoch, same order');
+    assert.notDeepEqual(epochOrder(50, true, 1, 1), p, 'a new order each epoch');
+    const rows = Array.from({ length: 7 }, (_, i) => ({ inputIds: [i + 1], label: 0 }));
+    assert.deepEqual(epochSteps([...Array(7).keys()], rows, 2, 2).map((st) => st.map((mb) => mb.length)), [[2, 2], [2, 1]]);
+    const csv = join(tmp, 'three.csv');
+    writeFileSync(
+      csv,
+      'id,prompt,response_a,response_b,winner_model_a,winner_model_b,winner_tie\n' +
+        '1,"[""hi""]","[""aaa""]","[""bbbbbb""]",1,0,0\n2,"[""yo""]","[""c""]","[""d""]",0,1,0\n3,"[""q""]","[""e""]","[""f""]",0,0,1\n',
+    );
+    const tok = join(tmp, 'tok');
+    writeByteTokenizer(tok);
+    const plain = await readCsv(csv, { tokenizerDir: tok, template: 'gemma-chat', maxTokens: 256, swapAugment: false, labelIndex: [0, 1, 2] });
+    const aug = await readCsv(csv, { tokenizerDir: tok, template: 'gemma-chat', maxTokens: 256, swapAugment: true, labelIndex: [0, 1, 2] });
+    assert.deepEqual(plain.rows.map((r) => r.label), [0, 1, 2]);
+    assert.deepEqual(aug.rows.map((r) => r.label), [0, 1, 1, 0, 2, 2]);
+    assert.deepEqual(aug.rows[0].inputIds, plain.rows[0].inputIds);
+    assert.notDeepEqual(aug.rows[1].inputIds, aug.rows[0].inputIds, 'the swapped row reads B first');
+    assert.equal(aug.rows[1].inputIds.length, aug.rows[0].inputIds.length);
   });
 
   it('bad rows in --tokenized are skipped with a warning naming the line; the rest train', async () => {

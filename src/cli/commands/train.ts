@@ -6,10 +6,10 @@ import { need, num, parse, UsageError } from '../args';
 
 const D = DEFAULT_TRAIN;
 const L = DEFAULT_LORA;
-const USAGE = `usage: node dist/trainer.cjs train --base HF_DIR [--adapter PEFT_DIR] (--data train.csv | --tokenized rows.jsonl) --out DIR [options]
+const USAGE = `usage: node dist/trainer.cjs train --base HF_DIR [--adapter PEFT_DIR] (--data train.csv|.parquet | --tokenized rows.jsonl) --out DIR [options]
   --base DIR            Hugging Face classifier folder (config.json, model.safetensors, tokenizer.json for --data)
   --adapter DIR         continue training this PEFT LoRA adapter (its r / alpha / targets are kept)
-  --data FILE           labelled competition CSV, formatted + tokenized like predict does
+  --data FILE           labelled competition file (LMSYS CSV, WSDM parquet), formatted + tokenized like predict does
   --tokenized FILE      JSON lines {"input_ids": [...], "label": k} (right-padded per micro-batch)
   --valid FILE          validation rows (CSV or .jsonl): log loss after every epoch
   --out DIR             adapter folder to write (adapter_config.json, adapter_model.safetensors, training.json, train_log.jsonl)

@@ -16,13 +16,14 @@ import { fitTieModel, TieError } from '../src/post/tie';
 import { applyCalibration, fitCalibration, type Calibration } from '../src/post/calibrate';
 import type { Manifest } from '../src/weights/manifest';
 import { softmaxRows } from '../src/util/probs';
+import { TASKS } from '../src/task/task';
 
 const rowsOf = (n: number): ArenaRow[] =>
   Array.from({ length: n }, (_, i) => ({ id: `r${i}`, line: i + 2, prompt: [`p${i}`], responseA: ['a'.repeat(i + 1)], responseB: ['b'.repeat(2 * i + 1)] }));
 
 function spec(kind: 'neural' | 'features', labels: string[], calibration?: Calibration): ModelSpec {
   const manifest = { kind, labels } as unknown as Manifest;
-  return { dir: kind, manifest, columns: labelColumns(labels, kind), calibration };
+  return { dir: kind, manifest, task: TASKS.lmsys, ...labelColumns(labels, kind), calibration };
 }
 
 /** A PassRunner over fixed logits: first pass `first`, swapped pass `swapped` (both [n*3] in the spec's label order). */
@@ -44,14 +45,14 @@ function randomLogits(n: number, seed: number): Float64Array {
 
 describe('issue 9 runner units', () => {
   it('defect 2: label names map logits to the task columns; unknown names are refused naming the labels', () => {
-    assert.deepEqual(labelColumns(['winner_tie', 'winner_model_a', 'winner_model_b'], 'm'), [1, 2, 0]);
+    assert.deepEqual(labelColumns(['winner_tie', 'winner_model_a', 'winner_model_b'], 'm').columns, [1, 2, 0]);
     const logits = Float64Array.of(3, 1, 0); // tie, A, B
     const p = passProbs(spec('neural', ['winner_tie', 'winner_model_a', 'winner_model_b']), logits, 1);
     const ref = softmaxRows([1, 0, 3], 1, 3);
     assert.deepEqual([...p], [...ref]);
     assert.throws(() => labelColumns(['LABEL_0', 'LABEL_1', 'LABEL_2'], 'w/manifest.json'), (e: Error) => /w\/manifest\.json/.test(e.message) && /LABEL_0/.test(e.message));
     assert.throws(() => labelColumns(['winner_model_a', 'winner_model_b'], 'w/manifest.json'), /expected the three outcomes/);
-    assert.equal(labelColumns(['score'], 'w'), null);
+    assert.equal(labelColumns(['score'], 'w').columns, null);
   });
 
   it('defect 3: a neural and a feature model with the same logits give the same submission (calibration + swap TTA)', async () => {

@@ -3,8 +3,10 @@
 export interface DiffBuckets {
   /** Bucket upper bounds (exclusive), ascending; buckets = edges.length + 1. */
   edges: number[];
-  /** Flat [buckets * 3] probabilities in Kaggle column order. */
+  /** Flat [buckets * k] probabilities in the task's column order. */
   probs: number[];
+  /** Columns per bucket (the task's label count; absent in files written before: 3). */
+  k?: number;
 }
 
 function bucketOf(edges: number[], x: number): number {
@@ -18,7 +20,7 @@ function bucketOf(edges: number[], x: number): number {
   return lo;
 }
 
-export function fitDiffBuckets(diff: ArrayLike<number>, labels: ArrayLike<number>, quantiles = 250, alpha = 10): DiffBuckets {
+export function fitDiffBuckets(diff: ArrayLike<number>, labels: ArrayLike<number>, quantiles = 250, alpha = 10, k = 3): DiffBuckets {
   const n = labels.length;
   const sorted = Float64Array.from(diff).sort();
   const edges: number[] = [];
@@ -26,23 +28,26 @@ export function fitDiffBuckets(diff: ArrayLike<number>, labels: ArrayLike<number
     const e = sorted[Math.floor((q * n) / quantiles)];
     if (e > sorted[0] && (edges.length === 0 || e > edges[edges.length - 1])) edges.push(e);
   }
-  const prior = [0, 0, 0];
+  const prior = new Array<number>(k).fill(0);
   for (let i = 0; i < n; i++) prior[labels[i]] += 1 / n;
-  const counts = new Float64Array((edges.length + 1) * 3);
-  for (let i = 0; i < n; i++) counts[bucketOf(edges, diff[i]) * 3 + labels[i]]++;
+  const counts = new Float64Array((edges.length + 1) * k);
+  for (let i = 0; i < n; i++) counts[bucketOf(edges, diff[i]) * k + labels[i]]++;
   const probs: number[] = [];
   for (let b = 0; b <= edges.length; b++) {
-    const tot = counts[b * 3] + counts[b * 3 + 1] + counts[b * 3 + 2] + alpha;
-    for (let c = 0; c < 3; c++) probs.push((counts[b * 3 + c] + alpha * prior[c]) / tot);
+    let tot = 0;
+    for (let c = 0; c < k; c++) tot += counts[b * k + c];
+    tot += alpha;
+    for (let c = 0; c < k; c++) probs.push((counts[b * k + c] + alpha * prior[c]) / tot);
   }
-  return { edges, probs };
+  return k === 3 ? { edges, probs } : { edges, probs, k };
 }
 
 export function predictDiffBuckets(model: DiffBuckets, diff: ArrayLike<number>): Float64Array {
-  const out = new Float64Array(diff.length * 3);
+  const k = model.k ?? 3;
+  const out = new Float64Array(diff.length * k);
   for (let i = 0; i < diff.length; i++) {
     const b = bucketOf(model.edges, diff[i]);
-    for (let c = 0; c < 3; c++) out[i * 3 + c] = model.probs[b * 3 + c];
+    for (let c = 0; c < k; c++) out[i * k + c] = model.probs[b * k + c];
   }
   return out;
 }

@@ -8,9 +8,10 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../util/files';
 import { softmaxRows } from '../util/probs';
 import { lengthDifference } from '../util/text';
-import { logLoss } from '../metrics/metrics';
+import { accuracy, logLoss } from '../metrics/metrics';
 import { kFolds } from '../post/fit';
-import { LABEL_COLUMNS, type ArenaRow } from '../types';
+import { TASKS, type Task } from '../task/task';
+import type { ArenaRow } from '../types';
 import { fileSizes, MANIFEST_FORMAT, MANIFEST_VERSION, readManifest, type Manifest } from '../weights/manifest';
 import { fitDiffBuckets, predictDiffBuckets } from './buckets';
 import { extractFeatures, FEATURE_NAMES, FEATURES_VERSION } from './extract';
@@ -34,8 +35,18 @@ export interface FeatureCv {
   gbdt: number;
   buckets: number;
   prior: number;
-  /** Out-of-fold GBDT probabilities [n*3] (input for calibrate). */
+  /** Out-of-fold accuracy of the GBDT, and of "the longer response wins" (A on equal lengths; no tie). */
+  gbdtAccuracy: number;
+  longerAccuracy: number;
+  /** Out-of-fold GBDT probabilities [n*k] (input for calibrate). */
   oof: Float64Array;
+}
+
+/** "The longer response wins" as one-hot rows over the task's columns (A, B first): the length baseline. */
+export function longerWins(rows: ArenaRow[], k: number): Float64Array {
+  const out = new Float64Array(rows.length * k);
+  rows.forEach((r, i) => (out[i * k + (lengthDifference(r) >= 0 ? 0 : 1)] = 1));
+  return out;
 }
 
 function labelsOf(rows: ArenaRow[], what: string): Uint8Array {
@@ -44,26 +55,28 @@ function labelsOf(rows: ArenaRow[], what: string): Uint8Array {
   return Uint8Array.from(rows, (r) => r.label!);
 }
 
-export function trainFeatureModel(rows: ArenaRow[], opts: Partial<GbdtOptions> = {}): FeatureModelFile {
+/** The GBDT on the task's classes (a 2-class softmax is the binary logistic objective). */
+export function trainFeatureModel(rows: ArenaRow[], opts: Partial<GbdtOptions> = {}, task: Task = TASKS.lmsys): FeatureModelFile {
   const y = labelsOf(rows, 'features');
   const X = extractFeatures(rows);
   return {
     featuresVersion: FEATURES_VERSION,
     featureNames: FEATURE_NAMES,
-    gbdt: trainGbdt(X, y, 3, opts),
+    gbdt: trainGbdt(X, y, task.labels.length, opts),
   };
 }
 
 /** K-fold CV log loss of the GBDT, the difference buckets and the class-share prior on the same folds. */
-export function crossValidateFeatures(rows: ArenaRow[], folds = 5, seed = 42, opts: Partial<GbdtOptions> = {}, X = extractFeatures(rows)): FeatureCv {
+export function crossValidateFeatures(rows: ArenaRow[], folds = 5, seed = 42, opts: Partial<GbdtOptions> = {}, X = extractFeatures(rows), task: Task = TASKS.lmsys): FeatureCv {
   const y = labelsOf(rows, 'features');
+  const K = task.labels.length;
   const n = rows.length;
   const d = FEATURE_NAMES.length;
   const fold = kFolds(n, folds, seed);
   const diff = rows.map(lengthDifference);
-  const oof = new Float64Array(n * 3);
-  const oofB = new Float64Array(n * 3);
-  const oofP = new Float64Array(n * 3);
+  const oof = new Float64Array(n * K);
+  const oofB = new Float64Array(n * K);
+  const oofP = new Float64Array(n * K);
   for (let f = 0; f < folds; f++) {
     const tr: number[] = [];
     const te: number[] = [];
@@ -74,22 +87,31 @@ export function crossValidateFeatures(rows: ArenaRow[], folds = 5, seed = 42, op
       return out;
     };
     const ytr = Uint8Array.from(tr, (i) => y[i]);
-    const pg = predictGbdt(trainGbdt(sub(tr), ytr, 3, { ...opts, seed: (opts.seed ?? 42) + f }), sub(te));
-    const pb = predictDiffBuckets(fitDiffBuckets(tr.map((i) => diff[i]), ytr), te.map((i) => diff[i]));
-    const share = [0, 0, 0];
+    const pg = predictGbdt(trainGbdt(sub(tr), ytr, K, { ...opts, seed: (opts.seed ?? 42) + f }), sub(te));
+    const pb = predictDiffBuckets(fitDiffBuckets(tr.map((i) => diff[i]), ytr, undefined, undefined, K), te.map((i) => diff[i]));
+    const share = new Array<number>(K).fill(0);
     for (const c of ytr) share[c] += 1 / ytr.length;
     te.forEach((i, j) => {
-      for (let c = 0; c < 3; c++) {
-        oof[i * 3 + c] = pg[j * 3 + c];
-        oofB[i * 3 + c] = pb[j * 3 + c];
-        oofP[i * 3 + c] = share[c];
+      for (let c = 0; c < K; c++) {
+        oof[i * K + c] = pg[j * K + c];
+        oofB[i * K + c] = pb[j * K + c];
+        oofP[i * K + c] = share[c];
       }
     });
   }
-  return { folds, seed, gbdt: logLoss(oof, y), buckets: logLoss(oofB, y), prior: logLoss(oofP, y), oof };
+  return {
+    folds,
+    seed,
+    gbdt: logLoss(oof, y, K),
+    buckets: logLoss(oofB, y, K),
+    prior: logLoss(oofP, y, K),
+    gbdtAccuracy: accuracy(oof, y, K),
+    longerAccuracy: accuracy(longerWins(rows, K), y, K),
+    oof,
+  };
 }
 
-export function writeFeatureModel(dir: string, model: FeatureModelFile, provenance: Record<string, unknown>): Manifest {
+export function writeFeatureModel(dir: string, model: FeatureModelFile, provenance: Record<string, unknown>, task: Task = TASKS.lmsys): Manifest {
   mkdirSync(dir, { recursive: true });
   writeFileAtomic(join(dir, TREES_FILE), JSON.stringify(model));
   const manifest: Manifest = {
@@ -97,7 +119,7 @@ export function writeFeatureModel(dir: string, model: FeatureModelFile, provenan
     version: MANIFEST_VERSION,
     kind: 'features',
     architecture: 'gbdt-softmax',
-    labels: [...LABEL_COLUMNS],
+    labels: [...task.labels],
     template: 'none',
     maxTokens: 0,
     graphs: {},
@@ -126,12 +148,13 @@ export function loadFeatureModel(dir: string, m: Manifest = readManifest(dir)): 
   return model;
 }
 
-/** GBDT logits [n*3] in Kaggle column order for rows as given (swap TTA passes rows with A and B exchanged). */
+/** GBDT logits [n*k] in the manifest's label order for rows as given (swap TTA passes rows with A and B exchanged). */
 export function featureLogits(model: FeatureModelFile, rows: ArenaRow[]): Float64Array {
   return predictGbdtLogits(model.gbdt, extractFeatures(rows));
 }
 
-/** Probabilities [n*3] in Kaggle column order from a `features` weights directory. */
+/** Probabilities [n*k] in the manifest's label order from a `features` weights directory. */
 export function predictFeatures(dir: string, rows: ArenaRow[]): Float64Array {
-  return softmaxRows(featureLogits(loadFeatureModel(dir), rows), rows.length, 3);
+  const model = loadFeatureModel(dir);
+  return softmaxRows(featureLogits(model, rows), rows.length, model.gbdt.numClass);
 }

@@ -6,7 +6,7 @@
 import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import type { ArenaRow } from '../types';
-import { modelToTask, TASKS } from '../task/task';
+import { mapProbs, modelToTask, TASKS, type Task } from '../task/task';
 import { encodeRow, loadTokenizer } from '../format/encode';
 import { featureLogits, loadFeatureModel } from '../features/model';
 import { checkCalibration, type Calibration } from '../post/calibrate';
@@ -28,8 +28,12 @@ export class ModelError extends Error {
 export interface ModelSpec {
   dir: string;
   manifest: Manifest;
-  /** For each task column (LABEL_COLUMNS order), the index of its logit; null for a single-score head. */
+  /** The competition the run serves: its columns are the columns of every probability row. */
+  task: Task;
+  /** For each task column (task.labels order), the index of its logit; null for a single-score head. */
   columns: number[] | null;
+  /** The model has outcomes the task lacks (a 3-label LMSYS head on WSDM): drop them and renormalise. */
+  renormalise: boolean;
   /** Validated calibration applied to every pass (absent: none stored, or --no-calibration). */
   calibration?: Calibration;
   /** Validated tie model of a single-score head. */
@@ -37,18 +41,24 @@ export interface ModelSpec {
 }
 
 /**
- * For each task column (LMSYS: winner_model_a, winner_model_b, winner_tie), the index of its logit,
- * matched by label NAME (src/task/task.ts); null for a single-score head. Unknown names are refused.
+ * For each task column (LMSYS: winner_model_a, winner_model_b, winner_tie; WSDM: model_a, model_b),
+ * the index of its logit, matched by label NAME (src/task/task.ts); null for a single-score head.
+ * Unknown names are refused; a model with more outcomes than the task (tie) is renormalised over the
+ * task's columns.
  */
-export function labelColumns(labels: string[], where: string): number[] | null {
-  if (Array.isArray(labels) && labels.length === 1) return null;
-  if (!Array.isArray(labels) || labels.length !== TASKS.lmsys.labels.length)
-    throw new ModelError(`${where}: labels ${JSON.stringify(labels)}: expected the three outcomes ${TASKS.lmsys.labels.join(', ')} in the model's logit order, or one score`);
-  const map = modelToTask(TASKS.lmsys, labels, where);
-  return map.perm;
+export function labelColumns(labels: string[], where: string, task: Task = TASKS.lmsys): { columns: number[] | null; renormalise: boolean } {
+  if (Array.isArray(labels) && labels.length === 1) return { columns: null, renormalise: task.labels.length < 3 };
+  if (!Array.isArray(labels) || labels.length < task.labels.length || labels.length > 3)
+    throw new ModelError(
+      `${where}: labels ${JSON.stringify(labels)}: expected ${task.labels.length === 3 ? 'the three outcomes' : 'the outcomes'} ${task.labels.join(', ')}${task.labels.length < 3 ? ' (and optionally the tie)' : ''} in the model's logit order, or one score`,
+    );
+  const map = modelToTask(task, labels, where);
+  return { columns: map.perm, renormalise: map.renormalise };
 }
 
 export interface SpecOptions {
+  /** The task the rows belong to (default lmsys). */
+  task?: Task;
   /** Validate and use the stored calibration (predict/validate without --no-calibration). */
   calibrate: boolean;
   /** Single-score heads need a tie model (false while validate --fit-tie is about to fit one). */
@@ -58,8 +68,9 @@ export interface SpecOptions {
 export function openSpec(dir: string, opts: SpecOptions): ModelSpec {
   const manifest = readManifest(dir);
   const where = join(dir, 'manifest.json');
-  const columns = labelColumns(manifest.labels, where);
-  const spec: ModelSpec = { dir, manifest, columns };
+  const task = opts.task ?? TASKS.lmsys;
+  const { columns, renormalise } = labelColumns(manifest.labels, where, task);
+  const spec: ModelSpec = { dir, manifest, task, columns, renormalise };
   if (opts.calibrate && manifest.calibration !== undefined) spec.calibration = checkCalibration(manifest.calibration, `${where} (calibration)`, true);
   if (columns === null) {
     if (manifest.tie !== undefined) spec.tie = checkTie(manifest.tie, `${where} (tie)`);
@@ -74,16 +85,21 @@ export function openSpec(dir: string, opts: SpecOptions): ModelSpec {
   return spec;
 }
 
-/** Probabilities [n*3] in task column order from a pass's raw outputs; NaN rows (failed) stay NaN. */
+/** Probabilities [n * task width] in task column order from a pass's raw outputs; NaN rows (failed) stay NaN. */
 export function passProbs(spec: ModelSpec, logits: ArrayLike<number>, n: number): Probs {
+  const w = spec.task.labels.length;
   if (spec.columns === null) {
     if (!spec.tie) throw new ModelError(`${spec.dir}: single-score head without a tie model`);
-    return scoreToProbs(spec.tie, logits);
+    const p = scoreToProbs(spec.tie, logits);
+    // The tie model speaks LMSYS columns (A, B, tie).
+    return spec.renormalise ? mapProbs(p, 3, modelToTask(spec.task, TASKS.lmsys.labels)) : p;
   }
   const k = spec.manifest.labels.length;
-  const ordered = new Float64Array(n * 3);
-  for (let i = 0; i < n; i++) for (let c = 0; c < 3; c++) ordered[i * 3 + c] = logits[i * k + spec.columns[c]];
-  return softmaxRows(ordered, n, 3);
+  // Drop the outcomes the task lacks after the softmax over all of the model's outputs.
+  if (spec.renormalise) return mapProbs(softmaxRows(logits, n, k), k, { perm: spec.columns, renormalise: true });
+  const ordered = new Float64Array(n * w);
+  for (let i = 0; i < n; i++) for (let c = 0; c < w; c++) ordered[i * w + c] = logits[i * k + spec.columns[c]];
+  return softmaxRows(ordered, n, w);
 }
 
 export interface HandleOptions {
@@ -130,7 +146,7 @@ function openFeatureHandle(spec: ModelSpec): ModelHandle {
     async score(rows, swap) {
       const t0 = Date.now();
       const logits = featureLogits(model, swap ? rows.map(swapRow) : rows);
-      return { logits, numLabels: 3, tokens: 0, computedTokens: 0, seconds: (Date.now() - t0) / 1000, failedRows: [] };
+      return { logits, numLabels: spec.manifest.labels.length, tokens: 0, computedTokens: 0, seconds: (Date.now() - t0) / 1000, failedRows: [] };
     },
     async close() {},
   };

@@ -5,6 +5,7 @@
 // (src/infer/tta.ts), so results do not depend on the number of devices. Workers are processes, not
 // threads, because onnxruntime-node runs a session synchronously on its calling thread.
 // Workers die with the parent (IPC disconnect, and killed on exit/signals); temporary files go too.
+import type { TaskName } from '../task/task';
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,6 +34,8 @@ export interface WorkerInit {
   dirs: string[];
   label: string;
   handle: Omit<HandleOptions, 'warn'>;
+  /** The task of the rows (the worker checks each model's labels against it). */
+  task: TaskName;
 }
 export type ToWorker = { type: 'init'; init: WorkerInit } | { type: 'pass'; id: number; model: number; rows: number[]; swap: boolean; label: string } | { type: 'release'; model: number };
 export type FromWorker = { type: 'result'; id: number; result: PassResult; ep: string; info: RunInfo } | { type: 'error'; name: string; message: string };
@@ -58,7 +61,7 @@ export interface ShardedRunner extends PassRunner {
   close(): void;
 }
 
-export function shardedRunner(dirs: string[], rows: ArenaRow[], lengths: ArrayLike<number>, devices: number[], opts: HandleOptions, script = process.argv[1]): ShardedRunner {
+export function shardedRunner(dirs: string[], rows: ArenaRow[], lengths: ArrayLike<number>, devices: number[], opts: HandleOptions & { task?: TaskName }, script = process.argv[1]): ShardedRunner {
   const tmp = mkdtempSync(join(tmpdir(), 'arenakit-shards-'));
   tmpDirs.add(tmp);
   const rowsFile = join(tmp, 'rows.json');
@@ -88,7 +91,7 @@ export function shardedRunner(dirs: string[], rows: ArenaRow[], lengths: ArrayLi
       live.delete(child);
       if (w.pending.size || code !== 0) failAll(new ShardError(`${label} stopped with ${signal ?? `exit code ${code}`}; see its messages above. Nothing was written.`));
     });
-    const init: WorkerInit = { rowsFile, dirs, label, handle: { ep: opts.ep, attention: opts.attention, selfCheckRows: opts.selfCheckRows, tokenBudget: opts.tokenBudget, cacheDir: opts.cacheDir, deviceId: device, threads: opts.threads ?? (opts.ep === 'cpu' ? 1 : undefined) } };
+    const init: WorkerInit = { rowsFile, dirs, label, task: opts.task ?? 'lmsys', handle: { ep: opts.ep, attention: opts.attention, selfCheckRows: opts.selfCheckRows, tokenBudget: opts.tokenBudget, cacheDir: opts.cacheDir, deviceId: device, threads: opts.threads ?? (opts.ep === 'cpu' ? 1 : undefined) } };
     child.send({ type: 'init', init } satisfies ToWorker);
     return w;
   });

@@ -1,12 +1,19 @@
 // Swap test-time augmentation and per-pass post-processing, one rule for every model kind:
 // each pass is calibrated in the frame it was scored in (the swapped pass with B shown first), the
-// swapped pass is then flipped back to A/B order, and the passes are merged. Rows for selective TTA
-// (swap-uncertain:F) are chosen over ALL rows after the whole first pass, however the passes are
-// run (one process or one worker per device: see PassRunner). A row that fails in one pass uses the
-// pass that worked; a row that fails in both gets the uniform prediction and counts as failed.
+// swapped pass is then flipped back to A/B order (the task's swapColumns), and the passes are merged.
+// Rows for selective TTA (swap-uncertain:F) are chosen over ALL rows after the whole first pass,
+// however the passes are run (one process or one worker per device: see PassRunner). A row that
+// fails in one pass uses the pass that worked; a row that fails in both gets the uniform prediction
+// and counts as failed.
+// With a deadline (--time-budget), the first pass runs in chunks (shortest rows first) and stops
+// when the next chunk would not finish in time; the rows it did not reach stay NaN in `probs` and are
+// listed in `unreachedRows` (the blend fills them, src/cli/commands/score.ts). The swapped pass then
+// takes as many of the least certain rows as the throughput measured on the first pass allows in the
+// time left, and is chunked the same way in case that estimate was optimistic.
 import type { ArenaRow } from '../types';
 import { applyCalibration } from '../post/calibrate';
-import { flipAB, leastCertain, UNIFORM, type Probs } from '../util/probs';
+import { swapColumns } from '../task/task';
+import { byCertainty, flipAB, leastCertain, uniform, type Probs } from '../util/probs';
 import { passProbs, type ModelSpec, type RunInfo } from './model';
 import type { PassResult } from './pass';
 
@@ -31,71 +38,202 @@ export interface PassRunner {
   info(model: number): RunInfo | undefined;
 }
 
+/** A wall-clock limit: passes must end by `deadline` (milliseconds on `now`'s clock; tests inject a fake clock). */
+export interface Deadline {
+  deadline: number;
+  now: () => number;
+}
+
 export interface ModelRun {
   spec: ModelSpec;
   ep: string;
   info?: RunInfo;
-  /** First pass, uncalibrated, in task column order (NaN rows = failed): what `calibrate` fits on. */
+  /** First pass, uncalibrated, in task column order (NaN rows = failed or unreached): what `calibrate` fits on. */
   raw: Probs;
-  /** First pass after the model's calibration (NaN rows = failed). */
+  /** First pass after the model's calibration (NaN rows = failed or unreached). */
   first: Probs;
   /** Swapped pass after calibration in the frame it was scored in (column 0 = the response shown first, B); NaN where not swapped or failed. */
   swappedRaw: Probs;
   swappedRows: number[];
-  /** Final probabilities: every row valid. */
+  /** Final probabilities: every row valid, except unreached rows (NaN). */
   probs: Probs;
   /** Rows with no working pass (they got the uniform prediction). */
   failedRows: number[];
+  /** Rows the first pass did not reach before the deadline (NaN in `probs`). */
+  unreachedRows: number[];
   firstPass: PassResult;
   swapPass?: PassResult;
 }
 
-const rowOk = (p: Probs, i: number) => Number.isFinite(p[i * 3]) && Number.isFinite(p[i * 3 + 1]) && Number.isFinite(p[i * 3 + 2]);
+const rowOk = (p: Probs, i: number, k: number) => {
+  for (let c = 0; c < k; c++) if (!Number.isFinite(p[i * k + c])) return false;
+  return true;
+};
 
 /** The model's calibration applied to one pass (lengths: the pass's rows' text lengths). */
 export function calibratePass(spec: ModelSpec, p: Probs, lengths: ArrayLike<number>): Probs {
   return spec.calibration ? applyCalibration(spec.calibration, p, lengths) : p;
 }
 
-/** Merge rule per row: both passes -> mean; one pass -> that pass; none -> uniform (failed). */
-export function mergePasses(first: Probs, swappedFlipped: Probs): { probs: Probs; failedRows: number[] } {
-  const n = first.length / 3;
-  const probs = new Float64Array(n * 3);
+/**
+ * Merge rule per row: both passes -> mean; one pass -> that pass; none -> uniform (failed), except
+ * rows in `unreached` (never scored, left NaN for the blend to fill).
+ */
+export function mergePasses(first: Probs, swappedFlipped: Probs, k = 3, unreached: Iterable<number> = []): { probs: Probs; failedRows: number[] } {
+  const n = first.length / k;
+  const probs = new Float64Array(n * k);
   const failedRows: number[] = [];
+  const u = uniform(k);
+  const skip = new Set(unreached);
   for (let i = 0; i < n; i++) {
-    const a = rowOk(first, i);
-    const b = rowOk(swappedFlipped, i);
-    for (let c = 0; c < 3; c++)
-      probs[i * 3 + c] = a && b ? (first[i * 3 + c] + swappedFlipped[i * 3 + c]) / 2 : a ? first[i * 3 + c] : b ? swappedFlipped[i * 3 + c] : UNIFORM[c];
+    if (skip.has(i)) {
+      probs.fill(NaN, i * k, i * k + k);
+      continue;
+    }
+    const a = rowOk(first, i, k);
+    const b = rowOk(swappedFlipped, i, k);
+    for (let c = 0; c < k; c++)
+      probs[i * k + c] = a && b ? (first[i * k + c] + swappedFlipped[i * k + c]) / 2 : a ? first[i * k + c] : b ? swappedFlipped[i * k + c] : u[c];
     if (!a && !b) failedRows.push(i);
   }
   return { probs, failedRows };
 }
 
-/** Rows to score again with A and B exchanged; failed first-pass rows count as least certain. */
-export function chooseSwapped(first: Probs, tta: Tta): number[] {
-  const n = first.length / 3;
-  if (tta.kind === 'none') return [];
-  if (tta.kind === 'swap') return Array.from({ length: n }, (_, i) => i);
+/** First pass with failed rows as the uniform prediction: failed rows count as least certain. */
+function filledFirst(first: Probs, k: number): Probs {
   const filled = Float64Array.from(first);
-  for (let i = 0; i < n; i++) if (!rowOk(first, i)) filled.set(UNIFORM, i * 3);
-  return leastCertain(filled, tta.fraction);
+  const u = uniform(k);
+  for (let i = 0; i < first.length / k; i++) if (!rowOk(first, i, k)) filled.set(u, i * k);
+  return filled;
 }
 
-export async function predictModel(k: number, spec: ModelSpec, rows: ArenaRow[], lengths: ArrayLike<number>, tta: Tta, runner: PassRunner): Promise<ModelRun> {
+/** Rows to score again with A and B exchanged; failed first-pass rows count as least certain. */
+export function chooseSwapped(first: Probs, tta: Tta, k = 3): number[] {
+  const n = first.length / k;
+  if (tta.kind === 'none') return [];
+  if (tta.kind === 'swap') return Array.from({ length: n }, (_, i) => i);
+  return leastCertain(filledFirst(first, k), tta.fraction, k);
+}
+
+/**
+ * Under a deadline: the rows chooseSwapped picks, least certain first, as long as their estimated
+ * cost (text length x measured milliseconds per character) fits in `msLeft`; ascending row order.
+ * Unreached rows (NaN, no first pass) are never swapped.
+ */
+export function chooseSwappedInTime(first: Probs, tta: Tta, k: number, lengths: ArrayLike<number>, msPerChar: number, msLeft: number, unreached: Set<number>): number[] {
+  const wanted = new Set(chooseSwapped(first, tta, k));
+  const out: number[] = [];
+  let cost = 0;
+  for (const i of byCertainty(filledFirst(first, k), k)) {
+    if (!wanted.has(i) || unreached.has(i)) continue;
+    cost += rowCost(lengths[i]) * msPerChar;
+    if (cost > msLeft) break;
+    out.push(i);
+  }
+  return out.sort((a, b) => a - b);
+}
+
+// A row's cost in "characters": its text plus a fixed share for the template and per-row overhead.
+const rowCost = (len: number) => len + 256;
+
+/** Rows scored per chunk before the first throughput measurement. */
+const FIRST_CHUNK = 16;
+
+/**
+ * One pass over `idx` in chunks (shortest rows first) that stops when the next chunk is not expected
+ * to end by the deadline. Returns the merged result over `idx` (unreached rows NaN), the rows it
+ * did not reach and the measured milliseconds per character.
+ */
+export async function passUntil(
+  runner: PassRunner,
+  k: number,
+  idx: number[],
+  swap: boolean,
+  label: string,
+  lengths: ArrayLike<number>,
+  limit: Deadline,
+): Promise<{ result: PassResult; unreached: number[]; msPerChar: number | null }> {
+  const order = idx.map((r, j) => j).sort((a, b) => lengths[idx[a]] - lengths[idx[b]] || a - b);
+  const parts: { at: number[]; r: PassResult }[] = [];
+  let numLabels = 0;
+  let done = 0;
+  let msSpent = 0;
+  let chars = 0;
+  let msPerChar: number | null = null;
+  while (done < order.length) {
+    const left = limit.deadline - limit.now();
+    let take = FIRST_CHUNK;
+    if (msPerChar !== null) {
+      // Chunks of about an eighth of the time left (bounded), never more than is expected to fit.
+      const target = Math.min(Math.max(left / 8, 1000), 120_000);
+      take = 0;
+      for (let c = 0, j = done; j < order.length; j++) {
+        c += rowCost(lengths[idx[order[j]]]) * msPerChar;
+        if (c > Math.min(target, left)) break;
+        take++;
+      }
+    }
+    if (left <= 0 || take === 0) break;
+    const at = order.slice(done, done + take);
+    const t0 = limit.now();
+    const r = await runner.pass(k, at.map((j) => idx[j]), swap, label);
+    const ms = limit.now() - t0;
+    parts.push({ at, r });
+    numLabels = r.numLabels;
+    done += at.length;
+    // The first chunk also opens the model: measure from the later chunks once there are some.
+    const c = at.reduce((s, j) => s + rowCost(lengths[idx[j]]), 0);
+    if (parts.length === 2) (msSpent = 0), (chars = 0);
+    msSpent += ms;
+    chars += c;
+    msPerChar = msSpent / Math.max(chars, 1);
+  }
+  numLabels ||= 1;
+  const logits = new Float64Array(idx.length * numLabels).fill(NaN);
+  const failedRows: number[] = [];
+  let tokens = 0, computedTokens = 0, seconds = 0;
+  for (const { at, r } of parts) {
+    at.forEach((j, m) => logits.set(r.logits.subarray(m * numLabels, (m + 1) * numLabels), j * numLabels));
+    for (const m of r.failedRows) failedRows.push(at[m]);
+    tokens += r.tokens;
+    computedTokens += r.computedTokens;
+    seconds += r.seconds;
+  }
+  const unreached = order.slice(done).sort((a, b) => a - b);
+  return { result: { logits, numLabels, tokens, computedTokens, seconds, failedRows: failedRows.sort((a, b) => a - b) }, unreached, msPerChar };
+}
+
+export async function predictModel(k: number, spec: ModelSpec, rows: ArenaRow[], lengths: ArrayLike<number>, tta: Tta, runner: PassRunner, limit?: Deadline): Promise<ModelRun> {
   const n = rows.length;
-  const firstPass = await runner.pass(k, Array.from({ length: n }, (_, i) => i), false, 'predict');
+  const w = spec.task.labels.length;
+  const all = Array.from({ length: n }, (_, i) => i);
+  let firstPass: PassResult;
+  let unreachedRows: number[] = [];
+  let msPerChar: number | null = null;
+  if (limit) ({ result: firstPass, unreached: unreachedRows, msPerChar } = await passUntil(runner, k, all, false, 'predict', lengths, limit));
+  else firstPass = await runner.pass(k, all, false, 'predict');
   const raw = passProbs(spec, firstPass.logits, n);
   const first = calibratePass(spec, raw, lengths);
-  const swappedRows = chooseSwapped(first, tta);
-  const swappedRaw = new Float64Array(n * 3).fill(NaN);
+  let swappedRows = limit
+    ? msPerChar === null
+      ? []
+      : chooseSwappedInTime(first, tta, w, lengths, msPerChar, limit.deadline - limit.now(), new Set(unreachedRows))
+    : chooseSwapped(first, tta, w);
+  const swappedRaw = new Float64Array(n * w).fill(NaN);
   let swapPass: PassResult | undefined;
   if (swappedRows.length) {
-    swapPass = await runner.pass(k, swappedRows, true, 'predict (swapped)');
+    let cut = new Set<number>();
+    if (limit) {
+      const r = await passUntil(runner, k, swappedRows, true, 'predict (swapped)', lengths, limit);
+      swapPass = r.result;
+      cut = new Set(r.unreached);
+    } else swapPass = await runner.pass(k, swappedRows, true, 'predict (swapped)');
     const sub = calibratePass(spec, passProbs(spec, swapPass.logits, swappedRows.length), swappedRows.map((i) => lengths[i]));
-    swappedRows.forEach((r, j) => swappedRaw.set(sub.subarray(j * 3, j * 3 + 3), r * 3));
+    swappedRows.forEach((r, j) => swappedRaw.set(sub.subarray(j * w, j * w + w), r * w));
+    // Rows the swapped pass did not reach in time keep their first pass only.
+    if (cut.size) swappedRows = swappedRows.filter((_, j) => !cut.has(j));
   }
   await runner.release(k);
-  const { probs, failedRows } = mergePasses(first, flipAB(swappedRaw));
-  return { spec, ep: runner.ep(k), info: runner.info(k), raw, first, swappedRaw, swappedRows, probs, failedRows, firstPass, swapPass };
+  const { probs, failedRows } = mergePasses(first, flipAB(swappedRaw, swapColumns(spec.task)), w, unreachedRows);
+  return { spec, ep: runner.ep(k), info: runner.info(k), raw, first, swappedRaw, swappedRows, probs, failedRows, unreachedRows, firstPass, swapPass };
 }

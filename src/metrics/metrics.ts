@@ -41,22 +41,34 @@ export interface SwapConsistency {
   positionBias: number;
 }
 
-/** `swappedFlipped` is the swapped pass with its A/B columns already exchanged back. */
-export function swapConsistency(probs: Probs, swappedFlipped: Probs, swappedRaw: Probs, n: number): SwapConsistency {
+/** `swappedFlipped` is the swapped pass with its A/B columns already exchanged back; columns 0 and 1 are A and B. */
+export function swapConsistency(probs: Probs, swappedFlipped: Probs, swappedRaw: Probs, n: number, k = 3): SwapConsistency {
   let agree = 0;
   let diff = 0;
   let bias = 0;
   for (let i = 0; i < n; i++) {
-    if (argmaxRow(probs, i) === argmaxRow(swappedFlipped, i)) agree++;
-    diff += Math.abs(probs[i * 3] - swappedFlipped[i * 3]);
-    bias += (probs[i * 3] - probs[i * 3 + 1] + swappedRaw[i * 3] - swappedRaw[i * 3 + 1]) / 2;
+    if (argmaxRow(probs, i, k) === argmaxRow(swappedFlipped, i, k)) agree++;
+    diff += Math.abs(probs[i * k] - swappedFlipped[i * k]);
+    bias += (probs[i * k] - probs[i * k + 1] + swappedRaw[i * k] - swappedRaw[i * k + 1]) / 2;
   }
   return { agreement: agree / n, meanAbsDiffA: diff / n, positionBias: bias / n };
 }
 
+/** Accuracy per group (e.g. the WSDM `language` column), largest group first. */
+export function accuracyByGroup(probs: Probs, labels: ArrayLike<number>, groups: readonly string[], k = 3): { group: string; rows: number; accuracy: number }[] {
+  const hit = new Map<string, [number, number]>();
+  for (let i = 0; i < labels.length; i++) {
+    const g = hit.get(groups[i]) ?? [0, 0];
+    g[0]++;
+    if (argmaxRow(probs, i, k) === labels[i]) g[1]++;
+    hit.set(groups[i], g);
+  }
+  return [...hit].map(([group, [rows, h]]) => ({ group, rows, accuracy: h / rows })).sort((a, b) => b.rows - a.rows || a.group.localeCompare(b.group));
+}
+
 /** Log loss of always predicting the given class shares (the "predict the prior" baseline). */
-export function priorLogLoss(labels: ArrayLike<number>): number {
-  const counts = [0, 0, 0];
+export function priorLogLoss(labels: ArrayLike<number>, k = 3): number {
+  const counts = new Array<number>(k).fill(0);
   for (let i = 0; i < labels.length; i++) counts[labels[i]]++;
   let s = 0;
   for (const c of counts) if (c > 0) s -= c * Math.log(c / labels.length);

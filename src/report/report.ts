@@ -2,11 +2,15 @@
 // diagram, loss by length bucket, position bias (swap) and verbosity bias (length difference).
 // Inline SVG and CSS only, no scripts or network. Every panel is a <section class="panel" id="report-...">
 // so tests and readers can find them; a panel whose input is missing says so instead of vanishing.
-import { LABEL_COLUMNS } from '../types';
-import { argmaxRow, rowLogLoss } from '../metrics/metrics';
+// The columns are the task's (src/task/task.ts): three for LMSYS, two for WSDM, whose report adds
+// accuracy per language (the task metric by the file's `language` column).
+import { swapColumns, TASKS, type Task } from '../task/task';
+import { accuracyByGroup, argmaxRow, rowLogLoss } from '../metrics/metrics';
 
 export interface ReportInput {
-  /** Flat [n*3] probabilities, Kaggle column order. */
+  /** The task of the rows (default lmsys): its columns are the probability columns. */
+  task?: Task;
+  /** Flat [n*k] probabilities, the task's column order. */
   probs: Float64Array;
   labels: ArrayLike<number>;
   /** Raw output of the swapped pass (prompt, B, A): its column 0 is P(B wins) in the original terms. */
@@ -15,18 +19,21 @@ export interface ReportInput {
   lengths?: ArrayLike<number>;
   /** Characters of A minus characters of B per row (verbosity bias). */
   lengthDiff?: ArrayLike<number>;
+  /** The `language` cell per row (WSDM files): accuracy per language. */
+  languages?: readonly (string | undefined)[];
   title?: string;
 }
 
 export const REPORT_PANELS = ['report-summary', 'report-confusion', 'report-reliability', 'report-length', 'report-position', 'report-verbosity'] as const;
+/** The extra panel of a task scored by accuracy (WSDM). */
+export const LANGUAGE_PANEL = 'report-language';
 
-const SHORT = ['A wins', 'B wins', 'tie'];
+const SHORT_OF = { a: 'A wins', b: 'B wins', tie: 'tie' } as const;
 const COLORS = ['#1f77b4', '#d62728', '#7f7f7f'];
 
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const f4 = (x: number) => (Number.isFinite(x) ? x.toFixed(4) : 'n/a');
 
-const argmax = (p: Float64Array, i: number) => argmaxRow(p, i);
 
 /** Indices of rows split into `k` equal-count buckets by `key`. */
 function quantileBuckets(key: ArrayLike<number>, k: number): number[][] {
@@ -90,26 +97,34 @@ const missing = (what: string) => `<p class="missing">Not available: ${esc(what)
 
 export function renderReport(input: ReportInput): string {
   const { probs, labels } = input;
+  const task = input.task ?? TASKS.lmsys;
+  const K = task.labels.length;
+  const cls = Array.from({ length: K }, (_, c) => c);
+  const SHORT = task.outcomes.map((o) => SHORT_OF[o]);
+  const argmax = (p: Float64Array, i: number) => argmaxRow(p, i, K);
   const n = labels.length;
-  if (probs.length !== n * 3) throw new RangeError(`report: ${probs.length / 3} probability rows for ${n} labels`);
-  const losses = Float64Array.from({ length: n }, (_, i) => rowLogLoss(probs, i, labels[i]));
+  if (probs.length !== n * K) throw new RangeError(`report: ${probs.length / K} probability rows for ${n} labels`);
+  const losses = Float64Array.from({ length: n }, (_, i) => rowLogLoss(probs, i, labels[i], K));
   const meanLoss = losses.reduce((a, b) => a + b, 0) / n;
-  const cm = [0, 0, 0, 0, 0, 0, 0, 0, 0];
-  for (let i = 0; i < n; i++) cm[labels[i] * 3 + argmax(probs, i)]++;
-  const acc = (cm[0] + cm[4] + cm[8]) / n;
-  const share = [0, 1, 2].map((c) => Array.from(labels).filter((y) => y === c).length / n);
+  const cm = new Array<number>(K * K).fill(0);
+  for (let i = 0; i < n; i++) cm[labels[i] * K + argmax(probs, i)]++;
+  const acc = cls.reduce((s, c) => s + cm[c * K + c], 0) / n;
+  const share = cls.map((c) => Array.from(labels).filter((y) => y === c).length / n);
   const priorLoss = -share.reduce((s, q) => s + (q > 0 ? q * Math.log(q) : 0), 0);
-  const meanP = [0, 1, 2].map((c) => probs.filter((_, j) => j % 3 === c).reduce((a, b) => a + b, 0) / n);
+  const meanP = cls.map((c) => probs.filter((_, j) => j % K === c).reduce((a, b) => a + b, 0) / n);
+  const names = SHORT.map((x) => x.replace(' wins', '')).join(' / ');
+  const lossRow = `<tr><th>${K === 2 ? 'log loss (binary)' : 'log loss'}</th><td id="metric-logloss" data-value="${meanLoss}">${f4(meanLoss)}</td></tr>`;
+  const accRow = `<tr><th>accuracy</th><td id="metric-accuracy" data-value="${acc}">${f4(acc)}</td></tr>`;
 
   const summary = panel(
     'report-summary',
     'Summary',
     `<table class="metrics"><tr><th>rows</th><td id="metric-rows">${n}</td></tr>` +
-      `<tr><th>log loss</th><td id="metric-logloss" data-value="${meanLoss}">${f4(meanLoss)}</td></tr>` +
-      `<tr><th>accuracy</th><td id="metric-accuracy" data-value="${acc}">${f4(acc)}</td></tr>` +
+      // The task's metric first.
+      (task.metric.name === 'accuracy' ? accRow + lossRow : lossRow + accRow) +
       `<tr><th>class-share baseline log loss</th><td id="metric-prior">${f4(priorLoss)}</td></tr>` +
-      `<tr><th>label shares (A / B / tie)</th><td>${share.map(f4).join(' / ')}</td></tr>` +
-      `<tr><th>mean predicted (A / B / tie)</th><td>${meanP.map(f4).join(' / ')}</td></tr></table>`,
+      `<tr><th>label shares (${names})</th><td>${share.map(f4).join(' / ')}</td></tr>` +
+      `<tr><th>mean predicted (${names})</th><td>${meanP.map(f4).join(' / ')}</td></tr></table>`,
   );
 
   const maxCell = Math.max(...cm, 1);
@@ -117,11 +132,11 @@ export function renderReport(input: ReportInput): string {
     'report-confusion',
     'Confusion matrix (rows: label, columns: argmax prediction)',
     `<table class="confusion"><tr><th></th>${SHORT.map((s) => `<th>${s}</th>`).join('')}</tr>` +
-      [0, 1, 2]
+      cls
         .map(
           (y) =>
-            `<tr><th>${SHORT[y]}</th>${[0, 1, 2]
-              .map((k) => `<td class="cm-cell" data-label="${y}" data-pred="${k}" style="background: rgba(31,119,180,${(cm[y * 3 + k] / maxCell).toFixed(3)})">${cm[y * 3 + k]}</td>`)
+            `<tr><th>${SHORT[y]}</th>${cls
+              .map((k) => `<td class="cm-cell" data-label="${y}" data-pred="${k}" style="background: rgba(31,119,180,${(cm[y * K + k] / maxCell).toFixed(3)})">${cm[y * K + k]}</td>`)
               .join('')}</tr>`,
         )
         .join('') +
@@ -129,10 +144,10 @@ export function renderReport(input: ReportInput): string {
   );
 
   // Reliability: per class, 10 equal-width bins of predicted probability vs observed frequency.
-  const rel: Series[] = [0, 1, 2].map((c) => {
+  const rel: Series[] = cls.map((c) => {
     const sp = new Float64Array(10), sy = new Float64Array(10), cnt = new Float64Array(10);
     for (let i = 0; i < n; i++) {
-      const p = probs[i * 3 + c];
+      const p = probs[i * K + c];
       const b = Math.min(9, Math.floor(p * 10));
       sp[b] += p;
       sy[b] += labels[i] === c ? 1 : 0;
@@ -140,7 +155,7 @@ export function renderReport(input: ReportInput): string {
     }
     const points: [number, number][] = [];
     for (let b = 0; b < 10; b++) if (cnt[b] > 0) points.push([sp[b] / cnt[b], sy[b] / cnt[b]]);
-    return { name: LABEL_COLUMNS[c], color: COLORS[c], points, kind: 'line' };
+    return { name: task.labels[c], color: COLORS[c], points, kind: 'line' };
   });
   const reliability = panel(
     'report-reliability',
@@ -168,18 +183,19 @@ export function renderReport(input: ReportInput): string {
   const lengthPanel = panel('report-length', 'Log loss by length bucket', lengthBody);
 
   let positionBody = missing('swapped-pass probabilities (pass `swappedProbs`)');
-  if (input.swappedProbs && input.swappedProbs.length === n * 3) {
+  if (input.swappedProbs && input.swappedProbs.length === n * K) {
     const sw = input.swappedProbs;
+    const swap = swapColumns(task);
     // P(A wins) seen from the swapped pass is its column 1 (A sits in the second position there).
     const pts: [number, number][] = [];
     let firstBefore = 0, firstAfter = 0, agree = 0, absDiff = 0;
     for (let i = 0; i < n; i++) {
-      const a2 = sw[i * 3 + 1];
-      if (pts.length < 2000) pts.push([probs[i * 3], a2]);
-      firstBefore += probs[i * 3] / n;
-      firstAfter += sw[i * 3] / n;
-      absDiff += Math.abs(probs[i * 3] - a2) / n;
-      const flipped = Float64Array.of(sw[i * 3 + 1], sw[i * 3], sw[i * 3 + 2]);
+      const a2 = sw[i * K + 1];
+      if (pts.length < 2000) pts.push([probs[i * K], a2]);
+      firstBefore += probs[i * K] / n;
+      firstAfter += sw[i * K] / n;
+      absDiff += Math.abs(probs[i * K] - a2) / n;
+      const flipped = Float64Array.from(swap, (c) => sw[i * K + c]);
       if (argmax(probs, i) === argmax(flipped, 0)) agree++;
     }
     positionBody =
@@ -197,7 +213,7 @@ export function renderReport(input: ReportInput): string {
     const obs: [number, number][] = [];
     for (const b of buckets) {
       const x = b.reduce((s, i) => s + input.lengthDiff![i], 0) / b.length;
-      pred.push([x, b.reduce((s, i) => s + probs[i * 3] - probs[i * 3 + 1], 0) / b.length]);
+      pred.push([x, b.reduce((s, i) => s + probs[i * K] - probs[i * K + 1], 0) / b.length]);
       obs.push([x, b.reduce((s, i) => s + (labels[i] === 0 ? 1 : labels[i] === 1 ? -1 : 0), 0) / b.length]);
     }
     const xs = [...pred, ...obs].map((p) => p[0]);
@@ -217,6 +233,30 @@ export function renderReport(input: ReportInput): string {
   }
   const verbosity = panel('report-verbosity', 'Verbosity bias (preference vs length difference)', verbosityBody);
 
+  // Accuracy per language: tasks scored by accuracy (WSDM) only, so the LMSYS report is unchanged.
+  let language = '';
+  if (task.metric.name === 'accuracy') {
+    let body = missing('languages (pass `languages`: the file has no `language` column)');
+    if (input.languages && input.languages.length === n && input.languages.some((l) => l)) {
+      const groups = accuracyByGroup(probs, labels, input.languages.map((l) => l || '(none)'), K);
+      const shown = groups.slice(0, 12);
+      body =
+        chart({
+          id: 'chart-language',
+          xLabel: 'language (most rows first)',
+          yLabel: 'accuracy',
+          x: [0, shown.length],
+          y: [0, 1],
+          series: [{ name: 'accuracy', color: COLORS[0], points: shown.map((g, j) => [j + 0.5, g.accuracy]), kind: 'bars' }],
+          xTicks: shown.map((g) => g.group.slice(0, 8)),
+        }) +
+        `<table class="language-table"><tr><th>language</th><th>rows</th><th>accuracy</th></tr>${groups
+          .map((g) => `<tr class="language-row" data-language="${esc(g.group)}" data-accuracy="${g.accuracy}"><td>${esc(g.group)}</td><td>${g.rows}</td><td>${f4(g.accuracy)}</td></tr>`)
+          .join('')}</table>`;
+    }
+    language = '\n' + panel(LANGUAGE_PANEL, 'Accuracy per language', body);
+  }
+
   const title = esc(input.title ?? 'arenakit prediction report');
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>${title}</title>
@@ -235,7 +275,7 @@ ${confusion}
 ${reliability}
 ${lengthPanel}
 ${position}
-${verbosity}
+${verbosity}${language}
 </main></body></html>
 `;
 }

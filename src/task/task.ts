@@ -22,11 +22,17 @@ export interface Task {
   metric: { name: 'log_loss' | 'accuracy'; better: 'lower' | 'higher' };
   /** Submission header. */
   header: readonly string[];
-  /** One submission row's cells after the id (probabilities, or the decided winner). */
+  /** One submission row's cells after the id (probabilities, or the decided winner), from a normalised row. */
   cells(p: ArrayLike<number>): string[];
+  /**
+   * The prediction of a row no model could reach within --time-budget: the class shares of the
+   * competition's train set (LMSYS: about 35% A / 34% B / 31% tie, docs/kaggle.md; WSDM: balanced).
+   */
+  prior: readonly number[];
 }
 
-const fmt = (x: number) => String(Number(x.toPrecision(9)));
+// Ten significant digits: what the LMSYS submission writer has always written.
+const fmt = (x: number) => String(Number(x.toPrecision(10)));
 
 export const TASKS: Record<TaskName, Task> = {
   lmsys: {
@@ -36,6 +42,7 @@ export const TASKS: Record<TaskName, Task> = {
     metric: { name: 'log_loss', better: 'lower' },
     header: ['id', 'winner_model_a', 'winner_model_b', 'winner_tie'],
     cells: (p) => [fmt(p[0]), fmt(p[1]), fmt(p[2])],
+    prior: [0.35, 0.34, 0.31],
   },
   wsdm: {
     name: 'wsdm',
@@ -45,6 +52,7 @@ export const TASKS: Record<TaskName, Task> = {
     header: ['id', 'winner'],
     // Decision rule: the more probable side; an exact tie goes to model_a (the first position), deterministically.
     cells: (p) => [p[1] > p[0] ? 'model_b' : 'model_a'],
+    prior: [0.5, 0.5],
   },
 };
 

@@ -1,7 +1,12 @@
-// Probabilities as flat Float64Array [n * 3] in Kaggle column order (winner_model_a, winner_model_b,
-// winner_tie): the one softmax of the project, the A/B flip of a swapped pass and the swap-TTA merge.
-// Neutral module: data/, metrics/, post/ and infer/ all use it and it imports nothing.
+// Probabilities as flat Float64Array [n * k] in a task's column order (LMSYS: winner_model_a,
+// winner_model_b, winner_tie; WSDM: model_a, model_b): the one softmax of the project, the A/B flip of
+// a swapped pass and the swap-TTA merge. The width k is the task's label count (src/task/task.ts);
+// the defaults are the LMSYS layout. Neutral module: data/, metrics/, post/ and infer/ all use it and
+// it imports nothing.
 export type Probs = Float64Array;
+
+/** The LMSYS column permutation of a swapped pass: A and B exchange, the tie stays. */
+export const LMSYS_SWAP: readonly number[] = [1, 0, 2];
 
 /** Row-wise softmax of k logits starting at `off` into `out` (same offset); a NaN logit gives a NaN row. */
 export function softmaxAt(z: ArrayLike<number>, off: number, k: number, out: Float64Array): void {
@@ -18,31 +23,48 @@ export function softmaxRows(logits: ArrayLike<number>, n: number, k: number): Pr
   return out;
 }
 
-/** A swapped pass predicts (B wins, A wins, tie) in the original terms: exchange the first two columns. */
-export function flipAB(p: Probs): Probs {
+/**
+ * A swapped pass predicts "B wins" where the original frame says "A wins": column c of the result is
+ * column swap[c] of the input (swap = swapColumns(task); its length is the row width).
+ */
+export function flipAB(p: Probs, swap: readonly number[] = LMSYS_SWAP): Probs {
+  const k = swap.length;
   const out = new Float64Array(p.length);
-  for (let i = 0; i < p.length; i += 3) {
-    out[i] = p[i + 1];
-    out[i + 1] = p[i];
-    out[i + 2] = p[i + 2];
-  }
+  for (let i = 0; i < p.length; i += k) for (let c = 0; c < k; c++) out[i + c] = p[i + swap[c]];
   return out;
 }
 
 /** Mean of the first pass and the flipped swapped pass, only on `rows` when given (selective TTA). */
-export function mergeSwap(first: Probs, swappedFlipped: Probs, rows?: Iterable<number>): Probs {
+export function mergeSwap(first: Probs, swappedFlipped: Probs, rows?: Iterable<number>, k = 3): Probs {
   const out = Float64Array.from(first);
-  const idx = rows ?? Array.from({ length: first.length / 3 }, (_, i) => i);
-  for (const i of idx) for (let c = 0; c < 3; c++) out[i * 3 + c] = (first[i * 3 + c] + swappedFlipped[i * 3 + c]) / 2;
+  const idx = rows ?? Array.from({ length: first.length / k }, (_, i) => i);
+  for (const i of idx) for (let c = 0; c < k; c++) out[i * k + c] = (first[i * k + c] + swappedFlipped[i * k + c]) / 2;
   return out;
 }
 
-/** The `fraction` least certain rows (by the largest class probability), in ascending row order. */
-export function leastCertain(p: Probs, fraction: number): number[] {
-  const n = p.length / 3;
-  const conf = Array.from({ length: n }, (_, i) => Math.max(p[i * 3], p[i * 3 + 1], p[i * 3 + 2]));
-  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => conf[a] - conf[b] || a - b);
-  return order.slice(0, Math.round(fraction * n)).sort((a, b) => a - b);
+/** Row i's largest class probability (how certain the model is about it). */
+export function rowConfidence(p: Probs, i: number, k = 3): number {
+  let m = -Infinity;
+  for (let c = 0; c < k; c++) m = Math.max(m, p[i * k + c]);
+  return m;
 }
 
-export const UNIFORM: readonly number[] = [1 / 3, 1 / 3, 1 / 3];
+/** Row indices from least to most certain (by the largest class probability; ties by row order). */
+export function byCertainty(p: Probs, k = 3): number[] {
+  const n = p.length / k;
+  const conf = Array.from({ length: n }, (_, i) => rowConfidence(p, i, k));
+  return Array.from({ length: n }, (_, i) => i).sort((a, b) => conf[a] - conf[b] || a - b);
+}
+
+/** The `fraction` least certain rows (by the largest class probability), in ascending row order. */
+export function leastCertain(p: Probs, fraction: number, k = 3): number[] {
+  const n = p.length / k;
+  return byCertainty(p, k)
+    .slice(0, Math.round(fraction * n))
+    .sort((a, b) => a - b);
+}
+
+/** The uniform prediction over k columns. */
+export const uniform = (k: number): number[] => new Array<number>(k).fill(1 / k);
+
+export const UNIFORM: readonly number[] = uniform(3);

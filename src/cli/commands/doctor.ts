@@ -12,20 +12,12 @@ import type { ArenaRow } from '../../types';
 import { uniform } from '../../util/rng';
 import { textLength } from '../../util/text';
 import { fmt } from '../../util/progress';
+import { parseDuration } from '../../util/duration';
 import { num, parse, need, UsageError } from '../args';
 
 const USAGE = `usage: node runner.cjs doctor --weights DIR [--data test.csv] [--budget 9h] [--ep auto|cuda|webgpu|cpu] [--runtime cu12|cu13]
   [--attention fused|explicit] [--tta none|swap|swap-uncertain:F] [--sample N] [--token-budget N]
   Checks the GPU runtime, runs the self-check, and estimates the time for --data against --budget.`;
-
-/** "9h", "90m", "5400s", "1h30m" or plain seconds -> seconds. */
-export function parseDuration(s: string, flag: string): number {
-  const t = s.trim();
-  if (/^\d+(\.\d+)?$/.test(t)) return Number(t);
-  const m = /^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$/.exec(t);
-  if (!m || !t) throw new UsageError(`${flag} must be a duration such as 9h, 8h30m, 90m or 5400s, got "${s}"`);
-  return Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
-}
 
 /** Passes per row for a TTA setting (the swapped pass on all rows, or on a fraction). */
 export function ttaFactor(tta: Tta): number {
@@ -50,7 +42,6 @@ export async function run(argv: string[]): Promise<void> {
     USAGE,
   );
   const dir = need(v.weights, '--weights', USAGE);
-  const budget = parseDuration(v.budget as string, '--budget');
   const wrap = <T>(f: () => T): T => {
     try {
       return f();
@@ -58,6 +49,7 @@ export async function run(argv: string[]): Promise<void> {
       throw new UsageError((e as Error).message);
     }
   };
+  const budget = wrap(() => parseDuration(v.budget as string, '--budget'));
   const ep = wrap(() => parseEp(v.ep as string));
   const tta = wrap(() => parseTta(v.tta as string));
   const attention = wrap(() => parseAttention(v.attention as string | undefined));

@@ -4,11 +4,12 @@ import { statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { readRows } from '../../data/rows';
-import { writeSubmission } from '../../data/submission';
+import { writePredictions } from '../../data/submission';
+import { detectTask } from '../../task/task';
 import { crossValidateFeatures, FeatureModelError, trainFeatureModel, writeFeatureModel } from '../../features/model';
 import { GBDT_DEFAULTS, type GbdtOptions } from '../../features/gbdt';
 
-const USAGE = `usage: features --data train.csv --out DIR [--folds 5] [--seed 42] [--rounds ${GBDT_DEFAULTS.rounds}] [--depth ${GBDT_DEFAULTS.maxDepth}] [--eta ${GBDT_DEFAULTS.learningRate}]
+const USAGE = `usage: features --data train.csv|train.parquet --out DIR [--task lmsys|wsdm] [--folds 5] [--seed 42] [--rounds ${GBDT_DEFAULTS.rounds}] [--depth ${GBDT_DEFAULTS.maxDepth}] [--eta ${GBDT_DEFAULTS.learningRate}]
   writes DIR/manifest.json (kind "features"), DIR/trees.json and DIR/oof.csv (out-of-fold predictions, for calibrate)`;
 
 export async function run(argv: string[]): Promise<void> {
@@ -22,6 +23,7 @@ export async function run(argv: string[]): Promise<void> {
       rounds: { type: 'string' },
       depth: { type: 'string' },
       eta: { type: 'string' },
+      task: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -34,22 +36,30 @@ export async function run(argv: string[]): Promise<void> {
   if (values.rounds) opts.rounds = Number(values.rounds);
   if (values.depth) opts.maxDepth = Number(values.depth);
   if (values.eta) opts.learningRate = Number(values.eta);
+  // The task sets the classes: LMSYS A/B/tie, WSDM A/B (the binary objective).
+  const task = detectTask(values.data, [], values.task);
   const { rows, warnings } = await readRows(values.data, { requireLabels: true });
   for (const w of warnings) console.warn(`features: ${w}`);
   const t0 = Date.now();
-  const cv = folds > 1 ? crossValidateFeatures(rows, folds, seed, opts) : undefined;
-  if (cv)
+  const cv = folds > 1 ? crossValidateFeatures(rows, folds, seed, opts, undefined, task) : undefined;
+  if (cv && task.metric.name === 'accuracy')
+    console.log(
+      `features: ${folds}-fold CV accuracy on ${rows.length} rows (task ${task.name}): gbdt ${cv.gbdtAccuracy.toFixed(4)}, the longer response wins ${cv.longerAccuracy.toFixed(4)}; ` +
+        `log loss (binary): gbdt ${cv.gbdt.toFixed(5)}, difference buckets ${cv.buckets.toFixed(5)}, class shares ${cv.prior.toFixed(5)} (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
+    );
+  else if (cv)
     console.log(
       `features: ${folds}-fold CV log loss on ${rows.length} rows: gbdt ${cv.gbdt.toFixed(5)}, difference buckets ${cv.buckets.toFixed(5)}, class shares ${cv.prior.toFixed(5)} (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
     );
-  const model = trainFeatureModel(rows, opts);
+  const model = trainFeatureModel(rows, opts, task);
   const manifest = writeFeatureModel(values.out, model, {
     command: `features ${argv.join(' ')}`,
     seed,
     data: { file: resolve(values.data), bytes: statSync(values.data).size, rows: rows.length },
     options: model.gbdt.options,
-    cv: cv ? { folds, seed, gbdt: cv.gbdt, buckets: cv.buckets, prior: cv.prior } : null,
-  });
-  if (cv) writeSubmission(join(values.out, 'oof.csv'), rows.map((r) => r.id), cv.oof);
+    task: task.name,
+    cv: cv ? { folds, seed, gbdt: cv.gbdt, buckets: cv.buckets, prior: cv.prior, ...(task.metric.name === 'accuracy' ? { gbdtAccuracy: cv.gbdtAccuracy, longerAccuracy: cv.longerAccuracy } : {}) } : null,
+  }, task);
+  if (cv) writePredictions(join(values.out, 'oof.csv'), rows.map((r) => r.id), cv.oof, task);
   console.log(`features: wrote ${values.out} (${Object.keys(manifest.files).join(', ')}${cv ? ', oof.csv' : ''})`);
 }

@@ -7,11 +7,17 @@ import { assertWritableFile } from '../../util/files';
 import { parse, need, UsageError } from '../args';
 import { exitOnSignals, openSpecs, SCORE_OPTIONS, scoreRows, scoreSettings } from './score';
 import { fmt } from '../../util/progress';
+import { parseDuration } from '../../util/duration';
 
-const USAGE = `usage: node runner.cjs predict --data test.csv --weights DIR [--weights DIR2 ...] [--out submission/submission.csv]
+const parseDurationOpt = (x: unknown) => parseDuration(String(x), '--time-budget');
+
+const USAGE = `usage: node runner.cjs predict --data test.csv|test.parquet --weights DIR [--weights DIR2 ...] [--out submission/submission.csv] [--task lmsys|wsdm] [--time-budget 9h]
   [--ep cpu|cuda|webgpu|auto] [--runtime cu12|cu13] [--attention fused|explicit] [--self-check N|off] [--devices 0,1] [--tta none|swap|swap-uncertain:F] [--token-budget N] [--threads N] [--blend-weights w1,w2]
   --cache DIR: keep each scored row's logits there, so an interrupted run started again resumes where it stopped
-  --devices: one model copy per GPU, rows split between them (with --ep cpu: that many CPU worker processes)`;
+  --devices: one model copy per GPU, rows split between them (with --ep cpu: that many CPU worker processes)
+  --task: the competition (default: wsdm for a parquet file, else lmsys); it sets the submission format
+  --time-budget: the whole run ends by then (from start): the swapped pass takes as many of the least certain rows
+    as fit, and rows not reached in time get the next model's prediction, else the prior`;
 
 const samePath = (a: string, b: string) => {
   const real = (p: string) => (existsSync(p) ? realpathSync(p) : resolve(p));
@@ -32,14 +38,15 @@ export async function run(argv: string[]): Promise<void> {
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
   process.stderr.write(`read ${rows.length} rows from ${data}\n`);
   exitOnSignals('no submission written.', settings.cacheDir);
-  const { probs, runs } = await scoreRows(rows, specs, settings, (m) => process.stderr.write(`warning: ${m}\n`));
+  const { probs, runs, priorRows } = await scoreRows(rows, specs, settings, (m) => process.stderr.write(`warning: ${m}\n`));
   for (const r of runs)
     if (rows.length > 0 && r.failedRows.length === rows.length)
       throw new PredictError(`${r.spec.dir}: every row failed (see the warnings above); no submission written.`);
-  writeSubmission(out, rows.map((r) => r.id), probs);
+  writeSubmission(out, rows.map((r) => r.id), probs, settings.task);
   const sec = (Date.now() - t0) / 1000;
   const first = runs[0].firstPass;
   const summary = {
+    task: settings.task.name,
     rows: rows.length,
     out,
     seconds: Number(sec.toFixed(2)),
@@ -52,6 +59,9 @@ export async function run(argv: string[]): Promise<void> {
     swapped_rows: runs[0].swappedRows.length,
     padding_efficiency: first.computedTokens ? Number((first.tokens / first.computedTokens).toFixed(4)) : 1,
     failed_rows: runs.reduce((a, r) => a + r.failedRows.length, 0),
+    ...(settings.deadline === undefined
+      ? {}
+      : { time_budget_s: parseDurationOpt(v['time-budget']), swapped_rows_per_model: runs.map((r) => r.swappedRows.length), unreached_rows: runs.map((r) => r.unreachedRows.length), prior_rows: priorRows.length }),
   };
   process.stderr.write(`wrote ${out} (${rows.length} rows) in ${fmt(sec)}\n`);
   process.stdout.write(JSON.stringify(summary) + '\n');

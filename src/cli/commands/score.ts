@@ -8,7 +8,9 @@ import type { AttentionVariant, RuntimeName } from '../../infer/runtime';
 import { openSpec, type ModelSpec } from '../../infer/model';
 import { localRunner } from '../../infer/local';
 import { shardedRunner } from '../../infer/shards';
-import { parseTta, predictModel, type ModelRun, type PassRunner, type Tta } from '../../infer/tta';
+import { parseTta, predictModel, type Deadline, type ModelRun, type PassRunner, type Tta } from '../../infer/tta';
+import { detectTask, type Task } from '../../task/task';
+import { parseDuration } from '../../util/duration';
 import type { Probs } from '../../util/probs';
 import { textLength } from '../../util/text';
 import { num, UsageError, type OptionSpec } from '../args';
@@ -27,6 +29,8 @@ export const SCORE_OPTIONS: OptionSpec = {
   runtime: { type: 'string' },
   attention: { type: 'string' },
   'self-check': { type: 'string', default: '8' },
+  task: { type: 'string' },
+  'time-budget': { type: 'string' },
 };
 
 export interface ScoreSettings {
@@ -47,9 +51,21 @@ export interface ScoreSettings {
   attention?: AttentionVariant;
   /** Rows the self-check scores on the chosen graph and on the fp32 CPU graph (0 = off). */
   selfCheckRows: number;
+  /** The competition of --data (from the file, or --task). */
+  task: Task;
+  /** --time-budget: the run (from process start) must end by then; milliseconds on Date.now()'s clock. */
+  deadline?: number;
 }
 
+/**
+ * Time kept back from --time-budget for what follows the passes (blend, writing the submission):
+ * 2% of the budget, at most a minute.
+ */
+export const budgetReserveMs = (budgetMs: number) => Math.min(60_000, budgetMs * 0.02);
+
 export function scoreSettings(v: Record<string, unknown>): ScoreSettings {
+  const budget = v['time-budget'] === undefined ? undefined : usage(() => parseDuration(String(v['time-budget']), '--time-budget'));
+  if (budget !== undefined && !(budget > 0)) throw new UsageError(`--time-budget must be a positive duration, got "${v['time-budget']}"`);
   const weights = (v.weights as string[] | undefined) ?? [];
   if (!weights.length) throw new UsageError('missing required option --weights DIR (repeat it to blend several models)');
   const blend = v['blend-weights'] ? String(v['blend-weights']).split(',').map(Number) : weights.map(() => 1 / weights.length);
@@ -77,6 +93,9 @@ export function scoreSettings(v: Record<string, unknown>): ScoreSettings {
     runtime: usage(() => parseRuntime(v.runtime as string | undefined)),
     attention: usage(() => parseAttention(v.attention as string | undefined)),
     selfCheckRows: num(v['self-check'] === 'off' ? '0' : v['self-check'], '--self-check', 8),
+    task: usage(() => detectTask(String(v.data ?? ''), [], v.task as string | undefined)),
+    // The budget counts from process start: reading the data and opening models spend it too.
+    deadline: budget === undefined ? undefined : performance.timeOrigin + budget * 1000 - budgetReserveMs(budget * 1000),
   };
   processRuntime(settings.runtime);
   ensureCudaEnv(settings.ep, settings.runtime);
@@ -115,26 +134,69 @@ export function exitOnSignals(what: string, cacheDir?: string): void {
 
 /** Opens every model's spec up front, so a bad calibration or label list fails before inference. */
 export function openSpecs(s: ScoreSettings, needTie = true): ModelSpec[] {
-  return s.weights.map((dir) => openSpec(dir, { calibrate: s.calibrate, needTie }));
+  return s.weights.map((dir) => openSpec(dir, { calibrate: s.calibrate, needTie, task: s.task }));
 }
 
 /** The pass runner for these settings: one process, or one worker per device. */
 export function makeRunner(specs: ModelSpec[], rows: ArenaRow[], s: ScoreSettings, warn: (m: string) => void): PassRunner & { close(): void } {
   const opts = { ep: s.ep, threads: s.threads, deviceId: s.devices[0], tokenBudget: s.tokenBudget, cacheDir: s.cacheDir, attention: s.attention, selfCheckRows: s.selfCheckRows, checkRows: rows, warn };
-  if (s.devices.length > 1) return shardedRunner(s.weights, rows, rows.map(textLength), s.devices, opts);
+  if (s.devices.length > 1) return shardedRunner(s.weights, rows, rows.map(textLength), s.devices, { ...opts, task: s.task.name });
   return { ...localRunner(specs, rows, opts), close() {} };
 }
 
-export async function scoreRows(rows: ArenaRow[], specs: ModelSpec[], s: ScoreSettings, warn: (m: string) => void): Promise<{ probs: Probs; runs: ModelRun[] }> {
+export interface Scored {
+  probs: Probs;
+  runs: ModelRun[];
+  /** Rows no model reached within --time-budget: they got the task prior. */
+  priorRows: number[];
+}
+
+export async function scoreRows(rows: ArenaRow[], specs: ModelSpec[], s: ScoreSettings, warn: (m: string) => void, clock: () => number = Date.now): Promise<Scored> {
   const lengths = rows.map(textLength);
   const runner = makeRunner(specs, rows, s, warn);
   const runs: ModelRun[] = [];
   try {
-    for (let k = 0; k < specs.length; k++) runs.push(await predictModel(k, specs[k], rows, lengths, s.tta, runner));
+    for (let k = 0; k < specs.length; k++) {
+      // Each model not yet run gets an equal share of the time left.
+      const limit: Deadline | undefined = s.deadline === undefined ? undefined : { deadline: clock() + (s.deadline - clock()) / (specs.length - k), now: clock };
+      runs.push(await predictModel(k, specs[k], rows, lengths, s.tta, runner, limit));
+    }
   } finally {
     runner.close();
   }
-  const probs = new Float64Array(rows.length * 3);
-  runs.forEach((r, k) => r.probs.forEach((p, i) => (probs[i] += s.blend[k] * p)));
-  return { probs, runs };
+  return blendRuns(rows, runs, s.blend, s.task, warn);
+}
+
+/**
+ * The weighted blend of the models' probabilities. A row a model did not reach in time (--time-budget)
+ * takes the other models' blend (weights renormalised over the models that have it), else the task prior.
+ */
+export function blendRuns(rows: ArenaRow[], runs: ModelRun[], blend: number[], task: Task, warn: (m: string) => void): Scored {
+  const k = task.labels.length;
+  const probs = new Float64Array(rows.length * k);
+  runs.forEach((r, m) => r.probs.forEach((p, i) => (probs[i] += blend[m] * p)));
+  const priorRows: number[] = [];
+  if (!runs.some((r) => r.unreachedRows.length)) return { probs, runs, priorRows };
+  const missing = runs.map((r) => new Set(r.unreachedRows));
+  for (const i of new Set(runs.flatMap((r) => r.unreachedRows))) {
+    let w = 0;
+    probs.fill(0, i * k, i * k + k);
+    runs.forEach((r, m) => {
+      if (missing[m].has(i)) return;
+      w += blend[m];
+      for (let c = 0; c < k; c++) probs[i * k + c] += blend[m] * r.probs[i * k + c];
+    });
+    if (w > 0) for (let c = 0; c < k; c++) probs[i * k + c] /= w;
+    else {
+      probs.set(task.prior, i * k);
+      priorRows.push(i);
+    }
+  }
+  const ids = (idx: number[]) => idx.slice(0, 5).map((i) => rows[i].id).join(', ') + (idx.length > 5 ? `, ... (${idx.length - 5} more)` : '');
+  runs.forEach((r, m) => {
+    const byOthers = r.unreachedRows.filter((i) => !priorRows.includes(i));
+    if (byOthers.length) warn(`--time-budget: ${r.spec.dir} did not reach ${byOthers.length} row(s) in time (ids ${ids(byOthers)}); they take the other models' blend`);
+  });
+  if (priorRows.length) warn(`--time-budget: no model reached ${priorRows.length} of ${rows.length} row(s) in time (ids ${ids(priorRows.sort((a, b) => a - b))}); they get the ${task.name} prior [${task.prior.join(', ')}]`);
+  return { probs, runs, priorRows };
 }

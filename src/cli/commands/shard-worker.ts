@@ -1,6 +1,7 @@
 // Internal command `_shard-worker`: one worker of src/infer/shards.ts. Reads the rows once, opens
 // each model's handle on demand, answers pass requests over IPC with raw outputs (post-processing
 // happens in the parent), and exits when the parent goes away.
+import { getTask } from '../../task/task';
 import { readFileSync } from 'node:fs';
 import type { ArenaRow } from '../../types';
 import { openHandle, openSpec, type ModelHandle } from '../../infer/model';
@@ -18,7 +19,7 @@ export async function run(): Promise<void> {
   const handle = async (k: number) => {
     let h = handles.get(k);
     if (!h) {
-      const spec = openSpec(init!.dirs[k], { calibrate: false, needTie: false });
+      const spec = openSpec(init!.dirs[k], { calibrate: false, needTie: false, task: getTask(init!.task ?? 'lmsys') });
       h = await openHandle(spec, { ...init!.handle, checkRows: rows, warn: (m) => process.stderr.write(`warning [${init!.label}]: ${m}\n`) });
       handles.set(k, h);
     }

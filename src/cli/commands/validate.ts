@@ -3,22 +3,23 @@
 // --predictions-out writes what `calibrate` fits on: the uncalibrated first pass (one pass, no TTA
 // merge, A/B as in the file), with a `.meta.json` beside it saying so.
 import { readRows } from '../../data/rows';
-import { writeSubmission } from '../../data/submission';
-import { accuracy, logLoss, priorLogLoss, swapConsistency } from '../../metrics/metrics';
+import { writePredictions } from '../../data/submission';
+import { accuracy, accuracyByGroup, logLoss, priorLogLoss, swapConsistency } from '../../metrics/metrics';
 import { renderReport } from '../../report/report';
 import { fitTieModel } from '../../post/tie';
 import { PASS_INPUT } from '../../post/calibrate';
 import { predictionsMeta } from '../../post/io';
 import { updateManifest } from '../../weights/manifest';
 import { assertWritableFile, writeFileAtomic } from '../../util/files';
-import { flipAB, mergeSwap, UNIFORM, type Probs } from '../../util/probs';
+import { flipAB, mergeSwap, uniform, type Probs } from '../../util/probs';
+import { swapColumns } from '../../task/task';
 import { lengthDifference, textLength } from '../../util/text';
 import type { ArenaRow } from '../../types';
 import type { ModelSpec } from '../../infer/model';
 import { parse, need } from '../args';
 import { exitOnSignals, makeRunner, openSpecs, SCORE_OPTIONS, scoreRows, scoreSettings, type ScoreSettings } from './score';
 
-const USAGE = `usage: node runner.cjs validate --data labelled.csv --weights DIR [--weights DIR2 ...]
+const USAGE = `usage: node runner.cjs validate --data labelled.csv|train.parquet --weights DIR [--weights DIR2 ...] [--task lmsys|wsdm]
   [--ep cpu|cuda|auto] [--tta swap|none] [--token-budget N] [--predictions-out P.csv] [--report report.html]
   [--fit-tie]  (single-score heads: fit the Davidson tie model on these labels and store it in the weights directory)
   (validate always runs the swapped pass too, to measure swap consistency)
@@ -26,10 +27,11 @@ const USAGE = `usage: node runner.cjs validate --data labelled.csv --weights DIR
 
 const warn = (m: string) => process.stderr.write(`warning: ${m}\n`);
 
-/** Failed rows (NaN) as the uniform prediction, for metrics over every row. */
-function filled(p: Probs): Probs {
+/** Failed rows (NaN) as the uniform prediction over k columns, for metrics over every row. */
+function filled(p: Probs, k: number): Probs {
   const out = Float64Array.from(p);
-  for (let i = 0; i < out.length; i += 3) if (![0, 1, 2].every((c) => Number.isFinite(out[i + c]))) out.set(UNIFORM, i);
+  const u = uniform(k);
+  for (let i = 0; i < out.length; i += k) if (!u.every((_, c) => Number.isFinite(out[i + c]))) out.set(u, i);
   return out;
 }
 
@@ -42,7 +44,10 @@ export async function run(argv: string[]): Promise<void> {
       'fit-tie': { type: 'boolean' },
     }, USAGE);
   const data = need(v.data, '--data', USAGE);
-  const settings = { ...scoreSettings(v), tta: { kind: 'swap' as const } };
+  // Validation scores every row with both passes: a --time-budget does not apply here.
+  const settings = { ...scoreSettings(v), tta: { kind: 'swap' as const }, deadline: undefined };
+  const task = settings.task;
+  const K = task.labels.length;
   const useTta = (v.tta as string) !== 'none';
   for (const [flag, path] of [['--predictions-out', v['predictions-out']], ['--report', v.report]] as const)
     if (typeof path === 'string') assertWritableFile(path, flag);
@@ -55,51 +60,68 @@ export async function run(argv: string[]): Promise<void> {
   const { runs } = await scoreRows(rows, specs, settings, warn);
   const n = rows.length;
   // Blend first passes and swapped passes separately so both TTA figures and consistency come from one run.
-  const first = new Float64Array(n * 3);
-  const swR = new Float64Array(n * 3);
-  const raw = new Float64Array(n * 3);
+  const first = new Float64Array(n * K);
+  const swR = new Float64Array(n * K);
+  const raw = new Float64Array(n * K);
   runs.forEach((r, k) => {
     const w = settings.blend[k];
-    const [f, s, u] = [filled(r.first), filled(r.swappedRaw), filled(r.raw)];
-    for (let i = 0; i < n * 3; i++) {
+    const [f, s, u] = [filled(r.first, K), filled(r.swappedRaw, K), filled(r.raw, K)];
+    for (let i = 0; i < n * K; i++) {
       first[i] += w * f[i];
       swR[i] += w * s[i];
       raw[i] += w * u[i];
     }
   });
-  const swF = flipAB(swR);
-  const merged = mergeSwap(first, swF);
+  const swF = flipAB(swR, swapColumns(task));
+  const merged = mergeSwap(first, swF, undefined, K);
   const probs = useTta ? merged : first;
-  const cons = swapConsistency(first, swF, swR, n);
+  const cons = swapConsistency(first, swF, swR, n, K);
+  const binary = task.metric.name === 'accuracy';
+  const languages = rows.map((r) => r.language ?? '');
   const figures = {
+    ...(binary ? { task: task.name } : {}),
     rows: n,
-    log_loss: round(logLoss(probs, labels)),
-    accuracy: round(accuracy(probs, labels)),
+    log_loss: round(logLoss(probs, labels, K)),
+    accuracy: round(accuracy(probs, labels, K)),
     tta: useTta ? 'swap' : 'none',
-    log_loss_no_tta: round(logLoss(first, labels)),
-    log_loss_swap_tta: round(logLoss(merged, labels)),
+    log_loss_no_tta: round(logLoss(first, labels, K)),
+    log_loss_swap_tta: round(logLoss(merged, labels, K)),
+    ...(binary ? { accuracy_no_tta: round(accuracy(first, labels, K)), accuracy_swap_tta: round(accuracy(merged, labels, K)) } : {}),
     swap_agreement: round(cons.agreement),
     swap_mean_abs_diff_a: round(cons.meanAbsDiffA),
     position_bias: round(cons.positionBias),
-    prior_log_loss: round(priorLogLoss(labels)),
-    uniform_log_loss: round(Math.log(3)),
+    prior_log_loss: round(priorLogLoss(labels, K)),
+    uniform_log_loss: round(Math.log(K)),
     failed_rows: runs.reduce((a, r) => a + r.failedRows.length, 0),
+    ...(binary && languages.some((l) => l)
+      ? { accuracy_by_language: Object.fromEntries(accuracyByGroup(probs, labels, languages.map((l) => l || '(none)'), K).map((g) => [g.group, round(g.accuracy)])) }
+      : {}),
   };
   const pout = v['predictions-out'] as string | undefined;
   if (pout) {
-    writeSubmission(pout, rows.map((r) => r.id), raw);
+    writePredictions(pout, rows.map((r) => r.id), raw, task);
     writeFileAtomic(predictionsMeta(pout), JSON.stringify({ ...PASS_INPUT, calibrated: false, weights: settings.weights, blend: settings.blend, data }, null, 2) + '\n');
     process.stderr.write(`predictions (uncalibrated first pass, for calibrate) written to ${pout}\n`);
   }
   if (v.report) {
-    const html = renderReport({ probs, labels, swappedProbs: swR, lengths: rows.map(textLength), lengthDiff: rows.map(lengthDifference), title: `arenakit validation: ${data}` });
+    const html = renderReport({
+      task,
+      probs,
+      labels,
+      swappedProbs: swR,
+      lengths: rows.map(textLength),
+      lengthDiff: rows.map(lengthDifference),
+      languages,
+      title: `arenakit validation: ${data}`,
+    });
     writeFileAtomic(v.report as string, html);
     process.stderr.write(`report written to ${v.report}\n`);
   }
+  const lossLine = `  log loss        ${figures.log_loss.toFixed(5)}  (${figures.tta} TTA; no TTA ${figures.log_loss_no_tta.toFixed(5)}, swap TTA ${figures.log_loss_swap_tta.toFixed(5)})${binary ? ' (binary)' : ''}`;
+  const accLine = `  accuracy        ${figures.accuracy.toFixed(4)}${binary ? `  (the ${task.name} metric; no TTA ${figures.accuracy_no_tta!.toFixed(4)}, swap TTA ${figures.accuracy_swap_tta!.toFixed(4)})` : ''}`;
   const lines = [
-    `validation on ${data} (${n} rows, models: ${settings.weights.join(', ')})`,
-    `  log loss        ${figures.log_loss.toFixed(5)}  (${figures.tta} TTA; no TTA ${figures.log_loss_no_tta.toFixed(5)}, swap TTA ${figures.log_loss_swap_tta.toFixed(5)})`,
-    `  accuracy        ${figures.accuracy.toFixed(4)}`,
+    `validation on ${data} (${n} rows, task ${task.name}, models: ${settings.weights.join(', ')})`,
+    ...(binary ? [accLine, lossLine] : [lossLine, accLine]),
     `  swap agreement  ${figures.swap_agreement.toFixed(4)}  (same verdict after swapping A and B)`,
     `  position bias   ${figures.position_bias.toFixed(4)}  (mean P(first) - P(second); 0 = none)`,
     `  baselines       prior ${figures.prior_log_loss.toFixed(5)}, uniform ${figures.uniform_log_loss.toFixed(5)}`,

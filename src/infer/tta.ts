@@ -152,6 +152,7 @@ export async function passUntil(
   label: string,
   lengths: ArrayLike<number>,
   limit: Deadline,
+  known: number | null = null,
 ): Promise<{ result: PassResult; unreached: number[]; msPerChar: number | null }> {
   const order = idx.map((r, j) => j).sort((a, b) => lengths[idx[a]] - lengths[idx[b]] || a - b);
   const parts: { at: number[]; r: PassResult }[] = [];
@@ -159,7 +160,8 @@ export async function passUntil(
   let done = 0;
   let msSpent = 0;
   let chars = 0;
-  let msPerChar: number | null = null;
+  // A rate measured before (the first pass, for the swapped one) sizes the first chunk too.
+  let msPerChar: number | null = known;
   while (done < order.length) {
     const left = limit.deadline - limit.now();
     let take = FIRST_CHUNK;
@@ -183,7 +185,7 @@ export async function passUntil(
     done += at.length;
     // The first chunk also opens the model: measure from the later chunks once there are some.
     const c = at.reduce((s, j) => s + rowCost(lengths[idx[j]]), 0);
-    if (parts.length === 2) (msSpent = 0), (chars = 0);
+    if (parts.length === 2 && known === null) (msSpent = 0), (chars = 0);
     msSpent += ms;
     chars += c;
     msPerChar = msSpent / Math.max(chars, 1);
@@ -224,7 +226,7 @@ export async function predictModel(k: number, spec: ModelSpec, rows: ArenaRow[],
   if (swappedRows.length) {
     let cut = new Set<number>();
     if (limit) {
-      const r = await passUntil(runner, k, swappedRows, true, 'predict (swapped)', lengths, limit);
+      const r = await passUntil(runner, k, swappedRows, true, 'predict (swapped)', lengths, limit, msPerChar);
       swapPass = r.result;
       cut = new Set(r.unreached);
     } else swapPass = await runner.pass(k, swappedRows, true, 'predict (swapped)');

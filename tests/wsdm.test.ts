@@ -18,6 +18,8 @@ import { blendRuns } from '../src/cli/commands/score';
 import { renderReport, LANGUAGE_PANEL } from '../src/report/report';
 import { accuracy } from '../src/metrics/metrics';
 import { TASKS } from '../src/task/task';
+import { applyCalibration, checkCalibration, fitCalibration } from '../src/post/calibrate';
+import { rng } from '../src/post/fit';
 import { softmaxRows } from '../src/util/probs';
 import type { ArenaRow } from '../src/types';
 import type { Manifest } from '../src/weights/manifest';
@@ -78,6 +80,32 @@ describe('WSDM task (issue 12)', () => {
     assert.ok(md < 1e-12);
     assert.deepEqual(wsdmSpec(['winner_model_a', 'winner_model_b']).columns, [0, 1]);
     assert.throws(() => labelColumns(['winner_model_a', 'winner_model_b'], 'm'), /expected the three outcomes/);
+  });
+
+  it('calibration on the two WSDM columns: temperature recovers an over-confident model; columns are checked', () => {
+    // Labels drawn from sigmoid(z); the model reports sigmoid(2.5 z): over-confident by T = 2.5.
+    const r = rng(11);
+    const n = 4000;
+    const probs = new Float64Array(n * 2);
+    const labels = new Uint8Array(n);
+    for (let i = 0; i < n; i++) {
+      const z = (r() - 0.5) * 6;
+      labels[i] = r() < 1 / (1 + Math.exp(-z)) ? 1 : 0;
+      const pb = 1 / (1 + Math.exp(-2.5 * z));
+      probs.set([1 - pb, pb], i * 2);
+    }
+    const cal = fitCalibration(probs, labels, { method: 'auto', labels: TASKS.wsdm.labels });
+    console.log(`    2-column calibration: ${cal.method}, T = ${(cal.params as { temperature: number }).temperature.toFixed(3)} (true 2.5), log loss ${cal.fittedOn.logLossBefore.toFixed(4)} -> ${cal.fittedOn.logLossAfter.toFixed(4)}`);
+    assert.notEqual(cal.method, 'identity');
+    const t = fitCalibration(probs, labels, { method: 'temperature', labels: TASKS.wsdm.labels });
+    assert.ok(Math.abs((t.params as { temperature: number }).temperature - 2.5) < 0.25);
+    assert.deepEqual(t.labels, ['model_a', 'model_b']);
+    const out = applyCalibration(t, probs);
+    assert.equal(out.length, n * 2);
+    const v = fitCalibration(probs, labels, { method: 'vector', labels: TASKS.wsdm.labels });
+    assert.equal((v.params as { bias: number[] }).bias.length, 2);
+    checkCalibration(JSON.parse(JSON.stringify(v)), 'cal.json', true, TASKS.wsdm.labels);
+    assert.throws(() => checkCalibration(JSON.parse(JSON.stringify(v)), 'w/manifest.json', true, TASKS.lmsys.labels), /w\/manifest\.json: fitted on the columns model_a, model_b, but this run's task has winner_model_a/);
   });
 
   it('--time-budget: fewer swapped rows when the budget shrinks (injected clock)', async () => {

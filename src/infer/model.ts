@@ -71,7 +71,7 @@ export function openSpec(dir: string, opts: SpecOptions): ModelSpec {
   const task = opts.task ?? TASKS.lmsys;
   const { columns, renormalise } = labelColumns(manifest.labels, where, task);
   const spec: ModelSpec = { dir, manifest, task, columns, renormalise };
-  if (opts.calibrate && manifest.calibration !== undefined) spec.calibration = checkCalibration(manifest.calibration, `${where} (calibration)`, true);
+  if (opts.calibrate && manifest.calibration !== undefined) spec.calibration = checkCalibration(manifest.calibration, `${where} (calibration)`, true, task.labels);
   if (columns === null) {
     if (manifest.tie !== undefined) spec.tie = checkTie(manifest.tie, `${where} (tie)`);
     else if (opts.needTie)

@@ -2,6 +2,7 @@
 // identity when nothing helps) on out-of-fold predictions and labels, optionally after blending several
 // prediction sets; apply it to new predictions. `applyCalibration` is what the runner calls.
 import { logLoss } from '../metrics/metrics';
+import { TASKS } from '../task/task';
 import { blendProbs, fitBlendWeights } from './blend';
 import { kFolds } from './fit';
 import {
@@ -21,6 +22,8 @@ export { CalibrationError, METHODS, type MethodName, type MethodParams } from '.
 export interface Calibration {
   method: MethodName;
   params: MethodParams;
+  /** The probability columns it was fitted on, when not the LMSYS three (WSDM: model_a, model_b). */
+  labels?: string[];
   /** Present when several prediction sets were blended before calibrating: one weight per set, in input order. */
   blend?: { weights: number[]; sources?: string[] };
   fittedOn: {
@@ -60,21 +63,28 @@ export interface FitCalibrationOptions {
   minGain?: number;
   /** What the prediction sets are (recorded in fittedOn; default: single passes in the scored frame). */
   input?: { frame: 'scored'; tta: 'none' | 'swap' };
+  /** The columns of the prediction sets (default: the LMSYS three). */
+  labels?: readonly string[];
 }
 
-function fitParams(method: MethodName, probs: Float64Array, labels: ArrayLike<number>, lengths?: ArrayLike<number>): MethodParams {
+const LMSYS_LABELS: readonly string[] = TASKS.lmsys.labels;
+
+/** Columns of a calibration (recorded labels, else the LMSYS three). */
+export const calibrationLabels = (cal: Calibration): readonly string[] => cal.labels ?? LMSYS_LABELS;
+
+function fitParams(method: MethodName, probs: Float64Array, labels: ArrayLike<number>, lengths: ArrayLike<number> | undefined, k: number): MethodParams {
   switch (method) {
     case 'identity':
       return {};
     case 'temperature':
-      return fitTemperature(probs, labels);
+      return fitTemperature(probs, labels, undefined, k);
     case 'vector':
-      return fitVector(probs, labels);
+      return fitVector(probs, labels, k);
     case 'length-bins':
       if (!lengths) throw new CalibrationError('length-bins needs text lengths: give a labels CSV with prompt/response_a/response_b columns');
-      return fitLengthBins(probs, labels, lengths);
+      return fitLengthBins(probs, labels, lengths, undefined, undefined, k);
     case 'multipliers':
-      return fitMultipliers(probs, labels);
+      return fitMultipliers(probs, labels, k);
     default:
       throw new CalibrationError(`Unknown calibration method: ${String(method)}`);
   }
@@ -96,6 +106,7 @@ export function crossValidate(
   lengths: ArrayLike<number> | undefined,
   folds: number,
   seed: number,
+  k = 3,
 ): number {
   const n = labels.length;
   const fold = kFolds(n, folds, seed);
@@ -105,9 +116,9 @@ export function crossValidate(
     const te: number[] = [];
     for (let i = 0; i < n; i++) (fold[i] === f ? te : tr).push(i);
     const mk = (m: number) => new Float64Array(m);
-    const params = fitParams(method, pick(probs, tr, 3, mk), pick(labels, tr, 1, mk), lengths && pick(lengths, tr, 1, mk));
-    const out = applyMethod(method, params, pick(probs, te, 3, mk), lengths && pick(lengths, te, 1, mk));
-    total += logLoss(out, pick(labels, te, 1, mk)) * te.length;
+    const params = fitParams(method, pick(probs, tr, k, mk), pick(labels, tr, 1, mk), lengths && pick(lengths, tr, 1, mk), k);
+    const out = applyMethod(method, params, pick(probs, te, k, mk), lengths && pick(lengths, te, 1, mk), k);
+    total += logLoss(out, pick(labels, te, 1, mk), k) * te.length;
   }
   return total / n;
 }
@@ -115,15 +126,17 @@ export function crossValidate(
 export function fitCalibration(sets: Float64Array | Float64Array[], labels: ArrayLike<number>, opts: FitCalibrationOptions = {}): Calibration {
   const list = Array.isArray(sets) ? sets : [sets];
   const n = labels.length;
+  const cols = opts.labels ?? LMSYS_LABELS;
+  const K = cols.length;
   list.forEach((s, k) => {
-    if (s.length !== n * 3)
-      throw new CalibrationError(`prediction set ${opts.sources?.[k] ?? k} has ${s.length / 3} rows but there are ${n} labels; predictions and labels must cover the same ids`);
+    if (s.length !== n * K)
+      throw new CalibrationError(`prediction set ${opts.sources?.[k] ?? k} has ${s.length / K} rows but there are ${n} labels; predictions and labels must cover the same ids`);
   });
   if (opts.lengths && opts.lengths.length !== n) throw new CalibrationError(`${opts.lengths.length} lengths for ${n} labelled rows`);
   const requested = opts.method ?? 'auto';
   const folds = opts.folds ?? 5;
   const seed = opts.seed ?? 42;
-  const weights = list.length > 1 ? fitBlendWeights(list, labels) : undefined;
+  const weights = list.length > 1 ? fitBlendWeights(list, labels, undefined, K) : undefined;
   const probs = weights ? blendProbs(list, weights) : list[0];
   let method: MethodName;
   let cv: Calibration['fittedOn']['cv'];
@@ -131,24 +144,25 @@ export function fitCalibration(sets: Float64Array | Float64Array[], labels: Arra
     const candidates: MethodName[] = ['identity', 'temperature', 'vector', 'multipliers'];
     if (opts.lengths) candidates.push('length-bins');
     cv = {};
-    for (const m of candidates) cv[m] = m === 'identity' ? logLoss(probs, labels) : crossValidate(m, probs, labels, opts.lengths, folds, seed);
+    for (const m of candidates) cv[m] = m === 'identity' ? logLoss(probs, labels, K) : crossValidate(m, probs, labels, opts.lengths, folds, seed, K);
     method = 'identity';
     const minGain = opts.minGain ?? 2e-4;
     for (const m of candidates) if (cv[m]! < cv[method]! - (method === 'identity' ? minGain : 0)) method = m;
   } else method = requested;
-  const params = fitParams(method, probs, labels, opts.lengths);
-  const after = applyMethod(method, params, probs, opts.lengths);
+  const params = fitParams(method, probs, labels, opts.lengths, K);
+  const after = applyMethod(method, params, probs, opts.lengths, K);
   return {
     method,
     params,
+    ...(cols === LMSYS_LABELS || cols.join() === LMSYS_LABELS.join() ? {} : { labels: [...cols] }),
     ...(weights ? { blend: { weights, ...(opts.sources ? { sources: opts.sources } : {}) } } : {}),
     fittedOn: {
       rows: n,
       ...(opts.sources ? { sources: opts.sources } : {}),
       requested,
       ...(requested === 'auto' ? { folds, seed, cv } : {}),
-      logLossBefore: logLoss(probs, labels),
-      logLossAfter: logLoss(after, labels),
+      logLossBefore: logLoss(probs, labels, K),
+      logLossAfter: logLoss(after, labels, K),
       ...(opts.input ?? PASS_INPUT),
     },
   };
@@ -161,7 +175,7 @@ const finite = (x: unknown): x is number => typeof x === 'number' && Number.isFi
  * complete finite parameters; with `forModel` (stored in a weights directory, applied per pass by
  * predict) also no blend and fitted on single passes in the scored frame. Throws naming `where`.
  */
-export function checkCalibration(cal: unknown, where: string, forModel: boolean): Calibration {
+export function checkCalibration(cal: unknown, where: string, forModel: boolean, columns?: readonly string[]): Calibration {
   const bad = (why: string, fix = 'fit it again with `runner.cjs calibrate`'): never => {
     throw new CalibrationError(`${where}: ${why}; ${fix}`);
   };
@@ -178,8 +192,12 @@ export function checkCalibration(cal: unknown, where: string, forModel: boolean)
     const v = p![k];
     if (!Array.isArray(v) || !v.every(finite) || (n !== undefined && v.length !== n)) bad(`calibration ${c.method}: params.${k} must be ${n ?? 'a list of'} finite numbers`);
   };
+  if (c.labels !== undefined && (!Array.isArray(c.labels) || !c.labels.every((l) => typeof l === 'string'))) bad('labels must be a list of column names');
+  const cols = calibrationLabels(c);
+  if (columns && cols.join() !== columns.join())
+    bad(`fitted on the columns ${cols.join(', ')}, but this run's task has ${columns.join(', ')}`, 'fit a calibration on predictions of this task (validate --predictions-out on its labelled data, then calibrate)');
   if (c.method === 'temperature') need(['temperature']);
-  else if (c.method === 'vector') (need(['temperature']), list('bias', 3));
+  else if (c.method === 'vector') (need(['temperature']), list('bias', cols.length));
   else if (c.method === 'multipliers') need(['threshold', 'multiplier', 'tieMultiplier']);
   else if (c.method === 'length-bins') {
     list('edges');
@@ -209,6 +227,7 @@ export function applyCalibration(cal: Calibration, probs: Float64Array | Float64
     throw new CalibrationError(
       `calibration expects ${k} prediction set(s)${cal.blend?.sources ? ` (${cal.blend.sources.join(', ')})` : ''}, got ${list.length}; pass them in the order they were fitted`,
     );
+  const K = calibrationLabels(cal).length;
   const p = cal.blend ? blendProbs(list, cal.blend.weights) : list[0];
-  return applyMethod(cal.method, cal.params, p, lengths);
+  return applyMethod(cal.method, cal.params, p, lengths, K);
 }

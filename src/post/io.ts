@@ -1,10 +1,13 @@
-// File edges of post-processing: read prediction files in submission format
-// (id,winner_model_a,winner_model_b,winner_tie), read labels (and text lengths) from a train-style CSV,
-// and line them up by id. Writing goes through the atomic submission writer.
+// File edges of post-processing: read prediction files (id + one probability column per task label:
+// id,winner_model_a,winner_model_b,winner_tie for LMSYS, id,model_a,model_b for WSDM), read labels (and
+// text lengths) from a train-style CSV or a WSDM train parquet, and line them up by id. Writing goes
+// through the atomic submission writer.
 import { accessSync, constants, createReadStream, readFileSync } from 'node:fs';
 import { parse } from 'fast-csv';
 import { LABEL_COLUMNS } from '../types';
-import { parseCell } from '../data/rows';
+import { parseCell, readRows } from '../data/rows';
+import { TASKS } from '../task/task';
+import { textLength } from '../util/text';
 import { fsReason } from '../util/files';
 
 export class PredictionFileError extends Error {
@@ -39,8 +42,15 @@ async function readCsv(path: string, onRow: (row: Record<string, string>, line: 
 
 export interface Predictions {
   ids: string[];
-  /** Flat [n*3], Kaggle column order, rows renormalised to sum 1. */
+  /** The probability columns of the file (a task's labels). */
+  columns: readonly string[];
+  /** Flat [n*k], `columns` order, rows renormalised to sum 1. */
   probs: Float64Array;
+}
+
+/** The task whose label columns a prediction file's header holds (LMSYS first: its names are unambiguous). */
+function predictionColumns(headers: string[]): readonly string[] | undefined {
+  return [TASKS.lmsys, TASKS.wsdm].find((t) => t.labels.every((c) => headers.includes(c)))?.labels;
 }
 
 /** A number cell: blank or non-numeric text is not 0 (Number('') would be). */
@@ -61,18 +71,27 @@ export async function readPredictions(path: string): Promise<Predictions> {
   const ids: string[] = [];
   const vals: number[] = [];
   const once = uniqueIds(path);
+  let cols: readonly string[] | undefined;
   const headers = await readCsv(path, (row, line) => {
-    const p = LABEL_COLUMNS.map((c) => cellNumber(row[c]));
-    const s = p[0] + p[1] + p[2];
+    cols ??= predictionColumns(Object.keys(row)) ?? LABEL_COLUMNS;
+    const p = cols.map((c) => cellNumber(row[c]));
+    const s = p.reduce((a, b) => a + b, 0);
     if (!p.every((x) => Number.isFinite(x) && x >= 0) || !(s > 0))
-      throw new PredictionFileError(`${path} line ${line} (id ${row.id}): probabilities ${JSON.stringify(LABEL_COLUMNS.map((c) => row[c]))} are not valid (three non-negative numbers, not all 0, none blank)`);
+      throw new PredictionFileError(
+        `${path} line ${line} (id ${row.id}): probabilities ${JSON.stringify(cols.map((c) => row[c]))} are not valid (${cols.length === 3 ? 'three' : cols.length} non-negative numbers, not all 0, none blank)`,
+      );
     once(row.id, line);
     ids.push(row.id);
-    vals.push(p[0] / s, p[1] / s, p[2] / s);
+    for (const x of p) vals.push(x / s);
   });
-  const missing = ['id', ...LABEL_COLUMNS].filter((c) => !headers.includes(c));
-  if (missing.length) throw new PredictionFileError(`${path}: missing column(s) ${missing.join(', ')}; a prediction file has the submission header id,${LABEL_COLUMNS.join(',')}`);
-  return { ids, probs: Float64Array.from(vals) };
+  const columns = predictionColumns(headers);
+  if (!headers.includes('id') || !columns) {
+    const missing = ['id', ...LABEL_COLUMNS].filter((c) => !headers.includes(c));
+    throw new PredictionFileError(
+      `${path}: missing column(s) ${missing.join(', ')}; a prediction file has the submission header id,${LABEL_COLUMNS.join(',')} (WSDM: id,${TASKS.wsdm.labels.join(',')})`,
+    );
+  }
+  return { ids, columns, probs: Float64Array.from(vals) };
 }
 
 export interface LabelSet {
@@ -91,7 +110,12 @@ export function cellTextLength(cell: string | undefined): number {
   return parseCell(cell).items.reduce((s, t) => s + t.length, 0);
 }
 
+/** Labels from a train file: a WSDM parquet (winner -> 0/1) through the rows reader, else a train.csv-style CSV. */
 export async function readLabels(path: string): Promise<LabelSet> {
+  if (/\.parquet$/i.test(path)) {
+    const { rows } = await readRows(path, { requireLabels: true });
+    return { ids: rows.map((r) => r.id), labels: Uint8Array.from(rows, (r) => r.label!), lengths: Float64Array.from(rows, textLength) };
+  }
   const ids: string[] = [];
   const labels: number[] = [];
   const lengths: number[] = [];
@@ -118,8 +142,9 @@ export function alignPredictions(pred: Predictions, ids: string[], source: strin
   const missing = ids.filter((id) => !at.has(id));
   if (missing.length)
     throw new PredictionFileError(`${source}: ${missing.length} labelled id(s) have no prediction (first: ${missing.slice(0, 5).join(', ')}); predict the same rows as the labels file`);
-  const out = new Float64Array(ids.length * 3);
-  ids.forEach((id, j) => out.set(pred.probs.subarray(at.get(id)! * 3, at.get(id)! * 3 + 3), j * 3));
+  const k = pred.columns.length;
+  const out = new Float64Array(ids.length * k);
+  ids.forEach((id, j) => out.set(pred.probs.subarray(at.get(id)! * k, at.get(id)! * k + k), j * k));
   return out;
 }
 

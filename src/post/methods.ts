@@ -1,4 +1,5 @@
-// The calibration methods over 3-class probabilities (Kaggle column order): how each one is applied
+// The calibration methods over k-class probabilities (the task's column order: LMSYS A/B/tie, WSDM A/B;
+// k defaults to 3): how each one is applied
 // and how its parameters are fitted to labels. Temperature, vector scaling and per-length-bin
 // temperatures act on log-probabilities; the multiplier rule is the seeds' hand-tuned adjustment
 // (scale confident winner probabilities, boost ties, renormalise) with its three numbers fitted.
@@ -14,8 +15,8 @@ export interface TemperatureParams {
 }
 export interface VectorParams {
   temperature: number;
-  /** Added to log-probabilities / temperature, per Kaggle column; bias[0] is fixed at 0. */
-  bias: [number, number, number];
+  /** Added to log-probabilities / temperature, per task column; bias[0] is fixed at 0. */
+  bias: number[];
 }
 export interface LengthBinsParams {
   /** Upper bounds (exclusive) of every bin but the last, in text characters; bins.length = edges.length + 1. */
@@ -26,7 +27,7 @@ export interface MultiplierParams {
   /** winner_model_a / winner_model_b above this are multiplied by `multiplier`. */
   threshold: number;
   multiplier: number;
-  /** winner_tie is always multiplied by this (seeds: 0.75, 1.125, 1.325). */
+  /** winner_tie is always multiplied by this (seeds: 0.75, 1.125, 1.325); 1 on a task without ties. */
   tieMultiplier: number;
 }
 export type MethodParams = Record<string, never> | TemperatureParams | VectorParams | LengthBinsParams | MultiplierParams;
@@ -35,13 +36,13 @@ export class CalibrationError extends Error {
   override name = 'CalibrationError';
 }
 
-function scaleLogits(lp: Float64Array, n: number, temps: (i: number) => number, bias?: number[]): Float64Array {
-  const z = new Float64Array(n * 3);
-  const out = new Float64Array(n * 3);
+function scaleLogits(lp: Float64Array, n: number, temps: (i: number) => number, bias: number[] | undefined, k: number): Float64Array {
+  const z = new Float64Array(n * k);
+  const out = new Float64Array(n * k);
   for (let i = 0; i < n; i++) {
     const a = 1 / temps(i);
-    for (let c = 0; c < 3; c++) z[i * 3 + c] = lp[i * 3 + c] * a + (bias ? bias[c] : 0);
-    softmaxAt(z, i * 3, 3, out);
+    for (let c = 0; c < k; c++) z[i * k + c] = lp[i * k + c] * a + (bias ? bias[c] : 0);
+    softmaxAt(z, i * k, k, out);
   }
   return out;
 }
@@ -52,18 +53,18 @@ export function binOf(edges: number[], length: number): number {
   return b;
 }
 
-export function applyMethod(method: MethodName, params: MethodParams, probs: Float64Array, lengths?: ArrayLike<number>): Float64Array {
-  const n = probs.length / 3;
+export function applyMethod(method: MethodName, params: MethodParams, probs: Float64Array, lengths?: ArrayLike<number>, k = 3): Float64Array {
+  const n = probs.length / k;
   switch (method) {
     case 'identity':
       return Float64Array.from(probs);
     case 'temperature': {
       const { temperature } = params as TemperatureParams;
-      return scaleLogits(logProbs(probs), n, () => temperature);
+      return scaleLogits(logProbs(probs), n, () => temperature, undefined, k);
     }
     case 'vector': {
       const { temperature, bias } = params as VectorParams;
-      return scaleLogits(logProbs(probs), n, () => temperature, bias);
+      return scaleLogits(logProbs(probs), n, () => temperature, bias, k);
     }
     case 'length-bins': {
       const { edges, temperatures } = params as LengthBinsParams;
@@ -71,14 +72,19 @@ export function applyMethod(method: MethodName, params: MethodParams, probs: Flo
         throw new CalibrationError(
           `length-bins calibration needs one text length per row (got ${lengths ? lengths.length : 'none'} for ${n} rows); pass the rows' prompt+response character counts`,
         );
-      return scaleLogits(logProbs(probs), n, (i) => temperatures[binOf(edges, lengths[i])]);
+      return scaleLogits(logProbs(probs), n, (i) => temperatures[binOf(edges, lengths[i])], undefined, k);
     }
     case 'multipliers': {
       const { threshold, multiplier, tieMultiplier } = params as MultiplierParams;
-      const out = new Float64Array(n * 3);
+      const out = new Float64Array(n * k);
       for (let i = 0; i < n; i++) {
-        const a = probs[i * 3] > threshold ? probs[i * 3] * multiplier : probs[i * 3];
-        const b = probs[i * 3 + 1] > threshold ? probs[i * 3 + 1] * multiplier : probs[i * 3 + 1];
+        const a = probs[i * k] > threshold ? probs[i * k] * multiplier : probs[i * k];
+        const b = probs[i * k + 1] > threshold ? probs[i * k + 1] * multiplier : probs[i * k + 1];
+        if (k === 2) {
+          out[i * 2] = a / (a + b);
+          out[i * 2 + 1] = b / (a + b);
+          continue;
+        }
         const t = probs[i * 3 + 2] * tieMultiplier;
         const s = a + b + t;
         out[i * 3] = a / s;
@@ -94,33 +100,35 @@ export function applyMethod(method: MethodName, params: MethodParams, probs: Flo
 
 const all = (n: number) => Int32Array.from({ length: n }, (_, i) => i);
 
-export function fitTemperature(probs: Float64Array, labels: ArrayLike<number>, rows: ArrayLike<number> = all(labels.length)): TemperatureParams {
+export function fitTemperature(probs: Float64Array, labels: ArrayLike<number>, rows: ArrayLike<number> = all(labels.length), k = 3): TemperatureParams {
   const lp = logProbs(probs);
-  const [a] = fitLinearSoftmax(rows, labels, 1, (i, c, f) => (f[0] = lp[i * 3 + c]), [1]);
+  const [a] = fitLinearSoftmax(rows, labels, 1, (i, c, f) => (f[0] = lp[i * k + c]), [1], undefined, k);
   return { temperature: 1 / Math.max(a, 1e-3) };
 }
 
-export function fitVector(probs: Float64Array, labels: ArrayLike<number>): VectorParams {
+/** One temperature and a bias per column but the first (fixed at 0). */
+export function fitVector(probs: Float64Array, labels: ArrayLike<number>, k = 3): VectorParams {
   const lp = logProbs(probs);
-  const [a, b1, b2] = fitLinearSoftmax(
+  const [a, ...b] = fitLinearSoftmax(
     all(labels.length),
     labels,
-    3,
+    k,
     (i, c, f) => {
-      f[0] = lp[i * 3 + c];
-      f[1] = c === 1 ? 1 : 0;
-      f[2] = c === 2 ? 1 : 0;
+      f[0] = lp[i * k + c];
+      for (let j = 1; j < k; j++) f[j] = c === j ? 1 : 0;
     },
-    [1, 0, 0],
+    [1, ...new Array<number>(k - 1).fill(0)],
+    undefined,
+    k,
   );
-  return { temperature: 1 / Math.max(a, 1e-3), bias: [0, b1, b2] };
+  return { temperature: 1 / Math.max(a, 1e-3), bias: [0, ...b] };
 }
 
 /**
  * One temperature per quantile bin of text length. Each bin's inverse temperature is pulled towards
  * the global one (ridge = `shrink` pseudo-rows), so a thin bin cannot drift far on noise.
  */
-export function fitLengthBins(probs: Float64Array, labels: ArrayLike<number>, lengths: ArrayLike<number>, bins = 4, shrink = 20): LengthBinsParams {
+export function fitLengthBins(probs: Float64Array, labels: ArrayLike<number>, lengths: ArrayLike<number>, bins = 4, shrink = 20, k = 3): LengthBinsParams {
   const n = labels.length;
   if (lengths.length !== n) throw new CalibrationError(`length-bins: ${lengths.length} lengths for ${n} rows`);
   const sorted = Float64Array.from(lengths).sort();
@@ -130,12 +138,12 @@ export function fitLengthBins(probs: Float64Array, labels: ArrayLike<number>, le
     if (edges.length === 0 || e > edges[edges.length - 1]) edges.push(e);
   }
   const lp = logProbs(probs);
-  const global = 1 / fitTemperature(probs, labels).temperature;
+  const global = 1 / fitTemperature(probs, labels, undefined, k).temperature;
   const members: number[][] = Array.from({ length: edges.length + 1 }, () => []);
   for (let i = 0; i < n; i++) members[binOf(edges, lengths[i])].push(i);
   const temperatures = members.map((rows) => {
     if (rows.length === 0) return 1 / global;
-    const [a] = fitLinearSoftmax(rows, labels, 1, (i, c, f) => (f[0] = lp[i * 3 + c]), [global], shrink);
+    const [a] = fitLinearSoftmax(rows, labels, 1, (i, c, f) => (f[0] = lp[i * k + c]), [global], shrink, k);
     return 1 / Math.max(a, 1e-3);
   });
   return { edges, temperatures };
@@ -148,8 +156,10 @@ function range(lo: number, hi: number, step: number): number[] {
 }
 
 /** Grid search (coarse, then fine around the best); the grids contain multiplier 1, i.e. identity. */
-export function fitMultipliers(probs: Float64Array, labels: ArrayLike<number>): MultiplierParams {
-  const score = (p: MultiplierParams) => logLoss(applyMethod('multipliers', p, probs), labels);
+export function fitMultipliers(probs: Float64Array, labels: ArrayLike<number>, k = 3): MultiplierParams {
+  const score = (p: MultiplierParams) => logLoss(applyMethod('multipliers', p, probs, undefined, k), labels, k);
+  // Without a tie column the tie multiplier stays 1.
+  const ties = (r: number[]) => (k === 3 ? r : [1]);
   let best: MultiplierParams = { threshold: 0.75, multiplier: 1, tieMultiplier: 1 };
   let bestLoss = score(best);
   const search = (ts: number[], ms: number[], tms: number[]) => {
@@ -161,12 +171,12 @@ export function fitMultipliers(probs: Float64Array, labels: ArrayLike<number>): 
           if (l < bestLoss - 1e-12) [best, bestLoss] = [p, l];
         }
   };
-  search(range(0.4, 0.95, 0.05), range(0.7, 1.6, 0.1), range(0.6, 2.0, 0.1));
+  search(range(0.4, 0.95, 0.05), range(0.7, 1.6, 0.1), ties(range(0.6, 2.0, 0.1)));
   const c = best;
   search(
     range(Math.max(0.34, c.threshold - 0.04), Math.min(0.99, c.threshold + 0.04), 0.01),
     range(c.multiplier - 0.075, c.multiplier + 0.075, 0.025),
-    range(c.tieMultiplier - 0.075, c.tieMultiplier + 0.075, 0.025),
+    ties(range(c.tieMultiplier - 0.075, c.tieMultiplier + 0.075, 0.025)),
   );
   return best;
 }

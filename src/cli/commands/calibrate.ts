@@ -1,19 +1,20 @@
 // `calibrate`: fit a calibration (and blend weights) from out-of-fold prediction files and a labels CSV,
 // or apply a saved calibration to a prediction file. I/O only; the fitting lives in src/post.
 import { readFileSync } from 'node:fs';
-import { writeSubmission } from '../../data/submission';
-import { applyCalibration, CalibrationError, checkCalibration, fitCalibration, METHODS, PASS_INPUT, type MethodName } from '../../post/calibrate';
+import { formatProbabilities } from '../../data/submission';
+import { applyCalibration, calibrationLabels, CalibrationError, checkCalibration, fitCalibration, METHODS, PASS_INPUT, type MethodName } from '../../post/calibrate';
 import { alignPredictions, readLabels, readPredictions, readPredictionsMeta, readTextLengths } from '../../post/io';
 import { readManifest, updateManifest } from '../../weights/manifest';
 import { assertWritableFile, fsReason, writeFileAtomic } from '../../util/files';
 import { parse, UsageError } from '../args';
 
 const USAGE = `usage:
-  calibrate --predictions P.csv [--predictions P2.csv ...] --labels L.csv [--method auto|${METHODS.filter((m) => m !== 'identity').join('|')}]
+  calibrate --predictions P.csv [--predictions P2.csv ...] --labels L.csv|train.parquet [--method auto|${METHODS.filter((m) => m !== 'identity').join('|')}]
             --out calibration.json [--weights DIR] [--folds 5] [--seed 42]
   calibrate --apply calibration.json --predictions P.csv [--predictions P2.csv ...] [--data test.csv] --out Q.csv
   Fit on single-pass predictions (\`runner.cjs validate --predictions-out P.csv\`): predict applies a stored
-  calibration to each TTA pass before the swap merge. --weights stores it in one model's manifest (one --predictions).`;
+  calibration to each TTA pass before the swap merge. --weights stores it in one model's manifest (one --predictions).
+  The columns follow the prediction files: id,winner_model_a,winner_model_b,winner_tie (LMSYS) or id,model_a,model_b (WSDM).`;
 
 function int(v: unknown, flag: string, min: number): number {
   const n = Number(v);
@@ -57,7 +58,9 @@ export async function run(argv: string[]): Promise<void> {
     const cal = checkCalibration(json, values.apply, false);
     const first = await readPredictions(preds[0]);
     const sets = [first.probs];
-    for (const p of preds.slice(1)) sets.push(alignPredictions(await readPredictions(p), first.ids, p));
+    for (const p of preds.slice(1)) sets.push(alignPredictions(sameColumns(await readPredictions(p), first.columns, p), first.ids, p));
+    if (calibrationLabels(cal).join() !== first.columns.join())
+      throw new CalibrationError(`${values.apply}: fitted on the columns ${calibrationLabels(cal).join(', ')}, but ${preds[0]} has ${first.columns.join(', ')}`);
     let lengths: Float64Array | undefined;
     if (cal.method === 'length-bins') {
       const src = values.data ?? values.labels;
@@ -70,7 +73,7 @@ export async function run(argv: string[]): Promise<void> {
       });
     }
     const out = applyCalibration(cal, sets, lengths);
-    writeSubmission(values.out, first.ids, out);
+    writeFileAtomic(values.out, formatProbabilities(first.ids, out, first.columns));
     console.log(`calibrate: applied ${cal.method}${cal.blend ? ` after a ${sets.length}-way blend` : ''} to ${first.ids.length} rows -> ${values.out}`);
     return;
   }
@@ -104,7 +107,14 @@ export async function run(argv: string[]): Promise<void> {
   }
   const lab = await readLabels(values.labels);
   const sets: Float64Array[] = [];
-  for (const p of preds) sets.push(alignPredictions(await readPredictions(p), lab.ids, p));
+  let columns: readonly string[] | undefined;
+  for (const p of preds) {
+    const pr = await readPredictions(p);
+    columns ??= pr.columns;
+    sets.push(alignPredictions(sameColumns(pr, columns, p), lab.ids, p));
+  }
+  if (columns!.length === 2 && lab.labels.some((y) => y > 1))
+    throw new CalibrationError(`${values.labels}: has tie labels, but the predictions have only the columns ${columns!.join(', ')}; give the labels of the same task`);
   if (method === 'length-bins' && !lab.lengths)
     throw new CalibrationError(`${values.labels}: length-bins needs prompt, response_a and response_b columns in the labels CSV`);
   const cal = fitCalibration(sets, lab.labels, {
@@ -114,6 +124,7 @@ export async function run(argv: string[]): Promise<void> {
     seed,
     sources: preds,
     input: { frame: PASS_INPUT.frame, tta },
+    labels: columns,
   });
   writeFileAtomic(values.out, JSON.stringify(cal, null, 2) + '\n');
   if (values.weights) updateManifest(values.weights, { calibration: cal });
@@ -122,4 +133,10 @@ export async function run(argv: string[]): Promise<void> {
     `calibrate: ${cal.method} on ${lab.ids.length} rows: log loss ${cal.fittedOn.logLossBefore.toFixed(5)} -> ${cal.fittedOn.logLossAfter.toFixed(5)}` +
       `${cal.blend ? ` blend weights [${cal.blend.weights.map((w) => w.toFixed(3)).join(', ')}]` : ''}${cv} -> ${values.out}${values.weights ? ` and ${values.weights}/manifest.json` : ''}`,
   );
+}
+
+/** Prediction files of one run must share their columns (one task). */
+function sameColumns<T extends { columns: readonly string[] }>(p: T, columns: readonly string[], path: string): T {
+  if (p.columns.join() !== columns.join()) throw new CalibrationError(`${path}: columns ${p.columns.join(', ')} differ from the first prediction file's ${columns.join(', ')}`);
+  return p;
 }

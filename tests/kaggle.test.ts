@@ -8,11 +8,15 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { parquetWriteFile } from 'hyparquet-writer';
 import { cacheDir, checkCudaPairing, CUDA_PIN, NODE_PIN } from '../build/pack-fetch.mjs';
+import { readRows } from '../src/data/rows';
 
 const repo = join(__dirname, '..');
 const dist = join(repo, 'dist');
 const sample = join(repo, '..', 'shared', 'data', 'arena-sample-999.csv');
+const wsdmTrain = join(repo, '..', 'shared', 'data', 'wsdm-sample-train.parquet');
+const WSDM_COMPETITION = 'wsdm-cup-multilingual-chatbot-arena';
 const kernels = join(repo, 'kernels');
 const ROWS = 40;
 
@@ -71,6 +75,16 @@ function parseCsv(text: string): string[][] {
 const csvCell = (s: string) => (/[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
 const toCsv = (rows: string[][]) => rows.map((r) => r.map(csvCell).join(',')).join('\n') + '\n';
 
+/** Checks a WSDM submission: id,winner, every id in order, only model_a / model_b. */
+function checkWsdmSubmission(path: string, ids: string[]): void {
+  const rows = parseCsv(readFileSync(path, 'utf8')).filter((r) => r.length > 1 || r[0] !== '');
+  assert.deepEqual(rows[0], ['id', 'winner']);
+  assert.deepEqual(rows.slice(1).map((r) => r[0]), ids, 'ids in test.parquet order');
+  const winners = rows.slice(1).map((r) => r[1]);
+  assert.ok(winners.every((w) => w === 'model_a' || w === 'model_b'), `winners: ${[...new Set(winners)].join(', ')}`);
+  console.log(`      ${path}: ${ids.length} rows, model_a ${winners.filter((w) => w === 'model_a').length}, model_b ${winners.filter((w) => w === 'model_b').length}`);
+}
+
 /** Checks a Kaggle submission: header, row count, ids in order, probabilities in [0, 1] summing to 1. */
 function checkSubmission(path: string, ids: string[]): void {
   const rows = parseCsv(readFileSync(path, 'utf8')).filter((r) => r.length > 1 || r[0] !== '');
@@ -126,10 +140,11 @@ describe('Kaggle pack and notebooks (end to end)', function () {
   let tmp: string;
   let tiny: string;
   let ids: string[];
+  let wsdmIds: string[];
   let python: string;
   let offline: string[] = [];
 
-  before(function () {
+  before(async function () {
     const fresh = ['runner.cjs', 'trainer.cjs', 'ort/libonnxruntime.so.1'].every((f) => existsSync(join(dist, f))) &&
       statSync(join(dist, 'runner.cjs')).mtimeMs >= newestMtime(join(repo, 'src'));
     if (!fresh) {
@@ -160,6 +175,28 @@ describe('Kaggle pack and notebooks (end to end)', function () {
     writeFileSync(join(comp, 'test.csv'), toCsv([keep.map((i) => header[i]), ...rows.map((r) => keep.map((i) => r[i]))]));
     writeFileSync(join(comp, 'train.csv'), toCsv([header, ...table.slice(1, ROWS + 1)]));
     mkdirSync(join(tmp, 'kaggle', 'working'), { recursive: true });
+
+    // The WSDM competition folder: its first ROWS sample rows as test.parquet (no labels) and train.parquet.
+    const wsdm = (await readRows(wsdmTrain, { requireLabels: true })).rows.slice(0, ROWS);
+    wsdmIds = wsdm.map((r) => r.id);
+    const wdir = join(tmp, 'kaggle', 'input', WSDM_COMPETITION);
+    mkdirSync(wdir, { recursive: true });
+    const text = (k: 'prompt' | 'responseA' | 'responseB') => wsdm.map((r) => r[k].join('\n\n'));
+    const common = [
+      { name: 'id', data: wsdmIds, type: 'STRING' },
+      { name: 'prompt', data: text('prompt'), type: 'STRING' },
+      { name: 'response_a', data: text('responseA'), type: 'STRING' },
+      { name: 'response_b', data: text('responseB'), type: 'STRING' },
+    ];
+    parquetWriteFile({ filename: join(wdir, 'test.parquet'), columnData: [...common, { name: 'scored', data: wsdm.map(() => true), type: 'BOOLEAN' }] as never });
+    parquetWriteFile({
+      filename: join(wdir, 'train.parquet'),
+      columnData: [
+        ...common,
+        { name: 'winner', data: wsdm.map((r) => (r.label === 1 ? 'model_b' : 'model_a')), type: 'STRING' },
+        { name: 'language', data: wsdm.map((r) => r.language ?? ''), type: 'STRING' },
+      ] as never,
+    });
   });
 
   after(() => {
@@ -173,7 +210,7 @@ describe('Kaggle pack and notebooks (end to end)', function () {
     return out;
   }
 
-  function runNotebook(nb: string, env: Record<string, string>): string {
+  function runNotebook(nb: string, env: Record<string, string>, expectFailure = false): string {
     const script = join(tmp, `${nb}.py`);
     writeFileSync(script, notebookScript(join(kernels, nb, `${nb}.ipynb`)));
     const baseEnv = {
@@ -186,7 +223,8 @@ describe('Kaggle pack and notebooks (end to end)', function () {
     };
     const [cmd, ...pre] = offline.length ? offline : [python];
     const r = sh(cmd, [...pre, ...(offline.length ? [python] : []), script], { cwd: tmp, env: baseEnv });
-    must(r, `notebook ${nb}`);
+    if (expectFailure) assert.notEqual(r.status, 0, `notebook ${nb} should have stopped:\n${r.stdout}`);
+    else must(r, `notebook ${nb}`);
     return r.stdout + r.stderr;
   }
 
@@ -219,7 +257,41 @@ describe('Kaggle pack and notebooks (end to end)', function () {
     const log = runNotebook('arenakit-inference', { PATH: `${dirname(process.execPath)}:/usr/bin:/bin` });
     assert.match(log, /node: \S*node v20\./);
     assert.match(log, /--ep auto --tta swap/);
+    // Saved (not a competition rerun): a printed validation on the first train rows, then the visible test file.
+    assert.match(log, /mode: saved/);
+    assert.match(log, new RegExp(`validation on the first ${ROWS} rows of train\\.csv: log_loss \\d`));
+    assert.doesNotMatch(log, /--time-budget/);
     checkSubmission(join(tmp, 'kaggle', 'working', 'submission.csv'), ids);
+  });
+
+  it('WSDM notebook, saved: validation (accuracy) on a train slice, then id,winner for the visible test.parquet', () => {
+    const meta = JSON.parse(readFileSync(join(kernels, 'arenakit-wsdm-inference', 'kernel-metadata.json'), 'utf8'));
+    assert.deepEqual(meta.competition_sources, [WSDM_COMPETITION]);
+    assert.equal(meta.enable_internet, false);
+    assert.ok(existsSync(join(kernels, 'arenakit-wsdm-inference', meta.code_file)));
+    const sub = join(tmp, 'kaggle', 'working', 'submission.csv');
+    rmSync(sub, { force: true });
+    const log = runNotebook('arenakit-wsdm-inference', { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, ARENAKIT_VALIDATE_ROWS: '20' });
+    assert.match(log, /validation on the first 20 rows of train\.parquet: accuracy [\d.]+, log_loss [\d.]+, accuracy_by_language \{/);
+    checkWsdmSubmission(sub, wsdmIds);
+  });
+
+  it('WSDM notebook, competition rerun: doctor first, then the full test set with --time-budget; stops early when it does not fit', () => {
+    const sub = join(tmp, 'kaggle', 'working', 'submission.csv');
+    const env = { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, KAGGLE_IS_COMPETITION_RERUN: 'Batch' };
+    rmSync(sub, { force: true });
+    const log = runNotebook('arenakit-wsdm-inference', env);
+    assert.match(log, /mode: competition rerun/);
+    assert.match(log, /runner\.cjs doctor --weights \S+ --data \S+test\.parquet --budget 9h/);
+    assert.match(log, /--tta swap --time-budget 8h30m/);
+    assert.doesNotMatch(log, /runner\.cjs validate/);
+    checkWsdmSubmission(sub, wsdmIds);
+    rmSync(sub, { force: true });
+    const stopped = runNotebook('arenakit-wsdm-inference', { ...env, ARENAKIT_DOCTOR_BUDGET: '0.001s' }, true);
+    console.log(`      ${stopped.split('\n').find((l) => l.startsWith('stopping early'))}`);
+    assert.match(stopped, /stopping early: the doctor estimates [\d.]+ s for 40 rows on cpu .*over the 0\.001s budget/);
+    assert.doesNotMatch(stopped, /runner\.cjs predict/);
+    assert.ok(!existsSync(sub), 'no submission when the run stops early');
   });
 
   it('the validation notebook writes the runner\'s figures', () => {

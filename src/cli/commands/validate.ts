@@ -16,14 +16,15 @@ import { swapColumns } from '../../task/task';
 import { lengthDifference, textLength } from '../../util/text';
 import type { ArenaRow } from '../../types';
 import type { ModelSpec } from '../../infer/model';
-import { parse, need } from '../args';
+import { num, parse, need, UsageError } from '../args';
 import { exitOnSignals, makeRunner, openSpecs, SCORE_OPTIONS, scoreRows, scoreSettings, type ScoreSettings } from './score';
 
 const USAGE = `usage: node runner.cjs validate --data labelled.csv|train.parquet --weights DIR [--weights DIR2 ...] [--task lmsys|wsdm]
   [--ep cpu|cuda|auto] [--tta swap|none] [--token-budget N] [--predictions-out P.csv] [--report report.html]
   [--fit-tie]  (single-score heads: fit the Davidson tie model on these labels and store it in the weights directory)
   (validate always runs the swapped pass too, to measure swap consistency)
-  --predictions-out: the uncalibrated first pass, the input \`runner.cjs calibrate\` fits a calibration on`;
+  --predictions-out: the uncalibrated first pass, the input \`runner.cjs calibrate\` fits a calibration on
+  --max-rows N: validate on the file's first N rows only (a quick check)`;
 
 const warn = (m: string) => process.stderr.write(`warning: ${m}\n`);
 
@@ -42,6 +43,7 @@ export async function run(argv: string[]): Promise<void> {
       'predictions-out': { type: 'string' },
       report: { type: 'string' },
       'fit-tie': { type: 'boolean' },
+      'max-rows': { type: 'string' },
     }, USAGE);
   const data = need(v.data, '--data', USAGE);
   // Validation scores every row with both passes: a --time-budget does not apply here.
@@ -52,7 +54,12 @@ export async function run(argv: string[]): Promise<void> {
   for (const [flag, path] of [['--predictions-out', v['predictions-out']], ['--report', v.report]] as const)
     if (typeof path === 'string') assertWritableFile(path, flag);
   const specs = openSpecs(settings, !v['fit-tie']);
-  const { rows, warnings } = await readRows(data, { requireLabels: true });
+  const maxRows = v['max-rows'] === undefined ? Infinity : num(v['max-rows'], '--max-rows', 0);
+  if (!(maxRows >= 1)) throw new UsageError(`--max-rows must be a positive number of rows, got "${v['max-rows']}"`);
+  const read = await readRows(data, { requireLabels: true });
+  const { warnings } = read;
+  // A quick look (a Kaggle notebook that is merely saved): the file's first rows.
+  const rows = read.rows.length > maxRows ? read.rows.slice(0, maxRows) : read.rows;
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
   const labels = rows.map((r) => r.label as number);
   exitOnSignals('nothing written.', settings.cacheDir);

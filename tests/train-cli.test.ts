@@ -3,7 +3,7 @@
 // graph had; and through the built bundles, `trainer.cjs train` on real arena rows -> `import
 // --adapter` -> `runner.cjs validate` reproduces the validation log loss the trainer printed.
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,19 +19,12 @@ import { serialise } from '../src/graph/serialise';
 import { checkAdapter, mergedSource, openAdapter } from '../src/weights/peft';
 import { openCheckpoint, openSafetensors } from '../src/weights/safetensors';
 import { writeByteTokenizer } from './helpers/byte-tokenizer';
+import { ok as node, ROOT, RUNNER, TRAINER } from './helpers/peaked';
 import { fixtureConfig, maxAbsDiff, runLogits } from './helpers/fixtures';
 import { fixtureBatch, GEMMA2_TINY } from './helpers/train-fixtures';
 
-const ROOT = join(__dirname, '..');
 const DATA = join(__dirname, '..', '..', 'shared', 'data', 'arena-sample-999.csv');
-const TRAINER = join(ROOT, 'dist', 'trainer.cjs');
-const RUNNER = join(ROOT, 'dist', 'runner.cjs');
 
-function node(script: string, args: string[]): { stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [script, ...args], { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 << 20 });
-  assert.equal(r.status, 0, `node ${script} ${args.join(' ')} exited ${r.status}\n${r.stderr}`);
-  return { stdout: r.stdout, stderr: r.stderr };
-}
 
 /** The fixture batches as a JSON-lines file, repeated `times`. */
 function fixtureJsonl(path: string, times: number): void {

@@ -132,7 +132,7 @@ describe('train: run, checkpoints, adapters', function () {
     const spec = { ...planLora(c, { ...DEFAULT_TRAIN.lora }), lora: new Map() };
     const s = await TrainSession.create(buildTrainGraph(c, ck.get, spec, { forwardOnly: true }));
     const rows = [...fixtureBatch('padded', [0, 1, 2]), ...fixtureBatch('single', [2])];
-    const graphLoss = (await s.run(batchFeeds(c, rows), new Map([[spec.headKey!, head]]), 0)).loss;
+    const graphLoss = (await s.run(batchFeeds(c, rows), new Map([[spec.head[0].key, head]]), 0)).loss;
     await s.release();
     ck.close();
     console.log(`      head fit: training log loss ${start} -> ${end}; graph loss with the fitted head ${graphLoss.toFixed(6)}`);

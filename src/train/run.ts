@@ -168,7 +168,9 @@ async function headOnly(
   valid: LoadedRows | null,
   out: string,
 ): Promise<TrainResult> {
-  const head = spec.headKey!;
+  if (spec.head.length !== 1 || spec.head[0].shape.length !== 2)
+    throw new LoraSetupError('--train head fits a single linear score head (no bias); this model has a multi-layer head: train it with --train lora');
+  const head = spec.head[0].key;
   const t0 = Date.now();
   const s = await TrainSession.create(buildTrainGraph(c, weights, spec, { forwardOnly: true }), o.threads);
   const x = await features(c, s, params, train.rows, o.batchSize);
@@ -213,7 +215,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
         throw new LoraSetupError(`${o.adapter}: init_lora_weights ${JSON.stringify(ad.init)} needs its residual base; save it converted (PEFT path_initial_model_for_weight_conversion) first`);
       settings = { ...ad.settings, lora_dropout: o.lora.lora_dropout };
       params = ad.params;
-      checkParams(planLora(c, settings), params, c, o.adapter);
+      checkParams(planLora(c, settings), params, o.adapter);
     } else if (o.init === 'pissa') {
       const p = pissaInit(planLora(c, settings), ck.get);
       params = p.params;
@@ -223,8 +225,8 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       params = defaultInit(planLora(c, settings), ck.get, o.seed);
     }
     const spec = planLora(c, settings);
-    if (o.train === 'head' && !spec.headKey) throw new LoraSetupError('--train head needs a trainable score head (drop --frozen-head)');
-    o.log(`train: ${spec.lora.size} LoRA modules (r ${settings.r}, alpha ${settings.lora_alpha}${settings.use_rslora ? ', rsLoRA' : ''}), head ${spec.headKey ? 'trained' : 'frozen'}, ${[...params.values()].reduce((a, p) => a + p.length, 0)} trainable values`);
+    if (o.train === 'head' && !spec.head.length) throw new LoraSetupError('--train head needs a trainable score head (drop --frozen-head)');
+    o.log(`train: ${spec.lora.size} LoRA modules (r ${settings.r}, alpha ${settings.lora_alpha}${settings.use_rslora ? ', rsLoRA' : ''}), head ${spec.head.length ? 'trained' : 'frozen'}, ${[...params.values()].reduce((a, p) => a + p.length, 0)} trainable values`);
 
     // ---- data
     const train = await loadRows((o.data ?? o.tokenized)!, o.data ? 'csv' : 'jsonl', c, o, labelIndex);
@@ -238,7 +240,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       if (o.init === 'pissa') throw new LoraSetupError('--train head keeps the base as it is; drop --init pissa');
       // Without --adapter there is no LoRA to keep: the adapter holds the head alone (its LoRA config is inert).
       const headSpec = o.adapter ? spec : { ...spec, lora: new Map() };
-      const headParams = o.adapter ? params : new Map([[spec.headKey!, params.get(spec.headKey!)!]]);
+      const headParams = o.adapter ? params : new Map(spec.head.map((t) => [t.key, params.get(t.key)!]));
       return await headOnly(o, c, weights, headSpec, headParams, null, train, valid, out);
     }
 

@@ -4,9 +4,10 @@
 // the PEFT adapter folder at the end. File I/O lives here and in src/cli/commands/train.ts only.
 import { existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { LABEL_COLUMNS, type ModelConfig, type WeightSource } from '../types';
+import { LABEL_COLUMNS, type Activation, type ModelConfig, type WeightSource } from '../types';
 import { hfLabelNames, parseHfConfig } from '../weights/hfconfig';
-import { openCheckpoint, openSafetensors } from '../weights/safetensors';
+import { openCheckpoint, openSafetensors, type Checkpoint } from '../weights/safetensors';
+import { chooseHead } from '../weights/import';
 import { writeSafetensors } from '../weights/safetensors-write';
 import { writeAdapter } from './adapter';
 import { epochOrder, epochSteps, readCsv, readTokenized, type LoadedRows } from './data';
@@ -32,6 +33,8 @@ export interface TrainOptions {
   out: string;
   /** 'lora': LoRA (+ head) by backprop; 'head': one forward pass for pooled features, then the head fitted in JS. */
   train: 'lora' | 'head';
+  /** Activation between the linears of a multi-layer score.N.* head (as `import --head-activation`). */
+  headActivation?: Activation;
   lora: LoraSettings; // DEFAULT_LORA: r 16, alpha 32, dropout 0.05, q/k/v/o, all layers, score head trained
   init: 'peft' | 'pissa'; // PEFT default init (A kaiming-uniform, B zeros) or PiSSA
   batchSize: number; // 4 rows per micro-batch (per_device_train_batch_size)
@@ -90,11 +93,13 @@ export interface TrainResult {
   valid: { epoch: number; logLoss: number }[];
 }
 
-function loadBase(dir: string): { config: ModelConfig; file: string; labelIndex: [number, number, number] } {
+function loadBase(dir: string, ck: Checkpoint, headActivation: Activation | undefined): { config: ModelConfig; file: string; labelIndex: [number, number, number] } {
   const file = join(dir, 'config.json');
   if (!existsSync(file)) throw new LoraSetupError(`${dir}: no config.json; --base takes a Hugging Face model folder`);
   const json = JSON.parse(readFileSync(file, 'utf8'));
-  const config = parseHfConfig(json, file);
+  // The head as import sees it: score.weight, or a score.N.* stack (config.json does not describe it)
+  const head = chooseHead(ck, null, { activation: headActivation, tokenizerDir: dir, configFile: file });
+  const config = parseHfConfig(json, file, head ? { head } : {});
   if (config.numLabels < 2) throw new LoraSetupError(`${file}: num_labels ${config.numLabels}; cross-entropy training needs 2 or more labels`);
   // CSV outcomes go to the logit id2label names them by; generic names (LABEL_0..) keep Kaggle's order.
   const names = hfLabelNames(json) ?? [];
@@ -120,23 +125,23 @@ async function logLoss(c: ModelConfig, s: TrainSession, params: Params, rows: Ex
   return sum / rows.length;
 }
 
-interface Checkpoint {
+interface TrainCheckpoint {
   step: number;
   adamT: number;
   rows: number;
 }
 
-function saveCheckpoint(dir: string, params: Params, state: AdamState, ck: Checkpoint, shapes: Map<string, number[]>): void {
+function saveCheckpoint(dir: string, params: Params, state: AdamState, ck: TrainCheckpoint, shapes: Map<string, number[]>): void {
   mkdirSync(dir, { recursive: true });
   const t = (m: Params, prefix: string) => new Map([...m].map(([k, d]) => [`${prefix}${k}`, { shape: shapes.get(k)!, data: d }]));
   writeSafetensors(join(dir, 'state.safetensors'), new Map([...t(params, 'param/'), ...t(state.m, 'exp_avg/'), ...t(state.v, 'exp_avg_sq/')]));
   writeFileSync(join(dir, 'checkpoint.json'), JSON.stringify(ck) + '\n');
 }
 
-function loadCheckpoint(dir: string, params: Params, state: AdamState, rows: number): Checkpoint {
+function loadCheckpoint(dir: string, params: Params, state: AdamState, rows: number): TrainCheckpoint {
   const file = join(dir, 'checkpoint.json');
   if (!existsSync(file)) throw new LoraSetupError(`--resume: no checkpoint at ${dir}; run without --resume (or with --checkpoint-every N) first`);
-  const ck = JSON.parse(readFileSync(file, 'utf8')) as Checkpoint;
+  const ck = JSON.parse(readFileSync(file, 'utf8')) as TrainCheckpoint;
   if (ck.rows !== rows) throw new LoraSetupError(`--resume: ${file} was made with ${ck.rows} training rows, this run has ${rows}; resume with the same data`);
   const f = openSafetensors(join(dir, 'state.safetensors'));
   try {
@@ -201,8 +206,8 @@ async function headOnly(
 export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   const out = resolve(o.out);
   mkdirSync(out, { recursive: true });
-  const { config: c, labelIndex } = loadBase(o.base);
   const ck = openCheckpoint(o.base);
+  const { config: c, labelIndex } = loadBase(o.base, ck, o.headActivation);
   try {
     // ---- trainable tensors and their starting values
     let settings = o.lora;

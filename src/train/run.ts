@@ -4,7 +4,8 @@
 // the PEFT adapter folder at the end. File I/O lives here and in src/cli/commands/train.ts only.
 import { existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { LABEL_COLUMNS, type Activation, type ModelConfig, type WeightSource } from '../types';
+import { LABEL_COLUMNS, type Activation, type HostTensor, type ModelConfig, type WeightSource } from '../types';
+import { forName } from '../util/rng';
 import { hfLabelNames, parseHfConfig } from '../weights/hfconfig';
 import { openCheckpoint, openSafetensors, type Checkpoint } from '../weights/safetensors';
 import { chooseHead } from '../weights/import';
@@ -14,7 +15,7 @@ import { epochOrder, epochSteps, readCsv, readTokenized, type LoadedRows } from 
 import { batchFeeds, type Example } from './feeds';
 import { buildTrainGraph } from './graph';
 import { fitHead, headLoss } from './head';
-import { checkParams, DEFAULT_LORA, defaultInit, LoraSetupError, overlay, pissaInit, planLora, readAdapter, type LoraSettings, type Params, type TrainableSpec } from './lora';
+import { checkParams, PEFT_PREFIX, DEFAULT_LORA, defaultInit, LoraSetupError, overlay, pissaInit, planLora, readAdapter, type LoraSettings, type Params, type TrainableSpec } from './lora';
 import { adamState, lrAt, type AdamState, type Schedule } from './optim';
 import { TrainSession } from './session';
 import { trainStep, type StepLog } from './step';
@@ -35,6 +36,8 @@ export interface TrainOptions {
   train: 'lora' | 'head';
   /** Activation between the linears of a multi-layer score.N.* head (as `import --head-activation`). */
   headActivation?: Activation;
+  /** A base without a score head (a causal LM): train a new one with this many outputs. */
+  numLabels?: number;
   lora: LoraSettings; // DEFAULT_LORA: r 16, alpha 32, dropout 0.05, q/k/v/o, all layers, score head trained
   init: 'peft' | 'pissa'; // PEFT default init (A kaiming-uniform, B zeros) or PiSSA
   batchSize: number; // 4 rows per micro-batch (per_device_train_batch_size)
@@ -93,12 +96,41 @@ export interface TrainResult {
   valid: { epoch: number; logLoss: number }[];
 }
 
-function loadBase(dir: string, ck: Checkpoint, headActivation: Activation | undefined): { config: ModelConfig; file: string; labelIndex: [number, number, number] } {
+/**
+ * The base's config with its head as import sees it: score.weight or a score.N.* stack from the
+ * checkpoint, else from the --adapter's modules_to_save (a causal-LM base with a Kaggle adapter), else a
+ * NEW score head of `numLabels` outputs (HF init: normal(0, initializer_range), seeded). `extra` holds
+ * the head tensors the checkpoint lacks.
+ */
+function loadBase(dir: string, ck: Checkpoint, o: TrainOptions): { config: ModelConfig; labelIndex: [number, number, number]; extra: Map<string, HostTensor> } {
   const file = join(dir, 'config.json');
   if (!existsSync(file)) throw new LoraSetupError(`${dir}: no config.json; --base takes a Hugging Face model folder`);
   const json = JSON.parse(readFileSync(file, 'utf8'));
-  // The head as import sees it: score.weight, or a score.N.* stack (config.json does not describe it)
-  const head = chooseHead(ck, null, { activation: headActivation, tokenizerDir: dir, configFile: file });
+  const extra = new Map<string, HostTensor>();
+  if (o.adapter && existsSync(join(o.adapter, 'adapter_model.safetensors'))) {
+    const f = openSafetensors(join(o.adapter, 'adapter_model.safetensors'));
+    try {
+      for (const key of f.tensors.keys()) {
+        const hf = key.slice(PEFT_PREFIX.length).replace(/\.default(?=\.|$)/g, '').replace('.modules_to_save', '');
+        if (/^score\./.test(hf) && !ck.names.includes(hf)) extra.set(hf, f.read(key));
+      }
+    } finally {
+      f.close();
+    }
+  }
+  // chooseHead reads names and shapes only
+  const view = { names: [...ck.names, ...extra.keys()], info: (n: string) => (extra.has(n) ? ({ shape: extra.get(n)!.shape } as ReturnType<Checkpoint['info']>) : ck.info(n)) };
+  let head = chooseHead(view, null, { activation: o.headActivation, tokenizerDir: dir, configFile: file });
+  if (!head && o.numLabels) {
+    const H = (json as { hidden_size: number }).hidden_size;
+    const std = (json as { initializer_range?: number }).initializer_range ?? 0.02;
+    const rng = forName(o.seed, 'score.weight');
+    extra.set('score.weight', { shape: [o.numLabels, H], data: Float32Array.from({ length: o.numLabels * H }, () => rng.normal() * std) });
+    head = { kind: 'classifier', layers: [{ weight: 'score.weight', bias: null, inFeatures: H, outFeatures: o.numLabels }], activation: null };
+  } else if (head && o.numLabels && head.kind === 'classifier' && head.layers.at(-1)!.outFeatures !== o.numLabels)
+    throw new LoraSetupError(`--num-labels ${o.numLabels}: the base already has a ${head.layers.at(-1)!.outFeatures}-output score head; drop --num-labels`);
+  if (!head && /ForCausalLM$/.test(String((json as { architectures?: string[] }).architectures?.[0])))
+    throw new LoraSetupError(`${file}: a causal-LM base has no score head; pass --num-labels 3 (or 2) to train a new one`);
   const config = parseHfConfig(json, file, head ? { head } : {});
   if (config.numLabels < 2) throw new LoraSetupError(`${file}: num_labels ${config.numLabels}; cross-entropy training needs 2 or more labels`);
   // CSV outcomes go to the logit id2label names them by; generic names (LABEL_0..) keep Kaggle's order.
@@ -106,7 +138,7 @@ function loadBase(dir: string, ck: Checkpoint, headActivation: Activation | unde
   const named = LABEL_COLUMNS.every((c) => names.includes(c));
   // A 2-label head (WSDM: model_a / model_b) has no tie output.
   const labelIndex = (named ? LABEL_COLUMNS.map((c) => names.indexOf(c)) : config.numLabels === 2 ? [0, 1, -1] : [0, 1, 2]) as [number, number, number];
-  return { config, file, labelIndex };
+  return { config, labelIndex, extra };
 }
 
 async function loadRows(path: string, kind: 'csv' | 'jsonl', c: ModelConfig, o: TrainOptions, labelIndex: [number, number, number]): Promise<LoadedRows> {
@@ -207,12 +239,12 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   const out = resolve(o.out);
   mkdirSync(out, { recursive: true });
   const ck = openCheckpoint(o.base);
-  const { config: c, labelIndex } = loadBase(o.base, ck, o.headActivation);
+  const { config: c, labelIndex, extra } = loadBase(o.base, ck, o);
   try {
     // ---- trainable tensors and their starting values
     let settings = o.lora;
     let params: Params;
-    let weights = ck.get;
+    let weights: WeightSource = extra.size ? (name) => extra.get(name) ?? ck.get(name) : ck.get;
     let pissaStart: Params | null = null;
     if (o.adapter) {
       const ad = readAdapter(o.adapter);
@@ -222,12 +254,12 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       params = ad.params;
       checkParams(planLora(c, settings), params, o.adapter);
     } else if (o.init === 'pissa') {
-      const p = pissaInit(planLora(c, settings), ck.get);
+      const p = pissaInit(planLora(c, settings), weights);
       params = p.params;
       pissaStart = new Map([...params].map(([k, v]) => [k, Float32Array.from(v)]));
-      weights = overlay(ck.get, p.residual);
+      weights = overlay(weights, p.residual);
     } else {
-      params = defaultInit(planLora(c, settings), ck.get, o.seed);
+      params = defaultInit(planLora(c, settings), weights, o.seed);
     }
     const spec = planLora(c, settings);
     if (o.train === 'head' && !spec.head.length) throw new LoraSetupError('--train head needs a trainable score head (drop --frozen-head)');

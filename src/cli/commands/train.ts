@@ -21,6 +21,7 @@ LoRA (PEFT LoraConfig names):
   --lora-targets LIST   comma list of ${PROJECTIONS.join(',')} or all-linear (default ${L.target_modules.join(',')})
   --layers-to-transform LIST   layer indices that get LoRA, e.g. 6-25 or 2,3 (default all)
   --frozen-head         do not train the score head (default: trained, modules_to_save=["score"], every layer of a score.N.* head)
+  --num-labels N        a base without a score head (a causal LM): train a new N-output head (HF init, seeded)
   --head-activation A   activation between the linears of a multi-layer score.N.* head (as import takes it): gelu_tanh|silu|tanh
   --init peft|pissa     PEFT default init (A kaiming-uniform, B 0) or PiSSA (SVD; default peft)
 Optimisation (HF TrainingArguments names in brackets):
@@ -53,7 +54,7 @@ export async function run(argv: string[]): Promise<void> {
       'lora-r': s, 'lora-alpha': s, 'lora-dropout': s, rslora: b, 'lora-targets': s, 'layers-to-transform': s, 'frozen-head': b, init: s,
       'batch-size': s, 'grad-accum': s, epochs: s, 'max-steps': s, lr: s, 'warmup-steps': s, schedule: s, 'weight-decay': s,
       'adam-betas': s, 'adam-eps': s, 'max-grad-norm': s, 'no-shuffle': b, 'swap-augment': b, seed: s, template: s, 'max-tokens': s,
-      tokenizer: s, 'checkpoint-every': s, resume: b, threads: s, 'head-activation': s,
+      tokenizer: s, 'checkpoint-every': s, resume: b, threads: s, 'head-activation': s, 'num-labels': s,
     },
     USAGE,
   );
@@ -87,6 +88,7 @@ export async function run(argv: string[]): Promise<void> {
     out: need(v.out, '--out', USAGE),
     train: mode,
     headActivation: headActivation as Activation | undefined,
+    numLabels: v['num-labels'] === undefined ? undefined : int('--num-labels', 3, 2),
     lora: {
       r: int('--lora-r', L.r, 1),
       lora_alpha: num(v['lora-alpha'], '--lora-alpha', L.lora_alpha),

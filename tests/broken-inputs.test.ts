@@ -128,6 +128,20 @@ describe('broken safetensors files', () => {
     throwsNaming(() => openSafetensors(p2), 'SafetensorsError', p2, 'b.weight', 'data_offsets');
   });
 
+  it('issue 9 defect 8 (found by npm run fuzz): a header entry that is null, not an object, or an inherited dtype name', () => {
+    const p1 = put('nullentry.safetensors', stBytes(good(), (h) => (h['b.weight'] = null)));
+    throwsNaming(() => openSafetensors(p1), 'SafetensorsError', p1, 'b.weight', 'not an object');
+    const p2 = put('arrayentry.safetensors', stBytes(good(), (h) => (h['b.weight'] = [1, 2])));
+    throwsNaming(() => openSafetensors(p2), 'SafetensorsError', p2, 'b.weight', 'not an object');
+    const p3 = put('protodtype.safetensors', stBytes(good(), (h) => (h['a.weight'].dtype = 'toString')));
+    throwsNaming(() => openSafetensors(p3), 'SafetensorsError', p3, 'a.weight', 'unknown dtype');
+    const p4 = put('meta.safetensors', stBytes(good(), (h) => (h.__metadata__ = 'pt')));
+    throwsNaming(() => openSafetensors(p4), 'SafetensorsError', p4, '__metadata__');
+    const d = join(dir, 'a-folder.safetensors');
+    mkdirSync(d);
+    throwsNaming(() => openSafetensors(d), 'SafetensorsError', d, 'not a file');
+  });
+
   it('integer tensor read as weights', () => {
     const p = put('int.safetensors', stBytes({ 'ids': { dtype: 'I32', shape: [2], bytes: new Uint8Array(8) } }));
     const f = openSafetensors(p);

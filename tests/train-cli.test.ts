@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import { buildDecoderGraph } from '../src/model/lower';
 import { batchFeeds } from '../src/train/feeds';
 import { buildTrainGraph } from '../src/train/graph';
-import { overlay, pissaInit, planLora, readAdapter } from '../src/train/lora';
+import { defaultInit, overlay, pissaInit, planLora, readAdapter } from '../src/train/lora';
+import { writeAdapter } from '../src/train/adapter';
+import { epochOrder, epochSteps, readCsv } from '../src/train/data';
 import { runTraining, DEFAULT_TRAIN, type TrainOptions } from '../src/train/run';
 import { TrainSession } from '../src/train/session';
 import { serialise } from '../src/graph/serialise';
@@ -111,6 +113,75 @@ describe('train: run, checkpoints, adapters', function () {
     const d = maxAbsDiff(mine, merged);
     console.log(`      training graph (residual base) vs merged converted adapter (original base): max logit diff ${d.toExponential(2)} (tolerance 1e-4)`);
     assert.ok(d < 1e-4);
+  });
+
+  it('--train head: fits only the head on pooled features; the graph agrees with the JS loss of the fitted head', async () => {
+    fixtureJsonl(join(tmp, 'rows.jsonl'), 2);
+    const out = join(tmp, 'head');
+    const lines: string[] = [];
+    await runTraining(opts(out, { train: 'head', lr: 1e-2, maxSteps: 200, weightDecay: 0, log: (l) => lines.push(l) }));
+    const m = /training log loss ([\d.]+) -> ([\d.]+)/.exec(lines.join('\n'))!;
+    const [start, end] = [Number(m[1]), Number(m[2])];
+    const f = openSafetensors(join(out, 'adapter_model.safetensors'));
+    assert.deepEqual([...f.tensors.keys()], ['base_model.model.score.weight'], 'no LoRA tensors without --adapter');
+    const head = f.read('base_model.model.score.weight').data;
+    f.close();
+    // The fitted head put back into the model: the graph's mean CE over the same rows.
+    const c = fixtureConfig(GEMMA2_TINY);
+    const ck = openCheckpoint(GEMMA2_TINY);
+    const spec = { ...planLora(c, { ...DEFAULT_TRAIN.lora }), lora: new Map() };
+    const s = await TrainSession.create(buildTrainGraph(c, ck.get, spec, { forwardOnly: true }));
+    const rows = [...fixtureBatch('padded', [0, 1, 2]), ...fixtureBatch('single', [2])];
+    const graphLoss = (await s.run(batchFeeds(c, rows), new Map([[spec.headKey!, head]]), 0)).loss;
+    await s.release();
+    ck.close();
+    console.log(`      head fit: training log loss ${start} -> ${end}; graph loss with the fitted head ${graphLoss.toFixed(6)}`);
+    assert.ok(end < start - 0.1);
+    assert.ok(Math.abs(graphLoss - end) < 1e-4);
+  });
+
+  it('PEFT settings: rsLoRA scale, layers_to_transform; a saved adapter reads back as the same plan (continue training)', () => {
+    const c = fixtureConfig(GEMMA2_TINY);
+    const ck = openCheckpoint(GEMMA2_TINY);
+    const settings = { ...DEFAULT_TRAIN.lora, r: 4, lora_alpha: 8, use_rslora: true, target_modules: ['q_proj', 'down_proj'], layers_to_transform: [0, 3] };
+    const spec = planLora(c, settings);
+    assert.deepEqual([...spec.lora.keys()], ['model.layers.0.self_attn.q_proj', 'model.layers.0.mlp.down_proj', 'model.layers.3.self_attn.q_proj', 'model.layers.3.mlp.down_proj']);
+    assert.equal(spec.lora.get('model.layers.0.self_attn.q_proj')!.scale, 8 / Math.sqrt(4));
+    const out = join(tmp, 'roundtrip');
+    writeAdapter(out, { spec, params: defaultInit(spec, ck.get, 3), config: c, pissaStart: null, baseModelNameOrPath: GEMMA2_TINY });
+    const back = readAdapter(out);
+    assert.deepEqual([...planLora(c, back.settings).lora.keys()], [...spec.lora.keys()]);
+    assert.equal(planLora(c, back.settings).lora.get('model.layers.3.mlp.down_proj')!.scale, 4);
+    // import's reader agrees: the regex names exactly these modules
+    const a = openAdapter(out);
+    assert.deepEqual([...a.lora.values()].map((p) => p.module).sort(), [...spec.lora.keys()].sort());
+    a.close();
+    ck.close();
+  });
+
+  it('data: file order without shuffling, a seeded permutation with it; swap augmentation swaps responses and A/B labels', async () => {
+    assert.deepEqual(epochOrder(5, false, 1, 0), [0, 1, 2, 3, 4]);
+    const p = epochOrder(50, true, 1, 0);
+    assert.deepEqual([...p].sort((a, b) => a - b), [...Array(50).keys()]);
+    assert.deepEqual(epochOrder(50, true, 1, 0), p, 'same seed and epoch, same order');
+    assert.notDeepEqual(epochOrder(50, true, 1, 1), p, 'a new order each epoch');
+    const rows = Array.from({ length: 7 }, (_, i) => ({ inputIds: [i + 1], label: 0 }));
+    assert.deepEqual(epochSteps([...Array(7).keys()], rows, 2, 2).map((st) => st.map((mb) => mb.length)), [[2, 2], [2, 1]]);
+    const csv = join(tmp, 'three.csv');
+    writeFileSync(
+      csv,
+      'id,prompt,response_a,response_b,winner_model_a,winner_model_b,winner_tie\n' +
+        '1,"[""hi""]","[""aaa""]","[""bbbbbb""]",1,0,0\n2,"[""yo""]","[""c""]","[""d""]",0,1,0\n3,"[""q""]","[""e""]","[""f""]",0,0,1\n',
+    );
+    const tok = join(tmp, 'tok');
+    writeByteTokenizer(tok);
+    const plain = await readCsv(csv, { tokenizerDir: tok, template: 'gemma-chat', maxTokens: 256, swapAugment: false, labelIndex: [0, 1, 2] });
+    const aug = await readCsv(csv, { tokenizerDir: tok, template: 'gemma-chat', maxTokens: 256, swapAugment: true, labelIndex: [0, 1, 2] });
+    assert.deepEqual(plain.rows.map((r) => r.label), [0, 1, 2]);
+    assert.deepEqual(aug.rows.map((r) => r.label), [0, 1, 1, 0, 2, 2]);
+    assert.deepEqual(aug.rows[0].inputIds, plain.rows[0].inputIds);
+    assert.notDeepEqual(aug.rows[1].inputIds, aug.rows[0].inputIds, 'the swapped row reads B first');
+    assert.equal(aug.rows[1].inputIds.length, aug.rows[0].inputIds.length);
   });
 
   it('bad rows in --tokenized are skipped with a warning naming the line; the rest train', async () => {

@@ -149,6 +149,22 @@ describe('train: Gemma-2 training graph vs Hugging Face', function () {
     assert.ok(d.loss < GRAD_TOL && d.logits < GRAD_TOL && d.grad < GRAD_TOL);
   });
 
+  it('the same lowering covers Gemma (no sandwich norms, soft-cap or window): gemma-tiny LoRA logits within 2e-4', async () => {
+    const dir = join(GEMMA2_TINY, '..', 'gemma-tiny');
+    const c = fixtureConfig(dir);
+    const ck = openCheckpoint(dir);
+    const ad = readAdapter(join(dir, 'adapter'));
+    const s = await TrainSession.create(buildTrainGraph(c, ck.get, planLora(c, ad.settings), { forwardOnly: true }));
+    const inp = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')).padded;
+    const rows = inp.input_ids.map((ids: number[], i: number) => ({ inputIds: ids.slice(0, inp.attention_mask[i].reduce((a: number, v: number) => a + v, 0)), label: 0 }));
+    const logits = (await s.run(batchFeeds(c, rows), ad.params, 0)).logits;
+    await s.release();
+    ck.close();
+    const d = maxAbsDiff(logits, JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).lora_logits.padded.flat());
+    console.log(`      gemma-tiny LoRA logits max abs diff ${d.toExponential(2)} (tolerance 2e-4, the fixture README's for gemma)`);
+    assert.ok(d < 2e-4);
+  });
+
   for (const [op, wrong] of [
     ['Tanh', ({ b, y, dy }) => [b.mul(dy[0]!, b.sub(b.scalar('one', 1), y[0]))]],
     ['Softmax', ({ b, y, dy }) => [b.mul(y[0], dy[0]!)]],

@@ -4,15 +4,16 @@
 // the PEFT adapter folder at the end. File I/O lives here and in src/cli/commands/train.ts only.
 import { existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { ModelConfig } from '../types';
-import { parseHfConfig } from '../weights/hfconfig';
+import { LABEL_COLUMNS, type ModelConfig, type WeightSource } from '../types';
+import { hfLabelNames, parseHfConfig } from '../weights/hfconfig';
 import { openCheckpoint, openSafetensors } from '../weights/safetensors';
 import { writeSafetensors } from '../weights/safetensors-write';
 import { writeAdapter } from './adapter';
 import { epochOrder, epochSteps, readCsv, readTokenized, type LoadedRows } from './data';
 import { batchFeeds, type Example } from './feeds';
 import { buildTrainGraph } from './graph';
-import { checkParams, DEFAULT_LORA, defaultInit, LoraSetupError, overlay, pissaInit, planLora, readAdapter, type LoraSettings, type Params } from './lora';
+import { fitHead, headLoss } from './head';
+import { checkParams, DEFAULT_LORA, defaultInit, LoraSetupError, overlay, pissaInit, planLora, readAdapter, type LoraSettings, type Params, type TrainableSpec } from './lora';
 import { adamState, lrAt, type AdamState, type Schedule } from './optim';
 import { TrainSession } from './session';
 import { trainStep, type StepLog } from './step';
@@ -22,13 +23,15 @@ export interface TrainOptions {
   base: string;
   /** Continue from this PEFT adapter (its LoRA settings win). */
   adapter?: string;
-  /** Labelled competition CSV, tokenized with the base folder's tokenizer ... */
+  /** Labelled competition file (CSV or WSDM parquet), tokenized with the base folder's tokenizer ... */
   data?: string;
   /** ... or JSON lines {"input_ids": [...], "label": k}. */
   tokenized?: string;
   /** Optional validation rows (same format as the training rows): log loss after every epoch. */
   valid?: string;
   out: string;
+  /** 'lora': LoRA (+ head) by backprop; 'head': one forward pass for pooled features, then the head fitted in JS. */
+  train: 'lora' | 'head';
   lora: LoraSettings; // DEFAULT_LORA: r 16, alpha 32, dropout 0.05, q/k/v/o, all layers, score head trained
   init: 'peft' | 'pissa'; // PEFT default init (A kaiming-uniform, B zeros) or PiSSA
   batchSize: number; // 4 rows per micro-batch (per_device_train_batch_size)
@@ -55,6 +58,7 @@ export interface TrainOptions {
 }
 
 export const DEFAULT_TRAIN: Omit<TrainOptions, 'base' | 'out' | 'log'> = {
+  train: 'lora',
   lora: DEFAULT_LORA,
   init: 'peft',
   batchSize: 4,
@@ -86,17 +90,24 @@ export interface TrainResult {
   valid: { epoch: number; logLoss: number }[];
 }
 
-function loadBase(dir: string): { config: ModelConfig; file: string } {
+function loadBase(dir: string): { config: ModelConfig; file: string; labelIndex: [number, number, number] } {
   const file = join(dir, 'config.json');
   if (!existsSync(file)) throw new LoraSetupError(`${dir}: no config.json; --base takes a Hugging Face model folder`);
-  const config = parseHfConfig(JSON.parse(readFileSync(file, 'utf8')), file);
+  const json = JSON.parse(readFileSync(file, 'utf8'));
+  const config = parseHfConfig(json, file);
   if (config.numLabels < 2) throw new LoraSetupError(`${file}: num_labels ${config.numLabels}; cross-entropy training needs 2 or more labels`);
-  return { config, file };
+  // CSV outcomes go to the logit id2label names them by; generic names (LABEL_0..) keep Kaggle's order.
+  const names = hfLabelNames(json) ?? [];
+  const named = LABEL_COLUMNS.every((c) => names.includes(c));
+  // A 2-label head (WSDM: model_a / model_b) has no tie output.
+  const labelIndex = (named ? LABEL_COLUMNS.map((c) => names.indexOf(c)) : config.numLabels === 2 ? [0, 1, -1] : [0, 1, 2]) as [number, number, number];
+  return { config, file, labelIndex };
 }
 
-async function loadRows(path: string, kind: 'csv' | 'jsonl', c: ModelConfig, o: TrainOptions): Promise<LoadedRows> {
+async function loadRows(path: string, kind: 'csv' | 'jsonl', c: ModelConfig, o: TrainOptions, labelIndex: [number, number, number]): Promise<LoadedRows> {
   if (kind === 'jsonl') return readTokenized(path, c.numLabels, c.vocabSize);
-  return readCsv(path, { tokenizerDir: o.tokenizer ?? o.base, template: o.template, maxTokens: o.maxTokens, swapAugment: o.swapAugment });
+  if (c.numLabels > 3) throw new LoraSetupError(`${path}: competition rows have 3 outcomes but the base has ${c.numLabels} labels; pass --tokenized rows with labels in 0..${c.numLabels - 1}`);
+  return readCsv(path, { tokenizerDir: o.tokenizer ?? o.base, template: o.template, maxTokens: o.maxTokens, swapAugment: o.swapAugment, labelIndex });
 }
 
 /** Mean cross-entropy over rows, in batches, with the loss output of a forward-only session. */
@@ -138,10 +149,57 @@ function loadCheckpoint(dir: string, params: Params, state: AdamState, rows: num
   return ck;
 }
 
+/** Pooled features of `rows` (one forward pass, eval mode) with the current LoRA tensors. */
+async function features(c: ModelConfig, s: TrainSession, params: Params, rows: Example[], batch: number): Promise<Float32Array> {
+  const x = new Float32Array(rows.length * c.hiddenSize);
+  for (let i = 0; i < rows.length; i += batch) x.set((await s.run(batchFeeds(c, rows.slice(i, i + batch)), params, 0)).pooled!, i * c.hiddenSize);
+  return x;
+}
+
+/** `--train head`: the LoRA tensors stay as they are; only the score head is refitted on cached features. */
+async function headOnly(
+  o: TrainOptions,
+  c: ModelConfig,
+  weights: WeightSource,
+  spec: TrainableSpec,
+  params: Params,
+  pissaStart: Params | null,
+  train: LoadedRows,
+  valid: LoadedRows | null,
+  out: string,
+): Promise<TrainResult> {
+  const head = spec.headKey!;
+  const t0 = Date.now();
+  const s = await TrainSession.create(buildTrainGraph(c, weights, spec, { forwardOnly: true }), o.threads);
+  const x = await features(c, s, params, train.rows, o.batchSize);
+  const vx = valid ? await features(c, s, params, valid.rows, o.batchSize) : null;
+  await s.release();
+  const featSec = (Date.now() - t0) / 1000;
+  o.log(`train: pooled features of ${train.rows.length} rows in ${featSec.toFixed(1)} s`);
+  const steps = o.maxSteps ?? 500;
+  const labels = train.rows.map((r) => r.label);
+  const fit = fitHead(x, labels, c.hiddenSize, c.numLabels, params.get(head)!, { steps, lr: o.lr, weightDecay: o.weightDecay });
+  params.set(head, fit.weight);
+  o.log(`train: head fitted in ${steps} full-batch AdamW steps: training log loss ${fit.startLoss.toFixed(4)} -> ${fit.loss.toFixed(4)}`);
+  const result: TrainResult = { steps, seconds: (Date.now() - t0) / 1000, secondsPerStep: 0, log: [], valid: [] };
+  if (valid && vx) {
+    const ll = headLoss(fit.weight, vx, valid.rows.map((r) => r.label), c.hiddenSize, c.numLabels);
+    result.valid.push({ epoch: 1, logLoss: ll });
+    o.log(`train: validation log loss ${ll.toFixed(4)} (${valid.rows.length} rows; uniform ${Math.log(c.numLabels).toFixed(4)})`);
+  }
+  writeAdapter(out, { spec, params, config: c, pissaStart, baseModelNameOrPath: resolve(o.base) });
+  const { log: _log, ...recorded } = o;
+  writeFileSync(
+    join(out, 'training.json'),
+    JSON.stringify({ options: recorded, rows: train.rows.length, head_fit: { steps, start_loss: fit.startLoss, loss: fit.loss }, valid: result.valid, seconds: result.seconds }, null, 2) + '\n',
+  );
+  return result;
+}
+
 export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   const out = resolve(o.out);
   mkdirSync(out, { recursive: true });
-  const { config: c } = loadBase(o.base);
+  const { config: c, labelIndex } = loadBase(o.base);
   const ck = openCheckpoint(o.base);
   try {
     // ---- trainable tensors and their starting values
@@ -165,15 +223,24 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       params = defaultInit(planLora(c, settings), ck.get, o.seed);
     }
     const spec = planLora(c, settings);
+    if (o.train === 'head' && !spec.headKey) throw new LoraSetupError('--train head needs a trainable score head (drop --frozen-head)');
     o.log(`train: ${spec.lora.size} LoRA modules (r ${settings.r}, alpha ${settings.lora_alpha}${settings.use_rslora ? ', rsLoRA' : ''}), head ${spec.headKey ? 'trained' : 'frozen'}, ${[...params.values()].reduce((a, p) => a + p.length, 0)} trainable values`);
 
     // ---- data
-    const train = await loadRows((o.data ?? o.tokenized)!, o.data ? 'csv' : 'jsonl', c, o);
-    const valid = o.valid ? await loadRows(o.valid, /\.jsonl?$/i.test(o.valid) ? 'jsonl' : 'csv', c, o) : null;
+    const train = await loadRows((o.data ?? o.tokenized)!, o.data ? 'csv' : 'jsonl', c, o, labelIndex);
+    const valid = o.valid ? await loadRows(o.valid, /\.jsonl?$/i.test(o.valid) ? 'jsonl' : 'csv', c, o, labelIndex) : null;
     for (const w of [...train.warnings, ...(valid?.warnings ?? [])]) o.log(`warning: ${w}`);
     const stepsPerEpoch = Math.ceil(Math.ceil(train.rows.length / o.batchSize) / o.gradAccum);
     const total = o.maxSteps ?? stepsPerEpoch * o.epochs;
     o.log(`train: ${train.rows.length} rows, ${stepsPerEpoch} steps per epoch, ${total} steps`);
+
+    if (o.train === 'head') {
+      if (o.init === 'pissa') throw new LoraSetupError('--train head keeps the base as it is; drop --init pissa');
+      // Without --adapter there is no LoRA to keep: the adapter holds the head alone (its LoRA config is inert).
+      const headSpec = o.adapter ? spec : { ...spec, lora: new Map() };
+      const headParams = o.adapter ? params : new Map([[spec.headKey!, params.get(spec.headKey!)!]]);
+      return await headOnly(o, c, weights, headSpec, headParams, null, train, valid, out);
+    }
 
     // ---- graph and sessions
     const tg = buildTrainGraph(c, weights, spec);

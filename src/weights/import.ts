@@ -296,7 +296,7 @@ async function importWith(
 
   {
     const labels =
-      config.head.kind === 'label-tokens' && !opts.labels ? LABEL_COLUMNS.slice(0, config.numLabels) : chooseLabels(config, hf, opts.labels, join(base, 'config.json'));
+      config.head.kind === 'label-tokens' && !opts.labels ? (config.numLabels === 1 ? ['score'] : [...LABEL_COLUMNS]) : chooseLabels(config, hf, opts.labels, join(base, 'config.json'));
     const have = new Set(ckpt.names);
     const required = requiredNames(config);
     for (const n of required)

@@ -20,7 +20,8 @@ const USAGE = `usage: node dist/trainer.cjs import --base HF_DIR [--adapter PEFT
                      winner_model_a / winner_model_b / winner_tie; HF's LABEL_0.. says nothing and is refused)
   --head-activation A  activation between the linears of a multi-layer score.N.* head: gelu_tanh|gelu|relu|silu|tanh
   --label-tokens LIST  causal-LM judge: the tokens for A,B[,tie] (strings of the model's tokenizer or ids, e.g. 65,66,67);
-                     logits = lm_head (or tied embedding) rows at the last real token (+ Gemma-2's final soft-cap)
+                     logits = lm_head (or tied embedding) rows at the last real token (+ Gemma-2's final soft-cap);
+                     two tokens A,B make a single score logit(A) - logit(B) (fit its tie model with validate --fit-tie)
   --attention LIST   fused,explicit (default fused): GroupQueryAttention graph and/or the standard-op graph, sharing one data file
   --out DIR          weights directory to write`;
 

@@ -90,7 +90,11 @@ export function makePeakedModel(tmp: string, name: string, opts: { permuteLabels
   const out = join(tmp, name);
   const r = spawnSync(
     process.execPath,
-    [TRAINER, 'import', '--base', base, '--adapter', join(base, 'adapter'), '--tokenizer', tok, '--quant', 'fp32', '--max-tokens', '256', '--out', out],
+    [
+      TRAINER, 'import', '--base', base, '--adapter', join(base, 'adapter'), '--tokenizer', tok, '--quant', 'fp32', '--max-tokens', '256', '--out', out,
+      // The fixture's id2label is LABEL_0..2 (import refuses to guess); the permuted copy names its labels.
+      ...(opts.permuteLabels ? [] : ['--labels', 'winner_model_a,winner_model_b,winner_tie']),
+    ],
     { encoding: 'utf8' },
   );
   assert.equal(r.status, 0, r.stderr);

@@ -1,4 +1,4 @@
-// `npm run fuzz [-- --seconds 600 --cases 10000 --seed 1 --only csv,parquet,safetensors --case N]`: seeded
+// `npm run fuzz [-- --seconds 600 --cases 10000 --seed 1 --only csv,parquet,safetensors --case N --skip N,M]`: seeded
 // mutation fuzzing of the readers that take files from outside. CSV cases are built from real rows
 // of ../shared/data/arena-sample-999.csv and then broken (byte flips, cut or extra quotes, huge
 // cells, BOMs, UTF-16, NULs, invalid UTF-8, bad JSON, duplicate ids, missing or repeated columns,
@@ -43,6 +43,8 @@ export interface FuzzResult {
   /** Mutations used, with their counts. */
   mutations: Record<string, number>;
   failures: { case: number; mutations: string[]; error: string; file?: string }[];
+  /** Cases passed over with --skip. */
+  skipped: number[];
 }
 
 /** Independent stream per case: replaying case i needs only (seed, i). */
@@ -61,6 +63,8 @@ export interface FuzzOptions {
   only?: number;
   /** Keep files here (failing cases are always kept). */
   dir?: string;
+  /** Cases not run (known hangs that would stop the run; reported as skipped). */
+  skip?: number[];
 }
 
 /**
@@ -75,11 +79,15 @@ async function runCases<C extends { bytes: Buffer; mutations: string[] }>(
   check: (file: string, c: C) => unknown,
 ): Promise<FuzzResult> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), `arenakit-fuzz-${target}-`));
-  const res: FuzzResult = { target, seed: opts.seed, cases: 0, seconds: 0, ok: 0, errors: {}, mutations: {}, failures: [] };
+  const res: FuzzResult = { target, seed: opts.seed, cases: 0, seconds: 0, ok: 0, errors: {}, mutations: {}, failures: [], skipped: [] };
   const t0 = Date.now();
   const file = join(dir, `case.${ext}`);
   const [from, to] = opts.only !== undefined ? [opts.only, opts.only + 1] : [0, opts.cases];
   for (let i = from; i < to && (Date.now() - t0) / 1000 <= opts.seconds; i++) {
+    if (opts.skip?.includes(i)) {
+      res.skipped.push(i);
+      continue;
+    }
     running = `${target} case ${i}`;
     const c = make(i);
     for (const m of c.mutations) res.mutations[m] = (res.mutations[m] ?? 0) + 1;
@@ -456,6 +464,7 @@ async function main(): Promise<void> {
       seed: { type: 'string', default: '1' },
       only: { type: 'string', default: 'csv,parquet,safetensors' },
       case: { type: 'string' },
+      skip: { type: 'string' },
     },
   });
   const seed = Number(values.seed);
@@ -464,23 +473,25 @@ async function main(): Promise<void> {
   // The time budget is shared: each target gets its part, so the whole run ends in --seconds.
   const seconds = Number(values.seconds) / targets.length;
   const only = values.case !== undefined ? Number(values.case) : undefined;
+  const skip = values.skip ? values.skip.split(',').map(Number) : undefined;
   if (![seed, cases, seconds].every(Number.isFinite) || (only !== undefined && !Number.isInteger(only))) {
     console.error('fuzz: --seconds, --cases, --seed and --case take numbers');
     process.exit(2);
   }
   const results: FuzzResult[] = [];
-  if (targets.includes('csv')) results.push(await fuzzCsv({ seed, cases, seconds, only }));
+  if (targets.includes('csv')) results.push(await fuzzCsv({ seed, cases, seconds, only, skip }));
   process.on('exit', () => {
     if (running === null) return;
     console.log(`fuzz: FAIL ${running}: the reader's promise never settled and the process ran out of work`);
     process.exitCode = 1;
   });
-  if (targets.includes('parquet')) results.push(await fuzzParquet({ seed, cases, seconds, only }));
-  if (targets.includes('safetensors')) results.push(await fuzzSafetensors({ seed, cases, seconds, only }));
+  if (targets.includes('parquet')) results.push(await fuzzParquet({ seed, cases, seconds, only, skip }));
+  if (targets.includes('safetensors')) results.push(await fuzzSafetensors({ seed, cases, seconds, only, skip }));
   for (const r of results) {
     console.log(
       `fuzz ${r.target}: ${r.cases} cases in ${r.seconds.toFixed(1)} s (seed ${r.seed}): ${r.ok} read, ` +
-        `${Object.entries(r.errors).map(([k, v]) => `${v} ${k}`).join(', ') || 'no named errors'}, ${r.failures.length} failures`,
+        `${Object.entries(r.errors).map(([k, v]) => `${v} ${k}`).join(', ') || 'no named errors'}, ${r.failures.length} failures` +
+        (r.skipped.length ? `, skipped cases ${r.skipped.join(',')}` : ''),
     );
     console.log(`  mutations: ${JSON.stringify(r.mutations)}`);
     for (const f of r.failures.slice(0, 10)) console.log(`  FAIL case ${f.case} [${f.mutations.join(', ')}] (${f.file}): ${f.error}`);

@@ -310,14 +310,14 @@ describe('broken config.json', () => {
   const cfg = () => JSON.parse(readFileSync(join(FIX, 'config.json'), 'utf8'));
   it('unknown architecture, missing keys, wrong num_labels, non-object', () => {
     const cases: [string[], (c: any) => void][] = [
-      [['Gemma2ForCausalLM', 'unsupported architecture'], (c) => (c.architectures = ['Gemma2ForCausalLM'])],
-      [['LlamaForSequenceClassification'], (c) => (c.architectures = ['LlamaForSequenceClassification'])],
+      [['Gemma2ForCausalLM', '--label-tokens'], (c) => (c.architectures = ['Gemma2ForCausalLM'])],
+      [['unsupported architecture', 'PhiForSequenceClassification', 'LlamaForSequenceClassification'], (c) => (c.architectures = ['PhiForSequenceClassification'])],
       [['query_pre_attn_scalar', 'missing'], (c) => delete c.query_pre_attn_scalar],
       [['sliding_window', 'missing'], (c) => delete c.sliding_window],
       [['head_dim', 'missing'], (c) => delete c.head_dim],
       [['pad_token_id'], (c) => delete c.pad_token_id],
       [['num_labels is 2'], (c) => (c.id2label = { 0: 'a', 1: 'b' })],
-      [['hidden_activation'], (c) => (c.hidden_activation = 'relu')],
+      [['hidden_activation'], (c) => (c.hidden_activation = 'quick_gelu')],
       [['rope_scaling'], (c) => (c.rope_scaling = { type: 'linear', factor: 2 })],
     ];
     for (const [parts, edit] of cases) {

@@ -261,13 +261,14 @@ describe('issue 9 runner defects (built bundles, peaked gemma2-tiny model)', fun
       env: { ...process.env, TMPDIR: tdir, ARENAKIT_PROGRESS_MS: '0' },
     });
     let text = '';
-    const workers = await new Promise<number[]>((resolve) => {
+    // Workers are running once the run prints inference progress and has two child processes.
+    const workers = await new Promise<number[]>((resolve, reject) => {
+      child.on('exit', () => reject(new Error(`predict ended before it could be stopped:\n${text}`)));
       child.stderr.on('data', (d: Buffer) => {
         text += d.toString();
-        if (/\[cpu worker \d\]: \d+\/\d+ rows/.test(text)) {
-          const ps = spawnSync('ps', ['-o', 'pid=', '--ppid', String(child.pid)], { encoding: 'utf8' }).stdout;
-          resolve(ps.split('\n').map(Number).filter((x) => x > 0));
-        }
+        if (!/\d+\/\d+ rows \(/.test(text)) return;
+        const pids = spawnSync('ps', ['-o', 'pid=', '--ppid', String(child.pid)], { encoding: 'utf8' }).stdout.split('\n').map(Number).filter((x) => x > 0);
+        if (pids.length >= 2) resolve(pids);
       });
     });
     assert.ok(workers.length >= 2, `workers ${workers}`);

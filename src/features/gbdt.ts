@@ -2,6 +2,8 @@
 // quantile bins once, depth-limited trees grown level by level on gradient/hessian histograms, L2 on
 // leaf weights (lambda), min_child_weight, shrinkage, seeded row/column subsampling. One tree per class
 // per round. Models are plain JSON; prediction walks raw feature values (x < threshold goes left).
+import { uniform } from '../util/rng';
+import { softmaxAt, softmaxRows } from '../util/probs';
 
 export interface GbdtOptions {
   rounds: number;
@@ -51,15 +53,6 @@ export interface GbdtModel {
   options: GbdtOptions;
 }
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Cut points per feature from quantiles of the distinct values (at most maxBins - 1 cuts). */
 function binEdges(X: Float64Array, n: number, d: number, maxBins: number): Float64Array[] {
@@ -124,19 +117,13 @@ export function trainGbdt(X: Float64Array, labels: ArrayLike<number>, numClass: 
   const g = new Float64Array(n);
   const h = new Float64Array(n);
   const p = new Float64Array(n * numClass);
-  const rand = rng(o.seed);
+  const rand = uniform(o.seed);
   const trees: Tree[][] = [];
   const maxB = o.maxBins + 1;
   const hg = new Float64Array(d * maxB);
   const hh = new Float64Array(d * maxB);
   for (let round = 0; round < o.rounds; round++) {
-    for (let i = 0; i < n; i++) {
-      let m = -Infinity;
-      for (let c = 0; c < numClass; c++) m = Math.max(m, F[i * numClass + c]);
-      let z = 0;
-      for (let c = 0; c < numClass; c++) z += p[i * numClass + c] = Math.exp(F[i * numClass + c] - m);
-      for (let c = 0; c < numClass; c++) p[i * numClass + c] /= z;
-    }
+    for (let i = 0; i < n; i++) softmaxAt(F, i * numClass, numClass, p);
     const rows: number[] = [];
     for (let i = 0; i < n; i++) if (o.subsample >= 1 || rand() < o.subsample) rows.push(i);
     const perRound: Tree[] = [];
@@ -271,12 +258,5 @@ export function predictGbdtLogits(model: GbdtModel, X: Float64Array): Float64Arr
 export function predictGbdt(model: GbdtModel, X: Float64Array): Float64Array {
   const K = model.numClass;
   const F = predictGbdtLogits(model, X);
-  for (let i = 0; i < F.length; i += K) {
-    let m = -Infinity;
-    for (let c = 0; c < K; c++) m = Math.max(m, F[i + c]);
-    let z = 0;
-    for (let c = 0; c < K; c++) z += F[i + c] = Math.exp(F[i + c] - m);
-    for (let c = 0; c < K; c++) F[i + c] /= z;
-  }
-  return F;
+  return softmaxRows(F, F.length / K, K);
 }

@@ -5,14 +5,18 @@ import type { Probs } from '../util/probs';
 /** Kaggle (sklearn) clips probabilities to [eps, 1 - eps] and renormalises each row. */
 export const LOGLOSS_EPS = 1e-15;
 
-export function logLoss(probs: Probs, labels: ArrayLike<number>, k = 3): number {
+const clip = (p: number) => Math.min(Math.max(p, LOGLOSS_EPS), 1 - LOGLOSS_EPS);
+
+/** -log of row i's (clipped, renormalised) probability of class y: the one log loss of the kit. */
+export function rowLogLoss(probs: ArrayLike<number>, i: number, y: number, k = 3): number {
+  let z = 0;
+  for (let c = 0; c < k; c++) z += clip(probs[i * k + c]);
+  return -Math.log(clip(probs[i * k + y]) / z);
+}
+
+export function logLoss(probs: ArrayLike<number>, labels: ArrayLike<number>, k = 3): number {
   let s = 0;
-  for (let i = 0; i < labels.length; i++) {
-    let z = 0;
-    for (let c = 0; c < k; c++) z += Math.min(Math.max(probs[i * k + c], LOGLOSS_EPS), 1 - LOGLOSS_EPS);
-    const p = Math.min(Math.max(probs[i * k + labels[i]], LOGLOSS_EPS), 1 - LOGLOSS_EPS) / z;
-    s -= Math.log(p);
-  }
+  for (let i = 0; i < labels.length; i++) s += rowLogLoss(probs, i, labels[i], k);
   return s / labels.length;
 }
 

@@ -41,7 +41,7 @@ export interface Calibration {
      * pass in the frame it was scored in, then flips and merges, so it needs exactly this input.
      */
     frame?: 'scored';
-    tta?: 'none' | 'swap' | 'unknown';
+    tta?: 'none' | 'swap';
   };
 }
 
@@ -59,7 +59,7 @@ export interface FitCalibrationOptions {
   /** auto keeps identity unless a method's CV loss is lower by more than this. */
   minGain?: number;
   /** What the prediction sets are (recorded in fittedOn; default: single passes in the scored frame). */
-  input?: { frame?: 'scored'; tta: 'none' | 'swap' | 'unknown' };
+  input?: { frame: 'scored'; tta: 'none' | 'swap' };
 }
 
 function fitParams(method: MethodName, probs: Float64Array, labels: ArrayLike<number>, lengths?: ArrayLike<number>): MethodParams {
@@ -195,7 +195,7 @@ export function checkCalibration(cal: unknown, where: string, forModel: boolean)
   }
   if (forModel && (c.fittedOn?.frame !== PASS_INPUT.frame || c.fittedOn?.tta !== PASS_INPUT.tta))
     bad(
-      `fitted on ${c.fittedOn?.tta === 'swap' ? 'swap-TTA merged' : 'unrecorded (pre-rule or external TTA?)'} predictions, but predict calibrates each pass before the swap merge`,
+      `fitted on ${c.fittedOn?.tta === 'swap' ? 'swap-TTA merged' : 'unrecorded (made before fittedOn.frame/tta were recorded)'} predictions, but predict calibrates each pass before the swap merge`,
       'refit it on single-pass predictions: `runner.cjs validate --data L.csv --weights DIR --predictions-out P.csv` then `runner.cjs calibrate --predictions P.csv --labels L.csv --weights DIR`',
     );
   return c;

@@ -4,6 +4,7 @@
 // P(A) = sigmoid(d - eta), P(B) = sigmoid(-d - eta), tie = rest, eta = exp(logEta) > 0, fitted by Nelder-Mead.
 import { logLoss } from '../metrics/metrics';
 import { fitLinearSoftmax, nelderMead } from './fit';
+import { softmaxAt } from '../util/probs';
 
 export type TieModel = 'davidson' | 'rao-kupper';
 export interface DavidsonParams {
@@ -25,16 +26,12 @@ export interface TieCalibration {
 export function tieProbs(model: TieModel, params: DavidsonParams | RaoKupperParams, scores: ArrayLike<number>): Float64Array {
   const n = scores.length;
   const out = new Float64Array(n * 3);
+  const row = new Float64Array(3);
   for (let i = 0; i < n; i++) {
     const d = params.scale * scores[i] + params.bias;
     if (model === 'davidson') {
-      const nu = (params as DavidsonParams).logNu;
-      const m = Math.max(d / 2, -d / 2, nu);
-      const a = Math.exp(d / 2 - m), b = Math.exp(-d / 2 - m), t = Math.exp(nu - m);
-      const z = a + b + t;
-      out[i * 3] = a / z;
-      out[i * 3 + 1] = b / z;
-      out[i * 3 + 2] = t / z;
+      softmaxAt([d / 2, -d / 2, (params as DavidsonParams).logNu], 0, 3, row);
+      out.set(row, i * 3);
     } else if (model === 'rao-kupper') {
       const eta = Math.exp((params as RaoKupperParams).logEta);
       const pa = 1 / (1 + Math.exp(-(d - eta)));

@@ -3,6 +3,7 @@
 // Inline SVG and CSS only, no scripts or network. Every panel is a <section class="panel" id="report-...">
 // so tests and readers can find them; a panel whose input is missing says so instead of vanishing.
 import { LABEL_COLUMNS } from '../types';
+import { argmaxRow, rowLogLoss } from '../metrics/metrics';
 
 export interface ReportInput {
   /** Flat [n*3] probabilities, Kaggle column order. */
@@ -19,21 +20,13 @@ export interface ReportInput {
 
 export const REPORT_PANELS = ['report-summary', 'report-confusion', 'report-reliability', 'report-length', 'report-position', 'report-verbosity'] as const;
 
-const EPS = 1e-15;
 const SHORT = ['A wins', 'B wins', 'tie'];
 const COLORS = ['#1f77b4', '#d62728', '#7f7f7f'];
 
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const f4 = (x: number) => (Number.isFinite(x) ? x.toFixed(4) : 'n/a');
 
-function rowLoss(p: Float64Array, i: number, y: number): number {
-  const z = Math.max(p[i * 3], EPS) + Math.max(p[i * 3 + 1], EPS) + Math.max(p[i * 3 + 2], EPS);
-  return -Math.log(Math.min(Math.max(p[i * 3 + y], EPS), 1 - EPS) / z);
-}
-
-function argmax(p: Float64Array, i: number): number {
-  return p[i * 3 + 1] > p[i * 3] ? (p[i * 3 + 2] > p[i * 3 + 1] ? 2 : 1) : p[i * 3 + 2] > p[i * 3] ? 2 : 0;
-}
+const argmax = (p: Float64Array, i: number) => argmaxRow(p, i);
 
 /** Indices of rows split into `k` equal-count buckets by `key`. */
 function quantileBuckets(key: ArrayLike<number>, k: number): number[][] {
@@ -99,7 +92,7 @@ export function renderReport(input: ReportInput): string {
   const { probs, labels } = input;
   const n = labels.length;
   if (probs.length !== n * 3) throw new RangeError(`report: ${probs.length / 3} probability rows for ${n} labels`);
-  const losses = Float64Array.from({ length: n }, (_, i) => rowLoss(probs, i, labels[i]));
+  const losses = Float64Array.from({ length: n }, (_, i) => rowLogLoss(probs, i, labels[i]));
   const meanLoss = losses.reduce((a, b) => a + b, 0) / n;
   const cm = [0, 0, 0, 0, 0, 0, 0, 0, 0];
   for (let i = 0; i < n; i++) cm[labels[i] * 3 + argmax(probs, i)]++;

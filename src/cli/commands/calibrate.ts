@@ -85,7 +85,11 @@ export async function run(argv: string[]): Promise<void> {
   const metas = preds.map((p) => readPredictionsMeta(p));
   for (const [k, m] of metas.entries())
     if (m?.calibrated) throw new CalibrationError(`${preds[k]}: already calibrated (${preds[k]}.meta.json); fit on uncalibrated predictions (validate --predictions-out, or predict/validate --no-calibration)`);
-  const tta = metas.every((m) => m?.tta === 'none') ? 'none' : metas.some((m) => m?.tta === 'swap') ? 'swap' : 'unknown';
+  // Files without a .meta.json (made elsewhere) are taken as what validate --predictions-out writes.
+  const tta = metas.some((m) => m?.tta === 'swap') ? 'swap' : 'none';
+  metas.forEach((m, k) => {
+    if (!m) process.stderr.write(`note: ${preds[k]} has no .meta.json; taken as single-pass predictions in the A/B order of the file (what validate --predictions-out writes)\n`);
+  });
   if (values.weights) {
     readManifest(values.weights);
     if (preds.length > 1)
@@ -97,7 +101,6 @@ export async function run(argv: string[]): Promise<void> {
     const w = metas[0]?.weights;
     if (w && w.length !== 1)
       throw new CalibrationError(`${preds[0]}: predictions of a blend of ${w.join(', ')} (see its .meta.json); validate each model alone with --predictions-out`);
-    if (!metas[0]) process.stderr.write(`note: ${preds[0]} has no .meta.json; taken as single-pass predictions in the A/B order of the file (what validate --predictions-out writes)\n`);
   }
   const lab = await readLabels(values.labels);
   const sets: Float64Array[] = [];
@@ -110,7 +113,7 @@ export async function run(argv: string[]): Promise<void> {
     folds,
     seed,
     sources: preds,
-    input: values.weights ? PASS_INPUT : { frame: PASS_INPUT.frame, tta },
+    input: { frame: PASS_INPUT.frame, tta },
   });
   writeFileAtomic(values.out, JSON.stringify(cal, null, 2) + '\n');
   if (values.weights) updateManifest(values.weights, { calibration: cal });

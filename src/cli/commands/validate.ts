@@ -16,7 +16,7 @@ import { lengthDifference, textLength } from '../../util/text';
 import type { ArenaRow } from '../../types';
 import type { ModelSpec } from '../../infer/model';
 import { parse, need } from '../args';
-import { makeRunner, openSpecs, SCORE_OPTIONS, scoreRows, scoreSettings, type ScoreSettings } from './score';
+import { exitOnSignals, makeRunner, openSpecs, SCORE_OPTIONS, scoreRows, scoreSettings, type ScoreSettings } from './score';
 
 const USAGE = `usage: node runner.cjs validate --data labelled.csv --weights DIR [--weights DIR2 ...]
   [--ep cpu|cuda|auto] [--tta swap|none] [--token-budget N] [--predictions-out P.csv] [--report report.html]
@@ -50,6 +50,7 @@ export async function run(argv: string[]): Promise<void> {
   const { rows, warnings } = await readRows(data, { requireLabels: true });
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
   const labels = rows.map((r) => r.label as number);
+  exitOnSignals('nothing written.', settings.cacheDir);
   if (v['fit-tie']) await fitTies(specs, rows, labels, settings);
   const { runs } = await scoreRows(rows, specs, settings, warn);
   const n = rows.length;

@@ -1,7 +1,9 @@
 // `npm run bench`: the project's speed and quality figures, each measured in one run against its
 // baseline on the same machine. Sections: predict (tiny model, 999 sample rows: rows/s and padding
 // efficiency of length-sorted vs unsorted batches), import / import9b (2B-shaped synthetic checkpoint,
-// 9B-shaped with 2 layers -> int4: MB/s and peak RSS), features (5-fold CV log loss vs XGBoost). `--only a,b` runs a subset.
+// 9B-shaped with 2 layers -> int4: MB/s and peak RSS), features (5-fold CV log loss vs XGBoost),
+// read (25k-row test CSV, a 30 MB cell, parquet: time and peak RSS), attention (fused vs explicit, CPU,
+// 2B widths), train (opt-in). `--only a,b` runs a subset.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -16,6 +18,8 @@ import { planBatches, planUnsorted, paddingEfficiency } from '../src/infer/batch
 import { readManifest } from '../src/weights/manifest';
 import { importBench, importBench9b } from './import-bench';
 import { featuresBench } from './features-bench';
+import { attentionBench } from './attention-bench';
+import { readBench, readChild, READ_CHILD_ENV } from './read-bench';
 import { trainBench } from './train-bench';
 
 const root = resolve(__dirname, '..');
@@ -63,13 +67,17 @@ async function predictSection(): Promise<Record<string, unknown>> {
 }
 
 async function mainBench(): Promise<void> {
+  // read-bench measures each read in a fresh copy of this process (its own peak RSS).
+  if (process.env[READ_CHILD_ENV]) return readChild(process.env[READ_CHILD_ENV]);
   const { values } = parseArgs({ options: { only: { type: 'string' } } });
-  const only = values.only ? values.only.split(',') : ['predict', 'features', 'import', 'import9b'];
+  const only = values.only ? values.only.split(',') : ['predict', 'features', 'read', 'import', 'import9b', 'attention'];
   const results: Record<string, unknown> = { node: process.version, cpus: require('node:os').cpus().length };
   if (only.includes('predict')) results.predict = await predictSection();
   if (only.includes('features')) results.features = await featuresBench();
+  if (only.includes('read')) results.read = await readBench();
   if (only.includes('import')) results.import = await importBench();
   if (only.includes('import9b')) results.import9b = await importBench9b();
+  if (only.includes('attention')) results.attention = await attentionBench();
   if (only.includes('train')) results.train = await trainBench();
   console.log(JSON.stringify(results, null, 2));
 }

@@ -67,6 +67,7 @@ function randomWeights(c: ModelConfig): WeightSource {
 }
 
 export const WIDE_2B: ModelConfig = {
+  family: 'gemma2',
   architecture: 'Gemma2ForSequenceClassification',
   vocabSize: 512,
   hiddenSize: 2304,
@@ -76,12 +77,17 @@ export const WIDE_2B: ModelConfig = {
   numKvHeads: 4,
   headDim: 256,
   rmsNormEps: 1e-6,
-  ropeTheta: 10000,
+  normPlusOne: true,
+  embedScale: true,
+  activation: 'gelu_tanh',
+  qkvBias: false,
+  rope: { theta: 10000, scaling: null },
   attnScale: 256 ** -0.5,
   attnSoftcap: 50,
   slidingWindow: 4096,
-  sandwichNorms: true,
+  slidingLayers: 'even',
   numLabels: 3,
+  head: { kind: 'classifier', layers: [{ weight: 'score.weight', bias: null, inFeatures: 2304, outFeatures: 3 }], activation: null },
   padTokenId: 0,
   maxPositions: 8192,
 };

@@ -22,7 +22,8 @@ export { writeSubmission } from './data/submission';
 // Weights producer.
 export { GraphBuilder } from './graph/builder';
 export { serialise } from './graph/serialise';
-export { buildGemmaGraph } from './model/gemma';
+export { buildDecoderGraph } from './model/lower';
+export { FAMILIES } from './model/families';
 export { quantizeNBits, dequantizeNBits } from './quant/nbits';
 export { openSafetensors, openCheckpoint } from './weights/safetensors';
 export { parseHfConfig } from './weights/hfconfig';

@@ -25,10 +25,35 @@ export interface ReadRowsResult {
 /** The three output columns, in Kaggle's order. */
 export const LABEL_COLUMNS = ['winner_model_a', 'winner_model_b', 'winner_tie'] as const;
 
-/** Normalised architecture description built from HF config.json or by the tiny-model generator. */
+/** Activation functions a model's MLP or a scoring head may use (HF names: gelu_pytorch_tanh, gelu, relu, silu, tanh). */
+export type Activation = 'gelu_tanh' | 'gelu' | 'relu' | 'silu' | 'tanh';
+
+/** Rotary embedding: rotate-half form with HF's inv_freq = 1 / theta^(2i/d), optionally rescaled (Llama-3.x). */
+export interface RopeSpec {
+  theta: number;
+  scaling: null | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositions: number };
+}
+
+/**
+ * What turns the final hidden state of the last real token into the output logits.
+ * - classifier: `score.weight` [+ bias], or a stack `score.N.*` of linears with `activation` between them.
+ * - label-tokens (causal-LM judge): the rows `tokenIds` of lm_head (or of the tied embedding), then
+ *   the final logit soft-cap when the family has one; two tokens (A, B) give one score logit(A) - logit(B).
+ */
+export type HeadSpec =
+  | { kind: 'classifier'; layers: { weight: string; bias: string | null; inFeatures: number; outFeatures: number }[]; activation: Activation | null }
+  | { kind: 'label-tokens'; tokenIds: number[]; weight: string; finalSoftcap: number | null };
+
+/**
+ * The decoder spec: everything the one graph builder (src/model/decoder.ts) needs, parsed from HF
+ * config.json by the family's parser (src/weights/hfconfig.ts) or made by the tiny-model generator.
+ * Plain data, recorded in the manifest.
+ */
 export interface ModelConfig {
-  /** HF architecture name: 'Gemma2ForSequenceClassification' | 'GemmaForSequenceClassification'. */
-  architecture: 'Gemma2ForSequenceClassification' | 'GemmaForSequenceClassification';
+  /** Key into the family table (src/model/families.ts): gemma, gemma2, llama, qwen2, mistral. */
+  family: string;
+  /** HF architecture of the checkpoint, e.g. 'Gemma2ForSequenceClassification', 'LlamaForCausalLM'. */
+  architecture: string;
   vocabSize: number;
   hiddenSize: number;
   intermediateSize: number;
@@ -37,16 +62,26 @@ export interface ModelConfig {
   numKvHeads: number;
   headDim: number;
   rmsNormEps: number;
-  ropeTheta: number;
-  /** Attention score scale: query_pre_attn_scalar ** -0.5 (Gemma-2) or head_dim ** -0.5 (Gemma). */
+  /** RMSNorm scales by (1 + w) (Gemma) instead of w. */
+  normPlusOne: boolean;
+  /** Multiply the embedding rows by sqrt(hidden_size) (Gemma), rounded to `embedScaleDtype`. */
+  embedScale: boolean;
+  /** MLP activation: down(act(gate(x)) * up(x)). */
+  activation: Activation;
+  /** q_proj / k_proj / v_proj carry biases (Qwen2). */
+  qkvBias: boolean;
+  /** Attention score scale: query_pre_attn_scalar ** -0.5 (Gemma-2) or head_dim ** -0.5. */
   attnScale: number;
   /** attn_logit_softcapping (Gemma-2: 50); null = none. */
   attnSoftcap: number | null;
-  /** sliding_window applied to EVEN layer indices (HF convention); null = none. */
+  /** Sliding-window size (a query sees exactly this many keys, itself included); null = none. */
   slidingWindow: number | null;
-  /** Gemma-2 has post-attention and post-feedforward norms around the sub-layers. */
-  sandwichNorms: boolean;
+  /** Which layers slide: 'even' indices (Gemma-2, HF convention) or 'all' (Mistral). */
+  slidingLayers: 'even' | 'all';
+  rope: RopeSpec;
+  /** Number of outputs of the head. */
   numLabels: number;
+  head: HeadSpec;
   padTokenId: number;
   maxPositions: number;
 }

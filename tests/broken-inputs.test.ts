@@ -128,6 +128,20 @@ describe('broken safetensors files', () => {
     throwsNaming(() => openSafetensors(p2), 'SafetensorsError', p2, 'b.weight', 'data_offsets');
   });
 
+  it('issue 9 defect 8 (found by npm run fuzz): a header entry that is null, not an object, or an inherited dtype name', () => {
+    const p1 = put('nullentry.safetensors', stBytes(good(), (h) => (h['b.weight'] = null)));
+    throwsNaming(() => openSafetensors(p1), 'SafetensorsError', p1, 'b.weight', 'not an object');
+    const p2 = put('arrayentry.safetensors', stBytes(good(), (h) => (h['b.weight'] = [1, 2])));
+    throwsNaming(() => openSafetensors(p2), 'SafetensorsError', p2, 'b.weight', 'not an object');
+    const p3 = put('protodtype.safetensors', stBytes(good(), (h) => (h['a.weight'].dtype = 'toString')));
+    throwsNaming(() => openSafetensors(p3), 'SafetensorsError', p3, 'a.weight', 'unknown dtype');
+    const p4 = put('meta.safetensors', stBytes(good(), (h) => (h.__metadata__ = 'pt')));
+    throwsNaming(() => openSafetensors(p4), 'SafetensorsError', p4, '__metadata__');
+    const d = join(dir, 'a-folder.safetensors');
+    mkdirSync(d);
+    throwsNaming(() => openSafetensors(d), 'SafetensorsError', d, 'not a file');
+  });
+
   it('integer tensor read as weights', () => {
     const p = put('int.safetensors', stBytes({ 'ids': { dtype: 'I32', shape: [2], bytes: new Uint8Array(8) } }));
     const f = openSafetensors(p);
@@ -296,14 +310,14 @@ describe('broken config.json', () => {
   const cfg = () => JSON.parse(readFileSync(join(FIX, 'config.json'), 'utf8'));
   it('unknown architecture, missing keys, wrong num_labels, non-object', () => {
     const cases: [string[], (c: any) => void][] = [
-      [['Gemma2ForCausalLM', 'unsupported architecture'], (c) => (c.architectures = ['Gemma2ForCausalLM'])],
-      [['LlamaForSequenceClassification'], (c) => (c.architectures = ['LlamaForSequenceClassification'])],
+      [['Gemma2ForCausalLM', '--label-tokens'], (c) => (c.architectures = ['Gemma2ForCausalLM'])],
+      [['unsupported architecture', 'PhiForSequenceClassification', 'LlamaForSequenceClassification'], (c) => (c.architectures = ['PhiForSequenceClassification'])],
       [['query_pre_attn_scalar', 'missing'], (c) => delete c.query_pre_attn_scalar],
       [['sliding_window', 'missing'], (c) => delete c.sliding_window],
       [['head_dim', 'missing'], (c) => delete c.head_dim],
       [['pad_token_id'], (c) => delete c.pad_token_id],
       [['num_labels is 2'], (c) => (c.id2label = { 0: 'a', 1: 'b' })],
-      [['hidden_activation'], (c) => (c.hidden_activation = 'relu')],
+      [['hidden_activation'], (c) => (c.hidden_activation = 'quick_gelu')],
       [['rope_scaling'], (c) => (c.rope_scaling = { type: 'linear', factor: 2 })],
     ];
     for (const [parts, edit] of cases) {

@@ -10,6 +10,9 @@ import { f32ToF16 } from '../src/util/fp16';
 import { parseModel, serialise } from '../src/graph/serialise';
 import { externalStore, type TensorStore } from '../src/graph/store';
 import { attr } from '../src/graph/ir';
+import { buildDecoderGraph } from '../src/model/lower';
+import { openCheckpoint } from '../src/weights/safetensors';
+import { FIXTURES, fixtureConfig, maxAbsDiff, runLogits } from './helpers/fixtures';
 
 /** y = rmsNorm(x @ W + bias) * gamma, with W big enough to go to the external file. */
 function smallGraph(store?: TensorStore) {
@@ -124,5 +127,55 @@ describe('graph builder', function () {
     assert.equal(f32ToF16(65504), 0x7bff);
     assert.equal(f32ToF16(1 + 2 ** -11), 0x3c00); // tie -> even
     assert.equal(f32ToF16(2 ** -24), 0x0001);
+  });
+});
+
+describe('decoder lowering: runtime fusions', () => {
+  it('fused gemma2-tiny graph: residual Add + RMSNorm fused, packed q/k/v into GroupQueryAttention; explicit graph has only standard attention ops', () => {
+    const dir = join(FIXTURES, 'gemma2-tiny');
+    const cfg = fixtureConfig(dir);
+    const ck = openCheckpoint(dir);
+    const count = (g: { nodes: { op: string }[] }, op: string) => g.nodes.filter((n) => n.op === op).length;
+    const fused = buildDecoderGraph(cfg, ck.get, { linear: { kind: 'float' }, activations: 'float32' });
+    const explicit = buildDecoderGraph(cfg, ck.get, { linear: { kind: 'float' }, activations: 'float32', attention: 'explicit' });
+    ck.close();
+    const L = cfg.numLayers;
+    // two residual adds per layer, each followed by a norm (the MLP's, the next layer's or the final one)
+    assert.equal(count(fused, 'SkipSimplifiedLayerNormalization'), 2 * L);
+    assert.equal(count(fused, 'Add'), 0);
+    // the first input norm + Gemma-2's post-attention and post-MLP norms
+    assert.equal(count(fused, 'SimplifiedLayerNormalization'), 1 + 2 * L);
+    const gqa = fused.nodes.filter((n) => n.op === 'GroupQueryAttention');
+    assert.equal(gqa.length, L);
+    assert.ok(gqa.every((n) => n.inputs[1] === '' && n.inputs[2] === ''), 'GQA takes the packed q/k/v projection');
+    assert.equal(count(fused, 'Split'), L); // gate/up only
+    assert.equal(count(explicit, 'GroupQueryAttention'), 0);
+    assert.ok(explicit.nodes.every((n) => n.domain === '' || n.op === 'SkipSimplifiedLayerNormalization'), 'explicit attention uses default-domain ops');
+    assert.equal(count(explicit, 'Softmax'), L);
+    const used = new Set(fused.nodes.flatMap((n) => n.inputs));
+    assert.ok(fused.initializers.every((i) => used.has(i.name)), 'no unused initializers left by the fusions');
+  });
+});
+
+describe('decoder lowering: sliding window left out when no input can be longer', function () {
+  this.timeout(60000);
+  it('maxTokens <= window: no window in either variant, same logits on inputs of up to window tokens', async () => {
+    const dir = join(FIXTURES, 'gemma2-tiny');
+    const cfg = fixtureConfig(dir); // window 8 on even layers
+    const ck = openCheckpoint(dir);
+    const inputs = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8'));
+    const short = { input_ids: inputs.padded.input_ids.map((r: number[]) => r.slice(0, 8)), attention_mask: inputs.padded.attention_mask.map((r: number[]) => r.slice(0, 8)) };
+    for (const attention of ['fused', 'explicit'] as const) {
+      const opts = { linear: { kind: 'float' as const }, activations: 'float32' as const, attention };
+      const windowed = buildDecoderGraph(cfg, ck.get, opts);
+      const open = buildDecoderGraph(cfg, ck.get, { ...opts, maxTokens: 8 });
+      const hasWindow = (g: typeof open) => g.nodes.some((n) => 'local_window_size' in n.attrs || n.name.startsWith('in_window'));
+      assert.ok(hasWindow(windowed) && !hasWindow(open), `${attention}: the window should be dropped only with maxTokens <= 8`);
+      assert.ok(hasWindow(buildDecoderGraph(cfg, ck.get, { ...opts, maxTokens: 9 })));
+      const d = maxAbsDiff(await runLogits(serialise(windowed), short), await runLogits(serialise(open), short));
+      console.log(`      ${attention}: 8-token inputs, window 8 vs no window: ${d.toExponential(3)} (tolerance 1e-6)`);
+      assert.ok(d <= 1e-6);
+    }
+    ck.close();
   });
 });

@@ -7,12 +7,13 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { serialise } from '../src/graph/serialise';
-import { buildGemmaGraph } from '../src/model/gemma';
+import { buildDecoderGraph } from '../src/model/lower';
 import { dequantizeNBits, quantizeNBits } from '../src/quant/nbits';
 import type { HostTensor, WeightSource } from '../src/types';
 import { parseHfConfig } from '../src/weights/hfconfig';
 import { run as importCli } from '../src/cli/commands/import';
-import { importCheckpoint, requiredNames } from '../src/weights/import';
+import { importCheckpoint } from '../src/weights/import';
+import { requiredNames } from '../src/model/families';
 import { readManifest } from '../src/weights/manifest';
 import { linearFormat } from '../src/weights/write';
 import { checkAdapter, isTargeted, loraScale, mapAdapterKeys, mergedSource, openAdapter, parseAdapterConfig } from '../src/weights/peft';
@@ -32,7 +33,8 @@ describe('HF config.json -> ModelConfig', () => {
     assert.equal(c.attnScale, 24 ** -0.5);
     assert.equal(c.attnSoftcap, 50);
     assert.equal(c.slidingWindow, 8);
-    assert.equal(c.sandwichNorms, true);
+    assert.equal(c.family, 'gemma2');
+    assert.equal(c.slidingLayers, 'even');
     assert.equal(c.numLabels, 3);
     assert.deepEqual(
       [c.vocabSize, c.hiddenSize, c.intermediateSize, c.numLayers, c.numHeads, c.numKvHeads, c.headDim, c.padTokenId, c.maxPositions],
@@ -46,7 +48,8 @@ describe('HF config.json -> ModelConfig', () => {
     assert.equal(c.attnScale, 0.25);
     assert.equal(c.attnSoftcap, null);
     assert.equal(c.slidingWindow, null);
-    assert.equal(c.sandwichNorms, false);
+    assert.equal(c.family, 'gemma');
+    assert.equal(c.normPlusOne, true);
     assert.equal(c.numLabels, 1);
   });
   it('num_labels from num_labels when id2label is absent', () => {
@@ -134,7 +137,7 @@ describe('PEFT adapter config and merge', () => {
       const c = parseHfConfig(json(join(dir, 'config.json')), 'config.json');
       const ck = openCheckpoint(dir);
       const ad = openAdapter(join(dir, 'adapter'));
-      const bytes = serialise(buildGemmaGraph(c, mergedSource(ck.get, ad), { linear: { kind: 'float' }, activations: 'float32' }));
+      const bytes = serialise(buildDecoderGraph(c, mergedSource(ck.get, ad), { linear: { kind: 'float' }, activations: 'float32' }));
       ad.close();
       ck.close();
       const inputs = json(join(dir, 'inputs.json'));
@@ -221,7 +224,7 @@ describe('import: HF folder (+ adapter) -> weights directory -> ORT CPU', functi
         return { shape: t.shape, data: dequantizeNBits(quantizeNBits(t.data, N, K, spec)) };
       };
       // Same embedding storage as the writer's CPU graph (float16 unless fp32), so only the linears differ.
-      const ref = serialise(buildGemmaGraph(c, deq, { linear: { kind: 'float' }, activations: 'float32', embedding: 'float16' }));
+      const ref = serialise(buildDecoderGraph(c, deq, { linear: { kind: 'float' }, activations: 'float32', embedding: 'float16' }));
       ad.close();
       ck.close();
       const inputs = json(join(dir, 'inputs.json'));
@@ -299,7 +302,8 @@ describe('import: HF folder (+ adapter) -> weights directory -> ORT CPU', functi
     const out = join(tmp, 'causal');
     await importCheckpoint({ ...opts, adapter: join(src, 'adapter'), out });
     const m = readManifest(out);
-    assert.equal(m.architecture, 'Gemma2ForSequenceClassification');
+    assert.equal(m.architecture, 'Gemma2ForCausalLM');
+    assert.equal(m.config!.head.kind, 'classifier');
     const inputs = json(join(src, 'inputs.json'));
     const d = maxAbsDiff(await runLogits(join(out, m.graphs.cpu!.file), inputs.padded), json(join(src, 'expected.json')).lora_logits.padded.flat());
     console.log(`      causal-LM base + adapter padded: max abs diff ${d.toExponential(3)} (tolerance 1e-4)`);

@@ -6,7 +6,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parquetWriteFile } from 'hyparquet-writer';
-import { readRows, RowsError } from '../src/data/rows';
+import { readRows } from '../src/data/rows';
+import { rejectsRows } from './helpers/rows-error';
 
 const DATA = path.join(__dirname, '..', '..', 'shared', 'data');
 const TRAIN = path.join(DATA, 'wsdm-sample-train.parquet');
@@ -15,17 +16,6 @@ const CSV = path.join(DATA, 'arena-sample-999.csv');
 const FIRST = '749b5952c3cec143a112f313f44b67da906ada1a9c3aa69257e8c86e5fbd0cc1';
 const LAST = '05a8f606b109b11694c7f366e5db5bb5df2192e0f1c1cb3e3e55881da85b5ed9';
 
-async function rejects(p: Promise<unknown>, ...parts: string[]): Promise<void> {
-  let err: unknown;
-  try {
-    await p;
-  } catch (e) {
-    err = e;
-  }
-  assert.ok(err instanceof RowsError, `expected a RowsError, got ${String(err)}`);
-  console.log(`      RowsError: ${(err as Error).message.slice(0, 200)}`);
-  for (const part of parts) assert.ok((err as Error).message.includes(part), `message ${JSON.stringify((err as Error).message)} lacks ${JSON.stringify(part)}`);
-}
 
 describe('parquet: the WSDM sample files', () => {
   it('train: 704 rows, first/last ids, labels 352/352, languages as the README states, null cells counted', async () => {
@@ -76,7 +66,7 @@ describe('parquet: the WSDM sample files', () => {
     assert.equal(r.hasLabels, false);
     assert.deepEqual([r.rows[0].id, r.rows[703].id], [FIRST, LAST]);
     assert.ok(r.rows.every((x) => x.label === undefined && x.language === undefined));
-    await rejects(readRows(TEST, { requireLabels: true }), TEST, 'winner');
+    await rejectsRows(readRows(TEST, { requireLabels: true }), TEST, 'winner');
   });
 });
 
@@ -118,21 +108,21 @@ describe('parquet: files written here', () => {
       { name: 'prompt', data: ['p'], type: 'STRING' },
       { name: 'response_a', data: ['a'], type: 'STRING' },
     ]);
-    await rejects(readRows(noB), noB, 'missing required column response_b');
+    await rejectsRows(readRows(noB), noB, 'missing required column response_b');
     const dup = write([
       { name: 'id', data: ['x', 'y', 'x'], type: 'STRING' },
       { name: 'prompt', data: ['p', 'p', 'p'], type: 'STRING' },
       { name: 'response_a', data: ['a', 'a', 'a'], type: 'STRING' },
       { name: 'response_b', data: ['b', 'b', 'b'], type: 'STRING' },
     ]);
-    await rejects(readRows(dup), dup, '1 duplicate id(s)', 'x (lines 2 and 4)');
+    await rejectsRows(readRows(dup), dup, '1 duplicate id(s)', 'x (lines 2 and 4)');
     const nullId = write([
       { name: 'id', data: ['x', null], type: 'STRING' },
       { name: 'prompt', data: ['p', 'p'], type: 'STRING' },
       { name: 'response_a', data: ['a', 'a'], type: 'STRING' },
       { name: 'response_b', data: ['b', 'b'], type: 'STRING' },
     ]);
-    await rejects(readRows(nullId), 'line 3 has an empty id');
+    await rejectsRows(readRows(nullId), 'line 3 has an empty id');
   });
 
   it('integer ids, one-hot label columns and list<string> turns (an LMSYS table saved as parquet)', async () => {
@@ -155,6 +145,6 @@ describe('parquet: files written here', () => {
   it('a file named .parquet that is not parquet names the file', async () => {
     const p = path.join(dir, 'fake.parquet');
     writeFileSync(p, 'id,prompt\n1,2\n');
-    await rejects(readRows(p), p, 'not a readable parquet file');
+    await rejectsRows(readRows(p), p, 'not a readable parquet file');
   });
 });

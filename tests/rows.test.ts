@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { parse as fastCsvParse } from 'fast-csv';
-import { MAX_CELL_CHARS, parseCell, readRows, RowsError } from '../src/data/rows';
+import { MAX_CELL_CHARS, parseCell, readRows } from '../src/data/rows';
+import { rejectsRows } from './helpers/rows-error';
 import { CsvParser, Utf8Decoder, BAD_BYTE } from '../src/data/csv';
 import { demoCsv } from '../demo/make-demo';
 
@@ -41,21 +42,6 @@ function parsePieces(text: string, cuts: number[]): string[][] {
   return out;
 }
 
-async function rejects(p: Promise<unknown>, ...parts: (string | RegExp)[]): Promise<string> {
-  let err: unknown;
-  try {
-    await p;
-  } catch (e) {
-    err = e;
-  }
-  assert.ok(err instanceof RowsError, `expected a RowsError, got ${String(err)}`);
-  const msg = (err as Error).message;
-  for (const part of parts) {
-    if (typeof part === 'string') assert.ok(msg.includes(part), `message ${JSON.stringify(msg)} lacks ${JSON.stringify(part)}`);
-    else assert.match(msg, part);
-  }
-  return msg;
-}
 
 describe('rows: parseCell', () => {
   it('decodes a JSON list, one item per turn', () => {
@@ -91,21 +77,23 @@ describe('rows: readRows', () => {
   it('missing column: names the column and the file, before any row is looked at', async () => {
     // The data row has an invalid label: the column error must still be the one raised.
     const f = fixture(['id,model_a,model_b,prompt,response_a,winner_model_a,winner_model_b,winner_tie', `1,m,m,${list('p')},${list('a')},9,9,9`].join('\n'));
-    await rejects(readRows(f), 'missing required column response_b', f);
+    await rejectsRows(readRows(f), 'missing required column response_b', f);
     const g = fixture('id,text\n1,hello\n');
-    await rejects(readRows(g), 'prompt, response_a, response_b', g);
+    await rejectsRows(readRows(g), 'prompt, response_a, response_b', g);
   });
 
-  it('an empty file is an error naming the file', async () => {
+  it('an empty file, or a header without rows, is an error naming the file', async () => {
     const f = fixture('');
-    await rejects(readRows(f), 'empty file', f);
+    await rejectsRows(readRows(f), 'empty file', f);
+    const g = fixture(TRAIN_HEADER + '\n\n');
+    await rejectsRows(readRows(g), 'no rows', g);
   });
 
   it('duplicate ids: names them with lines and the count', async () => {
     const lines = [TRAIN_HEADER];
     for (const id of ['10', '11', '10', '12', '12', '12']) lines.push(trainLine(id, list('p'), list('a'), list('b')));
     const f = fixture(lines.join('\n'));
-    await rejects(readRows(f), '3 duplicate id(s)', '10 (lines 2 and 4)', '12 (lines 5 and 6)', '12 (lines 5 and 7)');
+    await rejectsRows(readRows(f), '3 duplicate id(s)', '10 (lines 2 and 4)', '12 (lines 5 and 6)', '12 (lines 5 and 7)');
   });
 
   it('a non-JSON cell is one raw item, counted in a warning with the row id', async () => {
@@ -164,16 +152,16 @@ describe('rows: readRows', () => {
 
   it('a one-hot that is not exactly one 1 names the row line and id', async () => {
     const f = fixture([TRAIN_HEADER, trainLine('1', list('p'), list('a'), list('b')), trainLine('abc', list('p'), list('a'), list('b'), '1,1,0')].join('\n'));
-    await rejects(readRows(f), 'line 3 (id abc)', 'exactly one 1');
+    await rejectsRows(readRows(f), 'line 3 (id abc)', 'exactly one 1');
     const g = fixture([TRAIN_HEADER, trainLine('1', list('p'), list('a'), list('b'), '0,0,')].join('\n'));
-    await rejects(readRows(g), 'line 2 (id 1)');
+    await rejectsRows(readRows(g), 'line 2 (id 1)');
   });
 
   it('requireLabels on a test file names the missing label columns', async () => {
     const f = fixture([TEST_HEADER, `1,${list('p')},${list('a')},${list('b')}`].join('\n'));
-    await rejects(readRows(f, { requireLabels: true }), 'winner_model_a, winner_model_b, winner_tie', f);
+    await rejectsRows(readRows(f, { requireLabels: true }), 'winner_model_a, winner_model_b, winner_tie', f);
     const g = fixture(['id,prompt,response_a,response_b,winner_model_a', `1,${list('p')},${list('a')},${list('b')},1`].join('\n'));
-    await rejects(readRows(g), 'missing label column(s) winner_model_b, winner_tie');
+    await rejectsRows(readRows(g), 'missing label column(s) winner_model_b, winner_tie');
   });
 
   it('WSDM-style plain-string cells and a winner column', async () => {
@@ -187,7 +175,7 @@ describe('rows: readRows', () => {
 
   it('a missing file names the path', async () => {
     const f = path.join(dir, 'nope.csv');
-    await rejects(readRows(f), f, 'cannot read');
+    await rejectsRows(readRows(f), f, 'cannot read');
   });
 
   it('reads the 999-row sample: label counts A 352 / B 352 / tie 295 as its README states', async function () {
@@ -278,11 +266,11 @@ describe('rows: issue 9 defect 7 (bad input found by attacking the runner)', () 
   it('defect 7, UTF-16 file: says UTF-16 and how to convert, naming the file (with and without a BOM)', async () => {
     const text = [TEST_HEADER, `1,${list('p')},${list('a')},${list('b')}`].join('\r\n');
     const le = fixture(Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')]));
-    await rejects(readRows(le), le, 'UTF-16', 'convert it to UTF-8');
+    await rejectsRows(readRows(le), le, 'UTF-16', 'convert it to UTF-8');
     const be = Buffer.from(text, 'utf16le').swap16();
-    await rejects(readRows(fixture(Buffer.concat([Buffer.from([0xfe, 0xff]), be]))), 'UTF-16');
+    await rejectsRows(readRows(fixture(Buffer.concat([Buffer.from([0xfe, 0xff]), be]))), 'UTF-16');
     const noBom = fixture(Buffer.from(text, 'utf16le'));
-    await rejects(readRows(noBom), noBom, 'UTF-16', 'NUL bytes');
+    await rejectsRows(readRows(noBom), noBom, 'UTF-16', 'NUL bytes');
   });
 
   it('defect 7, invalid UTF-8 or NUL in an id: refused naming the line, never copied into a submission', async () => {
@@ -290,9 +278,9 @@ describe('rows: issue 9 defect 7 (bad input found by attacking the runner)', () 
     const head = Buffer.from(TEST_HEADER + '\n');
     const ok = row(Buffer.from('1'));
     const badUtf8 = fixture(Buffer.concat([head, ok, row(Buffer.from([0x32, 0xff, 0x33]))]));
-    await rejects(readRows(badUtf8), badUtf8, 'line 3', 'invalid UTF-8');
+    await rejectsRows(readRows(badUtf8), badUtf8, 'line 3', 'invalid UTF-8');
     const nul = fixture(Buffer.concat([head, ok, ok.subarray(0, 0), row(Buffer.from([0x34, 0x00, 0x35]))]));
-    await rejects(readRows(nul), 'line 3', 'NUL');
+    await rejectsRows(readRows(nul), 'line 3', 'NUL');
   });
 
   it('defect 7, invalid UTF-8 or NUL in text: U+FFFD / removed, counted in warnings naming the ids', async () => {
@@ -313,20 +301,20 @@ describe('rows: issue 9 defect 7 (bad input found by attacking the runner)', () 
     assert.equal(r.hasLabels, false);
     assert.equal(r.rows.length, 2);
     assert.ok(r.rows.every((x) => x.label === undefined));
-    await rejects(readRows(f, { requireLabels: true }), f, 'empty in every row', 'test file');
+    await rejectsRows(readRows(f, { requireLabels: true }), f, 'empty in every row', 'test file');
     const w = fixture(['id,prompt,response_a,response_b,winner', 'w1,a,b,c,', 'w2,a,b,c,'].join('\n'));
     assert.equal((await readRows(w)).hasLabels, false);
     // Some rows labelled and some not is a broken file: the unlabelled lines are named.
     const mixed = fixture([TRAIN_HEADER, trainLine('1', list('p'), list('a'), list('b')), trainLine('2', list('p'), list('a'), list('b'), ',,')].join('\n'));
-    await rejects(readRows(mixed), '1 row(s) have empty label column(s)', 'lines 3');
+    await rejectsRows(readRows(mixed), '1 row(s) have empty label column(s)', 'lines 3');
   });
 
   it('a row with too many or too few cells, and a quote that never closes, name the line', async () => {
     const more = fixture([TEST_HEADER, `1,${list('p')},${list('a')},${list('b')}`, `2,${list('p')},${list('a')},${list('b')},extra`].join('\n'));
-    await rejects(readRows(more), more, 'line 3', '5 cells but the header has 4');
+    await rejectsRows(readRows(more), more, 'line 3', '5 cells but the header has 4');
     const fewer = fixture([TEST_HEADER, `1,${list('p')},${list('a')}`].join('\n'));
-    await rejects(readRows(fewer), 'line 2', '3 cells');
+    await rejectsRows(readRows(fewer), 'line 2', '3 cells');
     const open = fixture([TEST_HEADER, `1,${list('p')},${list('a')},${list('b')}`, `2,"[""p""]",${list('a')},"[""b`, `3,x,y,z`].join('\n'));
-    await rejects(readRows(open), open, 'physical line 3', 'never closes');
+    await rejectsRows(readRows(open), open, 'physical line 3', 'never closes');
   });
 });

@@ -33,7 +33,7 @@ function fixedRunner(first: Float64Array, swapped: Float64Array, k = 3): PassRun
     const failedRows = rows.map((_, j) => j).filter((j) => !Number.isFinite(logits[j * k]));
     return { logits, numLabels: k, tokens: 0, computedTokens: 0, seconds: 0, failedRows };
   };
-  return { pass: async (_m, rows, swap) => pick(swap ? swapped : first, rows), release: async () => {}, ep: () => 'cpu' };
+  return { pass: async (_m, rows, swap) => pick(swap ? swapped : first, rows), release: async () => {}, ep: () => 'cpu', info: () => undefined };
 }
 
 function randomLogits(n: number, seed: number): Float64Array {

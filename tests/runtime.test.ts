@@ -2,28 +2,8 @@
 // print what real drivers print: 560.35.03 / CUDA 12.6 (the last public Kaggle T4 report) and
 // 580 / CUDA 13.0. The driver decides the CUDA major, so it decides which ONNX Runtime core can run.
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { fakeNvidiaSmi } from './helpers/nvidia-smi';
 import { chooseAttention, chooseRuntime, parseNvidiaSmi, readDriver, RuntimeError } from '../src/infer/runtime';
-
-function fakeSmi(driver: string, cuda: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'arenakit-smi-'));
-  const path = join(dir, 'nvidia-smi');
-  writeFileSync(
-    path,
-    `#!/bin/sh
-if [ "$1" = "--query-gpu=name,memory.total" ]; then echo "Tesla T4, 15360 MiB"; echo "Tesla T4, 15360 MiB"; exit 0; fi
-cat <<'X'
-+-----------------------------------------------------------------------------------------+
-| NVIDIA-SMI ${driver}              Driver Version: ${driver}      CUDA Version: ${cuda}     |
-|-----------------------------------------+------------------------+----------------------+
-X
-`,
-  );
-  chmodSync(path, 0o755);
-  return path;
-}
 
 describe('runtime choice from the driver (fake nvidia-smi)', () => {
   it('parses the header of nvidia-smi', () => {
@@ -32,13 +12,13 @@ describe('runtime choice from the driver (fake nvidia-smi)', () => {
 
   it('driver 560 / CUDA 12.6 (Kaggle T4) -> cu12; 580 / CUDA 13.0 -> cu13', () => {
     const both = ['cu13', 'cu12'] as const;
-    const d560 = readDriver({ ...process.env, ARENAKIT_NVIDIA_SMI: fakeSmi('560.35.03', '12.6') });
+    const d560 = readDriver({ ...process.env, ARENAKIT_NVIDIA_SMI: fakeNvidiaSmi('560.35.03', '12.6') });
     assert.equal(d560.driver, '560.35.03');
     assert.deepEqual(d560.gpus, ['Tesla T4, 15360 MiB', 'Tesla T4, 15360 MiB']);
     const c560 = chooseRuntime(d560, [...both]);
     console.log(`      560/12.6: ${c560.runtime} (${c560.reason})`);
     assert.equal(c560.runtime, 'cu12');
-    const c580 = chooseRuntime(readDriver({ ...process.env, ARENAKIT_NVIDIA_SMI: fakeSmi('580.65.06', '13.0') }), [...both]);
+    const c580 = chooseRuntime(readDriver({ ...process.env, ARENAKIT_NVIDIA_SMI: fakeNvidiaSmi('580.65.06', '13.0') }), [...both]);
     console.log(`      580/13.0: ${c580.runtime} (${c580.reason})`);
     assert.equal(c580.runtime, 'cu13');
     // A build without the CUDA 12 core says so instead of picking a core the driver cannot run on the GPU.

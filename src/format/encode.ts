@@ -3,9 +3,12 @@
 // of tokenizer.json, found by content) and the exact layout: [begin ids (the family's BOS, or the
 // tokenizer's post-processor prefix)] template segments [post-processor suffix, for templates framed
 // by the tokenizer], each template segment tokenized on its own, slots cut by src/format/truncate.ts.
-// Because segments are tokenized separately, ids can differ from tokenizing the rendered string at segment edges only
-// (e.g. a text ending in '\n' before the template's '\n' gives 108,108 where the joined string gives
-// 109); decoding always gives back the rendered text. Our trainer uses this same function.
+// Because segments are tokenized separately, ids can differ from tokenizing the rendered string at
+// segment edges only (e.g. a text ending in '\n' before the template's '\n' gives 108,108 where the
+// joined string gives 109); decoding always gives back the rendered text. Our trainer uses this same
+// function. Tokenizers that mark the start of a text (SentencePiece's prepended '▁': Llama-2, Mistral)
+// tokenize only the first segment as a start and every later one as a continuation (`encodeAfter`);
+// otherwise each segment would gain a '▁' the joined string does not have.
 //
 // Pre-cut of very long texts (why it cannot change the kept tokens): a slot never keeps more than
 // `cap` tokens from its head and `cap` from its tail (cap = the row's budget after overhead). Before
@@ -52,6 +55,11 @@ export interface ArenaTokenizer {
   readonly roleTokens: Readonly<Partial<Record<TokenRole, string>>>;
   /** Plain text -> ids, no special tokens added (special-token strings in the text still map to their ids). */
   encode(text: string): number[];
+  /**
+   * The same for a text that continues other text: no start-of-text marker (SentencePiece's '▁') is
+   * prepended. The same function as `encode` for tokenizers that prepend nothing (Gemma, Llama-3, Qwen).
+   */
+  encodeAfter(text: string): number[];
   /** Ids -> the exact text they encode ('' for none): no clean-up of spaces before punctuation, whatever tokenizer_config says. */
   decode(ids: ArrayLike<number>): string;
 }
@@ -79,6 +87,39 @@ function configToken(config: Record<string, unknown>, key: string): string | und
 function specialId(tok: Tokenizer, config: Record<string, unknown>, key: string): number | null {
   const s = configToken(config, key);
   return s ? (tok.token_to_id(s) ?? null) : null;
+}
+
+/**
+ * tokenizer.json with the start-of-text marker switched off (Prepend normalizer dropped, Metaspace
+ * prepend_scheme 'never', ByteLevel add_prefix_space false), or null when it has none to switch off.
+ */
+function continuationJson(json: Record<string, unknown>): Record<string, unknown> | null {
+  let changed = false;
+  type Node = Record<string, unknown> | null;
+  const norm = (n: Node): Node => {
+    if (!n) return n;
+    if (n.type === 'Prepend') {
+      changed = true;
+      return null;
+    }
+    if (n.type === 'Sequence') return { ...n, normalizers: (n.normalizers as Node[]).map(norm).filter(Boolean) };
+    return n;
+  };
+  const pre = (n: Node): Node => {
+    if (!n) return n;
+    if (n.type === 'Metaspace' && (n.prepend_scheme ?? (n.add_prefix_space === false ? 'never' : 'always')) !== 'never') {
+      changed = true;
+      return { ...n, prepend_scheme: 'never', add_prefix_space: false };
+    }
+    if (n.type === 'ByteLevel' && n.add_prefix_space) {
+      changed = true;
+      return { ...n, add_prefix_space: false };
+    }
+    if (n.type === 'Sequence') return { ...n, pretokenizers: (n.pretokenizers as Node[]).map(pre) };
+    return n;
+  };
+  const out = { ...json, normalizer: norm(json.normalizer as Node), pre_tokenizer: pre(json.pre_tokenizer as Node) };
+  return changed ? out : null;
 }
 
 function addedTokens(json: object): Map<string, number> {
@@ -110,6 +151,8 @@ export function loadTokenizer(dir: string, template?: string): ArenaTokenizer {
   }
   if (at < 0) throw new EncodeError(`${dir}/tokenizer.json: cannot tell which special tokens the post-processor adds`);
   const plainEncode = (text: string) => tok.encode(text, { add_special_tokens: false }).ids;
+  const contJson = continuationJson(json as Record<string, unknown>);
+  const cont = contJson ? new Tokenizer(contJson, config) : null;
   const exact = hardBoundariesHold(tok, plainEncode);
   const cache = new Map<string, number[]>();
   const chunkedEncode = (text: string): number[] => {
@@ -145,6 +188,7 @@ export function loadTokenizer(dir: string, template?: string): ArenaTokenizer {
       }),
     ),
     encode: exact ? chunkedEncode : plainEncode,
+    encodeAfter: cont ? (text) => cont.encode(text, { add_special_tokens: false }).ids : exact ? chunkedEncode : plainEncode,
     decode: (ids) => (ids.length ? tok.decode(Array.from(ids), { clean_up_tokenization_spaces: false }) : ''),
   };
   if (template !== undefined) bindTemplate(arena, template);
@@ -247,6 +291,23 @@ export function bindTemplate(tok: ArenaTokenizer, name: string): BoundTemplate {
   return bound;
 }
 
+/**
+ * The token ids of a judge template's answers (A, B, tie) for `tok`, in label order: the lm_head rows
+ * a causal-LM judge's head reads when no label tokens are given. Throws TemplateError for a template
+ * without answers or an answer that is not exactly one token.
+ */
+export function judgeAnswerIds(tok: ArenaTokenizer, name: string): number[] {
+  const t = bindTemplate(tok, name).template;
+  if (!t.answers) throw new TemplateError(`template ${name} is not a causal-LM judge (those are: ${TEMPLATE_NAMES.filter((n) => getTemplate(n).answers).join(', ')})`);
+  return t.answers.map((a) => {
+    // The answer continues the prompt, so it is tokenized as a continuation.
+    const ids = tok.encodeAfter(a);
+    if (ids.length !== 1)
+      throw new TemplateError(`template ${name}: the answer ${JSON.stringify(a)} is ${ids.length} tokens [${ids}] for ${tok.dir}/tokenizer.json, not one; give the label tokens explicitly`);
+    return ids[0];
+  });
+}
+
 export interface EncodeOptions {
   /** Template name (src/format/templates.ts). */
   template: string;
@@ -287,9 +348,11 @@ function tailCut(text: string, pos: number): number {
 
 /**
  * Tokens of `text`, or, when it is far longer than `cap` tokens, its first `cap` tokens followed by its
- * last `cap` tokens (a list that truncates exactly like the full one for any keep <= cap).
+ * last `cap` tokens (a list that truncates exactly like the full one for any keep <= cap). `first`: the
+ * text starts the sequence (tokenized with `encode`, else with `encodeAfter`).
  */
-export function encodeCapped(tok: ArenaTokenizer, text: string, cap: number): number[] {
+export function encodeCapped(tok: ArenaTokenizer, text: string, cap: number, first = true): number[] {
+  const encode = first ? tok.encode : tok.encodeAfter;
   const want = cap + PRECUT_SLACK;
   let chars = want * CHARS_PER_TOKEN_GUESS + BOUNDARY_SEARCH;
   let head: number[] | null = null;
@@ -297,15 +360,15 @@ export function encodeCapped(tok: ArenaTokenizer, text: string, cap: number): nu
   let tailStart = text.length;
   while (head === null || tail === null) {
     // Head and tail pieces would meet: tokenizing the whole text costs no more.
-    if (2 * chars + 2 * BOUNDARY_SEARCH >= text.length) return tok.encode(text);
+    if (2 * chars + 2 * BOUNDARY_SEARCH >= text.length) return encode(text);
     if (head === null) {
       const cut = headCut(text, chars);
-      const ids = tok.encode(text.slice(0, cut));
+      const ids = encode(text.slice(0, cut));
       if (ids.length >= want) head = ids.slice(0, cap);
     }
     if (tail === null) {
       tailStart = tailCut(text, text.length - chars);
-      const ids = tok.encode(text.slice(tailStart));
+      const ids = tok.encodeAfter(text.slice(tailStart));
       if (ids.length >= want) tail = ids.slice(ids.length - cap);
     }
     chars *= 2;
@@ -323,11 +386,12 @@ export interface EncodedRow {
 
 const literalCache = new WeakMap<ArenaTokenizer, Map<string, number[]>>();
 
-function encodeLiteral(tok: ArenaTokenizer, text: string): number[] {
+function encodeLiteral(tok: ArenaTokenizer, text: string, first: boolean): number[] {
   let m = literalCache.get(tok);
   if (!m) literalCache.set(tok, (m = new Map()));
-  let ids = m.get(text);
-  if (!ids) m.set(text, (ids = tok.encode(text)));
+  const key = (first ? '1' : '0') + text;
+  let ids = m.get(key);
+  if (!ids) m.set(key, (ids = first ? tok.encode(text) : tok.encodeAfter(text)));
   return ids;
 }
 
@@ -359,7 +423,9 @@ export function encodeRowInfo(tok: ArenaTokenizer, row: ArenaRow, opts: EncodeOp
     conv = dropTurns(full, dropped);
     segs = bound.render(conv);
     overhead = bound.beginIds.length + bound.endIds.length;
-    for (const s of segs) if (s.kind === 'text') overhead += encodeLiteral(tok, s.text).length;
+    segs.forEach((s, k) => {
+      if (s.kind === 'text') overhead += encodeLiteral(tok, s.text, k === 0).length;
+    });
     budget = opts.maxTokens - overhead;
     if (2 * overhead <= opts.maxTokens || (dropped === n - 1 && budget >= 0)) break;
   }
@@ -370,16 +436,15 @@ export function encodeRowInfo(tok: ArenaTokenizer, row: ArenaRow, opts: EncodeOp
     );
   }
   const parts: Parts<number> = { prompt: [], responseA: [], responseB: [] };
-  for (const s of segs) {
-    if (s.kind !== 'slot') continue;
-    parts[s.part][s.turn] = encodeCapped(tok, (s.lead ?? '') + turnText(conv, s.part, s.turn), budget);
-  }
+  segs.forEach((s, k) => {
+    if (s.kind === 'slot') parts[s.part][s.turn] = encodeCapped(tok, (s.lead ?? '') + turnText(conv, s.part, s.turn), budget, k === 0);
+  });
   const cut = truncateParts(parts, budget, { headFraction: opts.headFraction });
   const out: number[] = [...bound.beginIds];
-  for (const s of segs) {
-    if (s.kind === 'text') out.push(...encodeLiteral(tok, s.text));
+  segs.forEach((s, k) => {
+    if (s.kind === 'text') out.push(...encodeLiteral(tok, s.text, k === 0));
     else for (const id of cut.parts[s.part][s.turn]) out.push(id);
-  }
+  });
   out.push(...bound.endIds);
   return { ids: Int32Array.from(out), truncated: cut.truncated || dropped > 0, droppedTurns: dropped };
 }

@@ -51,6 +51,8 @@ export interface ChatFamily {
   modelOpen: string;
   /** Special-token contents used by `begin` and the markers. */
   specials: readonly string[];
+  /** Text before a judge's answer word (Mistral answers ' A' after [/INST]); default ''. */
+  answerLead?: string;
 }
 
 /** What the user turn says: instruction, how the three parts are labelled and ordered, the closing. */
@@ -87,7 +89,10 @@ export interface Template {
   specials: readonly string[];
   /** Role tokens the template needs (resolved through the tokenizer's config). */
   roles: readonly TokenRole[];
-  /** Answer words of a judge template, in label order (A, B, tie). */
+  /**
+   * A causal-LM judge's answers in label order (A, B, tie), spelt as the text the model writes next
+   * (family answerLead included): each must be one token, whose lm_head row scores that label.
+   */
   answers?: readonly string[];
   /**
    * The segments for a conversation; every turn of every part appears exactly once as a slot. `role`
@@ -125,7 +130,7 @@ const FAMILIES: Readonly<Record<string, ChatFamily>> = {
   },
   // [INST] / [/INST] are plain text in the v0.1/v0.2 tokenizers (control tokens only from v0.3, where the
   // tokenizer maps the same text to them), so only <s> is required.
-  mistral: { begin: ['<s>'], userOpen: '[INST] ', userClose: ' [/INST]', modelOpen: '', specials: ['<s>'] },
+  mistral: { begin: ['<s>'], userOpen: '[INST] ', userClose: ' [/INST]', modelOpen: '', specials: ['<s>'], answerLead: ' ' },
 };
 
 const CHAT_INSTRUCTION =
@@ -175,7 +180,7 @@ const LAYOUTS: Readonly<Record<string, Layout>> = {
 /** The registry: every template is one chat family and one layout. */
 const TEMPLATES: readonly { name: string; family: string; layout: string; description: string }[] = [
   { name: 'gemma-chat', family: 'gemma', layout: 'chat', description: 'Gemma chat turns with a judging instruction; turns interleaved (prompt i, A i, B i)' },
-  { name: 'plain', family: 'none', layout: 'plain', description: 'public-notebook format: <prompt>: ... <response_a>: ... <response_b>: ... <eos>' },
+  { name: 'plain', family: 'none', layout: 'plain', description: "public-notebook format: <prompt>: ... <response_a>: ... <response_b>: ... then the tokenizer's EOS" },
   { name: 'judge', family: 'none', layout: 'verdict', description: 'judge style: instruction, then per turn ### User / ### Assistant A / ### Assistant B' },
   { name: 'llama3-chat', family: 'llama3', layout: 'chat', description: 'Llama-3 header turns, the gemma-chat text inside' },
   { name: 'chatml-chat', family: 'chatml', layout: 'chat', description: 'ChatML (Qwen2/2.5) turns, the gemma-chat text inside' },
@@ -183,7 +188,7 @@ const TEMPLATES: readonly { name: string; family: string; layout: string; descri
   { name: 'gemma-judge', family: 'gemma', layout: 'judge', description: 'Gemma causal-LM judge: the model turn opens, the next token is A, B or tie' },
   { name: 'llama3-judge', family: 'llama3', layout: 'judge', description: 'Llama-3 causal-LM judge: the assistant header ends the prompt, next token A, B or tie' },
   { name: 'chatml-judge', family: 'chatml', layout: 'judge', description: 'ChatML (Qwen) causal-LM judge: <|im_start|>assistant ends the prompt, next token A, B or tie' },
-  { name: 'mistral-judge', family: 'mistral', layout: 'judge', description: 'Mistral causal-LM judge: [/INST] ends the prompt, next token A, B or tie' },
+  { name: 'mistral-judge', family: 'mistral', layout: 'judge', description: "Mistral causal-LM judge: [/INST] ends the prompt, next token ' A', ' B' or ' tie'" },
 ];
 
 export const TEMPLATE_NAMES: readonly string[] = TEMPLATES.map((t) => t.name);
@@ -240,7 +245,7 @@ function build(entry: (typeof TEMPLATES)[number]): Template {
     begin: f.begin,
     specials: f.specials,
     roles: l.end ?? [],
-    ...(l.answers ? { answers: l.answers } : {}),
+    ...(l.answers ? { answers: l.answers.map((a) => (f.answerLead ?? '') + a) } : {}),
     render: (c, role = GENERIC_ROLE) => render(f, l, c, role),
   };
 }

@@ -97,6 +97,12 @@ export class GraphBuilder {
     return this.define({ name, dtype, shape: [...shape] });
   }
 
+  /** An initializer already in the store (written by another variant of the same graph): no bytes move. */
+  existing(ref: InitializerRef): Value {
+    this.initializers.push(ref);
+    return this.define({ name: ref.name, dtype: ref.dtype, shape: [...ref.shape] });
+  }
+
   constFloat(name: string, data: Float32Array | number[], shape: number[] = [data.length]): Value {
     const f = data instanceof Float32Array ? data : Float32Array.from(data);
     return this.initializer(this.fresh(name), 'float32', shape, new Uint8Array(f.buffer, f.byteOffset, f.byteLength));
@@ -163,6 +169,28 @@ export class GraphBuilder {
 
   tanh(x: Value, name?: string): Value {
     return this.op('Tanh', [x], [{ dtype: x.dtype, shape: x.shape }], {}, { name })[0];
+  }
+
+  /** A one-input op whose output has the input's dtype and shape (Relu, Sigmoid, Neg, Sqrt, ...). */
+  unary(op: string, x: Value, name?: string): Value {
+    return this.op(op, [x], [{ dtype: x.dtype, shape: x.shape }], {}, { name })[0];
+  }
+
+  /** Comparison (Less, LessOrEqual, Greater, GreaterOrEqual, Equal) or logical And/Or: a bool tensor. */
+  compare(op: 'Less' | 'LessOrEqual' | 'Greater' | 'GreaterOrEqual' | 'Equal' | 'And' | 'Or', a: Value, b: Value, name?: string): Value {
+    this.sameType(op, a, b);
+    return this.op(op, [a, b], [{ dtype: 'bool', shape: broadcast(a.shape, b.shape) }], {}, { name })[0];
+  }
+
+  /** cond ? a : b, elementwise with broadcasting. */
+  where(cond: Value, a: Value, b: Value, name?: string): Value {
+    const t = this.sameType('Where', a, b);
+    return this.op('Where', [cond, a, b], [{ dtype: t, shape: broadcast(cond.shape, broadcast(a.shape, b.shape)) }], {}, { name })[0];
+  }
+
+  /** [start, limit) step delta, int64 scalars in. */
+  range(start: Value, limit: Value, delta: Value, name?: string): Value {
+    return this.op('Range', [start, limit, delta], [{ dtype: start.dtype, shape: [null] }], {}, { name })[0];
   }
 
   /** ONNX Gelu (opset 20); approximate 'tanh' = HF gelu_pytorch_tanh. */

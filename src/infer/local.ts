@@ -7,12 +7,14 @@ import type { PassRunner } from './tta';
 export function localRunner(specs: ModelSpec[], rows: ArenaRow[], opts: HandleOptions): PassRunner {
   const open = new Map<number, ModelHandle>();
   const eps = new Map<number, string>();
+  const infos = new Map<number, ModelHandle['info']>();
   const handle = async (k: number) => {
     let h = open.get(k);
     if (!h) {
       h = await openHandle(specs[k], opts);
       open.set(k, h);
       eps.set(k, h.ep);
+      infos.set(k, h.info);
     }
     return h;
   };
@@ -27,5 +29,6 @@ export function localRunner(specs: ModelSpec[], rows: ArenaRow[], opts: HandleOp
       open.delete(k);
     },
     ep: (k) => eps.get(k) ?? '?',
+    info: (k) => infos.get(k),
   };
 }

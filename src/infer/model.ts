@@ -16,7 +16,10 @@ import { softmaxRows, type Probs } from '../util/probs';
 import { graphSha256, readManifest, type Manifest } from '../weights/manifest';
 import { openLogitsCache } from './logits-cache';
 import { runPass, type PassResult } from './pass';
-import { openGraph, type EpChoice } from './session';
+import { createSession, graphForEp, graphVariants, openGraph, runLogits, type EpChoice, type OpenedGraph } from './session';
+import { textLength } from '../util/text';
+import { checkRows, selfCheck, type SelfCheck } from './selfcheck';
+import type { AttentionVariant, Ep, RuntimeName } from './runtime';
 
 export class ModelError extends Error {
   override name = 'ModelError';
@@ -90,12 +93,27 @@ export interface HandleOptions {
   tokenBudget: number;
   /** Folder of logits caches (resumable runs); neural models only. */
   cacheDir?: string;
+  /** --attention: force an attention variant (the self-check still applies). */
+  attention?: AttentionVariant;
+  /** Rows scored by the self-check (the shortest and the longest of `checkRows`); 0 = off. Default 8. */
+  selfCheckRows?: number;
+  /** The rows this handle will score, from which the self-check picks. */
+  checkRows?: ArenaRow[];
   warn: (m: string) => void;
+}
+
+/** How a model ran: for the closing JSON line and the doctor. */
+export interface RunInfo {
+  ep: Ep;
+  runtime?: RuntimeName;
+  variant?: AttentionVariant;
+  selfCheck?: SelfCheck;
 }
 
 export interface ModelHandle {
   spec: ModelSpec;
-  ep: 'cpu' | 'cuda';
+  ep: Ep;
+  info: RunInfo;
   /** One pass over `rows` shown as given (swap = false) or with A and B exchanged; raw outputs in manifest label order. */
   score(rows: ArenaRow[], swap: boolean, label: string): Promise<PassResult>;
   close(): Promise<void>;
@@ -108,6 +126,7 @@ function openFeatureHandle(spec: ModelSpec): ModelHandle {
   return {
     spec,
     ep: 'cpu',
+    info: { ep: 'cpu' },
     async score(rows, swap) {
       const t0 = Date.now();
       const logits = featureLogits(model, swap ? rows.map(swapRow) : rows);
@@ -126,15 +145,41 @@ async function openNeuralHandle(spec: ModelSpec, opts: HandleOptions): Promise<M
       throw new ModelError(`${join(dir, f)}: cannot be read (${fsReason(e)}); the weights directory needs its tokenizer files`);
     }
   }
-  const tok = loadTokenizer(dir);
-  const g = await openGraph(dir, m, { ep: opts.ep, threads: opts.threads, deviceId: opts.deviceId, warn: opts.warn });
+  const tok = loadTokenizer(dir, m.template);
+  const padId = m.config?.padTokenId ?? 0;
+  const encode = (row: ArenaRow, sw: boolean) => encodeRow(tok, row, { template: m.template, maxTokens: m.maxTokens, swap: sw });
+  const sessionOpts = { ep: opts.ep, threads: opts.threads, deviceId: opts.deviceId, attention: opts.attention, warn: opts.warn };
+  const opened = await openGraph(dir, m, sessionOpts);
+  const checkIds = sampleIds(opts.checkRows ?? [], opts.selfCheckRows ?? 8, encode);
+  const { graph: g, check } = await selfCheck(dir, m, opened, checkIds, { ...sessionOpts, padId });
   const numLabels = m.labels.length;
   const cache = opts.cacheDir ? openLogitsCache(opts.cacheDir, ['arenakit-logits-2', graphSha256(dir, g.graph), g.ep, numLabels].join('\n')) : undefined;
   if (cache?.corrupted) opts.warn(`--cache ${cache.file}: ${cache.corrupted} line(s) cut short or corrupted were ignored; those rows are scored again`);
-  process.stderr.write(`model ${dir}: ${m.architecture}, ${m.quantization?.kind ?? '?'} weights, template ${m.template}, max_tokens ${m.maxTokens}, EP ${g.ep}\n`);
+  process.stderr.write(`model ${dir}: ${m.architecture}, ${m.quantization?.kind ?? '?'} weights, template ${m.template}, max_tokens ${m.maxTokens}, EP ${g.ep}, ${g.graph.variant} attention (${g.runtime})\n`);
+  // Non-finite logits in a batch: rescored on the explicit variant of the same graph, then on the fp32 CPU graph (opened on first need).
+  const rescuers: { by: string; open: () => Promise<OpenedGraph> }[] = [];
+  const own = graphForEp(m, g.ep)!;
+  if (g.graph.variant !== 'explicit' && graphVariants(own).includes('explicit'))
+    rescuers.push({ by: `the explicit ${g.ep} graph`, open: () => createSession(dir, own, 'explicit', g.ep, sessionOpts) });
+  if (!(g.ep === 'cpu' && g.graph.activations === 'float32') && m.graphs.cpu) {
+    const cpu = m.graphs.cpu;
+    rescuers.push({ by: 'the fp32 CPU graph', open: () => createSession(dir, cpu, graphVariants(cpu).includes('explicit') ? 'explicit' : 'fused', 'cpu', { ...sessionOpts, ep: 'cpu' }) });
+  }
+  const opened2: (OpenedGraph | null)[] = [];
+  const rescue = async (inputIds: BigInt64Array, mask: BigInt64Array, n: number, seqLen: number) => {
+    for (let i = 0; i < rescuers.length; i++) {
+      opened2[i] ??= await rescuers[i].open().catch(() => null);
+      const s2 = opened2[i];
+      if (!s2) continue;
+      const out = await runLogits(s2.session, inputIds, mask, n, seqLen).catch(() => null);
+      if (out && out.every(Number.isFinite)) return { logits: out, by: rescuers[i].by };
+    }
+    return null;
+  };
   return {
     spec,
     ep: g.ep,
+    info: { ep: g.ep, runtime: g.runtime, variant: g.graph.variant, selfCheck: check },
     score: (rows, swap, label) =>
       runPass(g.session, rows, {
         tokenBudget: opts.tokenBudget,
@@ -142,14 +187,32 @@ async function openNeuralHandle(spec: ModelSpec, opts: HandleOptions): Promise<M
         label,
         warn: opts.warn,
         numLabels,
-        padId: m.config?.padTokenId ?? 0,
+        padId,
         vocabSize: m.config?.vocabSize,
         dir,
-        encode: (row, sw) => encodeRow(tok, row, { template: m.template, maxTokens: m.maxTokens, swap: sw }),
+        encode,
         cache,
+        rescue: rescuers.length ? rescue : undefined,
       }),
-    close: () => g.session.release(),
+    close: async () => {
+      await g.session.release();
+      for (const o of opened2) await o?.session.release();
+    },
   };
+}
+
+/** Token ids of the self-check rows: the shortest and the longest by text length (encoding every row twice would cost minutes). */
+function sampleIds(rows: ArenaRow[], k: number, encode: (r: ArenaRow, swap: boolean) => Int32Array): Int32Array[] {
+  if (!k || !rows.length) return [];
+  const out: Int32Array[] = [];
+  for (const i of checkRows(rows.map(textLength), k)) {
+    try {
+      out.push(encode(rows[i], false));
+    } catch {
+      // A row that cannot be encoded is the pass's business (counted and warned there).
+    }
+  }
+  return out;
 }
 
 export async function openHandle(spec: ModelSpec, opts: HandleOptions): Promise<ModelHandle> {

@@ -32,7 +32,11 @@ export interface PassOptions {
   encode: (row: ArenaRow, swap: boolean) => Int32Array;
   /** Resumable runs: logits of rows already scored by this model are taken from here, new ones added. */
   cache?: LogitsCache;
+  /** Rescores a batch whose logits are not all finite on a safer graph (explicit attention, then fp32 on the CPU); null when none helps. */
+  rescue?: (inputIds: BigInt64Array, attentionMask: BigInt64Array, n: number, seqLen: number) => Promise<{ logits: Float32Array; by: string } | null>;
 }
+
+const allFinite = (x: Float32Array): boolean => x.every(Number.isFinite);
 
 export class PassError extends Error {
   override name = 'PassError';
@@ -82,6 +86,8 @@ export async function runPass(session: ort.InferenceSession, rows: ArenaRow[], o
   let done = 0;
   const inferenceFailed: number[] = [];
   let inferReason = '';
+  const rescued: number[] = [];
+  let rescuedBy = '';
   const runBatch = async (b: Batch): Promise<void> => {
     const { inputIds, attentionMask } = padBatch(ids, b, padId);
     let out: Float32Array;
@@ -100,6 +106,14 @@ export async function runPass(session: ort.InferenceSession, rows: ArenaRow[], o
       failed.add(b.rows[0]);
       return;
     }
+    if (opts.rescue && !allFinite(out)) {
+      const r = await opts.rescue(inputIds, attentionMask, b.rows.length, b.seqLen);
+      if (r && allFinite(r.logits)) {
+        out = r.logits;
+        rescued.push(...b.rows);
+        rescuedBy = r.by;
+      }
+    }
     b.rows.forEach((r, k) => logits.set(out.subarray(k * numLabels, (k + 1) * numLabels), r * numLabels));
     // Outside the try: a cache write failure must stop the run, never turn computed rows into failures.
     opts.cache?.put(b.rows.map((r) => ({ ids: ids[r], logits: logits.slice(r * numLabels, (r + 1) * numLabels) })));
@@ -111,6 +125,8 @@ export async function runPass(session: ort.InferenceSession, rows: ArenaRow[], o
   }
   const seconds = progress.done(done);
   warnFailures(opts.warn, 'failed in inference', rows, inferenceFailed, inferReason, '');
+  if (rescued.length)
+    opts.warn(`${rescued.length} row(s) got non-finite logits on the chosen graph and were rescored with ${rescuedBy} (first: ${rescued.slice(0, 5).map((i) => rows[i].id).join(', ')})`);
   const nonFinite: number[] = [];
   for (let i = 0; i < rows.length; i++) {
     if (failed.has(i)) continue;

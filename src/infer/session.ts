@@ -1,24 +1,43 @@
-// Opens a weights directory for inference: manifest check, tokenizer, and an ONNX Runtime
-// session on the chosen execution provider. `--ep auto` tries CUDA and falls back to the CPU
-// loudly; `--ep cuda` without a usable CUDA runtime is an error that says what is missing.
-import * as ort from 'onnxruntime-node';
-import { accessSync, constants, existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+// Opens a weights directory's graph for inference: which ONNX Runtime core (src/infer/runtime.ts),
+// which execution provider, and which attention variant of the graph that core runs correctly there.
+// `--ep auto` tries CUDA and falls back to the CPU loudly; `--ep cuda` / `--ep webgpu` without a
+// usable provider is an error that says what is missing.
+import type * as Ort from 'onnxruntime-node';
+import { accessSync, constants } from 'node:fs';
+import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { cudaEnv, describeCudaStatus, findCudaLibraries, needsReexec } from './cuda-libs';
 import type { Manifest, GraphEntry } from '../weights/manifest';
 import { fsReason } from '../util/files';
+import {
+  availableRuntimes,
+  chooseAttention,
+  chooseRuntime,
+  loadOrt,
+  readDriver,
+  runtimeDir,
+  RUNTIMES,
+  type AttentionVariant,
+  type Ep,
+  type RuntimeName,
+} from './runtime';
 
-export type EpChoice = 'cpu' | 'cuda' | 'auto';
+export type EpChoice = Ep | 'auto';
 
 export class SessionError extends Error {
   override name = 'SessionError';
 }
 
+/** One runnable graph: a manifest graph entry resolved to one attention variant's file. */
+export interface ResolvedGraph extends GraphEntry {
+  variant: AttentionVariant;
+}
+
 export interface OpenedGraph {
-  session: ort.InferenceSession;
-  ep: 'cpu' | 'cuda';
-  graph: GraphEntry;
+  session: Ort.InferenceSession;
+  ep: Ep;
+  graph: ResolvedGraph;
+  runtime: RuntimeName;
 }
 
 export interface SessionOptions {
@@ -27,20 +46,54 @@ export interface SessionOptions {
   threads?: number;
   /** CUDA device id (one model copy per GPU). */
   deviceId?: number;
+  /** --attention: run this variant whatever the capability table says (the self-check still applies). */
+  attention?: AttentionVariant;
   warn?: (msg: string) => void;
 }
 
 export function parseEp(s: string | undefined): EpChoice {
   const v = s ?? 'auto';
-  if (v === 'cpu' || v === 'cuda' || v === 'auto') return v;
-  throw new RangeError(`--ep must be cpu, cuda or auto, got "${v}"`);
+  if (v === 'cpu' || v === 'cuda' || v === 'webgpu' || v === 'auto') return v;
+  throw new RangeError(`--ep must be cpu, cuda, webgpu or auto, got "${v}"`);
 }
 
-/** Folder holding libonnxruntime.so.1 (and the CUDA provider libraries when packed with --cuda). */
+export function parseRuntime(s: string | undefined): RuntimeName | undefined {
+  if (s === undefined) return undefined;
+  if (s === 'cu12' || s === 'cu13') return s;
+  throw new RangeError(`--runtime must be cu12 or cu13, got "${s}"`);
+}
+
+export function parseAttention(s: string | undefined): AttentionVariant | undefined {
+  if (s === undefined) return undefined;
+  if (s === 'fused' || s === 'explicit') return s;
+  throw new RangeError(`--attention must be fused or explicit, got "${s}"`);
+}
+
+let chosen: { runtime: RuntimeName; reason: string } | undefined;
+
+/**
+ * The core this process runs, chosen once from the NVIDIA driver (or --runtime) and announced; every
+ * session of the process uses it. ARENAKIT_RUNTIME carries a forced choice to shard workers.
+ */
+export function processRuntime(forced?: RuntimeName): { runtime: RuntimeName; reason: string } {
+  if (chosen) {
+    if (forced && forced !== chosen.runtime) throw new SessionError(`ONNX Runtime core ${chosen.runtime} is already in use in this process; --runtime ${forced} needs a new process`);
+    return chosen;
+  }
+  const want = forced ?? parseRuntime(process.env.ARENAKIT_RUNTIME || undefined);
+  chosen = chooseRuntime(want ? { found: false, gpus: [] } : readDriver(), availableRuntimes(), want);
+  process.stderr.write(`runtime: ${chosen.runtime} (${chosen.reason})\n`);
+  return chosen;
+}
+
+const ort = (): typeof Ort => loadOrt(processRuntime().runtime);
+
+/** Folder holding the chosen core's libonnxruntime.so.1 (and its CUDA provider libraries when packed with --cuda). */
 export function ortNativeDir(): string {
-  const bundled = join(__dirname, 'ort');
-  if (existsSync(join(bundled, 'libonnxruntime.so.1'))) return bundled;
-  return join(dirname(require.resolve('onnxruntime-node/package.json')), 'bin', 'napi-v6', process.platform, process.arch);
+  const r = processRuntime().runtime;
+  const d = runtimeDir(r);
+  if (!d) throw new SessionError(`the ${r} core has no native folder in this build`);
+  return d;
 }
 
 /**
@@ -48,21 +101,23 @@ export function ortNativeDir(): string {
  * search (e.g. PyTorch's site-packages nvidia/*\/lib), re-run this process once with LD_LIBRARY_PATH
  * extended (the loader reads it only at start). Returns only when no re-exec was needed.
  */
-export function ensureCudaEnv(ep: EpChoice): void {
-  if (ep === 'cpu') return;
-  const libs = findCudaLibraries({ ortDir: ortNativeDir() });
+export function ensureCudaEnv(ep: EpChoice, runtime?: RuntimeName): void {
+  if (ep === 'cpu' || ep === 'webgpu') return;
+  const r = processRuntime(runtime).runtime;
+  const libs = findCudaLibraries({ ortDir: ortNativeDir(), sonames: RUNTIMES[r].cudaSonames });
   if (!needsReexec(libs)) return;
   process.stderr.write(`CUDA libraries found outside the loader path; restarting with LD_LIBRARY_PATH += ${libs.dirs.join(':')}\n`);
-  const r = spawnSync(process.execPath, process.argv.slice(1), { stdio: 'inherit', env: cudaEnv(libs) });
-  process.exit(r.status ?? 1);
+  const r2 = spawnSync(process.execPath, process.argv.slice(1), { stdio: 'inherit', env: { ...cudaEnv(libs), ARENAKIT_RUNTIME: r } });
+  process.exit(r2.status ?? 1);
 }
 
 /** Human-readable reason CUDA cannot run here, or null when it might. */
 export function cudaUnavailableReason(): string | null {
-  const backends = (ort as unknown as { listSupportedBackends?: () => { name: string }[] }).listSupportedBackends?.() ?? [];
+  const o = ort() as unknown as { listSupportedBackends?: () => { name: string }[] };
+  const backends = o.listSupportedBackends?.() ?? [];
   if (backends.length && !backends.some((b) => b.name === 'cuda'))
     return `this onnxruntime-node build lists no CUDA backend (has: ${backends.map((b) => b.name).join(', ')})`;
-  const libs = findCudaLibraries({ ortDir: ortNativeDir() });
+  const libs = findCudaLibraries({ ortDir: ortNativeDir(), sonames: RUNTIMES[processRuntime().runtime].cudaSonames });
   if (libs.missing.length) return describeCudaStatus(libs);
   return null;
 }
@@ -78,61 +133,86 @@ function checkGraphFiles(dir: string, g: GraphEntry): void {
   }
 }
 
-async function createSession(dir: string, g: GraphEntry, options: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
-  checkGraphFiles(dir, g);
+/** Attention variants a manifest graph entry offers (entries written before variants existed are fused). */
+export function graphVariants(g: GraphEntry): AttentionVariant[] {
+  return g.variants ? (['fused', 'explicit'] as const).filter((v) => g.variants![v]) : ['fused'];
+}
+
+export function resolveGraph(g: GraphEntry, variant: AttentionVariant): ResolvedGraph {
+  const v = g.variants?.[variant];
+  return { ...g, ...(v ? { file: v.file, sha256: v.sha256 } : {}), variant };
+}
+
+/** The manifest graph an EP runs: the fp16 (cuda) graph on CUDA when present, else the fp32 one. */
+export function graphForEp(manifest: Manifest, ep: Ep): GraphEntry | undefined {
+  return ep === 'cuda' ? (manifest.graphs.cuda ?? manifest.graphs.cpu) : manifest.graphs.cpu;
+}
+
+function providerOptions(ep: Ep, opts: SessionOptions): Ort.InferenceSession.SessionOptions {
+  if (ep === 'cuda') return { executionProviders: [{ name: 'cuda', deviceId: opts.deviceId ?? 0 }], graphOptimizationLevel: 'all' };
+  if (ep === 'webgpu') return { executionProviders: ['webgpu'], graphOptimizationLevel: 'all' };
+  return { executionProviders: ['cpu'], graphOptimizationLevel: 'all', ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}) };
+}
+
+/** A session of one variant of one manifest graph on one EP; load failures name the file. */
+export async function createSession(dir: string, g: GraphEntry, variant: AttentionVariant, ep: Ep, opts: SessionOptions): Promise<OpenedGraph> {
+  const graph = resolveGraph(g, variant);
+  checkGraphFiles(dir, graph);
+  process.env.XDG_RUNTIME_DIR ??= '/tmp'; // Dawn's Vulkan loader wants it; harmless elsewhere
   try {
-    return await ort.InferenceSession.create(join(dir, g.file), options);
+    const session = await ort().InferenceSession.create(join(dir, graph.file), providerOptions(ep, opts));
+    return { session, ep, graph, runtime: processRuntime().runtime };
   } catch (e) {
-    throw new SessionError(`${join(dir, g.file)}: ONNX Runtime cannot load the graph (${(e as Error).message.split('\n')[0]}); rebuild the weights directory`);
+    throw new SessionError(`${join(dir, graph.file)}: ONNX Runtime ${RUNTIMES[processRuntime().runtime].ort} cannot load the ${variant} graph on ${ep} (${(e as Error).message.split('\n')[0]})`);
   }
+}
+
+/** The variant this core runs on `ep` for this graph (capability table, or --attention). */
+export function variantFor(g: GraphEntry, ep: Ep, forced?: AttentionVariant): { variant: AttentionVariant; reason: string } {
+  return chooseAttention(processRuntime().runtime, ep, graphVariants(g), forced);
 }
 
 export async function openGraph(dir: string, manifest: Manifest, opts: SessionOptions): Promise<OpenedGraph> {
   const warn = opts.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`));
-  const cpuGraph = manifest.graphs.cpu;
-  const cudaGraph = manifest.graphs.cuda ?? manifest.graphs.cpu;
-  const cpuOptions = (): ort.InferenceSession.SessionOptions => ({
-    executionProviders: ['cpu'],
-    graphOptimizationLevel: 'all',
-    ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
-  });
-  if (opts.ep !== 'cpu') {
-    if (!cudaGraph) throw new SessionError(`${dir}: manifest lists no graph to run`);
-    checkGraphFiles(dir, cudaGraph);
+  const rt = RUNTIMES[processRuntime().runtime];
+  const tryEp = async (ep: Ep): Promise<OpenedGraph> => {
+    const g = graphForEp(manifest, ep);
+    if (!g) throw new SessionError(`${dir}: manifest has no graph for ${ep} (graphs.cpu); rebuild the weights directory`);
+    const { variant, reason } = variantFor(g, ep, opts.attention);
+    const opened = await createSession(dir, g, variant, ep, opts);
+    process.stderr.write(`graph: ${opened.graph.file} (${reason})\n`);
+    return opened;
+  };
+  if (opts.ep === 'webgpu') return tryEp('webgpu');
+  if (opts.ep === 'cuda' || opts.ep === 'auto') {
     const reason = cudaUnavailableReason();
     let err: Error | null = reason ? new Error(reason) : null;
     if (!err) {
       try {
-        const session = await ort.InferenceSession.create(join(dir, cudaGraph.file), {
-          executionProviders: [{ name: 'cuda', deviceId: opts.deviceId ?? 0 }],
-          graphOptimizationLevel: 'all',
-        });
-        return { session, ep: 'cuda', graph: cudaGraph };
+        return await tryEp('cuda');
       } catch (e) {
         err = e as Error;
       }
     }
-    const msg = `CUDA execution provider unavailable: ${err.message.replace(/\.+\s*$/, "")}`;
+    const msg = `CUDA execution provider unavailable: ${err.message.replace(/\.+\s*$/, '')}`;
     if (opts.ep === 'cuda')
-      throw new SessionError(`${msg}. Install the CUDA provider libraries matching onnxruntime-node ${ort.env.versions.node} (npm run pack -- --cuda) and the CUDA 13 / cuDNN 9 runtime, or run with --ep cpu.`);
+      throw new SessionError(`${msg}. Install the CUDA provider libraries matching the ${rt.name} core (ORT ${rt.ort}: npm run pack -- --cuda) and the CUDA ${rt.cudaMajor} / cuDNN 9 runtime, or run with --ep cpu.`);
     warn(`${msg}\n*** FALLING BACK TO THE CPU EXECUTION PROVIDER: this is far slower than a GPU. ***`);
   }
-  if (!cpuGraph) throw new SessionError(`${dir}: manifest has no CPU graph (graphs.cpu); rebuild the weights directory with a CPU graph`);
-  const session = await createSession(dir, cpuGraph, cpuOptions());
-  return { session, ep: 'cpu', graph: cpuGraph };
+  return tryEp('cpu');
 }
 
 /** One forward pass: int64 [n, L] feeds in, float32 logits [n, numLabels] out. */
 export async function runLogits(
-  session: ort.InferenceSession,
+  session: Ort.InferenceSession,
   inputIds: BigInt64Array,
   attentionMask: BigInt64Array,
   n: number,
   seqLen: number,
 ): Promise<Float32Array> {
   const feeds = {
-    input_ids: new ort.Tensor('int64', inputIds, [n, seqLen]),
-    attention_mask: new ort.Tensor('int64', attentionMask, [n, seqLen]),
+    input_ids: new (ort().Tensor)('int64', inputIds, [n, seqLen]),
+    attention_mask: new (ort().Tensor)('int64', attentionMask, [n, seqLen]),
   };
   const out = await session.run(feeds);
   const logits = out.logits;

@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import type { ArenaRow } from '../types';
 import type { PassResult } from './pass';
 import type { PassRunner } from './tta';
-import type { HandleOptions } from './model';
+import type { HandleOptions, RunInfo } from './model';
+import { processRuntime } from './session';
 
 export class ShardError extends Error {
   override name = 'ShardError';
@@ -34,12 +35,12 @@ export interface WorkerInit {
   handle: Omit<HandleOptions, 'warn'>;
 }
 export type ToWorker = { type: 'init'; init: WorkerInit } | { type: 'pass'; id: number; model: number; rows: number[]; swap: boolean; label: string } | { type: 'release'; model: number };
-export type FromWorker = { type: 'result'; id: number; result: PassResult; ep: string } | { type: 'error'; name: string; message: string };
+export type FromWorker = { type: 'result'; id: number; result: PassResult; ep: string; info: RunInfo } | { type: 'error'; name: string; message: string };
 
 interface Worker {
   child: ChildProcess;
   label: string;
-  pending: Map<number, { resolve: (r: { result: PassResult; ep: string }) => void; reject: (e: Error) => void }>;
+  pending: Map<number, { resolve: (r: { result: PassResult; ep: string; info: RunInfo }) => void; reject: (e: Error) => void }>;
 }
 
 const live = new Set<ChildProcess>();
@@ -63,11 +64,12 @@ export function shardedRunner(dirs: string[], rows: ArenaRow[], lengths: ArrayLi
   const rowsFile = join(tmp, 'rows.json');
   writeFileSync(rowsFile, JSON.stringify(rows));
   const eps = new Map<number, string>();
+  const infos = new Map<number, RunInfo>();
   let failure: Error | null = null;
   let nextId = 0;
   const workers: Worker[] = devices.map((device) => {
     const label = `${opts.ep === 'cpu' ? 'cpu worker' : 'device'} ${device}`;
-    const child = fork(script, ['_shard-worker'], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], serialization: 'advanced' });
+    const child = fork(script, ['_shard-worker'], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], serialization: 'advanced', env: { ...process.env, ARENAKIT_RUNTIME: processRuntime().runtime } });
     live.add(child);
     const w: Worker = { child, label, pending: new Map() };
     const failAll = (e: Error) => {
@@ -77,7 +79,7 @@ export function shardedRunner(dirs: string[], rows: ArenaRow[], lengths: ArrayLi
     };
     child.on('message', (m: FromWorker) => {
       if (m.type === 'result') {
-        w.pending.get(m.id)?.resolve({ result: m.result, ep: m.ep });
+        w.pending.get(m.id)?.resolve({ result: m.result, ep: m.ep, info: m.info });
         w.pending.delete(m.id);
       } else failAll(Object.assign(new ShardError(`${label}: ${m.message}`), { name: m.name === 'Error' || m.name === 'TypeError' ? 'ShardError' : m.name }));
     });
@@ -86,12 +88,12 @@ export function shardedRunner(dirs: string[], rows: ArenaRow[], lengths: ArrayLi
       live.delete(child);
       if (w.pending.size || code !== 0) failAll(new ShardError(`${label} stopped with ${signal ?? `exit code ${code}`}; see its messages above. Nothing was written.`));
     });
-    const init: WorkerInit = { rowsFile, dirs, label, handle: { ep: opts.ep, tokenBudget: opts.tokenBudget, cacheDir: opts.cacheDir, deviceId: device, threads: opts.threads ?? (opts.ep === 'cpu' ? 1 : undefined) } };
+    const init: WorkerInit = { rowsFile, dirs, label, handle: { ep: opts.ep, attention: opts.attention, selfCheckRows: opts.selfCheckRows, tokenBudget: opts.tokenBudget, cacheDir: opts.cacheDir, deviceId: device, threads: opts.threads ?? (opts.ep === 'cpu' ? 1 : undefined) } };
     child.send({ type: 'init', init } satisfies ToWorker);
     return w;
   });
   const ask = (w: Worker, msg: Omit<Extract<ToWorker, { type: 'pass' }>, 'id'>) =>
-    new Promise<{ result: PassResult; ep: string }>((resolve, reject) => {
+    new Promise<{ result: PassResult; ep: string; info: RunInfo }>((resolve, reject) => {
       if (failure) return reject(failure);
       const id = nextId++;
       w.pending.set(id, { resolve, reject });
@@ -110,6 +112,7 @@ export function shardedRunner(dirs: string[], rows: ArenaRow[], lengths: ArrayLi
       parts.forEach((p, k) => {
         if (!p) return;
         eps.set(model, p.ep);
+        infos.set(model, p.info);
         const r = p.result;
         shards[k].forEach((row, j) => logits.set(r.logits.subarray(j * numLabels, (j + 1) * numLabels), pos.get(row)! * numLabels));
         for (const j of r.failedRows) failedRows.push(pos.get(shards[k][j])!);
@@ -123,6 +126,7 @@ export function shardedRunner(dirs: string[], rows: ArenaRow[], lengths: ArrayLi
       for (const w of workers) if (w.child.connected) w.child.send({ type: 'release', model } satisfies ToWorker);
     },
     ep: (k) => eps.get(k) ?? '?',
+    info: (k) => infos.get(k),
     close() {
       for (const w of workers) {
         live.delete(w.child);

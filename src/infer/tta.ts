@@ -7,7 +7,7 @@
 import type { ArenaRow } from '../types';
 import { applyCalibration } from '../post/calibrate';
 import { flipAB, leastCertain, UNIFORM, type Probs } from '../util/probs';
-import { passProbs, type ModelSpec } from './model';
+import { passProbs, type ModelSpec, type RunInfo } from './model';
 import type { PassResult } from './pass';
 
 export type Tta = { kind: 'none' } | { kind: 'swap' } | { kind: 'swap-uncertain'; fraction: number };
@@ -27,11 +27,14 @@ export interface PassRunner {
   release(model: number): Promise<void>;
   /** Execution provider model k ran on. */
   ep(model: number): string;
+  /** Runtime, EP, attention variant and self-check of model k (neural models, once opened). */
+  info(model: number): RunInfo | undefined;
 }
 
 export interface ModelRun {
   spec: ModelSpec;
   ep: string;
+  info?: RunInfo;
   /** First pass, uncalibrated, in task column order (NaN rows = failed): what `calibrate` fits on. */
   raw: Probs;
   /** First pass after the model's calibration (NaN rows = failed). */
@@ -94,5 +97,5 @@ export async function predictModel(k: number, spec: ModelSpec, rows: ArenaRow[],
   }
   await runner.release(k);
   const { probs, failedRows } = mergePasses(first, flipAB(swappedRaw));
-  return { spec, ep: runner.ep(k), raw, first, swappedRaw, swappedRows, probs, failedRows, firstPass, swapPass };
+  return { spec, ep: runner.ep(k), info: runner.info(k), raw, first, swappedRaw, swappedRows, probs, failedRows, firstPass, swapPass };
 }

@@ -15,6 +15,7 @@ export interface TinyOptions {
 
 export function tinyConfig(opts: { vocabSize?: number; slidingWindow?: number } = {}): ModelConfig {
   return {
+    family: 'gemma2',
     architecture: 'Gemma2ForSequenceClassification',
     vocabSize: opts.vocabSize ?? 256000,
     hiddenSize: 64,
@@ -24,12 +25,17 @@ export function tinyConfig(opts: { vocabSize?: number; slidingWindow?: number } 
     numKvHeads: 2,
     headDim: 16,
     rmsNormEps: 1e-6,
-    ropeTheta: 10000,
+    normPlusOne: true,
+    embedScale: true,
+    activation: 'gelu_tanh',
+    qkvBias: false,
     attnScale: 16 ** -0.5,
     attnSoftcap: 50,
     slidingWindow: opts.slidingWindow ?? 32,
-    sandwichNorms: true,
+    slidingLayers: 'even',
+    rope: { theta: 10000, scaling: null },
     numLabels: 3,
+    head: { kind: 'classifier', layers: [{ weight: 'score.weight', bias: null, inFeatures: 64, outFeatures: 3 }], activation: null },
     padTokenId: 0,
     maxPositions: 8192,
   };

@@ -53,11 +53,12 @@ export interface CsvOptions {
   maxTokens: number;
   /** Add every row a second time with the responses swapped (label A <-> B). */
   swapAugment: boolean;
+  /** Logit index of winner_model_a, winner_model_b, winner_tie (from the base's id2label); -1 = no such output. */
+  labelIndex: [number, number, number];
 }
 
-/** A competition CSV with labels -> training rows (3 labels: winner_model_a, winner_model_b, winner_tie). */
+/** A labelled competition file (LMSYS CSV, WSDM parquet) -> training rows. */
 export async function readCsv(path: string, o: CsvOptions): Promise<LoadedRows> {
-  if (/\.parquet$/i.test(path)) throw new TrainDataError(`${path}: parquet is not read here; convert it to CSV (pandas: read_parquet(...).to_csv(...)) or pass --tokenized`);
   const r = await readRows(path, { requireLabels: true });
   const tok = loadTokenizer(o.tokenizerDir);
   const rows: Example[] = [];
@@ -66,8 +67,12 @@ export async function readCsv(path: string, o: CsvOptions): Promise<LoadedRows> 
     for (const swap of o.swapAugment ? [false, true] : [false]) {
       try {
         const ids = encodeRow(tok, row, { template: o.template, maxTokens: o.maxTokens, swap });
-        const label = swap && row.label !== 2 ? 1 - row.label! : row.label!;
-        rows.push({ inputIds: Array.from(ids), label });
+        const outcome = swap && row.label !== 2 ? 1 - row.label! : row.label!;
+        if (o.labelIndex[outcome] < 0) {
+          warnings.push(`${path}: row ${row.id} (line ${row.line}) is a tie, which a 2-label head cannot learn; row skipped`);
+          break;
+        }
+        rows.push({ inputIds: Array.from(ids), label: o.labelIndex[outcome] });
       } catch (e) {
         warnings.push(`${path}: ${(e as Error).message}; row skipped`);
       }

@@ -2,7 +2,7 @@
 // input_ids, additive attention biases (causal + padding, and the sliding-window variant used by
 // even layers: query i sees key j iff i - window < j <= i), rotary tables, the one-hot pooling row
 // (HF: (argmax(input_ids == pad) - 1) mod L, from input_ids) and one-hot labels. Pure.
-import { rotaryCache } from '../model/gemma';
+import { rotaryTables } from '../model/lower';
 import type { ModelConfig } from '../types';
 import { mulberry32 } from '../util/rng';
 
@@ -54,7 +54,7 @@ export function batchFeeds(c: ModelConfig, rows: Example[]): Feeds {
       throw new RangeError(`label ${r.label} is outside 0..${c.numLabels - 1}`);
     onehot[b * c.numLabels + r.label] = 1;
   });
-  const { cos, sin } = rotaryCache(c.headDim, c.ropeTheta, S);
+  const { cos, sin } = rotaryTables(c.rope, c.headDim, S);
   const half = c.headDim / 2;
   const full = (t: Float32Array) => {
     const out = new Float32Array(S * c.headDim);

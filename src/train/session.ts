@@ -9,8 +9,10 @@ import type { Params } from './lora';
 export interface StepResult {
   loss: number;
   logits: Float32Array;
-  /** By parameter key; undefined for a forward-only graph. */
+  /** By parameter key; empty for a forward-only graph. */
   grads: Params;
+  /** [batch, hidden] pooled final-norm states (forward-only graphs). */
+  pooled?: Float32Array;
 }
 
 export class TrainSession {
@@ -47,7 +49,7 @@ export class TrainSession {
     const out = await this.s.run(inputs);
     const grads: Params = new Map();
     if (hasSeed) for (const k of this.tg.params) grads.set(k, out[`grad.${k}`].data as Float32Array);
-    return { loss: (out.loss.data as Float32Array)[0], logits: out.logits.data as Float32Array, grads };
+    return { loss: (out.loss.data as Float32Array)[0], logits: out.logits.data as Float32Array, grads, pooled: out.pooled?.data as Float32Array | undefined };
   }
 
   release(): Promise<void> {

@@ -5,7 +5,9 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { LABEL_COLUMNS, type HostTensor, type ModelConfig, type WeightSource } from '../types';
+import { requiredNames } from '../model/families';
+import type { AttentionVariant } from '../model/lower';
+import { LABEL_COLUMNS, type Activation, type HeadSpec, type HostTensor, type ModelConfig, type WeightSource } from '../types';
 import type { Quantization } from './manifest';
 import { hfLabelNames, parseHfConfig } from './hfconfig';
 import { checkAdapter, mergedSource, openAdapter, type Adapter } from './peft';
@@ -34,6 +36,12 @@ export interface ImportOptions {
   out: string;
   /** Label names in logit order; default from id2label when it names the Kaggle columns, else the Kaggle order. */
   labels?: string[];
+  /** Activation between the linears of a multi-layer score.N.* head (config.json cannot say). */
+  headActivation?: Activation;
+  /** Causal-LM judge: label tokens (strings of the tokenizer or ids) for A, B[, tie]. */
+  labelTokens?: string[];
+  /** Attention variants to write (default fused); one shared data file per graph. */
+  attention?: AttentionVariant[];
   /** The command line, recorded in the manifest. */
   command?: string;
   /** Progress lines (default: none). */
@@ -168,50 +176,139 @@ export async function importCheckpoint(opts: ImportOptions): Promise<ImportResul
   } catch (e) {
     throw new ImportError(`${configFile}: not valid JSON (${(e as Error).message})`);
   }
-  // Opened first: with a *ForCausalLM base, the adapter's score head decides num_labels.
   const adapter: Adapter | null = opts.adapter ? openAdapter(resolve(opts.adapter)) : null;
   let ckpt: Checkpoint | null = null;
   try {
-    const head = adapter?.saved.has('score.weight') ? adapter.file.info(adapter.saved.get('score.weight')!).shape : null;
-    const config = parseHfConfig(hf, configFile, head ? { causalLmNumLabels: head[0] } : {});
     ckpt = openCheckpoint(base);
-    return await importWith(opts, { base, hf, config, adapter, ckpt, t0, log });
+    const tokenizerDir = findTokenizer(opts, base);
+    // Before anything else reads the adapter: every tensor must fit the base (a causal-LM base may get a new score head).
+    const c = ckpt;
+    if (adapter) checkAdapter(adapter, { names: c.names, shape: (n) => c.info(n).shape }, [...adapter.saved.keys()].filter((n) => /^score\./.test(n)));
+    const head = chooseHead(ckpt, adapter, { activation: opts.headActivation, labelTokens: opts.labelTokens, tokenizerDir, configFile });
+    const config = parseHfConfig(hf, configFile, head ? { head } : {});
+    return await importWith(opts, { base, hf, config, adapter, ckpt, tokenizerDir, t0, log });
   } finally {
     adapter?.close();
     ckpt?.close();
   }
 }
 
-async function importWith(
-  opts: ImportOptions,
-  ctx: { base: string; hf: Record<string, unknown>; config: ModelConfig; adapter: Adapter | null; ckpt: Checkpoint; t0: number; log: (l: string) => void },
-): Promise<ImportResult> {
-  const { base, hf, config, adapter, ckpt, t0, log } = ctx;
-  const warnings: string[] = [];
-
-  const tokenizerDir = resolve(opts.tokenizer ?? base);
-  if (!existsSync(join(tokenizerDir, 'tokenizer.json')))
+function findTokenizer(opts: ImportOptions, base: string): string {
+  const dir = resolve(opts.tokenizer ?? base);
+  if (!existsSync(join(dir, 'tokenizer.json')))
     throw new ImportError(
       opts.tokenizer
-        ? `${tokenizerDir}: no tokenizer.json in the --tokenizer folder`
+        ? `${dir}: no tokenizer.json in the --tokenizer folder`
         : `${base}: no tokenizer.json next to the checkpoint; pass --tokenizer DIR (a folder with the model's tokenizer.json and tokenizer_config.json)`,
     );
+  return dir;
+}
+
+/**
+ * The head, from the tensors and flags, or null for config.json's plain `score` linear:
+ * - `labelTokens`: a causal-LM judge on those tokens' lm_head (or tied embedding) rows;
+ * - `score.weight` (+ `score.bias`) from the adapter's modules_to_save or the base;
+ * - `score.N.weight` (+ bias): a stack of linears; config.json cannot say what lies between them, so
+ *   `activation` (--head-activation) must.
+ */
+export function chooseHead(
+  ckpt: Pick<Checkpoint, 'names' | 'info'>,
+  adapter: Adapter | null,
+  o: { activation?: Activation; labelTokens?: string[]; tokenizerDir: string; configFile: string },
+): HeadSpec | null {
+  if (o.labelTokens) {
+    if (o.activation) throw new ImportError('--head-activation applies to score.N.* heads, not to --label-tokens judges');
+    if (o.labelTokens.length !== 2 && o.labelTokens.length !== 3)
+      throw new ImportError(`--label-tokens takes 2 or 3 tokens (A,B or A,B,tie), got ${o.labelTokens.length}`);
+    const ids = resolveLabelTokens(o.labelTokens, join(o.tokenizerDir, 'tokenizer.json'));
+    return { kind: 'label-tokens', tokenIds: ids, weight: '', finalSoftcap: null }; // weight and soft-cap: the family parser
+  }
+  const shapeOf = (n: string): number[] | null => {
+    const saved = adapter?.saved.get(n);
+    if (saved) return adapter!.file.info(saved).shape;
+    return ckpt.names.includes(n) ? ckpt.info(n).shape : null;
+  };
+  const names = new Set([...ckpt.names, ...(adapter ? adapter.saved.keys() : [])]);
+  const layer = (w: string, b: string) => {
+    const s = shapeOf(w)!;
+    if (s.length !== 2) throw new ImportError(`${o.configFile}: head tensor "${w}" has shape [${s}], expected [out, in]`);
+    const bs = shapeOf(b);
+    if (bs && (bs.length !== 1 || bs[0] !== s[0])) throw new ImportError(`head tensor "${b}" has shape [${bs}], expected [${s[0]}]`);
+    return { weight: w, bias: bs ? b : null, inFeatures: s[1], outFeatures: s[0] };
+  };
+  if (names.has('score.weight')) {
+    if (o.activation) throw new ImportError('--head-activation is for multi-layer score.N.* heads; this checkpoint has a single score.weight');
+    return { kind: 'classifier', layers: [layer('score.weight', 'score.bias')], activation: null };
+  }
+  const idx = [...names].map((n) => /^score\.(\d+)\.weight$/.exec(n)).filter((m) => m).map((m) => Number(m![1])).sort((a, b) => a - b);
+  if (!idx.length) return null;
+  const layers = idx.map((i) => layer(`score.${i}.weight`, `score.${i}.bias`));
+  if (!o.activation)
+    throw new ImportError(
+      `the checkpoint's head is ${layers.length} linear layers (${idx.map((i) => `score.${i}`).join(', ')}), and config.json cannot say ` +
+        'which activation lies between them; pass --head-activation gelu_tanh|gelu|relu|silu|tanh',
+    );
+  for (let i = 1; i < layers.length; i++)
+    if (layers[i].inFeatures !== layers[i - 1].outFeatures)
+      throw new ImportError(`head layer ${layers[i].weight} takes ${layers[i].inFeatures} features but ${layers[i - 1].weight} gives ${layers[i - 1].outFeatures}`);
+  return { kind: 'classifier', layers, activation: o.activation };
+}
+
+/** Token strings (exact vocabulary entries of tokenizer.json, added tokens included) or numeric ids -> ids. */
+export function resolveLabelTokens(tokens: string[], tokenizerFile: string): number[] {
+  if (tokens.every((t) => /^\d+$/.test(t))) return tokens.map(Number);
+  let tok: { model?: { vocab?: unknown }; added_tokens?: { id: number; content: string }[] };
+  try {
+    tok = JSON.parse(readFileSync(tokenizerFile, 'utf8'));
+  } catch (e) {
+    throw new ImportError(`${tokenizerFile}: cannot read the tokenizer to look up --label-tokens (${(e as Error).message})`);
+  }
+  const vocab = new Map<string, number>();
+  const v = tok.model?.vocab;
+  if (Array.isArray(v)) v.forEach((e, i) => vocab.set(String((e as unknown[])[0]), i)); // Unigram: [piece, score]
+  else if (v && typeof v === 'object') for (const [k, id] of Object.entries(v as Record<string, number>)) vocab.set(k, id);
+  for (const a of tok.added_tokens ?? []) vocab.set(a.content, a.id);
+  return tokens.map((t) => {
+    const id = vocab.get(t);
+    if (id !== undefined) return id;
+    const near = ['▁', 'Ġ', ' '].map((p) => p + t).filter((c) => vocab.has(c));
+    throw new ImportError(
+      `--label-tokens: "${t}" is not a token of ${tokenizerFile}` + (near.length ? ` (it has ${near.map((c) => `"${c}" = ${vocab.get(c)}`).join(', ')}; pass that string or its id)` : '; pass token ids instead'),
+    );
+  });
+}
+
+async function importWith(
+  opts: ImportOptions,
+  ctx: {
+    base: string;
+    hf: Record<string, unknown>;
+    config: ModelConfig;
+    adapter: Adapter | null;
+    ckpt: Checkpoint;
+    tokenizerDir: string;
+    t0: number;
+    log: (l: string) => void;
+  },
+): Promise<ImportResult> {
+  const { base, hf, config, adapter, ckpt, tokenizerDir, t0, log } = ctx;
+  const warnings: string[] = [];
 
   {
-    const labels = chooseLabels(config, hf, opts.labels, join(base, 'config.json'));
+    const labels =
+      config.head.kind === 'label-tokens' && !opts.labels ? (config.numLabels === 1 ? ['score'] : [...LABEL_COLUMNS]) : chooseLabels(config, hf, opts.labels, join(base, 'config.json'));
     const have = new Set(ckpt.names);
     const required = requiredNames(config);
     for (const n of required)
-      if (!have.has(n) && !(n === 'score.weight' && adapter?.saved.has(n)))
+      if (!have.has(n) && !adapter?.saved.has(n))
         throw new ImportError(
           `${base}: checkpoint has no tensor "${n}", which ${config.architecture} with num_hidden_layers = ${config.numLayers} needs` +
-            (n === 'score.weight' ? ' (a causal-LM base needs an adapter whose modules_to_save holds "score")' : ''),
+            (/^score\./.test(n) ? ' (a causal-LM base needs an adapter whose modules_to_save holds "score", or --label-tokens)' : ''),
         );
     refuseUnused(ckpt.names, required, `${base}`, config);
     let weights: WeightSource = finiteSource(ckpt.get, (n) => ckpt.info(n).file);
     if (adapter) {
       warnings.push(...adapter.config.warnings);
-      checkAdapter(adapter, { names: ckpt.names, shape: (n) => ckpt.info(n).shape }, ['score.weight']);
       refuseUnused([...adapter.lora.keys(), ...adapter.saved.keys()], required, adapter.weightsFile, config);
       weights = mergedSource(weights, adapter);
     }
@@ -251,6 +348,7 @@ async function importWith(
       labels,
       provenance,
       embedScaleDtype: torchDtype(hf),
+      attention: opts.attention,
     });
     const seconds = (Date.now() - t0) / 1000;
     return { out: resolve(opts.out), config, sourceBytes, seconds, warnings };
@@ -290,21 +388,4 @@ export function finiteSource(get: WeightSource, fileOf: (name: string) => string
     ...(shape ? { shape } : {}),
     ...(rows ? { rows: (name: string, start: number, count: number) => check(name, rows(name, start, count), ` (rows ${start}..${start + count - 1})`) } : {}),
   });
-}
-
-/** Every HF tensor name the graph reads for this config (extra checkpoint tensors, e.g. lm_head, are ignored). */
-export function requiredNames(c: ModelConfig): string[] {
-  const names = ['model.embed_tokens.weight'];
-  for (let i = 0; i < c.numLayers; i++) {
-    const p = `model.layers.${i}.`;
-    names.push(
-      `${p}input_layernorm.weight`,
-      ...['q_proj', 'k_proj', 'v_proj', 'o_proj'].map((n) => `${p}self_attn.${n}.weight`),
-      `${p}post_attention_layernorm.weight`,
-      ...['gate_proj', 'up_proj', 'down_proj'].map((n) => `${p}mlp.${n}.weight`),
-    );
-    if (c.sandwichNorms) names.push(`${p}pre_feedforward_layernorm.weight`, `${p}post_feedforward_layernorm.weight`);
-  }
-  names.push('model.norm.weight', 'score.weight');
-  return names;
 }

@@ -19,6 +19,7 @@ export interface GraphEntry {
   activations: 'float32' | 'float16';
   /** sha256 of the graph file then each external-data file, in that order (recorded at import; the logits cache key). */
   sha256?: string;
+  variants?: Partial<Record<'fused' | 'explicit', { file: string; sha256: string }>>; // attention variants (src/model/lower.ts), all on externalData; file/sha256 above = the first
 }
 
 export interface Quantization {

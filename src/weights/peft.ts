@@ -225,7 +225,8 @@ export function mapAdapterKeys(
     }
     const s = name.replace('.modules_to_save', '');
     const module = s.slice(0, s.lastIndexOf('.'));
-    if (!config.modulesToSave.some((mm) => module === mm || module.endsWith(`.${mm}`)))
+    // a saved module's parameters may sit deeper than the module itself (score.0.weight of a Sequential `score`)
+    if (!config.modulesToSave.some((mm) => `.${module}.`.includes(`.${mm}.`)))
       fail(`tensor "${key}" is neither a lora_A/lora_B weight nor part of modules_to_save ${JSON.stringify(config.modulesToSave)}`);
     saved.set(s, key);
   }
@@ -280,7 +281,7 @@ export function checkAdapter(adapter: Adapter, base: { names: string[]; shape(na
   }
 }
 
-/** W + scale * B @ A for one [out, in] weight; B @ A summed in float64 per row. Pure. */
+/** W + scale * B @ A for one [out, in] weight; B @ A summed in float64 per row, then rounded as PEFT does. Pure. */
 export function mergeLora(w: HostTensor, a: HostTensor, b: HostTensor, scale: number, where: string): HostTensor {
   const [out, inn] = w.shape;
   const rank = a.shape[0];
@@ -297,7 +298,8 @@ export function mergeLora(w: HostTensor, a: HostTensor, b: HostTensor, scale: nu
       for (let i = 0; i < inn; i++) row[i] += bk * a.data[off + i];
     }
     const wo = o * inn;
-    for (let i = 0; i < inn; i++) data[wo + i] = w.data[wo + i] + scale * row[i];
+    // PEFT: delta = (B @ A) * scaling in float32, then W += delta: three float32 roundings
+    for (let i = 0; i < inn; i++) data[wo + i] = w.data[wo + i] + Math.fround(Math.fround(row[i]) * scale);
   }
   return { shape: [...w.shape], data };
 }

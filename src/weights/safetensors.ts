@@ -22,6 +22,12 @@ export interface TensorInfo {
   end: number;
 }
 
+/** A header value for a message, cut short: a fuzzed header can hold megabytes in one field. */
+function show(v: unknown): string {
+  const j = JSON.stringify(v) ?? String(v);
+  return j.length > 120 ? `${j.slice(0, 120)}...` : j;
+}
+
 export class SafetensorsError extends Error {
   override name = 'SafetensorsError';
 }
@@ -34,9 +40,15 @@ export class SafetensorsFile {
 
   constructor(readonly path: string) {
     if (!existsSync(path)) throw new SafetensorsError(`${path}: file not found`);
-    this.fd = openSync(path, 'r');
     try {
-      this.size = fstatSync(this.fd).size;
+      this.fd = openSync(path, 'r');
+    } catch (e) {
+      throw new SafetensorsError(`${path}: cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); check the path and its permissions`);
+    }
+    try {
+      const st = fstatSync(this.fd);
+      if (!st.isFile()) throw new SafetensorsError(`${path}: not a file; pass a .safetensors file`);
+      this.size = st.size;
       const fail = (msg: string): never => {
         throw new SafetensorsError(`${path}: ${msg}; the file is damaged or not safetensors; re-download or re-save it`);
       };
@@ -57,17 +69,20 @@ export class SafetensorsFile {
       if (header === null || typeof header !== 'object' || Array.isArray(header)) fail('header is not a JSON object');
       const dataStart = 8 + headerLen;
       const dataLen = this.size - dataStart;
-      this.metadata = (header.__metadata__ as Record<string, string>) ?? {};
+      const meta = header.__metadata__ ?? {};
+      if (typeof meta !== 'object' || Array.isArray(meta)) fail(`"__metadata__" is ${show(meta)}, not an object of strings`);
+      this.metadata = meta as Record<string, string>;
       const ranges: TensorInfo[] = [];
       for (const [name, v] of Object.entries(header)) {
         if (name === '__metadata__') continue;
+        const where = `tensor "${name.length > 200 ? name.slice(0, 200) + "..." : name}"`;
+        if (v === null || typeof v !== 'object' || Array.isArray(v)) fail(`${where} has entry ${show(v)}, not an object with dtype, shape and data_offsets`);
         const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-        const where = `tensor "${name}"`;
-        if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_BYTES)) fail(`${where} has unknown dtype ${JSON.stringify(e.dtype)}`);
-        if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0)) fail(`${where} has an invalid shape ${JSON.stringify(e.shape)}`);
+        if (typeof e.dtype !== 'string' || !Object.hasOwn(DTYPE_BYTES, e.dtype)) fail(`${where} has unknown dtype ${show(e.dtype)}`);
+        if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0)) fail(`${where} has an invalid shape ${show(e.shape)}`);
         const off = e.data_offsets;
         if (!Array.isArray(off) || off.length !== 2 || !off.every((o) => Number.isInteger(o) && o >= 0) || off[0] > off[1])
-          fail(`${where} has invalid data_offsets ${JSON.stringify(off)}`);
+          fail(`${where} has invalid data_offsets ${show(off)}`);
         const [b, en] = off as [number, number];
         if (en > dataLen) fail(`${where} data_offsets [${b}, ${en}] point past the end of the data (${dataLen} bytes; truncated file?)`);
         const shape = e.shape as number[];

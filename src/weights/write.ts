@@ -1,11 +1,11 @@
 // Weights-directory writer: builds the CPU graph (and optionally the fp16 CUDA graph) from a
 // WeightSource, streams initializers to `<graph>.onnx.data`, copies the tokenizer files and writes
 // manifest.json last (so a half-written directory has no manifest and is refused by the runner).
-import { createHash } from 'node:crypto';
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeModel } from '../graph/serialise';
-import { buildGemmaGraph } from '../model/gemma';
+import type { InitializerRef } from '../graph/ir';
+import { buildDecoderGraph, type AttentionVariant } from '../model/lower';
 import { externalStore } from '../graph/store';
 import type { ReconstructionError } from '../quant/nbits';
 import type { LinearFormat, ModelConfig, WeightSource } from '../types';
@@ -27,6 +27,8 @@ export interface WriteWeightsOptions {
   embedScaleDtype?: 'float32' | 'bfloat16' | 'float16';
   /** Embedding table storage in the CPU graph; default float16 unless quant.kind is 'fp32'. */
   embedding?: 'float32' | 'float16';
+  /** Attention variants to write (default ['fused']); they share one external-data file per graph. */
+  attention?: AttentionVariant[];
   /** Receives per-weight reconstruction errors of the quantized CPU graph. */
   quantReport?: ReconstructionError[];
 }
@@ -48,20 +50,6 @@ export function linearFormat(q: Quantization): LinearFormat {
 }
 
 
-/** sha256 of the files read one after another in 8 MB chunks (a graph's external data can be several GB). */
-export function graphSha256(dir: string, files: string[]): string {
-  const h = createHash('sha256');
-  const buf = Buffer.alloc(8 * 1024 * 1024);
-  for (const f of files) {
-    const fd = openSync(join(dir, f), 'r');
-    try {
-      for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n));
-    } finally {
-      closeSync(fd);
-    }
-  }
-  return h.digest('hex');
-}
 export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manifest> {
   const { dir, config } = opts;
   if (!opts.graphs.length) throw new WeightsWriteError(`${dir}: no graphs requested; pass graphs: ['cpu'] and/or ['cuda']`);
@@ -77,28 +65,41 @@ export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manife
   const linear = linearFormat(opts.quant);
   const graphs: Manifest['graphs'] = {};
   const files: string[] = [];
+  const variants = opts.attention ?? ['fused'];
+  if (!variants.length) throw new WeightsWriteError(`${dir}: no attention variant requested`);
   for (const kind of opts.graphs) {
     const activations = kind === 'cpu' ? 'float32' : 'float16';
-    const file = `model.${kind}.onnx`;
-    const data = `${file}.data`;
+    const data = `model.${kind}.onnx.data`;
     const store = externalStore(join(dir, data));
-    let graph;
+    const entries: NonNullable<GraphEntry['variants']> = {};
     try {
-      graph = buildGemmaGraph(config, opts.weights, {
-        linear,
-        activations,
-        store,
-        embedScaleDtype: opts.embedScaleDtype,
-        embedding: kind === 'cuda' ? 'float16' : (opts.embedding ?? (opts.quant.kind === 'fp32' ? 'float32' : 'float16')),
-        quantReport: kind === 'cpu' ? opts.quantReport : undefined,
-      });
+      // Every variant shares the data file: the first writes the weights, the others take them by name.
+      let reuse: Map<string, InitializerRef> | undefined;
+      for (const [i, attention] of variants.entries()) {
+        const graph = buildDecoderGraph(config, opts.weights, {
+          linear,
+          activations,
+          attention,
+          store,
+          reuse,
+          maxTokens: opts.maxTokens,
+          embedScaleDtype: opts.embedScaleDtype,
+          embedding: kind === 'cuda' ? 'float16' : (opts.embedding ?? (opts.quant.kind === 'fp32' ? 'float32' : 'float16')),
+          quantReport: kind === 'cpu' && i === 0 ? opts.quantReport : undefined,
+        });
+        reuse ??= new Map(graph.initializers.map((r) => [r.name, r]));
+        const file = i === 0 ? `model.${kind}.onnx` : `model.${kind}.${attention}.onnx`;
+        writeModel(join(dir, file), graph);
+        entries[attention] = { file, sha256: '' };
+        files.push(file);
+      }
     } finally {
       store.close();
     }
-    writeModel(join(dir, file), graph);
-    const entry: GraphEntry = { file, externalData: [data], activations, sha256: graphSha256(dir, [file, data]) };
-    graphs[kind] = entry;
-    files.push(file, data);
+    files.push(data);
+    for (const e of Object.values(entries)) e!.sha256 = sha256Files(dir, [e!.file, data]);
+    const first = entries[variants[0]]!;
+    graphs[kind] = { file: first.file, externalData: [data], activations, sha256: first.sha256, variants: entries };
   }
 
   const tokFiles = [...TOKENIZER_FILES, ...OPTIONAL_TOKENIZER_FILES.filter((f) => existsSync(join(opts.tokenizerDir, f)))];

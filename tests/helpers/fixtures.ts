@@ -4,33 +4,26 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import type { ModelConfig } from '../../src/types';
+import type { Activation, ModelConfig } from '../../src/types';
+import { parseHfConfig } from '../../src/weights/hfconfig';
+import { chooseHead } from '../../src/weights/import';
+import { openCheckpoint } from '../../src/weights/safetensors';
 
 export const FIXTURES = join(__dirname, '..', '..', '..', 'shared', 'fixtures', 'hf-reference');
 
-/** Minimal HF config.json -> ModelConfig for the fixtures (the real parser is src/weights/hfconfig.ts). */
-export function fixtureConfig(dir: string): ModelConfig {
-  const j = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
-  const gemma2 = j.architectures[0] === 'Gemma2ForSequenceClassification';
-  return {
-    architecture: j.architectures[0],
-    vocabSize: j.vocab_size,
-    hiddenSize: j.hidden_size,
-    intermediateSize: j.intermediate_size,
-    numLayers: j.num_hidden_layers,
-    numHeads: j.num_attention_heads,
-    numKvHeads: j.num_key_value_heads,
-    headDim: j.head_dim,
-    rmsNormEps: j.rms_norm_eps,
-    ropeTheta: j.rope_theta,
-    attnScale: (gemma2 ? j.query_pre_attn_scalar : j.head_dim) ** -0.5,
-    attnSoftcap: gemma2 ? (j.attn_logit_softcapping ?? null) : null,
-    slidingWindow: gemma2 ? (j.sliding_window ?? null) : null,
-    sandwichNorms: gemma2,
-    numLabels: Object.keys(j.id2label ?? { 0: 0, 1: 1 }).length,
-    padTokenId: j.pad_token_id,
-    maxPositions: j.max_position_embeddings,
-  };
+/**
+ * The fixture's decoder spec through the real parser and head chooser (src/weights/hfconfig.ts,
+ * import.ts): `activation` for multi-layer score heads, `labelTokens` (ids) for causal-LM judges.
+ */
+export function fixtureConfig(dir: string, o: { activation?: Activation; labelTokens?: string[] } = {}): ModelConfig {
+  const file = join(dir, 'config.json');
+  const ck = openCheckpoint(dir);
+  try {
+    const head = chooseHead(ck, null, { ...o, tokenizerDir: dir, configFile: file });
+    return parseHfConfig(JSON.parse(readFileSync(file, 'utf8')), file, head ? { head } : {});
+  } finally {
+    ck.close();
+  }
 }
 
 export interface Inputs {

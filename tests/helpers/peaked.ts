@@ -82,7 +82,7 @@ export function permutedFixture(out: string): string {
 }
 
 /** Imports the peaked model into `out` (fp32, CPU graph, max 256 tokens = the fixture's positions). */
-export function makePeakedModel(tmp: string, name: string, opts: { permuteLabels?: boolean } = {}): string {
+export function makePeakedModel(tmp: string, name: string, opts: { permuteLabels?: boolean; attention?: string } = {}): string {
   ensureBuilt();
   const tok = join(tmp, 'byte-tokenizer');
   if (!existsSync(join(tok, 'tokenizer.json'))) writeByteTokenizer(tok);
@@ -90,11 +90,7 @@ export function makePeakedModel(tmp: string, name: string, opts: { permuteLabels
   const out = join(tmp, name);
   const r = spawnSync(
     process.execPath,
-    [
-      TRAINER, 'import', '--base', base, '--adapter', join(base, 'adapter'), '--tokenizer', tok, '--quant', 'fp32', '--max-tokens', '256', '--out', out,
-      // The fixture's id2label is LABEL_0..2 (import refuses to guess); the permuted copy names its labels.
-      ...(opts.permuteLabels ? [] : ['--labels', 'winner_model_a,winner_model_b,winner_tie']),
-    ],
+    [TRAINER, 'import', '--base', base, '--adapter', join(base, 'adapter'), '--tokenizer', tok, '--quant', 'fp32', '--max-tokens', '256', ...(opts.attention ? ['--attention', opts.attention] : []), ...(opts.permuteLabels ? [] : ['--labels', 'winner_model_a,winner_model_b,winner_tie']), '--out', out],
     { encoding: 'utf8' },
   );
   assert.equal(r.status, 0, r.stderr);

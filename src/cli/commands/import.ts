@@ -1,6 +1,10 @@
 // `trainer import`: HF checkpoint (+ PEFT adapter) -> merged, quantized arenakit weights directory.
 import { need, num, parse, UsageError } from '../args';
+import { ATTENTION_VARIANTS, type AttentionVariant } from '../../model/lower';
+import type { Activation } from '../../types';
 import { importCheckpoint } from '../../weights/import';
+
+const HEAD_ACTIVATIONS: Activation[] = ['gelu_tanh', 'gelu', 'relu', 'silu', 'tanh'];
 
 const USAGE = `usage: node dist/trainer.cjs import --base HF_DIR [--adapter PEFT_DIR] --quant int4|int8|fp16|fp32 --out DIR
   --base DIR         Hugging Face model folder (config.json + model.safetensors or a sharded index)
@@ -12,7 +16,13 @@ const USAGE = `usage: node dist/trainer.cjs import --base HF_DIR [--adapter PEFT
   --max-tokens N     token budget per row recorded in the manifest (default 2048)
   --template NAME    prompt template name (default gemma-chat)
   --graphs LIST      cpu,cuda (default cpu): float32 CPU graph and/or float16 CUDA graph
-  --labels LIST      label names in logit order (default: from id2label, else winner_model_a,winner_model_b,winner_tie)
+  --labels LIST      Kaggle column of each output in logit order (default: config.json id2label, which must name
+                     winner_model_a / winner_model_b / winner_tie; HF's LABEL_0.. says nothing and is refused)
+  --head-activation A  activation between the linears of a multi-layer score.N.* head: gelu_tanh|gelu|relu|silu|tanh
+  --label-tokens LIST  causal-LM judge: the tokens for A,B[,tie] (strings of the model's tokenizer or ids, e.g. 65,66,67);
+                     logits = lm_head (or tied embedding) rows at the last real token (+ Gemma-2's final soft-cap);
+                     two tokens A,B make a single score logit(A) - logit(B) (fit its tie model with validate --fit-tie)
+  --attention LIST   fused,explicit (default fused): GroupQueryAttention graph and/or the standard-op graph, sharing one data file
   --out DIR          weights directory to write`;
 
 export async function run(argv: string[]): Promise<void> {
@@ -29,6 +39,9 @@ export async function run(argv: string[]): Promise<void> {
       template: { type: 'string' },
       graphs: { type: 'string' },
       labels: { type: 'string' },
+      'head-activation': { type: 'string' },
+      'label-tokens': { type: 'string' },
+      attention: { type: 'string' },
       out: { type: 'string' },
     },
     USAGE,
@@ -45,6 +58,12 @@ export async function run(argv: string[]): Promise<void> {
   for (const g of graphs) if (g !== 'cpu' && g !== 'cuda') throw new UsageError(`--graphs takes cpu and/or cuda, got "${g}"`);
   if (!graphs.length) throw new UsageError('--graphs is empty');
   const labels = typeof v.labels === 'string' ? v.labels.split(',').map((s) => s.trim()) : undefined;
+  const headActivation = v['head-activation'] as string | undefined;
+  if (headActivation !== undefined && !(HEAD_ACTIVATIONS as string[]).includes(headActivation))
+    throw new UsageError(`--head-activation must be one of ${HEAD_ACTIVATIONS.join(', ')}, got "${headActivation}"`);
+  const labelTokens = typeof v['label-tokens'] === 'string' ? v['label-tokens'].split(',') : undefined;
+  const attention = String(v.attention ?? 'fused').split(',').map((s) => s.trim()).filter(Boolean);
+  for (const a of attention) if (!(ATTENTION_VARIANTS as string[]).includes(a)) throw new UsageError(`--attention takes ${ATTENTION_VARIANTS.join(' and/or ')}, got "${a}"`);
 
   const tty = process.stderr.isTTY;
   const r = await importCheckpoint({
@@ -59,6 +78,9 @@ export async function run(argv: string[]): Promise<void> {
     maxTokens,
     out: need(v.out, '--out', USAGE),
     labels,
+    headActivation: headActivation as Activation | undefined,
+    labelTokens,
+    attention: [...new Set(attention)] as AttentionVariant[],
     command: ['node', 'dist/trainer.cjs', 'import', ...argv].map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a)).join(' '),
     log: (line) => process.stderr.write(tty && line.startsWith('import: ') ? `\r${line.slice(0, 160).padEnd(160)}` : `${line}\n`),
   });

@@ -9,7 +9,7 @@ import { exitOnSignals, openSpecs, SCORE_OPTIONS, scoreRows, scoreSettings } fro
 import { fmt } from '../../util/progress';
 
 const USAGE = `usage: node runner.cjs predict --data test.csv --weights DIR [--weights DIR2 ...] [--out submission/submission.csv]
-  [--ep cpu|cuda|auto] [--devices 0,1] [--tta none|swap|swap-uncertain:F] [--token-budget N] [--threads N] [--blend-weights w1,w2]
+  [--ep cpu|cuda|webgpu|auto] [--runtime cu12|cu13] [--attention fused|explicit] [--self-check N|off] [--devices 0,1] [--tta none|swap|swap-uncertain:F] [--token-budget N] [--threads N] [--blend-weights w1,w2]
   --cache DIR: keep each scored row's logits there, so an interrupted run started again resumes where it stopped
   --devices: one model copy per GPU, rows split between them (with --ep cpu: that many CPU worker processes)`;
 
@@ -45,6 +45,9 @@ export async function run(argv: string[]): Promise<void> {
     seconds: Number(sec.toFixed(2)),
     rows_per_s: Number((rows.length / sec).toFixed(2)),
     ep: runs.map((r) => r.ep),
+    runtime: runs.map((r) => r.info?.runtime ?? null),
+    attention: runs.map((r) => r.info?.variant ?? null),
+    self_check_max_diff: runs.map((r) => r.info?.selfCheck?.maxDiff ?? null),
     tta: settings.tta.kind,
     swapped_rows: runs[0].swappedRows.length,
     padding_efficiency: first.computedTokens ? Number((first.tokens / first.computedTokens).toFixed(4)) : 1,

@@ -3,7 +3,8 @@
 // model with the chosen TTA on one process or one worker per device, and blend the models'
 // probabilities (given weights, else equal).
 import type { ArenaRow } from '../../types';
-import { ensureCudaEnv, parseEp, type EpChoice } from '../../infer/session';
+import { ensureCudaEnv, parseAttention, parseEp, parseRuntime, processRuntime, type EpChoice } from '../../infer/session';
+import type { AttentionVariant, RuntimeName } from '../../infer/runtime';
 import { openSpec, type ModelSpec } from '../../infer/model';
 import { localRunner } from '../../infer/local';
 import { shardedRunner } from '../../infer/shards';
@@ -23,6 +24,9 @@ export const SCORE_OPTIONS: OptionSpec = {
   'no-calibration': { type: 'boolean' },
   devices: { type: 'string' },
   cache: { type: 'string' },
+  runtime: { type: 'string' },
+  attention: { type: 'string' },
+  'self-check': { type: 'string', default: '8' },
 };
 
 export interface ScoreSettings {
@@ -37,6 +41,12 @@ export interface ScoreSettings {
   devices: number[];
   /** Folder of per-model logits caches that make interrupted runs resumable (off when undefined). */
   cacheDir?: string;
+  /** --runtime: the ONNX Runtime core (default: from the NVIDIA driver). */
+  runtime?: RuntimeName;
+  /** --attention: force the fused or explicit attention graph. */
+  attention?: AttentionVariant;
+  /** Rows the self-check scores on the chosen graph and on the fp32 CPU graph (0 = off). */
+  selfCheckRows: number;
 }
 
 export function scoreSettings(v: Record<string, unknown>): ScoreSettings {
@@ -56,7 +66,7 @@ export function scoreSettings(v: Record<string, unknown>): ScoreSettings {
   if (!(tokenBudget > 0)) throw new UsageError(`--token-budget must be a positive number, got ${tokenBudget}`);
   const settings = {
     weights,
-    ep: parseEp(v.ep as string),
+    ep: usage(() => parseEp(v.ep as string)),
     tta,
     tokenBudget,
     threads: v.threads ? num(v.threads, '--threads', 0) : undefined,
@@ -64,9 +74,22 @@ export function scoreSettings(v: Record<string, unknown>): ScoreSettings {
     calibrate: !v['no-calibration'],
     devices: parseDevices(v.devices as string | undefined),
     cacheDir: v.cache as string | undefined,
+    runtime: usage(() => parseRuntime(v.runtime as string | undefined)),
+    attention: usage(() => parseAttention(v.attention as string | undefined)),
+    selfCheckRows: num(v['self-check'] === 'off' ? '0' : v['self-check'], '--self-check', 8),
   };
-  ensureCudaEnv(settings.ep);
+  processRuntime(settings.runtime);
+  ensureCudaEnv(settings.ep, settings.runtime);
   return settings;
+}
+
+/** Parser errors of options become usage errors (exit 2, no stack). */
+function usage<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
 }
 
 function parseDevices(s: string | undefined): number[] {
@@ -97,7 +120,7 @@ export function openSpecs(s: ScoreSettings, needTie = true): ModelSpec[] {
 
 /** The pass runner for these settings: one process, or one worker per device. */
 export function makeRunner(specs: ModelSpec[], rows: ArenaRow[], s: ScoreSettings, warn: (m: string) => void): PassRunner & { close(): void } {
-  const opts = { ep: s.ep, threads: s.threads, deviceId: s.devices[0], tokenBudget: s.tokenBudget, cacheDir: s.cacheDir, warn };
+  const opts = { ep: s.ep, threads: s.threads, deviceId: s.devices[0], tokenBudget: s.tokenBudget, cacheDir: s.cacheDir, attention: s.attention, selfCheckRows: s.selfCheckRows, checkRows: rows, warn };
   if (s.devices.length > 1) return shardedRunner(s.weights, rows, rows.map(textLength), s.devices, opts);
   return { ...localRunner(specs, rows, opts), close() {} };
 }

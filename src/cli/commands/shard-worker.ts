@@ -19,7 +19,7 @@ export async function run(): Promise<void> {
     let h = handles.get(k);
     if (!h) {
       const spec = openSpec(init!.dirs[k], { calibrate: false, needTie: false });
-      h = await openHandle(spec, { ...init!.handle, warn: (m) => process.stderr.write(`warning [${init!.label}]: ${m}\n`) });
+      h = await openHandle(spec, { ...init!.handle, checkRows: rows, warn: (m) => process.stderr.write(`warning [${init!.label}]: ${m}\n`) });
       handles.set(k, h);
     }
     return h;
@@ -31,7 +31,7 @@ export async function run(): Promise<void> {
     } else if (m.type === 'pass') {
       const h = await handle(m.model);
       const result = await h.score(m.rows.map((i) => rows[i]), m.swap, m.label);
-      send({ type: 'result', id: m.id, result, ep: h.ep });
+      send({ type: 'result', id: m.id, result, ep: h.ep, info: h.info });
     } else if (m.type === 'release') {
       await handles.get(m.model)?.close();
       handles.delete(m.model);

@@ -1,0 +1,134 @@
+// `runner.cjs doctor`: what this machine can run before a 9-hour notebook commits to it. Driver and
+// CUDA versions, every CUDA library found or missing for the chosen core, the core and attention
+// variant it would use, an EP probe with the self-check, and a time estimate for the data set from
+// measured throughput. Ends with one JSON line; exits 0 on a machine without a GPU (and says so).
+import { readRows } from '../../data/rows';
+import { findCudaLibraries } from '../../infer/cuda-libs';
+import { openHandle, openSpec } from '../../infer/model';
+import { parseTta, type Tta } from '../../infer/tta';
+import { readDriver, RUNTIMES } from '../../infer/runtime';
+import { ortNativeDir, parseAttention, parseEp, parseRuntime, processRuntime } from '../../infer/session';
+import type { ArenaRow } from '../../types';
+import { uniform } from '../../util/rng';
+import { textLength } from '../../util/text';
+import { fmt } from '../../util/progress';
+import { num, parse, need, UsageError } from '../args';
+
+const USAGE = `usage: node runner.cjs doctor --weights DIR [--data test.csv] [--budget 9h] [--ep auto|cuda|webgpu|cpu] [--runtime cu12|cu13]
+  [--attention fused|explicit] [--tta none|swap|swap-uncertain:F] [--sample N] [--token-budget N]
+  Checks the GPU runtime, runs the self-check, and estimates the time for --data against --budget.`;
+
+/** "9h", "90m", "5400s", "1h30m" or plain seconds -> seconds. */
+export function parseDuration(s: string, flag: string): number {
+  const t = s.trim();
+  if (/^\d+(\.\d+)?$/.test(t)) return Number(t);
+  const m = /^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$/.exec(t);
+  if (!m || !t) throw new UsageError(`${flag} must be a duration such as 9h, 8h30m, 90m or 5400s, got "${s}"`);
+  return Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
+}
+
+/** Passes per row for a TTA setting (the swapped pass on all rows, or on a fraction). */
+export function ttaFactor(tta: Tta): number {
+  return tta.kind === 'none' ? 1 : tta.kind === 'swap' ? 2 : 1 + tta.fraction;
+}
+
+export async function run(argv: string[]): Promise<void> {
+  const v = parse(
+    argv,
+    {
+      weights: { type: 'string' },
+      data: { type: 'string' },
+      budget: { type: 'string', default: '9h' },
+      ep: { type: 'string', default: 'auto' },
+      runtime: { type: 'string' },
+      attention: { type: 'string' },
+      tta: { type: 'string', default: 'swap' },
+      sample: { type: 'string', default: '64' },
+      'token-budget': { type: 'string' },
+      threads: { type: 'string' },
+    },
+    USAGE,
+  );
+  const dir = need(v.weights, '--weights', USAGE);
+  const budget = parseDuration(v.budget as string, '--budget');
+  const wrap = <T>(f: () => T): T => {
+    try {
+      return f();
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  };
+  const ep = wrap(() => parseEp(v.ep as string));
+  const tta = wrap(() => parseTta(v.tta as string));
+  const attention = wrap(() => parseAttention(v.attention as string | undefined));
+  const sampleN = num(v.sample, '--sample', 64);
+  const say = (s: string) => process.stderr.write(s + '\n');
+
+  const driver = readDriver();
+  say(driver.found ? `driver: ${driver.driver} (CUDA ${driver.cuda ?? '?'}); GPUs: ${driver.gpus.join('; ') || 'none listed'}` : `driver: ${driver.note}. No GPU here: everything below runs on the CPU.`);
+  const { runtime, reason } = processRuntime(wrap(() => parseRuntime(v.runtime as string | undefined)));
+  const rt = RUNTIMES[runtime];
+  const libs = findCudaLibraries({ ortDir: ortNativeDir(), sonames: rt.cudaSonames });
+  say(`CUDA libraries for ${runtime} (ORT ${rt.ort}, CUDA ${rt.cudaMajor}):`);
+  for (const [so, p] of Object.entries(libs.found)) say(`  found   ${so}: ${p}`);
+  for (const so of libs.missing) say(`  missing ${so}${libs.otherVersions[so] ? ` (other majors: ${libs.otherVersions[so].join(', ')})` : ''}`);
+
+  let rows: ArenaRow[] = [];
+  if (v.data) {
+    const r = await readRows(v.data as string);
+    rows = r.rows;
+    say(`data: ${rows.length} rows from ${v.data}`);
+  }
+  const spec = openSpec(dir, { calibrate: true, needTie: false });
+  const warn = (m: string) => say(`warning: ${m}`);
+  const handle = await openHandle(spec, {
+    ep,
+    attention,
+    threads: v.threads ? num(v.threads, '--threads', 0) : undefined,
+    tokenBudget: num(v['token-budget'], '--token-budget', 16384),
+    checkRows: rows,
+    selfCheckRows: 8,
+    warn,
+  });
+  // Throughput on a seeded sample spread over the data (tokens/s of real, unpadded tokens).
+  let estimate: { seconds: number; tokensPerSecond: number; sampleRows: number; fits: boolean } | null = null;
+  if (rows.length && spec.manifest.kind === 'neural') {
+    const rnd = uniform(7);
+    const idx = [...new Set(Array.from({ length: Math.min(sampleN, rows.length) }, () => Math.floor(rnd() * rows.length)))].sort((a, b) => a - b);
+    const sample = idx.map((i) => rows[i]);
+    const pass = await handle.score(sample, false, 'doctor: throughput sample');
+    const tps = pass.tokens / Math.max(pass.seconds, 1e-3);
+    // Tokens of the whole file from the sample's tokens per character (tokenizing 25k rows would take minutes).
+    const chars = sample.reduce((a, r) => a + textLength(r), 0);
+    const perChar = pass.tokens / Math.max(chars, 1);
+    const maxTokens = spec.manifest.maxTokens;
+    let total = 0;
+    for (const r of rows) total += Math.min(maxTokens, textLength(r) * perChar);
+    const padEff = pass.computedTokens ? pass.tokens / pass.computedTokens : 1;
+    const seconds = (total / tps) * ttaFactor(tta);
+    estimate = { seconds, tokensPerSecond: tps, sampleRows: sample.length, fits: seconds <= budget };
+    say(`throughput: ${tps.toFixed(0)} tokens/s on ${sample.length} sample rows (padding efficiency ${padEff.toFixed(3)}, ${handle.ep})`);
+    say(`estimate: ${fmt(seconds)} for ${rows.length} rows with --tta ${v.tta} (budget ${fmt(budget)}): ${seconds <= budget ? 'fits' : 'DOES NOT FIT'}`);
+  }
+  await handle.close();
+  const info = handle.info;
+  const summary = {
+    gpu: driver.found,
+    driver: driver.driver ?? null,
+    cuda: driver.cuda ?? null,
+    runtime,
+    runtime_reason: reason,
+    libraries_missing: libs.missing,
+    ep: info.ep,
+    attention: info.variant ?? null,
+    self_check_max_diff: info.selfCheck?.maxDiff ?? null,
+    self_check_rejected: info.selfCheck?.rejected ?? [],
+    rows: rows.length,
+    estimate_seconds: estimate ? Math.round(estimate.seconds) : null,
+    tokens_per_second: estimate ? Math.round(estimate.tokensPerSecond) : null,
+    budget_seconds: budget,
+    fits_budget: estimate ? estimate.fits : null,
+  };
+  if (!driver.found) say('doctor: no GPU on this machine; the checks above ran on the CPU.');
+  process.stdout.write(JSON.stringify(summary) + '\n');
+}

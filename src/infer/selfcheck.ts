@@ -1,0 +1,106 @@
+// The self-check before a long run: a few rows (the shortest and the longest) scored on the chosen
+// core, EP and attention variant and on the reference (the fp32 graph of the same import on the CPU
+// EP); over tolerance, the explicit variant is tried, then the CPU (--ep auto) or the run stops
+// (--ep cuda|webgpu). This is how a runtime that silently computes something else (measured: ORT
+// 1.29's WebGPU GroupQueryAttention drops Gemma-2's soft-cap) is caught on the user's machine.
+import type * as Ort from 'onnxruntime-node';
+import type { Manifest } from '../weights/manifest';
+import { padBatch } from './batching';
+import { createSession, graphForEp, graphVariants, runLogits, SessionError, type OpenedGraph, type SessionOptions } from './session';
+import type { Ep } from './runtime';
+
+export interface SelfCheck {
+  rows: number;
+  /** Max |logit difference| of the used graph against the reference; null when the used graph is the reference. */
+  maxDiff: number | null;
+  tolerance: number;
+  /** What was tried before the graph that passed, with its difference. */
+  rejected: { ep: Ep; variant: string; maxDiff: number }[];
+}
+
+/** fp16 activations round to ~1e-3 relative; int4/int8 weights are the same bytes in both graphs. */
+export function checkTolerance(g: { activations: 'float32' | 'float16' }): number {
+  return g.activations === 'float16' ? 5e-2 : 5e-3;
+}
+
+/** Indices of the k/2 shortest and k/2 longest rows (by token count), each once. */
+export function checkRows(lengths: number[], k: number): number[] {
+  const order = lengths.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b] || a - b);
+  const pick = new Set([...order.slice(0, Math.ceil(k / 2)), ...order.slice(Math.max(0, order.length - Math.floor(k / 2)))]);
+  return [...pick].sort((a, b) => a - b);
+}
+
+async function logitsOf(session: Ort.InferenceSession, ids: Int32Array[], padId: number): Promise<Float32Array> {
+  const rows = ids.map((_, i) => i);
+  const seqLen = Math.max(...ids.map((x) => x.length));
+  const { inputIds, attentionMask } = padBatch(ids, { rows, seqLen }, padId);
+  return runLogits(session, inputIds, attentionMask, ids.length, seqLen);
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (!(d <= m)) m = Number.isFinite(d) ? d : Infinity;
+  }
+  return m;
+}
+
+/**
+ * Checks `opened` on `ids`; returns the graph to run (the same one, the explicit variant, or the CPU
+ * reference under --ep auto) and the check's record. Throws when nothing passes and the EP was forced.
+ */
+export async function selfCheck(
+  dir: string,
+  manifest: Manifest,
+  opened: OpenedGraph,
+  ids: Int32Array[],
+  opts: SessionOptions & { padId: number; warn: (m: string) => void },
+): Promise<{ graph: OpenedGraph; check: SelfCheck }> {
+  const ref = manifest.graphs.cpu;
+  if (!ref || !ids.length) return { graph: opened, check: { rows: 0, maxDiff: null, tolerance: 0, rejected: [] } };
+  const refVariant = graphVariants(ref).includes('explicit') ? 'explicit' : 'fused';
+  // The CPU EP running an fp32 graph is the reference platform itself (both variants are tested against HF).
+  if (opened.ep === 'cpu' && opened.graph.activations === 'float32') return { graph: opened, check: { rows: 0, maxDiff: null, tolerance: 0, rejected: [] } };
+  const refSession = await createSession(dir, ref, refVariant, 'cpu', { ...opts, ep: 'cpu' });
+  const want = await logitsOf(refSession.session, ids, opts.padId);
+  const rejected: SelfCheck['rejected'] = [];
+  let passed = 0;
+  const attempt = async (g: OpenedGraph): Promise<boolean> => {
+    const tol = checkTolerance(g.graph);
+    let d: number;
+    try {
+      d = maxAbsDiff(await logitsOf(g.session, ids, opts.padId), want);
+    } catch (e) {
+      opts.warn(`self-check: ${g.ep} ${g.graph.variant} graph failed to run (${(e as Error).message.split('\n')[0]})`);
+      d = Infinity;
+    }
+    const ok = d <= tol;
+    process.stderr.write(`self-check: ${ids.length} rows on ${g.runtime} ${g.ep} ${g.graph.variant} (${g.graph.activations}) vs fp32 CPU ${refVariant}: max |diff| ${d.toExponential(2)} (tolerance ${tol}) ${ok ? 'ok' : 'FAILED'}\n`);
+    if (ok) passed = d;
+    else rejected.push({ ep: g.ep, variant: g.graph.variant, maxDiff: d });
+    return ok;
+  };
+  const use = async (g: OpenedGraph) => {
+    if (g !== refSession) await refSession.session.release();
+    return { graph: g, check: { rows: ids.length, maxDiff: g === refSession ? null : passed, tolerance: checkTolerance(g.graph), rejected } };
+  };
+  if (await attempt(opened)) return use(opened);
+  await opened.session.release();
+  const g = graphForEp(manifest, opened.ep)!;
+  if (opened.graph.variant !== 'explicit' && graphVariants(g).includes('explicit')) {
+    opts.warn(`self-check: switching ${opened.ep} to the explicit attention graph`);
+    const explicit = await createSession(dir, g, 'explicit', opened.ep, opts);
+    if (await attempt(explicit)) return use(explicit);
+    await explicit.session.release();
+  }
+  if (opts.ep === 'auto' || opts.ep === 'cpu') {
+    opts.warn(`self-check failed on ${opened.ep}: *** FALLING BACK TO THE CPU (fp32 ${refVariant} graph) ***`);
+    return use(refSession);
+  }
+  await refSession.session.release();
+  throw new SessionError(
+    `${dir}: self-check failed: ${rejected.map((r) => `${r.ep} ${r.variant} differs by ${r.maxDiff.toExponential(2)}`).join('; ')} from the fp32 CPU graph on ${ids.length} rows; ` +
+      `this runtime computes something else. Run with --ep auto (falls back to the CPU) or --ep cpu, or check the machine with \`runner.cjs doctor\`.`,
+  );
+}

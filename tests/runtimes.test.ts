@@ -1,0 +1,59 @@
+// The two ONNX Runtime cores a --cuda pack ships, run on their CPU EPs (no GPU here): the CUDA 12 core
+// (onnxruntime-node 1.19.2) runs the explicit-attention graph its capability table assigns, and gives
+// the same probabilities as the bundled 1.29 core on the real sample rows; it rejects the fused graph.
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FIXTURES } from './helpers/fixtures';
+import { fakeNvidiaSmi } from './helpers/nvidia-smi';
+import { makePeakedModel, maxDiff, node, ok, ROOT, RUNNER, submissionProbs } from './helpers/peaked';
+
+describe('ONNX Runtime cores: cu12 (ORT 1.19.2) and cu13 (ORT 1.29) on their CPU EPs', function () {
+  this.timeout(600000);
+  let tmp: string, model: string, data: string;
+  before(() => {
+    assert.ok(existsSync(join(ROOT, 'dist', 'ort-cu12', 'ort.cjs')), 'npm run build bundles the cu12 core into dist/ort-cu12 (dev dependency onnxruntime-node-cu12)');
+    tmp = mkdtempSync(join(tmpdir(), 'arenakit-cores-'));
+    model = makePeakedModel(tmp, 'peaked', { attention: 'fused,explicit' });
+    data = join(tmp, 'rows.csv');
+    writeFileSync(data, readFileSync(join(FIXTURES, '..', '..', 'data', 'arena-sample-999.csv'), 'utf8').split('\n').slice(0, 61).join('\n') + '\n');
+  });
+
+  it('predict --runtime cu12 --ep cpu equals --runtime cu13 --ep cpu within 1e-4 (swap TTA)', () => {
+    const out: Record<string, string> = {};
+    for (const r of ['cu12', 'cu13']) {
+      out[r] = join(tmp, `${r}.csv`);
+      const res = ok(RUNNER, ['predict', '--data', data, '--weights', model, '--ep', 'cpu', '--runtime', r, '--tta', 'swap', '--out', out[r]]);
+      const s = JSON.parse(res.stdout.trim().split('\n').pop()!);
+      assert.deepEqual(s.runtime, [r]);
+      assert.deepEqual(s.attention, [r === 'cu12' ? 'explicit' : 'fused']);
+    }
+    const d = maxDiff(submissionProbs(out.cu12), submissionProbs(out.cu13));
+    console.log(`      cu12 (ORT 1.19.2, explicit) vs cu13 (ORT 1.29, fused): max prob diff ${d.toExponential(3)} on 60 rows (tolerance 1e-4)`);
+    assert.ok(d <= 1e-4);
+    const probs = submissionProbs(out.cu13).flat();
+    assert.ok(Math.max(...probs) > 0.9, 'the peaked model is far from uniform');
+  });
+
+  it('the 1.19.2 core rejects the fused GroupQueryAttention graph, and says which graph and core', () => {
+    const r = node(RUNNER, ['predict', '--data', data, '--weights', model, '--ep', 'cpu', '--runtime', 'cu12', '--attention', 'fused', '--out', join(tmp, 'x.csv')]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /ONNX Runtime 1\.19\.2 cannot load the fused graph on cpu/);
+    assert.ok(!existsSync(join(tmp, 'x.csv')));
+  });
+
+  it('doctor with a fake driver: 560 / CUDA 12.6 picks cu12, 580 / 13.0 picks cu13; both end on the CPU here (no libcuda) and exit 0', () => {
+    for (const [driver, cuda, want] of [['560.35.03', '12.6', 'cu12'], ['580.65.06', '13.0', 'cu13']]) {
+      const r = node(RUNNER, ['doctor', '--weights', model, '--data', data, '--sample', '8'], { ARENAKIT_NVIDIA_SMI: fakeNvidiaSmi(driver, cuda) });
+      assert.equal(r.status, 0, r.stderr);
+      const s = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      console.log(`      driver ${driver} / CUDA ${cuda}: runtime ${s.runtime} (${s.runtime_reason}); ep ${s.ep} ${s.attention}; estimate ${s.estimate_seconds}s`);
+      assert.equal(s.runtime, want);
+      assert.equal(s.driver, driver);
+      assert.equal(s.ep, 'cpu');
+      assert.ok(s.libraries_missing.includes('libcuda.so.1'));
+      assert.match(r.stderr, /FALLING BACK TO THE CPU/);
+    }
+  });
+});

@@ -1,8 +1,10 @@
-// `npm run fuzz [-- --seconds 600 --cases 10000 --seed 1 --only csv,safetensors --case N]`: seeded
-// mutation fuzzing of the two readers that take files from outside. CSV cases are built from real
-// rows of ../shared/data/arena-sample-999.csv and then broken (byte flips, cut or extra quotes, huge
+// `npm run fuzz [-- --seconds 600 --cases 10000 --seed 1 --only csv,parquet,safetensors --case N --skip N,M]`: seeded
+// mutation fuzzing of the readers that take files from outside. CSV cases are built from real rows
+// of ../shared/data/arena-sample-999.csv and then broken (byte flips, cut or extra quotes, huge
 // cells, BOMs, UTF-16, NULs, invalid UTF-8, bad JSON, duplicate ids, missing or repeated columns,
-// bad labels, truncation ...); safetensors cases start from a valid file whose header is mutated.
+// bad labels, truncation ...); parquet cases are rows of wsdm-sample-train.parquet written with
+// hyparquet-writer and then broken (footer and data bytes, truncation, row rules); safetensors cases
+// start from a valid file whose header is mutated.
 // A case passes when the reader returns rows that keep the row invariants, or throws one of the
 // kit's named errors (ALLOWED_ERRORS); anything else (a TypeError, a RangeError, a hang, a broken
 // invariant) is a failure, printed with its case number so `--case N` replays it. Case i draws from
@@ -14,16 +16,24 @@ import { parseArgs } from 'node:util';
 import { CsvParser } from '../src/data/csv';
 import { MAX_CELL_CHARS, readRows } from '../src/data/rows';
 import { openSafetensors } from '../src/weights/safetensors';
+import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
+import { compressors } from 'hyparquet-compressors';
+import { parquetWriteBuffer } from 'hyparquet-writer';
 import { mulberry32, type Rng } from '../src/util/rng';
 import type { ReadRowsResult } from '../src/types';
 
 /** The only errors a reader may throw on bad input: each names the file and what to fix. */
-export const ALLOWED_ERRORS: Record<'csv' | 'safetensors', string[]> = { csv: ['RowsError'], safetensors: ['SafetensorsError'] };
+export const ALLOWED_ERRORS: Record<'csv' | 'parquet' | 'safetensors', string[]> = {
+  csv: ['RowsError'],
+  parquet: ['RowsError'],
+  safetensors: ['SafetensorsError'],
+};
+export const WSDM_TRAIN = resolve(__dirname, '..', '..', 'shared', 'data', 'wsdm-sample-train.parquet');
 
 export const SAMPLE_CSV = resolve(__dirname, '..', '..', 'shared', 'data', 'arena-sample-999.csv');
 
 export interface FuzzResult {
-  target: 'csv' | 'safetensors';
+  target: keyof typeof ALLOWED_ERRORS;
   seed: number;
   cases: number;
   seconds: number;
@@ -33,6 +43,8 @@ export interface FuzzResult {
   /** Mutations used, with their counts. */
   mutations: Record<string, number>;
   failures: { case: number; mutations: string[]; error: string; file?: string }[];
+  /** Cases passed over with --skip. */
+  skipped: number[];
 }
 
 /** Independent stream per case: replaying case i needs only (seed, i). */
@@ -51,6 +63,8 @@ export interface FuzzOptions {
   only?: number;
   /** Keep files here (failing cases are always kept). */
   dir?: string;
+  /** Cases not run (known hangs that would stop the run; reported as skipped). */
+  skip?: number[];
 }
 
 /**
@@ -65,11 +79,16 @@ async function runCases<C extends { bytes: Buffer; mutations: string[] }>(
   check: (file: string, c: C) => unknown,
 ): Promise<FuzzResult> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), `arenakit-fuzz-${target}-`));
-  const res: FuzzResult = { target, seed: opts.seed, cases: 0, seconds: 0, ok: 0, errors: {}, mutations: {}, failures: [] };
+  const res: FuzzResult = { target, seed: opts.seed, cases: 0, seconds: 0, ok: 0, errors: {}, mutations: {}, failures: [], skipped: [] };
   const t0 = Date.now();
   const file = join(dir, `case.${ext}`);
   const [from, to] = opts.only !== undefined ? [opts.only, opts.only + 1] : [0, opts.cases];
   for (let i = from; i < to && (Date.now() - t0) / 1000 <= opts.seconds; i++) {
+    if (opts.skip?.includes(i)) {
+      res.skipped.push(i);
+      continue;
+    }
+    running = `${target} case ${i}`;
     const c = make(i);
     for (const m of c.mutations) res.mutations[m] = (res.mutations[m] ?? 0) + 1;
     writeFileSync(file, c.bytes);
@@ -88,10 +107,14 @@ async function runCases<C extends { bytes: Buffer; mutations: string[] }>(
       }
     }
   }
+  running = null;
   res.seconds = (Date.now() - t0) / 1000;
   if (!opts.dir && !res.failures.length) rmSync(dir, { recursive: true, force: true });
   return res;
 }
+
+/** The case being read: a reader whose promise never settles lets the process exit mid-run; main() reports it. */
+let running: string | null = null;
 
 // ---------------------------------------------------------------- CSV
 
@@ -243,6 +266,71 @@ export function fuzzCsv(opts: FuzzOptions): Promise<FuzzResult> {
   });
 }
 
+// ---------------------------------------------------------------- parquet
+
+type PqRow = Record<string, string | null>;
+
+export async function loadParquetBase(path = WSDM_TRAIN): Promise<PqRow[]> {
+  const file = await asyncBufferFromFile(path);
+  return (await parquetReadObjects({ file, compressors })) as PqRow[];
+}
+
+const PQ_COLUMNS = ['id', 'prompt', 'response_a', 'response_b', 'winner', 'model_a', 'model_b', 'language'];
+
+/** Mutations of the rows before they are written (the reader's row rules, through parquet). */
+const PQ_TABLE_MUTATIONS: Record<string, (rows: PqRow[], cols: string[], r: Rng) => string[]> = {
+  'duplicate id': (rows, cols, r) => ((rows[int(r, rows.length)].id = rows[int(r, rows.length)].id), cols),
+  'null cell': (rows, cols, r) => ((rows[int(r, rows.length)][pick(r, cols)] = null), cols),
+  'drop a column': (_rows, cols, r) => cols.filter((c) => c !== pick(r, cols)),
+  'bad winner': (rows, cols, r) => ((rows[int(r, rows.length)].winner = pick(r, ['tie', 'model_c', '', 'A'])), cols),
+  'id with control char': (rows, cols, r) => ((rows[int(r, rows.length)].id += pick(r, ['\0', '\n', '\x7f'])), cols),
+};
+
+/** Builds case i: 1-6 WSDM rows written with a random row-group size and codec, then byte mutations. */
+export function parquetCase(base: PqRow[], seed: number, i: number): { bytes: Buffer; mutations: string[] } {
+  const r = caseRng(seed, i);
+  const rows = Array.from({ length: 1 + int(r, 6) }, () => ({ ...pick(r, base) }));
+  let cols = [...PQ_COLUMNS];
+  const mutations: string[] = [];
+  for (let k = int(r, 2); k > 0; k--) {
+    const m = pick(r, Object.keys(PQ_TABLE_MUTATIONS));
+    cols = PQ_TABLE_MUTATIONS[m](rows, cols, r);
+    mutations.push(m);
+  }
+  const codec = pick(r, ['SNAPPY', 'UNCOMPRESSED'] as const);
+  let bytes: Buffer = Buffer.from(
+    parquetWriteBuffer({ columnData: cols.map((c) => ({ name: c, data: rows.map((x) => x[c]), type: 'STRING' as const })), rowGroupSize: 1 + int(r, 4), codec }),
+  );
+  const byteNames = ['byte flips', 'footer byte flips', 'footer name', 'truncate', 'append'];
+  for (let k = mutations.length ? int(r, 2) : 1 + int(r, 2); k > 0; k--) {
+    const m = pick(r, byteNames);
+    mutations.push(m);
+    if (m === 'truncate') bytes = bytes.subarray(0, int(r, bytes.length + 1));
+    else if (m === 'append') bytes = Buffer.concat([bytes, Buffer.alloc(1 + int(r, 16))]);
+    else if (m === 'footer name') {
+      // One character of a column name in the footer: the schema and the chunks' paths disagree.
+      const name = Buffer.from(pick(r, cols));
+      const at = r.next() < 0.5 ? bytes.lastIndexOf(name) : bytes.indexOf(name, Math.max(0, bytes.length - 2000));
+      if (at >= 0) (bytes = Buffer.from(bytes))[at + int(r, name.length)] = pick(r, [0x28, 0x41, 0x5f, 0x00, 0xff]);
+    }
+    else {
+      bytes = Buffer.from(bytes);
+      // The footer (metadata) is the last few hundred bytes: flip there as often as anywhere.
+      const from = m === 'footer byte flips' ? Math.max(0, bytes.length - 400) : 0;
+      for (let f = 1 + int(r, 4); f > 0 && bytes.length; f--) bytes[from + int(r, bytes.length - from)] = int(r, 256);
+    }
+  }
+  return { bytes, mutations };
+}
+
+export async function fuzzParquet(opts: FuzzOptions): Promise<FuzzResult> {
+  const base = await loadParquetBase();
+  return runCases('parquet', opts, 'parquet', (i) => parquetCase(base, opts.seed, i), async (file) => {
+    const broken = csvInvariant(await readRows(file));
+    if (broken) throw Object.assign(new Error(broken), { name: 'InvariantBroken' });
+  });
+}
+
 // ---------------------------------------------------------------- safetensors
 
 interface StTensor {
@@ -374,8 +462,9 @@ async function main(): Promise<void> {
       seconds: { type: 'string', default: '600' },
       cases: { type: 'string', default: '10000' },
       seed: { type: 'string', default: '1' },
-      only: { type: 'string', default: 'csv,safetensors' },
+      only: { type: 'string', default: 'csv,parquet,safetensors' },
       case: { type: 'string' },
+      skip: { type: 'string' },
     },
   });
   const seed = Number(values.seed);
@@ -384,17 +473,25 @@ async function main(): Promise<void> {
   // The time budget is shared: each target gets its part, so the whole run ends in --seconds.
   const seconds = Number(values.seconds) / targets.length;
   const only = values.case !== undefined ? Number(values.case) : undefined;
+  const skip = values.skip ? values.skip.split(',').map(Number) : undefined;
   if (![seed, cases, seconds].every(Number.isFinite) || (only !== undefined && !Number.isInteger(only))) {
     console.error('fuzz: --seconds, --cases, --seed and --case take numbers');
     process.exit(2);
   }
   const results: FuzzResult[] = [];
-  if (targets.includes('csv')) results.push(await fuzzCsv({ seed, cases, seconds, only }));
-  if (targets.includes('safetensors')) results.push(await fuzzSafetensors({ seed, cases, seconds, only }));
+  if (targets.includes('csv')) results.push(await fuzzCsv({ seed, cases, seconds, only, skip }));
+  process.on('exit', () => {
+    if (running === null) return;
+    console.log(`fuzz: FAIL ${running}: the reader's promise never settled and the process ran out of work`);
+    process.exitCode = 1;
+  });
+  if (targets.includes('parquet')) results.push(await fuzzParquet({ seed, cases, seconds, only, skip }));
+  if (targets.includes('safetensors')) results.push(await fuzzSafetensors({ seed, cases, seconds, only, skip }));
   for (const r of results) {
     console.log(
       `fuzz ${r.target}: ${r.cases} cases in ${r.seconds.toFixed(1)} s (seed ${r.seed}): ${r.ok} read, ` +
-        `${Object.entries(r.errors).map(([k, v]) => `${v} ${k}`).join(', ') || 'no named errors'}, ${r.failures.length} failures`,
+        `${Object.entries(r.errors).map(([k, v]) => `${v} ${k}`).join(', ') || 'no named errors'}, ${r.failures.length} failures` +
+        (r.skipped.length ? `, skipped cases ${r.skipped.join(',')}` : ''),
     );
     console.log(`  mutations: ${JSON.stringify(r.mutations)}`);
     for (const f of r.failures.slice(0, 10)) console.log(`  FAIL case ${f.case} [${f.mutations.join(', ')}] (${f.file}): ${f.error}`);

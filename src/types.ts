@@ -38,7 +38,7 @@ export interface RopeSpec {
  * What turns the final hidden state of the last real token into the output logits.
  * - classifier: `score.weight` [+ bias], or a stack `score.N.*` of linears with `activation` between them.
  * - label-tokens (causal-LM judge): the rows `tokenIds` of lm_head (or of the tied embedding), then
- *   the final logit soft-cap when the family has one.
+ *   the final logit soft-cap when the family has one; two tokens (A, B) give one score logit(A) - logit(B).
  */
 export type HeadSpec =
   | { kind: 'classifier'; layers: { weight: string; bias: string | null; inFeatures: number; outFeatures: number }[]; activation: Activation | null }

@@ -3,38 +3,30 @@
 // template) blended in one predict, and a Gemma-2 causal-LM judge (label tokens) through predict with
 // swap TTA. The fixtures' 512-row vocabularies take the small byte tokenizer.
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readRows } from '../src/data/rows';
 import { checkSubmissionText } from '../src/data/submission';
 import { writeByteTokenizer } from './helpers/byte-tokenizer';
 import { FIXTURES } from './helpers/fixtures';
+import { ensureBuilt, ok, RUNNER, submissionProbs, TRAINER } from './helpers/peaked';
 
-const ROOT = join(__dirname, '..');
 const DATA = join(__dirname, '..', '..', 'shared', 'data', 'arena-sample-999.csv');
 const KAGGLE = 'winner_model_a,winner_model_b,winner_tie';
-
-function node(script: string, args: string[]): string {
-  const r = spawnSync(process.execPath, [join(ROOT, 'dist', script), ...args], { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 << 20 });
-  assert.equal(r.status, 0, `node ${script} ${args.join(' ')} exited ${r.status}\n${r.stderr}`);
-  return r.stdout;
-}
-const probsOf = (path: string) => readFileSync(path, 'utf8').trim().split('\n').slice(1).map((l) => l.split(',').slice(-3).map(Number));
 
 describe('families end to end: Gemma-2 + Llama-3 blend, Gemma-2 judge (built bundles, 999 sample rows)', function () {
   this.timeout(600_000);
   let tmp: string;
   let ids: string[];
   before(async () => {
-    if (!existsSync(join(ROOT, 'dist', 'runner.cjs'))) execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
+    ensureBuilt();
     tmp = mkdtempSync(join(tmpdir(), 'arenakit-fam-e2e-'));
     ids = (await readRows(DATA)).rows.map((r) => r.id);
     const tok = join(tmp, 'tokenizer');
     writeByteTokenizer(tok);
     const imp = (model: string, out: string, extra: string[]) =>
-      node('trainer.cjs', ['import', '--base', join(FIXTURES, model), '--adapter', join(FIXTURES, model, 'adapter'), '--tokenizer', tok, '--quant', 'int4', '--max-tokens', '256', '--out', join(tmp, out), ...extra]);
+      ok(TRAINER, ['import', '--base', join(FIXTURES, model), '--adapter', join(FIXTURES, model, 'adapter'), '--tokenizer', tok, '--quant', 'int4', '--max-tokens', '256', '--out', join(tmp, out), ...extra]);
     imp('gemma2-tiny', 'gemma2', ['--labels', KAGGLE, '--template', 'gemma-chat']);
     imp('llama3-tiny', 'llama3', ['--labels', KAGGLE, '--template', 'plain']);
     imp('gemma2-judge-tiny', 'judge', ['--label-tokens', '65,66,67', '--template', 'gemma-judge']);
@@ -44,9 +36,9 @@ describe('families end to end: Gemma-2 + Llama-3 blend, Gemma-2 judge (built bun
   const predict = (name: string, weights: string[], extra: string[] = []) => {
     const out = join(tmp, `${name}.csv`);
     const args = ['predict', '--data', DATA, '--out', out, '--ep', 'cpu', ...weights.flatMap((w) => ['--weights', join(tmp, w)]), ...extra];
-    const summary = JSON.parse(node('runner.cjs', args).trim().split('\n').pop()!);
+    const summary = JSON.parse(ok(RUNNER, args).stdout.trim().split('\n').pop()!);
     assert.deepEqual(checkSubmissionText(readFileSync(out, 'utf8'), ids), []);
-    return { summary, probs: probsOf(out) };
+    return { summary, probs: submissionProbs(out) };
   };
 
   it('a blend of a Gemma-2 and a Llama-3 directory writes a valid submission equal to the weighted mean of the two', () => {

@@ -1,8 +1,8 @@
-// A few hundred seeded cases of `npm run fuzz` (bench/fuzz.ts) in CI: mutated sample CSVs and
-// mutated safetensors headers must read, or fail with the kit's named errors only (RowsError,
+// A few hundred seeded cases of `npm run fuzz` (bench/fuzz.ts) in CI: mutated sample CSVs, WSDM
+// parquet files and safetensors headers must read, or fail with the kit's named errors only (RowsError,
 // SafetensorsError, naming the file). The full run (10,000+ cases each) is recorded in RELIABILITY.md.
 import assert from 'node:assert/strict';
-import { fuzzCsv, fuzzSafetensors, type FuzzResult } from '../bench/fuzz';
+import { fuzzCsv, fuzzParquet, fuzzSafetensors, type FuzzResult } from '../bench/fuzz';
 
 function report(r: FuzzResult): void {
   console.log(`      ${r.target}: ${r.cases} cases (seed ${r.seed}) in ${r.seconds.toFixed(1)} s: ${r.ok} read, ${JSON.stringify(r.errors)}, ${r.failures.length} failures`);
@@ -17,6 +17,15 @@ describe('fuzz (CI slice of npm run fuzz)', () => {
     assert.equal(r.cases, 300);
     assert.deepEqual(r.failures, []);
     assert.ok(r.ok > 30 && (r.errors.RowsError ?? 0) > 30, 'both outcomes are exercised');
+  });
+
+  it('200 mutated parquet files (WSDM rows): rows that keep the invariants, or a RowsError naming the file', async function () {
+    this.timeout(120_000);
+    const r = await fuzzParquet({ seed: 7, cases: 200, seconds: 100 });
+    report(r);
+    assert.equal(r.cases, 200);
+    assert.deepEqual(r.failures, []);
+    assert.ok(r.ok > 20 && (r.errors.RowsError ?? 0) > 20, 'both outcomes are exercised');
   });
 
   it('1,000 mutated safetensors files: tensors that read, or a SafetensorsError naming the file', async function () {

@@ -3,7 +3,7 @@
 // 512-row embedding, then `runner.cjs predict` (no TTA and swap TTA) and `validate` on real arena rows.
 // Checks the submission against the input CSV: header, ids in input order, finite rows summing to 1.
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,20 +12,12 @@ import { readRows } from '../src/data/rows';
 import { checkSubmissionText } from '../src/data/submission';
 import { loadTokenizer } from '../src/format/encode';
 import { BYTE_TOKENIZER_VOCAB, writeByteTokenizer } from './helpers/byte-tokenizer';
+import { ok as node, ROOT, RUNNER, TRAINER } from './helpers/peaked';
 
-const ROOT = join(__dirname, '..');
 const SHARED = join(__dirname, '..', '..', 'shared');
 const FIXTURE = join(SHARED, 'fixtures', 'hf-reference', 'gemma2-tiny');
 const DATA = join(SHARED, 'data', 'arena-sample-999.csv');
-const TRAINER = join(ROOT, 'dist', 'trainer.cjs');
-const RUNNER = join(ROOT, 'dist', 'runner.cjs');
 
-/** Runs a bundle; on failure the assertion message carries its stderr. */
-function node(script: string, args: string[]): { stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [script, ...args], { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 << 20 });
-  assert.equal(r.status, 0, `node ${script} ${args.join(' ')} exited ${r.status}\n${r.stderr}`);
-  return { stdout: r.stdout, stderr: r.stderr };
-}
 
 /** The first n records of a CSV (quoted multi-line cells kept intact), written to `out`. */
 function headCsv(src: string, n: number, out: string): Promise<void> {

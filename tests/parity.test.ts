@@ -67,6 +67,24 @@ describe('parity with Hugging Face: every family, both attention variants (fp32,
         }
       });
 
+  it('a two-token (A, B) judge is one score: logit(A) - logit(B) of HF, after the final soft-cap', async () => {
+    for (const model of ['gemma2-judge-tiny', 'qwen2-judge-tiny']) {
+      const dir = join(FIXTURES, model);
+      const cfg = fixtureConfig(dir, { labelTokens: ['65', '66'] });
+      assert.equal(cfg.numLabels, 1);
+      const ck = openCheckpoint(dir);
+      const bytes = serialise(buildDecoderGraph(cfg, ck.get, { linear: { kind: 'float' }, activations: 'float32' }));
+      ck.close();
+      const inputs = json(join(dir, 'inputs.json'));
+      const want = json(join(dir, 'expected.json')).label_logits;
+      let d = 0;
+      for (const which of ['padded', 'single'])
+        d = Math.max(d, maxAbsDiff(await runLogits(bytes, inputs[which]), (want[which] as number[][]).map((r) => r[0] - r[1])));
+      console.log(`      ${model}: A - B score vs HF ${d.toExponential(3)} (tolerance 4e-5: a difference of two 2e-5 logits)`);
+      assert.ok(d <= 4e-5);
+    }
+  });
+
   it('llama3 rotary frequencies equal HF model.rotary_emb.inv_freq (float32)', () => {
     const dir = join(FIXTURES, 'llama3-tiny');
     const want = json(join(dir, 'expected.json')).rope['inv_freq_llama3 (model.rotary_emb.inv_freq, float32)'] as number[];

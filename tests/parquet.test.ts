@@ -2,7 +2,7 @@
 // against what their README states, plus files written here with hyparquet-writer (several row
 // groups, list<string> turns, missing columns, duplicate ids, nulls) read through the same readRows.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parquetWriteFile } from 'hyparquet-writer';
@@ -140,6 +140,20 @@ describe('parquet: files written here', () => {
     assert.deepEqual(r.rows[0].prompt, ['hi', 'again']);
     assert.deepEqual(r.rows[0].responseA, ['a1', '']);
     assert.deepEqual(r.rows.map((x) => x.label), [0, 2]);
+  });
+
+  it('a footer whose column chunk names a column the schema lacks (found by npm run fuzz: the read never settled)', async () => {
+    const p = write([
+      { name: 'id', data: ['a', 'b', 'c'], type: 'STRING' },
+      { name: 'prompt', data: ['p', null, 'p3'], type: 'STRING' },
+      { name: 'response_a', data: ['ra', 'rb', 'rc'], type: 'STRING' },
+      { name: 'response_b', data: ['xa', 'xb', 'xc'], type: 'STRING' },
+    ]);
+    const b = readFileSync(p);
+    // The last "prompt" in the file is the column chunk's path_in_schema (the schema comes first).
+    b[b.lastIndexOf('prompt') + 1] = '('.charCodeAt(0);
+    writeFileSync(p, b);
+    await rejectsRows(readRows(p), p, 'column chunk for "p(ompt"', 'not in the schema');
   });
 
   it('a file named .parquet that is not parquet names the file', async () => {

@@ -3,7 +3,7 @@
 // graph had; and through the built bundles, `trainer.cjs train` on real arena rows -> `import
 // --adapter` -> `runner.cjs validate` reproduces the validation log loss the trainer printed.
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,21 +17,16 @@ import { runTraining, DEFAULT_TRAIN, type TrainOptions } from '../src/train/run'
 import { TrainSession } from '../src/train/session';
 import { serialise } from '../src/graph/serialise';
 import { checkAdapter, mergedSource, openAdapter } from '../src/weights/peft';
+import { chooseHead } from '../src/weights/import';
+import { parseHfConfig } from '../src/weights/hfconfig';
 import { openCheckpoint, openSafetensors } from '../src/weights/safetensors';
 import { writeByteTokenizer } from './helpers/byte-tokenizer';
+import { ok as node, ROOT, RUNNER, TRAINER } from './helpers/peaked';
 import { fixtureConfig, maxAbsDiff, runLogits } from './helpers/fixtures';
 import { fixtureBatch, GEMMA2_TINY } from './helpers/train-fixtures';
 
-const ROOT = join(__dirname, '..');
 const DATA = join(__dirname, '..', '..', 'shared', 'data', 'arena-sample-999.csv');
-const TRAINER = join(ROOT, 'dist', 'trainer.cjs');
-const RUNNER = join(ROOT, 'dist', 'runner.cjs');
 
-function node(script: string, args: string[]): { stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [script, ...args], { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 << 20 });
-  assert.equal(r.status, 0, `node ${script} ${args.join(' ')} exited ${r.status}\n${r.stderr}`);
-  return { stdout: r.stdout, stderr: r.stderr };
-}
 
 /** The fixture batches as a JSON-lines file, repeated `times`. */
 function fixtureJsonl(path: string, times: number): void {
@@ -115,6 +110,61 @@ describe('train: run, checkpoints, adapters', function () {
     assert.ok(d < 1e-4);
   });
 
+  it('a multi-layer score head (modules_to_save) trains, and the saved adapter merges to the training graph logits', async () => {
+    const dir = join(GEMMA2_TINY, '..', 'gemma2-mlphead');
+    fixtureJsonl(join(tmp, 'rows.jsonl'), 1);
+    const out = join(tmp, 'mlphead');
+    const r = await runTraining(opts(out, { base: dir, adapter: join(dir, 'adapter'), headActivation: 'gelu_tanh', maxSteps: 3, lora: { ...DEFAULT_TRAIN.lora, lora_dropout: 0 } }));
+    assert.equal(r.steps, 3);
+    const c = fixtureConfig(dir, { activation: 'gelu_tanh' });
+    const ck = openCheckpoint(dir);
+    const ad = readAdapter(out);
+    for (const k of ['score.0.weight', 'score.0.bias', 'score.2.weight', 'score.4.bias']) assert.ok(ad.params.has(`base_model.model.${k}`), k);
+    const before = readAdapter(join(dir, 'adapter')).params.get('base_model.model.score.4.weight')!;
+    assert.ok(maxAbsDiff(before, ad.params.get('base_model.model.score.4.weight')!) > 1e-4, 'the head moved');
+    const s = await TrainSession.create(buildTrainGraph(c, ck.get, planLora(c, ad.settings), { forwardOnly: true }));
+    const mine = (await s.run(batchFeeds(c, fixtureBatch('padded', [0, 1, 2])), ad.params, 0)).logits;
+    await s.release();
+    const adapter = openAdapter(out);
+    const g = buildDecoderGraph(c, mergedSource(ck.get, adapter), { linear: { kind: 'float' }, activations: 'float32', maxSeqLen: 64 });
+    const merged = await runLogits(serialise(g), JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')).padded);
+    adapter.close();
+    ck.close();
+    const d = maxAbsDiff(mine, merged);
+    console.log(`      gemma2-mlphead after 3 steps: training graph vs merged adapter (import) max logit diff ${d.toExponential(2)} (tolerance 1e-4)`);
+    assert.ok(d < 1e-4);
+  });
+
+  it('a causal-LM base gets a new score head (--num-labels); import merges the adapter onto that base with the same logits', async () => {
+    const dir = join(GEMMA2_TINY, '..', 'gemma2-judge-tiny');
+    fixtureJsonl(join(tmp, 'rows.jsonl'), 1);
+    const out = join(tmp, 'judge');
+    await runTraining(opts(out, { base: dir, numLabels: 3, maxSteps: 3, lora: { ...DEFAULT_TRAIN.lora, r: 4, lora_alpha: 8, lora_dropout: 0 } }));
+    const ck = openCheckpoint(dir);
+    const file = join(dir, 'config.json');
+    const json = JSON.parse(readFileSync(file, 'utf8'));
+    // The import view: head from the adapter's modules_to_save (src/weights/import.ts chooseHead), merged by peft.ts.
+    const adapter = openAdapter(out);
+    const head = chooseHead(ck, adapter, { tokenizerDir: dir, configFile: file })!;
+    const c = parseHfConfig(json, file, { head });
+    assert.equal(c.numLabels, 3);
+    const g = buildDecoderGraph(c, mergedSource(ck.get, adapter), { linear: { kind: 'float' }, activations: 'float32', maxSeqLen: 64 });
+    const merged = await runLogits(serialise(g), JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')).padded);
+    adapter.close();
+    // The training view: the same base, the trained tensors.
+    const ad = readAdapter(out);
+    const s = await TrainSession.create(buildTrainGraph(c, (n) => (n === 'score.weight' ? { shape: [3, 64], data: ad.params.get('base_model.model.score.weight')! } : ck.get(n)), planLora(c, ad.settings), { forwardOnly: true }));
+    const mine = (await s.run(batchFeeds(c, fixtureBatch('padded', [0, 1, 2])), ad.params, 0)).logits;
+    await s.release();
+    ck.close();
+    const d = maxAbsDiff(mine, merged);
+    console.log(`      gemma2-judge-tiny + new 3-label head, 3 steps: training graph vs import merge max logit diff ${d.toExponential(2)} (tolerance 1e-4)`);
+    assert.ok(d < 1e-4);
+    // and it continues: the head now comes from the adapter (the Kaggle layout: causal-LM base + adapter with "score")
+    const more = await runTraining(opts(join(tmp, 'judge-more'), { base: dir, adapter: out, maxSteps: 1 }));
+    assert.equal(more.steps, 1);
+  });
+
   it('--train head: fits only the head on pooled features; the graph agrees with the JS loss of the fitted head', async () => {
     fixtureJsonl(join(tmp, 'rows.jsonl'), 2);
     const out = join(tmp, 'head');
@@ -132,7 +182,7 @@ describe('train: run, checkpoints, adapters', function () {
     const spec = { ...planLora(c, { ...DEFAULT_TRAIN.lora }), lora: new Map() };
     const s = await TrainSession.create(buildTrainGraph(c, ck.get, spec, { forwardOnly: true }));
     const rows = [...fixtureBatch('padded', [0, 1, 2]), ...fixtureBatch('single', [2])];
-    const graphLoss = (await s.run(batchFeeds(c, rows), new Map([[spec.headKey!, head]]), 0)).loss;
+    const graphLoss = (await s.run(batchFeeds(c, rows), new Map([[spec.head[0].key, head]]), 0)).loss;
     await s.release();
     ck.close();
     console.log(`      head fit: training log loss ${start} -> ${end}; graph loss with the fitted head ${graphLoss.toFixed(6)}`);

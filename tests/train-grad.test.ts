@@ -11,7 +11,7 @@ import type { Value } from '../src/graph/ir';
 import { serialise } from '../src/graph/serialise';
 import { batchFeeds, poolIndex } from '../src/train/feeds';
 import { buildTrainGraph } from '../src/train/graph';
-import { planLora, readAdapter } from '../src/train/lora';
+import { checkParams, planLora, readAdapter } from '../src/train/lora';
 import { TrainSession } from '../src/train/session';
 import { openCheckpoint, openSafetensors } from '../src/weights/safetensors';
 import { fixtureConfig, maxAbsDiff } from './helpers/fixtures';
@@ -83,6 +83,7 @@ describe('train: gradient rules vs finite differences', function () {
     ['Tanh', [[3, 4]], (b, [p]) => b.tanh(b.mul(p, b.scalar('k', 2)))],
     ['Sqrt', [[3, 4]], (b, [p]) => b.sqrt(p), { positive: true }],
     ['Exp', [[3, 4]], (b, [p]) => b.exp(p)],
+    ['Sigmoid (SiLU)', [[3, 4]], (b, [p]) => b.mul(p, b.unary('Sigmoid', p))],
     ['Softmax', [[2, 3, 5]], (b, [p]) => b.softmax(b.mul(p, b.scalar('k', 3)), -1)],
     ['LogSoftmax', [[2, 5]], (b, [p]) => b.logSoftmax(b.mul(p, b.scalar('k', 3)), -1)],
     ['ReduceMean (keepdims)', [[2, 3, 4]], (b, [p]) => b.mul(p, b.reduceMean(b.mul(p, p), [-1], true))],
@@ -149,21 +150,31 @@ describe('train: Gemma-2 training graph vs Hugging Face', function () {
     assert.ok(d.loss < GRAD_TOL && d.logits < GRAD_TOL && d.grad < GRAD_TOL);
   });
 
-  it('the same lowering covers Gemma (no sandwich norms, soft-cap or window): gemma-tiny LoRA logits within 2e-4', async () => {
-    const dir = join(GEMMA2_TINY, '..', 'gemma-tiny');
-    const c = fixtureConfig(dir);
-    const ck = openCheckpoint(dir);
-    const ad = readAdapter(join(dir, 'adapter'));
-    const s = await TrainSession.create(buildTrainGraph(c, ck.get, planLora(c, ad.settings), { forwardOnly: true }));
-    const inp = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')).padded;
-    const rows = inp.input_ids.map((ids: number[], i: number) => ({ inputIds: ids.slice(0, inp.attention_mask[i].reduce((a: number, v: number) => a + v, 0)), label: 0 }));
-    const logits = (await s.run(batchFeeds(c, rows), ad.params, 0)).logits;
-    await s.release();
-    ck.close();
-    const d = maxAbsDiff(logits, JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).lora_logits.padded.flat());
-    console.log(`      gemma-tiny LoRA logits max abs diff ${d.toExponential(2)} (tolerance 2e-4, the fixture README's for gemma)`);
-    assert.ok(d < 2e-4);
-  });
+  // One decoder definition, so the training lowering covers every family the inference graph does.
+  for (const [fam, tol, o] of [
+    ['gemma-tiny', 2e-4, {}],
+    ['llama3-tiny', 2e-5, {}],
+    ['qwen2-tiny', 3e-5, {}],
+    ['mistral-tiny', 2e-5, {}],
+    ['gemma2-mlphead', 2e-5, { activation: 'gelu_tanh' }],
+  ] as [string, number, { activation?: 'gelu_tanh' }][])
+    it(`${fam}: PEFT LoRA logits through the training lowering within ${tol} (the fixture README's tolerance)`, async () => {
+      const dir = join(GEMMA2_TINY, '..', fam);
+      const c = fixtureConfig(dir, o);
+      const ck = openCheckpoint(dir);
+      const ad = readAdapter(join(dir, 'adapter'));
+      const spec = planLora(c, ad.settings);
+      checkParams(spec, ad.params, fam);
+      const s = await TrainSession.create(buildTrainGraph(c, ck.get, spec, { forwardOnly: true }));
+      const inp = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')).padded;
+      const rows = inp.input_ids.map((ids: number[], i: number) => ({ inputIds: ids.slice(0, inp.attention_mask[i].reduce((a: number, v: number) => a + v, 0)), label: 0 }));
+      const logits = (await s.run(batchFeeds(c, rows), ad.params, 0)).logits;
+      await s.release();
+      ck.close();
+      const d = maxAbsDiff(logits, JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).lora_logits.padded.flat());
+      console.log(`      ${fam}: max abs diff ${d.toExponential(2)} (tolerance ${tol})`);
+      assert.ok(d < tol);
+    });
 
   for (const [op, wrong] of [
     ['Tanh', ({ b, y, dy }) => [b.mul(dy[0]!, b.sub(b.scalar('one', 1), y[0]))]],

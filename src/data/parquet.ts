@@ -4,7 +4,7 @@
 // parquet files work too (JSON-list strings are NOT decoded here: a parquet string cell is the text
 // itself, a list<string> column is the list of turns). Row rules live in row-builder.ts.
 import { statSync } from 'node:fs';
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema, type FileMetaData } from 'hyparquet';
+import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema, type FileMetaData, type SchemaTree } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import { Progress } from '../util/progress';
 import { LABEL_COLUMNS, type ReadRowsResult } from '../types';
@@ -42,7 +42,34 @@ async function openParquet(path: string) {
   } catch (e) {
     throw new RowsError(`${path}: not a readable parquet file (${(e as Error).message}); re-export it (pandas to_parquet) or pass a CSV`);
   }
+  // hyparquet trusts the footer: a column chunk whose path is not a schema column makes a read with
+  // `columns` wait forever (found by npm run fuzz), so the footer is checked first.
+  const leaves = new Set<string>();
+  const walk = (node: SchemaTree, path: string[]) => {
+    if (!node.children.length) leaves.add(path.join('.'));
+    for (const c of node.children) walk(c, [...path, c.element.name]);
+  };
+  walk(parquetSchema(metadata), []);
+  metadata.row_groups.forEach((g, gi) => {
+    for (const c of g.columns) {
+      const p = c.meta_data?.path_in_schema?.join('.');
+      if (p === undefined || !leaves.has(p))
+        throw new RowsError(`${path}: row group ${gi + 1} has a column chunk for ${JSON.stringify(p)}, which is not in the schema; the file is damaged: re-export it`);
+    }
+  });
   return { file, metadata };
+}
+
+/**
+ * Rejects when the process would exit with `p` still pending: a decoder that stops without settling
+ * its promise must not let a run end silently with exit code 0 and no submission.
+ */
+function settles<T>(p: Promise<T>, path: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const stuck = () => reject(new RowsError(`${path}: the parquet decoder stopped without finishing (a damaged file?); re-export it`));
+    process.once('beforeExit', stuck);
+    p.then(resolve, reject).finally(() => process.off('beforeExit', stuck));
+  });
 }
 
 /**
@@ -61,8 +88,9 @@ export async function readParquetRows(path: string, opts: ReadRowsOptions = {}):
     const rowEnd = rowStart + Number(group.num_rows);
     let objects: Record<string, unknown>[];
     try {
-      objects = await parquetReadObjects({ file, metadata, columns, rowStart, rowEnd, compressors, parsers });
+      objects = await settles(parquetReadObjects({ file, metadata, columns, rowStart, rowEnd, compressors, parsers }), path);
     } catch (e) {
+      if (e instanceof RowsError) throw e;
       throw new RowsError(`${path}: rows ${rowStart + 1}-${rowEnd}: cannot decode the row group (${(e as Error).message}); the file is damaged: re-export it`);
     }
     objects.forEach((o, k) => {

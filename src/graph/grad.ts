@@ -83,6 +83,8 @@ export const GRAD_RULES: Record<string, GradRule> = {
   // sqrt' = 1 / (2 y)
   Sqrt: ({ b, y, dy }) => [b.div(b.mul(dy[0]!, one(b, 0.5)), y[0])],
   Exp: ({ b, y, dy }) => [b.mul(dy[0]!, y[0])],
+  // sigmoid' = y (1 - y)
+  Sigmoid: ({ b, y, dy }) => [b.mul(dy[0]!, b.mul(y[0], b.sub(one(b, 1), y[0])))],
   // Y = A @ B (batched, batch dims broadcast): dA = dY @ B^T, dB = A^T @ dY, summed over broadcast batch dims.
   MatMul: ({ b, x, dy, needs }) => [
     needs[0] ? unbroadcast(b, b.matmul(dy[0]!, swapLast(b, x[1])), x[0]) : null,

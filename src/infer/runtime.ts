@@ -125,7 +125,7 @@ export function chooseAttention(runtime: RuntimeName, ep: Ep, have: AttentionVar
   const v = ok.find((x) => have.includes(x));
   if (!v)
     throw new RuntimeError(
-      `${ep} on ORT ${RUNTIMES[runtime].ort} needs the ${ok.join(' or ') || '(none)'} attention graph, and the weights directory has only ${have.join(', ')}; re-import with \`trainer.cjs import ... --graphs ...\` to add it`,
+      `${ep} on ORT ${RUNTIMES[runtime].ort} needs the ${ok.join(' or ') || '(none)'} attention graph, and the weights directory has only ${have.join(', ')}; re-import with \`trainer.cjs import ... --attention fused,explicit\` to add it`,
     );
   return { variant: v, reason: `${ep} on ORT ${RUNTIMES[runtime].ort} runs the ${v} attention graph` };
 }

@@ -70,6 +70,12 @@ function head(c: ModelConfig, L: Lowering, h: Value): Value {
     });
     return y;
   }
-  const y = L.dense(hd.weight, null, h, hd.tokenIds);
-  return hd.finalSoftcap === null ? y : softcap(L.b, y, hd.finalSoftcap, 'final_softcap');
+  let y = L.dense(hd.weight, null, h, hd.tokenIds);
+  if (hd.finalSoftcap !== null) y = softcap(L.b, y, hd.finalSoftcap, 'final_softcap');
+  if (hd.tokenIds.length === 2) {
+    // an A / B judge is a single-score head: logit(A) - logit(B), A better when > 0 (a fitted tie model adds the tie)
+    const [a, bLogit] = L.b.split(y, [1, 1], -1, 'judge_ab');
+    y = L.b.sub(a, bLogit, 'judge_score');
+  }
+  return y;
 }

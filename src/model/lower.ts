@@ -180,15 +180,13 @@ export function ortLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSour
   const once = (key: string, make: () => Value) => memo.get(key) ?? (memo.set(key, make()), memo.get(key)!);
   const lastIndex = () => once('last', () => b.sub(b.reduceSum(mask, [1], true, 'lengths'), b.constInt64('one', [1], []), 'last_index')); // [B, 1]
   const seqLen = () => once('seq', () => b.gather(b.shape(ids, 'ids_shape'), b.constInt64('axis1', [1], []), 0, 'seq_len'));
-  const rope = () => {
-    const rows = opts.maxSeqLen ?? c.maxPositions;
-    const t = () => memoTables ?? (memoTables = rotaryTables(c.rope, D, rows));
-    let memoTables: { cos: Float32Array; sin: Float32Array } | undefined;
-    return {
-      cos: once('cos', () => floatInit('rotary.cos_cache', () => t().cos, [rows, D / 2], act)),
-      sin: once('sin', () => floatInit('rotary.sin_cache', () => t().sin, [rows, D / 2], act)),
-    };
-  };
+  const ropeRows = opts.maxSeqLen ?? c.maxPositions;
+  let tables: { cos: Float32Array; sin: Float32Array } | undefined;
+  const ropeTables = () => (tables ??= rotaryTables(c.rope, D, ropeRows));
+  const rope = () => ({
+    cos: once('cos', () => floatInit('rotary.cos_cache', () => ropeTables().cos, [ropeRows, D / 2], act)),
+    sin: once('sin', () => floatInit('rotary.sin_cache', () => ropeTables().sin, [ropeRows, D / 2], act)),
+  });
   /** The window a layer uses in this graph: none when no input can be longer than it. */
   const windowOf = (layer: number) => {
     const w = layerWindow(c, layer);

@@ -47,7 +47,7 @@ export function writeAdapter(dir: string, o: AdapterOutput): void {
     tensors.set(m.aKey, { shape: [2 * r, m.inFeatures], data: a2 });
     tensors.set(m.bKey, { shape: [m.outFeatures, 2 * r], data: b2 });
   }
-  if (o.spec.headKey) tensors.set(o.spec.headKey, { shape: [o.config.numLabels, o.config.hiddenSize], data: o.params.get(o.spec.headKey)! });
+  for (const t of o.spec.head) tensors.set(t.key, { shape: t.shape, data: o.params.get(t.key)! });
   writeSafetensors(join(dir, 'adapter_model.safetensors'), tensors, { format: 'pt' });
 
   const targets = s.target_modules.includes('all-linear') ? PROJECTIONS : s.target_modules;
@@ -72,7 +72,7 @@ export function writeAdapter(dir: string, o: AdapterOutput): void {
     lora_dropout: s.lora_dropout,
     megatron_config: null,
     megatron_core: 'megatron.core',
-    modules_to_save: o.spec.headKey ? ['score'] : null,
+    modules_to_save: o.spec.head.length ? ['score'] : null,
     peft_type: 'LORA',
     r: doubled ? s.r * 2 : s.r,
     rank_pattern: {},

@@ -1,22 +1,22 @@
-// The training lowering of the Gemma / Gemma-2 classifier: the decoder spelled out in primitive ONNX
-// ops (explicit attention, RMSNorm, tanh-GELU, rotate-half rotary) so that src/graph/grad.ts can
-// differentiate it, with PEFT LoRA linears whose A/B tensors and the trainable score head are graph
+// The training lowering: the one decoder definition (src/model/decoder.ts) lowered to primitive ONNX
+// ops that src/graph/grad.ts can differentiate (explicit attention, RMSNorm, activations spelled out,
+// rotate-half rotary), with PEFT LoRA linears whose A/B tensors and the trainable head are graph
 // INPUTS; frozen weights stay initializers. Outputs: loss (mean cross-entropy of the pooled logits),
-// logits and one `grad.<key>` per trainable tensor. HF Gemma2ForSequenceClassification 4.45.2
-// semantics (fixtures README); the per-batch masks, rotary tables and pooling rows arrive as inputs
-// (src/train/feeds.ts), so the graph is the model and nothing else.
-import { GraphBuilder } from '../graph/builder';
+// logits and one `grad.<key>` per trainable tensor. The per-batch masks, rotary tables and pooling rows
+// arrive as inputs (src/train/feeds.ts), so the graph is the model and nothing else.
+import { GraphBuilder, GraphBuildError } from '../graph/builder';
 import { addGradients, type GradRule } from '../graph/grad';
 import type { Graph, Value } from '../graph/ir';
 import type { TensorStore } from '../graph/store';
-import type { ModelConfig, WeightSource } from '../types';
-import type { TrainableSpec } from './lora';
-import { familyOf } from '../model/families';
+import { decoder, type Lowering } from '../model/decoder';
+import { familyOf, layerWindow } from '../model/families';
+import type { Activation, ModelConfig, WeightSource } from '../types';
+import { linearModules, type TrainableSpec } from './lora';
 
 export interface TrainGraphOptions {
   /** Gradient rules (tests swap one for a wrong one). */
   rules?: Record<string, GradRule>;
-  /** Loss and logits only: no backward, no dropout (eval mode, validation passes). */
+  /** Loss, logits and pooled features only: no backward, no dropout (eval mode, validation, head-only training). */
   forwardOnly?: boolean;
   /** Where frozen weights go (default inline; an external store keeps a 2B-width graph under protobuf's 2 GB). */
   store?: TensorStore;
@@ -38,58 +38,49 @@ function transposed(w: Float32Array, out: number, inn: number): Float32Array {
   return t;
 }
 
-export function buildTrainGraph(c: ModelConfig, weights: WeightSource, spec: TrainableSpec, opts: TrainGraphOptions = {}): TrainGraph {
-  const b = new GraphBuilder('gemma_train', opts.store);
+/** The training Lowering plus what the loss needs (pooled features). */
+function trainLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, spec: TrainableSpec, opts: TrainGraphOptions, params: Value[], dropoutModules: TrainGraph['dropoutModules']) {
   const H = c.hiddenSize;
   const D = c.headDim;
   const kvh = c.numKvHeads;
   const groups = c.numHeads / kvh;
+  const dims = new Map(linearModules(c).map((m) => [m.module, m]));
+  const headBy = new Map(spec.head.map((t) => [t.hf, t]));
 
-  // ---- per-batch inputs (src/train/feeds.ts makes them)
-  const ids = b.input('input_ids', 'int64', ['batch', 'seq']);
-  const biasGlobal = b.input('attn_bias', 'float32', ['batch', 1, 1, 'seq', 'seq']);
-  const biasLocal = c.slidingWindow !== null ? b.input('attn_bias_local', 'float32', ['batch', 1, 1, 'seq', 'seq']) : null;
-  const cos = b.input('rope_cos', 'float32', ['seq', D]);
-  const sin = b.input('rope_sin', 'float32', ['seq', D]);
-  const pool = b.input('pool', 'float32', ['batch', 1, 'seq']);
-  const onehot = b.input('labels_onehot', 'float32', ['batch', c.numLabels]);
-
-  // ---- trainable tensors as inputs
-  const params: Value[] = [];
   const param = (key: string, shape: number[]) => {
     const v = b.input(key, 'float32', shape);
     params.push(v);
     return v;
   };
-  const dropoutModules: TrainGraph['dropoutModules'] = [];
-
   const frozen = (name: string, data: Float32Array, shape: number[]) => b.initializer(name, 'float32', shape, f32(data));
+  const scalar = (v: number) => b.scalar('c', v);
 
-  /** nn.Linear y = x W^T; with LoRA (PEFT): + scale * (B (A dropout(x))). */
-  const linear = (x: Value, module: string, inF: number, outF: number): Value => {
+  // per-batch inputs (src/train/feeds.ts)
+  let biasGlobal: Value;
+  let biasLocal: Value | null = null;
+  let cos: Value;
+  let sin: Value;
+  let pool: Value;
+  let pooled: Value | null = null;
+
+  /** nn.Linear y = x W^T (+ b); with LoRA (PEFT): + scale * (B (A dropout(x))). */
+  const linear1 = (module: string, x: Value, bias: boolean): Value => {
+    const m = dims.get(module);
+    if (!m) throw new GraphBuildError(`no projection "${module}" in the ${c.family} layer table`);
     const w = weights(`${module}.weight`);
-    const y = b.matmul(x, frozen(`${module}.weight_t`, transposed(w.data, outF, inF), [inF, outF]), module);
+    let y = b.matmul(x, frozen(`${module}.weight_t`, transposed(w.data, m.outF, m.inF), [m.inF, m.outF]), module);
+    if (bias) y = b.add(y, frozen(`${module}.bias`, weights(`${module}.bias`).data, [m.outF]));
     const lora = spec.lora.get(module);
     if (!lora) return y;
-    const A = param(lora.aKey, [lora.rank, inF]);
-    const B = param(lora.bKey, [outF, lora.rank]);
+    const A = param(lora.aKey, [lora.rank, m.inF]);
+    const B = param(lora.bKey, [m.outF, lora.rank]);
     let xin = x;
     if (spec.dropout > 0 && !opts.forwardOnly) {
-      dropoutModules.push({ module, inFeatures: inF });
-      xin = b.mul(x, b.input(`dropout.${module}`, 'float32', ['batch', 'seq', inF]));
+      dropoutModules.push({ module, inFeatures: m.inF });
+      xin = b.mul(x, b.input(`dropout.${module}`, 'float32', ['batch', 'seq', m.inF]));
     }
     const t = b.matmul(b.matmul(xin, b.transpose(A, [1, 0])), b.transpose(B, [1, 0]), `${module}.lora`);
     return b.add(y, b.mul(t, b.scalar(`${module}.scaling`, lora.scale)));
-  };
-
-  /** HF Gemma RMSNorm in fp32: x / sqrt(mean(x^2) + eps) * (1 + w), (1 + w) rounded to fp32 once like torch. */
-  const rmsNorm = (x: Value, hfName: string): Value => {
-    const w = weights(hfName).data;
-    const g = new Float32Array(H);
-    for (let i = 0; i < H; i++) g[i] = 1 + w[i];
-    const ms = b.reduceMean(b.mul(x, x), [-1], true, `${hfName}.ms`);
-    const n = b.div(x, b.sqrt(b.add(ms, b.scalar('eps', c.rmsNormEps))));
-    return b.mul(n, frozen(hfName.replace(/\.weight$/, '.gamma'), g, [H]), hfName);
   };
 
   /** rotate_half rotary: x * cos + cat(-x2, x1) * sin over the last axis (HF non-interleaved layout). */
@@ -98,63 +89,94 @@ export function buildTrainGraph(c: ModelConfig, weights: WeightSource, spec: Tra
     return b.add(b.mul(x, cos), b.mul(b.concat([b.neg(x2), x1], -1), sin));
   };
 
-  /** gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
-  const geluTanh = (x: Value): Value => {
-    const x3 = b.mul(b.mul(x, x), x);
-    const inner = b.mul(b.add(x, b.mul(x3, b.scalar('gelu_c', 0.044715))), b.scalar('gelu_k', Math.sqrt(2 / Math.PI)));
-    return b.mul(b.mul(x, b.scalar('half', 0.5)), b.add(b.tanh(inner), b.scalar('one', 1)));
-  };
-
-  /**
-   * Eager attention with grouped KV heads by broadcasting: q [B, kvh, groups, S, D] against
-   * k, v [B, kvh, 1, S, D] (HF repeat_kv: query head h reads kv head h / groups).
-   */
-  const attention = (h: Value, p: string, bias: Value): Value => {
-    const q = b.transpose(b.reshape(linear(h, `${p}.q_proj`, H, c.numHeads * D), [0, 0, kvh, groups, D]), [0, 2, 3, 1, 4]);
-    const k = b.transpose(b.reshape(linear(h, `${p}.k_proj`, H, kvh * D), [0, 0, kvh, 1, D]), [0, 2, 3, 1, 4]);
-    const v = b.transpose(b.reshape(linear(h, `${p}.v_proj`, H, kvh * D), [0, 0, kvh, 1, D]), [0, 2, 3, 1, 4]);
-    let s = b.mul(b.matmul(rotary(q), b.transpose(rotary(k), [0, 1, 2, 4, 3])), b.scalar('attn_scale', c.attnScale));
-    if (c.attnSoftcap !== null) {
-      const cap = b.scalar('softcap', c.attnSoftcap);
-      s = b.mul(b.tanh(b.div(s, cap)), cap);
+  const act = (kind: Activation, x: Value): Value => {
+    switch (kind) {
+      case 'gelu_tanh': {
+        // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+        const inner = b.mul(b.add(x, b.mul(b.mul(b.mul(x, x), x), scalar(0.044715))), scalar(Math.sqrt(2 / Math.PI)));
+        return b.mul(b.mul(x, scalar(0.5)), b.add(b.tanh(inner), scalar(1)));
+      }
+      case 'silu':
+        return b.mul(x, b.unary('Sigmoid', x));
+      case 'tanh':
+        return b.tanh(x);
+      default:
+        throw new GraphBuildError(`activation ${kind} has no training lowering yet (gelu_tanh, silu, tanh have)`);
     }
-    const probs = b.softmax(b.add(s, bias), -1);
-    const o = b.reshape(b.transpose(b.matmul(probs, v), [0, 3, 1, 2, 4]), [0, 0, c.numHeads * D]);
-    return linear(o, `${p}.o_proj`, c.numHeads * D, H);
   };
 
-  const mlp = (h: Value, p: string): Value => {
-    const I = c.intermediateSize;
-    const gated = b.mul(geluTanh(linear(h, `${p}.gate_proj`, H, I)), linear(h, `${p}.up_proj`, H, I));
-    return linear(gated, `${p}.down_proj`, I, H);
+  const L: Lowering = {
+    b,
+    inputs() {
+      const ids = b.input('input_ids', 'int64', ['batch', 'seq']);
+      biasGlobal = b.input('attn_bias', 'float32', ['batch', 1, 1, 'seq', 'seq']);
+      if (c.slidingWindow !== null) biasLocal = b.input('attn_bias_local', 'float32', ['batch', 1, 1, 'seq', 'seq']);
+      cos = b.input('rope_cos', 'float32', ['seq', D]);
+      sin = b.input('rope_sin', 'float32', ['seq', D]);
+      pool = b.input('pool', 'float32', ['batch', 1, 'seq']);
+      return ids;
+    },
+    embed(ids) {
+      const name = `${familyOf(c).embed}.weight`;
+      const e = weights(name);
+      const x = b.gather(frozen(name, e.data, e.shape), ids, 0);
+      // HF's normalizer is a float32 tensor of sqrt(hidden)
+      return c.embedScale ? b.mul(x, b.scalar('normalizer', Math.sqrt(H))) : x;
+    },
+    norm(module, x) {
+      // HF RMSNorm in fp32: x / sqrt(mean(x^2) + eps) * w, or * (1 + w) for Gemma (rounded to fp32 once, like torch)
+      const w = weights(`${module}.weight`).data;
+      const g = Float32Array.from(w, (v) => (c.normPlusOne ? 1 + v : v));
+      const ms = b.reduceMean(b.mul(x, x), [-1], true, `${module}.ms`);
+      const n = b.div(x, b.sqrt(b.add(ms, b.scalar('eps', c.rmsNormEps))));
+      return b.mul(n, frozen(`${module}.gamma`, g, [H]), module);
+    },
+    linear: (modules, x, bias) => modules.map((m) => linear1(m, x, bias)),
+    // Eager attention, grouped KV heads by broadcasting: q [B, kvh, groups, S, D] against k, v [B, kvh, 1, S, D].
+    attention(layer, q, k, v) {
+      const q5 = b.transpose(b.reshape(q, [0, 0, kvh, groups, D]), [0, 2, 3, 1, 4]);
+      const k5 = b.transpose(b.reshape(k, [0, 0, kvh, 1, D]), [0, 2, 3, 1, 4]);
+      const v5 = b.transpose(b.reshape(v, [0, 0, kvh, 1, D]), [0, 2, 3, 1, 4]);
+      let s = b.mul(b.matmul(rotary(q5), b.transpose(rotary(k5), [0, 1, 2, 4, 3])), b.scalar('attn_scale', c.attnScale));
+      if (c.attnSoftcap !== null) {
+        const cap = b.scalar('softcap', c.attnSoftcap);
+        s = b.mul(b.tanh(b.div(s, cap)), cap);
+      }
+      const probs = b.softmax(b.add(s, layerWindow(c, layer) !== null ? biasLocal! : biasGlobal), -1);
+      return b.reshape(b.transpose(b.matmul(probs, v5), [0, 3, 1, 2, 4]), [0, 0, c.numHeads * D]);
+    },
+    act,
+    residual: (x, delta) => b.add(x, delta),
+    // One-hot pooling row per batch item (HF's index from input_ids): exact.
+    lastToken: (x) => (pooled = b.reshape(b.matmul(pool, x), [0, H], 'pooled')),
+    dense(weight, bias, x, rows) {
+      if (rows) throw new GraphBuildError('training a causal-LM label-token head is not supported; train a score head');
+      const t = headBy.get(weight);
+      const w = weights(weight);
+      const [out] = w.shape;
+      const W = t ? param(t.key, w.shape) : frozen(weight, w.data, w.shape);
+      let y = b.matmul(x, b.transpose(W, [1, 0]), weight);
+      if (bias) {
+        const tb = headBy.get(bias);
+        y = b.add(y, tb ? param(tb.key, [out]) : frozen(bias, weights(bias).data, [out]));
+      }
+      return y;
+    },
   };
+  return { L, pooled: () => pooled! };
+}
 
-  // ---- decoder: embeddings * sqrt(H) (normalizer in fp32, as HF), then the blocks with visible residuals
-  const emb = weights('model.embed_tokens.weight');
-  let x = b.mul(b.gather(frozen('model.embed_tokens.weight', emb.data, emb.shape), ids, 0), b.scalar('normalizer', Math.sqrt(H)));
-  for (let i = 0; i < c.numLayers; i++) {
-    const p = `model.layers.${i}`;
-    // HF marks EVEN layer indices as sliding-window layers.
-    const bias = biasLocal && i % 2 === 0 ? biasLocal : biasGlobal;
-    if (familyOf(c).layer(i).postAttnNorm !== null) {
-      x = b.add(x, rmsNorm(attention(rmsNorm(x, `${p}.input_layernorm.weight`), `${p}.self_attn`, bias), `${p}.post_attention_layernorm.weight`));
-      x = b.add(x, rmsNorm(mlp(rmsNorm(x, `${p}.pre_feedforward_layernorm.weight`), `${p}.mlp`), `${p}.post_feedforward_layernorm.weight`));
-    } else {
-      x = b.add(x, attention(rmsNorm(x, `${p}.input_layernorm.weight`), `${p}.self_attn`, bias));
-      x = b.add(x, mlp(rmsNorm(x, `${p}.post_attention_layernorm.weight`), `${p}.mlp`));
-    }
-  }
-  const h = rmsNorm(x, 'model.norm.weight');
-
-  // ---- pooling (one-hot row per batch item: exact) and the score head
-  const pooled = b.reshape(b.matmul(pool, h), [0, H], 'pooled'); // [B, H]
-  const scoreW = spec.headKey
-    ? param(spec.headKey, [c.numLabels, H])
-    : frozen('score.weight', weights('score.weight').data, [c.numLabels, H]);
-  const logits = b.matmul(pooled, b.transpose(scoreW, [1, 0]), 'score');
+export function buildTrainGraph(c: ModelConfig, weights: WeightSource, spec: TrainableSpec, opts: TrainGraphOptions = {}): TrainGraph {
+  const b = new GraphBuilder('train', opts.store);
+  const params: Value[] = [];
+  const dropoutModules: TrainGraph['dropoutModules'] = [];
+  const { L, pooled } = trainLowering(b, c, weights, spec, opts, params, dropoutModules);
+  const logits = decoder(c, L);
   b.output(logits, 'logits');
+  if (opts.forwardOnly) b.output(pooled(), 'pooled'); // head-only training fits the head on these
 
   // ---- mean cross-entropy over the labelled rows
+  const onehot = b.input('labels_onehot', 'float32', ['batch', c.numLabels]);
   const nll = b.neg(b.reduceSum(b.mul(b.logSoftmax(logits, -1), onehot), [0, 1], false, 'nll_sum'));
   const loss = b.div(nll, b.reduceSum(onehot, [0, 1], false, 'rows'), 'loss_mean');
   b.output(loss, 'loss');

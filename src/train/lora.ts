@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { ModelConfig, WeightSource } from '../types';
 import { openSafetensors } from '../weights/safetensors';
 import { forName } from '../util/rng';
+import { familyOf } from '../model/families';
 import { svd } from './svd';
 
 export class LoraSetupError extends Error {
@@ -51,36 +52,34 @@ export interface LoraModule {
   outFeatures: number;
 }
 
+/** One trainable head tensor (modules_to_save): its adapter key, HF name and shape. */
+export interface HeadTensor {
+  key: string;
+  hf: string;
+  shape: number[];
+}
+
 export interface TrainableSpec {
   settings: LoraSettings;
   /** By module name, in model order. */
   lora: Map<string, LoraModule>;
-  /** Adapter key of the trainable score head, or null when the head is frozen. */
-  headKey: string | null;
+  /** The score head's tensors (every layer of a multi-layer head, biases too) when trained; [] = frozen. */
+  head: HeadTensor[];
   dropout: number;
 }
 
-/** Every linear of the decoder with its [in, out] features, in model order. */
+/** Every linear of the decoder (HF module names from the family table) with its [in, out] features, in model order. */
 export function linearModules(c: ModelConfig): { module: string; name: string; inF: number; outF: number }[] {
   const H = c.hiddenSize;
   const I = c.intermediateSize;
   const q = c.numHeads * c.headDim;
   const kv = c.numKvHeads * c.headDim;
-  const dims: Record<string, [string, number, number]> = {
-    q_proj: ['self_attn', H, q],
-    k_proj: ['self_attn', H, kv],
-    v_proj: ['self_attn', H, kv],
-    o_proj: ['self_attn', q, H],
-    gate_proj: ['mlp', H, I],
-    up_proj: ['mlp', H, I],
-    down_proj: ['mlp', I, H],
-  };
   const out = [];
-  for (let i = 0; i < c.numLayers; i++)
-    for (const name of PROJECTIONS) {
-      const [sub, inF, outF] = dims[name];
-      out.push({ module: `model.layers.${i}.${sub}.${name}`, name, inF, outF });
-    }
+  for (let i = 0; i < c.numLayers; i++) {
+    const l = familyOf(c).layer(i);
+    const rows: [string, number, number][] = [[l.q, H, q], [l.k, H, kv], [l.v, H, kv], [l.o, q, H], [l.gate, H, I], [l.up, H, I], [l.down, I, H]];
+    for (const [module, inF, outF] of rows) out.push({ module, name: module.slice(module.lastIndexOf('.') + 1), inF, outF });
+  }
   return out;
 }
 
@@ -115,8 +114,15 @@ export function planLora(c: ModelConfig, s: LoraSettings): TrainableSpec {
   }
   const badSave = s.modules_to_save.filter((m) => m !== 'score' && m !== 'classifier');
   if (badSave.length) throw new LoraSetupError(`modules_to_save ${JSON.stringify(badSave)}: only the score head can be trained in full`);
-  const headKey = s.modules_to_save.includes('score') ? `${PEFT_PREFIX}score.weight` : null;
-  return { settings: s, lora, headKey, dropout: s.lora_dropout };
+  const head: HeadTensor[] = [];
+  if (s.modules_to_save.includes('score')) {
+    if (c.head.kind !== 'classifier') throw new LoraSetupError('modules_to_save ["score"]: this model scores with label tokens of its LM head; train a classifier base');
+    for (const l of c.head.layers) {
+      head.push({ key: `${PEFT_PREFIX}${l.weight}`, hf: l.weight, shape: [l.outFeatures, l.inFeatures] });
+      if (l.bias) head.push({ key: `${PEFT_PREFIX}${l.bias}`, hf: l.bias, shape: [l.outFeatures] });
+    }
+  }
+  return { settings: s, lora, head, dropout: s.lora_dropout };
 }
 
 export type Params = Map<string, Float32Array>;
@@ -130,7 +136,7 @@ export function defaultInit(spec: TrainableSpec, weights: WeightSource, seed: nu
     p.set(m.aKey, Float32Array.from({ length: m.rank * m.inFeatures }, () => (2 * rng.next() - 1) * bound));
     p.set(m.bKey, new Float32Array(m.outFeatures * m.rank));
   }
-  if (spec.headKey) p.set(spec.headKey, Float32Array.from(weights('score.weight').data));
+  for (const t of spec.head) p.set(t.key, Float32Array.from(weights(t.hf).data));
   return p;
 }
 
@@ -165,7 +171,7 @@ export function pissaInit(spec: TrainableSpec, weights: WeightSource): { params:
     params.set(m.bKey, B);
     residual.set(`${m.module}.weight`, res);
   }
-  if (spec.headKey) params.set(spec.headKey, Float32Array.from(weights('score.weight').data));
+  for (const t of spec.head) params.set(t.key, Float32Array.from(weights(t.hf).data));
   return { params, residual };
 }
 
@@ -213,13 +219,13 @@ export function readAdapter(dir: string): { settings: LoraSettings; params: Para
 }
 
 /** Checks that `params` holds exactly the tensors `spec` trains, with the right sizes. */
-export function checkParams(spec: TrainableSpec, params: Params, c: ModelConfig, where: string): void {
+export function checkParams(spec: TrainableSpec, params: Params, where: string): void {
   const want = new Map<string, number>();
   for (const m of spec.lora.values()) {
     want.set(m.aKey, m.rank * m.inFeatures);
     want.set(m.bKey, m.outFeatures * m.rank);
   }
-  if (spec.headKey) want.set(spec.headKey, c.numLabels * c.hiddenSize);
+  for (const t of spec.head) want.set(t.key, t.shape.reduce((a, d) => a * d, 1));
   for (const [k, n] of want) {
     const p = params.get(k);
     if (!p) throw new LoraSetupError(`${where}: tensor "${k}" is missing`);

@@ -4,16 +4,18 @@
 // the PEFT adapter folder at the end. File I/O lives here and in src/cli/commands/train.ts only.
 import { existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { LABEL_COLUMNS, type ModelConfig, type WeightSource } from '../types';
+import { LABEL_COLUMNS, type Activation, type HostTensor, type ModelConfig, type WeightSource } from '../types';
+import { forName } from '../util/rng';
 import { hfLabelNames, parseHfConfig } from '../weights/hfconfig';
-import { openCheckpoint, openSafetensors } from '../weights/safetensors';
+import { openCheckpoint, openSafetensors, type Checkpoint } from '../weights/safetensors';
+import { chooseHead } from '../weights/import';
 import { writeSafetensors } from '../weights/safetensors-write';
 import { writeAdapter } from './adapter';
 import { epochOrder, epochSteps, readCsv, readTokenized, type LoadedRows } from './data';
 import { batchFeeds, type Example } from './feeds';
 import { buildTrainGraph } from './graph';
 import { fitHead, headLoss } from './head';
-import { checkParams, DEFAULT_LORA, defaultInit, LoraSetupError, overlay, pissaInit, planLora, readAdapter, type LoraSettings, type Params, type TrainableSpec } from './lora';
+import { checkParams, PEFT_PREFIX, DEFAULT_LORA, defaultInit, LoraSetupError, overlay, pissaInit, planLora, readAdapter, type LoraSettings, type Params, type TrainableSpec } from './lora';
 import { adamState, lrAt, type AdamState, type Schedule } from './optim';
 import { TrainSession } from './session';
 import { trainStep, type StepLog } from './step';
@@ -32,6 +34,10 @@ export interface TrainOptions {
   out: string;
   /** 'lora': LoRA (+ head) by backprop; 'head': one forward pass for pooled features, then the head fitted in JS. */
   train: 'lora' | 'head';
+  /** Activation between the linears of a multi-layer score.N.* head (as `import --head-activation`). */
+  headActivation?: Activation;
+  /** A base without a score head (a causal LM): train a new one with this many outputs. */
+  numLabels?: number;
   lora: LoraSettings; // DEFAULT_LORA: r 16, alpha 32, dropout 0.05, q/k/v/o, all layers, score head trained
   init: 'peft' | 'pissa'; // PEFT default init (A kaiming-uniform, B zeros) or PiSSA
   batchSize: number; // 4 rows per micro-batch (per_device_train_batch_size)
@@ -90,18 +96,49 @@ export interface TrainResult {
   valid: { epoch: number; logLoss: number }[];
 }
 
-function loadBase(dir: string): { config: ModelConfig; file: string; labelIndex: [number, number, number] } {
+/**
+ * The base's config with its head as import sees it: score.weight or a score.N.* stack from the
+ * checkpoint, else from the --adapter's modules_to_save (a causal-LM base with a Kaggle adapter), else a
+ * NEW score head of `numLabels` outputs (HF init: normal(0, initializer_range), seeded). `extra` holds
+ * the head tensors the checkpoint lacks.
+ */
+function loadBase(dir: string, ck: Checkpoint, o: TrainOptions): { config: ModelConfig; labelIndex: [number, number, number]; extra: Map<string, HostTensor> } {
   const file = join(dir, 'config.json');
   if (!existsSync(file)) throw new LoraSetupError(`${dir}: no config.json; --base takes a Hugging Face model folder`);
   const json = JSON.parse(readFileSync(file, 'utf8'));
-  const config = parseHfConfig(json, file);
+  const extra = new Map<string, HostTensor>();
+  if (o.adapter && existsSync(join(o.adapter, 'adapter_model.safetensors'))) {
+    const f = openSafetensors(join(o.adapter, 'adapter_model.safetensors'));
+    try {
+      for (const key of f.tensors.keys()) {
+        const hf = key.slice(PEFT_PREFIX.length).replace(/\.default(?=\.|$)/g, '').replace('.modules_to_save', '');
+        if (/^score\./.test(hf) && !ck.names.includes(hf)) extra.set(hf, f.read(key));
+      }
+    } finally {
+      f.close();
+    }
+  }
+  // chooseHead reads names and shapes only
+  const view = { names: [...ck.names, ...extra.keys()], info: (n: string) => (extra.has(n) ? ({ shape: extra.get(n)!.shape } as ReturnType<Checkpoint['info']>) : ck.info(n)) };
+  let head = chooseHead(view, null, { activation: o.headActivation, tokenizerDir: dir, configFile: file });
+  if (!head && o.numLabels) {
+    const H = (json as { hidden_size: number }).hidden_size;
+    const std = (json as { initializer_range?: number }).initializer_range ?? 0.02;
+    const rng = forName(o.seed, 'score.weight');
+    extra.set('score.weight', { shape: [o.numLabels, H], data: Float32Array.from({ length: o.numLabels * H }, () => rng.normal() * std) });
+    head = { kind: 'classifier', layers: [{ weight: 'score.weight', bias: null, inFeatures: H, outFeatures: o.numLabels }], activation: null };
+  } else if (head && o.numLabels && head.kind === 'classifier' && head.layers.at(-1)!.outFeatures !== o.numLabels)
+    throw new LoraSetupError(`--num-labels ${o.numLabels}: the base already has a ${head.layers.at(-1)!.outFeatures}-output score head; drop --num-labels`);
+  if (!head && /ForCausalLM$/.test(String((json as { architectures?: string[] }).architectures?.[0])))
+    throw new LoraSetupError(`${file}: a causal-LM base has no score head; pass --num-labels 3 (or 2) to train a new one`);
+  const config = parseHfConfig(json, file, head ? { head } : {});
   if (config.numLabels < 2) throw new LoraSetupError(`${file}: num_labels ${config.numLabels}; cross-entropy training needs 2 or more labels`);
   // CSV outcomes go to the logit id2label names them by; generic names (LABEL_0..) keep Kaggle's order.
   const names = hfLabelNames(json) ?? [];
   const named = LABEL_COLUMNS.every((c) => names.includes(c));
   // A 2-label head (WSDM: model_a / model_b) has no tie output.
   const labelIndex = (named ? LABEL_COLUMNS.map((c) => names.indexOf(c)) : config.numLabels === 2 ? [0, 1, -1] : [0, 1, 2]) as [number, number, number];
-  return { config, file, labelIndex };
+  return { config, labelIndex, extra };
 }
 
 async function loadRows(path: string, kind: 'csv' | 'jsonl', c: ModelConfig, o: TrainOptions, labelIndex: [number, number, number]): Promise<LoadedRows> {
@@ -120,23 +157,23 @@ async function logLoss(c: ModelConfig, s: TrainSession, params: Params, rows: Ex
   return sum / rows.length;
 }
 
-interface Checkpoint {
+interface TrainCheckpoint {
   step: number;
   adamT: number;
   rows: number;
 }
 
-function saveCheckpoint(dir: string, params: Params, state: AdamState, ck: Checkpoint, shapes: Map<string, number[]>): void {
+function saveCheckpoint(dir: string, params: Params, state: AdamState, ck: TrainCheckpoint, shapes: Map<string, number[]>): void {
   mkdirSync(dir, { recursive: true });
   const t = (m: Params, prefix: string) => new Map([...m].map(([k, d]) => [`${prefix}${k}`, { shape: shapes.get(k)!, data: d }]));
   writeSafetensors(join(dir, 'state.safetensors'), new Map([...t(params, 'param/'), ...t(state.m, 'exp_avg/'), ...t(state.v, 'exp_avg_sq/')]));
   writeFileSync(join(dir, 'checkpoint.json'), JSON.stringify(ck) + '\n');
 }
 
-function loadCheckpoint(dir: string, params: Params, state: AdamState, rows: number): Checkpoint {
+function loadCheckpoint(dir: string, params: Params, state: AdamState, rows: number): TrainCheckpoint {
   const file = join(dir, 'checkpoint.json');
   if (!existsSync(file)) throw new LoraSetupError(`--resume: no checkpoint at ${dir}; run without --resume (or with --checkpoint-every N) first`);
-  const ck = JSON.parse(readFileSync(file, 'utf8')) as Checkpoint;
+  const ck = JSON.parse(readFileSync(file, 'utf8')) as TrainCheckpoint;
   if (ck.rows !== rows) throw new LoraSetupError(`--resume: ${file} was made with ${ck.rows} training rows, this run has ${rows}; resume with the same data`);
   const f = openSafetensors(join(dir, 'state.safetensors'));
   try {
@@ -168,7 +205,9 @@ async function headOnly(
   valid: LoadedRows | null,
   out: string,
 ): Promise<TrainResult> {
-  const head = spec.headKey!;
+  if (spec.head.length !== 1 || spec.head[0].shape.length !== 2)
+    throw new LoraSetupError('--train head fits a single linear score head (no bias); this model has a multi-layer head: train it with --train lora');
+  const head = spec.head[0].key;
   const t0 = Date.now();
   const s = await TrainSession.create(buildTrainGraph(c, weights, spec, { forwardOnly: true }), o.threads);
   const x = await features(c, s, params, train.rows, o.batchSize);
@@ -199,13 +238,13 @@ async function headOnly(
 export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   const out = resolve(o.out);
   mkdirSync(out, { recursive: true });
-  const { config: c, labelIndex } = loadBase(o.base);
   const ck = openCheckpoint(o.base);
+  const { config: c, labelIndex, extra } = loadBase(o.base, ck, o);
   try {
     // ---- trainable tensors and their starting values
     let settings = o.lora;
     let params: Params;
-    let weights = ck.get;
+    let weights: WeightSource = extra.size ? (name) => extra.get(name) ?? ck.get(name) : ck.get;
     let pissaStart: Params | null = null;
     if (o.adapter) {
       const ad = readAdapter(o.adapter);
@@ -213,18 +252,18 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
         throw new LoraSetupError(`${o.adapter}: init_lora_weights ${JSON.stringify(ad.init)} needs its residual base; save it converted (PEFT path_initial_model_for_weight_conversion) first`);
       settings = { ...ad.settings, lora_dropout: o.lora.lora_dropout };
       params = ad.params;
-      checkParams(planLora(c, settings), params, c, o.adapter);
+      checkParams(planLora(c, settings), params, o.adapter);
     } else if (o.init === 'pissa') {
-      const p = pissaInit(planLora(c, settings), ck.get);
+      const p = pissaInit(planLora(c, settings), weights);
       params = p.params;
       pissaStart = new Map([...params].map(([k, v]) => [k, Float32Array.from(v)]));
-      weights = overlay(ck.get, p.residual);
+      weights = overlay(weights, p.residual);
     } else {
-      params = defaultInit(planLora(c, settings), ck.get, o.seed);
+      params = defaultInit(planLora(c, settings), weights, o.seed);
     }
     const spec = planLora(c, settings);
-    if (o.train === 'head' && !spec.headKey) throw new LoraSetupError('--train head needs a trainable score head (drop --frozen-head)');
-    o.log(`train: ${spec.lora.size} LoRA modules (r ${settings.r}, alpha ${settings.lora_alpha}${settings.use_rslora ? ', rsLoRA' : ''}), head ${spec.headKey ? 'trained' : 'frozen'}, ${[...params.values()].reduce((a, p) => a + p.length, 0)} trainable values`);
+    if (o.train === 'head' && !spec.head.length) throw new LoraSetupError('--train head needs a trainable score head (drop --frozen-head)');
+    o.log(`train: ${spec.lora.size} LoRA modules (r ${settings.r}, alpha ${settings.lora_alpha}${settings.use_rslora ? ', rsLoRA' : ''}), head ${spec.head.length ? 'trained' : 'frozen'}, ${[...params.values()].reduce((a, p) => a + p.length, 0)} trainable values`);
 
     // ---- data
     const train = await loadRows((o.data ?? o.tokenized)!, o.data ? 'csv' : 'jsonl', c, o, labelIndex);
@@ -238,7 +277,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       if (o.init === 'pissa') throw new LoraSetupError('--train head keeps the base as it is; drop --init pissa');
       // Without --adapter there is no LoRA to keep: the adapter holds the head alone (its LoRA config is inert).
       const headSpec = o.adapter ? spec : { ...spec, lora: new Map() };
-      const headParams = o.adapter ? params : new Map([[spec.headKey!, params.get(spec.headKey!)!]]);
+      const headParams = o.adapter ? params : new Map(spec.head.map((t) => [t.key, params.get(t.key)!]));
       return await headOnly(o, c, weights, headSpec, headParams, null, train, valid, out);
     }
 

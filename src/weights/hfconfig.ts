@@ -235,17 +235,13 @@ export function parseHfConfig(json: unknown, file: string, opts: HfConfigOptions
     }
   } else {
     if (!fam.causalLm) fail(`--label-tokens needs a causal LM (${FAMILIES[fam.family].causalLm}); ${arch} has a classification head`);
-    numLabels = head.tokenIds.length;
+    if (head.tokenIds.length !== 2 && head.tokenIds.length !== 3) fail(`${head.tokenIds.length} label tokens; a judge takes 2 (A, B) or 3 (A, B, tie)`);
+    numLabels = head.tokenIds.length === 2 ? 1 : 3; // A / B: one score, logit(A) - logit(B)
     for (const t of head.tokenIds) if (!(Number.isInteger(t) && t >= 0 && t < vocabSize)) fail(`label token id ${t} is outside the vocabulary (vocab_size ${vocabSize})`);
     const f = FAMILIES[fam.family];
     head = { ...head, weight: p.tied ? `${f.embed}.weight` : `${f.lmHead}.weight`, finalSoftcap: p.finalSoftcap };
   }
-  if (head.kind === 'classifier' ? numLabels !== 3 && numLabels !== 1 : numLabels !== 3 && numLabels !== 2)
-    fail(
-      head.kind === 'classifier'
-        ? `num_labels is ${numLabels}; arenakit supports 3 (winner A / B / tie) or 1 (single score)`
-        : `${numLabels} label tokens; a judge takes 2 (A, B) or 3 (A, B, tie)`,
-    );
+  if (numLabels !== 3 && numLabels !== 1) fail(`num_labels is ${numLabels}; arenakit supports 3 (winner A / B / tie) or 1 (single score)`);
   if (!fam.causalLm && !r.has('pad_token_id')) fail('missing key "pad_token_id": the classifier pools the token before the first pad_token_id');
 
   const { finalSoftcap: _cap, tied: _tied, ...params } = p;

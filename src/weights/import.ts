@@ -2,13 +2,12 @@
 // pipeline's bookkeeping: config parsing, adapter checks before any long work, the lazy merged
 // WeightSource, tokenizer location, provenance (source files with sizes and sha256) and progress.
 // Graph building, quantization and file writing belong to writeWeightsDir.
-import { createHash } from 'node:crypto';
-import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { requiredNames } from '../model/families';
 import type { AttentionVariant } from '../model/lower';
 import { LABEL_COLUMNS, type Activation, type HeadSpec, type HostTensor, type ModelConfig, type WeightSource } from '../types';
-import type { Quantization } from './manifest';
+import { sha256Files, type Quantization } from './manifest';
 import { hfLabelNames, parseHfConfig } from './hfconfig';
 import { checkAdapter, mergedSource, openAdapter, type Adapter } from './peft';
 import { openCheckpoint, type Checkpoint } from './safetensors';
@@ -62,28 +61,10 @@ export interface FileRecord {
   sha256: string;
 }
 
-/** sha256 of a file read in 8 MB chunks (checkpoint shards are several GB). */
-export function sha256File(path: string): string {
-  const h = createHash('sha256');
-  const fd = openSync(path, 'r');
-  try {
-    const buf = Buffer.alloc(8 * 1024 * 1024);
-    for (let pos = 0; ; ) {
-      const n = readSync(fd, buf, 0, buf.length, pos);
-      if (n === 0) break;
-      h.update(buf.subarray(0, n));
-      pos += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return h.digest('hex');
-}
-
 export function fileRecords(dir: string, files: string[]): FileRecord[] {
   return files.map((f) => {
     const p = join(dir, f);
-    return { file: f, bytes: statSync(p).size, sha256: sha256File(p) };
+    return { file: f, bytes: statSync(p).size, sha256: sha256Files(dir, [f]) };
   });
 }
 
@@ -296,7 +277,7 @@ async function importWith(
 
   {
     const labels =
-      config.head.kind === 'label-tokens' && !opts.labels ? LABEL_COLUMNS.slice(0, config.numLabels) : chooseLabels(config, hf, opts.labels, join(base, 'config.json'));
+      config.head.kind === 'label-tokens' && !opts.labels ? (config.numLabels === 1 ? ['score'] : [...LABEL_COLUMNS]) : chooseLabels(config, hf, opts.labels, join(base, 'config.json'));
     const have = new Set(ckpt.names);
     const required = requiredNames(config);
     for (const n of required)

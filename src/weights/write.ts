@@ -1,8 +1,7 @@
 // Weights-directory writer: builds the CPU graph (and optionally the fp16 CUDA graph) from a
 // WeightSource, streams initializers to `<graph>.onnx.data`, copies the tokenizer files and writes
 // manifest.json last (so a half-written directory has no manifest and is refused by the runner).
-import { createHash } from 'node:crypto';
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeModel } from '../graph/serialise';
 import type { InitializerRef } from '../graph/ir';
@@ -51,20 +50,6 @@ export function linearFormat(q: Quantization): LinearFormat {
 }
 
 
-/** sha256 of the files read one after another in 8 MB chunks (a graph's external data can be several GB). */
-export function graphSha256(dir: string, files: string[]): string {
-  const h = createHash('sha256');
-  const buf = Buffer.alloc(8 * 1024 * 1024);
-  for (const f of files) {
-    const fd = openSync(join(dir, f), 'r');
-    try {
-      for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n));
-    } finally {
-      closeSync(fd);
-    }
-  }
-  return h.digest('hex');
-}
 export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manifest> {
   const { dir, config } = opts;
   if (!opts.graphs.length) throw new WeightsWriteError(`${dir}: no graphs requested; pass graphs: ['cpu'] and/or ['cuda']`);
@@ -112,7 +97,7 @@ export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manife
       store.close();
     }
     files.push(data);
-    for (const e of Object.values(entries)) e!.sha256 = graphSha256(dir, [e!.file, data]);
+    for (const e of Object.values(entries)) e!.sha256 = sha256Files(dir, [e!.file, data]);
     const first = entries[variants[0]]!;
     graphs[kind] = { file: first.file, externalData: [data], activations, sha256: first.sha256, variants: entries };
   }

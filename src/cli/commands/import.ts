@@ -20,8 +20,10 @@ const USAGE = `usage: node dist/trainer.cjs import --base HF_DIR [--adapter PEFT
                      winner_model_a / winner_model_b / winner_tie; HF's LABEL_0.. says nothing and is refused)
   --head-activation A  activation between the linears of a multi-layer score.N.* head: gelu_tanh|gelu|relu|silu|tanh
   --label-tokens LIST  causal-LM judge: the tokens for A,B[,tie] (strings of the model's tokenizer or ids, e.g. 65,66,67);
-                     logits = lm_head (or tied embedding) rows at the last real token (+ Gemma-2's final soft-cap)
-  --attention LIST   fused,explicit (default fused): GroupQueryAttention graph and/or the standard-op graph, sharing one data file
+                     logits = lm_head (or tied embedding) rows at the last real token (+ Gemma-2's final soft-cap);
+                     two tokens A,B make a single score logit(A) - logit(B) (fit its tie model with validate --fit-tie)
+  --attention LIST   fused,explicit (default both): GroupQueryAttention graph and/or the standard-op graph, sharing one data file
+                     (the runner picks per core and EP: WebGPU and the CUDA 12 core (ORT 1.19.2) need explicit)
   --out DIR          weights directory to write`;
 
 export async function run(argv: string[]): Promise<void> {
@@ -61,7 +63,7 @@ export async function run(argv: string[]): Promise<void> {
   if (headActivation !== undefined && !(HEAD_ACTIVATIONS as string[]).includes(headActivation))
     throw new UsageError(`--head-activation must be one of ${HEAD_ACTIVATIONS.join(', ')}, got "${headActivation}"`);
   const labelTokens = typeof v['label-tokens'] === 'string' ? v['label-tokens'].split(',') : undefined;
-  const attention = String(v.attention ?? 'fused').split(',').map((s) => s.trim()).filter(Boolean);
+  const attention = String(v.attention ?? 'fused,explicit').split(',').map((s) => s.trim()).filter(Boolean);
   for (const a of attention) if (!(ATTENTION_VARIANTS as string[]).includes(a)) throw new UsageError(`--attention takes ${ATTENTION_VARIANTS.join(' and/or ')}, got "${a}"`);
 
   const tty = process.stderr.isTTY;

@@ -51,6 +51,8 @@ export async function run(argv: string[]): Promise<void> {
     weights: tinyWeights(config, seed),
     quant,
     graphs: v.cuda ? ['cpu', 'cuda'] : ['cpu'],
+    // both attention variants (one data file): WebGPU and the CUDA 12 core run the explicit one
+    attention: ['fused', 'explicit'],
     tokenizerDir: tokenizerAssetsDir(),
     template: 'gemma-chat',
     maxTokens,

@@ -3,6 +3,7 @@
 import { runTraining, DEFAULT_TRAIN, type TrainOptions } from '../../train/run';
 import { DEFAULT_LORA, PROJECTIONS } from '../../train/lora';
 import { need, num, parse, UsageError } from '../args';
+import type { Activation } from '../../types';
 
 const D = DEFAULT_TRAIN;
 const L = DEFAULT_LORA;
@@ -19,7 +20,9 @@ LoRA (PEFT LoraConfig names):
   --lora-r N (${L.r})  --lora-alpha A (${L.lora_alpha})  --lora-dropout P (${L.lora_dropout})  --rslora
   --lora-targets LIST   comma list of ${PROJECTIONS.join(',')} or all-linear (default ${L.target_modules.join(',')})
   --layers-to-transform LIST   layer indices that get LoRA, e.g. 6-25 or 2,3 (default all)
-  --frozen-head         do not train the score head (default: trained, modules_to_save=["score"])
+  --frozen-head         do not train the score head (default: trained, modules_to_save=["score"], every layer of a score.N.* head)
+  --num-labels N        a base without a score head (a causal LM): train a new N-output head (HF init, seeded)
+  --head-activation A   activation between the linears of a multi-layer score.N.* head (as import takes it): gelu_tanh|silu|tanh
   --init peft|pissa     PEFT default init (A kaiming-uniform, B 0) or PiSSA (SVD; default peft)
 Optimisation (HF TrainingArguments names in brackets):
   --batch-size N (${D.batchSize})  --grad-accum N (${D.gradAccum})  --epochs N (${D.epochs})  --max-steps N
@@ -51,7 +54,7 @@ export async function run(argv: string[]): Promise<void> {
       'lora-r': s, 'lora-alpha': s, 'lora-dropout': s, rslora: b, 'lora-targets': s, 'layers-to-transform': s, 'frozen-head': b, init: s,
       'batch-size': s, 'grad-accum': s, epochs: s, 'max-steps': s, lr: s, 'warmup-steps': s, schedule: s, 'weight-decay': s,
       'adam-betas': s, 'adam-eps': s, 'max-grad-norm': s, 'no-shuffle': b, 'swap-augment': b, seed: s, template: s, 'max-tokens': s,
-      tokenizer: s, 'checkpoint-every': s, resume: b, threads: s,
+      tokenizer: s, 'checkpoint-every': s, resume: b, threads: s, 'head-activation': s, 'num-labels': s,
     },
     USAGE,
   );
@@ -69,6 +72,9 @@ export async function run(argv: string[]): Promise<void> {
   if (schedule !== 'linear' && schedule !== 'constant') throw new UsageError(`--schedule must be linear or constant, got "${schedule}"`);
   const betas = v['adam-betas'] === undefined ? D.betas : String(v['adam-betas']).split(',').map(Number);
   if (betas.length !== 2 || !betas.every((x) => x >= 0 && x < 1)) throw new UsageError(`--adam-betas takes two numbers in [0, 1), e.g. 0.9,0.999`);
+  const headActivation = v['head-activation'] as string | undefined;
+  if (headActivation !== undefined && !['gelu_tanh', 'silu', 'tanh'].includes(headActivation))
+    throw new UsageError(`--head-activation must be gelu_tanh, silu or tanh (the activations the training lowering differentiates), got "${headActivation}"`);
   const mode = (v.train as string | undefined) ?? 'lora';
   if (mode !== 'lora' && mode !== 'head') throw new UsageError(`--train must be lora or head, got "${mode}"`);
   const maxGradNorm = num(v['max-grad-norm'], '--max-grad-norm', D.maxGradNorm ?? 0);
@@ -81,6 +87,8 @@ export async function run(argv: string[]): Promise<void> {
     valid: v.valid as string | undefined,
     out: need(v.out, '--out', USAGE),
     train: mode,
+    headActivation: headActivation as Activation | undefined,
+    numLabels: v['num-labels'] === undefined ? undefined : int('--num-labels', 3, 2),
     lora: {
       r: int('--lora-r', L.r, 1),
       lora_alpha: num(v['lora-alpha'], '--lora-alpha', L.lora_alpha),

@@ -13,6 +13,7 @@ import { uniform } from '../../util/rng';
 import { textLength } from '../../util/text';
 import { fmt } from '../../util/progress';
 import { parseDuration } from '../../util/duration';
+import { detectTask } from '../../task/task';
 import { num, parse, need, UsageError } from '../args';
 
 const USAGE = `usage: node runner.cjs doctor --weights DIR [--data test.csv] [--budget 9h] [--ep auto|cuda|webgpu|cpu] [--runtime cu12|cu13]
@@ -71,7 +72,8 @@ export async function run(argv: string[]): Promise<void> {
     rows = r.rows;
     say(`data: ${rows.length} rows from ${v.data}`);
   }
-  const spec = openSpec(dir, { calibrate: true, needTie: false });
+  // The task of --data: a two-label (WSDM) model is checked against WSDM columns.
+  const spec = openSpec(dir, { calibrate: true, needTie: false, task: detectTask(String(v.data ?? ''), []) });
   const warn = (m: string) => say(`warning: ${m}`);
   const handle = await openHandle(spec, {
     ep,

@@ -152,11 +152,13 @@ export async function passUntil(
   label: string,
   lengths: ArrayLike<number>,
   limit: Deadline,
+  /** Outputs per row (the model's label count): the width of the result when no chunk ran. */
+  width: number,
   known: number | null = null,
 ): Promise<{ result: PassResult; unreached: number[]; msPerChar: number | null }> {
   const order = idx.map((r, j) => j).sort((a, b) => lengths[idx[a]] - lengths[idx[b]] || a - b);
   const parts: { at: number[]; r: PassResult }[] = [];
-  let numLabels = 0;
+  let numLabels = width;
   let done = 0;
   let msSpent = 0;
   let chars = 0;
@@ -190,7 +192,6 @@ export async function passUntil(
     chars += c;
     msPerChar = msSpent / Math.max(chars, 1);
   }
-  numLabels ||= 1;
   const logits = new Float64Array(idx.length * numLabels).fill(NaN);
   const failedRows: number[] = [];
   let tokens = 0, computedTokens = 0, seconds = 0;
@@ -212,7 +213,7 @@ export async function predictModel(k: number, spec: ModelSpec, rows: ArenaRow[],
   let firstPass: PassResult;
   let unreachedRows: number[] = [];
   let msPerChar: number | null = null;
-  if (limit) ({ result: firstPass, unreached: unreachedRows, msPerChar } = await passUntil(runner, k, all, false, 'predict', lengths, limit));
+  if (limit) ({ result: firstPass, unreached: unreachedRows, msPerChar } = await passUntil(runner, k, all, false, 'predict', lengths, limit, spec.manifest.labels.length));
   else firstPass = await runner.pass(k, all, false, 'predict');
   const raw = passProbs(spec, firstPass.logits, n);
   const first = calibratePass(spec, raw, lengths);
@@ -226,7 +227,7 @@ export async function predictModel(k: number, spec: ModelSpec, rows: ArenaRow[],
   if (swappedRows.length) {
     let cut = new Set<number>();
     if (limit) {
-      const r = await passUntil(runner, k, swappedRows, true, 'predict (swapped)', lengths, limit, msPerChar);
+      const r = await passUntil(runner, k, swappedRows, true, 'predict (swapped)', lengths, limit, spec.manifest.labels.length, msPerChar);
       swapPass = r.result;
       cut = new Set(r.unreached);
     } else swapPass = await runner.pass(k, swappedRows, true, 'predict (swapped)');

@@ -6,7 +6,7 @@
 export type Probs = Float64Array;
 
 /** The LMSYS column permutation of a swapped pass: A and B exchange, the tie stays. */
-export const LMSYS_SWAP: readonly number[] = [1, 0, 2];
+const LMSYS_SWAP: readonly number[] = [1, 0, 2];
 
 /** Row-wise softmax of k logits starting at `off` into `out` (same offset); a NaN logit gives a NaN row. */
 export function softmaxAt(z: ArrayLike<number>, off: number, k: number, out: Float64Array): void {
@@ -43,7 +43,7 @@ export function mergeSwap(first: Probs, swappedFlipped: Probs, rows?: Iterable<n
 }
 
 /** Row i's largest class probability (how certain the model is about it). */
-export function rowConfidence(p: Probs, i: number, k = 3): number {
+function rowConfidence(p: Probs, i: number, k = 3): number {
   let m = -Infinity;
   for (let c = 0; c < k; c++) m = Math.max(m, p[i * k + c]);
   return m;
@@ -66,5 +66,3 @@ export function leastCertain(p: Probs, fraction: number, k = 3): number[] {
 
 /** The uniform prediction over k columns. */
 export const uniform = (k: number): number[] => new Array<number>(k).fill(1 / k);
-
-export const UNIFORM: readonly number[] = uniform(3);

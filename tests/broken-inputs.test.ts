@@ -316,7 +316,7 @@ describe('broken config.json', () => {
       [['sliding_window', 'missing'], (c) => delete c.sliding_window],
       [['head_dim', 'missing'], (c) => delete c.head_dim],
       [['pad_token_id'], (c) => delete c.pad_token_id],
-      [['num_labels is 2'], (c) => (c.id2label = { 0: 'a', 1: 'b' })],
+      [['num_labels is 4'], (c) => (c.id2label = { 0: 'a', 1: 'b', 2: 'c', 3: 'd' })],
       [['hidden_activation'], (c) => (c.hidden_activation = 'quick_gelu')],
       [['rope_scaling'], (c) => (c.rope_scaling = { type: 'linear', factor: 2 })],
     ];

@@ -214,6 +214,29 @@ describe('WSDM task (issue 12)', () => {
       assert.ok(!existsSync(join(tmp, 'no.csv')));
     });
 
+    it('a true two-label head (num_labels 2, id2label model_a/model_b) gives the same WSDM submission as the 3-label model mapped 3->2', () => {
+      const two = makePeakedModel(tmp, 'peaked2', { binary: true });
+      assert.deepEqual(JSON.parse(readFileSync(join(two, 'manifest.json'), 'utf8')).labels, ['model_a', 'model_b']);
+      const p2 = join(tmp, 'p2.csv');
+      const p3 = join(tmp, 'p3.csv');
+      // Probabilities (validate --predictions-out, the task's columns) rather than the decided winners: a stronger check.
+      ok(RUNNER, ['validate', '--data', join(DATA, 'wsdm-sample-train.parquet'), '--weights', two, '--ep', 'cpu', '--tta', 'none', '--max-rows', '200', '--predictions-out', p2]);
+      ok(RUNNER, ['validate', '--data', join(DATA, 'wsdm-sample-train.parquet'), '--weights', three, '--ep', 'cpu', '--tta', 'none', '--max-rows', '200', '--predictions-out', p3]);
+      const read = (f: string) => readFileSync(f, 'utf8').trim().split('\n');
+      const [h2, ...r2] = read(p2);
+      const [h3, ...r3] = read(p3);
+      assert.equal(h2, 'id,model_a,model_b');
+      assert.equal(h3, h2);
+      let d = 0;
+      r2.forEach((l, i) => l.split(',').slice(1).forEach((x, c) => (d = Math.max(d, Math.abs(Number(x) - Number(r3[i].split(',')[c + 1]))))));
+      console.log(`    two-label head vs three-label head mapped 3->2, 200 rows: max prob diff ${d.toExponential(2)} (tolerance 1e-5)`);
+      assert.ok(d < 1e-5);
+      // The LMSYS task needs a tie column: a two-label model is refused before any row, naming its labels.
+      const bad = node(RUNNER, ['predict', '--data', TEST, '--task', 'lmsys', '--weights', two, '--ep', 'cpu', '--out', join(tmp, 'no2.csv')]);
+      assert.notEqual(bad.status, 0);
+      assert.match(bad.stderr, /tie/);
+    });
+
     it('--time-budget on the CLI: a budget already spent writes the prior for every row, still a valid submission', async () => {
       const { rows } = await readRows(TEST);
       const out = join(tmp, 'budget.csv');

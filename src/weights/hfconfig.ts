@@ -241,7 +241,7 @@ export function parseHfConfig(json: unknown, file: string, opts: HfConfigOptions
     const f = FAMILIES[fam.family];
     head = { ...head, weight: p.tied ? `${f.embed}.weight` : `${f.lmHead}.weight`, finalSoftcap: p.finalSoftcap };
   }
-  if (numLabels !== 3 && numLabels !== 1) fail(`num_labels is ${numLabels}; arenakit supports 3 (winner A / B / tie) or 1 (single score)`);
+  if (numLabels < 1 || numLabels > 3) fail(`num_labels is ${numLabels}; arenakit supports 3 (winner A / B / tie), 2 (A / B, the WSDM task) or 1 (single score)`);
   if (!fam.causalLm && !r.has('pad_token_id')) fail('missing key "pad_token_id": the classifier pools the token before the first pad_token_id');
 
   const { finalSoftcap: _cap, tied: _tied, ...params } = p;

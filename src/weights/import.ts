@@ -2,6 +2,7 @@
 // pipeline's bookkeeping: config parsing, adapter checks before any long work, the lazy merged
 // WeightSource, tokenizer location, provenance (source files with sizes and sha256) and progress.
 // Graph building, quantization and file writing belong to writeWeightsDir.
+import { outcomeOf } from '../task/task';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { requiredNames } from '../model/families';
@@ -75,20 +76,23 @@ export function fileRecords(dir: string, files: string[]): FileRecord[] {
  */
 export function chooseLabels(config: ModelConfig, hfConfig: unknown, override?: string[], configFile = 'config.json'): string[] {
   const kaggle = LABEL_COLUMNS as readonly string[];
-  const fix = `pass --labels with the Kaggle column each output stands for, in logit order (e.g. --labels ${kaggle.join(',')})`;
+  const example = config.numLabels === 2 ? 'model_a,model_b' : kaggle.join(',');
+  const fix = `pass --labels with the outcome each output stands for, in logit order (e.g. --labels ${example})`;
+  // Names the runner maps to task columns (src/task/task.ts): winner_model_a / winner_model_b / winner_tie, or model_a / model_b.
+  const named = (names: string[]) => names.every((n) => outcomeOf(n)) && new Set(names.map(outcomeOf)).size === names.length;
   if (override) {
     if (override.length !== config.numLabels)
       throw new ImportError(`--labels names ${override.length} labels but the model has num_labels = ${config.numLabels}`);
-    if (config.numLabels > 1 && (!override.every((n) => kaggle.includes(n)) || new Set(override).size !== override.length))
-      throw new ImportError(`--labels ${override.join(',')}: each of the ${override.length} outputs must be a different one of ${kaggle.join(', ')}`);
+    if (config.numLabels > 1 && !named(override))
+      throw new ImportError(`--labels ${override.join(',')}: each of the ${override.length} outputs must name a different outcome (${kaggle.join(', ')}, or model_a, model_b)`);
     return override;
   }
   const names = hfLabelNames(hfConfig);
   if (config.numLabels === 1) return [names?.[0] && !/^LABEL_\d+$/.test(names[0]) ? names[0] : 'score'];
-  if (names && names.length === config.numLabels && names.every((n) => kaggle.includes(n)) && new Set(names).size === names.length) return names;
+  if (names && names.length === config.numLabels && named(names)) return names;
   throw new ImportError(
     `${configFile}: id2label is ${names ? JSON.stringify(Object.fromEntries(names.map((n, i) => [i, n]))) : 'missing'}: ` +
-      `it does not say which output is ${kaggle.join(' / ')}, and the runner maps outputs to columns by these names; ${fix}`,
+      `it does not say which output is ${config.numLabels === 2 ? 'model_a / model_b' : kaggle.join(' / ')}, and the runner maps outputs to columns by these names; ${fix}`,
   );
 }
 

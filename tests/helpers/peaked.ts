@@ -81,16 +81,38 @@ export function permutedFixture(out: string): string {
   return out;
 }
 
+/**
+ * A two-label copy of the fixture (the WSDM head): score rows A and B only (base and the adapter's
+ * modules_to_save copy), id2label {0: model_a, 1: model_b}. Its softmax equals the three-label
+ * model's A/B renormalised with the tie dropped, so both must give the same WSDM submission.
+ */
+export function binaryFixture(out: string): string {
+  mkdirSync(join(out, 'adapter'), { recursive: true });
+  const cfg = JSON.parse(readFileSync(join(PEAKED_FIXTURE, 'config.json'), 'utf8'));
+  cfg.id2label = { 0: 'model_a', 1: 'model_b' };
+  cfg.label2id = { model_a: 0, model_b: 1 };
+  writeFileSync(join(out, 'config.json'), JSON.stringify(cfg, null, 2));
+  const firstTwo = (t: { shape: number[]; data: Float32Array }) => ({ shape: [2, t.shape[1]], data: t.data.slice(0, 2 * t.shape[1]) });
+  const base = readF32(join(PEAKED_FIXTURE, 'model.safetensors'));
+  base.set('score.weight', firstTwo(base.get('score.weight')!));
+  writeF32(join(out, 'model.safetensors'), base);
+  copyFileSync(join(PEAKED_FIXTURE, 'adapter', 'adapter_config.json'), join(out, 'adapter', 'adapter_config.json'));
+  const ad = readF32(join(PEAKED_FIXTURE, 'adapter', 'adapter_model.safetensors'));
+  ad.set('base_model.model.score.weight', firstTwo(ad.get('base_model.model.score.weight')!));
+  writeF32(join(out, 'adapter', 'adapter_model.safetensors'), ad);
+  return out;
+}
+
 /** Imports the peaked model into `out` (fp32, CPU graph, max 256 tokens = the fixture's positions). */
-export function makePeakedModel(tmp: string, name: string, opts: { permuteLabels?: boolean; attention?: string } = {}): string {
+export function makePeakedModel(tmp: string, name: string, opts: { permuteLabels?: boolean; binary?: boolean; attention?: string } = {}): string {
   ensureBuilt();
   const tok = join(tmp, 'byte-tokenizer');
   if (!existsSync(join(tok, 'tokenizer.json'))) writeByteTokenizer(tok);
-  const base = opts.permuteLabels ? permutedFixture(join(tmp, `${name}-hf`)) : PEAKED_FIXTURE;
+  const base = opts.permuteLabels ? permutedFixture(join(tmp, `${name}-hf`)) : opts.binary ? binaryFixture(join(tmp, `${name}-hf`)) : PEAKED_FIXTURE;
   const out = join(tmp, name);
   const r = spawnSync(
     process.execPath,
-    [TRAINER, 'import', '--base', base, '--adapter', join(base, 'adapter'), '--tokenizer', tok, '--quant', 'fp32', '--max-tokens', '256', ...(opts.attention ? ['--attention', opts.attention] : []), ...(opts.permuteLabels ? [] : ['--labels', 'winner_model_a,winner_model_b,winner_tie']), '--out', out],
+    [TRAINER, 'import', '--base', base, '--adapter', join(base, 'adapter'), '--tokenizer', tok, '--quant', 'fp32', '--max-tokens', '256', ...(opts.attention ? ['--attention', opts.attention] : []), ...(opts.permuteLabels || opts.binary ? [] : ['--labels', 'winner_model_a,winner_model_b,winner_tie']), '--out', out],
     { encoding: 'utf8' },
   );
   assert.equal(r.status, 0, r.stderr);

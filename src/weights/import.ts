@@ -2,7 +2,7 @@
 // pipeline's bookkeeping: config parsing, adapter checks before any long work, the lazy merged
 // WeightSource, tokenizer location, provenance (source files with sizes and sha256) and progress.
 // Graph building, quantization and file writing belong to writeWeightsDir.
-import { outcomeOf } from '../task/task';
+import { outcomeOf, TASKS } from '../task/task';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { requiredNames } from '../model/families';
@@ -78,8 +78,10 @@ export function chooseLabels(config: ModelConfig, hfConfig: unknown, override?: 
   const kaggle = LABEL_COLUMNS as readonly string[];
   const example = config.numLabels === 2 ? 'model_a,model_b' : kaggle.join(',');
   const fix = `pass --labels with the outcome each output stands for, in logit order (e.g. --labels ${example})`;
-  // Names the runner maps to task columns (src/task/task.ts): winner_model_a / winner_model_b / winner_tie, or model_a / model_b.
-  const named = (names: string[]) => names.every((n) => outcomeOf(n)) && new Set(names.map(outcomeOf)).size === names.length;
+  // Names the runner maps to task columns (src/task/task.ts): the tasks' own column names only
+  // (winner_model_a / winner_model_b / winner_tie, or model_a / model_b), each outcome once.
+  const known = new Set<string>(Object.values(TASKS).flatMap((t) => [...t.labels]));
+  const named = (names: string[]) => names.every((n) => known.has(n)) && new Set(names.map(outcomeOf)).size === names.length;
   if (override) {
     if (override.length !== config.numLabels)
       throw new ImportError(`--labels names ${override.length} labels but the model has num_labels = ${config.numLabels}`);

@@ -64,44 +64,35 @@ function permuteRows(t: { shape: number[]; data: Float32Array }): { shape: numbe
   return { shape: t.shape, data };
 }
 
-/** A copy of the fixture (base + adapter) with score rows and id2label permuted together. */
-export function permutedFixture(out: string): string {
+type F32 = { shape: number[]; data: Float32Array };
+
+/** A copy of the fixture (base + adapter) with a new id2label and the score rows (base and the adapter's modules_to_save copy) changed to match. */
+function fixtureCopy(out: string, id2label: Record<number, string>, scoreRows: (t: F32) => F32): string {
   mkdirSync(join(out, 'adapter'), { recursive: true });
   const cfg = JSON.parse(readFileSync(join(PEAKED_FIXTURE, 'config.json'), 'utf8'));
-  cfg.id2label = PERMUTED_ID2LABEL;
-  cfg.label2id = Object.fromEntries(Object.entries(PERMUTED_ID2LABEL).map(([k, v]) => [v, Number(k)]));
+  cfg.id2label = id2label;
+  cfg.label2id = Object.fromEntries(Object.entries(id2label).map(([k, v]) => [v, Number(k)]));
   writeFileSync(join(out, 'config.json'), JSON.stringify(cfg, null, 2));
   const base = readF32(join(PEAKED_FIXTURE, 'model.safetensors'));
-  base.set('score.weight', permuteRows(base.get('score.weight')!));
+  base.set('score.weight', scoreRows(base.get('score.weight')!));
   writeF32(join(out, 'model.safetensors'), base);
   copyFileSync(join(PEAKED_FIXTURE, 'adapter', 'adapter_config.json'), join(out, 'adapter', 'adapter_config.json'));
   const ad = readF32(join(PEAKED_FIXTURE, 'adapter', 'adapter_model.safetensors'));
-  ad.set('base_model.model.score.weight', permuteRows(ad.get('base_model.model.score.weight')!));
+  ad.set('base_model.model.score.weight', scoreRows(ad.get('base_model.model.score.weight')!));
   writeF32(join(out, 'adapter', 'adapter_model.safetensors'), ad);
   return out;
 }
 
+/** A copy of the fixture with score rows and id2label permuted together. */
+export const permutedFixture = (out: string): string => fixtureCopy(out, PERMUTED_ID2LABEL, permuteRows);
+
 /**
- * A two-label copy of the fixture (the WSDM head): score rows A and B only (base and the adapter's
- * modules_to_save copy), id2label {0: model_a, 1: model_b}. Its softmax equals the three-label
- * model's A/B renormalised with the tie dropped, so both must give the same WSDM submission.
+ * A two-label copy of the fixture (the WSDM head): score rows A and B only, id2label {0: model_a,
+ * 1: model_b}. Its softmax equals the three-label model's A/B renormalised with the tie dropped, so
+ * both must give the same WSDM probabilities.
  */
-export function binaryFixture(out: string): string {
-  mkdirSync(join(out, 'adapter'), { recursive: true });
-  const cfg = JSON.parse(readFileSync(join(PEAKED_FIXTURE, 'config.json'), 'utf8'));
-  cfg.id2label = { 0: 'model_a', 1: 'model_b' };
-  cfg.label2id = { model_a: 0, model_b: 1 };
-  writeFileSync(join(out, 'config.json'), JSON.stringify(cfg, null, 2));
-  const firstTwo = (t: { shape: number[]; data: Float32Array }) => ({ shape: [2, t.shape[1]], data: t.data.slice(0, 2 * t.shape[1]) });
-  const base = readF32(join(PEAKED_FIXTURE, 'model.safetensors'));
-  base.set('score.weight', firstTwo(base.get('score.weight')!));
-  writeF32(join(out, 'model.safetensors'), base);
-  copyFileSync(join(PEAKED_FIXTURE, 'adapter', 'adapter_config.json'), join(out, 'adapter', 'adapter_config.json'));
-  const ad = readF32(join(PEAKED_FIXTURE, 'adapter', 'adapter_model.safetensors'));
-  ad.set('base_model.model.score.weight', firstTwo(ad.get('base_model.model.score.weight')!));
-  writeF32(join(out, 'adapter', 'adapter_model.safetensors'), ad);
-  return out;
-}
+export const binaryFixture = (out: string): string =>
+  fixtureCopy(out, { 0: 'model_a', 1: 'model_b' }, (t) => ({ shape: [2, t.shape[1]], data: t.data.slice(0, 2 * t.shape[1]) }));
 
 /** Imports the peaked model into `out` (fp32, CPU graph, max 256 tokens = the fixture's positions). */
 export function makePeakedModel(tmp: string, name: string, opts: { permuteLabels?: boolean; binary?: boolean; attention?: string } = {}): string {

@@ -38,6 +38,23 @@ function transposed(w: Float32Array, out: number, inn: number): Float32Array {
   return t;
 }
 
+/**
+ * Each activation spelled out in primitives that have a gradient rule (the inference lowering uses
+ * the fused ONNX Gelu / Relu ops instead). Keyed by Activation, so a new one must be added here.
+ */
+export const TRAIN_ACTIVATIONS: Record<Activation, (b: GraphBuilder, x: Value) => Value> = {
+  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+  gelu_tanh: (b, x) => {
+    const inner = b.mul(b.add(x, b.mul(b.mul(b.mul(x, x), x), b.scalar('c', 0.044715))), b.scalar('c', Math.sqrt(2 / Math.PI)));
+    return b.mul(b.mul(x, b.scalar('c', 0.5)), b.add(b.tanh(inner), b.scalar('c', 1)));
+  },
+  // torch's exact GELU: x * 0.5 * (1 + erf(x * M_SQRT1_2))
+  gelu: (b, x) => b.mul(b.mul(x, b.scalar('c', 0.5)), b.add(b.unary('Erf', b.mul(x, b.scalar('c', Math.SQRT1_2))), b.scalar('c', 1))),
+  relu: (b, x) => b.unary('Relu', x),
+  silu: (b, x) => b.mul(x, b.unary('Sigmoid', x)),
+  tanh: (b, x) => b.tanh(x),
+};
+
 /** The training Lowering plus what the loss needs (pooled features). */
 function trainLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, spec: TrainableSpec, opts: TrainGraphOptions, params: Value[], dropoutModules: TrainGraph['dropoutModules']) {
   const H = c.hiddenSize;
@@ -53,7 +70,6 @@ function trainLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, s
     return v;
   };
   const frozen = (name: string, data: Float32Array, shape: number[]) => b.initializer(name, 'float32', shape, f32(data));
-  const scalar = (v: number) => b.scalar('c', v);
 
   // per-batch inputs (src/train/feeds.ts)
   let biasGlobal: Value;
@@ -87,22 +103,6 @@ function trainLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, s
   const rotary = (x: Value): Value => {
     const [x1, x2] = b.split(x, [D / 2, D / 2], -1);
     return b.add(b.mul(x, cos), b.mul(b.concat([b.neg(x2), x1], -1), sin));
-  };
-
-  const act = (kind: Activation, x: Value): Value => {
-    switch (kind) {
-      case 'gelu_tanh': {
-        // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-        const inner = b.mul(b.add(x, b.mul(b.mul(b.mul(x, x), x), scalar(0.044715))), scalar(Math.sqrt(2 / Math.PI)));
-        return b.mul(b.mul(x, scalar(0.5)), b.add(b.tanh(inner), scalar(1)));
-      }
-      case 'silu':
-        return b.mul(x, b.unary('Sigmoid', x));
-      case 'tanh':
-        return b.tanh(x);
-      default:
-        throw new GraphBuildError(`activation ${kind} has no training lowering yet (gelu_tanh, silu, tanh have)`);
-    }
   };
 
   const L: Lowering = {
@@ -145,7 +145,7 @@ function trainLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, s
       const probs = b.softmax(b.add(s, layerWindow(c, layer) !== null ? biasLocal! : biasGlobal), -1);
       return b.reshape(b.transpose(b.matmul(probs, v5), [0, 3, 1, 2, 4]), [0, 0, c.numHeads * D]);
     },
-    act,
+    act: (kind, x) => TRAIN_ACTIVATIONS[kind](b, x),
     residual: (x, delta) => b.add(x, delta),
     // One-hot pooling row per batch item (HF's index from input_ids): exact.
     lastToken: (x) => (pooled = b.reshape(b.matmul(pool, x), [0, H], 'pooled')),

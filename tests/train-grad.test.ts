@@ -226,3 +226,111 @@ describe('train: Gemma-2 training graph vs Hugging Face', function () {
       assert.ok(d.grad > GRAD_TOL);
     });
 });
+
+/** erf in float64 to ~1e-15: Maclaurin series below 2.5, the erfc continued fraction above. */
+function erf(x: number): number {
+  const a = Math.abs(x);
+  let r: number;
+  if (a < 2.5) {
+    let term = a;
+    let sum = a;
+    for (let n = 1; n < 200; n++) {
+      term *= (-a * a) / n;
+      sum += term / (2 * n + 1);
+      if (Math.abs(term) < 1e-18) break;
+    }
+    r = (2 / Math.sqrt(Math.PI)) * sum;
+  } else {
+    let k = a;
+    for (let n = 80; n >= 1; n--) k = a + n / 2 / k;
+    r = 1 - Math.exp(-a * a) / Math.sqrt(Math.PI) / k;
+  }
+  return x < 0 ? -r : r;
+}
+
+const JS_ACT: Partial<Record<Activation, (x: number) => number>> = {
+  gelu: (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)),
+  relu: (x) => Math.max(0, x),
+};
+
+describe('train: multi-layer score heads with exact GELU and ReLU (gemma2-mlphead trunk)', function () {
+  this.timeout(120000);
+  const dir = join(GEMMA2_TINY, '..', 'gemma2-mlphead');
+  const TOL = 1e-5;
+
+  /** Head gradients from the whole training graph vs central differences of a float64 JS head on the graph's pooled features. */
+  async function headCheck(act: Activation, rules?: Record<string, GradRule>): Promise<{ grad: number; loss: number; maxGrad: number; n: number }> {
+    const c = fixtureConfig(dir, { activation: act });
+    if (c.head.kind !== 'classifier') throw new Error('gemma2-mlphead has a classifier head');
+    const head = c.head;
+    const ck = openCheckpoint(dir);
+    const ad = readAdapter(join(dir, 'adapter'));
+    const spec = planLora(c, ad.settings);
+    const labels = [0, 1, 2];
+    const feeds = batchFeeds(c, fixtureBatch('padded', labels));
+    const full = await TrainSession.create(buildTrainGraph(c, ck.get, spec, { rules }));
+    const r = await full.run(feeds, ad.params, 1);
+    await full.release();
+    const fwd = await TrainSession.create(buildTrainGraph(c, ck.get, spec, { forwardOnly: true }));
+    const pooled = (await fwd.run(feeds, ad.params, 0)).pooled!;
+    await fwd.release();
+    ck.close();
+    // float64 copies of the head tensors; jsLoss reads them, the differences nudge them
+    const key = (hf: string) => `base_model.model.${hf}`;
+    const w = new Map(head.layers.flatMap((l) => [l.weight, ...(l.bias ? [l.bias] : [])]).map((hf) => [hf, Float64Array.from(ad.params.get(key(hf))!)]));
+    const f = JS_ACT[act]!;
+    const jsLoss = (): number => {
+      let loss = 0;
+      for (let i = 0; i < labels.length; i++) {
+        let y = Array.from(pooled.subarray(i * c.hiddenSize, (i + 1) * c.hiddenSize));
+        head.layers.forEach((l, j) => {
+          const W = w.get(l.weight)!;
+          const bias = l.bias ? w.get(l.bias)! : null;
+          y = Array.from({ length: l.outFeatures }, (_, o) => {
+            let s = bias ? bias[o] : 0;
+            for (let k = 0; k < l.inFeatures; k++) s += W[o * l.inFeatures + k] * y[k];
+            return j + 1 < head.layers.length ? f(s) : s;
+          });
+        });
+        const m = Math.max(...y);
+        loss += Math.log(y.reduce((a, v) => a + Math.exp(v - m), 0)) + m - y[labels[i]];
+      }
+      return loss / labels.length;
+    };
+    const eps = 1e-5;
+    let grad = 0;
+    let maxGrad = 0;
+    let n = 0;
+    for (const [hf, t] of w) {
+      const g = r.grads.get(key(hf))!;
+      for (let j = 0; j < t.length; j++) {
+        const v = t[j];
+        t[j] = v + eps;
+        const up = jsLoss();
+        t[j] = v - eps;
+        const down = jsLoss();
+        t[j] = v;
+        const fd = (up - down) / (2 * eps);
+        grad = Math.max(grad, Math.abs(g[j] - fd));
+        maxGrad = Math.max(maxGrad, Math.abs(fd));
+        n++;
+      }
+    }
+    return { grad, loss: Math.abs(r.loss - jsLoss()), maxGrad, n };
+  }
+
+  for (const act of ['gelu', 'relu'] as Activation[]) {
+    it(`${act} head: all head gradients through the training graph match finite differences of a float64 JS head within ${TOL}`, async () => {
+      const d = await headCheck(act);
+      console.log(`      ${act}: loss diff ${d.loss.toExponential(2)}, ${d.n} head gradients (max |g| ${d.maxGrad.toFixed(3)}) max abs diff ${d.grad.toExponential(2)} (tolerance ${TOL})`);
+      assert.ok(d.loss < TOL && d.grad < TOL);
+    });
+    const op = act === 'gelu' ? 'Erf' : 'Relu';
+    it(`${act} head: the check fails with a wrong ${op} rule`, async () => {
+      const wrong: GradRule = (ctx) => GRAD_RULES[op](ctx).map((g) => (g ? ctx.b.mul(g, ctx.b.scalar('off', 1.01)) : g));
+      const d = await headCheck(act, { ...GRAD_RULES, [op]: wrong });
+      console.log(`      perturbed ${op} (x1.01): head gradients max abs diff ${d.grad.toExponential(2)} (must exceed ${TOL})`);
+      assert.ok(d.grad > TOL);
+    });
+  }
+});

@@ -147,8 +147,11 @@ function trainLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, s
     },
     act: (kind, x) => TRAIN_ACTIVATIONS[kind](b, x),
     residual: (x, delta) => b.add(x, delta),
-    // One-hot pooling row per batch item (HF's index from input_ids): exact.
-    lastToken: (x) => (pooled = b.reshape(b.matmul(pool, x), [0, H], 'pooled')),
+    // One-hot pooling row per batch item (HF's index from input_ids): exact. The Reshape's own output is
+    // named 'pooled' (no Identity rename for the graph output): onnxruntime 1.29's basic optimizer loses a
+    // renamed 'pooled' in a forward-only graph with a ReLU head ("pooled_out0 is not ... a previous node").
+    lastToken: (x) =>
+      (pooled = b.op('Reshape', [b.matmul(pool, x), b.constInt64('pooled_shape', [0, H])], [{ dtype: x.dtype, shape: [x.shape?.[0] ?? null, H] }], {}, { name: 'pool', outNames: ['pooled'] })[0]),
     dense(weight, bias, x, rows) {
       if (rows) throw new GraphBuildError('training a causal-LM label-token head is not supported; train a score head');
       const t = headBy.get(weight);
@@ -173,7 +176,7 @@ export function buildTrainGraph(c: ModelConfig, weights: WeightSource, spec: Tra
   const { L, pooled } = trainLowering(b, c, weights, spec, opts, params, dropoutModules);
   const logits = decoder(c, L);
   b.output(logits, 'logits');
-  if (opts.forwardOnly) b.output(pooled(), 'pooled'); // head-only training fits the head on these
+  if (opts.forwardOnly) b.output(pooled()); // head-only training fits the head on these
 
   // ---- mean cross-entropy over the labelled rows
   const onehot = b.input('labels_onehot', 'float32', ['batch', c.numLabels]);

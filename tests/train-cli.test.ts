@@ -205,7 +205,7 @@ describe('train: run, checkpoints, adapters', function () {
     const back = readAdapter(out);
     assert.deepEqual([...planLora(c, back.settings).lora.keys()], [...spec.lora.keys()]);
     assert.equal(planLora(c, back.settings).lora.get('model.layers.3.mlp.down_proj')!.scale, 4);
-    // import's reader agrees: the regex names exactly these modules
+    // import's reader agrees: target_modules + layers_to_transform (PEFT's rule) name exactly these modules
     const a = openAdapter(out);
     assert.deepEqual([...a.lora.values()].map((p) => p.module).sort(), [...spec.lora.keys()].sort());
     a.close();

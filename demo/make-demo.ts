@@ -1,4 +1,6 @@
-// Writes demo/arena-demo.csv: a small labelled CSV in Kaggle train format, all text written by us.
+// Writes demo/arena-demo.csv: a small labelled CSV in Kaggle train format, all text written by us,
+// and demo/arena-demo-train.csv: the same kinds of rows over other (generated) questions, which the
+// README demo trains on before it validates on arena-demo.csv.
 // Besides ordinary right-vs-wrong rows it holds the bias probes of the seed paper, told apart by
 // model names: demo-verbose (same answer padded longer; label tie), demo-same (identical answers in
 // both positions; label tie), demo-selfpraise (an answer claiming to be the best; tie when its content
@@ -44,32 +46,41 @@ const PRAISE = [
 
 type Row = { model_a: string; model_b: string; prompt: (string | null)[]; a: (string | null)[]; b: (string | null)[]; label: 0 | 1 | 2 };
 
-function build(): Row[] {
-  const r = rng(20240501);
-  const pick = <T>(xs: T[]) => xs[Math.floor(r() * xs.length)];
+/** Row builders over one seeded stream: `pair` puts the preferred answer first or second at random. */
+function maker(seed: number) {
+  const r = rng(seed);
   const rows: Row[] = [];
+  const pick = <T>(xs: T[]) => xs[Math.floor(r() * xs.length)];
   const pair = (ma: string, mb: string, prompt: (string | null)[], good: (string | null)[], other: (string | null)[], goodWins: 0 | 2) => {
-    // Put the preferred answer first or second at random; a tie stays a tie.
+    // a tie stays a tie
     if (r() < 0.5) rows.push({ model_a: ma, model_b: mb, prompt, a: good, b: other, label: goodWins === 2 ? 2 : 0 });
     else rows.push({ model_a: mb, model_b: ma, prompt, a: other, b: good, label: goodWins === 2 ? 2 : 1 });
   };
+  const verbose = ([q, good]: [string, string, string]) => {
+    const padded = [pick(FILLER), good, pick(FILLER), `In short: ${good}`, pick(FILLER)].join(' ');
+    pair('demo-concise', 'demo-verbose', [q], [good], [padded], 2);
+  };
+  const same = ([q, good, bad]: [string, string, string]) => {
+    const ans = r() < 0.5 ? good : bad;
+    rows.push({ model_a: 'demo-same', model_b: 'demo-same', prompt: [q], a: [ans], b: [ans], label: 2 });
+  };
+  const selfPraise = ([q, good, bad]: [string, string, string], content: 'equal' | 'wrong') => {
+    if (content === 'equal') pair('demo-plain', 'demo-selfpraise', [q], [good], [`${pick(PRAISE)} ${good}`], 2);
+    else pair('demo-plain', 'demo-selfpraise', [q], [good], [`${pick(PRAISE)} ${bad}`], 0);
+  };
+  return { r, rows, pair, verbose, same, selfPraise };
+}
+
+function build(): Row[] {
+  const { rows, pair, verbose, same, selfPraise } = maker(20240501);
   // Ordinary rows: the correct answer wins.
   for (const [q, good, bad] of QA) pair('demo-correct', 'demo-wrong', [q], [good], [bad], 0);
   // Verbosity probes: the same correct answer, padded with filler; content equal, label tie.
-  for (const [q, good] of QA.slice(0, 8)) {
-    const padded = [pick(FILLER), good, pick(FILLER), `In short: ${good}`, pick(FILLER)].join(' ');
-    pair('demo-concise', 'demo-verbose', [q], [good], [padded], 2);
-  }
+  for (const qa of QA.slice(0, 8)) verbose(qa);
   // Position probes: identical answers in both positions, label tie.
-  for (const [q, good, bad] of QA.slice(4, 12)) {
-    const ans = r() < 0.5 ? good : bad;
-    rows.push({ model_a: 'demo-same', model_b: 'demo-same', prompt: [q], a: [ans], b: [ans], label: 2 });
-  }
+  for (const qa of QA.slice(4, 12)) same(qa);
   // Self-enhancement probes: self-praise with equal content ties; self-praise with wrong content loses.
-  for (const [i, [q, good, bad]] of QA.slice(8, 16).entries()) {
-    if (i % 2 === 0) pair('demo-plain', 'demo-selfpraise', [q], [good], [`${pick(PRAISE)} ${good}`], 2);
-    else pair('demo-plain', 'demo-selfpraise', [q], [good], [`${pick(PRAISE)} ${bad}`], 0);
-  }
+  for (const [i, qa] of QA.slice(8, 16).entries()) selfPraise(qa, i % 2 === 0 ? 'equal' : 'wrong');
   // Multi-turn: the second turn decides.
   pair(
     'demo-correct',
@@ -98,14 +109,55 @@ function build(): Row[] {
   return rows;
 }
 
-const field = (s: string) => (/[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
+/** Capital, a wrong city of the same country. None of the countries asked in arena-demo.csv. */
+const CAPITALS: [string, string, string][] = [
+  ['Canada', 'Ottawa', 'Toronto'], ['Australia', 'Canberra', 'Sydney'], ['Brazil', 'Brasília', 'Rio de Janeiro'],
+  ['Turkey', 'Ankara', 'Istanbul'], ['Switzerland', 'Bern', 'Zurich'], ['Egypt', 'Cairo', 'Alexandria'],
+  ['India', 'New Delhi', 'Mumbai'], ['China', 'Beijing', 'Shanghai'], ['Russia', 'Moscow', 'Saint Petersburg'],
+  ['Kenya', 'Nairobi', 'Mombasa'], ['Portugal', 'Lisbon', 'Porto'], ['Norway', 'Oslo', 'Bergen'],
+  ['Poland', 'Warsaw', 'Kraków'], ['Argentina', 'Buenos Aires', 'Córdoba'], ['Mexico', 'Mexico City', 'Guadalajara'],
+  ['Morocco', 'Rabat', 'Casablanca'], ['Vietnam', 'Hanoi', 'Ho Chi Minh City'], ['Nigeria', 'Abuja', 'Lagos'],
+  ['New Zealand', 'Wellington', 'Auckland'], ['South Korea', 'Seoul', 'Busan'],
+];
+const POLYGONS: [string, number][] = [['triangle', 3], ['square', 4], ['pentagon', 5], ['heptagon', 7], ['octagon', 8], ['decagon', 10]];
 
-export function demoCsv(): string {
+/** The training file's questions: generated, none of them asked in arena-demo.csv (which stays held out). */
+function trainQa(r: () => number): [string, string, string][] {
+  const off = () => 1 + Math.floor(r() * 4) * (r() < 0.5 ? -1 : 1);
+  const qa: [string, string, string][] = CAPITALS.map(([c, good, bad]) => [`What is the capital of ${c}?`, `The capital of ${c} is ${good}.`, `The capital of ${c} is ${bad}.`]);
+  for (let i = 0; i < 24; i++) {
+    const [a, b] = [3 + Math.floor(r() * 10), 3 + Math.floor(r() * 10)];
+    if ((a === 7 && b === 8) || (a === 8 && b === 7)) continue;
+    qa.push([`What is ${a} times ${b}?`, `${a} times ${b} is ${a * b}.`, `${a} times ${b} is ${a * b + off()}.`]);
+  }
+  for (const h of [2, 4, 5, 6, 7, 8, 9])
+    qa.push([`How many minutes are in ${h} hours?`, `${h} hours have ${h * 60} minutes.`, `${h} hours have ${h * 60 + 20 * off()} minutes.`]);
+  for (const n of [5, 6, 7, 8, 9, 11, 13, 15]) qa.push([`What is the square root of ${n * n}?`, `The square root of ${n * n} is ${n}.`, `The square root of ${n * n} is ${n + off()}.`]);
+  for (const [p, k] of POLYGONS) qa.push([`How many sides does a ${p} have?`, `A ${p} has ${k} sides.`, `A ${p} has ${k + off()} sides.`]);
+  return qa;
+}
+
+/** demo/arena-demo-train.csv: the same kinds of rows as arena-demo.csv over other questions, for the demo's training. */
+function buildTrain(): Row[] {
+  const { r, rows, pair, verbose, same, selfPraise } = maker(20241124);
+  for (const qa of trainQa(r)) {
+    const [q, good, bad] = qa;
+    pair('demo-correct', 'demo-wrong', [q], [good], [bad], 0);
+    const kind = r();
+    if (kind < 0.3) verbose(qa);
+    else if (kind < 0.6) same(qa);
+    else if (kind < 0.9) selfPraise(qa, r() < 0.5 ? 'equal' : 'wrong');
+    else pair('demo-correct', 'demo-empty', [q], [good], [''], 0);
+  }
+  return rows;
+}
+
+function csv(rows: Row[], firstId: number): string {
   const lines = ['id,model_a,model_b,prompt,response_a,response_b,winner_model_a,winner_model_b,winner_tie'];
-  build().forEach((row, i) => {
+  rows.forEach((row, i) => {
     const onehot = [0, 1, 2].map((k) => (k === row.label ? '1' : '0'));
     lines.push(
-      [String(900001 + i), row.model_a, row.model_b, JSON.stringify(row.prompt), JSON.stringify(row.a), JSON.stringify(row.b), ...onehot]
+      [String(firstId + i), row.model_a, row.model_b, JSON.stringify(row.prompt), JSON.stringify(row.a), JSON.stringify(row.b), ...onehot]
         .map(field)
         .join(','),
     );
@@ -113,8 +165,15 @@ export function demoCsv(): string {
   return lines.join('\n') + '\n';
 }
 
+const field = (s: string) => (/[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
+
+export const demoCsv = (): string => csv(build(), 900001);
+export const demoTrainCsv = (): string => csv(buildTrain(), 800001);
+
 if (require.main === module) {
-  const out = path.join(__dirname, 'arena-demo.csv');
-  writeFileSync(out, demoCsv(), 'utf8');
-  console.log(`wrote ${out}`);
+  for (const [name, text] of [['arena-demo.csv', demoCsv()], ['arena-demo-train.csv', demoTrainCsv()]]) {
+    const out = path.join(__dirname, name);
+    writeFileSync(out, text, 'utf8');
+    console.log(`wrote ${out}`);
+  }
 }

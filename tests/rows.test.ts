@@ -9,7 +9,7 @@ import { parse as fastCsvParse } from 'fast-csv';
 import { MAX_CELL_CHARS, parseCell, readRows } from '../src/data/rows';
 import { rejectsRows } from './helpers/rows-error';
 import { CsvParser, Utf8Decoder, BAD_BYTE } from '../src/data/csv';
-import { demoCsv } from '../demo/make-demo';
+import { demoCsv, demoTrainCsv } from '../demo/make-demo';
 
 const DEMO = path.join(__dirname, '..', 'demo', 'arena-demo.csv');
 const SAMPLE = path.join(__dirname, '..', '..', 'shared', 'data', 'arena-sample-999.csv');
@@ -196,6 +196,13 @@ describe('rows: readRows', () => {
 
   it('the demo CSV is what demo/make-demo.ts writes, labelled, with its probes', async () => {
     assert.equal(readFileSync(DEMO, 'utf8'), demoCsv(), 'demo/arena-demo.csv is stale: run npx tsx demo/make-demo.ts');
+    const trainFile = DEMO.replace('arena-demo.csv', 'arena-demo-train.csv');
+    assert.equal(readFileSync(trainFile, 'utf8'), demoTrainCsv(), 'demo/arena-demo-train.csv is stale: run npx tsx demo/make-demo.ts');
+    // the demo validates on held-out questions: the training file never asks one of arena-demo.csv's
+    const held = new Set((await readRows(DEMO)).rows.map((x) => x.prompt.join('\n')));
+    const train = await readRows(trainFile, { requireLabels: true });
+    assert.ok(train.rows.length >= 100, `${train.rows.length} training rows`);
+    assert.deepEqual(train.rows.filter((x) => held.has(x.prompt.join('\n'))).map((x) => x.id), []);
     const r = await readRows(DEMO, { requireLabels: true });
     assert.ok(r.rows.length >= 40 && r.rows.length <= 60);
     assert.match(r.warnings.join('\n'), /1 null item/);

@@ -78,3 +78,40 @@ export function tinyWeights(c: ModelConfig, seed: number): WeightSource {
     return { shape, data };
   };
 }
+
+/**
+ * The tiny model's config.json as transformers writes it for Gemma2ForSequenceClassification, so the
+ * folder `tiny --hf` writes is read by `train --base` and `import --base` like a real checkpoint.
+ * id2label names the task's columns (import maps logits to columns by name).
+ */
+export function tinyHfConfig(c: ModelConfig, labels: readonly string[]): Record<string, unknown> {
+  if (c.family !== 'gemma2' || c.head.kind !== 'classifier') throw new Error('tinyHfConfig: the tiny model is a Gemma-2 classifier');
+  return {
+    architectures: [c.architecture],
+    model_type: 'gemma2',
+    attention_bias: false,
+    attention_dropout: 0.0,
+    attn_logit_softcapping: c.attnSoftcap,
+    final_logit_softcapping: 30.0,
+    head_dim: c.headDim,
+    hidden_activation: 'gelu_pytorch_tanh',
+    hidden_size: c.hiddenSize,
+    intermediate_size: c.intermediateSize,
+    id2label: Object.fromEntries(labels.map((l, i) => [String(i), l])),
+    label2id: Object.fromEntries(labels.map((l, i) => [l, i])),
+    max_position_embeddings: c.maxPositions,
+    num_attention_heads: c.numHeads,
+    num_hidden_layers: c.numLayers,
+    num_key_value_heads: c.numKvHeads,
+    pad_token_id: c.padTokenId,
+    bos_token_id: 2,
+    eos_token_id: 1,
+    // attnScale = query_pre_attn_scalar ** -0.5
+    query_pre_attn_scalar: Math.round(c.attnScale ** -2),
+    rms_norm_eps: c.rmsNormEps,
+    rope_theta: c.rope.theta,
+    sliding_window: c.slidingWindow,
+    torch_dtype: 'float32',
+    vocab_size: c.vocabSize,
+  };
+}

@@ -25,8 +25,12 @@ export interface ReadRowsResult {
 /** The three output columns, in Kaggle's order. */
 export const LABEL_COLUMNS = ['winner_model_a', 'winner_model_b', 'winner_tie'] as const;
 
-/** Activation functions a model's MLP or a scoring head may use (HF names: gelu_pytorch_tanh, gelu, relu, silu, tanh). */
-export type Activation = 'gelu_tanh' | 'gelu' | 'relu' | 'silu' | 'tanh';
+/**
+ * Activation functions a model's MLP or a scoring head may use (HF names: gelu_pytorch_tanh, gelu, relu, silu, tanh).
+ * One list for every `--head-activation` flag: both lowerings (inference and training) implement each.
+ */
+export const ACTIVATIONS = ['gelu_tanh', 'gelu', 'relu', 'silu', 'tanh'] as const;
+export type Activation = (typeof ACTIVATIONS)[number];
 
 /** Rotary embedding: rotate-half form with HF's inv_freq = 1 / theta^(2i/d), optionally rescaled (Llama-3.x). */
 export interface RopeSpec {

@@ -282,7 +282,8 @@ describe('broken adapters', () => {
   it('unsupported options are errors, each named', () => {
     const cases: [string, (c: any) => void][] = [
       ['bias', (c) => (c.bias = 'lora_only')],
-      ['layers_to_transform', (c) => (c.layers_to_transform = [0, 1])],
+      ['layers_to_transform', (c) => ((c.layers_to_transform = [0, 1]), (c.target_modules = '.*q_proj'))],
+      ['layers_pattern', (c) => (c.layers_pattern = 7)],
       ['layer_replication', (c) => (c.layer_replication = [[0, 2]])],
       ['peft_type', (c) => (c.peft_type = 'IA3')],
       ['loftq_config', (c) => (c.loftq_config = { loftq_bits: 4 })],

@@ -85,6 +85,10 @@ export const GRAD_RULES: Record<string, GradRule> = {
   Exp: ({ b, y, dy }) => [b.mul(dy[0]!, y[0])],
   // sigmoid' = y (1 - y)
   Sigmoid: ({ b, y, dy }) => [b.mul(dy[0]!, b.mul(y[0], b.sub(one(b, 1), y[0])))],
+  // erf' = 2/sqrt(pi) exp(-x^2)  (exact GELU)
+  Erf: ({ b, x, dy }) => [b.mul(dy[0]!, b.mul(b.exp(b.neg(b.mul(x[0], x[0]))), one(b, 2 / Math.sqrt(Math.PI))))],
+  // relu' = 1 where x > 0, else 0 (0 at x = 0, as torch's threshold_backward)
+  Relu: ({ b, x, dy }) => [b.where(b.compare('Greater', x[0], one(b, 0)), dy[0]!, one(b, 0))],
   // Y = A @ B (batched, batch dims broadcast): dA = dY @ B^T, dB = A^T @ dY, summed over broadcast batch dims.
   MatMul: ({ b, x, dy, needs }) => [
     needs[0] ? unbroadcast(b, b.matmul(dy[0]!, swapLast(b, x[1])), x[0]) : null,

@@ -1,10 +1,12 @@
 // Writes a trained adapter as the folder PEFT's save_pretrained writes (adapter_config.json +
 // adapter_model.safetensors with PEFT's key names), so `trainer import --adapter` merges it and PEFT
-// loads it. Two PEFT features are saved in an equivalent plain form that both readers accept:
-// - PiSSA: converted like save_pretrained(path_initial_model_for_weight_conversion=...): A' = [A; A0],
-//   B' = [B, -B0], r and lora_alpha doubled (alpha * sqrt(2) with rsLoRA), so it applies to the
-//   ORIGINAL base: W + s B'A' = W_res + s B A.
-// - layers_to_transform: written as a target_modules regex naming exactly the trained modules.
+// loads it: the config has exactly the keys peft 0.13.2 writes for a SEQ_CLS LoraConfig (every
+// dataclass field but runtime_config; PeftConfig.from_pretrained passes them all to LoraConfig(**kw),
+// so an unknown key is a TypeError there). tests/train-peft-format.test.ts compares both files with
+// adapters peft 0.13.2 wrote. PiSSA is saved converted, like save_pretrained(
+// path_initial_model_for_weight_conversion=...): A' = [A; A0], B' = [B, -B0], r and lora_alpha
+// doubled (alpha * sqrt(2) with rsLoRA), init_lora_weights true, so it applies to the ORIGINAL base:
+// W + s B'A' = W_res + s B A.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeSafetensors } from '../weights/safetensors-write';
@@ -50,11 +52,8 @@ export function writeAdapter(dir: string, o: AdapterOutput): void {
   for (const t of o.spec.head) tensors.set(t.key, { shape: t.shape, data: o.params.get(t.key)! });
   writeSafetensors(join(dir, 'adapter_model.safetensors'), tensors, { format: 'pt' });
 
+  // PEFT expands all-linear to the module names before saving (and refuses it with layers_to_transform).
   const targets = s.target_modules.includes('all-linear') ? PROJECTIONS : s.target_modules;
-  const modules = [...o.spec.lora.keys()];
-  // layers x targets is a full product, so one regex names exactly the trained modules.
-  const layers = [...new Set(modules.map((m) => m.split('.')[2]))];
-  const targetModules = s.layers_to_transform ? `model\\.layers\\.(?:${layers.join('|')})\\.(?:self_attn|mlp)\\.(?:${targets.join('|')})` : [...targets];
   const doubled = o.pissaStart !== null;
   const config = {
     alpha_pattern: {},
@@ -66,18 +65,20 @@ export function writeAdapter(dir: string, o: AdapterOutput): void {
     init_lora_weights: true,
     layer_replication: null,
     layers_pattern: null,
-    layers_to_transform: null,
+    layers_to_transform: s.layers_to_transform,
     loftq_config: {},
     lora_alpha: doubled ? (s.use_rslora ? s.lora_alpha * Math.SQRT2 : s.lora_alpha * 2) : s.lora_alpha,
     lora_dropout: s.lora_dropout,
     megatron_config: null,
     megatron_core: 'megatron.core',
-    modules_to_save: o.spec.head.length ? ['score'] : null,
+    // what PeftModelForSequenceClassification makes of modules_to_save=None (it always trains the head);
+    // a frozen head saves none: PEFT's copy then stays the base head, as here
+    modules_to_save: o.spec.head.length ? ['classifier', 'score'] : null,
     peft_type: 'LORA',
     r: doubled ? s.r * 2 : s.r,
     rank_pattern: {},
     revision: null,
-    target_modules: targetModules,
+    target_modules: [...targets],
     task_type: 'SEQ_CLS',
     use_dora: false,
     use_rslora: s.use_rslora,

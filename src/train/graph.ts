@@ -38,6 +38,23 @@ function transposed(w: Float32Array, out: number, inn: number): Float32Array {
   return t;
 }
 
+/**
+ * Each activation spelled out in primitives that have a gradient rule (the inference lowering uses
+ * the fused ONNX Gelu / Relu ops instead). Keyed by Activation, so a new one must be added here.
+ */
+export const TRAIN_ACTIVATIONS: Record<Activation, (b: GraphBuilder, x: Value) => Value> = {
+  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+  gelu_tanh: (b, x) => {
+    const inner = b.mul(b.add(x, b.mul(b.mul(b.mul(x, x), x), b.scalar('c', 0.044715))), b.scalar('c', Math.sqrt(2 / Math.PI)));
+    return b.mul(b.mul(x, b.scalar('c', 0.5)), b.add(b.tanh(inner), b.scalar('c', 1)));
+  },
+  // torch's exact GELU: x * 0.5 * (1 + erf(x * M_SQRT1_2))
+  gelu: (b, x) => b.mul(b.mul(x, b.scalar('c', 0.5)), b.add(b.unary('Erf', b.mul(x, b.scalar('c', Math.SQRT1_2))), b.scalar('c', 1))),
+  relu: (b, x) => b.unary('Relu', x),
+  silu: (b, x) => b.mul(x, b.unary('Sigmoid', x)),
+  tanh: (b, x) => b.tanh(x),
+};
+
 /** The training Lowering plus what the loss needs (pooled features). */
 function trainLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, spec: TrainableSpec, opts: TrainGraphOptions, params: Value[], dropoutModules: TrainGraph['dropoutModules']) {
   const H = c.hiddenSize;
@@ -53,7 +70,6 @@ function trainLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, s
     return v;
   };
   const frozen = (name: string, data: Float32Array, shape: number[]) => b.initializer(name, 'float32', shape, f32(data));
-  const scalar = (v: number) => b.scalar('c', v);
 
   // per-batch inputs (src/train/feeds.ts)
   let biasGlobal: Value;
@@ -87,22 +103,6 @@ function trainLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, s
   const rotary = (x: Value): Value => {
     const [x1, x2] = b.split(x, [D / 2, D / 2], -1);
     return b.add(b.mul(x, cos), b.mul(b.concat([b.neg(x2), x1], -1), sin));
-  };
-
-  const act = (kind: Activation, x: Value): Value => {
-    switch (kind) {
-      case 'gelu_tanh': {
-        // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-        const inner = b.mul(b.add(x, b.mul(b.mul(b.mul(x, x), x), scalar(0.044715))), scalar(Math.sqrt(2 / Math.PI)));
-        return b.mul(b.mul(x, scalar(0.5)), b.add(b.tanh(inner), scalar(1)));
-      }
-      case 'silu':
-        return b.mul(x, b.unary('Sigmoid', x));
-      case 'tanh':
-        return b.tanh(x);
-      default:
-        throw new GraphBuildError(`activation ${kind} has no training lowering yet (gelu_tanh, silu, tanh have)`);
-    }
   };
 
   const L: Lowering = {
@@ -145,10 +145,13 @@ function trainLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, s
       const probs = b.softmax(b.add(s, layerWindow(c, layer) !== null ? biasLocal! : biasGlobal), -1);
       return b.reshape(b.transpose(b.matmul(probs, v5), [0, 3, 1, 2, 4]), [0, 0, c.numHeads * D]);
     },
-    act,
+    act: (kind, x) => TRAIN_ACTIVATIONS[kind](b, x),
     residual: (x, delta) => b.add(x, delta),
-    // One-hot pooling row per batch item (HF's index from input_ids): exact.
-    lastToken: (x) => (pooled = b.reshape(b.matmul(pool, x), [0, H], 'pooled')),
+    // One-hot pooling row per batch item (HF's index from input_ids): exact. The Reshape's own output is
+    // named 'pooled' (no Identity rename for the graph output): onnxruntime 1.29's basic optimizer loses a
+    // renamed 'pooled' in a forward-only graph with a ReLU head ("pooled_out0 is not ... a previous node").
+    lastToken: (x) =>
+      (pooled = b.op('Reshape', [b.matmul(pool, x), b.constInt64('pooled_shape', [0, H])], [{ dtype: x.dtype, shape: [x.shape?.[0] ?? null, H] }], {}, { name: 'pool', outNames: ['pooled'] })[0]),
     dense(weight, bias, x, rows) {
       if (rows) throw new GraphBuildError('training a causal-LM label-token head is not supported; train a score head');
       const t = headBy.get(weight);
@@ -173,7 +176,7 @@ export function buildTrainGraph(c: ModelConfig, weights: WeightSource, spec: Tra
   const { L, pooled } = trainLowering(b, c, weights, spec, opts, params, dropoutModules);
   const logits = decoder(c, L);
   b.output(logits, 'logits');
-  if (opts.forwardOnly) b.output(pooled(), 'pooled'); // head-only training fits the head on these
+  if (opts.forwardOnly) b.output(pooled()); // head-only training fits the head on these
 
   // ---- mean cross-entropy over the labelled rows
   const onehot = b.input('labels_onehot', 'float32', ['batch', c.numLabels]);

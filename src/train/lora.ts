@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelConfig, WeightSource } from '../types';
 import { openSafetensors } from '../weights/safetensors';
+import { peftLayerIndex } from '../weights/peft';
 import { forName } from '../util/rng';
 import { familyOf } from '../model/families';
 import { svd } from './svd';
@@ -83,12 +84,6 @@ export function linearModules(c: ModelConfig): { module: string; name: string; i
   return out;
 }
 
-/** PEFT's layer index rule: the first `.<name>.<digits>.` in the module path. */
-const layerOf = (module: string): number | null => {
-  const m = /^.*?\.[^.]*\.(\d+)\./.exec(`.${module}`);
-  return m ? Number(m[1]) : null;
-};
-
 export function planLora(c: ModelConfig, s: LoraSettings): TrainableSpec {
   if (!Number.isInteger(s.r) || s.r <= 0) throw new LoraSetupError(`r = ${s.r}: expected a positive integer`);
   if (!(s.lora_dropout >= 0 && s.lora_dropout < 1)) throw new LoraSetupError(`lora_dropout = ${s.lora_dropout}: expected 0 <= p < 1`);
@@ -101,7 +96,7 @@ export function planLora(c: ModelConfig, s: LoraSettings): TrainableSpec {
   const lora = new Map<string, LoraModule>();
   for (const m of linearModules(c)) {
     if (!targets.includes(m.name)) continue;
-    if (s.layers_to_transform && !s.layers_to_transform.includes(layerOf(m.module)!)) continue;
+    if (s.layers_to_transform && !s.layers_to_transform.includes(peftLayerIndex(m.module)!)) continue;
     lora.set(m.module, {
       module: m.module,
       aKey: `${PEFT_PREFIX}${m.module}.lora_A.weight`,

@@ -15,6 +15,10 @@ export interface LoraConfig {
   loraAlpha: number;
   /** A list of module-name suffixes, or a regex string that must match a whole module name (PEFT's rule). */
   targetModules: string[] | string;
+  /** Layer indices a list target_modules is limited to (null = every layer); PEFT's rule in isTargeted. */
+  layersToTransform: number[] | number | null;
+  /** Names of the layer container whose index layersToTransform means (null = any `<name>.<digits>.`). */
+  layersPattern: string[] | string | null;
   useRslora: boolean;
   modulesToSave: string[];
   fanInFanOut: boolean;
@@ -33,7 +37,6 @@ export const GEMMA_LINEAR_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'ga
 /** Keys that must be absent, null, false or empty: each enables a feature the merge does not implement. */
 const UNSUPPORTED: Record<string, string> = {
   use_dora: 'DoRA (weight-decomposed LoRA) adds a magnitude vector the merge does not apply; merge it in PEFT (merge_and_unload) and import the merged model',
-  layers_to_transform: 'layers_to_transform restricts LoRA to some layers; not supported',
   layer_replication: 'layer_replication changes the layer stack; not supported',
   loftq_config: 'LoftQ pairs the adapter with a quantized base; not supported',
   megatron_config: 'Megatron parallel layers are not supported',
@@ -87,6 +90,16 @@ export function parseAdapterConfig(json: unknown, file: string): LoraConfig {
   } else {
     return fail(`target_modules is ${JSON.stringify(tm)}, expected a non-empty list of module names or a regex string`);
   }
+  // peft 0.13.2 LoraConfig.__post_init__: both only work with a list target_modules
+  const ltt = c.layers_to_transform ?? null;
+  if (ltt !== null && !(Number.isInteger(ltt) || (Array.isArray(ltt) && ltt.every((i) => Number.isInteger(i)))))
+    fail(`layers_to_transform is ${JSON.stringify(ltt)}, expected null, a layer index or a list of layer indices`);
+  const lp = c.layers_pattern ?? null;
+  if (lp !== null && !(typeof lp === 'string' || (Array.isArray(lp) && lp.every((x) => typeof x === 'string'))))
+    fail(`layers_pattern is ${JSON.stringify(lp)}, expected null, a name or a list of names`);
+  for (const [key, v] of [['layers_to_transform', ltt], ['layers_pattern', lp]] as const)
+    if (v !== null && typeof targetModules === 'string')
+      fail(`${key} = ${JSON.stringify(v)} with target_modules a string: PEFT refuses this ("cannot be used when target_modules is a str"); list the module names`);
   const bool = (key: string): boolean => {
     const v = c[key] ?? false;
     if (typeof v !== 'boolean') return fail(`key "${key}" is ${JSON.stringify(v)}, expected true or false`);
@@ -116,6 +129,8 @@ export function parseAdapterConfig(json: unknown, file: string): LoraConfig {
     r,
     loraAlpha: c.lora_alpha as number,
     targetModules,
+    layersToTransform: ltt as number[] | number | null,
+    layersPattern: lp as string[] | string | null,
     useRslora: bool('use_rslora'),
     modulesToSave: mts as string[],
     fanInFanOut,
@@ -127,12 +142,34 @@ export function parseAdapterConfig(json: unknown, file: string): LoraConfig {
   };
 }
 
-/** PEFT's target rule: regex string = full match of the module name; list = exact name or ".name" suffix. */
+/**
+ * PEFT's layer index of a module path (peft 0.13.2 tuners_utils.check_target_module_exists): without
+ * layers_pattern, re.match(r".*\.[^.]*\.(\d+)\.", key); with it, the first pattern p for which
+ * re.match(rf".*\.{p}\.(\d+)\.", key) matches. null = no index (the module is then not targeted).
+ */
+export function peftLayerIndex(module: string, layersPattern: string[] | string | null = null): number | null {
+  const pats = layersPattern === null || layersPattern.length === 0 ? ['[^.]*'] : [layersPattern].flat();
+  for (const p of pats) {
+    const m = new RegExp(`^.*\\.${p}\\.(\\d+)\\.`).exec(module);
+    if (m) return Number(m[1]);
+  }
+  return null;
+}
+
+/**
+ * PEFT's target rule (peft 0.13.2 check_target_module_exists): a regex string must match the whole module
+ * name; a list entry matches the exact name, or a ".name" suffix that is then limited to layers_to_transform.
+ */
 export function isTargeted(cfg: LoraConfig, module: string): boolean {
   const t = cfg.targetModules;
   if (t === 'all-linear') return GEMMA_LINEAR_MODULES.some((m) => module.endsWith(`.${m}`));
   if (typeof t === 'string') return new RegExp(`^(?:${t})$`).test(module);
-  return t.some((m) => module === m || module.endsWith(`.${m}`));
+  if (t.includes(module)) return true;
+  if (!t.some((m) => module.endsWith(`.${m}`))) return false;
+  const layers = cfg.layersToTransform;
+  if (layers === null || (Array.isArray(layers) && layers.length === 0)) return true;
+  const i = peftLayerIndex(module, cfg.layersPattern);
+  return i !== null && (typeof layers === 'number' ? i === layers : layers.includes(i));
 }
 
 /** Rank, alpha and merge scale of one module: rank_pattern / alpha_pattern keys match a trailing name (PEFT's get_pattern_key). */
@@ -217,7 +254,10 @@ export function mapAdapterKeys(
       const [, module, half, param] = m;
       if (param !== 'weight') fail(`tensor "${key}": lora_${half}.${param} is not supported (only lora_A/lora_B weights)`);
       if (!isTargeted(config, module))
-        fail(`tensor "${key}": module ${module} is not in target_modules ${JSON.stringify(config.targetModules)}`);
+        fail(
+          `tensor "${key}": module ${module} is not in target_modules ${JSON.stringify(config.targetModules)}` +
+            (config.layersToTransform === null ? '' : ` on layers_to_transform ${JSON.stringify(config.layersToTransform)}`),
+        );
       const h = halves.get(module) ?? {};
       h[half === 'A' ? 'a' : 'b'] = key;
       halves.set(module, h);

@@ -3,7 +3,7 @@
 import { runTraining, DEFAULT_TRAIN, type TrainOptions } from '../../train/run';
 import { DEFAULT_LORA, PROJECTIONS } from '../../train/lora';
 import { need, num, parse, UsageError } from '../args';
-import type { Activation } from '../../types';
+import { ACTIVATIONS, type Activation } from '../../types';
 
 const D = DEFAULT_TRAIN;
 const L = DEFAULT_LORA;
@@ -22,7 +22,7 @@ LoRA (PEFT LoraConfig names):
   --layers-to-transform LIST   layer indices that get LoRA, e.g. 6-25 or 2,3 (default all)
   --frozen-head         do not train the score head (default: trained, modules_to_save=["score"], every layer of a score.N.* head)
   --num-labels N        a base without a score head (a causal LM): train a new N-output head (HF init, seeded)
-  --head-activation A   activation between the linears of a multi-layer score.N.* head (as import takes it): gelu_tanh|silu|tanh
+  --head-activation A   activation between the linears of a multi-layer score.N.* head (as import takes it): ${ACTIVATIONS.join('|')}
   --init peft|pissa     PEFT default init (A kaiming-uniform, B 0) or PiSSA (SVD; default peft)
 Optimisation (HF TrainingArguments names in brackets):
   --batch-size N (${D.batchSize})  --grad-accum N (${D.gradAccum})  --epochs N (${D.epochs})  --max-steps N
@@ -73,8 +73,8 @@ export async function run(argv: string[]): Promise<void> {
   const betas = v['adam-betas'] === undefined ? D.betas : String(v['adam-betas']).split(',').map(Number);
   if (betas.length !== 2 || !betas.every((x) => x >= 0 && x < 1)) throw new UsageError(`--adam-betas takes two numbers in [0, 1), e.g. 0.9,0.999`);
   const headActivation = v['head-activation'] as string | undefined;
-  if (headActivation !== undefined && !['gelu_tanh', 'silu', 'tanh'].includes(headActivation))
-    throw new UsageError(`--head-activation must be gelu_tanh, silu or tanh (the activations the training lowering differentiates), got "${headActivation}"`);
+  if (headActivation !== undefined && !(ACTIVATIONS as readonly string[]).includes(headActivation))
+    throw new UsageError(`--head-activation must be one of ${ACTIVATIONS.join(', ')}, got "${headActivation}"`);
   const mode = (v.train as string | undefined) ?? 'lora';
   if (mode !== 'lora' && mode !== 'head') throw new UsageError(`--train must be lora or head, got "${mode}"`);
   const maxGradNorm = num(v['max-grad-norm'], '--max-grad-norm', D.maxGradNorm ?? 0);

@@ -19,6 +19,7 @@ import { serialise } from '../src/graph/serialise';
 import { checkAdapter, mergedSource, openAdapter } from '../src/weights/peft';
 import { chooseHead } from '../src/weights/import';
 import { parseHfConfig } from '../src/weights/hfconfig';
+import { LABEL_COLUMNS } from '../src/types';
 import { openCheckpoint, openSafetensors } from '../src/weights/safetensors';
 import { writeByteTokenizer } from './helpers/byte-tokenizer';
 import { ok as node, ROOT, RUNNER, TRAINER } from './helpers/peaked';
@@ -168,7 +169,7 @@ describe('train: run, checkpoints, adapters', function () {
     assert.equal(more.steps, 1);
   });
 
-  it('--train head: fits only the head on pooled features; the graph agrees with the JS loss of the fitted head', async () => {
+  it('--train head: fits only the head on pooled features; the full graph agrees with the head-only loss of the fitted head', async () => {
     fixtureJsonl(join(tmp, 'rows.jsonl'), 2);
     const out = join(tmp, 'head');
     const lines: string[] = [];
@@ -201,7 +202,7 @@ describe('train: run, checkpoints, adapters', function () {
     assert.deepEqual([...spec.lora.keys()], ['model.layers.0.self_attn.q_proj', 'model.layers.0.mlp.down_proj', 'model.layers.3.self_attn.q_proj', 'model.layers.3.mlp.down_proj']);
     assert.equal(spec.lora.get('model.layers.0.self_attn.q_proj')!.scale, 8 / Math.sqrt(4));
     const out = join(tmp, 'roundtrip');
-    writeAdapter(out, { spec, params: defaultInit(spec, ck.get, 3), config: c, pissaStart: null, baseModelNameOrPath: GEMMA2_TINY });
+    writeAdapter(out, { spec, params: defaultInit(spec, ck.get, 3), config: c, pissaStart: null, baseModelNameOrPath: GEMMA2_TINY, labels: [...LABEL_COLUMNS] });
     const back = readAdapter(out);
     assert.deepEqual([...planLora(c, back.settings).lora.keys()], [...spec.lora.keys()]);
     assert.equal(planLora(c, back.settings).lora.get('model.layers.3.mlp.down_proj')!.scale, 4);

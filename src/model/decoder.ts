@@ -56,11 +56,14 @@ export function decoder(c: ModelConfig, L: Lowering): Value {
     x = L.residual(x, h);
   }
   x = L.norm(f.finalNorm, x);
-  return head(c, L, L.lastToken(x));
+  return scoreHead(c, L, L.lastToken(x));
 }
 
-/** The head on the last real token's final hidden state (HF computes it at every position, then picks that one). */
-function head(c: ModelConfig, L: Lowering, h: Value): Value {
+/**
+ * The head on the last real token's final hidden state (HF computes it at every position, then picks
+ * that one). Exported for head-only training, which runs it alone on cached pooled states.
+ */
+export function scoreHead(c: ModelConfig, L: Lowering, h: Value): Value {
   const hd = c.head;
   if (hd.kind === 'classifier') {
     let y = h;

@@ -9,6 +9,7 @@
 // W + s B'A' = W_res + s B A.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ADAPTER_LABELS_FILE } from '../weights/peft';
 import { writeSafetensors } from '../weights/safetensors-write';
 import type { ModelConfig } from '../types';
 import { PROJECTIONS, type Params, type TrainableSpec } from './lora';
@@ -20,6 +21,8 @@ export interface AdapterOutput {
   /** PiSSA starting A/B values (the conversion needs them); null for other inits. */
   pissaStart: Params | null;
   baseModelNameOrPath: string;
+  /** The head's outputs in logit order as trained (written to ADAPTER_LABELS_FILE for import). */
+  labels: string[];
 }
 
 export function writeAdapter(dir: string, o: AdapterOutput): void {
@@ -84,4 +87,7 @@ export function writeAdapter(dir: string, o: AdapterOutput): void {
     use_rslora: s.use_rslora,
   };
   writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify(config, null, 2) + '\n');
+  // What each output was trained to mean: import reads it before the base's id2label (a relabelled
+  // head has another number of outputs than config.json says).
+  writeFileSync(join(dir, ADAPTER_LABELS_FILE), JSON.stringify({ id2label: Object.fromEntries(o.labels.map((l, i) => [String(i), l])) }, null, 2) + '\n');
 }

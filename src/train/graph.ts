@@ -8,7 +8,7 @@ import { GraphBuilder, GraphBuildError } from '../graph/builder';
 import { addGradients, type GradRule } from '../graph/grad';
 import type { Graph, Value } from '../graph/ir';
 import type { TensorStore } from '../graph/store';
-import { decoder, type Lowering } from '../model/decoder';
+import { decoder, scoreHead, type Lowering } from '../model/decoder';
 import { familyOf, layerWindow } from '../model/families';
 import type { Activation, ModelConfig, WeightSource } from '../types';
 import { linearModules, type TrainableSpec } from './lora';
@@ -178,17 +178,35 @@ export function buildTrainGraph(c: ModelConfig, weights: WeightSource, spec: Tra
   b.output(logits, 'logits');
   if (opts.forwardOnly) b.output(pooled()); // head-only training fits the head on these
 
-  // ---- mean cross-entropy over the labelled rows
+  lossAndGradients(b, c, logits, params, opts);
+  b.store.close();
+  return { graph: b.finish(), params: params.map((p) => p.name), dropoutModules };
+}
+
+/**
+ * The score head alone, on pooled final-norm states fed as input `pooled` [batch, hidden] (what a
+ * forward-only graph outputs): the same head lowering, loss and gradients as the full graph, for
+ * head-only training (`--train head`), which fits any head (linear or score.N.* stack) in seconds.
+ */
+export function buildHeadGraph(c: ModelConfig, weights: WeightSource, spec: TrainableSpec, opts: TrainGraphOptions = {}): TrainGraph {
+  const b = new GraphBuilder('train-head', opts.store);
+  const params: Value[] = [];
+  const { L } = trainLowering(b, c, weights, { ...spec, lora: new Map(), dropout: 0 }, opts, params, []);
+  const logits = scoreHead(c, L, b.input('pooled', 'float32', ['batch', c.hiddenSize]));
+  b.output(logits, 'logits');
+  lossAndGradients(b, c, logits, params, opts);
+  b.store.close();
+  return { graph: b.finish(), params: params.map((p) => p.name), dropoutModules: [] };
+}
+
+/** Mean cross-entropy over the labelled rows (output `loss`) and, unless forward-only, `grad.<key>` per parameter. */
+function lossAndGradients(b: GraphBuilder, c: ModelConfig, logits: Value, params: Value[], opts: TrainGraphOptions): void {
   const onehot = b.input('labels_onehot', 'float32', ['batch', c.numLabels]);
   const nll = b.neg(b.reduceSum(b.mul(b.logSoftmax(logits, -1), onehot), [0, 1], false, 'nll_sum'));
   const loss = b.div(nll, b.reduceSum(onehot, [0, 1], false, 'rows'), 'loss_mean');
   b.output(loss, 'loss');
-
-  if (!opts.forwardOnly) {
-    const seed = b.input('loss_grad', 'float32', []);
-    const grads = addGradients(b, loss, params, { seed, rules: opts.rules });
-    grads.forEach((g, i) => b.output(g, `grad.${params[i].name}`));
-  }
-  b.store.close();
-  return { graph: b.finish(), params: params.map((p) => p.name), dropoutModules };
+  if (opts.forwardOnly) return;
+  const seed = b.input('loss_grad', 'float32', []);
+  const grads = addGradients(b, loss, params, { seed, rules: opts.rules });
+  grads.forEach((g, i) => b.output(g, `grad.${params[i].name}`));
 }

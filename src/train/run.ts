@@ -4,19 +4,20 @@
 // the PEFT adapter folder at the end. File I/O lives here and in src/cli/commands/train.ts only.
 import { existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { outcomeOf, TASKS } from '../task/task';
 import { LABEL_COLUMNS, type Activation, type HostTensor, type ModelConfig, type WeightSource } from '../types';
 import { forName } from '../util/rng';
 import { hfLabelNames, parseHfConfig } from '../weights/hfconfig';
+import { readAdapterLabels } from '../weights/peft';
 import { openCheckpoint, openSafetensors, type Checkpoint } from '../weights/safetensors';
 import { chooseHead } from '../weights/import';
 import { writeSafetensors } from '../weights/safetensors-write';
 import { writeAdapter } from './adapter';
 import { epochOrder, epochSteps, readCsv, readTokenized, type LoadedRows } from './data';
-import { batchFeeds, type Example } from './feeds';
-import { buildTrainGraph } from './graph';
-import { fitHead, headLoss } from './head';
+import { batchFeeds, type Example, type Feeds } from './feeds';
+import { buildHeadGraph, buildTrainGraph } from './graph';
 import { checkParams, PEFT_PREFIX, DEFAULT_LORA, defaultInit, LoraSetupError, overlay, pissaInit, planLora, readAdapter, type LoraSettings, type Params, type TrainableSpec } from './lora';
-import { adamState, lrAt, type AdamState, type Schedule } from './optim';
+import { adamState, adamwStep, clipGradNorm, lrAt, type AdamState, type Schedule } from './optim';
 import { TrainSession } from './session';
 import { trainStep, type StepLog } from './step';
 import { fmt } from '../util/progress';
@@ -99,46 +100,92 @@ export interface TrainResult {
 /**
  * The base's config with its head as import sees it: score.weight or a score.N.* stack from the
  * checkpoint, else from the --adapter's modules_to_save (a causal-LM base with a Kaggle adapter), else a
- * NEW score head of `numLabels` outputs (HF init: normal(0, initializer_range), seeded). `extra` holds
- * the head tensors the checkpoint lacks.
+ * NEW score head of `numLabels` outputs (HF init: normal(0, initializer_range), seeded). With
+ * `numLabels` on a base whose head has another number of outputs, the head's last layer is replaced
+ * (relabelled): a 2-output WSDM layer on a 3-label LMSYS head starts from its model_a / model_b rows
+ * (so it starts as the runner's 3->2 mapping), anything else from a fresh HF init. `extra` holds the
+ * head tensors the checkpoint lacks or that replace its own; `labels` names the outputs in logit order.
  */
-function loadBase(dir: string, ck: Checkpoint, o: TrainOptions): { config: ModelConfig; labelIndex: [number, number, number]; extra: Map<string, HostTensor> } {
+function loadBase(dir: string, ck: Checkpoint, o: TrainOptions): { config: ModelConfig; labelIndex: [number, number, number]; extra: Map<string, HostTensor>; labels: string[] } {
   const file = join(dir, 'config.json');
   if (!existsSync(file)) throw new LoraSetupError(`${dir}: no config.json; --base takes a Hugging Face model folder`);
-  const json = JSON.parse(readFileSync(file, 'utf8'));
+  let json = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
   const extra = new Map<string, HostTensor>();
   if (o.adapter && existsSync(join(o.adapter, 'adapter_model.safetensors'))) {
     const f = openSafetensors(join(o.adapter, 'adapter_model.safetensors'));
     try {
       for (const key of f.tensors.keys()) {
         const hf = key.slice(PEFT_PREFIX.length).replace(/\.default(?=\.|$)/g, '').replace('.modules_to_save', '');
-        if (/^score\./.test(hf) && !ck.names.includes(hf)) extra.set(hf, f.read(key));
+        // the adapter's head replaces the base's (PEFT modules_to_save), also when frozen or relabelled below
+        if (/^score\./.test(hf)) extra.set(hf, f.read(key));
       }
     } finally {
       f.close();
     }
   }
+  const H = json.hidden_size as number;
+  const std = (json.initializer_range as number | undefined) ?? 0.02;
+  const causal = /ForCausalLM$/.test(String((json.architectures as string[] | undefined)?.[0]));
   // chooseHead reads names and shapes only
-  const view = { names: [...ck.names, ...extra.keys()], info: (n: string) => (extra.has(n) ? ({ shape: extra.get(n)!.shape } as ReturnType<Checkpoint['info']>) : ck.info(n)) };
+  const view = { names: [...new Set([...ck.names, ...extra.keys()])], info: (n: string) => (extra.has(n) ? ({ shape: extra.get(n)!.shape } as ReturnType<Checkpoint['info']>) : ck.info(n)) };
   let head = chooseHead(view, null, { activation: o.headActivation, tokenizerDir: dir, configFile: file });
-  if (!head && o.numLabels) {
-    const H = (json as { hidden_size: number }).hidden_size;
-    const std = (json as { initializer_range?: number }).initializer_range ?? 0.02;
+  // An adapter whose head was relabelled carries its own label names (see writeAdapter).
+  const adapterLabels = o.adapter ? readAdapterLabels(o.adapter) : null;
+  if (adapterLabels) json = withLabels(json, adapterLabels);
+  if (!head && causal) {
+    if (!o.numLabels) throw new LoraSetupError(`${file}: a causal-LM base has no score head; pass --num-labels 3 (or 2) to train a new one`);
     const rng = forName(o.seed, 'score.weight');
     extra.set('score.weight', { shape: [o.numLabels, H], data: Float32Array.from({ length: o.numLabels * H }, () => rng.normal() * std) });
     head = { kind: 'classifier', layers: [{ weight: 'score.weight', bias: null, inFeatures: H, outFeatures: o.numLabels }], activation: null };
-  } else if (head && o.numLabels && head.kind === 'classifier' && head.layers.at(-1)!.outFeatures !== o.numLabels)
-    throw new LoraSetupError(`--num-labels ${o.numLabels}: the base already has a ${head.layers.at(-1)!.outFeatures}-output score head; drop --num-labels`);
-  if (!head && /ForCausalLM$/.test(String((json as { architectures?: string[] }).architectures?.[0])))
-    throw new LoraSetupError(`${file}: a causal-LM base has no score head; pass --num-labels 3 (or 2) to train a new one`);
+    json = withLabels(json, defaultLabels(o.numLabels));
+  } else if (o.numLabels) {
+    // config.json's plain score linear when chooseHead found nothing more
+    const current = head ?? { kind: 'classifier' as const, layers: [{ weight: 'score.weight', bias: null, inFeatures: H, outFeatures: (ck.info('score.weight').shape[0]) }], activation: null };
+    if (current.kind !== 'classifier') throw new LoraSetupError('--num-labels: this model scores with label tokens; train a classifier base');
+    const last = current.layers[current.layers.length - 1];
+    if (last.outFeatures !== o.numLabels) {
+      const labels = defaultLabels(o.numLabels);
+      const w = view.names.includes(last.weight) ? (extra.get(last.weight) ?? ck.get(last.weight)) : null;
+      const rows = w ? rowsFor(hfLabelNames(json), labels) : null;
+      const I = last.inFeatures;
+      const rng = forName(o.seed, last.weight);
+      const weight = rows
+        ? Float32Array.from({ length: o.numLabels * I }, (_, i) => w!.data[rows[Math.floor(i / I)] * I + (i % I)])
+        : Float32Array.from({ length: o.numLabels * I }, () => rng.normal() * std);
+      extra.set(last.weight, { shape: [o.numLabels, I], data: weight });
+      if (last.bias) {
+        const b = extra.get(last.bias) ?? ck.get(last.bias);
+        extra.set(last.bias, { shape: [o.numLabels], data: rows ? Float32Array.from(rows, (r) => b.data[r]) : new Float32Array(o.numLabels) });
+      }
+      o.log(`train: the head's last layer ${last.weight} relabelled from ${last.outFeatures} to ${o.numLabels} outputs (${labels.join(', ')}), ${rows ? 'starting from the base rows of the same outcomes' : 'freshly initialised'}`);
+      head = { ...current, layers: [...current.layers.slice(0, -1), { ...last, outFeatures: o.numLabels }] };
+      json = withLabels(json, labels);
+    }
+  }
   const config = parseHfConfig(json, file, head ? { head } : {});
   if (config.numLabels < 2) throw new LoraSetupError(`${file}: num_labels ${config.numLabels}; cross-entropy training needs 2 or more labels`);
   // CSV outcomes go to the logit id2label names them by; generic names (LABEL_0..) keep Kaggle's order.
   const names = hfLabelNames(json) ?? [];
-  const named = LABEL_COLUMNS.every((c) => names.includes(c));
-  // A 2-label head (WSDM: model_a / model_b) has no tie output.
-  const labelIndex = (named ? LABEL_COLUMNS.map((c) => names.indexOf(c)) : config.numLabels === 2 ? [0, 1, -1] : [0, 1, 2]) as [number, number, number];
-  return { config, labelIndex, extra };
+  const idx = (outcome: string) => names.findIndex((n) => outcomeOf(n) === outcome);
+  const named = ['a', 'b'].every((x) => idx(x) >= 0) && (config.numLabels === 2 || idx('tie') >= 0);
+  const labelIndex = (named ? [idx('a'), idx('b'), config.numLabels === 2 ? -1 : idx('tie')] : config.numLabels === 2 ? [0, 1, -1] : [0, 1, 2]) as [number, number, number];
+  const labels = named ? names : defaultLabels(config.numLabels);
+  return { config, labelIndex, extra, labels };
+}
+
+/** The outcome names of a new head: WSDM's model_a / model_b for 2 outputs, Kaggle's LMSYS columns for 3. */
+const defaultLabels = (n: number): string[] => (n === 2 ? [...TASKS.wsdm.labels] : n === 3 ? [...LABEL_COLUMNS] : Array.from({ length: n }, (_, i) => `LABEL_${i}`));
+
+/** config.json with id2label / label2id / num_labels for these names. */
+function withLabels(json: Record<string, unknown>, labels: string[]): Record<string, unknown> {
+  return { ...json, id2label: Object.fromEntries(labels.map((l, i) => [String(i), l])), label2id: Object.fromEntries(labels.map((l, i) => [l, i])), num_labels: labels.length };
+}
+
+/** For each new label, the row of the old head holding the same outcome; null when one is missing. */
+function rowsFor(old: string[] | null, labels: string[]): number[] | null {
+  if (!old) return null;
+  const rows = labels.map((l) => old.findIndex((n) => outcomeOf(n) !== undefined && outcomeOf(n) === outcomeOf(l)));
+  return rows.every((r) => r >= 0) ? rows : null;
 }
 
 async function loadRows(path: string, kind: 'csv' | 'jsonl', c: ModelConfig, o: TrainOptions, labelIndex: [number, number, number]): Promise<LoadedRows> {
@@ -193,44 +240,74 @@ async function features(c: ModelConfig, s: TrainSession, params: Params, rows: E
   return x;
 }
 
-/** `--train head`: the LoRA tensors stay as they are; only the score head is refitted on cached features. */
+/** Feeds of the head-only graph: pooled states [n, hidden] and one-hot labels. */
+function headFeeds(c: ModelConfig, x: Float32Array, rows: Example[]): Feeds {
+  const onehot = new Float32Array(rows.length * c.numLabels);
+  rows.forEach((r, i) => (onehot[i * c.numLabels + r.label] = 1));
+  return {
+    pooled: { dtype: 'float32', dims: [rows.length, c.hiddenSize], data: x },
+    labels_onehot: { dtype: 'float32', dims: [rows.length, c.numLabels], data: onehot },
+  };
+}
+
+/**
+ * `--train head`: the LoRA tensors stay as they are; one forward pass gives every row's pooled state,
+ * then the head (one linear or a score.N.* stack, any number of labels) is fitted on them by full-batch
+ * AdamW steps of the head-only graph (the full graph's head lowering, loss and gradients), with the
+ * run's lr schedule, warmup, clipping and weight decay.
+ */
 async function headOnly(
   o: TrainOptions,
   c: ModelConfig,
   weights: WeightSource,
   spec: TrainableSpec,
   params: Params,
-  pissaStart: Params | null,
   train: LoadedRows,
   valid: LoadedRows | null,
   out: string,
+  labels: string[],
 ): Promise<TrainResult> {
-  if (spec.head.length !== 1 || spec.head[0].shape.length !== 2)
-    throw new LoraSetupError('--train head fits a single linear score head (no bias); this model has a multi-layer head: train it with --train lora');
-  const head = spec.head[0].key;
   const t0 = Date.now();
   const s = await TrainSession.create(buildTrainGraph(c, weights, spec, { forwardOnly: true }), o.threads);
   const x = await features(c, s, params, train.rows, o.batchSize);
   const vx = valid ? await features(c, s, params, valid.rows, o.batchSize) : null;
   await s.release();
-  const featSec = (Date.now() - t0) / 1000;
-  o.log(`train: pooled features of ${train.rows.length} rows in ${featSec.toFixed(1)} s`);
+  o.log(`train: pooled features of ${train.rows.length}${valid ? ` + ${valid.rows.length}` : ''} rows in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  const headParams: Params = new Map(spec.head.map((t) => [t.key, params.get(t.key)!]));
+  const hs = await TrainSession.create(buildHeadGraph(c, weights, spec), o.threads);
+  const feeds = headFeeds(c, x, train.rows);
   const steps = o.maxSteps ?? 500;
-  const labels = train.rows.map((r) => r.label);
-  const fit = fitHead(x, labels, c.hiddenSize, c.numLabels, params.get(head)!, { steps, lr: o.lr, weightDecay: o.weightDecay });
-  params.set(head, fit.weight);
-  o.log(`train: head fitted in ${steps} full-batch AdamW steps: training log loss ${fit.startLoss.toFixed(4)} -> ${fit.loss.toFixed(4)}`);
-  const result: TrainResult = { steps, seconds: (Date.now() - t0) / 1000, secondsPerStep: 0, log: [], valid: [] };
+  const state = adamState(headParams);
+  const log: StepLog[] = [];
+  const t1 = Date.now();
+  let startLoss = NaN;
+  for (let step = 1; step <= steps; step++) {
+    const lr = lrAt(step, o.lr, o.schedule, o.warmupSteps, steps);
+    const r = await hs.run(feeds, headParams, 1);
+    if (step === 1) startLoss = r.loss;
+    const gradNorm = o.maxGradNorm !== null ? clipGradNorm(r.grads, o.maxGradNorm) : NaN;
+    adamwStep(headParams, r.grads, state, { lr: o.lr, betas: o.betas, eps: o.eps, weightDecay: o.weightDecay }, lr);
+    log.push({ step, lr, loss: r.loss, microLosses: [r.loss], gradNorm });
+    if (step % Math.max(1, Math.round(steps / 10)) === 0 || step === steps) {
+      const per = (Date.now() - t1) / 1000 / step;
+      o.log(`train: head step ${step}/${steps} loss ${r.loss.toFixed(4)} lr ${lr.toExponential(2)} ${(per * 1000).toFixed(1)} ms/step ETA ${fmt(per * (steps - step))}`);
+    }
+  }
+  const loss = (await hs.run(feeds, headParams, 0)).loss;
+  o.log(`train: head fitted in ${steps} full-batch AdamW steps: training log loss ${startLoss.toFixed(6)} -> ${loss.toFixed(6)}`);
+  for (const [k, v] of headParams) params.set(k, v);
+  const result: TrainResult = { steps, seconds: (Date.now() - t0) / 1000, secondsPerStep: (Date.now() - t1) / 1000 / steps, log, valid: [] };
   if (valid && vx) {
-    const ll = headLoss(fit.weight, vx, valid.rows.map((r) => r.label), c.hiddenSize, c.numLabels);
+    const ll = (await hs.run(headFeeds(c, vx, valid.rows), headParams, 0)).loss;
     result.valid.push({ epoch: 1, logLoss: ll });
     o.log(`train: validation log loss ${ll.toFixed(4)} (${valid.rows.length} rows; uniform ${Math.log(c.numLabels).toFixed(4)})`);
   }
-  writeAdapter(out, { spec, params, config: c, pissaStart, baseModelNameOrPath: resolve(o.base) });
+  await hs.release();
+  writeAdapter(out, { spec, params, config: c, pissaStart: null, baseModelNameOrPath: resolve(o.base), labels });
   const { log: _log, ...recorded } = o;
   writeFileSync(
     join(out, 'training.json'),
-    JSON.stringify({ options: recorded, rows: train.rows.length, head_fit: { steps, start_loss: fit.startLoss, loss: fit.loss }, valid: result.valid, seconds: result.seconds }, null, 2) + '\n',
+    JSON.stringify({ options: recorded, rows: train.rows.length, head_fit: { steps, start_loss: startLoss, loss }, valid: result.valid, seconds: result.seconds }, null, 2) + '\n',
   );
   return result;
 }
@@ -239,7 +316,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   const out = resolve(o.out);
   mkdirSync(out, { recursive: true });
   const ck = openCheckpoint(o.base);
-  const { config: c, labelIndex, extra } = loadBase(o.base, ck, o);
+  const { config: c, labelIndex, extra, labels } = loadBase(o.base, ck, o);
   try {
     // ---- trainable tensors and their starting values
     let settings = o.lora;
@@ -252,6 +329,8 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
         throw new LoraSetupError(`${o.adapter}: init_lora_weights ${JSON.stringify(ad.init)} needs its residual base; save it converted (PEFT path_initial_model_for_weight_conversion) first`);
       settings = { ...ad.settings, lora_dropout: o.lora.lora_dropout };
       params = ad.params;
+      // a relabelled head (--num-labels) starts from loadBase's tensors, not the adapter's old shape
+      for (const t of planLora(c, settings).head) if (extra.has(t.hf)) params.set(t.key, Float32Array.from(extra.get(t.hf)!.data));
       checkParams(planLora(c, settings), params, o.adapter);
     } else if (o.init === 'pissa') {
       const p = pissaInit(planLora(c, settings), weights);
@@ -278,7 +357,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       // Without --adapter there is no LoRA to keep: the adapter holds the head alone (its LoRA config is inert).
       const headSpec = o.adapter ? spec : { ...spec, lora: new Map() };
       const headParams = o.adapter ? params : new Map(spec.head.map((t) => [t.key, params.get(t.key)!]));
-      return await headOnly(o, c, weights, headSpec, headParams, null, train, valid, out);
+      return await headOnly(o, c, weights, headSpec, headParams, train, valid, out, labels);
     }
 
     // ---- graph and sessions
@@ -341,7 +420,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     result.secondsPerStep = ran ? stepSeconds / ran : 0;
 
     // ---- the adapter, and how it was made
-    writeAdapter(out, { spec, params, config: c, pissaStart, baseModelNameOrPath: resolve(o.base) });
+    writeAdapter(out, { spec, params, config: c, pissaStart, baseModelNameOrPath: resolve(o.base), labels });
     const { log: _log, ...recorded } = o;
     writeFileSync(
       join(out, 'training.json'),

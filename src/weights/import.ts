@@ -170,10 +170,14 @@ export async function importCheckpoint(opts: ImportOptions): Promise<ImportResul
     const tokenizerDir = findTokenizer(opts, base);
     // Before anything else reads the adapter: every tensor must fit the base (a causal-LM base may get a new score head).
     const c = ckpt;
-    if (adapter) checkAdapter(adapter, { names: c.names, shape: (n) => c.info(n).shape }, [...adapter.saved.keys()].filter((n) => /^score\./.test(n)));
+    // Output names: --labels, else those of a head the trainer relabelled (the adapter's labels file),
+    // else config.json's id2label. Given names stand in for id2label, so the head may have another count.
+    const labels = opts.labels ?? (opts.labelTokens ? undefined : (adapter?.labels ?? undefined));
+    if (labels && !opts.labelTokens) hf = { ...hf, id2label: Object.fromEntries(labels.map((l, i) => [String(i), l])), label2id: Object.fromEntries(labels.map((l, i) => [l, i])), num_labels: labels.length };
+    if (adapter) checkAdapter(adapter, { names: c.names, shape: (n) => c.info(n).shape }, [...adapter.saved.keys()].filter((n) => /^score\./.test(n)), labels?.length);
     const head = chooseHead(ckpt, adapter, { activation: opts.headActivation, labelTokens: opts.labelTokens, tokenizerDir, configFile });
     const config = parseHfConfig(hf, configFile, head ? { head } : {});
-    return await importWith(opts, { base, hf, config, adapter, ckpt, tokenizerDir, t0, log });
+    return await importWith({ ...opts, labels }, { base, hf, config, adapter, ckpt, tokenizerDir, t0, log });
   } finally {
     adapter?.close();
     ckpt?.close();

@@ -200,11 +200,38 @@ export interface Adapter {
   lora: Map<string, LoraPair>;
   /** modules_to_save replacements: base HF name -> adapter key. */
   saved: Map<string, string>;
+  /** Output names of a head the trainer relabelled (ADAPTER_LABELS_FILE), else null: config.json's id2label holds. */
+  labels: string[] | null;
   file: SafetensorsFile;
   close(): void;
 }
 
 const PREFIX = 'base_model.model.';
+
+/**
+ * Beside PEFT's two files, `trainer train --num-labels` writes the output names of a relabelled head
+ * (e.g. a 2-output WSDM head trained on a 3-label LMSYS base), which the base's config.json cannot say.
+ * PEFT ignores the file; with PEFT, load the base with num_labels (and ignore_mismatched_sizes=True).
+ */
+export const ADAPTER_LABELS_FILE = 'arenakit_labels.json';
+
+/** The adapter folder's head output names in logit order, or null when it has no ADAPTER_LABELS_FILE. */
+export function readAdapterLabels(dir: string): string[] | null {
+  const file = join(dir, ADAPTER_LABELS_FILE);
+  if (!existsSync(file)) return null;
+  let json: { id2label?: Record<string, unknown> };
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new AdapterError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  const m = json.id2label;
+  const n = m && typeof m === 'object' ? Object.keys(m).length : 0;
+  const labels = Array.from({ length: n }, (_, i) => m![String(i)]);
+  if (!n || !labels.every((l) => typeof l === 'string' && l.length > 0))
+    throw new AdapterError(`${file}: id2label must map "0".."${Math.max(0, n - 1)}" to label names, got ${JSON.stringify(m)}; delete the file to use the base's config.json`);
+  return labels as string[];
+}
 
 /** Opens DIR/adapter_config.json + DIR/adapter_model.safetensors and maps every key; throws on anything it cannot place. */
 export function openAdapter(dir: string): Adapter {
@@ -225,7 +252,7 @@ export function openAdapter(dir: string): Adapter {
   const file = openSafetensors(weightsFile);
   try {
     const { lora, saved } = mapAdapterKeys([...file.tensors.keys()], config, weightsFile, (k) => file.info(k).shape);
-    return { dir, configFile, weightsFile, config, lora, saved, file, close: () => file.close() };
+    return { dir, configFile, weightsFile, config, lora, saved, labels: readAdapterLabels(dir), file, close: () => file.close() };
   } catch (e) {
     file.close();
     throw e;
@@ -290,7 +317,7 @@ export function mapAdapterKeys(
  * pair and saved module must name a base tensor of a compatible shape. Saved modules the base
  * lacks (a "score" head trained on a causal-LM base) are allowed only when `allowNew` holds them.
  */
-export function checkAdapter(adapter: Adapter, base: { names: string[]; shape(name: string): number[] }, allowNew: string[] = []): void {
+export function checkAdapter(adapter: Adapter, base: { names: string[]; shape(name: string): number[] }, allowNew: string[] = [], relabelled?: number): void {
   const names = new Set(base.names);
   const fail = (msg: string): never => {
     throw new AdapterError(`${adapter.weightsFile}: ${msg}`);
@@ -310,8 +337,13 @@ export function checkAdapter(adapter: Adapter, base: { names: string[]; shape(na
       fail(`"${key}" (modules_to_save) replaces ${target}, which matches no base tensor`);
     }
     const w = base.shape(target);
+    // a relabelled head (ADAPTER_LABELS_FILE / --labels): its last layer has that many outputs
+    if (relabelled !== undefined && target === lastHeadTensor(adapter.saved, target) && a[0] === relabelled && a.slice(1).join() === w.slice(1).join()) continue;
     if (w.join(',') !== a.join(','))
-      fail(`"${key}" (modules_to_save) is [${a}] but base ${target} is [${w}] (different num_labels or model size?)`);
+      fail(
+        `"${key}" (modules_to_save) is [${a}] but base ${target} is [${w}]` +
+          (/^score\./.test(target) && a.slice(1).join() === w.slice(1).join() ? ` (a head with ${a[0]} outputs: name them with --labels)` : ' (different num_labels or model size?)'),
+      );
   }
   // Adapters are small next to the base: read every tensor once so a NaN / Inf stops the import up front.
   for (const key of adapter.file.tensors.keys()) {
@@ -319,6 +351,15 @@ export function checkAdapter(adapter: Adapter, base: { names: string[]; shape(na
     for (let i = 0; i < d.length; i++)
       if (!Number.isFinite(d[i])) fail(`tensor "${key}" holds ${d[i]} at flat index ${i}; a non-finite adapter weight makes every prediction NaN`);
   }
+}
+
+/** `target` when it is the weight or bias of the score head's last layer (score.* or the highest score.N.*), else null. */
+function lastHeadTensor(saved: Map<string, string>, target: string): string | null {
+  const m = /^score\.(?:(\d+)\.)?(weight|bias)$/.exec(target);
+  if (!m) return null;
+  const layers = [...saved.keys()].map((n) => /^score\.(?:(\d+)\.)?(?:weight|bias)$/.exec(n)).filter((x) => x !== null);
+  const last = Math.max(...layers.map((x) => Number(x![1] ?? -1)));
+  return Number(m[1] ?? -1) === last ? target : null;
 }
 
 /** W + scale * B @ A for one [out, in] weight; B @ A summed in float64 per row, then rounded as PEFT does. Pure. */

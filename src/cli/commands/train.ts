@@ -15,13 +15,16 @@ const USAGE = `usage: node dist/trainer.cjs train --base HF_DIR [--adapter PEFT_
   --valid FILE          validation rows (CSV or .jsonl): log loss after every epoch
   --out DIR             adapter folder to write (adapter_config.json, adapter_model.safetensors, training.json, train_log.jsonl)
   --train lora|head     lora (default): backprop through the model; head: one forward pass for the pooled
-                        features, then only the score head is fitted in JS (--max-steps full-batch AdamW steps, default 500; --lr default 1e-2)
+                        states, then only the score head (linear or score.N.* stack) is fitted on them
+                        (--max-steps full-batch AdamW steps, default 500; --lr default 1e-2)
 LoRA (PEFT LoraConfig names):
   --lora-r N (${L.r})  --lora-alpha A (${L.lora_alpha})  --lora-dropout P (${L.lora_dropout})  --rslora
   --lora-targets LIST   comma list of ${PROJECTIONS.join(',')} or all-linear (default ${L.target_modules.join(',')})
   --layers-to-transform LIST   layer indices that get LoRA, e.g. 6-25 or 2,3 (default all)
   --frozen-head         do not train the score head (default: trained, modules_to_save=["score"], every layer of a score.N.* head)
-  --num-labels N        a base without a score head (a causal LM): train a new N-output head (HF init, seeded)
+  --num-labels N        a base without a score head (a causal LM): train a new N-output head (HF init, seeded);
+                        a head with another count: its last layer is relabelled (2 on a 3-label model:
+                        model_a / model_b, starting from those rows = the runner's 3->2 mapping)
   --head-activation A   activation between the linears of a multi-layer score.N.* head (as import takes it): ${ACTIVATIONS.join('|')}
   --init peft|pissa     PEFT default init (A kaiming-uniform, B 0) or PiSSA (SVD; default peft)
 Optimisation (HF TrainingArguments names in brackets):

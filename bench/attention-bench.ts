@@ -46,4 +46,5 @@ export async function attentionBench(): Promise<Record<string, unknown>> {
   return out;
 }
 
-if (require.main === module) attentionBench().then((r) => console.log(JSON.stringify(r, null, 2)));
+// Run directly with tsx only: in the dist/bench.cjs bundle `require.main === module` holds for every module.
+if (process.argv[1] && /attention-bench\.ts$/.test(process.argv[1])) attentionBench().then((r) => console.log(JSON.stringify(r, null, 2)));

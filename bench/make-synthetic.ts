@@ -3,8 +3,10 @@
 // real shapes (bf16 random weights from a seed, sharded with model.safetensors.index.json like HF) under os.tmpdir(), for the
 // import benchmark. Tensors are generated and written one chunk at a time: memory stays small.
 // Run directly: `npx tsx bench/make-synthetic.ts [DIR] [--9b]` (checkpoint) or
-// `npx tsx bench/make-synthetic.ts --test-csv OUT.csv [--rows 25000] [--seed 1]`.
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+// `npx tsx bench/make-synthetic.ts --test-csv OUT.csv [--rows 25000] [--seed 1]` or
+// `npx tsx bench/make-synthetic.ts --test-parquet OUT.parquet [--rows 25000] [--seed 1] [--row-group N]`.
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { parquetWriteFile } from 'hyparquet-writer';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { CsvParser } from '../src/data/csv';
@@ -15,11 +17,8 @@ export const SAMPLE_CSV = resolve(__dirname, '..', '..', 'shared', 'data', 'aren
 /** One CSV field quoted as pandas writes it. */
 const quote = (s: string) => (/[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
 
-/**
- * Writes a test CSV (`id,prompt,response_a,response_b`) of `rows` rows drawn with replacement from
- * the sample (seeded), each with a fresh id, cells copied byte for byte. Returns the output size in bytes.
- */
-export function makeTestCsv(out: string, rows = 25_000, seed = 1, sample = SAMPLE_CSV): number {
+/** `rows` sample rows drawn with replacement (seeded), each with a fresh id: [id, prompt, response_a, response_b], cells as in the CSV. */
+function* resampledRows(rows: number, seed: number, sample: string): Generator<string[]> {
   const records: string[][] = [];
   const parser = new CsvParser(sample, (r) => records.push(r.fields));
   parser.write(readFileSync(sample, 'utf8'));
@@ -27,19 +26,44 @@ export function makeTestCsv(out: string, rows = 25_000, seed = 1, sample = SAMPL
   const header = records.shift()!;
   const cols = ['prompt', 'response_a', 'response_b'].map((c) => header.indexOf(c));
   const rng = mulberry32(seed);
+  for (let i = 0; i < rows; i++) {
+    const r = records[Math.floor(rng.next() * records.length)];
+    yield [String(9_000_000_000 + i), ...cols.map((c) => r[c])];
+  }
+}
+
+/**
+ * Writes a test CSV (`id,prompt,response_a,response_b`) of `rows` rows drawn with replacement from
+ * the sample (seeded), each with a fresh id, cells copied byte for byte. Returns the output size in bytes.
+ */
+export function makeTestCsv(out: string, rows = 25_000, seed = 1, sample = SAMPLE_CSV): number {
   const fd = openSync(out, 'w');
   let bytes = writeSync(fd, 'id,prompt,response_a,response_b\n');
   let buf = '';
-  for (let i = 0; i < rows; i++) {
-    const r = records[Math.floor(rng.next() * records.length)];
-    buf += `${9_000_000_000 + i},${cols.map((c) => quote(r[c])).join(',')}\n`;
-    if (buf.length > 1 << 20 || i === rows - 1) {
+  let i = 0;
+  for (const r of resampledRows(rows, seed, sample)) {
+    buf += `${r.map(quote).join(',')}\n`;
+    if (++i === rows || buf.length > 1 << 20) {
       bytes += writeSync(fd, buf);
       buf = '';
     }
   }
   closeSync(fd);
   return bytes;
+}
+
+/**
+ * The same rows as `makeTestCsv` as a snappy parquet test file (string columns, each cell the CSV
+ * cell's text, PLAIN encoded: real texts are unique, so a dictionary would not shrink them, while
+ * these resampled ones would collapse into it), `rowGroupSize` rows per row group (pyarrow writes up
+ * to 1,048,576). Returns its size in bytes.
+ */
+export function makeTestParquet(out: string, rows = 25_000, seed = 1, rowGroupSize = 1 << 20, sample = SAMPLE_CSV): number {
+  const cols: string[][] = [[], [], [], []];
+  for (const r of resampledRows(rows, seed, sample)) r.forEach((c, k) => cols[k].push(c));
+  const names = ['id', 'prompt', 'response_a', 'response_b'];
+  parquetWriteFile({ filename: out, columnData: names.map((name, k) => ({ name, data: cols[k], type: 'STRING' as const, encoding: 'PLAIN' as const })), rowGroupSize, codec: 'SNAPPY' });
+  return statSync(out).size;
 }
 
 /** google/gemma-2-2b's config.json, as a sequence classifier with 3 labels. */
@@ -243,6 +267,12 @@ if (process.argv[1] && /make-synthetic\.ts$/.test(process.argv[1]) && process.ar
   const rows = process.argv.includes('--rows') ? Number(arg('--rows')) : 25_000;
   const bytes = makeTestCsv(arg('--test-csv'), rows, process.argv.includes('--seed') ? Number(arg('--seed')) : 1);
   console.log(`wrote ${rows} rows, ${(bytes / 1e6).toFixed(1)} MB to ${arg('--test-csv')}`);
+} else if (process.argv[1] && /make-synthetic\.ts$/.test(process.argv[1]) && process.argv.includes('--test-parquet')) {
+  const arg = (k: string) => process.argv[process.argv.indexOf(k) + 1];
+  const rows = process.argv.includes('--rows') ? Number(arg('--rows')) : 25_000;
+  const group = process.argv.includes('--row-group') ? Number(arg('--row-group')) : undefined;
+  const bytes = makeTestParquet(arg('--test-parquet'), rows, process.argv.includes('--seed') ? Number(arg('--seed')) : 1, group);
+  console.log(`wrote ${rows} rows, ${(bytes / 1e6).toFixed(1)} MB to ${arg('--test-parquet')}`);
 } else if (process.argv[1] && /make-synthetic\.ts$/.test(process.argv[1])) {
   const t0 = Date.now();
   const r = makeSynthetic({ dir: process.argv.slice(2).find((a) => !a.startsWith('--')), model: process.argv.includes('--9b') ? '9b' : '2b' });

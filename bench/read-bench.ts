@@ -1,13 +1,14 @@
 // `npm run bench -- --only read`: reading competition files (src/data/rows.ts), each in a fresh
 // child process whose peak RSS is its own VmHWM: Kaggle-sized test CSVs (the sample rows resampled
 // with fresh ids, bench/make-synthetic.ts) at 1k / 5k / 25k rows, so memory growth is visible as a
-// slope per row, one 30 MB cell (issue 9: it used to hang), and the WSDM sample parquet.
+// slope per row, one 30 MB cell (issue 9: it used to hang), the WSDM sample parquet and the 25,000
+// test rows as parquet (one row group, and 5,000-row groups).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { readRows } from '../src/data/rows';
-import { makeTestCsv, SAMPLE_CSV } from './make-synthetic';
+import { makeTestCsv, makeTestParquet, SAMPLE_CSV } from './make-synthetic';
 
 /** Environment variable that turns a bench process into one measured read of the named file. */
 export const READ_CHILD_ENV = 'ARENAKIT_READ_CHILD';
@@ -67,6 +68,12 @@ export async function readBench(): Promise<Record<string, unknown>> {
     out.csv_one_30mb_cell = { file_mb: Number((statSync(big).size / 1e6).toFixed(1)), ...measure(big) };
     const pq = resolve(__dirname, '..', '..', 'shared', 'data', 'wsdm-sample-test.parquet');
     out.parquet_wsdm_sample_704_rows = measure(pq);
+    // The 25,000 CSV rows as parquet: one row group (as pyarrow writes a file this size) and 5,000-row groups.
+    for (const [name, group] of [['parquet_25000_rows_1_group', undefined], ['parquet_25000_rows_5000_per_group', 5000]] as const) {
+      const f = join(dir, `${name}.parquet`);
+      makeTestParquet(f, 25_000, 1, group);
+      out[name] = { file_mb: Number((statSync(f).size / 1e6).toFixed(1)), ...measure(f) };
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

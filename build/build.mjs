@@ -32,6 +32,20 @@ const ortBindingPlugin = {
 const entries = { runner: 'src/cli/runner.ts', trainer: 'src/cli/trainer.ts', bench: 'bench/bench.ts' };
 rmSync(dist, { recursive: true, force: true });
 mkdirSync(dist, { recursive: true });
+// The parquet decoder thread (src/data/parquet-worker.ts) bundled on its own and carried inside each
+// entry as a string (src/data/parquet.ts starts it with `new Worker(code, { eval: true })`): no extra
+// file to ship, copy or find at run time.
+const parquetWorker = await build({
+  entryPoints: [join(root, 'src', 'data', 'parquet-worker.ts')],
+  write: false,
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  minify: true,
+  logLevel: 'warning',
+});
+const define = { __ARENAKIT_PARQUET_WORKER__: JSON.stringify(parquetWorker.outputFiles[0].text) };
 for (const [name, entry] of Object.entries(entries)) {
   if (!existsSync(join(root, entry))) continue;
   await build({
@@ -43,10 +57,11 @@ for (const [name, entry] of Object.entries(entries)) {
     format: 'cjs',
     sourcemap: 'linked',
     logLevel: 'warning',
+    define,
     plugins: [ortBindingPlugin],
     loader: { '.node': 'empty' },
-    // Only reached from source checkouts (dist/ort is preferred at run time).
-    external: ['onnxruntime-node/package.json', 'onnxruntime-node-cu12', 'onnxruntime-node-cu12/package.json'],
+    // Only reached from source checkouts (dist/ort is preferred at run time; tsx loads parquet-worker.ts).
+    external: ['onnxruntime-node/package.json', 'onnxruntime-node-cu12', 'onnxruntime-node-cu12/package.json', 'tsx/cjs'],
   });
 }
 mkdirSync(join(dist, 'ort'), { recursive: true });

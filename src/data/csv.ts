@@ -106,6 +106,11 @@ export class Utf8Decoder {
   }
 }
 
+/** Text of one whole UTF-8 value (a parquet cell), invalid bytes marked as BAD_BYTE. */
+export function utf8Text(b: Uint8Array): string {
+  return new Utf8Decoder().decode(Buffer.from(b.buffer, b.byteOffset, b.byteLength), true);
+}
+
 /** One cell being read; past `max` characters it keeps only its first and last max/2 (memory stays bounded). */
 class FieldBuffer {
   private pieces: string[] = [];

@@ -4,30 +4,17 @@
 // parquet files work too (JSON-list strings are NOT decoded here: a parquet string cell is the text
 // itself, a list<string> column is the list of turns). Row rules live in row-builder.ts.
 import { statSync } from 'node:fs';
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema, type FileMetaData, type SchemaTree } from 'hyparquet';
-import { compressors } from 'hyparquet-compressors';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { asyncBufferFromFile, parquetMetadataAsync, parquetSchema, type FileMetaData, type SchemaTree } from 'hyparquet';
 import { Progress } from '../util/progress';
 import { LABEL_COLUMNS, type ReadRowsResult } from '../types';
-import { Utf8Decoder, PROGRESS_MIN_BYTES } from './csv';
+import { PROGRESS_MIN_BYTES, utf8Text } from './csv';
+import type { DecodedRows, DecodeReply, DecodeRequest, PackedCell } from './parquet-worker';
 import { capText, LANGUAGE_COLUMN, MAX_CELL_CHARS, REQUIRED_COLUMNS, RowBuilder, RowsError, WSDM_LABEL_COLUMN, type Cell, type ReadRowsOptions } from './row-builder';
 
 /** Columns the rows are built from; any other column is not decoded at all. */
 const USED_COLUMNS = [...REQUIRED_COLUMNS, ...LABEL_COLUMNS, WSDM_LABEL_COLUMN, LANGUAGE_COLUMN];
-
-/** Strings from bytes with invalid UTF-8 marked (see csv.ts BAD_BYTE), instead of hyparquet's silent U+FFFD. */
-const parsers = {
-  stringFromBytes: (b: Uint8Array | undefined) => b && new Utf8Decoder().decode(Buffer.from(b.buffer, b.byteOffset, b.byteLength), true),
-};
-
-/** One parquet value as a cell: text, null, or a list of turns; numbers, booleans and bigints as text. */
-function toCell(v: unknown): Cell {
-  if (v === null || v === undefined) return null;
-  if (typeof v === 'string') return v;
-  if (Array.isArray(v)) return v.map((x) => (x === null || x === undefined ? null : typeof x === 'string' ? x : JSON.stringify(x)));
-  if (v instanceof Uint8Array) return new Utf8Decoder().decode(Buffer.from(v.buffer, v.byteOffset, v.byteLength), true);
-  if (v instanceof Date) return v.toISOString();
-  return typeof v === 'object' ? JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x)) : String(v);
-}
 
 async function openParquet(path: string) {
   try {
@@ -60,16 +47,107 @@ async function openParquet(path: string) {
   return { file, metadata };
 }
 
+/** Worker-thread decoder code: the bundled parquet-worker.ts, set by build/build.mjs (esbuild `define`). */
+declare const __ARENAKIT_PARQUET_WORKER__: string | undefined;
+
+/** Code for `new Worker(code, { eval: true })`: the bundle's string, or from source (tsx) the TS module through tsx's loader. */
+function workerCode(): string {
+  if (typeof __ARENAKIT_PARQUET_WORKER__ === 'string') return __ARENAKIT_PARQUET_WORKER__;
+  return `require(${JSON.stringify(require.resolve('tsx/cjs'))}); require(${JSON.stringify(join(__dirname, 'parquet-worker.ts'))});`;
+}
+
+/** Time limit of one row group unless ARENAKIT_PARQUET_TIMEOUT_MS sets it: FLOOR_MS plus MS_PER_MB per compressed MB. */
+export const TIMEOUT_ENV = 'ARENAKIT_PARQUET_TIMEOUT_MS';
+const FLOOR_MS = 10_000;
+const MS_PER_MB = 2_000;
+/** An idle worker is ended after this long: its heap still holds the last row group's garbage. */
+const IDLE_MS = 1_000;
+
 /**
- * Rejects when the process would exit with `p` still pending: a decoder that stops without settling
- * its promise must not let a run end silently with exit code 0 and no submission.
+ * Decodes row groups in one worker thread, so that a decoder stuck in a synchronous loop (hyparquet
+ * 1.31.5 on some damaged data pages; `npm run fuzz`) is terminated by a time limit instead of hanging
+ * the run. The worker is shared by reads in turn and kept between back-to-back reads (starting one
+ * costs about 0.1 s bundled, 0.4 s from source), ended when idle or stuck.
  */
-function settles<T>(p: Promise<T>, path: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const stuck = () => reject(new RowsError(`${path}: the parquet decoder stopped without finishing (a damaged file?); re-export it`));
-    process.once('beforeExit', stuck);
-    p.then(resolve, reject).finally(() => process.off('beforeExit', stuck));
-  });
+class DecoderThread {
+  private worker: Promise<Worker> | null = null;
+  private idle: NodeJS.Timeout | null = null;
+  private turn: Promise<unknown> = Promise.resolve();
+
+  decode(req: DecodeRequest, limitMs: number, where: string): Promise<DecodedRows> {
+    const mine = this.turn.then(() => this.run(req, limitMs, where));
+    this.turn = mine.catch(() => undefined);
+    return mine;
+  }
+
+  private start(): Promise<Worker> {
+    return new Promise<Worker>((resolve, reject) => {
+      const w = new Worker(workerCode(), { eval: true });
+      const fail = (e: unknown) => reject(new Error(`the parquet decoder thread did not start (${e instanceof Error ? e.message : `exit code ${e}`}); this is a bug in arenakit`));
+      w.once('error', fail).once('exit', fail);
+      w.once('message', () => {
+        w.off('error', fail).off('exit', fail);
+        resolve(w);
+      });
+    });
+  }
+
+  private stop(): void {
+    const w = this.worker;
+    this.worker = null;
+    void w?.then((x) => x.terminate(), () => undefined);
+  }
+
+  private async run(req: DecodeRequest, limitMs: number, where: string): Promise<DecodedRows> {
+    if (this.idle) clearTimeout(this.idle);
+    const started = (this.worker ??= this.start());
+    let w: Worker;
+    try {
+      w = await started;
+    } catch (e) {
+      this.worker = null;
+      throw e;
+    }
+    w.ref();
+    try {
+      const reply = await new Promise<DecodeReply>((resolve, reject) => {
+        const done = () => {
+          clearTimeout(timer);
+          w.off('message', resolve).off('error', crashed).off('exit', crashed);
+        };
+        const timer = setTimeout(() => {
+          done();
+          this.stop();
+          reject(new RowsError(`${where}: decoding did not finish in ${(limitMs / 1000).toFixed(1)} s (the parquet decoder loops on some damaged data pages); the file is damaged: re-download it or re-export it (pandas to_parquet). A file that is intact but huge can be given longer with ${TIMEOUT_ENV}=MILLISECONDS`));
+        }, limitMs);
+        const crashed = (e: unknown) => {
+          done();
+          this.stop();
+          reject(new RowsError(`${where}: the parquet decoder stopped (${e instanceof Error ? e.message : `exit code ${e}`}); the file is damaged: re-export it`));
+        };
+        w.once('message', (m: DecodeReply) => (done(), resolve(m))).once('error', crashed).once('exit', crashed);
+        w.postMessage(req);
+      });
+      if ('error' in reply) throw new RowsError(`${where}: cannot decode the row group (${reply.error}); the file is damaged: re-export it`);
+      return reply;
+    } finally {
+      // Still this worker (not stopped by the time limit or a crash): let the process exit while it waits.
+      if (this.worker === started) {
+        w.unref();
+        this.idle = setTimeout(() => this.stop(), IDLE_MS).unref();
+      }
+    }
+  }
+}
+
+const decoder = new DecoderThread();
+let reads = 0;
+
+/** The time limit for one row group: generous for its compressed size (bounded by the file's), or the env override. */
+export function rowGroupLimitMs(compressedBytes: number, fileBytes: number): number {
+  const env = Number(process.env[TIMEOUT_ENV]);
+  if (process.env[TIMEOUT_ENV] && Number.isFinite(env) && env > 0) return env;
+  return FLOOR_MS + (MS_PER_MB * Math.min(compressedBytes, fileBytes)) / 1e6;
 }
 
 /**
@@ -83,20 +161,23 @@ export async function readParquetRows(path: string, opts: ReadRowsOptions = {}):
   const columns = header.filter((h) => USED_COLUMNS.includes(h));
   const total = Number(metadata.num_rows);
   const progress = file.byteLength >= PROGRESS_MIN_BYTES ? new Progress(`reading ${path}`, total, 'rows') : null;
+  const readId = ++reads;
+  // Where each used column sits in the worker's answer (unused columns are null cells).
+  const at = header.map((h) => columns.indexOf(h));
   let rowStart = 0;
-  for (const group of metadata.row_groups) {
+  for (const [gi, group] of metadata.row_groups.entries()) {
     const rowEnd = rowStart + Number(group.num_rows);
-    let objects: Record<string, unknown>[];
-    try {
-      objects = await settles(parquetReadObjects({ file, metadata, columns, rowStart, rowEnd, compressors, parsers }), path);
-    } catch (e) {
-      if (e instanceof RowsError) throw e;
-      throw new RowsError(`${path}: rows ${rowStart + 1}-${rowEnd}: cannot decode the row group (${(e as Error).message}); the file is damaged: re-export it`);
-    }
-    objects.forEach((o, k) => {
+    const compressed = group.columns.reduce((a, c) => a + (columns.includes(c.meta_data?.path_in_schema?.[0] ?? '') ? Number(c.meta_data?.total_compressed_size ?? 0) : 0), 0);
+    const where = `${path}: rows ${rowStart + 1}-${rowEnd} (row group ${gi + 1} of ${metadata.row_groups.length})`;
+    const { rows, buffers, refs } = await decoder.decode({ readId, path, columns, rowStart, rowEnd }, rowGroupLimitMs(compressed, file.byteLength), where);
+    // A value repeated through a dictionary is one byte range: decoded once, one shared string.
+    const texts: string[] = [];
+    const text = (k: number) => (texts[k] ??= utf8Text(new Uint8Array(buffers[refs[3 * k]], refs[3 * k + 1], refs[3 * k + 2])));
+    const cell = (p: PackedCell): Cell => (typeof p === 'number' ? text(p) : Array.isArray(p) ? p.map((x) => (typeof x === 'number' ? text(x) : x)) : p);
+    rows.forEach((row, k) => {
       const cut = new Map<number, number>();
-      const cells = header.map((h, i) => {
-        const c = columns.includes(h) ? toCell(o[h]) : null;
+      const cells = at.map((j, i) => {
+        const c = j < 0 ? null : cell(row[j]);
         if (typeof c === 'string' && c.length > MAX_CELL_CHARS) {
           cut.set(i, c.length);
           return capText(c);

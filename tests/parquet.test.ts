@@ -2,10 +2,15 @@
 // against what their README states, plus files written here with hyparquet-writer (several row
 // groups, list<string> turns, missing columns, duplicate ids, nulls) read through the same readRows.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
+import { compressors } from 'hyparquet-compressors';
 import { parquetWriteFile } from 'hyparquet-writer';
+import { loadParquetBase, parquetCase } from '../bench/fuzz';
+import { TIMEOUT_ENV } from '../src/data/parquet';
 import { readRows } from '../src/data/rows';
 import { rejectsRows } from './helpers/rows-error';
 
@@ -156,9 +161,93 @@ describe('parquet: files written here', () => {
     await rejectsRows(readRows(p), p, 'column chunk for "p(ompt"', 'not in the schema');
   });
 
+  it('rows equal hyparquet decoding the file on the main thread (the worker-thread reader changes no cell), also two reads at once', async () => {
+    const k = 300;
+    const multi = write(
+      [
+        { name: 'id', data: ids(k), type: 'STRING' },
+        { name: 'prompt', data: ids(k).map((i) => `prompt ${i} \u00e9\u4e2d\ud83d\ude00`), type: 'STRING' },
+        { name: 'response_a', data: ids(k).map((i) => (i === 'r7' ? null : `a ${i}`)), type: 'STRING' },
+        { name: 'response_b', data: ids(k).map((i) => `b ${i}`.repeat(1 + (i.length % 5))), type: 'STRING' },
+      ],
+      64,
+    );
+    const [train, test, many] = await Promise.all([readRows(TRAIN), readRows(TEST), readRows(multi)]);
+    let cells = 0;
+    for (const [file, got] of [[TRAIN, train], [TEST, test], [multi, many]] as const) {
+      const ref = (await parquetReadObjects({ file: await asyncBufferFromFile(file), compressors })) as Record<string, string | null>[];
+      assert.equal(got.rows.length, ref.length, file);
+      ref.forEach((o, i) => {
+        assert.equal(got.rows[i].id, o.id, `${file} row ${i} id`);
+        for (const [col, key] of [['prompt', 'prompt'], ['response_a', 'responseA'], ['response_b', 'responseB']] as const) {
+          assert.deepEqual(got.rows[i][key], [o[col] ?? ''], `${file} row ${i} ${col}`);
+          cells++;
+        }
+      });
+    }
+    console.log(`      ${cells} text cells equal to hyparquet's own main-thread read (3 files, ${train.rows.length + test.rows.length + many.rows.length} rows)`);
+  });
+
   it('a file named .parquet that is not parquet names the file', async () => {
     const p = path.join(dir, 'fake.parquet');
     writeFileSync(p, 'id,prompt\n1,2\n');
     await rejectsRows(readRows(p), p, 'not a readable parquet file');
+  });
+});
+
+describe('parquet: a damaged data page that makes the decoder loop (npm run fuzz, seed 1 cases 4626 and 6798)', () => {
+  // hyparquet 1.31.5 loops without end in readRleBitPackedHybrid on these pages: the reader decodes in
+  // a worker thread and ends it after the row group's time limit (shortened here).
+  const LIMIT_MS = 1500;
+  let dir = '';
+  let saved: string | undefined;
+  const cases: Record<number, string> = {};
+  before(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'arenakit-parquet-hang-'));
+    saved = process.env[TIMEOUT_ENV];
+    process.env[TIMEOUT_ENV] = String(LIMIT_MS);
+    const base = await loadParquetBase();
+    for (const i of [4626, 6798]) {
+      cases[i] = path.join(dir, `fuzz-seed1-case${i}.parquet`);
+      writeFileSync(cases[i], parquetCase(base, 1, i).bytes);
+    }
+  });
+  after(() => {
+    if (saved === undefined) delete process.env[TIMEOUT_ENV];
+    else process.env[TIMEOUT_ENV] = saved;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const i of [4626, 6798])
+    it(`case ${i}: a RowsError naming the file, the row group and the fix once the limit is reached; the next read works`, async () => {
+      const t0 = Date.now();
+      await rejectsRows(readRows(cases[i]), cases[i], '(row group 1 of 1)', `did not finish in ${(LIMIT_MS / 1000).toFixed(1)} s`, 're-download it or re-export it', TIMEOUT_ENV);
+      const ms = Date.now() - t0;
+      console.log(`      ended after ${ms} ms (limit ${LIMIT_MS} ms)`);
+      assert.ok(ms >= LIMIT_MS, 'the decoder really was stuck: the error came from the time limit');
+      // The stuck worker was ended; a new one reads the next file.
+      assert.equal((await readRows(TEST)).rows.length, 704);
+    });
+
+  it('the bundled trainer (dist/trainer.cjs features, copied out of the repository) stops on case 4626 with the same error', function () {
+    const bundle = path.join(__dirname, '..', 'dist', 'trainer.cjs');
+    const src = ['parquet.ts', 'parquet-worker.ts'].map((f) => path.join(__dirname, '..', 'src', 'data', f));
+    if (!existsSync(bundle) || src.some((f) => statSync(f).mtimeMs > statSync(bundle).mtimeMs)) {
+      console.log('      SKIPPED: dist/trainer.cjs is missing or older than src/data/parquet*.ts; run `npm run build`');
+      return this.skip();
+    }
+    // Copied out of the repository: the worker's code must travel inside the bundle.
+    const solo = path.join(dir, 'trainer.cjs');
+    copyFileSync(bundle, solo);
+    const r = spawnSync(process.execPath, [solo, 'features', '--data', cases[4626], '--out', path.join(dir, 'f.json')], {
+      cwd: dir,
+      env: { PATH: process.env.PATH, [TIMEOUT_ENV]: String(LIMIT_MS) },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    console.log(`      exit ${r.status}: ${r.stderr.trim().split('\n').pop()?.slice(0, 200)}`);
+    assert.notEqual(r.status, 0);
+    assert.equal(r.signal, null, 'ended by the reader, not by the test timeout');
+    assert.match(r.stderr, /fuzz-seed1-case4626\.parquet: rows 1-2 \(row group 1 of 1\): decoding did not finish in 1\.5 s.*re-download it or re-export it/);
   });
 });

@@ -7,7 +7,8 @@
 // start from a valid file whose header is mutated.
 // A case passes when the reader returns rows that keep the row invariants, or throws one of the
 // kit's named errors (ALLOWED_ERRORS); anything else (a TypeError, a RangeError, a hang, a broken
-// invariant) is a failure, printed with its case number so `--case N` replays it. Case i draws from
+// invariant) is a failure, printed with its case number so `--case N` replays it. Cases over 5 s
+// are listed (parquet pages hyparquet loops on end there, at the reader's time limit per row group). Case i draws from
 // its own stream (seed, i), so a case replays alone. tests/fuzz.test.ts runs a few hundred in CI.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -45,7 +46,11 @@ export interface FuzzResult {
   failures: { case: number; mutations: string[]; error: string; file?: string }[];
   /** Cases passed over with --skip. */
   skipped: number[];
+  /** Cases that took over SLOW_SECONDS (a parquet page the decoder loops on ends at the reader's time limit). */
+  slow: { case: number; seconds: number }[];
 }
+
+const SLOW_SECONDS = 5;
 
 /** Independent stream per case: replaying case i needs only (seed, i). */
 function caseRng(seed: number, i: number): Rng {
@@ -79,7 +84,7 @@ async function runCases<C extends { bytes: Buffer; mutations: string[] }>(
   check: (file: string, c: C) => unknown,
 ): Promise<FuzzResult> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), `arenakit-fuzz-${target}-`));
-  const res: FuzzResult = { target, seed: opts.seed, cases: 0, seconds: 0, ok: 0, errors: {}, mutations: {}, failures: [], skipped: [] };
+  const res: FuzzResult = { target, seed: opts.seed, cases: 0, seconds: 0, ok: 0, errors: {}, mutations: {}, failures: [], skipped: [], slow: [] };
   const t0 = Date.now();
   const file = join(dir, `case.${ext}`);
   const [from, to] = opts.only !== undefined ? [opts.only, opts.only + 1] : [0, opts.cases];
@@ -93,6 +98,7 @@ async function runCases<C extends { bytes: Buffer; mutations: string[] }>(
     for (const m of c.mutations) res.mutations[m] = (res.mutations[m] ?? 0) + 1;
     writeFileSync(file, c.bytes);
     res.cases++;
+    const started = Date.now();
     try {
       await check(file, c);
       res.ok++;
@@ -106,6 +112,8 @@ async function runCases<C extends { bytes: Buffer; mutations: string[] }>(
         res.failures.push({ case: i, mutations: c.mutations, error: `${err.name}: ${err.message.slice(0, 300)}\n${where}`, file: keep });
       }
     }
+    const took = (Date.now() - started) / 1000;
+    if (took > SLOW_SECONDS) res.slow.push({ case: i, seconds: took });
   }
   running = null;
   res.seconds = (Date.now() - t0) / 1000;
@@ -491,7 +499,8 @@ async function main(): Promise<void> {
     console.log(
       `fuzz ${r.target}: ${r.cases} cases in ${r.seconds.toFixed(1)} s (seed ${r.seed}): ${r.ok} read, ` +
         `${Object.entries(r.errors).map(([k, v]) => `${v} ${k}`).join(', ') || 'no named errors'}, ${r.failures.length} failures` +
-        (r.skipped.length ? `, skipped cases ${r.skipped.join(',')}` : ''),
+        (r.skipped.length ? `, skipped cases ${r.skipped.join(',')}` : '') +
+        (r.slow.length ? `, slow cases (over ${SLOW_SECONDS} s) ${r.slow.map((x) => `${x.case} (${x.seconds.toFixed(1)} s)`).join(', ')}` : ''),
     );
     console.log(`  mutations: ${JSON.stringify(r.mutations)}`);
     for (const f of r.failures.slice(0, 10)) console.log(`  FAIL case ${f.case} [${f.mutations.join(', ')}] (${f.file}): ${f.error}`);

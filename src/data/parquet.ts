@@ -173,13 +173,23 @@ export async function readParquetRows(path: string, opts: ReadRowsOptions = {}):
   const readId = ++reads;
   // Where each used column sits in the worker's answer (unused columns are null cells).
   const at = header.map((h) => columns.indexOf(h));
-  let rowStart = 0;
-  for (const [gi, group] of metadata.row_groups.entries()) {
-    const rowEnd = rowStart + Number(group.num_rows);
-    const compressed = group.columns.reduce((a, c) => a + (columns.includes(c.meta_data?.path_in_schema?.[0] ?? '') ? Number(c.meta_data?.total_compressed_size ?? 0) : 0), 0);
-    const where = `${path}: rows ${rowStart + 1}-${rowEnd} (row group ${gi + 1} of ${metadata.row_groups.length})`;
-    const keep = compressed < END_AFTER_GROUP_BYTES && !(gi === metadata.row_groups.length - 1 && file.byteLength >= END_AFTER_FILE_BYTES);
-    const { rows, buffers, refs } = await decoder.decode({ readId, path, columns, rowStart, rowEnd }, rowGroupLimitMs(compressed, file.byteLength), where, keep);
+  const groups = metadata.row_groups;
+  const starts = [0];
+  for (const g of groups) starts.push(starts[starts.length - 1] + Number(g.num_rows));
+  const request = (gi: number): Promise<DecodedRows> => {
+    const compressed = groups[gi].columns.reduce((a, c) => a + (columns.includes(c.meta_data?.path_in_schema?.[0] ?? '') ? Number(c.meta_data?.total_compressed_size ?? 0) : 0), 0);
+    const [rowStart, rowEnd] = [starts[gi], starts[gi + 1]];
+    const where = `${path}: rows ${rowStart + 1}-${rowEnd} (row group ${gi + 1} of ${groups.length})`;
+    const keep = compressed < END_AFTER_GROUP_BYTES && !(gi === groups.length - 1 && file.byteLength >= END_AFTER_FILE_BYTES);
+    const p = decoder.decode({ readId, path, columns, rowStart, rowEnd }, rowGroupLimitMs(compressed, file.byteLength), where, keep);
+    p.catch(() => undefined); // awaited below, unless an earlier row group failed first
+    return p;
+  };
+  // The worker decodes row group g+1 while this thread turns g into rows: at most two row groups in memory.
+  let next = groups.length ? request(0) : null;
+  for (let gi = 0; gi < groups.length; gi++) {
+    const { rows, buffers, refs } = await next!;
+    next = gi + 1 < groups.length ? request(gi + 1) : null;
     // A value repeated through a dictionary is one byte range: decoded once, one shared string.
     const texts: string[] = [];
     const text = (k: number) => (texts[k] ??= utf8Text(new Uint8Array(buffers[refs[3 * k]], refs[3 * k + 1], refs[3 * k + 2])));
@@ -194,11 +204,10 @@ export async function readParquetRows(path: string, opts: ReadRowsOptions = {}):
         }
         return c;
       });
-      builder.add({ line: rowStart + k + 2, cells, cut: cut.size ? cut : undefined });
+      builder.add({ line: starts[gi] + k + 2, cells, cut: cut.size ? cut : undefined });
     });
-    rowStart = rowEnd;
-    progress?.update(rowStart);
+    progress?.update(starts[gi + 1]);
   }
-  progress?.done(rowStart);
+  progress?.done(starts[groups.length]);
   return builder.finish();
 }

@@ -121,7 +121,11 @@ class DecoderThread {
       const reply = await new Promise<DecodeReply>((resolve, reject) => {
         const done = () => {
           clearTimeout(timer);
-          w.off('message', resolve).off('error', crashed).off('exit', crashed);
+          w.off('message', answered).off('error', crashed).off('exit', crashed);
+        };
+        const answered = (m: DecodeReply) => {
+          done();
+          resolve(m);
         };
         const timer = setTimeout(() => {
           done();
@@ -133,7 +137,7 @@ class DecoderThread {
           this.stop();
           reject(new RowsError(`${where}: the parquet decoder stopped (${e instanceof Error ? e.message : `exit code ${e}`}); the file is damaged: re-export it`));
         };
-        w.once('message', (m: DecodeReply) => (done(), resolve(m))).once('error', crashed).once('exit', crashed);
+        w.once('message', answered).once('error', crashed).once('exit', crashed);
         w.postMessage(req);
       });
       if ('error' in reply) throw new RowsError(`${where}: cannot decode the row group (${reply.error}); the file is damaged: re-export it`);
@@ -153,7 +157,7 @@ const decoder = new DecoderThread();
 let reads = 0;
 
 /** The time limit for one row group: generous for its compressed size (bounded by the file's), or the env override. */
-export function rowGroupLimitMs(compressedBytes: number, fileBytes: number): number {
+function rowGroupLimitMs(compressedBytes: number, fileBytes: number): number {
   const env = Number(process.env[TIMEOUT_ENV]);
   if (process.env[TIMEOUT_ENV] && Number.isFinite(env) && env > 0) return env;
   return FLOOR_MS + (MS_PER_MB * Math.min(compressedBytes, fileBytes)) / 1e6;

@@ -47,8 +47,8 @@ function loraModules(tensors: Map<string, Tensor>): string[] {
 async function truncation(file: string, tokDir: string, maxTokens: number): Promise<{ rows: number; cut: number; longestFull: number; longestKept: number }> {
   const r = await readRows(file, { requireLabels: true });
   const tok = loadTokenizer(tokDir);
-  const full = encodeRows(tok, r.rows, { template: 'gemma-chat', maxTokens: 1 << 20 });
-  const kept = encodeRows(tok, r.rows, { template: 'gemma-chat', maxTokens });
+  const full = encodeRows(tok, r.rows, { template: 'gemma-chat', maxTokens: 1 << 20, swap: false });
+  const kept = encodeRows(tok, r.rows, { template: 'gemma-chat', maxTokens, swap: false });
   return { rows: r.rows.length, cut: full.ids.filter((x) => x.length > maxTokens).length, longestFull: full.stats.maxLength, longestKept: kept.stats.maxLength };
 }
 

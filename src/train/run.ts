@@ -16,7 +16,7 @@ import { writeAdapter } from './adapter';
 import { epochOrder, epochSteps, readCsv, readTokenized, type LoadedRows } from './data';
 import { batchFeeds, type Example, type Feeds } from './feeds';
 import { buildHeadGraph, buildTrainGraph } from './graph';
-import { checkParams, PEFT_PREFIX, DEFAULT_LORA, defaultInit, LoraSetupError, overlay, pissaInit, planLora, readAdapter, type LoraSettings, type Params, type TrainableSpec } from './lora';
+import { checkParams, PEFT_PREFIX, DEFAULT_LORA, defaultInit, LoraSetupError, overlay, pissaInit, pissaSettings, planLora, readAdapter, type LoraSettings, type Params, type TrainableSpec } from './lora';
 import { adamState, adamwStep, clipGradNorm, lrAt, type AdamState, type Schedule } from './optim';
 import { TrainSession } from './session';
 import { trainStep, type StepLog } from './step';
@@ -333,6 +333,13 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       for (const t of planLora(c, settings).head) if (extra.has(t.hf)) params.set(t.key, Float32Array.from(extra.get(t.hf)!.data));
       checkParams(planLora(c, settings), params, o.adapter);
     } else if (o.init === 'pissa') {
+      const planned = pissaSettings(c, settings);
+      settings = planned.settings;
+      if (planned.clamped.length)
+        o.log(
+          `train: PiSSA: r ${o.lora.r} exceeds the rank of ${planned.clamped.map((n) => `${n} (${settings.rank_pattern![n]})`).join(', ')}; ` +
+            `like peft 0.13.2 (pissa_init keeps the first r singular values there are) they train at that rank with the scale of r, saved as rank_pattern / alpha_pattern`,
+        );
       const p = pissaInit(planLora(c, settings), weights);
       params = p.params;
       pissaStart = new Map([...params].map(([k, v]) => [k, Float32Array.from(v)]));

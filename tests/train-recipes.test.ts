@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readRows } from '../src/data/rows';
-import { encodeRows, loadTokenizer } from '../src/format/encode';
+import { encodeRows, loadTokenizer, type ArenaTokenizer } from '../src/format/encode';
 import { openCheckpoint, openSafetensors } from '../src/weights/safetensors';
 import { writeByteTokenizer } from './helpers/byte-tokenizer';
 import { FIXTURES, maxAbsDiff } from './helpers/fixtures';
@@ -43,10 +43,12 @@ function loraModules(tensors: Map<string, Tensor>): string[] {
   return [...tensors.keys()].map((k) => /layers\.(\d+)\.\w+\.(\w+)\.lora_A\.weight$/.exec(k)).filter((m) => m !== null).map((m) => `${m![1]}.${m![2]}`).sort();
 }
 
+const tokenizers = new Map<string, ArenaTokenizer>(); // Gemma's takes seconds to load
+
 /** Rows of `file` longer than `maxTokens` before truncation, and the longest row after it (same encoder as trainer and runner). */
 async function truncation(file: string, tokDir: string, maxTokens: number): Promise<{ rows: number; cut: number; longestFull: number; longestKept: number }> {
   const r = await readRows(file, { requireLabels: true });
-  const tok = loadTokenizer(tokDir);
+  const tok = tokenizers.get(tokDir) ?? tokenizers.set(tokDir, loadTokenizer(tokDir)).get(tokDir)!;
   const full = encodeRows(tok, r.rows, { template: 'gemma-chat', maxTokens: 1 << 20, swap: false });
   const kept = encodeRows(tok, r.rows, { template: 'gemma-chat', maxTokens, swap: false });
   return { rows: r.rows.length, cut: full.ids.filter((x) => x.length > maxTokens).length, longestFull: full.stats.maxLength, longestKept: kept.stats.maxLength };
@@ -63,6 +65,14 @@ function train(args: string[]): Run {
   const out = args[args.indexOf('--out') + 1];
   const lines = readFileSync(join(out, 'train_log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   return { summary: JSON.parse(r.stdout.trim().split('\n').at(-1)!), steps: lines.filter((l) => 'step' in l), stderr: r.stderr };
+}
+
+/** The trainer's count of rows it cut to --max-tokens in `file`. */
+function trainerCut(run: Run, file: string): number {
+  const line = run.stderr.split('\n').find((l) => l.startsWith(`train: ${file}: `));
+  const m = /(\d+) of \d+ rows cut/.exec(line ?? '');
+  assert.ok(m, `no truncation count for ${file} in the trainer's log`);
+  return Number(m[1]);
 }
 
 /** Mean training loss of the first and of the last epoch. */
@@ -151,10 +161,14 @@ describe('training recipes (issue 13) through the built CLI on tiny models', fun
         `|diff| ${Math.abs(trainerLoss - runnerLoss).toExponential(2)} (tolerance 1e-4)`,
     );
     assert.ok(cut.cut > 0 && cut.longestKept <= maxTokens, 'truncation cut rows');
+    assert.equal(trainerCut(run, TRAIN), cut.cut);
     assert.ok(headMoved > 1e-5, 'every head tensor moved');
     assert.ok(worstW < 1e-4);
     assert.ok(last < first - 0.02, 'the training loss falls');
     assert.ok(Math.abs(trainerLoss - runnerLoss) < 1e-4);
+    // and the saved adapter continues training (its rank_pattern read back: k_proj / v_proj stay rank 64 of r 128)
+    const more = train(['--base', MLPHEAD, '--adapter', out, '--tokenizer', tok, '--head-activation', 'gelu_tanh', '--data', TRAIN, '--max-tokens', String(maxTokens), '--max-steps', '2', '--out', join(tmp, 'r1-more')]);
+    assert.equal(more.summary.steps, 2);
   });
 
   it('recipe 2: first layers frozen (layers_to_transform), AdamW with linear warmup, head+tail truncation', async () => {
@@ -190,6 +204,8 @@ describe('training recipes (issue 13) through the built CLI on tiny models', fun
         `|diff| ${Math.abs(trainerLoss - runnerLoss).toExponential(2)} (tolerance 1e-4)`,
     );
     assert.ok(cutTrain.cut > 0 && cutValid.cut > 0 && cutTrain.longestKept <= maxTokens, 'truncation cut rows');
+    assert.equal(trainerCut(run, TRAIN), cutTrain.cut);
+    assert.equal(trainerCut(run, VALID), cutValid.cut);
     assert.equal(run.steps[0].lr, 0, "the scheduler's first step uses lr 0");
     assert.ok(lrDiff < 1e-12);
     assert.ok(bMoved > 0, 'every LoRA B left zero');
@@ -228,6 +244,7 @@ describe('training recipes (issue 13) through the built CLI on tiny models', fun
         `|diff| ${Math.abs(trainerLoss - runnerLoss).toExponential(2)} (tolerance 1e-4)`,
     );
     assert.ok(cut.cut > 0, 'truncation cut rows');
+    assert.equal(trainerCut(run, TRAIN), cut.cut);
     assert.ok(headMoved > 1e-4, 'the saved score head was trained');
     assert.ok(last < first - 0.02, 'the training loss falls');
     assert.ok(Math.abs(trainerLoss - runnerLoss) < 1e-4);

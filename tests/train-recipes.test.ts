@@ -14,8 +14,12 @@ import { join } from 'node:path';
 import { readRows } from '../src/data/rows';
 import { encodeRows, loadTokenizer, type ArenaTokenizer } from '../src/format/encode';
 import { openCheckpoint, openSafetensors } from '../src/weights/safetensors';
+import { openAdapter } from '../src/weights/peft';
+import { writeAdapter } from '../src/train/adapter';
+import { DEFAULT_LORA, pissaInit, pissaSettings, planLora, readAdapter } from '../src/train/lora';
+import { LABEL_COLUMNS } from '../src/types';
 import { writeByteTokenizer } from './helpers/byte-tokenizer';
-import { FIXTURES, maxAbsDiff } from './helpers/fixtures';
+import { fixtureConfig, FIXTURES, maxAbsDiff } from './helpers/fixtures';
 import { ensureBuilt, ok, ROOT, RUNNER, TRAINER } from './helpers/peaked';
 
 const MLPHEAD = join(FIXTURES, 'gemma2-mlphead');
@@ -111,6 +115,34 @@ describe('training recipes (issue 13) through the built CLI on tiny models', fun
     writeByteTokenizer(tok);
   });
   after(() => tmp && rmSync(tmp, { recursive: true, force: true }));
+
+  it('PiSSA with r above a weight rank: rank min(r, k) at the scale of r (peft 0.13.2), saved so import and the trainer read the same scales', () => {
+    const c = fixtureConfig(MLPHEAD, { activation: 'gelu_tanh' });
+    const ck = openCheckpoint(MLPHEAD);
+    for (const use_rslora of [false, true]) {
+      const asked = { ...DEFAULT_LORA, r: 64, lora_alpha: 128, use_rslora };
+      const nominal = use_rslora ? 128 / 8 : 2;
+      const { settings, clamped } = pissaSettings(c, asked);
+      assert.deepEqual(clamped, ['k_proj', 'v_proj']);
+      const spec = planLora(c, settings);
+      const ranks = [...spec.lora.values()].map((m) => `${m.module.split('.').at(-1)}:${m.rank}`);
+      assert.deepEqual([...new Set(ranks)], ['q_proj:64', 'k_proj:32', 'v_proj:32', 'o_proj:64']);
+      for (const m of spec.lora.values()) assert.ok(Math.abs(m.scale - nominal) < 1e-12, `${m.module} scale ${m.scale}`);
+      const { params } = pissaInit(spec, ck.get);
+      const out = join(tmp, `pattern-${use_rslora}`);
+      writeAdapter(out, { spec, params, config: c, pissaStart: params, baseModelNameOrPath: MLPHEAD, labels: [...LABEL_COLUMNS] });
+      const a = openAdapter(out); // import's reader: converted, so every rank doubles and the scale stays
+      for (const m of spec.lora.values()) {
+        const p = a.lora.get(`${m.module}.weight`)!;
+        assert.equal(p.rank, 2 * m.rank);
+        assert.ok(Math.abs(p.scale - nominal) < 1e-12, `import reads ${m.module} at scale ${p.scale}`);
+      }
+      a.close();
+      const back = planLora(c, readAdapter(out).settings); // continue training
+      for (const m of spec.lora.values()) assert.ok(back.lora.get(m.module)!.rank === 2 * m.rank && Math.abs(back.lora.get(m.module)!.scale - nominal) < 1e-12);
+    }
+    ck.close();
+  });
 
   it('recipe 1: PiSSA r 64 / alpha 64 / dropout 0.05 with a multi-layer score head', async () => {
     const out = join(tmp, 'r1');

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { parse as fastCsvParse } from 'fast-csv';
-import { MAX_CELL_CHARS, parseCell, readRows } from '../src/data/rows';
+import { dataColumns, MAX_CELL_CHARS, parseCell, readRows } from '../src/data/rows';
 import { rejectsRows } from './helpers/rows-error';
 import { CsvParser, Utf8Decoder, BAD_BYTE } from '../src/data/csv';
 import { demoCsv, demoTrainCsv } from '../demo/make-demo';
@@ -211,6 +211,22 @@ describe('rows: readRows', () => {
     assert.ok(r.rows.some((x) => x.prompt.length > 1));
     assert.ok(r.rows.some((x) => /[^\x00-\x7f]/.test(x.prompt[0])));
     assert.ok(r.rows.some((x) => /best model|most advanced/.test(x.responseA.join() + x.responseB.join())));
+  });
+});
+
+describe('rows: dataColumns (the task is chosen from them before the rows are read)', () => {
+  it('a CSV header: BOM, quoted names, CRLF; [] for a missing file or a header longer than the first 64 KB', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'arenakit-cols-'));
+    try {
+      writeFileSync(path.join(dir, 'a.csv'), '\uFEFFid,"prompt",response_a,response_b, winner \r\n1,"x",a,b,model_a\r\n');
+      assert.deepEqual(dataColumns(path.join(dir, 'a.csv')), ['id', 'prompt', 'response_a', 'response_b', 'winner']);
+      assert.deepEqual(dataColumns(DEMO).slice(-3), ['winner_model_a', 'winner_model_b', 'winner_tie']);
+      assert.deepEqual(dataColumns(path.join(dir, 'missing.csv')), []);
+      writeFileSync(path.join(dir, 'long.csv'), `id,${'x'.repeat(70000)}\n1,2\n`);
+      assert.deepEqual(dataColumns(path.join(dir, 'long.csv')), []);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

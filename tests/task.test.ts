@@ -24,6 +24,8 @@ describe('task object', () => {
     assert.equal(detectTask('x/test.parquet', ['id', 'prompt', 'response_a', 'response_b', 'scored']).name, 'wsdm');
     assert.equal(detectTask('x/test.csv', ['id', 'prompt', 'response_a', 'response_b']).name, 'lmsys');
     assert.equal(detectTask('x/test.csv', [], 'wsdm').name, 'wsdm');
+    assert.equal(detectTask('x/train.csv', ['id', 'prompt', 'response_a', 'response_b', 'winner', 'language']).name, 'wsdm');
+    assert.equal(detectTask('x/train.parquet', ['id', 'prompt', 'response_a', 'response_b', 'winner_model_a', 'winner_model_b', 'winner_tie']).name, 'lmsys');
     assert.throws(() => getTask('kaggle'), /Unknown task: kaggle \(known: lmsys, wsdm\)/);
   });
 });

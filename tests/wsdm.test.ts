@@ -6,7 +6,7 @@
 // and renders in headless Chromium when one is installed.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readRows } from '../src/data/rows';
@@ -14,7 +14,7 @@ import { checkSubmissionText, formatSubmission, SubmissionError } from '../src/d
 import { labelColumns, passProbs, type ModelSpec } from '../src/infer/model';
 import { predictModel, type PassRunner } from '../src/infer/tta';
 import type { PassResult } from '../src/infer/pass';
-import { blendRuns } from '../src/cli/commands/score';
+import { blendRuns, budgetOrder, shareOfTimeLeft, tokenCost } from '../src/cli/commands/score';
 import { renderReport, LANGUAGE_PANEL } from '../src/report/report';
 import { accuracy } from '../src/metrics/metrics';
 import { TASKS } from '../src/task/task';
@@ -130,6 +130,24 @@ describe('WSDM task (issue 12)', () => {
     assert.deepEqual(swapped, { 9000: 40, 6000: 20, 5000: 10, 4200: 2 });
   });
 
+  it('--time-budget across a blend: cheapest model first, each gets the time left in proportion to its cost per token', () => {
+    const neural = (H: number, I: number, L: number, heads: number, kv: number) =>
+      ({ manifest: { kind: 'neural', config: { hiddenSize: H, intermediateSize: I, numLayers: L, numHeads: heads, numKvHeads: kv, headDim: 256, numLabels: 3 } } }) as unknown as ModelSpec;
+    const gemma9b = tokenCost(neural(3584, 14336, 42, 16, 8));
+    const gemma2b = tokenCost(neural(2304, 9216, 26, 8, 4));
+    const features = tokenCost({ manifest: { kind: 'features' } } as unknown as ModelSpec);
+    const cost = [gemma9b, features, gemma2b];
+    const order = budgetOrder(cost);
+    const shares = order.map((_, i) => shareOfTimeLeft(cost, order, i));
+    console.log(`    cost per token 9B / 2B ${(gemma9b / gemma2b).toFixed(2)}; order ${order.join(',')}; shares of the time left ${shares.map((x) => x.toFixed(3)).join(', ')}`);
+    assert.equal(features, 0);
+    assert.deepEqual(order, [1, 2, 0]);
+    // the feature model may use all the time left (it ends in seconds); the 2B model then takes its share, the 9B the rest
+    assert.equal(shares[0], 1);
+    assert.ok(Math.abs(shares[1] - gemma2b / (gemma2b + gemma9b)) < 1e-12 && shares[1] > 0.15 && shares[1] < 0.35);
+    assert.equal(shares[2], 1);
+  });
+
   it('--time-budget ending mid-pass: unreached rows take the next model, else the prior; the submission is valid', async () => {
     const n = 40;
     const rows = rowsOf(n);
@@ -212,6 +230,21 @@ describe('WSDM task (issue 12)', () => {
       assert.equal(bad.status, 2);
       assert.match(bad.stderr, /Unknown task: kaggle/);
       assert.ok(!existsSync(join(tmp, 'no.csv')));
+    });
+
+    it('a WSDM-layout CSV (the test parquet saved as CSV, plain-text cells) is the WSDM task without --task: the same id,winner as the parquet', async () => {
+      const { rows } = await readRows(TEST);
+      const cell = (t: string) => `"${t.replace(/"/g, '""')}"`;
+      const csv = join(tmp, 'wsdm-test.csv');
+      const take = rows.slice(0, 60);
+      writeFileSync(csv, ['id,prompt,response_a,response_b,scored', ...take.map((r) => [r.id, cell(r.prompt.join('\n')), cell(r.responseA.join('\n')), cell(r.responseB.join('\n')), 'False'].join(','))].join('\n') + '\n');
+      const fromCsv = join(tmp, 'from-csv.csv');
+      const fromParquet = join(tmp, 'from-parquet.csv');
+      const r = ok(RUNNER, ['predict', '--data', csv, '--weights', three, '--ep', 'cpu', '--tta', 'none', '--out', fromCsv]);
+      assert.equal(JSON.parse(r.stdout.trim().split('\n').pop()!).task, 'wsdm');
+      ok(RUNNER, ['predict', '--data', TEST, '--weights', three, '--ep', 'cpu', '--tta', 'none', '--out', fromParquet]);
+      const want = readFileSync(fromParquet, 'utf8').trim().split('\n').slice(0, take.length + 1);
+      assert.deepEqual(readFileSync(fromCsv, 'utf8').trim().split('\n'), want);
     });
 
     it('a true two-label head (num_labels 2, id2label model_a/model_b) gives the same WSDM submission as the 3-label model mapped 3->2', () => {

@@ -6,7 +6,7 @@
 // opens a quoted cell only at the start of a cell, "" inside one is a quote, text after a closing
 // quote is kept, and CRLF, LF or CR end a record; blank lines are skipped.
 import { isUtf8 } from 'node:buffer';
-import { createReadStream, statSync } from 'node:fs';
+import { closeSync, createReadStream, openSync, readSync, statSync } from 'node:fs';
 import { Progress } from '../util/progress';
 import type { ReadRowsResult } from '../types';
 import { headOf, MAX_CELL_CHARS, RowBuilder, RowsError, tailOf, type ReadRowsOptions } from './row-builder';
@@ -350,4 +350,37 @@ export async function readCsvRows(path: string, opts: ReadRowsOptions = {}): Pro
   const b = builder as RowBuilder | null;
   if (!b) throw new RowsError(`${path}: empty file, missing required columns id, prompt, response_a, response_b`);
   return b.finish();
+}
+
+/**
+ * The header's column names from the file's first 64 KB, or [] when they cannot be read there (the
+ * full read then reports why). Cheap: the task is chosen from these before any row is read.
+ */
+export function csvColumns(path: string): string[] {
+  let head: Buffer;
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      const b = Buffer.alloc(64 * 1024);
+      head = b.subarray(0, readSync(fd, b, 0, b.length, 0));
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return [];
+  }
+  let header: string[] = [];
+  try {
+    const parser = new CsvParser(path, (rec) => {
+      if (!header.length) header = rec.fields.map((h) => h.trim());
+    });
+    const skip = checkEncoding(head, path);
+    const text = new Utf8Decoder().decode(head.subarray(skip));
+    const nl = text.indexOf('\n');
+    if (nl < 0) return [];
+    parser.write(text.slice(0, nl + 1));
+  } catch {
+    return [];
+  }
+  return header;
 }

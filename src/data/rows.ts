@@ -4,7 +4,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { extname } from 'node:path';
 import type { ReadRowsResult } from '../types';
-import { readCsvRows } from './csv';
+import { csvColumns, readCsvRows } from './csv';
 import { readParquetRows } from './parquet';
 import type { ReadRowsOptions } from './row-builder';
 
@@ -23,12 +23,15 @@ interface Reader {
   name: string;
   matches(head: Buffer, ext: string): boolean;
   read(path: string, opts: ReadRowsOptions): Promise<ReadRowsResult>;
+  /** Column names read cheaply before the rows (the task is chosen from them), or [] when not known up front. */
+  columns(path: string): string[];
 }
 
 /** First match wins; CSV takes everything else (its reader names what is wrong with a non-CSV file). */
 export const READERS: Reader[] = [
-  { name: 'parquet', matches: (head, ext) => ext === '.parquet' || head.subarray(0, 4).toString('latin1') === 'PAR1', read: readParquetRows },
-  { name: 'csv', matches: () => true, read: readCsvRows },
+  // parquet means WSDM unless told otherwise (--task), so its columns are not read up front
+  { name: 'parquet', matches: (head, ext) => ext === '.parquet' || head.subarray(0, 4).toString('latin1') === 'PAR1', read: readParquetRows, columns: () => [] },
+  { name: 'csv', matches: () => true, read: readCsvRows, columns: csvColumns },
 ];
 
 /** The first bytes of a file ('' when it cannot be read: the reader then reports why). */
@@ -47,9 +50,14 @@ function fileHead(path: string): Buffer {
   }
 }
 
+const readerFor = (path: string): Reader => READERS.find((r) => r.matches(fileHead(path), extname(path).toLowerCase()))!;
+
 /** Reads a Kaggle train/test file (LMSYS CSV, WSDM parquet, or either layout in the other format). */
 export function readRows(path: string, opts: ReadRowsOptions = {}): Promise<ReadRowsResult> {
-  const head = fileHead(path);
-  const ext = extname(path).toLowerCase();
-  return READERS.find((r) => r.matches(head, ext))!.read(path, opts);
+  return readerFor(path).read(path, opts);
+}
+
+/** The file's column names when its reader knows them before reading the rows (a CSV header), else []. */
+export function dataColumns(path: string): string[] {
+  return readerFor(path).columns(path);
 }

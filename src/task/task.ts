@@ -115,11 +115,12 @@ export function swapColumns(task: Task): number[] {
 }
 
 /**
- * The task a data file belongs to: `--task` when given, else from its columns (a `winner` column or a
- * parquet file: wsdm; winner_model_* columns or a csv: lmsys).
+ * The task a data file belongs to: `--task` when given, else from its columns (`winner` or `scored`:
+ * wsdm; winner_model_*: lmsys), else from its format (parquet: wsdm, csv: lmsys).
  */
 export function detectTask(file: string, columns: readonly string[], forced?: string): Task {
   if (forced) return getTask(forced);
-  if (columns.includes('winner') || columns.includes('scored') || /\.parquet$/i.test(file)) return TASKS.wsdm;
-  return TASKS.lmsys;
+  if (columns.includes('winner') || columns.includes('scored')) return TASKS.wsdm;
+  if (columns.some((c) => TASKS.lmsys.labels.includes(c))) return TASKS.lmsys;
+  return /\.parquet$/i.test(file) ? TASKS.wsdm : TASKS.lmsys;
 }

@@ -5,8 +5,8 @@
 // so an unknown key is a TypeError there). tests/train-peft-format.test.ts compares both files with
 // adapters peft 0.13.2 wrote. PiSSA is saved converted, like save_pretrained(
 // path_initial_model_for_weight_conversion=...): A' = [A; A0], B' = [B, -B0], r and lora_alpha
-// doubled (alpha * sqrt(2) with rsLoRA), init_lora_weights true, so it applies to the ORIGINAL base:
-// W + s B'A' = W_res + s B A.
+// doubled (alpha * sqrt(2) with rsLoRA), rank_pattern / alpha_pattern likewise, init_lora_weights
+// true, so it applies to the ORIGINAL base: W + s B'A' = W_res + s B A.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ADAPTER_LABELS_FILE } from '../weights/peft';
@@ -58,8 +58,9 @@ export function writeAdapter(dir: string, o: AdapterOutput): void {
   // PEFT expands all-linear to the module names before saving (and refuses it with layers_to_transform).
   const targets = s.target_modules.includes('all-linear') ? PROJECTIONS : s.target_modules;
   const doubled = o.pissaStart !== null;
+  const twiceAlpha = (a: number) => (s.use_rslora ? a * Math.SQRT2 : a * 2);
   const config = {
-    alpha_pattern: {},
+    alpha_pattern: Object.fromEntries(Object.entries(s.alpha_pattern ?? {}).map(([k, a]) => [k, doubled ? twiceAlpha(a) : a])),
     auto_mapping: null,
     base_model_name_or_path: o.baseModelNameOrPath,
     bias: 'none',
@@ -70,7 +71,7 @@ export function writeAdapter(dir: string, o: AdapterOutput): void {
     layers_pattern: null,
     layers_to_transform: s.layers_to_transform,
     loftq_config: {},
-    lora_alpha: doubled ? (s.use_rslora ? s.lora_alpha * Math.SQRT2 : s.lora_alpha * 2) : s.lora_alpha,
+    lora_alpha: doubled ? twiceAlpha(s.lora_alpha) : s.lora_alpha,
     lora_dropout: s.lora_dropout,
     megatron_config: null,
     megatron_core: 'megatron.core',
@@ -79,7 +80,7 @@ export function writeAdapter(dir: string, o: AdapterOutput): void {
     modules_to_save: o.spec.head.length ? ['classifier', 'score'] : null,
     peft_type: 'LORA',
     r: doubled ? s.r * 2 : s.r,
-    rank_pattern: {},
+    rank_pattern: Object.fromEntries(Object.entries(s.rank_pattern ?? {}).map(([k, r]) => [k, doubled ? r * 2 : r])),
     revision: null,
     target_modules: [...targets],
     task_type: 'SEQ_CLS',

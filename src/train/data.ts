@@ -5,7 +5,7 @@
 // micro-batching in the order HF Trainer consumes them.
 import { readFileSync } from 'node:fs';
 import { readRows } from '../data/rows';
-import { encodeRow, loadTokenizer } from '../format/encode';
+import { encodeRowInfo, loadTokenizer, type ArenaTokenizer } from '../format/encode';
 import type { Example } from './feeds';
 import { uniform } from '../util/rng';
 
@@ -16,6 +16,8 @@ export class TrainDataError extends Error {
 export interface LoadedRows {
   rows: Example[];
   warnings: string[];
+  /** Rows head+tail truncation cut to the token budget (competition files only). */
+  truncated?: number;
 }
 
 export function readTokenized(path: string, numLabels: number, vocabSize: number): LoadedRows {
@@ -49,6 +51,8 @@ export function readTokenized(path: string, numLabels: number, vocabSize: number
 
 export interface CsvOptions {
   tokenizerDir: string;
+  /** The tokenizer of tokenizerDir when already loaded (training and validation files share one; Gemma's takes seconds to load). */
+  tokenizer?: ArenaTokenizer;
   template: string;
   maxTokens: number;
   /** Add every row a second time with the responses swapped (label A <-> B). */
@@ -60,13 +64,16 @@ export interface CsvOptions {
 /** A labelled competition file (LMSYS CSV, WSDM parquet) -> training rows. */
 export async function readCsv(path: string, o: CsvOptions): Promise<LoadedRows> {
   const r = await readRows(path, { requireLabels: true });
-  const tok = loadTokenizer(o.tokenizerDir);
+  const tok = o.tokenizer ?? loadTokenizer(o.tokenizerDir);
   const rows: Example[] = [];
   const warnings = [...r.warnings];
+  let truncated = 0;
   for (const row of r.rows) {
     for (const swap of o.swapAugment ? [false, true] : [false]) {
       try {
-        const ids = encodeRow(tok, row, { template: o.template, maxTokens: o.maxTokens, swap });
+        const enc = encodeRowInfo(tok, row, { template: o.template, maxTokens: o.maxTokens, swap });
+        const ids = enc.ids;
+        if (enc.truncated) truncated++;
         const outcome = swap && row.label !== 2 ? 1 - row.label! : row.label!;
         if (o.labelIndex[outcome] < 0) {
           warnings.push(`${path}: row ${row.id} (line ${row.line}) is a tie, which a 2-label head cannot learn; row skipped`);
@@ -79,7 +86,7 @@ export async function readCsv(path: string, o: CsvOptions): Promise<LoadedRows> 
     }
   }
   if (!rows.length) throw new TrainDataError(`${path}: no usable rows${warnings.length ? ` (first problem: ${warnings.at(-1)})` : ''}`);
-  return { rows, warnings };
+  return { rows, warnings, truncated };
 }
 
 /** Row order of one epoch: file order, or a seeded Fisher-Yates shuffle per (seed, epoch). */

@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelConfig, WeightSource } from '../types';
 import { openSafetensors } from '../weights/safetensors';
-import { peftLayerIndex } from '../weights/peft';
+import { loraScale, peftLayerIndex } from '../weights/peft';
 import { forName } from '../util/rng';
 import { familyOf } from '../model/families';
 import { svd } from './svd';
@@ -30,6 +30,9 @@ export interface LoraSettings {
   use_rslora: boolean;
   /** ['score'] trains a copy of the head; [] keeps it frozen. */
   modules_to_save: string[];
+  /** PEFT's per-module r and lora_alpha, keyed by a trailing module name (e.g. {"k_proj": 32}); absent = none. */
+  rank_pattern?: Record<string, number>;
+  alpha_pattern?: Record<string, number>;
 }
 
 export const DEFAULT_LORA: LoraSettings = {
@@ -92,16 +95,19 @@ export function planLora(c: ModelConfig, s: LoraSettings): TrainableSpec {
   if (unknown.length) throw new LoraSetupError(`target_modules ${JSON.stringify(unknown)} are not linears of this model (${PROJECTIONS.join(', ')})`);
   for (const l of s.layers_to_transform ?? [])
     if (!Number.isInteger(l) || l < 0 || l >= c.numLayers) throw new LoraSetupError(`layers_to_transform has ${l}; the model has layers 0..${c.numLayers - 1}`);
-  const scale = s.use_rslora ? s.lora_alpha / Math.sqrt(s.r) : s.lora_alpha / s.r;
+  for (const [k, r] of Object.entries(s.rank_pattern ?? {}))
+    if (!Number.isInteger(r) || r <= 0) throw new LoraSetupError(`rank_pattern["${k}"] = ${r}: expected a positive integer`);
+  const patterns = { r: s.r, loraAlpha: s.lora_alpha, useRslora: s.use_rslora, rankPattern: s.rank_pattern ?? {}, alphaPattern: s.alpha_pattern ?? {} };
   const lora = new Map<string, LoraModule>();
   for (const m of linearModules(c)) {
     if (!targets.includes(m.name)) continue;
     if (s.layers_to_transform && !s.layers_to_transform.includes(peftLayerIndex(m.module)!)) continue;
+    const { rank, scale } = loraScale(patterns, m.module);
     lora.set(m.module, {
       module: m.module,
       aKey: `${PEFT_PREFIX}${m.module}.lora_A.weight`,
       bKey: `${PEFT_PREFIX}${m.module}.lora_B.weight`,
-      rank: s.r,
+      rank,
       scale,
       inFeatures: m.inF,
       outFeatures: m.outF,
@@ -136,6 +142,31 @@ export function defaultInit(spec: TrainableSpec, weights: WeightSource, seed: nu
 }
 
 /**
+ * The settings PiSSA trains with. peft 0.13.2's pissa_init slices svd(W) to its first r, so where r
+ * exceeds a weight's rank k = min(out, in) (r 64 on a tiny model's 32 x 64 k_proj) it trains A [k, in]
+ * and B [out, k] with the scale of r (alpha / r), silently, and then saves tensors its own config
+ * cannot load back (size mismatch). The same training is written here as PEFT's rank_pattern r k with
+ * the alpha_pattern that keeps the scale, so PEFT and import load the adapter. `clamped` names the
+ * projections for the log.
+ */
+export function pissaSettings(c: ModelConfig, s: LoraSettings): { settings: LoraSettings; clamped: string[] } {
+  const rank: Record<string, number> = {};
+  const alpha: Record<string, number> = {};
+  for (const m of planLora(c, s).lora.values()) {
+    const name = m.module.slice(m.module.lastIndexOf('.') + 1);
+    const k = Math.min(m.inFeatures, m.outFeatures);
+    if (m.rank <= k) continue;
+    if (rank[name] !== undefined && rank[name] !== k) throw new LoraSetupError(`${m.module}: PiSSA rank ${k} differs between layers; set a rank_pattern per module`);
+    rank[name] = k;
+    // the scale of r: alpha / r = alpha' / k (rsLoRA: alpha / sqrt r = alpha' / sqrt k)
+    alpha[name] = s.use_rslora ? (s.lora_alpha * Math.sqrt(k)) / Math.sqrt(m.rank) : (s.lora_alpha * k) / m.rank;
+  }
+  const clamped = Object.keys(rank);
+  if (!clamped.length) return { settings: s, clamped };
+  return { settings: { ...s, rank_pattern: { ...s.rank_pattern, ...rank }, alpha_pattern: { ...s.alpha_pattern, ...alpha } }, clamped };
+}
+
+/**
  * PiSSA (peft 0.13.2 pissa_init): U S Vh = svd(W); Sr = S[:r] / scale; A = diag(sqrt Sr) Vh[:r];
  * B = U[:, :r] diag(sqrt Sr); the frozen base becomes W - scale * B A. Returns the A/B values and
  * the residual weights by HF name.
@@ -147,7 +178,7 @@ export function pissaInit(spec: TrainableSpec, weights: WeightSource): { params:
     const w = weights(`${m.module}.weight`).data;
     const { u, s, vt, k } = svd(w, m.outFeatures, m.inFeatures);
     const r = m.rank;
-    if (r > k) throw new LoraSetupError(`${m.module}: r = ${r} exceeds the rank ${k} of its [${m.outFeatures}, ${m.inFeatures}] weight`);
+    if (r > k) throw new LoraSetupError(`${m.module}: r = ${r} exceeds the rank ${k} of its [${m.outFeatures}, ${m.inFeatures}] weight; plan PiSSA with pissaSettings`);
     const A = new Float32Array(r * m.inFeatures);
     const B = new Float32Array(m.outFeatures * r);
     for (let i = 0; i < r; i++) {
@@ -209,6 +240,8 @@ export function readAdapter(dir: string): { settings: LoraSettings; params: Para
     layers_to_transform: layers,
     use_rslora: j.use_rslora ?? false,
     modules_to_save: (j.modules_to_save ?? []).includes('score') ? ['score'] : [],
+    ...(Object.keys(j.rank_pattern ?? {}).length ? { rank_pattern: j.rank_pattern } : {}),
+    ...(Object.keys(j.alpha_pattern ?? {}).length ? { alpha_pattern: j.alpha_pattern } : {}),
   };
   return { settings, params, init: j.init_lora_weights };
 }

@@ -16,11 +16,12 @@ import { writeAdapter } from './adapter';
 import { epochOrder, epochSteps, readCsv, readTokenized, type LoadedRows } from './data';
 import { batchFeeds, type Example, type Feeds } from './feeds';
 import { buildHeadGraph, buildTrainGraph } from './graph';
-import { checkParams, PEFT_PREFIX, DEFAULT_LORA, defaultInit, LoraSetupError, overlay, pissaInit, planLora, readAdapter, type LoraSettings, type Params, type TrainableSpec } from './lora';
+import { checkParams, PEFT_PREFIX, DEFAULT_LORA, defaultInit, LoraSetupError, overlay, pissaInit, pissaSettings, planLora, readAdapter, type LoraSettings, type Params, type TrainableSpec } from './lora';
 import { adamState, adamwStep, clipGradNorm, lrAt, type AdamState, type Schedule } from './optim';
 import { TrainSession } from './session';
 import { trainStep, type StepLog } from './step';
 import { fmt } from '../util/progress';
+import { loadTokenizer, type ArenaTokenizer } from '../format/encode';
 
 export interface TrainOptions {
   base: string;
@@ -188,10 +189,12 @@ function rowsFor(old: string[] | null, labels: string[]): number[] | null {
   return rows.every((r) => r >= 0) ? rows : null;
 }
 
-async function loadRows(path: string, kind: 'csv' | 'jsonl', c: ModelConfig, o: TrainOptions, labelIndex: [number, number, number]): Promise<LoadedRows> {
+async function loadRows(path: string, kind: 'csv' | 'jsonl', c: ModelConfig, o: TrainOptions, labelIndex: [number, number, number], tok: () => ArenaTokenizer): Promise<LoadedRows> {
   if (kind === 'jsonl') return readTokenized(path, c.numLabels, c.vocabSize);
   if (c.numLabels > 3) throw new LoraSetupError(`${path}: competition rows have 3 outcomes but the base has ${c.numLabels} labels; pass --tokenized rows with labels in 0..${c.numLabels - 1}`);
-  return readCsv(path, { tokenizerDir: o.tokenizer ?? o.base, template: o.template, maxTokens: o.maxTokens, swapAugment: o.swapAugment, labelIndex });
+  const r = await readCsv(path, { tokenizerDir: o.tokenizer ?? o.base, tokenizer: tok(), template: o.template, maxTokens: o.maxTokens, swapAugment: o.swapAugment, labelIndex });
+  o.log(`train: ${path}: ${r.truncated} of ${r.rows.length} rows cut to --max-tokens ${o.maxTokens} by head+tail truncation`);
+  return r;
 }
 
 /** Mean cross-entropy over rows, in batches, with the loss output of a forward-only session. */
@@ -333,6 +336,13 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       for (const t of planLora(c, settings).head) if (extra.has(t.hf)) params.set(t.key, Float32Array.from(extra.get(t.hf)!.data));
       checkParams(planLora(c, settings), params, o.adapter);
     } else if (o.init === 'pissa') {
+      const planned = pissaSettings(c, settings);
+      settings = planned.settings;
+      if (planned.clamped.length)
+        o.log(
+          `train: PiSSA: r ${o.lora.r} exceeds the rank of ${planned.clamped.map((n) => `${n} (${settings.rank_pattern![n]})`).join(', ')}; ` +
+            `like peft 0.13.2 (pissa_init keeps the first r singular values there are) they train at that rank with the scale of r, saved as rank_pattern / alpha_pattern`,
+        );
       const p = pissaInit(planLora(c, settings), weights);
       params = p.params;
       pissaStart = new Map([...params].map(([k, v]) => [k, Float32Array.from(v)]));
@@ -345,8 +355,10 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     o.log(`train: ${spec.lora.size} LoRA modules (r ${settings.r}, alpha ${settings.lora_alpha}${settings.use_rslora ? ', rsLoRA' : ''}), head ${spec.head.length ? 'trained' : 'frozen'}, ${[...params.values()].reduce((a, p) => a + p.length, 0)} trainable values`);
 
     // ---- data
-    const train = await loadRows((o.data ?? o.tokenized)!, o.data ? 'csv' : 'jsonl', c, o, labelIndex);
-    const valid = o.valid ? await loadRows(o.valid, /\.jsonl?$/i.test(o.valid) ? 'jsonl' : 'csv', c, o, labelIndex) : null;
+    let tokenizer: ArenaTokenizer | undefined; // loaded once, when a competition file needs it
+    const tok = () => (tokenizer ??= loadTokenizer(o.tokenizer ?? o.base));
+    const train = await loadRows((o.data ?? o.tokenized)!, o.data ? 'csv' : 'jsonl', c, o, labelIndex, tok);
+    const valid = o.valid ? await loadRows(o.valid, /\.jsonl?$/i.test(o.valid) ? 'jsonl' : 'csv', c, o, labelIndex, tok) : null;
     for (const w of [...train.warnings, ...(valid?.warnings ?? [])]) o.log(`warning: ${w}`);
     const stepsPerEpoch = Math.ceil(Math.ceil(train.rows.length / o.batchSize) / o.gradAccum);
     const total = o.maxSteps ?? stepsPerEpoch * o.epochs;

@@ -173,7 +173,7 @@ export function isTargeted(cfg: LoraConfig, module: string): boolean {
 }
 
 /** Rank, alpha and merge scale of one module: rank_pattern / alpha_pattern keys match a trailing name (PEFT's get_pattern_key). */
-export function loraScale(cfg: LoraConfig, module: string): { rank: number; alpha: number; scale: number } {
+export function loraScale(cfg: Pick<LoraConfig, 'r' | 'loraAlpha' | 'useRslora' | 'rankPattern' | 'alphaPattern'>, module: string): { rank: number; alpha: number; scale: number } {
   const keys = [...Object.keys(cfg.rankPattern), ...Object.keys(cfg.alphaPattern)];
   const key = keys.find((k) => new RegExp(`(?:^|.*\\.)(?:${k})$`).test(module)) ?? module;
   const rank = cfg.rankPattern[key] ?? cfg.r;

@@ -2,7 +2,7 @@
 // CUDA versions, every CUDA library found or missing for the chosen core, the core and attention
 // variant it would use, an EP probe with the self-check, and a time estimate for the data set from
 // measured throughput. Ends with one JSON line; exits 0 on a machine without a GPU (and says so).
-import { readRows } from '../../data/rows';
+import { dataColumns, readRows } from '../../data/rows';
 import { findCudaLibraries } from '../../infer/cuda-libs';
 import { openHandle, openSpec } from '../../infer/model';
 import { parseTta, type Tta } from '../../infer/tta';
@@ -73,7 +73,7 @@ export async function run(argv: string[]): Promise<void> {
     say(`data: ${rows.length} rows from ${v.data}`);
   }
   // The task of --data: a two-label (WSDM) model is checked against WSDM columns.
-  const spec = openSpec(dir, { calibrate: true, needTie: false, task: detectTask(String(v.data ?? ''), []) });
+  const spec = openSpec(dir, { calibrate: true, needTie: false, task: detectTask(String(v.data ?? ''), v.data ? dataColumns(String(v.data)) : []) });
   const warn = (m: string) => say(`warning: ${m}`);
   const handle = await openHandle(spec, {
     ep,

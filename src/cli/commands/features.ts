@@ -3,7 +3,7 @@
 import { statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { readRows } from '../../data/rows';
+import { dataColumns, readRows } from '../../data/rows';
 import { writePredictions } from '../../data/submission';
 import { detectTask } from '../../task/task';
 import { crossValidateFeatures, FeatureModelError, trainFeatureModel, writeFeatureModel } from '../../features/model';
@@ -37,7 +37,7 @@ export async function run(argv: string[]): Promise<void> {
   if (values.depth) opts.maxDepth = Number(values.depth);
   if (values.eta) opts.learningRate = Number(values.eta);
   // The task sets the classes: LMSYS A/B/tie, WSDM A/B (the binary objective).
-  const task = detectTask(values.data, [], values.task);
+  const task = detectTask(values.data, dataColumns(values.data), values.task);
   const { rows, warnings } = await readRows(values.data, { requireLabels: true });
   for (const w of warnings) console.warn(`features: ${w}`);
   const t0 = Date.now();

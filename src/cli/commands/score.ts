@@ -2,6 +2,7 @@
 // (manifest, label order, calibration, tie model: all checked before any row is scored), run each
 // model with the chosen TTA on one process or one worker per device, and blend the models'
 // probabilities (given weights, else equal).
+import { dataColumns } from '../../data/rows';
 import type { ArenaRow } from '../../types';
 import { ensureCudaEnv, parseAttention, parseEp, parseRuntime, processRuntime, type EpChoice } from '../../infer/session';
 import type { AttentionVariant, RuntimeName } from '../../infer/runtime';
@@ -93,7 +94,7 @@ export function scoreSettings(v: Record<string, unknown>): ScoreSettings {
     runtime: usage(() => parseRuntime(v.runtime as string | undefined)),
     attention: usage(() => parseAttention(v.attention as string | undefined)),
     selfCheckRows: num(v['self-check'] === 'off' ? '0' : v['self-check'], '--self-check', 8),
-    task: usage(() => detectTask(String(v.data ?? ''), [], v.task as string | undefined)),
+    task: usage(() => detectTask(String(v.data ?? ''), v.data ? dataColumns(String(v.data)) : [], v.task as string | undefined)),
     // The budget counts from process start: reading the data and opening models spend it too.
     deadline: budget === undefined ? undefined : performance.timeOrigin + budget * 1000 - budgetReserveMs(budget * 1000),
   };
@@ -156,15 +157,42 @@ export async function scoreRows(rows: ArenaRow[], specs: ModelSpec[], s: ScoreSe
   const runner = makeRunner(specs, rows, s, warn);
   const runs: ModelRun[] = [];
   try {
-    for (let k = 0; k < specs.length; k++) {
-      // Each model not yet run gets an equal share of the time left.
-      const limit: Deadline | undefined = s.deadline === undefined ? undefined : { deadline: clock() + (s.deadline - clock()) / (specs.length - k), now: clock };
-      runs.push(await predictModel(k, specs[k], rows, lengths, s.tta, runner, limit));
+    // Under --time-budget the cheapest models run first and each model gets a share of the time left in
+    // proportion to its cost per token: a feature model beside a 9B model leaves it nearly all the time.
+    const cost = specs.map(tokenCost);
+    const order = budgetOrder(cost);
+    for (const [i, k] of order.entries()) {
+      const limit: Deadline | undefined = s.deadline === undefined ? undefined : { deadline: clock() + (s.deadline - clock()) * shareOfTimeLeft(cost, order, i), now: clock };
+      runs[k] = await predictModel(k, specs[k], rows, lengths, s.tta, runner, limit);
     }
   } finally {
     runner.close();
   }
   return blendRuns(rows, runs, s.blend, s.task, warn);
+}
+
+/**
+ * Relative cost of one token through a model: the multiply-adds of its decoder layers (attention
+ * projections + MLP) and head; a feature model costs nothing next to a network (0).
+ */
+export function tokenCost(spec: ModelSpec): number {
+  const c = spec.manifest.config;
+  if (spec.manifest.kind !== 'neural' || !c) return 0;
+  const attn = c.hiddenSize * (c.numHeads + c.numKvHeads) * c.headDim * 2;
+  return c.numLayers * (attn + 3 * c.hiddenSize * c.intermediateSize) + c.hiddenSize * Math.max(1, c.numLabels);
+}
+
+/** Model indices cheapest first (ties keep the command-line order): what a cheap model leaves, the others use. */
+export const budgetOrder = (cost: number[]): number[] => cost.map((_, k) => k).sort((a, b) => cost[a] - cost[b] || a - b);
+
+/**
+ * The fraction of the time left that the i-th model of `order` may use: its cost over the cost of the
+ * models not yet run. A model of cost 0 (features) may use all of it: it ends in seconds and leaves the rest.
+ */
+export function shareOfTimeLeft(cost: number[], order: number[], i: number): number {
+  const k = order[i];
+  const left = order.slice(i).reduce((a, j) => a + cost[j], 0);
+  return cost[k] === 0 || left === 0 ? 1 : cost[k] / left;
 }
 
 /**

@@ -13,9 +13,9 @@ import { batchFeeds, poolIndex } from '../src/train/feeds';
 import { buildTrainGraph, TRAIN_ACTIVATIONS } from '../src/train/graph';
 import { checkParams, planLora, readAdapter } from '../src/train/lora';
 import { TrainSession } from '../src/train/session';
-import { openCheckpoint, openSafetensors } from '../src/weights/safetensors';
+import { openCheckpoint } from '../src/weights/safetensors';
 import { fixtureConfig, maxAbsDiff } from './helpers/fixtures';
-import { fixtureBatch, GEMMA2_TINY } from './helpers/train-fixtures';
+import { fixtureBatch, fixtureGradDiff, GEMMA2_TINY } from './helpers/train-fixtures';
 import { mulberry32 } from '../src/util/rng';
 import { ACTIVATIONS, type Activation } from '../src/types';
 
@@ -153,26 +153,7 @@ describe('train: gradient rules vs finite differences', function () {
     });
 });
 
-const DIR = GEMMA2_TINY;
 const GRAD_TOL = 1e-5;
-
-async function fixtureGradDiff(rules?: Record<string, GradRule>): Promise<{ grad: number; loss: number; logits: number }> {
-  const c = fixtureConfig(DIR);
-  const ck = openCheckpoint(DIR);
-  const ad = readAdapter(join(DIR, 'adapter'));
-  const s = await TrainSession.create(buildTrainGraph(c, ck.get, planLora(c, ad.settings), { rules }));
-  const r = await s.run(batchFeeds(c, fixtureBatch('padded', [0, 1, 2])), ad.params, 1);
-  await s.release();
-  ck.close();
-  const exp = JSON.parse(readFileSync(join(DIR, 'expected.json'), 'utf8'));
-  const g = openSafetensors(join(DIR, 'grads.safetensors'));
-  const keyMap: Record<string, string> = exp.grads.key_to_adapter_file_key;
-  let grad = 0;
-  assert.equal(g.tensors.size, r.grads.size, 'one gradient per trainable tensor');
-  for (const k of g.tensors.keys()) grad = Math.max(grad, maxAbsDiff(r.grads.get(keyMap[k])!, g.read(k).data));
-  g.close();
-  return { grad, loss: Math.abs(r.loss - exp.loss.value), logits: maxAbsDiff(r.logits, exp.lora_logits.padded.flat()) };
-}
 
 describe('train: Gemma-2 training graph vs Hugging Face', function () {
   this.timeout(60000);

@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { FIXTURES, fixtureConfig, maxAbsDiff, runLogits } from './helpers/fixtures';
 import { makePeakedModel, maxDiff, node, ok, RUNNER, submissionProbs, TRAINER } from './helpers/peaked';
 import { writeByteTokenizer } from './helpers/byte-tokenizer';
+import { fixtureGradDiff } from './helpers/train-fixtures';
 
 /**
  * WebGPU vs HF fp32 logits. WebGPU shaders may use faster, less exact math than the CPU (fused
@@ -131,5 +132,12 @@ describe('WebGPU EP on lavapipe', function () {
     console.log(`      forced fused on webgpu: rejected ${JSON.stringify(fs.self_check_max_diff)}, ran ${fs.attention[0]}`);
     assert.equal(fs.attention[0], 'explicit');
     assert.ok(maxDiff(submissionProbs(join(tmp, 'forced.csv')), submissionProbs(cpuOut)) <= 5e-3);
+  });
+
+  it('training on WebGPU: one batch\'s loss, logits and 57 gradients vs gemma2-tiny/grads.safetensors (HF + PEFT) within 1e-5', async () => {
+    // the training graph is primitive ops only, so the same graph runs on any EP (src/train/graph.ts)
+    const d = await fixtureGradDiff(undefined, 'webgpu');
+    console.log(`      webgpu: loss diff ${d.loss.toExponential(2)}, logits ${d.logits.toExponential(2)}, gradients max abs diff ${d.grad.toExponential(2)} (tolerance 1e-5)`);
+    assert.ok(d.loss < 1e-5 && d.logits < 1e-5 && d.grad < 1e-5);
   });
 });

@@ -18,7 +18,7 @@ import { batchFeeds, type Example, type Feeds } from './feeds';
 import { buildHeadGraph, buildTrainGraph } from './graph';
 import { checkParams, PEFT_PREFIX, DEFAULT_LORA, defaultInit, LoraSetupError, overlay, pissaInit, pissaSettings, planLora, readAdapter, type LoraSettings, type Params, type TrainableSpec } from './lora';
 import { adamState, adamwStep, clipGradNorm, lrAt, type AdamState, type Schedule } from './optim';
-import { TrainSession } from './session';
+import { TrainSession, type TrainEp } from './session';
 import { trainStep, type StepLog } from './step';
 import { fmt } from '../util/progress';
 import { loadTokenizer, type ArenaTokenizer } from '../format/encode';
@@ -62,6 +62,7 @@ export interface TrainOptions {
   checkpointEvery: number; // 0 = none; else save out/checkpoint every N steps
   resume: boolean; // continue from out/checkpoint
   threads: number; // ORT intra-op threads
+  ep: TrainEp; // where the training graph runs (cpu, or webgpu)
   log: (line: string) => void;
 }
 
@@ -88,6 +89,7 @@ export const DEFAULT_TRAIN: Omit<TrainOptions, 'base' | 'out' | 'log'> = {
   checkpointEvery: 0,
   resume: false,
   threads: 1,
+  ep: 'cpu',
 };
 
 export interface TrainResult {
@@ -271,13 +273,13 @@ async function headOnly(
   labels: string[],
 ): Promise<TrainResult> {
   const t0 = Date.now();
-  const s = await TrainSession.create(buildTrainGraph(c, weights, spec, { forwardOnly: true }), o.threads);
+  const s = await TrainSession.create(buildTrainGraph(c, weights, spec, { forwardOnly: true }), o.threads, undefined, o.ep);
   const x = await features(c, s, params, train.rows, o.batchSize);
   const vx = valid ? await features(c, s, params, valid.rows, o.batchSize) : null;
   await s.release();
   o.log(`train: pooled features of ${train.rows.length}${valid ? ` + ${valid.rows.length}` : ''} rows in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   const headParams: Params = new Map(spec.head.map((t) => [t.key, params.get(t.key)!]));
-  const hs = await TrainSession.create(buildHeadGraph(c, weights, spec), o.threads);
+  const hs = await TrainSession.create(buildHeadGraph(c, weights, spec), o.threads, undefined, o.ep);
   const feeds = headFeeds(c, x, train.rows);
   const steps = o.maxSteps ?? 500;
   const state = adamState(headParams);
@@ -374,8 +376,8 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
 
     // ---- graph and sessions
     const tg = buildTrainGraph(c, weights, spec);
-    const session = await TrainSession.create(tg, o.threads);
-    const evalSession = valid ? await TrainSession.create(buildTrainGraph(c, weights, spec, { forwardOnly: true }), o.threads) : null;
+    const session = await TrainSession.create(tg, o.threads, undefined, o.ep);
+    const evalSession = valid ? await TrainSession.create(buildTrainGraph(c, weights, spec, { forwardOnly: true }), o.threads, undefined, o.ep) : null;
     const state = adamState(params);
     const shapes = session.shapes;
     const ckDir = join(out, 'checkpoint');

@@ -6,6 +6,12 @@ import type { Feeds } from './feeds';
 import type { TrainGraph } from './graph';
 import type { Params } from './lora';
 
+/**
+ * Where the training graph runs: the CPU, or WebGPU (the same primitive-op graph; CI runs it on Mesa's
+ * lavapipe against the HF gradients). CUDA training is not wired: the trainer bundles one ORT core.
+ */
+export type TrainEp = 'cpu' | 'webgpu';
+
 export interface StepResult {
   loss: number;
   logits: Float32Array;
@@ -26,10 +32,14 @@ export class TrainSession {
    * `modelPath`: write the model there and load it from the file (needed when the graph's frozen
    * weights live in an external-data file beside it); otherwise the model is loaded from memory.
    */
-  static async create(tg: TrainGraph, threads = 1, modelPath?: string): Promise<TrainSession> {
+  static async create(tg: TrainGraph, threads = 1, modelPath?: string, ep: TrainEp = 'cpu'): Promise<TrainSession> {
     // 'basic' (constant folding, no op fusion) keeps the primitives as written: closer to torch's eager
     // numbers (the fixture gradients differ by 5.7e-6 instead of 6.7e-6 with 'all').
     const o: ort.InferenceSession.SessionOptions = { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'basic' };
+    if (ep === 'webgpu') {
+      process.env.XDG_RUNTIME_DIR ??= '/tmp'; // Dawn's Vulkan loader wants it
+      o.executionProviders = ['webgpu'];
+    }
     let s: ort.InferenceSession;
     if (modelPath) {
       writeModel(modelPath, tg.graph, 'arenakit-train');

@@ -34,7 +34,8 @@ Optimisation (HF TrainingArguments names in brackets):
   --no-shuffle          keep file order  --swap-augment  also train each CSV row with the responses swapped
   --seed N (${D.seed})  --template NAME (${D.template})  --max-tokens N (${D.maxTokens})  --tokenizer DIR
   --checkpoint-every N  save DIR/checkpoint every N steps   --resume  continue from DIR/checkpoint
-  --threads N (${D.threads})  ONNX Runtime intra-op threads`;
+  --threads N (${D.threads})  ONNX Runtime intra-op threads
+  --ep cpu|webgpu (${D.ep})  execution provider of the training graph (the same graph on either)`;
 
 /** "2,3" or "6-25" or "0-2,5" -> indices. */
 function layerList(s: string): number[] {
@@ -57,7 +58,7 @@ export async function run(argv: string[]): Promise<void> {
       'lora-r': s, 'lora-alpha': s, 'lora-dropout': s, rslora: b, 'lora-targets': s, 'layers-to-transform': s, 'frozen-head': b, init: s,
       'batch-size': s, 'grad-accum': s, epochs: s, 'max-steps': s, lr: s, 'warmup-steps': s, schedule: s, 'weight-decay': s,
       'adam-betas': s, 'adam-eps': s, 'max-grad-norm': s, 'no-shuffle': b, 'swap-augment': b, seed: s, template: s, 'max-tokens': s,
-      tokenizer: s, 'checkpoint-every': s, resume: b, threads: s, 'head-activation': s, 'num-labels': s,
+      tokenizer: s, 'checkpoint-every': s, resume: b, threads: s, ep: s, 'head-activation': s, 'num-labels': s,
     },
     USAGE,
   );
@@ -78,6 +79,8 @@ export async function run(argv: string[]): Promise<void> {
   const headActivation = v['head-activation'] as string | undefined;
   if (headActivation !== undefined && !(ACTIVATIONS as readonly string[]).includes(headActivation))
     throw new UsageError(`--head-activation must be one of ${ACTIVATIONS.join(', ')}, got "${headActivation}"`);
+  const ep = (v.ep as string | undefined) ?? D.ep;
+  if (ep !== 'cpu' && ep !== 'webgpu') throw new UsageError(`--ep must be cpu or webgpu (CUDA training is not wired yet), got "${ep}"`);
   const mode = (v.train as string | undefined) ?? 'lora';
   if (mode !== 'lora' && mode !== 'head') throw new UsageError(`--train must be lora or head, got "${mode}"`);
   const maxGradNorm = num(v['max-grad-norm'], '--max-grad-norm', D.maxGradNorm ?? 0);
@@ -122,6 +125,7 @@ export async function run(argv: string[]): Promise<void> {
     checkpointEvery: int('--checkpoint-every', 0, 0),
     resume: !!v.resume,
     threads: int('--threads', D.threads, 1),
+    ep,
     log: (line) => process.stderr.write(line + '\n'),
   };
   const r = await runTraining(opts);

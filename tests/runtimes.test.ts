@@ -2,6 +2,7 @@
 // (onnxruntime-node 1.19.2) runs the explicit-attention graph its capability table assigns, and gives
 // the same probabilities as the bundled 1.29 core on the real sample rows; it rejects the fused graph.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,6 +55,19 @@ describe('ONNX Runtime cores: cu12 (ORT 1.19.2) and cu13 (ORT 1.29) on their CPU
       assert.equal(s.ep, 'cpu');
       assert.ok(s.libraries_missing.includes('libcuda.so.1'));
       assert.match(r.stderr, /FALLING BACK TO THE CPU/);
+    }
+  });
+
+  // The bundled core is held to the issue's 1e-5 (also in train-grad.test.ts); ORT 1.19's CPU kernels land at
+  // 9.5e-6 here, too close to 1e-5 to hold on another CPU's SIMD path, so that core gets 2e-5.
+  it('the training graph on both cores (the T4 image needs cu12): one batch\'s 57 gradients vs HF (gemma2-tiny/grads.safetensors)', () => {
+    for (const [core, tol] of [['onnxruntime-node-cu12', 2e-5], ['onnxruntime-node', 1e-5]] as const) {
+      // a process per core: both libonnxruntime.so.1 share a soname
+      const r = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), join(ROOT, 'tests', 'helpers', 'train-on-core.ts'), core], { cwd: ROOT, encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      const j = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      console.log(`      ${core}: gradients max abs diff ${j.grad_max_abs_diff.toExponential(2)}, loss ${j.loss_diff.toExponential(2)} (tolerance ${tol})`);
+      assert.ok(j.grad_max_abs_diff < tol && j.loss_diff < tol);
     }
   });
 });

@@ -6,7 +6,8 @@
 // opens a quoted cell only at the start of a cell, "" inside one is a quote, text after a closing
 // quote is kept, and CRLF, LF or CR end a record; blank lines are skipped.
 import { isUtf8 } from 'node:buffer';
-import { closeSync, createReadStream, openSync, readSync, statSync } from 'node:fs';
+import { createReadStream, statSync } from 'node:fs';
+import { readHead } from '../util/files';
 import { Progress } from '../util/progress';
 import type { ReadRowsResult } from '../types';
 import { headOf, MAX_CELL_CHARS, RowBuilder, RowsError, tailOf, type ReadRowsOptions } from './row-builder';
@@ -357,28 +358,13 @@ export async function readCsvRows(path: string, opts: ReadRowsOptions = {}): Pro
  * full read then reports why). Cheap: the task is chosen from these before any row is read.
  */
 export function csvColumns(path: string): string[] {
-  let head: Buffer;
-  try {
-    const fd = openSync(path, 'r');
-    try {
-      const b = Buffer.alloc(64 * 1024);
-      head = b.subarray(0, readSync(fd, b, 0, b.length, 0));
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    return [];
-  }
+  const head = readHead(path, 64 * 1024);
   let header: string[] = [];
   try {
-    const parser = new CsvParser(path, (rec) => {
-      if (!header.length) header = rec.fields.map((h) => h.trim());
-    });
-    const skip = checkEncoding(head, path);
-    const text = new Utf8Decoder().decode(head.subarray(skip));
+    const text = utf8Text(head.subarray(checkEncoding(head, path)));
     const nl = text.indexOf('\n');
     if (nl < 0) return [];
-    parser.write(text.slice(0, nl + 1));
+    new CsvParser(path, (rec) => (header = rec.fields.map((h) => h.trim()))).write(text.slice(0, nl + 1));
   } catch {
     return [];
   }

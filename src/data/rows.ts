@@ -1,9 +1,9 @@
 // Reads a competition file into ArenaRows, whatever its format: a registry of readers chosen by the
 // file's first bytes (parquet's PAR1 magic) or its extension. Every reader hands its records to
 // row-builder.ts, so CSV and parquet rows obey the same rules and warnings.
-import { closeSync, openSync, readSync } from 'node:fs';
 import { extname } from 'node:path';
 import type { ReadRowsResult } from '../types';
+import { readHead } from '../util/files';
 import { csvColumns, readCsvRows } from './csv';
 import { readParquetRows } from './parquet';
 import type { ReadRowsOptions } from './row-builder';
@@ -34,23 +34,7 @@ export const READERS: Reader[] = [
   { name: 'csv', matches: () => true, read: readCsvRows, columns: csvColumns },
 ];
 
-/** The first bytes of a file ('' when it cannot be read: the reader then reports why). */
-function fileHead(path: string): Buffer {
-  try {
-    const fd = openSync(path, 'r');
-    try {
-      const b = Buffer.alloc(4);
-      const n = readSync(fd, b, 0, 4, 0);
-      return b.subarray(0, n);
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    return Buffer.alloc(0);
-  }
-}
-
-const readerFor = (path: string): Reader => READERS.find((r) => r.matches(fileHead(path), extname(path).toLowerCase()))!;
+const readerFor = (path: string): Reader => READERS.find((r) => r.matches(readHead(path, 4), extname(path).toLowerCase()))!;
 
 /** Reads a Kaggle train/test file (LMSYS CSV, WSDM parquet, or either layout in the other format). */
 export function readRows(path: string, opts: ReadRowsOptions = {}): Promise<ReadRowsResult> {

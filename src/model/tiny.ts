@@ -5,6 +5,7 @@
 import { roundTo } from '../util/fp16';
 import type { HostTensor, ModelConfig, WeightSource } from '../types';
 import { forName } from '../util/rng';
+import { labelKeys } from '../weights/hfconfig';
 
 export interface TinyOptions {
   seed: number;
@@ -97,8 +98,7 @@ export function tinyHfConfig(c: ModelConfig, labels: readonly string[]): Record<
     hidden_activation: 'gelu_pytorch_tanh',
     hidden_size: c.hiddenSize,
     intermediate_size: c.intermediateSize,
-    id2label: Object.fromEntries(labels.map((l, i) => [String(i), l])),
-    label2id: Object.fromEntries(labels.map((l, i) => [l, i])),
+    ...labelKeys(labels),
     max_position_embeddings: c.maxPositions,
     num_attention_heads: c.numHeads,
     num_hidden_layers: c.numLayers,

@@ -9,6 +9,7 @@
 // true, so it applies to the ORIGINAL base: W + s B'A' = W_res + s B A.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { labelKeys } from '../weights/hfconfig';
 import { ADAPTER_LABELS_FILE } from '../weights/peft';
 import { writeSafetensors } from '../weights/safetensors-write';
 import type { ModelConfig } from '../types';
@@ -90,5 +91,5 @@ export function writeAdapter(dir: string, o: AdapterOutput): void {
   writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify(config, null, 2) + '\n');
   // What each output was trained to mean: import reads it before the base's id2label (a relabelled
   // head has another number of outputs than config.json says).
-  writeFileSync(join(dir, ADAPTER_LABELS_FILE), JSON.stringify({ id2label: Object.fromEntries(o.labels.map((l, i) => [String(i), l])) }, null, 2) + '\n');
+  writeFileSync(join(dir, ADAPTER_LABELS_FILE), JSON.stringify({ id2label: labelKeys(o.labels).id2label }, null, 2) + '\n');
 }

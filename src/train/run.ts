@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { outcomeOf, TASKS } from '../task/task';
 import { LABEL_COLUMNS, type Activation, type HostTensor, type ModelConfig, type WeightSource } from '../types';
 import { forName } from '../util/rng';
-import { hfLabelNames, parseHfConfig } from '../weights/hfconfig';
+import { hfLabelNames, labelKeys, parseHfConfig } from '../weights/hfconfig';
 import { readAdapterLabels } from '../weights/peft';
 import { openCheckpoint, openSafetensors, type Checkpoint } from '../weights/safetensors';
 import { chooseHead } from '../weights/import';
@@ -134,13 +134,13 @@ function loadBase(dir: string, ck: Checkpoint, o: TrainOptions): { config: Model
   let head = chooseHead(view, null, { activation: o.headActivation, tokenizerDir: dir, configFile: file });
   // An adapter whose head was relabelled carries its own label names (see writeAdapter).
   const adapterLabels = o.adapter ? readAdapterLabels(o.adapter) : null;
-  if (adapterLabels) json = withLabels(json, adapterLabels);
+  if (adapterLabels) json = { ...json, ...labelKeys(adapterLabels) };
   if (!head && causal) {
     if (!o.numLabels) throw new LoraSetupError(`${file}: a causal-LM base has no score head; pass --num-labels 3 (or 2) to train a new one`);
     const rng = forName(o.seed, 'score.weight');
     extra.set('score.weight', { shape: [o.numLabels, H], data: Float32Array.from({ length: o.numLabels * H }, () => rng.normal() * std) });
     head = { kind: 'classifier', layers: [{ weight: 'score.weight', bias: null, inFeatures: H, outFeatures: o.numLabels }], activation: null };
-    json = withLabels(json, defaultLabels(o.numLabels));
+    json = { ...json, ...labelKeys(defaultLabels(o.numLabels)) };
   } else if (o.numLabels) {
     // config.json's plain score linear when chooseHead found nothing more
     const current = head ?? { kind: 'classifier' as const, layers: [{ weight: 'score.weight', bias: null, inFeatures: H, outFeatures: (ck.info('score.weight').shape[0]) }], activation: null };
@@ -162,7 +162,7 @@ function loadBase(dir: string, ck: Checkpoint, o: TrainOptions): { config: Model
       }
       o.log(`train: the head's last layer ${last.weight} relabelled from ${last.outFeatures} to ${o.numLabels} outputs (${labels.join(', ')}), ${rows ? 'starting from the base rows of the same outcomes' : 'freshly initialised'}`);
       head = { ...current, layers: [...current.layers.slice(0, -1), { ...last, outFeatures: o.numLabels }] };
-      json = withLabels(json, labels);
+      json = { ...json, ...labelKeys(labels) };
     }
   }
   const config = parseHfConfig(json, file, head ? { head } : {});
@@ -178,11 +178,6 @@ function loadBase(dir: string, ck: Checkpoint, o: TrainOptions): { config: Model
 
 /** The outcome names of a new head: WSDM's model_a / model_b for 2 outputs, Kaggle's LMSYS columns for 3. */
 const defaultLabels = (n: number): string[] => (n === 2 ? [...TASKS.wsdm.labels] : n === 3 ? [...LABEL_COLUMNS] : Array.from({ length: n }, (_, i) => `LABEL_${i}`));
-
-/** config.json with id2label / label2id / num_labels for these names. */
-function withLabels(json: Record<string, unknown>, labels: string[]): Record<string, unknown> {
-  return { ...json, id2label: Object.fromEntries(labels.map((l, i) => [String(i), l])), label2id: Object.fromEntries(labels.map((l, i) => [l, i])), num_labels: labels.length };
-}
 
 /** For each new label, the row of the old head holding the same outcome; null when one is missing. */
 function rowsFor(old: string[] | null, labels: string[]): number[] | null {

@@ -1,11 +1,26 @@
 // File-system edges shared by every writer: the atomic writer (a temporary file in the same
 // directory, then rename, so a file is complete or absent) and the up-front check that an output
 // location can be written, so a bad --out fails before hours of inference, naming the path.
-import { accessSync, constants, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, closeSync, constants, mkdirSync, openSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 
 export class OutputError extends Error {
   override name = 'OutputError';
+}
+
+/** The first `bytes` bytes of a file (fewer when it is shorter; empty when it cannot be read: the full read then says why). */
+export function readHead(path: string, bytes: number): Buffer {
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      const b = Buffer.alloc(bytes);
+      return b.subarray(0, readSync(fd, b, 0, bytes, 0));
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return Buffer.alloc(0);
+  }
 }
 
 export function writeFileAtomic(path: string, text: string): void {

@@ -273,6 +273,11 @@ function parseNumLabels(c: Json, fail: (msg: string) => never): number {
   return n as number;
 }
 
+/** config.json's id2label / label2id / num_labels for these output names (logit order): the inverse of hfLabelNames. */
+export function labelKeys(labels: readonly string[]): { id2label: Record<string, string>; label2id: Record<string, number>; num_labels: number } {
+  return { id2label: Object.fromEntries(labels.map((l, i) => [String(i), l])), label2id: Object.fromEntries(labels.map((l, i) => [l, i])), num_labels: labels.length };
+}
+
 /** Label names in logit order from id2label, or null when the config has none. */
 export function hfLabelNames(json: unknown): string[] | null {
   const m = (json as Json | null)?.id2label;

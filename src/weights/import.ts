@@ -9,7 +9,7 @@ import { requiredNames } from '../model/families';
 import type { AttentionVariant } from '../model/lower';
 import { LABEL_COLUMNS, type Activation, type HeadSpec, type HostTensor, type ModelConfig, type WeightSource } from '../types';
 import { sha256Files, type Quantization } from './manifest';
-import { hfLabelNames, parseHfConfig } from './hfconfig';
+import { hfLabelNames, labelKeys, parseHfConfig } from './hfconfig';
 import { checkAdapter, mergedSource, openAdapter, type Adapter } from './peft';
 import { openCheckpoint, type Checkpoint } from './safetensors';
 import { writeWeightsDir } from './write';
@@ -173,7 +173,7 @@ export async function importCheckpoint(opts: ImportOptions): Promise<ImportResul
     // Output names: --labels, else those of a head the trainer relabelled (the adapter's labels file),
     // else config.json's id2label. Given names stand in for id2label, so the head may have another count.
     const labels = opts.labels ?? (opts.labelTokens ? undefined : (adapter?.labels ?? undefined));
-    if (labels && !opts.labelTokens) hf = { ...hf, id2label: Object.fromEntries(labels.map((l, i) => [String(i), l])), label2id: Object.fromEntries(labels.map((l, i) => [l, i])), num_labels: labels.length };
+    if (labels && !opts.labelTokens) hf = { ...hf, ...labelKeys(labels) };
     if (adapter) checkAdapter(adapter, { names: c.names, shape: (n) => c.info(n).shape }, [...adapter.saved.keys()].filter((n) => /^score\./.test(n)), labels?.length);
     const head = chooseHead(ckpt, adapter, { activation: opts.headActivation, labelTokens: opts.labelTokens, tokenizerDir, configFile });
     const config = parseHfConfig(hf, configFile, head ? { head } : {});

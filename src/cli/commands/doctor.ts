@@ -73,7 +73,7 @@ export async function run(argv: string[]): Promise<void> {
     say(`data: ${rows.length} rows from ${v.data}`);
   }
   // The task of --data: a two-label (WSDM) model is checked against WSDM columns.
-  const spec = openSpec(dir, { calibrate: true, needTie: false, task: detectTask(String(v.data ?? ''), v.data ? dataColumns(String(v.data)) : []) });
+  const spec = openSpec(dir, { calibrate: true, needTie: false, task: detectTask(String(v.data ?? ''), dataColumns(String(v.data ?? ''))) });
   const warn = (m: string) => say(`warning: ${m}`);
   const handle = await openHandle(spec, {
     ep,

@@ -94,7 +94,7 @@ export function scoreSettings(v: Record<string, unknown>): ScoreSettings {
     runtime: usage(() => parseRuntime(v.runtime as string | undefined)),
     attention: usage(() => parseAttention(v.attention as string | undefined)),
     selfCheckRows: num(v['self-check'] === 'off' ? '0' : v['self-check'], '--self-check', 8),
-    task: usage(() => detectTask(String(v.data ?? ''), v.data ? dataColumns(String(v.data)) : [], v.task as string | undefined)),
+    task: usage(() => detectTask(String(v.data ?? ''), dataColumns(String(v.data ?? '')), v.task as string | undefined)),
     // The budget counts from process start: reading the data and opening models spend it too.
     deadline: budget === undefined ? undefined : performance.timeOrigin + budget * 1000 - budgetReserveMs(budget * 1000),
   };

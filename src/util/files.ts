@@ -1,7 +1,20 @@
 // File-system edges shared by every writer: the atomic writer (a temporary file in the same
 // directory, then rename, so a file is complete or absent) and the up-front check that an output
 // location can be written, so a bad --out fails before hours of inference, naming the path.
-import { accessSync, closeSync, constants, mkdirSync, openSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 
 export class OutputError extends Error {
@@ -81,4 +94,94 @@ export function assertWritableDir(dir: string, what: string): void {
   } catch (e) {
     throw new OutputError(`${what} ${resolve(dir)} cannot be written (${fsReason(e)}); choose a writable location`);
   }
+}
+
+/** True when `a` and `b` name one file: the same resolved path, or the same inode (a hard link or another spelling). */
+export function sameFile(a: string, b: string): boolean {
+  if (resolve(a) === resolve(b)) return true;
+  try {
+    const x = statSync(a);
+    const y = statSync(b);
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
+}
+
+export interface PathOption {
+  flag: string;
+  path: string | undefined;
+}
+
+/**
+ * Refuses an output that is one of the command's own inputs (resolved paths and hard links compared),
+ * or that lies inside an input folder (a --weights or --adapter directory), before any work starts.
+ */
+export function assertNotInput(out: PathOption, inputs: PathOption[]): void {
+  if (!out.path) return;
+  for (const inp of inputs) {
+    if (!inp.path) continue;
+    if (sameFile(out.path, inp.path))
+      throw new OutputError(
+        `${out.flag} ${out.path} is the same file as ${inp.flag} ${inp.path}; it would be overwritten. Write to another path.`,
+      );
+    let isDir = false;
+    try {
+      isDir = statSync(inp.path).isDirectory();
+    } catch {
+      /* a missing input is the reader's error */
+    }
+    if (isDir && sameFile(dirname(resolve(out.path)), inp.path) && existsSync(out.path))
+      throw new OutputError(
+        `${out.flag} ${out.path} would overwrite a file of ${inp.flag} ${inp.path}. Write to another path.`,
+      );
+  }
+}
+
+/**
+ * Replaces the folder `dir` only once a complete new one exists: `build` writes into a sibling
+ * temporary folder, which is then swapped in (old folder renamed aside, new renamed in, old removed).
+ * A kill while building leaves the old folder as it was; `recoverDir` restores it if a kill lands
+ * between the two renames. A failure removes the temporary folder and names `dir`.
+ */
+export async function replaceDir<T>(dir: string, build: (tmp: string) => Promise<T> | T): Promise<T> {
+  recoverDir(dir);
+  const parent = dirname(resolve(dir));
+  mkdirSync(parent, { recursive: true });
+  const tmp = join(parent, `.${basename(resolve(dir))}.${process.pid}.new`);
+  const old = join(parent, `.${basename(resolve(dir))}.old`);
+  rmSync(tmp, { recursive: true, force: true });
+  let result: T;
+  try {
+    mkdirSync(tmp);
+    result = await build(tmp);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  try {
+    if (existsSync(dir)) renameSync(dir, old);
+    renameSync(tmp, dir);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    recoverDir(dir);
+    throw new OutputError(`${dir}: the new folder could not be moved into place (${fsReason(e)}); the old one is kept`);
+  }
+  rmSync(old, { recursive: true, force: true });
+  return result;
+}
+
+/** Puts back a folder that `replaceDir` renamed aside when the process died before the new one moved in. */
+export function recoverDir(dir: string): void {
+  const parent = dirname(resolve(dir));
+  const old = join(parent, `.${basename(resolve(dir))}.old`);
+  if (existsSync(old)) {
+    if (existsSync(dir)) rmSync(old, { recursive: true, force: true });
+    else renameSync(old, dir);
+  }
+  // Temporary folders of killed runs.
+  if (!existsSync(parent)) return;
+  for (const f of readdirSync(parent))
+    if (f.startsWith(`.${basename(resolve(dir))}.`) && f.endsWith('.new'))
+      rmSync(join(parent, f), { recursive: true, force: true });
 }

@@ -11,7 +11,8 @@ import type { TensorStore } from '../graph/store';
 import { decoder, scoreHead, type Lowering } from '../model/decoder';
 import { familyOf, layerWindow } from '../model/families';
 import type { Activation, ModelConfig, WeightSource } from '../types';
-import { linearModules, type TrainableSpec } from './lora';
+import { linearModules } from '../model/lora';
+import type { TrainableSpec } from './lora';
 
 export interface TrainGraphOptions {
   /** Gradient rules (tests swap one for a wrong one). */

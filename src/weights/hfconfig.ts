@@ -272,17 +272,3 @@ function parseNumLabels(c: Json, fail: (msg: string) => never): number {
   if (typeof c.num_labels === 'number' && c.num_labels !== n) fail(`num_labels ${c.num_labels} disagrees with id2label (${n} entries)`);
   return n as number;
 }
-
-/** config.json's id2label / label2id / num_labels for these output names (logit order): the inverse of hfLabelNames. */
-export function labelKeys(labels: readonly string[]): { id2label: Record<string, string>; label2id: Record<string, number>; num_labels: number } {
-  return { id2label: Object.fromEntries(labels.map((l, i) => [String(i), l])), label2id: Object.fromEntries(labels.map((l, i) => [l, i])), num_labels: labels.length };
-}
-
-/** Label names in logit order from id2label, or null when the config has none. */
-export function hfLabelNames(json: unknown): string[] | null {
-  const m = (json as Json | null)?.id2label;
-  if (!m || typeof m !== 'object') return null;
-  const entries = Object.entries(m as Record<string, unknown>).map(([k, v]) => [Number(k), String(v)] as const);
-  entries.sort((a, b) => a[0] - b[0]);
-  return entries.map(([, v]) => v);
-}

@@ -6,10 +6,11 @@ import { outcomeOf, TASKS } from '../task/task';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { requiredNames } from '../model/families';
+import { chooseScoreHead, defaultLabels, hfLabelNames, labelKeys } from '../model/heads';
 import type { AttentionVariant } from '../model/lower';
 import { LABEL_COLUMNS, type Activation, type HeadSpec, type HostTensor, type ModelConfig, type WeightSource } from '../types';
 import { sha256Files, type Quantization } from './manifest';
-import { hfLabelNames, labelKeys, parseHfConfig } from './hfconfig';
+import { parseHfConfig } from './hfconfig';
 import { checkAdapter, mergedSource, openAdapter, type Adapter } from './peft';
 import { openCheckpoint, type Checkpoint } from './safetensors';
 import { writeWeightsDir } from './write';
@@ -196,11 +197,9 @@ function findTokenizer(opts: ImportOptions, base: string): string {
 }
 
 /**
- * The head, from the tensors and flags, or null for config.json's plain `score` linear:
- * - `labelTokens`: a causal-LM judge on those tokens' lm_head (or tied embedding) rows;
- * - `score.weight` (+ `score.bias`) from the adapter's modules_to_save or the base;
- * - `score.N.weight` (+ bias): a stack of linears; config.json cannot say what lies between them, so
- *   `activation` (--head-activation) must.
+ * The head, from the tensors and flags, or null for config.json's plain `score` linear: with
+ * `labelTokens` a causal-LM judge on those tokens' lm_head (or tied embedding) rows, else the score head
+ * the base's tensors hold, with the adapter's modules_to_save over them (src/model/heads.ts).
  */
 export function chooseHead(
   ckpt: Pick<Checkpoint, 'names' | 'info'>,
@@ -214,35 +213,13 @@ export function chooseHead(
     const ids = resolveLabelTokens(o.labelTokens, join(o.tokenizerDir, 'tokenizer.json'));
     return { kind: 'label-tokens', tokenIds: ids, weight: '', finalSoftcap: null }; // weight and soft-cap: the family parser
   }
-  const shapeOf = (n: string): number[] | null => {
+  const shape = (n: string): number[] | null => {
     const saved = adapter?.saved.get(n);
     if (saved) return adapter!.file.info(saved).shape;
     return ckpt.names.includes(n) ? ckpt.info(n).shape : null;
   };
-  const names = new Set([...ckpt.names, ...(adapter ? adapter.saved.keys() : [])]);
-  const layer = (w: string, b: string) => {
-    const s = shapeOf(w)!;
-    if (s.length !== 2) throw new ImportError(`${o.configFile}: head tensor "${w}" has shape [${s}], expected [out, in]`);
-    const bs = shapeOf(b);
-    if (bs && (bs.length !== 1 || bs[0] !== s[0])) throw new ImportError(`head tensor "${b}" has shape [${bs}], expected [${s[0]}]`);
-    return { weight: w, bias: bs ? b : null, inFeatures: s[1], outFeatures: s[0] };
-  };
-  if (names.has('score.weight')) {
-    if (o.activation) throw new ImportError('--head-activation is for multi-layer score.N.* heads; this checkpoint has a single score.weight');
-    return { kind: 'classifier', layers: [layer('score.weight', 'score.bias')], activation: null };
-  }
-  const idx = [...names].map((n) => /^score\.(\d+)\.weight$/.exec(n)).filter((m) => m).map((m) => Number(m![1])).sort((a, b) => a - b);
-  if (!idx.length) return null;
-  const layers = idx.map((i) => layer(`score.${i}.weight`, `score.${i}.bias`));
-  if (!o.activation)
-    throw new ImportError(
-      `the checkpoint's head is ${layers.length} linear layers (${idx.map((i) => `score.${i}`).join(', ')}), and config.json cannot say ` +
-        'which activation lies between them; pass --head-activation gelu_tanh|gelu|relu|silu|tanh',
-    );
-  for (let i = 1; i < layers.length; i++)
-    if (layers[i].inFeatures !== layers[i - 1].outFeatures)
-      throw new ImportError(`head layer ${layers[i].weight} takes ${layers[i].inFeatures} features but ${layers[i - 1].weight} gives ${layers[i - 1].outFeatures}`);
-  return { kind: 'classifier', layers, activation: o.activation };
+  const names = [...ckpt.names, ...(adapter ? adapter.saved.keys() : [])];
+  return chooseScoreHead({ names, shape }, { activation: o.activation, configFile: o.configFile });
 }
 
 /** Token strings (exact vocabulary entries of tokenizer.json, added tokens included) or numeric ids -> ids. */
@@ -287,7 +264,7 @@ async function importWith(
 
   {
     const labels =
-      config.head.kind === 'label-tokens' && !opts.labels ? (config.numLabels === 1 ? ['score'] : [...LABEL_COLUMNS]) : chooseLabels(config, hf, opts.labels, join(base, 'config.json'));
+      config.head.kind === 'label-tokens' && !opts.labels ? defaultLabels(config.numLabels) : chooseLabels(config, hf, opts.labels, join(base, 'config.json'));
     const have = new Set(ckpt.names);
     const required = requiredNames(config);
     for (const n of required)

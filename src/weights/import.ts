@@ -9,6 +9,7 @@ import { requiredNames } from '../model/families';
 import { chooseScoreHead, defaultLabels, hfLabelNames, labelKeys } from '../model/heads';
 import type { AttentionVariant } from '../model/lower';
 import { LABEL_COLUMNS, type Activation, type HeadSpec, type HostTensor, type ModelConfig, type WeightSource } from '../types';
+import { DEFAULT_BLOCK_SIZE, type BlockSize } from '../quant/nbits';
 import { sha256Files, type Quantization } from './manifest';
 import { parseHfConfig } from './hfconfig';
 import { checkAdapter, mergedSource, openAdapter, type Adapter } from './peft';
@@ -27,8 +28,8 @@ export interface ImportOptions {
   /** Tokenizer folder when `base` has no tokenizer.json. */
   tokenizer?: string;
   quant: Quantization['kind'];
-  /** MatMulNBits block size for int4 / int8 (default 32). */
-  blockSize?: 16 | 32 | 64 | 128;
+  /** MatMulNBits block size for int4 / int8 (default DEFAULT_BLOCK_SIZE). */
+  blockSize?: BlockSize;
   /** Symmetric int4 / int8 (no zero points; default true) or asymmetric (per-block zero points). */
   symmetric?: boolean;
   graphs: ('cpu' | 'cuda')[];
@@ -57,13 +58,13 @@ export interface ImportResult {
   warnings: string[];
 }
 
-export interface FileRecord {
+interface FileRecord {
   file: string;
   bytes: number;
   sha256: string;
 }
 
-export function fileRecords(dir: string, files: string[]): FileRecord[] {
+function fileRecords(dir: string, files: string[]): FileRecord[] {
   return files.map((f) => {
     const p = join(dir, f);
     return { file: f, bytes: statSync(p).size, sha256: sha256Files(dir, [f]) };
@@ -75,7 +76,7 @@ export function fileRecords(dir: string, files: string[]): FileRecord[] {
  * the submission's columns by name. Three outputs must be named by the Kaggle columns in some order;
  * one output is a single score (any name; HF's default LABEL_0 becomes "score").
  */
-export function chooseLabels(config: ModelConfig, hfConfig: unknown, override?: string[], configFile = 'config.json'): string[] {
+function chooseLabels(config: ModelConfig, hfConfig: unknown, override?: string[], configFile = 'config.json'): string[] {
   const kaggle = LABEL_COLUMNS as readonly string[];
   const example = config.numLabels === 2 ? 'model_a,model_b' : kaggle.join(',');
   const fix = `pass --labels with the outcome each output stands for, in logit order (e.g. --labels ${example})`;
@@ -105,7 +106,7 @@ const fmtBytes = (b: number) => (b >= 1e9 ? `${(b / 1e9).toFixed(2)} GB` : `${(b
  * Wraps a WeightSource so each fetched tensor advances a byte counter with a throttled ETA line.
  * Row-range reads (WeightSource.rows) pass through and count their share of the tensor's bytes.
  */
-export function withProgress(
+function withProgress(
   get: WeightSource,
   bytesOf: (name: string) => number,
   totalBytes: number,
@@ -302,7 +303,7 @@ async function importWith(
     };
 
     const quant: Quantization =
-      opts.quant === 'int4' || opts.quant === 'int8' ? { kind: opts.quant, blockSize: opts.blockSize ?? 32, symmetric: opts.symmetric ?? true } : { kind: opts.quant };
+      opts.quant === 'int4' || opts.quant === 'int8' ? { kind: opts.quant, blockSize: opts.blockSize ?? DEFAULT_BLOCK_SIZE, symmetric: opts.symmetric ?? true } : { kind: opts.quant };
     const progress = withProgress(weights, bytesOf, sourceBytes * opts.graphs.length, log);
     await writeWeightsDir({
       dir: resolve(opts.out),
@@ -330,7 +331,7 @@ const IGNORABLE: { re: RegExp; why: string }[] = [
 ];
 
 /** Refuses checkpoint (or adapter) tensors the graph would not use: silently dropping them changes the model. */
-export function refuseUnused(names: string[], required: string[], where: string, c: ModelConfig): void {
+function refuseUnused(names: string[], required: string[], where: string, c: ModelConfig): void {
   const need = new Set(required);
   const unused = names.filter((n) => !need.has(n) && !IGNORABLE.some((i) => i.re.test(n)));
   if (unused.length)
@@ -342,7 +343,7 @@ export function refuseUnused(names: string[], required: string[], where: string,
 }
 
 /** Wraps a source so every tensor read is checked for NaN / Inf, naming the tensor and its file. */
-export function finiteSource(get: WeightSource, fileOf: (name: string) => string): WeightSource {
+function finiteSource(get: WeightSource, fileOf: (name: string) => string): WeightSource {
   const check = (name: string, t: HostTensor, what = '') => {
     const d = t.data;
     for (let i = 0; i < d.length; i++)

@@ -177,7 +177,7 @@ function lastHeadTensor(saved: Map<string, string>, target: string): string | nu
 }
 
 /** W + scale * B @ A for one [out, in] weight; B @ A summed in float64 per row, then rounded as PEFT does. Pure. */
-export function mergeLora(w: HostTensor, a: HostTensor, b: HostTensor, scale: number, where: string): HostTensor {
+function mergeLora(w: HostTensor, a: HostTensor, b: HostTensor, scale: number, where: string): HostTensor {
   const [out, inn] = w.shape;
   const rank = a.shape[0];
   if (w.shape.length !== 2 || a.shape.length !== 2 || b.shape.length !== 2 || a.shape[1] !== inn || b.shape[0] !== out || b.shape[1] !== rank)

@@ -11,6 +11,7 @@ import { tinyConfig, tinyHfConfig, tinyWeights } from '../../model/tiny';
 import type { ModelConfig } from '../../types';
 import { writeSafetensors } from '../../weights/safetensors-write';
 import { LABEL_COLUMNS } from '../../types';
+import { DEFAULT_BLOCK_SIZE } from '../../quant/nbits';
 import type { Quantization } from '../../weights/manifest';
 import { writeWeightsDir } from '../../weights/write';
 import { need, num, parse, UsageError } from '../args';
@@ -57,7 +58,7 @@ export async function run(argv: string[]): Promise<void> {
   const maxTokens = num(v['max-tokens'], '--max-tokens', 512);
   const q = (v.quant as string | undefined) ?? 'int4';
   if (q !== 'int4' && q !== 'fp32') throw new UsageError(`--quant must be int4 or fp32, got "${q}"\n\n${USAGE}`);
-  const quant: Quantization = q === 'int4' ? { kind: 'int4', blockSize: 32, symmetric: true } : { kind: 'fp32' };
+  const quant: Quantization = q === 'int4' ? { kind: 'int4', blockSize: DEFAULT_BLOCK_SIZE, symmetric: true } : { kind: 'fp32' };
   const config = tinyConfig({ slidingWindow: Math.min(32, Math.max(2, Math.floor(maxTokens / 4))) });
   const t0 = Date.now();
   await writeWeightsDir({

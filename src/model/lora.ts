@@ -6,12 +6,21 @@
 import type { ModelConfig } from '../types';
 import { familyOf } from './families';
 
-/** The decoder's projection module names (PEFT suffixes), in layer order: what "all-linear" means here. */
+/**
+ * The projection module names (PEFT suffixes) of the Llama-shaped layer every family has today, in layer
+ * order: what "all-linear" means where no config is at hand (an adapter's keys before the base is read).
+ * With a config, projectionNames reads the family table instead.
+ */
 export const PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 
+/** The model's projection names (PEFT suffixes) from its family's layer table, in layer order. */
+export function projectionNames(c: ModelConfig): string[] {
+  return [...new Set(linearModules({ ...c, numLayers: 1 }).map((m) => m.name))];
+}
+
 /** target_modules with PEFT's "all-linear" expanded to the projection names (PEFT saves the expansion). */
-export function expandTargets(targets: readonly string[]): string[] {
-  return targets.includes('all-linear') ? [...PROJECTIONS] : [...targets];
+export function expandTargets(targets: readonly string[], projections: readonly string[]): string[] {
+  return targets.includes('all-linear') ? [...projections] : [...targets];
 }
 
 /** Every projection of the decoder (HF module names from the family table) with its [in, out] features, in model order. */

@@ -10,7 +10,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { labelKeys } from '../model/heads';
-import { expandTargets } from '../model/lora';
+import { expandTargets, projectionNames } from '../model/lora';
 import { ADAPTER_LABELS_FILE } from '../weights/peft';
 import { writeSafetensors } from '../weights/safetensors-write';
 import type { ModelConfig } from '../types';
@@ -83,7 +83,7 @@ export function writeAdapter(dir: string, o: AdapterOutput): void {
     rank_pattern: Object.fromEntries(Object.entries(s.rank_pattern ?? {}).map(([k, r]) => [k, doubled ? r * 2 : r])),
     revision: null,
     // PEFT expands all-linear to the module names before saving (and refuses it with layers_to_transform).
-    target_modules: expandTargets(s.target_modules),
+    target_modules: expandTargets(s.target_modules, projectionNames(o.config)),
     task_type: 'SEQ_CLS',
     use_dora: false,
     use_rslora: s.use_rslora,

@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelConfig, WeightSource } from '../types';
 import { openSafetensors } from '../weights/safetensors';
-import { expandTargets, linearModules, loraKeys, loraScale, PEFT_PREFIX, peftLayerIndex, plainAdapterKey, PROJECTIONS, type LoraPair } from '../model/lora';
+import { expandTargets, linearModules, loraKeys, loraScale, PEFT_PREFIX, peftLayerIndex, plainAdapterKey, projectionNames, type LoraPair } from '../model/lora';
 import { forName } from '../util/rng';
 import { svd } from './svd';
 
@@ -60,9 +60,10 @@ export interface TrainableSpec {
 export function planLora(c: ModelConfig, s: LoraSettings): TrainableSpec {
   if (!Number.isInteger(s.r) || s.r <= 0) throw new LoraSetupError(`r = ${s.r}: expected a positive integer`);
   if (!(s.lora_dropout >= 0 && s.lora_dropout < 1)) throw new LoraSetupError(`lora_dropout = ${s.lora_dropout}: expected 0 <= p < 1`);
-  const targets = expandTargets(s.target_modules);
-  const unknown = targets.filter((t) => !PROJECTIONS.includes(t));
-  if (unknown.length) throw new LoraSetupError(`target_modules ${JSON.stringify(unknown)} are not linears of this model (${PROJECTIONS.join(', ')})`);
+  const projections = projectionNames(c);
+  const targets = expandTargets(s.target_modules, projections);
+  const unknown = targets.filter((t) => !projections.includes(t));
+  if (unknown.length) throw new LoraSetupError(`target_modules ${JSON.stringify(unknown)} are not linears of this model (${projections.join(', ')})`);
   for (const l of s.layers_to_transform ?? [])
     if (!Number.isInteger(l) || l < 0 || l >= c.numLayers) throw new LoraSetupError(`layers_to_transform has ${l}; the model has layers 0..${c.numLayers - 1}`);
   for (const [k, r] of Object.entries(s.rank_pattern ?? {}))

@@ -1,8 +1,9 @@
 // Hugging Face config.json -> ModelConfig (the decoder spec). One parser per family (PARSERS), each
 // owning the conventions of its HF modeling file (norm offset, embedding scale, attention scale,
 // soft-caps, which layers slide, rotary variant, biases); keys a family's HF code reads but the
-// decoder does not implement are refused, never ignored. The head comes from the importer (it
-// depends on checkpoint tensors and flags); without one a sequence classifier gets HF's `score` linear.
+// decoder does not implement are refused, never ignored. The head comes from the caller (import or
+// train: it depends on checkpoint tensors and flags, src/model/heads.ts); without one a sequence
+// classifier gets HF's `score` linear.
 import { familyByArchitecture, FAMILIES, SUPPORTED_ARCHITECTURES } from '../model/families';
 import type { Activation, HeadSpec, ModelConfig, RopeSpec } from '../types';
 

@@ -1,5 +1,6 @@
 // HF checkpoint (+ optional PEFT LoRA adapter) -> arenakit weights directory. Owns the import
-// pipeline's bookkeeping: config parsing, adapter checks before any long work, the lazy merged
+// pipeline's bookkeeping: config parsing, the head (src/model/heads.ts) with --label-tokens resolved
+// against the tokenizer, output names, adapter checks before any long work, the lazy merged
 // WeightSource, tokenizer location, provenance (source files with sizes and sha256) and progress.
 // Graph building, quantization and file writing belong to writeWeightsDir.
 import { outcomeOf, TASKS } from '../task/task';
@@ -8,7 +9,7 @@ import { basename, join, resolve } from 'node:path';
 import { requiredNames } from '../model/families';
 import { chooseScoreHead, defaultLabels, hfLabelNames, labelKeys } from '../model/heads';
 import type { AttentionVariant } from '../model/lower';
-import { LABEL_COLUMNS, type Activation, type HeadSpec, type HostTensor, type ModelConfig, type WeightSource } from '../types';
+import type { Activation, HeadSpec, HostTensor, ModelConfig, WeightSource } from '../types';
 import { DEFAULT_BLOCK_SIZE, type BlockSize } from '../quant/nbits';
 import { sha256Files, type Quantization } from './manifest';
 import { parseHfConfig } from './hfconfig';
@@ -77,7 +78,7 @@ function fileRecords(dir: string, files: string[]): FileRecord[] {
  * one output is a single score (any name; HF's default LABEL_0 becomes "score").
  */
 function chooseLabels(config: ModelConfig, hfConfig: unknown, override?: string[], configFile = 'config.json'): string[] {
-  const kaggle = LABEL_COLUMNS as readonly string[];
+  const kaggle = TASKS.lmsys.labels;
   const example = config.numLabels === 2 ? 'model_a,model_b' : kaggle.join(',');
   const fix = `pass --labels with the outcome each output stands for, in logit order (e.g. --labels ${example})`;
   // Names the runner maps to task columns (src/task/task.ts): the tasks' own column names only

@@ -7,10 +7,10 @@ import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { requiredNames } from '../../model/families';
+import { defaultLabels } from '../../model/heads';
 import { tinyConfig, tinyHfConfig, tinyWeights } from '../../model/tiny';
 import type { ModelConfig } from '../../types';
 import { writeSafetensors } from '../../weights/safetensors-write';
-import { LABEL_COLUMNS } from '../../types';
 import { DEFAULT_BLOCK_SIZE } from '../../quant/nbits';
 import type { Quantization } from '../../weights/manifest';
 import { writeWeightsDir } from '../../weights/write';
@@ -72,7 +72,7 @@ export async function run(argv: string[]): Promise<void> {
     tokenizerDir: tokenizerAssetsDir(),
     template: 'gemma-chat',
     maxTokens,
-    labels: [...LABEL_COLUMNS],
+    labels: defaultLabels(config.numLabels),
     // weights are fp16 values, so the fp16 embedding table is exact
     embedding: 'float16',
     provenance: { command: `tiny --seed ${seed} --quant ${q} --max-tokens ${maxTokens}`, seed, generator: 'src/model/tiny.ts (mulberry32 per tensor name)' },
@@ -91,5 +91,5 @@ function writeHfFolder(out: string, config: ModelConfig, seed: number): void {
   const tok = tokenizerAssetsDir();
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) if (existsSync(join(tok, f))) copyFileSync(join(tok, f), join(out, f));
   // last: a folder with config.json is a complete one
-  writeFileSync(join(out, 'config.json'), JSON.stringify(tinyHfConfig(config, LABEL_COLUMNS), null, 2) + '\n');
+  writeFileSync(join(out, 'config.json'), JSON.stringify(tinyHfConfig(config, defaultLabels(config.numLabels)), null, 2) + '\n');
 }

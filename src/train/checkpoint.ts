@@ -9,7 +9,7 @@ import { LoraSetupError, type Params } from './lora';
 import type { AdamState } from './optim';
 import type { TrainOptions } from './run';
 
-export interface TrainCheckpoint {
+interface TrainCheckpoint {
   step: number;
   adamT: number;
   rows: number;

@@ -11,7 +11,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { labelKeys } from '../model/heads';
 import { expandTargets, projectionNames } from '../model/lora';
-import { ADAPTER_LABELS_FILE } from '../weights/peft';
+import { ADAPTER_CONFIG_FILE, ADAPTER_LABELS_FILE, ADAPTER_WEIGHTS_FILE } from '../weights/peft';
 import { writeSafetensors } from '../weights/safetensors-write';
 import type { ModelConfig } from '../types';
 import type { Params, TrainableSpec } from './lora';
@@ -55,7 +55,7 @@ export function writeAdapter(dir: string, o: AdapterOutput): void {
     tensors.set(m.bKey, { shape: [m.outFeatures, 2 * r], data: b2 });
   }
   for (const t of o.spec.head) tensors.set(t.key, { shape: t.shape, data: o.params.get(t.key)! });
-  writeSafetensors(join(dir, 'adapter_model.safetensors'), tensors, { format: 'pt' });
+  writeSafetensors(join(dir, ADAPTER_WEIGHTS_FILE), tensors, { format: 'pt' });
 
   const doubled = o.pissaStart !== null;
   const twiceAlpha = (a: number) => (s.use_rslora ? a * Math.SQRT2 : a * 2);
@@ -88,7 +88,7 @@ export function writeAdapter(dir: string, o: AdapterOutput): void {
     use_dora: false,
     use_rslora: s.use_rslora,
   };
-  writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify(config, null, 2) + '\n');
+  writeFileSync(join(dir, ADAPTER_CONFIG_FILE), JSON.stringify(config, null, 2) + '\n');
   // What each output was trained to mean: import reads it before the base's id2label (a relabelled
   // head has another number of outputs than config.json says).
   writeFileSync(join(dir, ADAPTER_LABELS_FILE), JSON.stringify({ id2label: labelKeys(o.labels).id2label }, null, 2) + '\n');

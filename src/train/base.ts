@@ -9,7 +9,7 @@ import { outcomeOf } from '../task/task';
 import type { HeadSpec, HostTensor, ModelConfig } from '../types';
 import { forName } from '../util/rng';
 import { parseHfConfig } from '../weights/hfconfig';
-import { readAdapterLabels } from '../weights/peft';
+import { ADAPTER_WEIGHTS_FILE, readAdapterLabels } from '../weights/peft';
 import { openSafetensors, type Checkpoint } from '../weights/safetensors';
 import { LoraSetupError } from './lora';
 import type { TrainOptions } from './run';
@@ -27,8 +27,8 @@ export interface TrainBase {
 /** The score tensors of an adapter folder, by HF name: PEFT's modules_to_save replace the base's head. */
 function adapterHead(dir: string | undefined): Map<string, HostTensor> {
   const extra = new Map<string, HostTensor>();
-  if (!dir || !existsSync(join(dir, 'adapter_model.safetensors'))) return extra;
-  const f = openSafetensors(join(dir, 'adapter_model.safetensors'));
+  if (!dir || !existsSync(join(dir, ADAPTER_WEIGHTS_FILE))) return extra;
+  const f = openSafetensors(join(dir, ADAPTER_WEIGHTS_FILE));
   try {
     for (const key of f.tensors.keys()) {
       const hf = plainAdapterKey(key).slice(PEFT_PREFIX.length);

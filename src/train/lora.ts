@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelConfig, WeightSource } from '../types';
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from '../weights/peft';
 import { openSafetensors } from '../weights/safetensors';
 import { expandTargets, linearModules, loraKeys, loraScale, PEFT_PREFIX, peftLayerIndex, plainAdapterKey, projectionNames, type LoraPair } from '../model/lora';
 import { forName } from '../util/rng';
@@ -181,8 +182,8 @@ export function overlay(base: WeightSource, over: Map<string, Float32Array>): We
 
 /** An existing PEFT adapter folder: its settings (as LoraSettings) and tensors by adapter key. */
 export function readAdapter(dir: string): { settings: LoraSettings; params: Params; init: unknown } {
-  const cfgFile = join(dir, 'adapter_config.json');
-  const wFile = join(dir, 'adapter_model.safetensors');
+  const cfgFile = join(dir, ADAPTER_CONFIG_FILE);
+  const wFile = join(dir, ADAPTER_WEIGHTS_FILE);
   if (!existsSync(cfgFile) || !existsSync(wFile))
     throw new LoraSetupError(`${dir}: needs adapter_config.json and adapter_model.safetensors (a folder PEFT's save_pretrained wrote)`);
   const j = JSON.parse(readFileSync(cfgFile, 'utf8'));

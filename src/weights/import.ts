@@ -13,7 +13,7 @@ import type { Activation, HeadSpec, HostTensor, ModelConfig, WeightSource } from
 import { DEFAULT_BLOCK_SIZE, type BlockSize } from '../quant/nbits';
 import { sha256Files, type Quantization } from './manifest';
 import { parseHfConfig } from './hfconfig';
-import { checkAdapter, mergedSource, openAdapter, type Adapter } from './peft';
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, checkAdapter, mergedSource, openAdapter, type Adapter } from './peft';
 import { openCheckpoint, type Checkpoint } from './safetensors';
 import { writeWeightsDir } from './write';
 
@@ -296,7 +296,7 @@ async function importWith(
       created: new Date().toISOString(),
       base: { dir: base, files: fileRecords(base, baseFiles), config: hf },
       adapter: adapter
-        ? { dir: adapter.dir, files: fileRecords(adapter.dir, ['adapter_config.json', 'adapter_model.safetensors']), config: adapter.config.raw }
+        ? { dir: adapter.dir, files: fileRecords(adapter.dir, [ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE]), config: adapter.config.raw }
         : null,
       tokenizer: { dir: tokenizerDir },
       merge: adapter ? 'W + s * lora_B @ lora_A (s = lora_alpha / r, or / sqrt(r) with use_rslora); modules_to_save from the adapter' : null,

@@ -23,6 +23,10 @@ export interface Adapter {
   close(): void;
 }
 
+/** The two files PEFT's save_pretrained writes for an adapter. */
+export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
+export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
+
 /**
  * Beside PEFT's two files, `trainer train --num-labels` writes the output names of a relabelled head
  * (e.g. a 2-output WSDM head trained on a 3-label LMSYS base), which the base's config.json cannot say.
@@ -50,8 +54,8 @@ export function readAdapterLabels(dir: string): string[] | null {
 
 /** Opens DIR/adapter_config.json + DIR/adapter_model.safetensors and maps every key; throws on anything it cannot place. */
 export function openAdapter(dir: string): Adapter {
-  const configFile = join(dir, 'adapter_config.json');
-  const weightsFile = join(dir, 'adapter_model.safetensors');
+  const configFile = join(dir, ADAPTER_CONFIG_FILE);
+  const weightsFile = join(dir, ADAPTER_WEIGHTS_FILE);
   if (!existsSync(configFile)) throw new AdapterError(`${dir}: no adapter_config.json; pass the folder PEFT's save_pretrained wrote`);
   if (!existsSync(weightsFile))
     throw new AdapterError(

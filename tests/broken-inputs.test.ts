@@ -5,7 +5,8 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseHfConfig } from '../src/weights/hfconfig';
-import { checkAdapter, openAdapter, parseAdapterConfig } from '../src/weights/peft';
+import { checkAdapter, openAdapter } from '../src/weights/peft';
+import { parseAdapterConfig } from '../src/weights/peft-config';
 import { openCheckpoint, openSafetensors } from '../src/weights/safetensors';
 
 const FIX = join(__dirname, '..', '..', 'shared', 'fixtures', 'hf-reference', 'gemma2-tiny');

@@ -14,7 +14,8 @@ import { tokenizerAssetsDir } from '../src/cli/commands/tiny';
 import { tinyConfig, tinyWeights } from '../src/model/tiny';
 import { LABEL_COLUMNS } from '../src/types';
 import { readManifest } from '../src/weights/manifest';
-import { writeWeightsDir } from '../src/weights/write';
+import { linearFormat, writeWeightsDir } from '../src/weights/write';
+import { run as importCli } from '../src/cli/commands/import';
 import { FIXTURES, fixtureConfig, maxAbsDiff, runLogits } from './helpers/fixtures';
 
 const LINEAR = /\.(q|k|v|o|gate|up|down)_proj\.weight$/;
@@ -121,6 +122,25 @@ describe('tiny weights directory (writeWeightsDir, int4 vs fp32)', function () {
       assert.ok(d < 0.2, `int4 vs fp32 ${d}`);
     } finally {
       rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the block-size rule (issue 17: one rule for the CLI, the writer and the quantizer)', () => {
+  it('every size the import accepts quantizes, and every size it refuses (48, 256, 8) is refused by the quantizer and the writer too', async () => {
+    const w = Float32Array.from({ length: 2 * 256 }, (_, i) => Math.sin(i));
+    for (const bs of [16, 32, 64, 128]) {
+      const q = quantizeNBits(w, 2, 256, { bits: 4, blockSize: bs, symmetric: true });
+      const d = maxAbsDiff(dequantizeNBits(q), w);
+      console.log(`      block ${bs}: int4 round trip max abs diff ${d.toExponential(3)} (tolerance 0.126: one step of a block whose largest weight is 1)`);
+      assert.ok(d <= 0.126);
+      const lf = linearFormat({ kind: 'int4', blockSize: bs });
+      assert.ok(lf.kind === 'nbits' && lf.blockSize === bs);
+    }
+    for (const bs of [48, 256, 8]) {
+      assert.throws(() => quantizeNBits(w, 2, 256, { bits: 4, blockSize: bs, symmetric: true }), (e: Error) => e.name === 'QuantError' && e.message.includes(String(bs)));
+      assert.throws(() => linearFormat({ kind: 'int8', blockSize: bs }), (e: Error) => e.name === 'WeightsWriteError' && e.message.includes(String(bs)));
+      await assert.rejects(importCli(['--base', 'x', '--out', 'y', '--quant', 'int4', '--block-size', String(bs)]), (e: Error) => e.name === 'UsageError' && e.message.includes(String(bs)));
     }
   });
 });

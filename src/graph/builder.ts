@@ -1,17 +1,10 @@
 // Typed op-level graph builder: each helper emits exactly one node, checks input dtypes, infers the
 // output dtype and (where cheap) shape, and returns the output Value(s). Nodes are appended in
-// topological order by construction. Initializer bytes go straight to a TensorStore.
-import { attr, type Attr, type Dim, type DType, type Graph, type InitializerRef, type Node, type Value } from './ir';
-import { memoryStore, type TensorStore } from './store';
-import { f32ToF16 } from '../util/fp16';
+// topological order by construction (GraphCore, src/graph/core.ts, holds the graph and the emitter).
+import { attr, ONNX_DTYPE, type Attr, type Dim, type DType, type Value } from './ir';
+import { GraphCore, MS } from './core';
 
-export class GraphBuildError extends Error {
-  override name = 'GraphBuildError';
-}
-
-export const MS = 'com.microsoft';
-
-type Opt = Value | null;
+export { GraphBuildError } from './core';
 
 function broadcast(a: Dim[] | null, b: Dim[] | null): Dim[] | null {
   if (!a || !b) return null;
@@ -33,123 +26,7 @@ function reducedShape(s: Dim[] | null, axes: number[], keepdims: boolean): Dim[]
   return keepdims ? s.map((d, i) => (ax.has(i) ? 1 : d)) : s.filter((_, i) => !ax.has(i));
 }
 
-export class GraphBuilder {
-  readonly nodes: Node[] = [];
-  readonly inputs: Value[] = [];
-  readonly outputs: Value[] = [];
-  readonly initializers: InitializerRef[] = [];
-  readonly values = new Map<string, Value>();
-  private counter = new Map<string, number>();
-
-  constructor(
-    readonly name = 'graph',
-    readonly store: TensorStore = memoryStore(),
-    readonly opsetImports = [
-      { domain: '', version: 21 },
-      { domain: MS, version: 1 },
-    ],
-  ) {}
-
-  /** A fresh value name: `base` if unused, else base_1, base_2, ... */
-  fresh(base: string): string {
-    if (!this.values.has(base) && !this.counter.has(base)) {
-      this.counter.set(base, 0);
-      return base;
-    }
-    let n = this.counter.get(base) ?? 0;
-    let name: string;
-    do name = `${base}_${++n}`;
-    while (this.values.has(name));
-    this.counter.set(base, n);
-    return name;
-  }
-
-  private define(v: Value): Value {
-    if (this.values.has(v.name)) throw new GraphBuildError(`value "${v.name}" is defined twice; pick another name`);
-    this.values.set(v.name, v);
-    return v;
-  }
-
-  input(name: string, dtype: DType, shape: Dim[]): Value {
-    const v = this.define({ name, dtype, shape });
-    this.inputs.push(v);
-    return v;
-  }
-
-  /** Marks `v` as a graph output, renaming through Identity when `name` differs. */
-  output(v: Value, name = v.name): Value {
-    const out = name === v.name ? v : this.op('Identity', [v], [{ dtype: v.dtype, shape: v.shape }], {}, { outNames: [name] })[0];
-    this.outputs.push(out);
-    return out;
-  }
-
-  /** Adds an initializer; its bytes are handed to the store at once (external file or inline). */
-  initializer(name: string, dtype: DType, shape: number[], bytes: Uint8Array): Value {
-    const ref = this.store.put(name, dtype, shape, bytes);
-    this.initializers.push(ref);
-    return this.define({ name, dtype, shape: [...shape] });
-  }
-
-  /** Adds an initializer whose bytes arrive as consecutive chunks (never whole in memory with an external store). */
-  initializerChunks(name: string, dtype: DType, shape: number[], byteLength: number, chunks: Iterable<Uint8Array>): Value {
-    const ref = this.store.putChunks(name, dtype, shape, byteLength, chunks);
-    this.initializers.push(ref);
-    return this.define({ name, dtype, shape: [...shape] });
-  }
-
-  /** An initializer already in the store (written by another variant of the same graph): no bytes move. */
-  existing(ref: InitializerRef): Value {
-    this.initializers.push(ref);
-    return this.define({ name: ref.name, dtype: ref.dtype, shape: [...ref.shape] });
-  }
-
-  constFloat(name: string, data: Float32Array | number[], shape: number[] = [data.length]): Value {
-    const f = data instanceof Float32Array ? data : Float32Array.from(data);
-    return this.initializer(this.fresh(name), 'float32', shape, new Uint8Array(f.buffer, f.byteOffset, f.byteLength));
-  }
-
-  constInt64(name: string, data: number[], shape: number[] = [data.length]): Value {
-    const a = BigInt64Array.from(data.map((x) => BigInt(x)));
-    return this.initializer(this.fresh(name), 'int64', shape, new Uint8Array(a.buffer));
-  }
-
-  /** Scalar float constant of the given float dtype. */
-  scalar(name: string, value: number, dtype: DType = 'float32'): Value {
-    if (dtype === 'float32') return this.constFloat(name, [value], []);
-    if (dtype === 'float16') return this.initializer(this.fresh(name), 'float16', [], new Uint8Array(new Uint16Array([f32ToF16(value)]).buffer));
-    throw new GraphBuildError(`scalar "${name}": unsupported dtype ${dtype}`);
-  }
-
-  /** Emits one node. Every helper below goes through here. */
-  op(
-    op: string,
-    inputs: Opt[],
-    outs: { dtype: DType; shape: Dim[] | null }[],
-    attrs: Record<string, Attr> = {},
-    opts: { domain?: string; name?: string; outNames?: string[] } = {},
-  ): Value[] {
-    for (const v of inputs)
-      if (v && this.values.get(v.name) !== v) throw new GraphBuildError(`${op}: input "${v.name}" does not belong to this graph`);
-    const nodeName = this.fresh(opts.name ?? op);
-    const outputs = outs.map((o, i) => this.define({ name: opts.outNames?.[i] ?? this.fresh(`${nodeName}_out${i}`), dtype: o.dtype, shape: o.shape }));
-    this.nodes.push({
-      name: nodeName,
-      op,
-      domain: opts.domain ?? '',
-      inputs: inputs.map((v) => (v ? v.name : '')),
-      outputs: outputs.map((v) => v.name),
-      attrs,
-    });
-    return outputs;
-  }
-
-  private sameType(op: string, ...vs: Value[]): DType {
-    const t = vs[0].dtype;
-    for (const v of vs)
-      if (v.dtype !== t) throw new GraphBuildError(`${op}: dtype mismatch (${vs.map((x) => `${x.name}:${x.dtype}`).join(', ')}); insert a cast`);
-    return t;
-  }
-
+export class GraphBuilder extends GraphCore {
   private elementwise(op: string, a: Value, b: Value, name?: string): Value {
     return this.op(op, [a, b], [{ dtype: this.sameType(op, a, b), shape: broadcast(a.shape, b.shape) }], {}, { name })[0];
   }
@@ -342,24 +219,6 @@ export class GraphBuilder {
     )[0];
   }
 
-  /** Fused residual add + RMSNorm: returns [norm(x + skip) * gamma, x + skip]. */
-  skipRmsNorm(x: Value, skip: Value, gamma: Value, eps: number, name?: string): [Value, Value] {
-    const t = this.sameType('SkipSimplifiedLayerNormalization', x, skip);
-    const [y, , , sum] = this.op(
-      'SkipSimplifiedLayerNormalization',
-      [x, skip, gamma],
-      [
-        { dtype: t, shape: x.shape },
-        { dtype: 'float32', shape: null },
-        { dtype: 'float32', shape: null },
-        { dtype: t, shape: x.shape },
-      ],
-      { epsilon: attr.float(eps) },
-      { domain: MS, name },
-    );
-    return [y, sum];
-  }
-
   /** MatMulNBits: A [..., K] times a block-quantized [K, N] weight (B, scales, zero points as initializers). */
   matmulNBits(
     a: Value,
@@ -414,28 +273,4 @@ export class GraphBuilder {
     );
     return out;
   }
-
-  /** Snapshot of the graph as plain data. */
-  finish(): Graph {
-    return {
-      name: this.name,
-      inputs: this.inputs,
-      outputs: this.outputs,
-      nodes: this.nodes,
-      initializers: this.initializers,
-      values: this.values,
-      opsetImports: this.opsetImports,
-    };
-  }
 }
-
-export const ONNX_DTYPE: Record<DType, number> = {
-  float32: 1,
-  uint8: 2,
-  int8: 3,
-  int32: 6,
-  int64: 7,
-  bool: 9,
-  float16: 10,
-  bfloat16: 16,
-};

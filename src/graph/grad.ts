@@ -31,7 +31,7 @@ const rank = (v: Value, where: string): number => {
 const isStatic = (s: Dim[] | null): s is number[] => !!s && s.every((d) => typeof d === 'number');
 
 /** Sums `g` over the axes that `x` was broadcast along, then gives it `x`'s shape. */
-export function unbroadcast(b: GraphBuilder, g: Value, x: Value): Value {
+function unbroadcast(b: GraphBuilder, g: Value, x: Value): Value {
   const gs = g.shape;
   const xs = x.shape;
   if (!gs || !xs) throw new GraphBuildError(`unbroadcast: "${g.name}" or "${x.name}" has unknown rank`);

@@ -71,3 +71,15 @@ export const attr = {
   ints: (value: number[]): Attr => ({ type: 'ints', value }),
   floats: (value: number[]): Attr => ({ type: 'floats', value }),
 };
+
+/** ONNX TensorProto.DataType of each dtype. */
+export const ONNX_DTYPE: Record<DType, number> = {
+  float32: 1,
+  uint8: 2,
+  int8: 3,
+  int32: 6,
+  int64: 7,
+  bool: 9,
+  float16: 10,
+  bfloat16: 16,
+};

@@ -2,7 +2,7 @@
 // file are written as data_location = EXTERNAL with location / offset / length entries.
 import { writeFileSync } from 'node:fs';
 import { onnx } from 'onnx-proto';
-import { ONNX_DTYPE } from './builder';
+import { ONNX_DTYPE } from './ir';
 import type { Attr, Dim, Graph, InitializerRef, Value } from './ir';
 
 function valueInfo(v: Value): onnx.IValueInfoProto {
@@ -44,7 +44,7 @@ function tensor(t: InitializerRef): onnx.ITensorProto {
   return { ...base, rawData: t.data ?? new Uint8Array(0) };
 }
 
-export function toModelProto(g: Graph, producer = 'arenakit'): onnx.IModelProto {
+function toModelProto(g: Graph, producer = 'arenakit'): onnx.IModelProto {
   return {
     irVersion: 10,
     producerName: producer,

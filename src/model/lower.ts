@@ -1,27 +1,34 @@
 // Lowering of the decoder definition (src/model/decoder.ts) to ONNX Runtime nodes: weights from a
 // WeightSource (float MatMul or block-quantized MatMulNBits, fp32 or fp16 activations with norms,
-// residual stream and head in fp32), the attention variant, and the runtime fusions applied after
-// the graph is built (residual Add + RMSNorm -> SkipSimplifiedLayerNormalization; a packed q/k/v
-// projection fed straight into GroupQueryAttention).
+// residual stream and head in fp32; initializers in ort-weights.ts), one of the attention variants
+// (ATTENTION, below), and the runtime fusions applied after the graph is built (ort-passes.ts).
 //
 // Attention variants (both exact against HF on the CPU EP):
-//   fused    - com.microsoft GroupQueryAttention (rotary, soft-cap, local window, right padding via
-//              seqlens_k). Fast on CPU and recent CUDA; WebGPU ignores its softcap, ORT 1.19 lacks it.
-//   explicit - standard ONNX ops only: rotary (rotate-half), Q K^T, scale, Tanh soft-cap, causal +
-//              sliding-window + padding mask (Where), Softmax in fp32, weighted sum of V.
+//   fused    - ort-attention-fused.ts: com.microsoft GroupQueryAttention.
+//   explicit - ort-attention-explicit.ts: standard ONNX ops only.
 // A window is left out when the inputs can never be longer than it (maxTokens <= window): exact, and
 // it lets a runtime pick wider kernels.
 import { GraphBuilder, GraphBuildError } from '../graph/builder';
-import type { Graph, InitializerRef, Node, Value } from '../graph/ir';
+import type { Graph, InitializerRef, Value } from '../graph/ir';
 import type { TensorStore } from '../graph/store';
 import { dequantizeNBits, quantizeNBits, reconstructionError, type ReconstructionError } from '../quant/nbits';
-import type { GraphOptions, HostTensor, ModelConfig, RopeSpec, WeightSource } from '../types';
-import { f32ToF16, roundTo } from '../util/fp16';
-import { decoder, softcap, type Lowering } from './decoder';
+import type { GraphOptions, ModelConfig, WeightSource } from '../types';
+import { roundTo } from '../util/fp16';
+import { decoder, type Lowering } from './decoder';
 import { familyOf, layerWindow } from './families';
+import { linearModules } from './lora';
+import type { AttentionContext, AttentionVariant, OrtAttention } from './ort-attention';
+import { explicitAttention } from './ort-attention-explicit';
+import { fusedAttention } from './ort-attention-fused';
+import { dropUnusedInitializers, fuseSkipNorms, packQkv } from './ort-passes';
+import { DecoderGraphError, EMBED_CHUNK_ROWS, embeddingInit, expectShape, f32Bytes, floatBytes } from './ort-weights';
+import { rotaryTables } from './rotary';
 
-export type AttentionVariant = 'fused' | 'explicit';
-export const ATTENTION_VARIANTS: AttentionVariant[] = ['fused', 'explicit'];
+export type { AttentionVariant } from './ort-attention';
+
+/** The attention variants by name: a new variant is one entry here and one file. */
+const ATTENTION: Record<AttentionVariant, OrtAttention> = { fused: fusedAttention, explicit: explicitAttention };
+export const ATTENTION_VARIANTS = Object.keys(ATTENTION) as AttentionVariant[];
 
 export interface DecoderGraphOptions extends GraphOptions {
   /** Attention lowering (default 'fused'). */
@@ -47,88 +54,6 @@ export interface DecoderGraphOptions extends GraphOptions {
   graphName?: string;
 }
 
-export class DecoderGraphError extends Error {
-  override name = 'DecoderGraphError';
-}
-
-/** HF rotary inverse frequencies in float32 as torch computes them, with Llama-3 rescaling when configured. */
-export function ropeInvFreq(rope: RopeSpec, headDim: number): Float32Array {
-  const f = Math.fround;
-  const half = headDim / 2;
-  const inv = new Float32Array(half);
-  for (let i = 0; i < half; i++) inv[i] = f(1 / f(Math.pow(rope.theta, f((2 * i) / headDim))));
-  const s = rope.scaling;
-  if (!s) return inv;
-  // transformers 4.45 _compute_llama3_parameters, every step in float32
-  const lowWl = s.originalMaxPositions / s.lowFreqFactor;
-  const highWl = s.originalMaxPositions / s.highFreqFactor;
-  for (let i = 0; i < half; i++) {
-    const wavelen = f(f(2 * Math.PI) / inv[i]);
-    if (wavelen > lowWl) inv[i] = f(inv[i] / s.factor);
-    else if (!(wavelen < highWl)) {
-      const sm = f(f(f(s.originalMaxPositions / wavelen) - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor));
-      inv[i] = f(f(f(f(1 - sm) * inv[i]) / s.factor) + f(sm * inv[i]));
-    }
-  }
-  return inv;
-}
-
-/** cos / sin tables [maxSeq, headDim / 2] of angle = pos * inv_freq (float32 product, as HF). */
-export function rotaryTables(rope: RopeSpec, headDim: number, maxSeq: number): { cos: Float32Array; sin: Float32Array } {
-  const inv = ropeInvFreq(rope, headDim);
-  const half = headDim / 2;
-  const cos = new Float32Array(maxSeq * half);
-  const sin = new Float32Array(maxSeq * half);
-  for (let p = 0; p < maxSeq; p++)
-    for (let i = 0; i < half; i++) {
-      const a = Math.fround(p * inv[i]);
-      cos[p * half + i] = Math.cos(a);
-      sin[p * half + i] = Math.sin(a);
-    }
-  return { cos, sin };
-}
-
-function expectShape(t: HostTensor, shape: number[], name: string): HostTensor {
-  if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))
-    throw new DecoderGraphError(`weight "${name}" has shape [${t.shape}], config expects [${shape}]; the checkpoint does not match its config.json`);
-  return t;
-}
-
-function f32Bytes(a: Float32Array): Uint8Array {
-  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-}
-
-/** float32 -> the storage bytes of `dtype`. */
-function floatBytes(a: Float32Array, dtype: 'float32' | 'float16'): Uint8Array {
-  if (dtype === 'float32') return f32Bytes(a);
-  const out = new Uint16Array(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = f32ToF16(a[i]);
-  return new Uint8Array(out.buffer);
-}
-
-/** Embedding rows read and converted per step when the source reads row ranges (4096 x 3584 fp32 = 59 MB). */
-export const EMBED_CHUNK_ROWS = 4096;
-
-/**
- * The embedding table as an initializer. With a row-reading source (WeightSource.rows + shape) the
- * table is read `chunkRows` rows at a time and each chunk converted on its own and handed to the
- * store (an external store appends it to the data file, so only one chunk is ever resident).
- * Otherwise the whole tensor is read. Byte-identical either way.
- */
-function embeddingInit(b: GraphBuilder, weights: WeightSource, name: string, shape: [number, number], dtype: 'float32' | 'float16', chunkRows: number): Value {
-  const { rows, shape: shapeOf } = weights;
-  if (!rows || !shapeOf) return b.initializer(name, dtype, shape, floatBytes(expectShape(weights(name), shape, name).data, dtype));
-  expectShape({ shape: shapeOf(name), data: new Float32Array(0) }, shape, name);
-  const [V, H] = shape;
-  function* chunks(): Generator<Uint8Array> {
-    for (let r0 = 0; r0 < V; r0 += chunkRows) {
-      const n = Math.min(chunkRows, V - r0);
-      yield floatBytes(expectShape(rows!(name, r0, n), [n, H], `${name} rows ${r0}..${r0 + n - 1}`).data, dtype);
-    }
-  }
-  return b.initializerChunks(name, dtype, shape, V * H * (dtype === 'float16' ? 2 : 4), chunks());
-}
-
 /** The decoder of `config` as an ONNX graph: inputs input_ids, attention_mask (int64 [batch, seq]); output logits float32 [batch, numLabels]. */
 export function buildDecoderGraph(config: ModelConfig, weights: WeightSource, opts: DecoderGraphOptions): Graph {
   const b = new GraphBuilder(opts.graphName ?? `${config.family}_decoder`, opts.store);
@@ -144,7 +69,7 @@ export function buildDecoderGraph(config: ModelConfig, weights: WeightSource, op
 }
 
 /** The ONNX Runtime lowering; `residualAdds` names the residual Add nodes for the fusion pass. */
-export function ortLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, opts: DecoderGraphOptions): Lowering & { residualAdds: Set<string> } {
+function ortLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, opts: DecoderGraphOptions): Lowering & { residualAdds: Set<string> } {
   const act = opts.activations;
   const variant = opts.attention ?? 'fused';
   const f = familyOf(c);
@@ -164,15 +89,8 @@ export function ortLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSour
   const toF32 = (x: Value) => (x.dtype === 'float32' ? x : b.cast(x, 'float32'));
   const residualAdds = new Set<string>();
 
-  /** Output width of each projection module, from the family's layer table. */
-  const outWidth = new Map<string, [number, number]>();
-  for (let i = 0; i < c.numLayers; i++) {
-    const l = f.layer(i);
-    const qo = c.numHeads * D;
-    const kvo = c.numKvHeads * D;
-    for (const [m, shape] of [[l.q, [qo, H]], [l.k, [kvo, H]], [l.v, [kvo, H]], [l.o, [H, qo]], [l.gate, [c.intermediateSize, H]], [l.up, [c.intermediateSize, H]], [l.down, [H, c.intermediateSize]]] as const)
-      outWidth.set(m, shape as [number, number]);
-  }
+  /** [out, in] of each projection module, from the family's layer table. */
+  const outWidth = new Map(linearModules(c).map((m) => [m.module, [m.outF, m.inF] as [number, number]]));
 
   let ids: Value;
   let mask: Value;
@@ -192,67 +110,10 @@ export function ortLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSour
     const w = layerWindow(c, layer);
     return w !== null && opts.maxTokens !== undefined && opts.maxTokens <= w ? null : w;
   };
+  const shared: AttentionContext = { b, c, act, once, mask: () => mask, seqLen, lastIndex, rope, windowOf, toF32, toAct };
+  const attend = ATTENTION[variant];
+  if (!attend) throw new DecoderGraphError(`unknown attention variant "${variant}"; one of ${ATTENTION_VARIANTS.join(', ')}`);
 
-  const fusedAttention = (layer: number, q: Value, k: Value, v: Value): Value => {
-    const seqlensK = once('seqlens_k', () => b.cast(b.reshape(lastIndex(), [-1], 'seqlens_k_flat'), 'int32', 'seqlens_k'));
-    const total = once('total_seq', () => b.cast(seqLen(), 'int32', 'total_sequence_length'));
-    return b.groupQueryAttention(
-      { query: q, key: k, value: v },
-      { seqlensK, totalSeqLen: total },
-      rope(),
-      { numHeads: c.numHeads, kvNumHeads: c.numKvHeads, headDim: D, scale: c.attnScale, softcap: c.attnSoftcap, localWindow: windowOf(layer) },
-      `layers.${layer}.attn`,
-    );
-  };
-
-  /** Allowed (query i, key j) pairs [B, 1, 1, S, S]: j <= i, i - j < window, key j is not padding. */
-  const allowed = (window: number | null): Value =>
-    once(`allowed.${window}`, () => {
-      const i64 = (n: string, v: number) => b.constInt64(n, [v], []);
-      const pos = once('positions', () => b.range(i64('zero', 0), seqLen(), i64('step', 1), 'positions'));
-      const qi = once('qi', () => b.unsqueeze(pos, [1], 'query_pos')); // [S, 1]
-      const kj = once('kj', () => b.unsqueeze(pos, [0], 'key_pos')); // [1, S]
-      let ok = once('causal', () => b.compare('GreaterOrEqual', qi, kj, 'causal'));
-      if (window !== null) ok = b.compare('And', ok, b.compare('Less', b.sub(qi, kj, `distance.${window}`), i64('window', window), `in_window.${window}`), `causal_window.${window}`);
-      const keys = once('key_valid', () => b.unsqueeze(b.cast(mask, 'bool', 'mask_bool'), [1, 2, 3], 'key_valid')); // [B, 1, 1, 1, S]
-      return b.compare('And', b.unsqueeze(ok, [0, 1, 2], `pairs.${window}`), keys, `allowed.${window}`);
-    });
-
-  const explicitAttention = (layer: number, q: Value, k: Value, v: Value): Value => {
-    const t = `layers.${layer}.attn`;
-    const nH = c.numHeads;
-    const nKV = c.numKvHeads;
-    const rep = nH / nKV;
-    const { cos, sin } = rope();
-    const pos = once('positions', () => b.range(b.constInt64('zero', [0], []), seqLen(), b.constInt64('step', [1], []), 'positions'));
-    const c0 = once('cos_rows', () => b.gather(cos, pos, 0, 'rotary.cos')); // [S, D/2]
-    const s0 = once('sin_rows', () => b.gather(sin, pos, 0, 'rotary.sin'));
-    // x * cos + rotate_half(x) * sin, with rotate_half(x) = cat(-x2, x1)
-    const rotary = (x: Value, n: string) => {
-      const [x1, x2] = b.split(x, [D / 2, D / 2], -1, `${n}.halves`);
-      const o1 = b.sub(b.mul(x1, c0), b.mul(x2, s0), `${n}.rot1`);
-      const o2 = b.add(b.mul(x2, c0), b.mul(x1, s0), `${n}.rot2`);
-      return b.concat([o1, o2], -1, `${n}.rotated`);
-    };
-    const heads = (x: Value, n: number, name: string) => b.transpose(b.reshape(x, [0, 0, n, D], `${name}.split_heads`), [0, 2, 1, 3], `${name}.bhsd`); // [B, n, S, D]
-    let qh = rotary(heads(q, nH, `${t}.q`), `${t}.q`);
-    const kh = rotary(heads(k, nKV, `${t}.k`), `${t}.k`);
-    const vh = heads(v, nKV, `${t}.v`);
-    // query heads grouped by their kv head: [B, nKV, rep, S, D] against k, v [B, nKV, 1, S, D]
-    const scale = b.scalar(`${t}.scale`, c.attnScale, act);
-    if (act === 'float16') qh = b.mul(qh, scale, `${t}.q_scaled`); // keeps Q K^T inside fp16's range
-    const q5 = b.reshape(qh, [0, nKV, rep, -1, D], `${t}.q_groups`);
-    const kT = b.transpose(b.unsqueeze(kh, [2], `${t}.k_groups`), [0, 1, 2, 4, 3], `${t}.k_t`);
-    let s = b.matmul(q5, kT, `${t}.scores`);
-    if (act !== 'float16') s = b.mul(s, scale, `${t}.scaled`);
-    if (c.attnSoftcap !== null) s = softcap(b, s, c.attnSoftcap, `${t}.softcap`);
-    s = toF32(s); // softmax in fp32, as HF
-    const masked = b.where(allowed(windowOf(layer)), s, b.scalar(`${t}.min`, -3.4028234663852886e38), `${t}.masked`);
-    const p = toAct(b.softmax(masked, -1, `${t}.probs`));
-    const o = b.matmul(p, b.unsqueeze(vh, [2], `${t}.v_groups`), `${t}.weighted`); // [B, nKV, rep, S, D]
-    const merged = b.transpose(b.reshape(o, [0, nH, -1, D], `${t}.heads`), [0, 2, 1, 3], `${t}.bshd`);
-    return b.reshape(merged, [0, 0, nH * D], `${t}.out`);
-  };
   return {
     b,
     residualAdds,
@@ -349,7 +210,7 @@ export function ortLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSour
       }
       return modules.length === 1 ? [y] : b.split(y, outs, -1, `${tag}.split`);
     },
-    attention: (layer, q, k, v) => (variant === 'fused' ? fusedAttention : explicitAttention)(layer, q, k, v),
+    attention: (layer, q, k, v) => attend(shared, layer, q, k, v),
     act(kind, x) {
       const n = (s: string) => b.fresh(`act.${s}`);
       switch (kind) {
@@ -407,61 +268,3 @@ export function ortLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSour
     },
   };
 }
-
-/** Nodes consuming each value name. */
-function consumers(g: Graph): Map<string, Node[]> {
-  const m = new Map<string, Node[]>();
-  for (const n of g.nodes) for (const i of n.inputs) if (i) m.set(i, [...(m.get(i) ?? []), n]);
-  for (const o of g.outputs) m.set(o.name, [...(m.get(o.name) ?? []), { name: '<output>' } as Node]);
-  return m;
-}
-
-/** Residual Add followed by RMSNorm of the sum -> one SkipSimplifiedLayerNormalization (outputs the norm and the sum). */
-export function fuseSkipNorms(g: Graph, residualAdds: Set<string>): void {
-  const byOutput = new Map<string, Node>();
-  for (const n of g.nodes) if (residualAdds.has(n.name)) byOutput.set(n.outputs[0], n);
-  const drop = new Set<Node>();
-  for (const norm of g.nodes) {
-    if (norm.op !== 'SimplifiedLayerNormalization') continue;
-    const add = byOutput.get(norm.inputs[0]);
-    if (!add) continue;
-    const fused: Node = {
-      name: `${norm.name}.skip`,
-      op: 'SkipSimplifiedLayerNormalization',
-      domain: 'com.microsoft',
-      inputs: [add.inputs[0], add.inputs[1], norm.inputs[1]],
-      outputs: [norm.outputs[0], '', '', add.outputs[0]],
-      attrs: { epsilon: norm.attrs.epsilon },
-    };
-    g.nodes[g.nodes.indexOf(add)] = fused; // at the Add's place: its inputs and the gamma initializer exist there
-    drop.add(norm);
-  }
-  g.nodes.splice(0, g.nodes.length, ...g.nodes.filter((n) => !drop.has(n)));
-}
-
-/** GroupQueryAttention fed by the three outputs of one Split of a packed q/k/v projection takes the packed tensor instead. */
-export function packQkv(g: Graph): void {
-  const use = consumers(g);
-  const producer = new Map<string, Node>();
-  for (const n of g.nodes) for (const o of n.outputs) producer.set(o, n);
-  const drop = new Set<Node>();
-  for (const n of g.nodes) {
-    if (n.op !== 'GroupQueryAttention') continue;
-    const split = producer.get(n.inputs[0]);
-    if (!split || split.op !== 'Split' || split.outputs.length !== 3) continue;
-    if (split.outputs.some((o, i) => n.inputs[i] !== o || (use.get(o) ?? []).length !== 1)) continue;
-    n.inputs[0] = split.inputs[0];
-    n.inputs[1] = '';
-    n.inputs[2] = '';
-    drop.add(split);
-    for (const o of split.outputs) g.values.delete(o);
-  }
-  g.nodes.splice(0, g.nodes.length, ...g.nodes.filter((n) => !drop.has(n)));
-}
-
-/** Initializers no node reads any more (a fused Split's sizes) leave the graph. */
-export function dropUnusedInitializers(g: Graph): void {
-  const used = new Set(g.nodes.flatMap((n) => n.inputs));
-  g.initializers.splice(0, g.initializers.length, ...g.initializers.filter((i) => used.has(i.name)));
-}
-

@@ -5,14 +5,7 @@
 import { roundTo } from '../util/fp16';
 import type { HostTensor, ModelConfig, WeightSource } from '../types';
 import { forName } from '../util/rng';
-import { labelKeys } from '../weights/hfconfig';
-
-export interface TinyOptions {
-  seed: number;
-  vocabSize?: number;
-  /** Sliding window on even layers; shorter than typical inputs so the window is exercised. */
-  slidingWindow?: number;
-}
+import { labelKeys } from './heads';
 
 export function tinyConfig(opts: { vocabSize?: number; slidingWindow?: number } = {}): ModelConfig {
   return {

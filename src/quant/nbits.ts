@@ -5,6 +5,12 @@
 // Also the JS dequantize reference the tests check MatMulNBits against, and reconstruction errors.
 import { roundTo } from '../util/fp16';
 
+/** The block sizes (weights per scale, along K) an import may choose: ORT's MatMulNBits takes powers of two >= 16; larger blocks lose accuracy for no speed. */
+export const BLOCK_SIZES = [16, 32, 64, 128] as const;
+export type BlockSize = (typeof BLOCK_SIZES)[number];
+/** What `import --quant int4|int8` uses without --block-size. */
+export const DEFAULT_BLOCK_SIZE: BlockSize = 32;
+
 export interface NBitsSpec {
   bits: 4 | 8;
   blockSize: number;
@@ -28,11 +34,14 @@ export class QuantError extends Error {
   override name = 'QuantError';
 }
 
-export function checkSpec(spec: NBitsSpec, where: string): void {
+/** The one block-size rule (import options, the CLI, the writer and the quantizer all ask it). */
+export function isBlockSize(bs: number): bs is BlockSize {
+  return (BLOCK_SIZES as readonly number[]).includes(bs);
+}
+
+function checkSpec(spec: NBitsSpec, where: string): void {
   if (spec.bits !== 4 && spec.bits !== 8) throw new QuantError(`${where}: bits must be 4 or 8, got ${spec.bits}`);
-  const bs = spec.blockSize;
-  if (!Number.isInteger(bs) || bs < 16 || (bs & (bs - 1)) !== 0)
-    throw new QuantError(`${where}: block size must be a power of two >= 16 (16, 32, 64, 128), got ${bs}`);
+  if (!isBlockSize(spec.blockSize)) throw new QuantError(`${where}: block size must be one of ${BLOCK_SIZES.join(', ')}, got ${spec.blockSize}`);
 }
 
 /** Scales are rounded to fp16 before the codes are chosen, in every graph: the fp16 (CUDA) graph stores

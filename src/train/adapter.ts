@@ -9,11 +9,12 @@
 // true, so it applies to the ORIGINAL base: W + s B'A' = W_res + s B A.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { labelKeys } from '../weights/hfconfig';
-import { ADAPTER_LABELS_FILE } from '../weights/peft';
+import { labelKeys } from '../model/heads';
+import { expandTargets, projectionNames } from '../model/lora';
+import { ADAPTER_CONFIG_FILE, ADAPTER_LABELS_FILE, ADAPTER_WEIGHTS_FILE } from '../weights/peft';
 import { writeSafetensors } from '../weights/safetensors-write';
 import type { ModelConfig } from '../types';
-import { PROJECTIONS, type Params, type TrainableSpec } from './lora';
+import type { Params, TrainableSpec } from './lora';
 
 export interface AdapterOutput {
   spec: TrainableSpec;
@@ -54,10 +55,8 @@ export function writeAdapter(dir: string, o: AdapterOutput): void {
     tensors.set(m.bKey, { shape: [m.outFeatures, 2 * r], data: b2 });
   }
   for (const t of o.spec.head) tensors.set(t.key, { shape: t.shape, data: o.params.get(t.key)! });
-  writeSafetensors(join(dir, 'adapter_model.safetensors'), tensors, { format: 'pt' });
+  writeSafetensors(join(dir, ADAPTER_WEIGHTS_FILE), tensors, { format: 'pt' });
 
-  // PEFT expands all-linear to the module names before saving (and refuses it with layers_to_transform).
-  const targets = s.target_modules.includes('all-linear') ? PROJECTIONS : s.target_modules;
   const doubled = o.pissaStart !== null;
   const twiceAlpha = (a: number) => (s.use_rslora ? a * Math.SQRT2 : a * 2);
   const config = {
@@ -83,12 +82,13 @@ export function writeAdapter(dir: string, o: AdapterOutput): void {
     r: doubled ? s.r * 2 : s.r,
     rank_pattern: Object.fromEntries(Object.entries(s.rank_pattern ?? {}).map(([k, r]) => [k, doubled ? r * 2 : r])),
     revision: null,
-    target_modules: [...targets],
+    // PEFT expands all-linear to the module names before saving (and refuses it with layers_to_transform).
+    target_modules: expandTargets(s.target_modules, projectionNames(o.config)),
     task_type: 'SEQ_CLS',
     use_dora: false,
     use_rslora: s.use_rslora,
   };
-  writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify(config, null, 2) + '\n');
+  writeFileSync(join(dir, ADAPTER_CONFIG_FILE), JSON.stringify(config, null, 2) + '\n');
   // What each output was trained to mean: import reads it before the base's id2label (a relabelled
   // head has another number of outputs than config.json says).
   writeFileSync(join(dir, ADAPTER_LABELS_FILE), JSON.stringify({ id2label: labelKeys(o.labels).id2label }, null, 2) + '\n');

@@ -1,8 +1,8 @@
 // One micro-batch -> the training graph's non-parameter inputs, as plain typed arrays: right-padded
-// input_ids, additive attention biases (causal + padding, and the sliding-window variant used by
-// even layers: query i sees key j iff i - window < j <= i), rotary tables, the one-hot pooling row
+// input_ids, additive attention biases (causal + padding, and the sliding-window variant the sliding
+// layers use, layerWindow: query i sees key j iff i - window < j <= i), rotary tables, the one-hot pooling row
 // (HF: (argmax(input_ids == pad) - 1) mod L, from input_ids) and one-hot labels. Pure.
-import { rotaryTables } from '../model/lower';
+import { rotaryTables } from '../model/rotary';
 import type { ModelConfig } from '../types';
 import { mulberry32 } from '../util/rng';
 

@@ -11,7 +11,8 @@ import type { TensorStore } from '../graph/store';
 import { decoder, scoreHead, type Lowering } from '../model/decoder';
 import { familyOf, layerWindow } from '../model/families';
 import type { Activation, ModelConfig, WeightSource } from '../types';
-import { linearModules, type TrainableSpec } from './lora';
+import { linearModules } from '../model/lora';
+import type { TrainableSpec } from './lora';
 
 export interface TrainGraphOptions {
   /** Gradient rules (tests swap one for a wrong one). */
@@ -124,7 +125,7 @@ function trainLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, s
       return c.embedScale ? b.mul(x, b.scalar('normalizer', Math.sqrt(H))) : x;
     },
     norm(module, x) {
-      // HF RMSNorm in fp32: x / sqrt(mean(x^2) + eps) * w, or * (1 + w) for Gemma (rounded to fp32 once, like torch)
+      // HF RMSNorm in fp32: x / sqrt(mean(x^2) + eps) * w, or * (1 + w) where the family adds one (normPlusOne: Gemma, Gemma-2; rounded to fp32 once, like torch)
       const w = weights(`${module}.weight`).data;
       const g = Float32Array.from(w, (v) => (c.normPlusOne ? 1 + v : v));
       const ms = b.reduceMean(b.mul(x, x), [-1], true, `${module}.ms`);

@@ -1,22 +1,19 @@
-// PEFT LoRA semantics for training: which modules get A/B (target_modules, layers_to_transform), their
-// rank and scaling (lora_alpha / r, or / sqrt(r) with rsLoRA), the trainable head (modules_to_save),
-// and the starting values: PEFT defaults (A kaiming-uniform, B zeros), an existing adapter, or PiSSA
-// (SVD of W; the residual becomes the frozen base). Names are adapter-file keys, as PEFT saves them.
+// LoRA for training: the plan (which modules get A/B from the options, by PEFT's rules in
+// src/model/lora.ts; the trainable head, modules_to_save) and the starting values: PEFT defaults
+// (A kaiming-uniform, B zeros), an existing adapter, or PiSSA (SVD of W; the residual becomes the
+// frozen base). Names are adapter-file keys, as PEFT saves them.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelConfig, WeightSource } from '../types';
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from '../weights/peft';
 import { openSafetensors } from '../weights/safetensors';
-import { loraScale, peftLayerIndex } from '../weights/peft';
+import { expandTargets, linearModules, loraKeys, loraScale, PEFT_PREFIX, peftLayerIndex, plainAdapterKey, projectionNames, type LoraPair } from '../model/lora';
 import { forName } from '../util/rng';
-import { familyOf } from '../model/families';
 import { svd } from './svd';
 
 export class LoraSetupError extends Error {
   override name = 'LoraSetupError';
 }
-
-export const PEFT_PREFIX = 'base_model.model.';
-export const PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 
 /** The options as PEFT's LoraConfig names them. */
 export interface LoraSettings {
@@ -45,17 +42,6 @@ export const DEFAULT_LORA: LoraSettings = {
   modules_to_save: ['score'],
 };
 
-export interface LoraModule {
-  /** e.g. model.layers.0.self_attn.q_proj */
-  module: string;
-  aKey: string;
-  bKey: string;
-  rank: number;
-  scale: number;
-  inFeatures: number;
-  outFeatures: number;
-}
-
 /** One trainable head tensor (modules_to_save): its adapter key, HF name and shape. */
 export interface HeadTensor {
   key: string;
@@ -66,47 +52,32 @@ export interface HeadTensor {
 export interface TrainableSpec {
   settings: LoraSettings;
   /** By module name, in model order. */
-  lora: Map<string, LoraModule>;
+  lora: Map<string, LoraPair>;
   /** The score head's tensors (every layer of a multi-layer head, biases too) when trained; [] = frozen. */
   head: HeadTensor[];
   dropout: number;
 }
 
-/** Every linear of the decoder (HF module names from the family table) with its [in, out] features, in model order. */
-export function linearModules(c: ModelConfig): { module: string; name: string; inF: number; outF: number }[] {
-  const H = c.hiddenSize;
-  const I = c.intermediateSize;
-  const q = c.numHeads * c.headDim;
-  const kv = c.numKvHeads * c.headDim;
-  const out = [];
-  for (let i = 0; i < c.numLayers; i++) {
-    const l = familyOf(c).layer(i);
-    const rows: [string, number, number][] = [[l.q, H, q], [l.k, H, kv], [l.v, H, kv], [l.o, q, H], [l.gate, H, I], [l.up, H, I], [l.down, I, H]];
-    for (const [module, inF, outF] of rows) out.push({ module, name: module.slice(module.lastIndexOf('.') + 1), inF, outF });
-  }
-  return out;
-}
-
 export function planLora(c: ModelConfig, s: LoraSettings): TrainableSpec {
   if (!Number.isInteger(s.r) || s.r <= 0) throw new LoraSetupError(`r = ${s.r}: expected a positive integer`);
   if (!(s.lora_dropout >= 0 && s.lora_dropout < 1)) throw new LoraSetupError(`lora_dropout = ${s.lora_dropout}: expected 0 <= p < 1`);
-  const targets = s.target_modules.includes('all-linear') ? PROJECTIONS : s.target_modules;
-  const unknown = targets.filter((t) => !PROJECTIONS.includes(t));
-  if (unknown.length) throw new LoraSetupError(`target_modules ${JSON.stringify(unknown)} are not linears of this model (${PROJECTIONS.join(', ')})`);
+  const projections = projectionNames(c);
+  const targets = expandTargets(s.target_modules, projections);
+  const unknown = targets.filter((t) => !projections.includes(t));
+  if (unknown.length) throw new LoraSetupError(`target_modules ${JSON.stringify(unknown)} are not linears of this model (${projections.join(', ')})`);
   for (const l of s.layers_to_transform ?? [])
     if (!Number.isInteger(l) || l < 0 || l >= c.numLayers) throw new LoraSetupError(`layers_to_transform has ${l}; the model has layers 0..${c.numLayers - 1}`);
   for (const [k, r] of Object.entries(s.rank_pattern ?? {}))
     if (!Number.isInteger(r) || r <= 0) throw new LoraSetupError(`rank_pattern["${k}"] = ${r}: expected a positive integer`);
   const patterns = { r: s.r, loraAlpha: s.lora_alpha, useRslora: s.use_rslora, rankPattern: s.rank_pattern ?? {}, alphaPattern: s.alpha_pattern ?? {} };
-  const lora = new Map<string, LoraModule>();
+  const lora = new Map<string, LoraPair>();
   for (const m of linearModules(c)) {
     if (!targets.includes(m.name)) continue;
     if (s.layers_to_transform && !s.layers_to_transform.includes(peftLayerIndex(m.module)!)) continue;
     const { rank, scale } = loraScale(patterns, m.module);
     lora.set(m.module, {
       module: m.module,
-      aKey: `${PEFT_PREFIX}${m.module}.lora_A.weight`,
-      bKey: `${PEFT_PREFIX}${m.module}.lora_B.weight`,
+      ...loraKeys(m.module),
       rank,
       scale,
       inFeatures: m.inF,
@@ -211,8 +182,8 @@ export function overlay(base: WeightSource, over: Map<string, Float32Array>): We
 
 /** An existing PEFT adapter folder: its settings (as LoraSettings) and tensors by adapter key. */
 export function readAdapter(dir: string): { settings: LoraSettings; params: Params; init: unknown } {
-  const cfgFile = join(dir, 'adapter_config.json');
-  const wFile = join(dir, 'adapter_model.safetensors');
+  const cfgFile = join(dir, ADAPTER_CONFIG_FILE);
+  const wFile = join(dir, ADAPTER_WEIGHTS_FILE);
   if (!existsSync(cfgFile) || !existsSync(wFile))
     throw new LoraSetupError(`${dir}: needs adapter_config.json and adapter_model.safetensors (a folder PEFT's save_pretrained wrote)`);
   const j = JSON.parse(readFileSync(cfgFile, 'utf8'));
@@ -220,7 +191,7 @@ export function readAdapter(dir: string): { settings: LoraSettings; params: Para
   const f = openSafetensors(wFile);
   const params: Params = new Map();
   try {
-    for (const key of f.tensors.keys()) params.set(key.replace(/\.default(?=\.|$)/g, '').replace('.modules_to_save', ''), f.read(key).data);
+    for (const key of f.tensors.keys()) params.set(plainAdapterKey(key), f.read(key).data);
   } finally {
     f.close();
   }

@@ -1,8 +1,9 @@
 // Hugging Face config.json -> ModelConfig (the decoder spec). One parser per family (PARSERS), each
 // owning the conventions of its HF modeling file (norm offset, embedding scale, attention scale,
 // soft-caps, which layers slide, rotary variant, biases); keys a family's HF code reads but the
-// decoder does not implement are refused, never ignored. The head comes from the importer (it
-// depends on checkpoint tensors and flags); without one a sequence classifier gets HF's `score` linear.
+// decoder does not implement are refused, never ignored. The head comes from the caller (import or
+// train: it depends on checkpoint tensors and flags, src/model/heads.ts); without one a sequence
+// classifier gets HF's `score` linear.
 import { familyByArchitecture, FAMILIES, SUPPORTED_ARCHITECTURES } from '../model/families';
 import type { Activation, HeadSpec, ModelConfig, RopeSpec } from '../types';
 
@@ -271,18 +272,4 @@ function parseNumLabels(c: Json, fail: (msg: string) => never): number {
   if (n === undefined) fail('missing key "id2label" (or "num_labels"): the number of classifier outputs is unknown');
   if (typeof c.num_labels === 'number' && c.num_labels !== n) fail(`num_labels ${c.num_labels} disagrees with id2label (${n} entries)`);
   return n as number;
-}
-
-/** config.json's id2label / label2id / num_labels for these output names (logit order): the inverse of hfLabelNames. */
-export function labelKeys(labels: readonly string[]): { id2label: Record<string, string>; label2id: Record<string, number>; num_labels: number } {
-  return { id2label: Object.fromEntries(labels.map((l, i) => [String(i), l])), label2id: Object.fromEntries(labels.map((l, i) => [l, i])), num_labels: labels.length };
-}
-
-/** Label names in logit order from id2label, or null when the config has none. */
-export function hfLabelNames(json: unknown): string[] | null {
-  const m = (json as Json | null)?.id2label;
-  if (!m || typeof m !== 'object') return null;
-  const entries = Object.entries(m as Record<string, unknown>).map(([k, v]) => [Number(k), String(v)] as const);
-  entries.sort((a, b) => a[0] - b[0]);
-  return entries.map(([, v]) => v);
 }

@@ -1,16 +1,19 @@
 // HF checkpoint (+ optional PEFT LoRA adapter) -> arenakit weights directory. Owns the import
-// pipeline's bookkeeping: config parsing, adapter checks before any long work, the lazy merged
+// pipeline's bookkeeping: config parsing, the head (src/model/heads.ts) with --label-tokens resolved
+// against the tokenizer, output names, adapter checks before any long work, the lazy merged
 // WeightSource, tokenizer location, provenance (source files with sizes and sha256) and progress.
 // Graph building, quantization and file writing belong to writeWeightsDir.
 import { outcomeOf, TASKS } from '../task/task';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { requiredNames } from '../model/families';
+import { chooseScoreHead, defaultLabels, hfLabelNames, labelKeys } from '../model/heads';
 import type { AttentionVariant } from '../model/lower';
-import { LABEL_COLUMNS, type Activation, type HeadSpec, type HostTensor, type ModelConfig, type WeightSource } from '../types';
+import type { Activation, HeadSpec, HostTensor, ModelConfig, WeightSource } from '../types';
+import { DEFAULT_BLOCK_SIZE, type BlockSize } from '../quant/nbits';
 import { sha256Files, type Quantization } from './manifest';
-import { hfLabelNames, labelKeys, parseHfConfig } from './hfconfig';
-import { checkAdapter, mergedSource, openAdapter, type Adapter } from './peft';
+import { parseHfConfig } from './hfconfig';
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, checkAdapter, mergedSource, openAdapter, type Adapter } from './peft';
 import { openCheckpoint, type Checkpoint } from './safetensors';
 import { writeWeightsDir } from './write';
 
@@ -26,8 +29,8 @@ export interface ImportOptions {
   /** Tokenizer folder when `base` has no tokenizer.json. */
   tokenizer?: string;
   quant: Quantization['kind'];
-  /** MatMulNBits block size for int4 / int8 (default 32). */
-  blockSize?: 16 | 32 | 64 | 128;
+  /** MatMulNBits block size for int4 / int8 (default DEFAULT_BLOCK_SIZE). */
+  blockSize?: BlockSize;
   /** Symmetric int4 / int8 (no zero points; default true) or asymmetric (per-block zero points). */
   symmetric?: boolean;
   graphs: ('cpu' | 'cuda')[];
@@ -56,13 +59,13 @@ export interface ImportResult {
   warnings: string[];
 }
 
-export interface FileRecord {
+interface FileRecord {
   file: string;
   bytes: number;
   sha256: string;
 }
 
-export function fileRecords(dir: string, files: string[]): FileRecord[] {
+function fileRecords(dir: string, files: string[]): FileRecord[] {
   return files.map((f) => {
     const p = join(dir, f);
     return { file: f, bytes: statSync(p).size, sha256: sha256Files(dir, [f]) };
@@ -74,8 +77,8 @@ export function fileRecords(dir: string, files: string[]): FileRecord[] {
  * the submission's columns by name. Three outputs must be named by the Kaggle columns in some order;
  * one output is a single score (any name; HF's default LABEL_0 becomes "score").
  */
-export function chooseLabels(config: ModelConfig, hfConfig: unknown, override?: string[], configFile = 'config.json'): string[] {
-  const kaggle = LABEL_COLUMNS as readonly string[];
+function chooseLabels(config: ModelConfig, hfConfig: unknown, override?: string[], configFile = 'config.json'): string[] {
+  const kaggle = TASKS.lmsys.labels;
   const example = config.numLabels === 2 ? 'model_a,model_b' : kaggle.join(',');
   const fix = `pass --labels with the outcome each output stands for, in logit order (e.g. --labels ${example})`;
   // Names the runner maps to task columns (src/task/task.ts): the tasks' own column names only
@@ -104,7 +107,7 @@ const fmtBytes = (b: number) => (b >= 1e9 ? `${(b / 1e9).toFixed(2)} GB` : `${(b
  * Wraps a WeightSource so each fetched tensor advances a byte counter with a throttled ETA line.
  * Row-range reads (WeightSource.rows) pass through and count their share of the tensor's bytes.
  */
-export function withProgress(
+function withProgress(
   get: WeightSource,
   bytesOf: (name: string) => number,
   totalBytes: number,
@@ -196,11 +199,9 @@ function findTokenizer(opts: ImportOptions, base: string): string {
 }
 
 /**
- * The head, from the tensors and flags, or null for config.json's plain `score` linear:
- * - `labelTokens`: a causal-LM judge on those tokens' lm_head (or tied embedding) rows;
- * - `score.weight` (+ `score.bias`) from the adapter's modules_to_save or the base;
- * - `score.N.weight` (+ bias): a stack of linears; config.json cannot say what lies between them, so
- *   `activation` (--head-activation) must.
+ * The head, from the tensors and flags, or null for config.json's plain `score` linear: with
+ * `labelTokens` a causal-LM judge on those tokens' lm_head (or tied embedding) rows, else the score head
+ * the base's tensors hold, with the adapter's modules_to_save over them (src/model/heads.ts).
  */
 export function chooseHead(
   ckpt: Pick<Checkpoint, 'names' | 'info'>,
@@ -214,35 +215,13 @@ export function chooseHead(
     const ids = resolveLabelTokens(o.labelTokens, join(o.tokenizerDir, 'tokenizer.json'));
     return { kind: 'label-tokens', tokenIds: ids, weight: '', finalSoftcap: null }; // weight and soft-cap: the family parser
   }
-  const shapeOf = (n: string): number[] | null => {
+  const shape = (n: string): number[] | null => {
     const saved = adapter?.saved.get(n);
     if (saved) return adapter!.file.info(saved).shape;
     return ckpt.names.includes(n) ? ckpt.info(n).shape : null;
   };
-  const names = new Set([...ckpt.names, ...(adapter ? adapter.saved.keys() : [])]);
-  const layer = (w: string, b: string) => {
-    const s = shapeOf(w)!;
-    if (s.length !== 2) throw new ImportError(`${o.configFile}: head tensor "${w}" has shape [${s}], expected [out, in]`);
-    const bs = shapeOf(b);
-    if (bs && (bs.length !== 1 || bs[0] !== s[0])) throw new ImportError(`head tensor "${b}" has shape [${bs}], expected [${s[0]}]`);
-    return { weight: w, bias: bs ? b : null, inFeatures: s[1], outFeatures: s[0] };
-  };
-  if (names.has('score.weight')) {
-    if (o.activation) throw new ImportError('--head-activation is for multi-layer score.N.* heads; this checkpoint has a single score.weight');
-    return { kind: 'classifier', layers: [layer('score.weight', 'score.bias')], activation: null };
-  }
-  const idx = [...names].map((n) => /^score\.(\d+)\.weight$/.exec(n)).filter((m) => m).map((m) => Number(m![1])).sort((a, b) => a - b);
-  if (!idx.length) return null;
-  const layers = idx.map((i) => layer(`score.${i}.weight`, `score.${i}.bias`));
-  if (!o.activation)
-    throw new ImportError(
-      `the checkpoint's head is ${layers.length} linear layers (${idx.map((i) => `score.${i}`).join(', ')}), and config.json cannot say ` +
-        'which activation lies between them; pass --head-activation gelu_tanh|gelu|relu|silu|tanh',
-    );
-  for (let i = 1; i < layers.length; i++)
-    if (layers[i].inFeatures !== layers[i - 1].outFeatures)
-      throw new ImportError(`head layer ${layers[i].weight} takes ${layers[i].inFeatures} features but ${layers[i - 1].weight} gives ${layers[i - 1].outFeatures}`);
-  return { kind: 'classifier', layers, activation: o.activation };
+  const names = [...ckpt.names, ...(adapter ? adapter.saved.keys() : [])];
+  return chooseScoreHead({ names, shape }, { activation: o.activation, configFile: o.configFile });
 }
 
 /** Token strings (exact vocabulary entries of tokenizer.json, added tokens included) or numeric ids -> ids. */
@@ -287,7 +266,7 @@ async function importWith(
 
   {
     const labels =
-      config.head.kind === 'label-tokens' && !opts.labels ? (config.numLabels === 1 ? ['score'] : [...LABEL_COLUMNS]) : chooseLabels(config, hf, opts.labels, join(base, 'config.json'));
+      config.head.kind === 'label-tokens' && !opts.labels ? defaultLabels(config.numLabels) : chooseLabels(config, hf, opts.labels, join(base, 'config.json'));
     const have = new Set(ckpt.names);
     const required = requiredNames(config);
     for (const n of required)
@@ -317,7 +296,7 @@ async function importWith(
       created: new Date().toISOString(),
       base: { dir: base, files: fileRecords(base, baseFiles), config: hf },
       adapter: adapter
-        ? { dir: adapter.dir, files: fileRecords(adapter.dir, ['adapter_config.json', 'adapter_model.safetensors']), config: adapter.config.raw }
+        ? { dir: adapter.dir, files: fileRecords(adapter.dir, [ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE]), config: adapter.config.raw }
         : null,
       tokenizer: { dir: tokenizerDir },
       merge: adapter ? 'W + s * lora_B @ lora_A (s = lora_alpha / r, or / sqrt(r) with use_rslora); modules_to_save from the adapter' : null,
@@ -325,7 +304,7 @@ async function importWith(
     };
 
     const quant: Quantization =
-      opts.quant === 'int4' || opts.quant === 'int8' ? { kind: opts.quant, blockSize: opts.blockSize ?? 32, symmetric: opts.symmetric ?? true } : { kind: opts.quant };
+      opts.quant === 'int4' || opts.quant === 'int8' ? { kind: opts.quant, blockSize: opts.blockSize ?? DEFAULT_BLOCK_SIZE, symmetric: opts.symmetric ?? true } : { kind: opts.quant };
     const progress = withProgress(weights, bytesOf, sourceBytes * opts.graphs.length, log);
     await writeWeightsDir({
       dir: resolve(opts.out),
@@ -353,7 +332,7 @@ const IGNORABLE: { re: RegExp; why: string }[] = [
 ];
 
 /** Refuses checkpoint (or adapter) tensors the graph would not use: silently dropping them changes the model. */
-export function refuseUnused(names: string[], required: string[], where: string, c: ModelConfig): void {
+function refuseUnused(names: string[], required: string[], where: string, c: ModelConfig): void {
   const need = new Set(required);
   const unused = names.filter((n) => !need.has(n) && !IGNORABLE.some((i) => i.re.test(n)));
   if (unused.length)
@@ -365,7 +344,7 @@ export function refuseUnused(names: string[], required: string[], where: string,
 }
 
 /** Wraps a source so every tensor read is checked for NaN / Inf, naming the tensor and its file. */
-export function finiteSource(get: WeightSource, fileOf: (name: string) => string): WeightSource {
+function finiteSource(get: WeightSource, fileOf: (name: string) => string): WeightSource {
   const check = (name: string, t: HostTensor, what = '') => {
     const d = t.data;
     for (let i = 0; i < d.length; i++)

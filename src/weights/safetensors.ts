@@ -6,10 +6,9 @@ import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } fr
 import { basename, join } from 'node:path';
 import type { HostTensor, WeightSource } from '../types';
 
-export type SafeDtype = 'F32' | 'F16' | 'BF16';
 const DTYPE_BYTES: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
 /** Largest header we accept: real checkpoints have headers of well under 1 MB. */
-export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 /** Chunk size of read(): bounds the transient raw-byte copy next to the float32 result. */
 const READ_CHUNK_BYTES = 16 * 1024 * 1024;
 

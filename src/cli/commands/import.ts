@@ -1,6 +1,7 @@
 // `trainer import`: HF checkpoint (+ PEFT adapter) -> merged, quantized arenakit weights directory.
 import { need, num, parse, UsageError } from '../args';
 import { ATTENTION_VARIANTS, type AttentionVariant } from '../../model/lower';
+import { BLOCK_SIZES, DEFAULT_BLOCK_SIZE, isBlockSize } from '../../quant/nbits';
 import { ACTIVATIONS, type Activation } from '../../types';
 import { importCheckpoint } from '../../weights/import';
 
@@ -9,7 +10,7 @@ const USAGE = `usage: node dist/trainer.cjs import --base HF_DIR [--adapter PEFT
   --adapter DIR      PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors), merged in
   --tokenizer DIR    folder with tokenizer.json (+ tokenizer_config.json) when HF_DIR has none
   --quant KIND       int4 | int8 (MatMulNBits) | fp16 | fp32 weights
-  --block-size N     quantization block size for int4/int8: 32 (default), 64 or 128
+  --block-size N     quantization block size for int4/int8: ${BLOCK_SIZES.join(', ')} (default ${DEFAULT_BLOCK_SIZE})
   --asymmetric       int4/int8 with per-block zero points (default: symmetric, no zero points)
   --max-tokens N     token budget per row recorded in the manifest (default 2048)
   --template NAME    prompt template name (default gemma-chat)
@@ -47,8 +48,8 @@ export async function run(argv: string[]): Promise<void> {
   );
   const quant = need(v.quant, '--quant', USAGE);
   if (!['int4', 'int8', 'fp16', 'fp32'].includes(quant)) throw new UsageError(`--quant must be int4, int8, fp16 or fp32, got "${quant}"\n\n${USAGE}`);
-  const blockSize = num(v['block-size'], '--block-size', 32);
-  if (![16, 32, 64, 128].includes(blockSize)) throw new UsageError(`--block-size must be 32, 64 or 128 (or 16), got ${blockSize}`);
+  const blockSize = num(v['block-size'], '--block-size', DEFAULT_BLOCK_SIZE);
+  if (!isBlockSize(blockSize)) throw new UsageError(`--block-size must be one of ${BLOCK_SIZES.join(', ')}, got ${blockSize}`);
   if ((v['block-size'] !== undefined || v.asymmetric) && quant !== 'int4' && quant !== 'int8')
     throw new UsageError(`--block-size and --asymmetric only apply to --quant int4 or int8`);
   const maxTokens = num(v['max-tokens'], '--max-tokens', 2048);
@@ -70,7 +71,7 @@ export async function run(argv: string[]): Promise<void> {
     adapter: v.adapter as string | undefined,
     tokenizer: v.tokenizer as string | undefined,
     quant: quant as 'int4' | 'int8' | 'fp16' | 'fp32',
-    blockSize: blockSize as 16 | 32 | 64 | 128,
+    blockSize,
     symmetric: !v.asymmetric,
     graphs: [...new Set(graphs)] as ('cpu' | 'cuda')[],
     template: typeof v.template === 'string' ? v.template : 'gemma-chat',

@@ -7,10 +7,11 @@ import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { requiredNames } from '../../model/families';
+import { defaultLabels } from '../../model/heads';
 import { tinyConfig, tinyHfConfig, tinyWeights } from '../../model/tiny';
 import type { ModelConfig } from '../../types';
 import { writeSafetensors } from '../../weights/safetensors-write';
-import { LABEL_COLUMNS } from '../../types';
+import { DEFAULT_BLOCK_SIZE } from '../../quant/nbits';
 import type { Quantization } from '../../weights/manifest';
 import { writeWeightsDir } from '../../weights/write';
 import { need, num, parse, UsageError } from '../args';
@@ -57,7 +58,7 @@ export async function run(argv: string[]): Promise<void> {
   const maxTokens = num(v['max-tokens'], '--max-tokens', 512);
   const q = (v.quant as string | undefined) ?? 'int4';
   if (q !== 'int4' && q !== 'fp32') throw new UsageError(`--quant must be int4 or fp32, got "${q}"\n\n${USAGE}`);
-  const quant: Quantization = q === 'int4' ? { kind: 'int4', blockSize: 32, symmetric: true } : { kind: 'fp32' };
+  const quant: Quantization = q === 'int4' ? { kind: 'int4', blockSize: DEFAULT_BLOCK_SIZE, symmetric: true } : { kind: 'fp32' };
   const config = tinyConfig({ slidingWindow: Math.min(32, Math.max(2, Math.floor(maxTokens / 4))) });
   const t0 = Date.now();
   await writeWeightsDir({
@@ -71,7 +72,7 @@ export async function run(argv: string[]): Promise<void> {
     tokenizerDir: tokenizerAssetsDir(),
     template: 'gemma-chat',
     maxTokens,
-    labels: [...LABEL_COLUMNS],
+    labels: defaultLabels(config.numLabels),
     // weights are fp16 values, so the fp16 embedding table is exact
     embedding: 'float16',
     provenance: { command: `tiny --seed ${seed} --quant ${q} --max-tokens ${maxTokens}`, seed, generator: 'src/model/tiny.ts (mulberry32 per tensor name)' },
@@ -90,5 +91,5 @@ function writeHfFolder(out: string, config: ModelConfig, seed: number): void {
   const tok = tokenizerAssetsDir();
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) if (existsSync(join(tok, f))) copyFileSync(join(tok, f), join(out, f));
   // last: a folder with config.json is a complete one
-  writeFileSync(join(out, 'config.json'), JSON.stringify(tinyHfConfig(config, LABEL_COLUMNS), null, 2) + '\n');
+  writeFileSync(join(out, 'config.json'), JSON.stringify(tinyHfConfig(config, defaultLabels(config.numLabels)), null, 2) + '\n');
 }

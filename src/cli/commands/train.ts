@@ -1,7 +1,8 @@
-// `trainer train`: LoRA fine-tuning of a Hugging Face Gemma / Gemma-2 classifier on ONNX Runtime,
-// step for step like transformers + PEFT; writes a PEFT adapter folder that `import --adapter` merges.
+// `trainer train`: LoRA fine-tuning of a Hugging Face classifier (or causal LM with a new head) of any family import reads,
+// on ONNX Runtime, step for step like transformers + PEFT; writes a PEFT adapter folder that `import --adapter` merges.
 import { runTraining, DEFAULT_TRAIN, type TrainOptions } from '../../train/run';
-import { DEFAULT_LORA, PROJECTIONS } from '../../train/lora';
+import { PROJECTIONS } from '../../model/lora';
+import { DEFAULT_LORA } from '../../train/lora';
 import { need, num, parse, UsageError } from '../args';
 import { ACTIVATIONS, type Activation } from '../../types';
 

@@ -3,6 +3,7 @@
 // AdamW, schedule), progress with loss / lr / ETA, checkpoints + resume (checkpoint.ts), validation log
 // loss per epoch, and the PEFT adapter folder at the end; `--train head` hands over to head-fit.ts.
 import { mkdirSync, appendFileSync, rmSync } from 'node:fs';
+import { assertOutDir } from '../util/files';
 import { join, resolve } from 'node:path';
 import type { Activation, ModelConfig, WeightSource } from '../types';
 import { openCheckpoint } from '../weights/safetensors';
@@ -117,6 +118,13 @@ async function logLoss(c: ModelConfig, s: TrainSession, params: Params, rows: Ex
 
 export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   const out = resolve(o.out);
+  assertOutDir({ flag: '--out', path: o.out }, [
+    { flag: '--base', path: o.base },
+    { flag: '--adapter', path: o.adapter },
+    { flag: '--data', path: o.data },
+    { flag: '--tokenized', path: o.tokenized },
+    { flag: '--valid', path: o.valid },
+  ], ['adapter_config.json', 'training.json', 'checkpoint']);
   mkdirSync(out, { recursive: true });
   const ck = openCheckpoint(o.base);
   const { config: c, labelIndex, extra, labels } = loadBase(o.base, ck, o);

@@ -185,3 +185,35 @@ export function recoverDir(dir: string): void {
     if (f.startsWith(`.${basename(resolve(dir))}.`) && f.endsWith('.new'))
       rmSync(join(parent, f), { recursive: true, force: true });
 }
+
+/**
+ * Checks an output folder before any work: it is not one of the input folders, does not hold one
+ * (replacing it would delete the input), and, when it exists and is not empty, holds a previous run
+ * of the same command (`marker`, e.g. manifest.json): a folder of other files is refused, not cleared.
+ */
+export function assertOutDir(out: PathOption & { path: string }, inputs: PathOption[], marker: string | string[]): void {
+  const markers = typeof marker === 'string' ? [marker] : marker;
+  const o = resolve(out.path);
+  for (const inp of inputs) {
+    if (!inp.path) continue;
+    const i = resolve(inp.path);
+    if (sameFile(o, i) || i.startsWith(o + '/'))
+      throw new OutputError(
+        `${out.flag} ${out.path} ${sameFile(o, i) ? 'is' : 'holds'} ${inp.flag} ${inp.path}; writing there would destroy it. Write to a new folder.`,
+      );
+  }
+  let entries: string[] = [];
+  try {
+    if (!statSync(o).isDirectory())
+      throw new OutputError(`${out.flag} ${out.path} is a file; give a folder path`);
+    entries = readdirSync(o).filter((f) => !f.startsWith('.'));
+  } catch (e) {
+    if (e instanceof OutputError) throw e;
+    return; // does not exist yet
+  }
+  if (entries.length && !markers.some((m) => entries.includes(m)))
+    throw new OutputError(
+      `${out.flag} ${out.path} holds other files (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', ...' : ''}) ` +
+        `and no ${markers.join(' or ')} of a previous run; write to a new or empty folder`,
+    );
+}

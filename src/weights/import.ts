@@ -16,6 +16,7 @@ import { parseHfConfig } from './hfconfig';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, checkAdapter, mergedSource, openAdapter, type Adapter } from './peft';
 import { openCheckpoint, type Checkpoint } from './safetensors';
 import { writeWeightsDir } from './write';
+import { assertOutDir, replaceDir } from '../util/files';
 
 export class ImportError extends Error {
   override name = 'ImportError';
@@ -158,6 +159,11 @@ export async function importCheckpoint(opts: ImportOptions): Promise<ImportResul
   const t0 = Date.now();
   const log = opts.log ?? (() => {});
   const base = resolve(opts.base);
+  assertOutDir({ flag: '--out', path: opts.out }, [
+    { flag: '--base', path: opts.base },
+    { flag: '--adapter', path: opts.adapter },
+    { flag: '--tokenizer', path: opts.tokenizer },
+  ], 'manifest.json');
   const configFile = join(base, 'config.json');
   if (!existsSync(configFile)) throw new ImportError(`${base}: no config.json; --base must be a Hugging Face model folder (save_pretrained output)`);
   let hf: Record<string, unknown>;
@@ -306,8 +312,9 @@ async function importWith(
     const quant: Quantization =
       opts.quant === 'int4' || opts.quant === 'int8' ? { kind: opts.quant, blockSize: opts.blockSize ?? DEFAULT_BLOCK_SIZE, symmetric: opts.symmetric ?? true } : { kind: opts.quant };
     const progress = withProgress(weights, bytesOf, sourceBytes * opts.graphs.length, log);
-    await writeWeightsDir({
-      dir: resolve(opts.out),
+    // Written beside --out and swapped in when complete: a killed re-import leaves the old weights usable.
+    await replaceDir(resolve(opts.out), (dir) => writeWeightsDir({
+      dir,
       config,
       weights: progress,
       quant,
@@ -319,7 +326,7 @@ async function importWith(
       provenance,
       embedScaleDtype: torchDtype(hf),
       attention: opts.attention,
-    });
+    }));
     const seconds = (Date.now() - t0) / 1000;
     return { out: resolve(opts.out), config, sourceBytes, seconds, warnings };
   }

@@ -20,7 +20,7 @@ function bucketOf(edges: number[], x: number): number {
   return lo;
 }
 
-export function fitDiffBuckets(diff: ArrayLike<number>, labels: ArrayLike<number>, quantiles = 250, alpha = 10, k = 3): DiffBuckets {
+export function fitDiffBuckets(diff: ArrayLike<number>, labels: ArrayLike<number>, k: number, quantiles = 250, alpha = 10): DiffBuckets {
   const n = labels.length;
   const sorted = Float64Array.from(diff).sort();
   const edges: number[] = [];

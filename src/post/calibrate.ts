@@ -77,12 +77,12 @@ function fitParams(method: MethodName, probs: Float64Array, labels: ArrayLike<nu
     case 'identity':
       return {};
     case 'temperature':
-      return fitTemperature(probs, labels, undefined, k);
+      return fitTemperature(probs, labels, k);
     case 'vector':
       return fitVector(probs, labels, k);
     case 'length-bins':
       if (!lengths) throw new CalibrationError('length-bins needs text lengths: give a labels CSV with prompt/response_a/response_b columns');
-      return fitLengthBins(probs, labels, lengths, undefined, undefined, k);
+      return fitLengthBins(probs, labels, lengths, k);
     case 'multipliers':
       return fitMultipliers(probs, labels, k);
     default:
@@ -106,7 +106,7 @@ export function crossValidate(
   lengths: ArrayLike<number> | undefined,
   folds: number,
   seed: number,
-  k = 3,
+  k: number,
 ): number {
   const n = labels.length;
   const fold = kFolds(n, folds, seed);
@@ -117,7 +117,7 @@ export function crossValidate(
     for (let i = 0; i < n; i++) (fold[i] === f ? te : tr).push(i);
     const mk = (m: number) => new Float64Array(m);
     const params = fitParams(method, pick(probs, tr, k, mk), pick(labels, tr, 1, mk), lengths && pick(lengths, tr, 1, mk), k);
-    const out = applyMethod(method, params, pick(probs, te, k, mk), lengths && pick(lengths, te, 1, mk), k);
+    const out = applyMethod(method, params, pick(probs, te, k, mk), k, lengths && pick(lengths, te, 1, mk));
     total += logLoss(out, pick(labels, te, 1, mk), k) * te.length;
   }
   return total / n;
@@ -136,7 +136,7 @@ export function fitCalibration(sets: Float64Array | Float64Array[], labels: Arra
   const requested = opts.method ?? 'auto';
   const folds = opts.folds ?? 5;
   const seed = opts.seed ?? 42;
-  const weights = list.length > 1 ? fitBlendWeights(list, labels, undefined, K) : undefined;
+  const weights = list.length > 1 ? fitBlendWeights(list, labels, K) : undefined;
   const probs = weights ? blendProbs(list, weights) : list[0];
   let method: MethodName;
   let cv: Calibration['fittedOn']['cv'];
@@ -150,7 +150,7 @@ export function fitCalibration(sets: Float64Array | Float64Array[], labels: Arra
     for (const m of candidates) if (cv[m]! < cv[method]! - (method === 'identity' ? minGain : 0)) method = m;
   } else method = requested;
   const params = fitParams(method, probs, labels, opts.lengths, K);
-  const after = applyMethod(method, params, probs, opts.lengths, K);
+  const after = applyMethod(method, params, probs, K, opts.lengths);
   return {
     method,
     params,
@@ -229,5 +229,5 @@ export function applyCalibration(cal: Calibration, probs: Float64Array | Float64
     );
   const K = calibrationLabels(cal).length;
   const p = cal.blend ? blendProbs(list, cal.blend.weights) : list[0];
-  return applyMethod(cal.method, cal.params, p, lengths, K);
+  return applyMethod(cal.method, cal.params, p, K, lengths);
 }

@@ -41,8 +41,8 @@ export function fitLinearSoftmax(
   d: number,
   phi: (i: number, c: number, out: Float64Array) => void,
   theta0: number[],
+  k: number,
   ridge = 1e-6,
-  k = 3,
 ): number[] {
   const theta = Float64Array.from(theta0);
   const f = new Float64Array(k * d);

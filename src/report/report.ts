@@ -4,12 +4,12 @@
 // so tests and readers can find them; a panel whose input is missing says so instead of vanishing.
 // The columns are the task's (src/task/task.ts): three for LMSYS, two for WSDM, whose report adds
 // accuracy per language (the task metric by the file's `language` column).
-import { swapColumns, TASKS, type Task } from '../task/task';
+import { swapColumns, type Task } from '../task/task';
 import { accuracyByGroup, argmaxRow, rowLogLoss } from '../metrics/metrics';
 
 export interface ReportInput {
-  /** The task of the rows (default lmsys): its columns are the probability columns. */
-  task?: Task;
+  /** The task of the rows: its columns are the probability columns. */
+  task: Task;
   /** Flat [n*k] probabilities, the task's column order. */
   probs: Float64Array;
   labels: ArrayLike<number>;
@@ -97,7 +97,7 @@ const missing = (what: string) => `<p class="missing">Not available: ${esc(what)
 
 export function renderReport(input: ReportInput): string {
   const { probs, labels } = input;
-  const task = input.task ?? TASKS.lmsys;
+  const task = input.task;
   const K = task.labels.length;
   const cls = Array.from({ length: K }, (_, c) => c);
   const SHORT = task.outcomes.map((o) => SHORT_OF[o]);

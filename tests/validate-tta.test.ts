@@ -68,16 +68,14 @@ describe('issue 17: validate swap-TTA log loss = log loss of predict --tta swap 
       const submitted = Float64Array.from(submissionProbs(out).flat());
       const predictLoss = logLoss(submitted, labels, 3);
       const diff = Math.abs(figures.log_loss_swap_tta - predictLoss);
-      // What the old validate computed for row 3: the uniform row averaged with the swapped pass.
-      const row3 = submissionProbs(out)[3];
-      const oldRow3 = row3.map((x) => (x + 1 / 3) / 2);
-      const oldShift = (Math.log(row3[labels[3]]) - Math.log(oldRow3[labels[3]])) / rows.length;
+      // The failed rows' predictions are far from uniform, so averaging a failed pass in as the uniform
+      // row (the old validate: 2.108495 vs 2.188040 for one model) moves the figure far past the tolerance.
+      const far = (i: number) => Math.max(...submissionProbs(out)[i].map((x) => Math.abs(x - 1 / 3)));
       console.log(
-        `      ${rows.length} rows: validate log_loss_swap_tta ${figures.log_loss_swap_tta} vs predict submission ${predictLoss.toFixed(8)} (diff ${diff.toExponential(2)}, tol 1e-6; validate rounds to 6 decimals, the submission to 10 digits); the old merge would differ by about ${oldShift.toExponential(2)}`,
+        `      ${rows.length} rows: validate log_loss_swap_tta ${figures.log_loss_swap_tta} vs predict submission ${predictLoss.toFixed(8)} (diff ${diff.toExponential(2)}, tol 1e-6; validate rounds to 6 decimals, the submission to 10 digits); rows 3 / 7 max |p - 1/3| ${far(3).toFixed(3)} / ${far(7).toFixed(3)}`,
       );
       assert.ok(diff <= 1e-6, `validate ${figures.log_loss_swap_tta} vs predict ${predictLoss}`);
-      // The failure is visible: the old rule's figure would be off by much more than the tolerance.
-      assert.ok(Math.abs(oldShift) > 1e-4, `row 3 must be far from uniform (shift ${oldShift})`);
+      assert.ok(far(3) > 0.1 && far(7) > 0.1, 'the failing rows must be far from uniform for the check to see a wrong merge');
     });
   }
 });

@@ -1,5 +1,6 @@
-// Plain-data contracts shared between stages. Every stage is a pure function over these types;
-// file and process I/O happens only in src/cli/* and the small readers/writers named below.
+// Plain-data contracts shared between stages. Stages are functions over these types; file and process
+// I/O stays in the CLI commands, the readers and writers (src/data/, post/io.ts, weights/) and the
+// inference edge (infer/model.ts opens weights directories, infer/logits-cache.ts, infer/shards.ts workers).
 import type { RowLabel } from './task/labels';
 
 /** One competition row after reading (src/data/rows.ts). Text fields are the decoded JSON list items, one per turn. */

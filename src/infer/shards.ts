@@ -108,7 +108,8 @@ export function shardedRunner(dirs: string[], rows: ArenaRow[], lengths: ArrayLi
       shards.forEach((s, k) => process.stderr.write(`${workers[k].label}: ${s.length} rows (${label})\n`));
       const parts = await Promise.all(shards.map((s, k) => (s.length ? ask(workers[k], { type: 'pass', model, rows: s, swap, label: `${label} [${workers[k].label}]` }) : null)));
       const pos = new Map(idx.map((r, j) => [r, j]));
-      const numLabels = parts.find((p) => p)?.result.numLabels ?? 3;
+      // No rows in any shard: an empty result (no row, so no width).
+      const numLabels = parts.find((p) => p)?.result.numLabels ?? 0;
       const logits = new Float64Array(idx.length * numLabels).fill(NaN);
       const failedRows: number[] = [];
       let tokens = 0, computedTokens = 0, seconds = 0;

@@ -1,5 +1,5 @@
 // `calibrate`: fit a calibration (and blend weights) from out-of-fold prediction files and a labels CSV,
-// or apply a saved calibration to a prediction file. I/O only; the fitting lives in src/post.
+// or apply a saved calibration to a prediction file. file edges only; the fitting lives in src/post.
 import { readFileSync } from 'node:fs';
 import { formatProbabilities } from '../../data/submission';
 import { applyCalibration, calibrationLabels, CalibrationError, checkCalibration, fitCalibration, METHODS, PASS_INPUT, type MethodName } from '../../post/calibrate';

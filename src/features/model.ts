@@ -17,7 +17,7 @@ import { fitDiffBuckets, predictDiffBuckets } from './buckets';
 import { extractFeatures, FEATURE_NAMES, FEATURES_VERSION } from './extract';
 import { predictGbdt, predictGbdtLogits, trainGbdt, type GbdtModel, type GbdtOptions } from './gbdt';
 
-export const TREES_FILE = 'trees.json';
+const TREES_FILE = 'trees.json';
 
 export class FeatureModelError extends Error {
   override name = 'FeatureModelError';
@@ -43,7 +43,7 @@ export interface FeatureCv {
 }
 
 /** "The longer response wins" as one-hot rows over the task's columns (A, B first): the length baseline. */
-export function longerWins(rows: ArenaRow[], k: number): Float64Array {
+function longerWins(rows: ArenaRow[], k: number): Float64Array {
   const out = new Float64Array(rows.length * k);
   rows.forEach((r, i) => (out[i * k + (lengthDifference(r) >= 0 ? 0 : 1)] = 1));
   return out;

@@ -46,7 +46,7 @@ export interface Deadline {
 }
 
 /** No --time-budget. */
-export const NO_DEADLINE: Deadline = { deadline: Infinity, now: () => Date.now() };
+const NO_DEADLINE: Deadline = { deadline: Infinity, now: () => Date.now() };
 
 export interface ModelRun {
   spec: ModelSpec;
@@ -74,7 +74,7 @@ export interface ModelRun {
 }
 
 /** The model's calibration applied to one pass (lengths: the pass's rows' text lengths). */
-export function calibratePass(spec: ModelSpec, p: Probs, lengths: ArrayLike<number>): Probs {
+function calibratePass(spec: ModelSpec, p: Probs, lengths: ArrayLike<number>): Probs {
   return spec.calibration ? applyCalibration(spec.calibration, p, lengths) : p;
 }
 
@@ -82,7 +82,7 @@ export function calibratePass(spec: ModelSpec, p: Probs, lengths: ArrayLike<numb
  * Merge rule per row: both passes -> mean; one pass -> that pass; none -> uniform (failed), except
  * rows in `unreached` (never scored, left NaN for the blend to fill).
  */
-export function mergePasses(first: Probs, swappedFlipped: Probs, k: number, unreached: Iterable<number> = []): { probs: Probs; failedRows: number[] } {
+function mergePasses(first: Probs, swappedFlipped: Probs, k: number, unreached: Iterable<number> = []): { probs: Probs; failedRows: number[] } {
   const n = first.length / k;
   const probs = new Float64Array(n * k);
   const failedRows: number[] = [];
@@ -103,7 +103,7 @@ export function mergePasses(first: Probs, swappedFlipped: Probs, k: number, unre
 }
 
 /** Rows to score again with A and B exchanged; failed first-pass rows count as least certain. */
-export function chooseSwapped(first: Probs, tta: Tta, k: number): number[] {
+function chooseSwapped(first: Probs, tta: Tta, k: number): number[] {
   const n = first.length / k;
   if (tta.kind === 'none') return [];
   if (tta.kind === 'swap') return Array.from({ length: n }, (_, i) => i);
@@ -115,7 +115,7 @@ export function chooseSwapped(first: Probs, tta: Tta, k: number): number[] {
  * cost (text length x measured milliseconds per character) fits in `msLeft`; ascending row order.
  * Unreached rows (NaN, no first pass) are never swapped.
  */
-export function chooseSwappedInTime(first: Probs, tta: Tta, k: number, lengths: ArrayLike<number>, msPerChar: number, msLeft: number, unreached: Set<number>): number[] {
+function chooseSwappedInTime(first: Probs, tta: Tta, k: number, lengths: ArrayLike<number>, msPerChar: number, msLeft: number, unreached: Set<number>): number[] {
   const wanted = new Set(chooseSwapped(first, tta, k));
   const out: number[] = [];
   let cost = 0;
@@ -139,7 +139,7 @@ const FIRST_CHUNK = 16;
  * to end by the deadline. Returns the merged result over `idx` (unreached rows NaN), the rows it
  * did not reach and the measured milliseconds per character.
  */
-export async function passUntil(
+async function passUntil(
   runner: PassRunner,
   k: number,
   idx: number[],

@@ -3,7 +3,7 @@
 import type { Probs } from '../util/probs';
 
 /** Kaggle (sklearn) clips probabilities to [eps, 1 - eps] and renormalises each row. */
-export const LOGLOSS_EPS = 1e-15;
+const LOGLOSS_EPS = 1e-15;
 
 const clip = (p: number) => Math.min(Math.max(p, LOGLOSS_EPS), 1 - LOGLOSS_EPS);
 

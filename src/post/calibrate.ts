@@ -99,7 +99,7 @@ function pick<T extends Float64Array | Int32Array | number[]>(src: ArrayLike<num
 }
 
 /** Mean out-of-fold log loss of a method (fit on K-1 folds, scored on the held-out fold, rows weighted equally). */
-export function crossValidate(
+function crossValidate(
   method: MethodName,
   probs: Float64Array,
   labels: ArrayLike<number>,

@@ -100,7 +100,7 @@ export interface LabelSet {
  * Characters of one text cell as the runner reads it (src/data/rows.ts parseCell: JSON-list items, a
  * non-JSON cell as one raw string), so length bins fitted here bin rows exactly as predict's textLength does.
  */
-export function cellTextLength(cell: string | undefined): number {
+function cellTextLength(cell: string | undefined): number {
   if (!cell) return 0;
   return parseCell(cell).items.reduce((s, t) => s + t.length, 0);
 }

@@ -27,7 +27,7 @@ export interface TieCalibration {
   fittedOn?: Record<string, unknown>;
 }
 
-export function tieProbs(model: TieModel, params: DavidsonParams | RaoKupperParams, scores: ArrayLike<number>): Float64Array {
+function tieProbs(model: TieModel, params: DavidsonParams | RaoKupperParams, scores: ArrayLike<number>): Float64Array {
   const n = scores.length;
   const out = new Float64Array(n * 3);
   const row = new Float64Array(3);
@@ -57,7 +57,7 @@ export class TieError extends Error {
 }
 
 /** Fewest rows with a finite score a tie model is fitted on. */
-export const MIN_TIE_ROWS = 10;
+const MIN_TIE_ROWS = 10;
 
 /** Fits on finite scores only (a failed row's NaN would stall the fit at its starting point). */
 export function fitTieModel(allScores: ArrayLike<number>, allLabels: ArrayLike<number>, model: TieModel = 'davidson'): TieCalibration {

@@ -61,7 +61,7 @@ export interface ScoreContext {
  * Time kept back from --time-budget for what follows the passes (blend, writing the submission):
  * 2% of the budget, at most a minute.
  */
-export const budgetReserveMs = (budgetMs: number) => Math.min(60_000, budgetMs * 0.02);
+const budgetReserveMs = (budgetMs: number) => Math.min(60_000, budgetMs * 0.02);
 
 /** The options as settings; pure (the task from --task or the data's columns given in `ctx`). */
 export function scoreSettings(v: Record<string, unknown>, ctx: ScoreContext): ScoreSettings {

@@ -1,5 +1,6 @@
 // Calibration fits against brute-force grid searches on generated data, auto's held-out guarantee,
 // the tie models, blends and the calibrate CLI round trip.
+import { TASKS } from '../src/task/task';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -170,7 +171,7 @@ describe('auto calibration', () => {
       for (const seed of [10, 11]) {
         const fitSet = generate(3000, seed, sharpen, bias, lengthEffect);
         const test = generate(3000, seed + 100, sharpen, bias, lengthEffect);
-        const cal = fitCalibration(fitSet.probs, fitSet.labels, { lengths: fitSet.lengths });
+        const cal = fitCalibration(fitSet.probs, fitSet.labels, { lengths: fitSet.lengths, labels: TASKS.lmsys.labels });
         const before = logLoss(test.probs, test.labels, 3);
         const after = logLoss(applyCalibration(cal, test.probs, test.lengths), test.labels, 3);
         console.log(`    ${name} seed ${seed}: picked ${cal.method}; held-out ${before.toFixed(5)} -> ${after.toFixed(5)} (diff ${(after - before).toExponential(2)}, tol 1e-4)`);
@@ -185,7 +186,7 @@ describe('auto calibration', () => {
   it('blends several sets before calibrating and checks the set count on apply', () => {
     const g = generate(1500, 20, 1.5);
     const other = generate(1500, 20, 0.7).probs;
-    const cal = fitCalibration([g.probs, other], g.labels, { sources: ['a.csv', 'b.csv'] });
+    const cal = fitCalibration([g.probs, other], g.labels, { sources: ['a.csv', 'b.csv'], labels: TASKS.lmsys.labels });
     assert.equal(cal.blend!.weights.length, 2);
     assert.throws(() => applyCalibration(cal, g.probs), /expects 2 prediction set\(s\) \(a\.csv, b\.csv\), got 1/);
     assert.ok(cal.fittedOn.logLossAfter <= Math.min(logLoss(g.probs, g.labels, 3), logLoss(other, g.labels, 3)) + 1e-9);

@@ -62,7 +62,7 @@ describe('issue 9 runner units', () => {
     const first = randomLogits(n, 1);
     const swapped = randomLogits(n, 2);
     const labels = Uint8Array.from({ length: n }, (_, i) => i % 3);
-    const cal = fitCalibration(softmaxRows(first, n, 3), labels, { method: 'vector' });
+    const cal = fitCalibration(softmaxRows(first, n, 3), labels, { method: 'vector', labels: TASKS.lmsys.labels });
     const LABELS = ['winner_model_a', 'winner_model_b', 'winner_tie'];
     for (const tta of [{ kind: 'swap' as const }, { kind: 'swap-uncertain' as const, fraction: 0.4 }]) {
       const a = await predictModel(0, spec('neural', LABELS, cal), rows, lengths, tta, fixedRunner(first, swapped));

@@ -63,13 +63,13 @@ export interface FitCalibrationOptions {
   minGain?: number;
   /** What the prediction sets are (recorded in fittedOn; default: single passes in the scored frame). */
   input?: { frame: 'scored'; tta: 'none' | 'swap' };
-  /** The columns of the prediction sets (default: the LMSYS three). */
-  labels?: readonly string[];
+  /** The columns of the prediction sets (the task's labels). */
+  labels: readonly string[];
 }
 
 const LMSYS_LABELS: readonly string[] = TASKS.lmsys.labels;
 
-/** Columns of a calibration (recorded labels, else the LMSYS three). */
+/** Columns of a calibration: the recorded labels; a stored calibration without them was fitted on the LMSYS three (the file format before WSDM). */
 export const calibrationLabels = (cal: Calibration): readonly string[] => cal.labels ?? LMSYS_LABELS;
 
 function fitParams(method: MethodName, probs: Float64Array, labels: ArrayLike<number>, lengths: ArrayLike<number> | undefined, k: number): MethodParams {
@@ -123,10 +123,10 @@ function crossValidate(
   return total / n;
 }
 
-export function fitCalibration(sets: Float64Array | Float64Array[], labels: ArrayLike<number>, opts: FitCalibrationOptions = {}): Calibration {
+export function fitCalibration(sets: Float64Array | Float64Array[], labels: ArrayLike<number>, opts: FitCalibrationOptions): Calibration {
   const list = Array.isArray(sets) ? sets : [sets];
   const n = labels.length;
-  const cols = opts.labels ?? LMSYS_LABELS;
+  const cols = opts.labels;
   const K = cols.length;
   list.forEach((s, k) => {
     if (s.length !== n * K)

@@ -124,7 +124,7 @@ export async function run(argv: string[]): Promise<void> {
     seed,
     sources: preds,
     input: { frame: PASS_INPUT.frame, tta },
-    labels: columns,
+    labels: columns!,
   });
   writeFileAtomic(values.out, JSON.stringify(cal, null, 2) + '\n');
   if (values.weights) updateManifest(values.weights, { calibration: cal });

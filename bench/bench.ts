@@ -21,6 +21,7 @@ import { featuresBench } from './features-bench';
 import { attentionBench } from './attention-bench';
 import { readBench, readChild, READ_CHILD_ENV } from './read-bench';
 import { trainBench } from './train-bench';
+import { TASKS } from '../src/task/task';
 
 const root = resolve(__dirname, '..');
 const sample = resolve(root, '..', 'shared', 'data', 'arena-sample-999.csv');
@@ -41,7 +42,7 @@ async function predictSection(): Promise<Record<string, unknown>> {
   const sorted = planBatches(lengths, { tokenBudget });
   const unsorted = planUnsorted(lengths, sorted.map((b) => b.rows.length));
   // Same batch sizes as the sorted plan, in input order: the padding baseline.
-  const spec = openSpec(dir, { calibrate: true, needTie: true });
+  const spec = openSpec(dir, { calibrate: true, needTie: true, task: TASKS.lmsys });
   const runner = localRunner([spec], rows, { ep: 'cpu', tokenBudget, warn: () => {} });
   const textLengths = rows.map(textLength);
   const out: Record<string, unknown> = { rows: rows.length, max_tokens: m.maxTokens, token_budget: tokenBudget };

@@ -9,6 +9,7 @@ import { readRows } from '../src/data/rows';
 import { extractFeatures, FEATURE_NAMES } from '../src/features/extract';
 import { GBDT_DEFAULTS } from '../src/features/gbdt';
 import { crossValidateFeatures } from '../src/features/model';
+import { TASKS } from '../src/task/task';
 import { kFolds } from '../src/post/fit';
 
 const SAMPLE = join(__dirname, '..', '..', 'shared', 'data', 'arena-sample-999.csv');
@@ -44,7 +45,7 @@ function xgboostCv(X: Float64Array, labels: number[], fold: Int32Array): number 
 export async function featuresBench(): Promise<{ ours: number; xgboost: number | null; folds: 5 }> {
   const { rows } = await readRows(SAMPLE, { requireLabels: true });
   const X = extractFeatures(rows);
-  const cv = crossValidateFeatures(rows, FOLDS, SEED, { seed: SEED }, X);
+  const cv = crossValidateFeatures(rows, TASKS.lmsys, FOLDS, SEED, { seed: SEED }, X);
   const xgboost = xgboostCv(X, rows.map((r) => r.label!), kFolds(rows.length, FOLDS, SEED));
   return { ours: cv.gbdt, xgboost, folds: FOLDS };
 }

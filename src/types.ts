@@ -1,5 +1,7 @@
-// Plain-data contracts shared between stages. Every stage is a pure function over these types;
-// file and process I/O happens only in src/cli/* and the small readers/writers named below.
+// Plain-data contracts shared between stages. Stages are functions over these types; file and process
+// I/O stays in the CLI commands, the readers and writers (src/data/, post/io.ts, weights/) and the
+// inference edge (infer/model.ts opens weights directories, infer/logits-cache.ts, infer/shards.ts workers).
+import type { RowLabel } from './task/labels';
 
 /** One competition row after reading (src/data/rows.ts). Text fields are the decoded JSON list items, one per turn. */
 export interface ArenaRow {
@@ -9,8 +11,8 @@ export interface ArenaRow {
   prompt: string[];
   responseA: string[];
   responseB: string[];
-  /** 0 = winner_model_a, 1 = winner_model_b, 2 = winner_tie; undefined for test files. */
-  label?: 0 | 1 | 2;
+  /** The outcome index (src/task/labels.ts OUTCOMES: 0 = A, 1 = B, 2 = tie); undefined for test files. */
+  label?: RowLabel;
   /** The file's `language` cell (WSDM Cup files), when it has that column. */
   language?: string;
 }
@@ -22,8 +24,8 @@ export interface ReadRowsResult {
   hasLabels: boolean;
 }
 
-/** The three output columns, in Kaggle's order. */
-export const LABEL_COLUMNS = ['winner_model_a', 'winner_model_b', 'winner_tie'] as const;
+/** Moved to src/task/task.ts; re-exported here until the trainer's and importer's callers import it from there. */
+export { LABEL_COLUMNS } from './task/task';
 
 /**
  * Activation functions a model's MLP or a scoring head may use (HF names: gelu_pytorch_tanh, gelu, relu, silu, tanh).

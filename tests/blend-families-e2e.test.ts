@@ -2,6 +2,7 @@
 // Llama-3 weights directory (the hf-reference fixtures + their LoRA adapters, int4, each with its own
 // template) blended in one predict, and a Gemma-2 causal-LM judge (label tokens) through predict with
 // swap TTA. The fixtures' 512-row vocabularies take the small byte tokenizer.
+import { TASKS } from '../src/task/task';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -37,7 +38,7 @@ describe('families end to end: Gemma-2 + Llama-3 blend, Gemma-2 judge (built bun
     const out = join(tmp, `${name}.csv`);
     const args = ['predict', '--data', DATA, '--out', out, '--ep', 'cpu', ...weights.flatMap((w) => ['--weights', join(tmp, w)]), ...extra];
     const summary = JSON.parse(ok(RUNNER, args).stdout.trim().split('\n').pop()!);
-    assert.deepEqual(checkSubmissionText(readFileSync(out, 'utf8'), ids), []);
+    assert.deepEqual(checkSubmissionText(readFileSync(out, 'utf8'), ids, TASKS.lmsys), []);
     return { summary, probs: submissionProbs(out) };
   };
 

@@ -1,5 +1,6 @@
 // Calibration fits against brute-force grid searches on generated data, auto's held-out guarantee,
 // the tie models, blends and the calibrate CLI round trip.
+import { TASKS } from '../src/task/task';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -55,13 +56,13 @@ function grid(lo: number, hi: number, step: number): number[] {
 describe('calibration methods vs brute force', () => {
   it('temperature matches a fine grid over T', () => {
     const g = generate(2000, 1, 1.7);
-    const fit = fitTemperature(g.probs, g.labels);
+    const fit = fitTemperature(g.probs, g.labels, 3);
     let best = { t: 1, l: Infinity };
     for (const t of grid(0.2, 3, 0.0005)) {
-      const l = logLoss(applyMethod('temperature', { temperature: t }, g.probs), g.labels);
+      const l = logLoss(applyMethod('temperature', { temperature: t }, g.probs, 3), g.labels, 3);
       if (l < best.l) best = { t, l };
     }
-    const lf = logLoss(applyMethod('temperature', fit, g.probs), g.labels);
+    const lf = logLoss(applyMethod('temperature', fit, g.probs, 3), g.labels, 3);
     console.log(`    T fit ${fit.temperature.toFixed(5)} grid ${best.t.toFixed(5)}; loss fit ${lf.toFixed(8)} grid ${best.l.toFixed(8)} (diff ${(lf - best.l).toExponential(2)}, tol 1e-9)`);
     assert.ok(lf <= best.l + 1e-9);
     assert.ok(Math.abs(fit.temperature - best.t) < 2e-3);
@@ -70,13 +71,13 @@ describe('calibration methods vs brute force', () => {
 
   it('vector scaling matches a 3-D grid', () => {
     const g = generate(400, 2, 0.6, [0, 0.3, -0.4]);
-    const fit = fitVector(g.probs, g.labels);
-    const lf = logLoss(applyMethod('vector', fit, g.probs), g.labels);
+    const fit = fitVector(g.probs, g.labels, 3);
+    const lf = logLoss(applyMethod('vector', fit, g.probs, 3), g.labels, 3);
     let best = { l: Infinity, p: [0, 0, 0] };
     for (const a of grid(0.8, 2.6, 0.05))
       for (const b1 of grid(-1, 1, 0.05))
         for (const b2 of grid(-0.5, 1.5, 0.05)) {
-          const l = logLoss(applyMethod('vector', { temperature: 1 / a, bias: [0, b1, b2] }, g.probs), g.labels);
+          const l = logLoss(applyMethod('vector', { temperature: 1 / a, bias: [0, b1, b2] }, g.probs, 3), g.labels, 3);
           if (l < best.l) best = { l, p: [a, b1, b2] };
         }
     console.log(`    fit 1/T=${(1 / fit.temperature).toFixed(3)} b=[${fit.bias.map((b) => b.toFixed(3))}] loss ${lf.toFixed(7)}; grid [${best.p.map((v) => v.toFixed(2))}] loss ${best.l.toFixed(7)} (tol: fit <= grid)`);
@@ -86,7 +87,7 @@ describe('calibration methods vs brute force', () => {
 
   it('length bins (no shrinkage) match a per-bin grid', () => {
     const g = generate(3000, 3, 1, [0, 0, 0], 1.5);
-    const fit = fitLengthBins(g.probs, g.labels, g.lengths, 3, 0);
+    const fit = fitLengthBins(g.probs, g.labels, g.lengths, 3, 3, 0);
     assert.equal(fit.temperatures.length, 3);
     const bin = (l: number) => (l < fit.edges[0] ? 0 : l < fit.edges[1] ? 1 : 2);
     for (let b = 0; b < 3; b++) {
@@ -95,7 +96,7 @@ describe('calibration methods vs brute force', () => {
       const y = rows.map((i) => g.labels[i]);
       let best = { t: 1, l: Infinity };
       for (const t of grid(0.3, 3, 0.001)) {
-        const l = logLoss(applyMethod('temperature', { temperature: t }, p), y);
+        const l = logLoss(applyMethod('temperature', { temperature: t }, p, 3), y, 3);
         if (l < best.l) best = { t, l };
       }
       console.log(`    bin ${b}: T fit ${fit.temperatures[b].toFixed(4)} grid ${best.t.toFixed(4)}`);
@@ -106,13 +107,13 @@ describe('calibration methods vs brute force', () => {
 
   it('multipliers match a finer brute-force grid within 1e-3', () => {
     const g = generate(600, 4, 1.3, [0, 0, -0.5]);
-    const fit = fitMultipliers(g.probs, g.labels);
-    const lf = logLoss(applyMethod('multipliers', fit, g.probs), g.labels);
+    const fit = fitMultipliers(g.probs, g.labels, 3);
+    const lf = logLoss(applyMethod('multipliers', fit, g.probs, 3), g.labels, 3);
     let best: { l: number; p?: MultiplierParams } = { l: Infinity };
     for (const threshold of grid(0.4, 0.95, 0.025))
       for (const multiplier of grid(0.5, 1.6, 0.025))
         for (const tieMultiplier of grid(0.6, 2.2, 0.025)) {
-          const l = logLoss(applyMethod('multipliers', { threshold, multiplier, tieMultiplier }, g.probs), g.labels);
+          const l = logLoss(applyMethod('multipliers', { threshold, multiplier, tieMultiplier }, g.probs, 3), g.labels, 3);
           if (l < best.l) best = { l, p: { threshold, multiplier, tieMultiplier } };
         }
     console.log(`    fit ${JSON.stringify(fit)} loss ${lf.toFixed(6)}; brute ${JSON.stringify(best.p)} loss ${best.l.toFixed(6)} (diff ${(lf - best.l).toExponential(2)}, tol 1e-3)`);
@@ -121,7 +122,7 @@ describe('calibration methods vs brute force', () => {
   });
 
   it('the seeds rule (0.75, 1.125, 1.325) is reproduced exactly', () => {
-    const p = applyMethod('multipliers', { threshold: 0.75, multiplier: 1.125, tieMultiplier: 1.325 }, Float64Array.from([0.8, 0.1, 0.1, 0.5, 0.3, 0.2]));
+    const p = applyMethod('multipliers', { threshold: 0.75, multiplier: 1.125, tieMultiplier: 1.325 }, Float64Array.from([0.8, 0.1, 0.1, 0.5, 0.3, 0.2]), 3);
     const z0 = 0.8 * 1.125 + 0.1 + 0.1 * 1.325;
     const z1 = 0.5 + 0.3 + 0.2 * 1.325;
     const want = [0.9 / z0, 0.1 / z0, 0.1325 / z0, 0.5 / z1, 0.3 / z1, 0.265 / z1];
@@ -135,21 +136,21 @@ describe('blend weights vs brute force', () => {
     const a = generate(1500, 5, 2.2).probs;
     const b = generate(1500, 5, 0.5).probs;
     const c = generate(1500, 5, 1, [0, 0.8, 0]).probs;
-    const w2 = fitBlendWeights([a, b], base.labels);
+    const w2 = fitBlendWeights([a, b], base.labels, 3);
     let best2 = { w: 0, l: Infinity };
     for (const w of grid(0, 1, 0.001)) {
-      const l = logLoss(blendProbs([a, b], [w, 1 - w]), base.labels);
+      const l = logLoss(blendProbs([a, b], [w, 1 - w]), base.labels, 3);
       if (l < best2.l) best2 = { w, l };
     }
-    const l2 = logLoss(blendProbs([a, b], w2), base.labels);
-    const w3 = fitBlendWeights([a, b, c], base.labels);
+    const l2 = logLoss(blendProbs([a, b], w2), base.labels, 3);
+    const w3 = fitBlendWeights([a, b, c], base.labels, 3);
     let best3 = { w: [0, 0, 0], l: Infinity };
     for (const x of grid(0, 1, 0.01))
       for (const y of grid(0, 1 - x, 0.01)) {
-        const l = logLoss(blendProbs([a, b, c], [x, y, 1 - x - y]), base.labels);
+        const l = logLoss(blendProbs([a, b, c], [x, y, 1 - x - y]), base.labels, 3);
         if (l < best3.l) best3 = { w: [x, y, 1 - x - y], l };
       }
-    const l3 = logLoss(blendProbs([a, b, c], w3), base.labels);
+    const l3 = logLoss(blendProbs([a, b, c], w3), base.labels, 3);
     console.log(`    K=2 fit ${w2[0].toFixed(4)} grid ${best2.w.toFixed(3)} (loss diff ${(l2 - best2.l).toExponential(2)}); K=3 fit [${w3.map((v) => v.toFixed(3))}] grid [${best3.w.map((v) => v.toFixed(2))}] (loss diff ${(l3 - best3.l).toExponential(2)})`);
     assert.ok(l2 <= best2.l + 1e-9 && Math.abs(w2[0] - best2.w) < 0.01);
     assert.ok(l3 <= best3.l + 1e-9);
@@ -170,25 +171,25 @@ describe('auto calibration', () => {
       for (const seed of [10, 11]) {
         const fitSet = generate(3000, seed, sharpen, bias, lengthEffect);
         const test = generate(3000, seed + 100, sharpen, bias, lengthEffect);
-        const cal = fitCalibration(fitSet.probs, fitSet.labels, { lengths: fitSet.lengths });
-        const before = logLoss(test.probs, test.labels);
-        const after = logLoss(applyCalibration(cal, test.probs, test.lengths), test.labels);
+        const cal = fitCalibration(fitSet.probs, fitSet.labels, { lengths: fitSet.lengths, labels: TASKS.lmsys.labels });
+        const before = logLoss(test.probs, test.labels, 3);
+        const after = logLoss(applyCalibration(cal, test.probs, test.lengths), test.labels, 3);
         console.log(`    ${name} seed ${seed}: picked ${cal.method}; held-out ${before.toFixed(5)} -> ${after.toFixed(5)} (diff ${(after - before).toExponential(2)}, tol 1e-4)`);
         assert.ok(after <= before + 1e-4);
         if (name !== 'calibrated') assert.notEqual(cal.method, 'identity', `${name}: a real miscalibration must be corrected`);
         // The JSON round trip gives the same probabilities.
         const again = applyCalibration(JSON.parse(JSON.stringify(cal)) as Calibration, test.probs, test.lengths);
-        assert.equal(logLoss(again, test.labels), after);
+        assert.equal(logLoss(again, test.labels, 3), after);
       }
     });
 
   it('blends several sets before calibrating and checks the set count on apply', () => {
     const g = generate(1500, 20, 1.5);
     const other = generate(1500, 20, 0.7).probs;
-    const cal = fitCalibration([g.probs, other], g.labels, { sources: ['a.csv', 'b.csv'] });
+    const cal = fitCalibration([g.probs, other], g.labels, { sources: ['a.csv', 'b.csv'], labels: TASKS.lmsys.labels });
     assert.equal(cal.blend!.weights.length, 2);
     assert.throws(() => applyCalibration(cal, g.probs), /expects 2 prediction set\(s\) \(a\.csv, b\.csv\), got 1/);
-    assert.ok(cal.fittedOn.logLossAfter <= Math.min(logLoss(g.probs, g.labels), logLoss(other, g.labels)) + 1e-9);
+    assert.ok(cal.fittedOn.logLossAfter <= Math.min(logLoss(g.probs, g.labels, 3), logLoss(other, g.labels, 3)) + 1e-9);
   });
 });
 

@@ -3,6 +3,7 @@
 // feature model, and validated on the held-out demo/arena-demo.csv (whose questions the training file
 // never asks). And `tiny --hf` is the same model as `tiny`: importing the folder gives the weights
 // directory `tiny` writes (same probabilities, diff 0).
+import { TASKS } from '../src/task/task';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -48,7 +49,7 @@ describe('README demo: train, import, blend, validate on held-out rows', functio
     for (const k of ['trained tiny model', 'feature model', 'blend 0.5 / 0.5']) assert.ok(figures[k] < UNIFORM - 0.02, `${k}: ${figures[k]} is not below uniform`);
     assert.ok(train.valid.at(-1).logLoss < train.valid[0].logLoss, 'the per-epoch validation log loss improves');
     const ids = (await readRows(HELD_OUT)).rows.map((x) => x.id);
-    assert.deepEqual(checkSubmissionText(readFileSync(sub, 'utf8'), ids), []);
+    assert.deepEqual(checkSubmissionText(readFileSync(sub, 'utf8'), ids, TASKS.lmsys), []);
   });
 
   it('tiny --hf imports to the same model as tiny (probabilities diff 0)', () => {

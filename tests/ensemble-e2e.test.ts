@@ -2,6 +2,7 @@
 // directories (the seeded tiny Gemma-2 and the feature model trained by `trainer.cjs features`)
 // with selective swap TTA. The blend must equal the weighted mean of each model's own run (each
 // model picks its own least-certain rows), and every submission must be valid and in input order.
+import { TASKS } from '../src/task/task';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -41,7 +42,7 @@ describe('blend of two weights directories + swap-uncertain TTA (built bundles, 
       const out = join(tmp, `${name}.csv`);
       const args = ['predict', '--data', DATA, '--out', out, '--ep', 'cpu', '--tta', 'swap-uncertain:0.3', ...weights.flatMap((w) => ['--weights', join(tmp, w)]), ...extra];
       const summary = JSON.parse(node('runner.cjs', args).trim().split('\n').pop()!);
-      assert.deepEqual(checkSubmissionText(readFileSync(out, 'utf8'), ids), []);
+      assert.deepEqual(checkSubmissionText(readFileSync(out, 'utf8'), ids, TASKS.lmsys), []);
       return { summary, probs: probsOf(out) };
     };
     const tiny = run('tiny', ['tiny']);

@@ -1,5 +1,6 @@
 // Feature extraction on real sample rows, the GBDT on problems with known answers, the difference
 // buckets against a hand count, and the features CLI -> weights directory -> predictFeatures round trip.
+import { TASKS } from '../src/task/task';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -84,7 +85,7 @@ describe('gradient-boosted trees', () => {
       const k = [0, 1, 2].reduce((a, c) => (p[i * 3 + c] > p[i * 3 + a] ? c : a), 0);
       if (k === test.y[i]) hit++;
     }
-    const loss = logLoss(p, test.y);
+    const loss = logLoss(p, test.y, 3);
     console.log(`    held-out accuracy ${hit / 500}, log loss ${loss.toFixed(4)} (tol: accuracy >= 0.98, loss < 0.1)`);
     assert.ok(hit / 500 >= 0.98 && loss < 0.1);
     // The splits use the informative features only (0 and 2).
@@ -111,7 +112,7 @@ describe('difference buckets', () => {
   it('bucket frequencies equal a hand count with the prior smoothing', () => {
     const diff = [-5, -5, -3, -1, 0, 0, 2, 4, 4, 9];
     const y = [1, 1, 2, 1, 2, 0, 0, 0, 2, 0];
-    const m = fitDiffBuckets(diff, y, 2, 2);
+    const m = fitDiffBuckets(diff, y, 3, 2, 2);
     // Median cut: rows < 0 form bucket 0 (labels 1,1,2,1), the rest bucket 1 (2,0,0,0,2,0).
     assert.deepEqual(m.edges, [0]);
     const prior = [0.4, 0.3, 0.3];
@@ -144,14 +145,14 @@ describe('features CLI and predictFeatures', () => {
     const p = predictFeatures(dir, rows.slice(0, 50));
     assert.equal(p.length, 150);
     for (let i = 0; i < 50; i++) assert.ok(Math.abs(p[i * 3] + p[i * 3 + 1] + p[i * 3 + 2] - 1) < 1e-12);
-    const ref = predictGbdt(trainFeatureModel(rows, { rounds: 60, seed: 42 }).gbdt, extractFeatures(rows.slice(0, 50)));
+    const ref = predictGbdt(trainFeatureModel(rows, TASKS.lmsys, { rounds: 60, seed: 42 }).gbdt, extractFeatures(rows.slice(0, 50)));
     const maxDiff = Math.max(...Array.from(p, (v, j) => Math.abs(v - ref[j])));
     console.log(`    predictFeatures vs in-process model: max diff ${maxDiff} (tol 1e-12)`);
     assert.ok(maxDiff < 1e-12);
     const oof = readFileSync(join(dir, 'oof.csv'), 'utf8').trim().split('\n');
     assert.equal(oof.length, 1000);
     // Fewer rows than the 999: CV still runs (3 folds) and the prior loss is the class-share entropy.
-    const small = crossValidateFeatures(rows.slice(0, 300), 3, 1, { rounds: 10 });
+    const small = crossValidateFeatures(rows.slice(0, 300), TASKS.lmsys, 3, 1, { rounds: 10 });
     assert.ok(Number.isFinite(small.gbdt) && small.prior > 1.0 && small.prior < 1.1);
   });
 });

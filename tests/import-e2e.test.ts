@@ -2,6 +2,7 @@
 // (+ its PEFT adapter, int4) with a small byte-fallback tokenizer whose ids fit the fixture's
 // 512-row embedding, then `runner.cjs predict` (no TTA and swap TTA) and `validate` on real arena rows.
 // Checks the submission against the input CSV: header, ids in input order, finite rows summing to 1.
+import { TASKS } from '../src/task/task';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -110,7 +111,7 @@ describe('import -> predict -> validate (built bundles, gemma2-tiny fixture)', f
       const r = node(RUNNER, ['predict', '--data', DATA, '--weights', weights, '--out', out, '--ep', 'cpu', '--tta', tta]);
       const text = readFileSync(out, 'utf8');
       assert.equal(ids.length, 999);
-      const problems = checkSubmissionText(text, ids);
+      const problems = checkSubmissionText(text, ids, TASKS.lmsys);
       assert.deepEqual(problems, [], problems.join('\n'));
       // Not a constant: the model reads the rows.
       const lines = text.trimEnd().split('\n').slice(1);

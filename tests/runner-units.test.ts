@@ -23,7 +23,7 @@ const rowsOf = (n: number): ArenaRow[] =>
 
 function spec(kind: 'neural' | 'features', labels: string[], calibration?: Calibration): ModelSpec {
   const manifest = { kind, labels } as unknown as Manifest;
-  return { dir: kind, manifest, task: TASKS.lmsys, ...labelColumns(labels, kind), calibration };
+  return { dir: kind, manifest, task: TASKS.lmsys, ...labelColumns(labels, kind, TASKS.lmsys), calibration };
 }
 
 /** A PassRunner over fixed logits: first pass `first`, swapped pass `swapped` (both [n*3] in the spec's label order). */
@@ -45,14 +45,14 @@ function randomLogits(n: number, seed: number): Float64Array {
 
 describe('issue 9 runner units', () => {
   it('defect 2: label names map logits to the task columns; unknown names are refused naming the labels', () => {
-    assert.deepEqual(labelColumns(['winner_tie', 'winner_model_a', 'winner_model_b'], 'm').columns, [1, 2, 0]);
+    assert.deepEqual(labelColumns(['winner_tie', 'winner_model_a', 'winner_model_b'], 'm', TASKS.lmsys).columns, [1, 2, 0]);
     const logits = Float64Array.of(3, 1, 0); // tie, A, B
     const p = passProbs(spec('neural', ['winner_tie', 'winner_model_a', 'winner_model_b']), logits, 1);
     const ref = softmaxRows([1, 0, 3], 1, 3);
     assert.deepEqual([...p], [...ref]);
-    assert.throws(() => labelColumns(['LABEL_0', 'LABEL_1', 'LABEL_2'], 'w/manifest.json'), (e: Error) => /w\/manifest\.json/.test(e.message) && /LABEL_0/.test(e.message));
-    assert.throws(() => labelColumns(['winner_model_a', 'winner_model_b'], 'w/manifest.json'), /expected the three outcomes/);
-    assert.equal(labelColumns(['score'], 'w').columns, null);
+    assert.throws(() => labelColumns(['LABEL_0', 'LABEL_1', 'LABEL_2'], 'w/manifest.json', TASKS.lmsys), (e: Error) => /w\/manifest\.json/.test(e.message) && /LABEL_0/.test(e.message));
+    assert.throws(() => labelColumns(['winner_model_a', 'winner_model_b'], 'w/manifest.json', TASKS.lmsys), /expected the three outcomes/);
+    assert.equal(labelColumns(['score'], 'w', TASKS.lmsys).columns, null);
   });
 
   it('defect 3: a neural and a feature model with the same logits give the same submission (calibration + swap TTA)', async () => {
@@ -62,7 +62,7 @@ describe('issue 9 runner units', () => {
     const first = randomLogits(n, 1);
     const swapped = randomLogits(n, 2);
     const labels = Uint8Array.from({ length: n }, (_, i) => i % 3);
-    const cal = fitCalibration(softmaxRows(first, n, 3), labels, { method: 'vector' });
+    const cal = fitCalibration(softmaxRows(first, n, 3), labels, { method: 'vector', labels: TASKS.lmsys.labels });
     const LABELS = ['winner_model_a', 'winner_model_b', 'winner_tie'];
     for (const tta of [{ kind: 'swap' as const }, { kind: 'swap-uncertain' as const, fraction: 0.4 }]) {
       const a = await predictModel(0, spec('neural', LABELS, cal), rows, lengths, tta, fixedRunner(first, swapped));

@@ -1,6 +1,7 @@
 // `--devices 0,1`: every pass dealt to one worker process per device and merged back in input order.
 // Checked on CPU workers against the single-process run of the same model (the reference), on the
 // demo CSV, with swap TTA so both passes are merged.
+import { TASKS } from '../src/task/task';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -40,7 +41,7 @@ describe('several devices: sharded workers', function () {
       const one = readFileSync(join(tmp, 'one.csv'), 'utf8');
       const two = readFileSync(join(tmp, 'two.csv'), 'utf8');
       const ids = one.trim().split('\n').slice(1).map((l) => l.split(',')[0]);
-      assert.deepEqual(checkSubmissionText(two, ids), []);
+      assert.deepEqual(checkSubmissionText(two, ids, TASKS.lmsys), []);
       const vals = (t: string) => t.trim().split('\n').slice(1).flatMap((l) => l.split(',').slice(1).map(Number));
       const a = vals(one);
       const b = vals(two);

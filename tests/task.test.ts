@@ -2,6 +2,7 @@
 // decision rule and detection, for the LMSYS (3 columns, log loss) and WSDM (id,winner; accuracy) tasks.
 import assert from 'node:assert/strict';
 import { detectTask, getTask, mapProbs, modelToTask, swapColumns, TASKS, TaskError } from '../src/task/task';
+import { oneHotLabel, taskOfColumns, winnerLabel } from '../src/task/labels';
 
 describe('task object', () => {
   it('maps a permuted id2label onto the LMSYS columns by name', () => {
@@ -27,5 +28,20 @@ describe('task object', () => {
     assert.equal(detectTask('x/train.csv', ['id', 'prompt', 'response_a', 'response_b', 'winner', 'language']).name, 'wsdm');
     assert.equal(detectTask('x/train.parquet', ['id', 'prompt', 'response_a', 'response_b', 'winner_model_a', 'winner_model_b', 'winner_tie']).name, 'lmsys');
     assert.throws(() => getTask('kaggle'), /Unknown task: kaggle \(known: lmsys, wsdm\)/);
+  });
+});
+
+describe('task labels (src/task/labels.ts)', () => {
+  it('reads WSDM winner cells and LMSYS one-hot cells as outcome indices; blank is a test row, anything else is refused', () => {
+    assert.deepEqual(['model_a', 'model_b', 'tie', '', 'Model_A', 'a'].map(winnerLabel), [0, 1, 2, null, undefined, undefined]);
+    assert.deepEqual(
+      [['1', '0', '0'], ['0', '1', '0'], ['0', '0', '1'], ['', '', ''], ['1', '1', '0'], ['1', '', '0'], ['0.5', '0', '0']].map(oneHotLabel),
+      [0, 1, 2, null, undefined, undefined, undefined],
+    );
+  });
+  it("finds a prediction file's task from its header", () => {
+    assert.equal(taskOfColumns(['id', 'winner_model_a', 'winner_model_b', 'winner_tie'])?.name, 'lmsys');
+    assert.equal(taskOfColumns(['id', 'model_a', 'model_b'])?.name, 'wsdm');
+    assert.equal(taskOfColumns(['id', 'winner_model_a', 'winner_model_b']), undefined);
   });
 });

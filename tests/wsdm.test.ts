@@ -14,7 +14,7 @@ import { checkSubmissionText, formatSubmission, SubmissionError } from '../src/d
 import { labelColumns, passProbs, type ModelSpec } from '../src/infer/model';
 import { predictModel, type PassRunner } from '../src/infer/tta';
 import type { PassResult } from '../src/infer/pass';
-import { blendRuns, budgetOrder, shareOfTimeLeft, tokenCost } from '../src/cli/commands/score';
+import { blendRuns, budgetOrder, shareOfTimeLeft, tokenCost } from '../src/infer/ensemble';
 import { renderReport, LANGUAGE_PANEL } from '../src/report/report';
 import { accuracy } from '../src/metrics/metrics';
 import { TASKS } from '../src/task/task';
@@ -79,7 +79,7 @@ describe('WSDM task (issue 12)', () => {
     console.log(`    3->2 mapping vs softmax(A, B): max diff ${md} (tol 1e-12)`);
     assert.ok(md < 1e-12);
     assert.deepEqual(wsdmSpec(['winner_model_a', 'winner_model_b']).columns, [0, 1]);
-    assert.throws(() => labelColumns(['winner_model_a', 'winner_model_b'], 'm'), /expected the three outcomes/);
+    assert.throws(() => labelColumns(['winner_model_a', 'winner_model_b'], 'm', TASKS.lmsys), /expected the three outcomes/);
   });
 
   it('calibration on the two WSDM columns: temperature recovers an over-confident model; columns are checked', () => {
@@ -196,7 +196,7 @@ describe('WSDM task (issue 12)', () => {
     assert.deepEqual(langs[0].slice(1), ['English', String(enAcc)]);
     assert.equal(langs.length, new Set(rows.map((r) => r.language)).size);
     // The LMSYS report has no language panel (unchanged).
-    assert.doesNotMatch(renderReport({ probs: Float64Array.of(0.6, 0.3, 0.1), labels: [0] }), new RegExp(LANGUAGE_PANEL));
+    assert.doesNotMatch(renderReport({ task: TASKS.lmsys, probs: Float64Array.of(0.6, 0.3, 0.1), labels: [0] }), new RegExp(LANGUAGE_PANEL));
   });
 
   describe('end to end with the peaked model (3 labels -> WSDM)', function () {

@@ -2,15 +2,17 @@
 // decision about what a "clean" row is: required columns, id rules, JSON-list cells, nulls, broken
 // text (invalid UTF-8, NUL, lone surrogates), absurd cells, duplicate ids and labels. Readers only
 // decode their format into records; later stages never look at raw cells.
-import { LABEL_COLUMNS, type ArenaRow, type ReadRowsResult } from '../types';
+import type { ArenaRow, ReadRowsResult } from '../types';
+import { LABEL_COLUMNS } from '../task/task';
+import { oneHotLabel, winnerLabel, WSDM_LABEL_COLUMN, type RowLabel } from '../task/labels';
+
+export { WSDM_LABEL_COLUMN };
 
 export class RowsError extends Error {
   override name = 'RowsError';
 }
 
 export const REQUIRED_COLUMNS = ['id', 'prompt', 'response_a', 'response_b'] as const;
-/** WSDM Cup train files carry one `winner` column (`model_a` | `model_b`) instead of the one-hot columns. */
-export const WSDM_LABEL_COLUMN = 'winner';
 /** WSDM Cup files say which language the prompt is in; kept for per-language reports. */
 export const LANGUAGE_COLUMN = 'language';
 
@@ -270,29 +272,24 @@ export class RowBuilder {
   }
 
   /** The row's label, or null when every label cell is empty (a test row). */
-  private label(rec: SourceRecord, line: number, id: string, mode: LabelMode): 0 | 1 | 2 | null {
+  private label(rec: SourceRecord, line: number, id: string, mode: LabelMode): RowLabel | null {
     if (mode === 'wsdm') {
       const w = this.scalar(rec, WSDM_LABEL_COLUMN);
-      if (w === '') return null;
-      if (w === 'model_a') return 0;
-      if (w === 'model_b') return 1;
-      if (w === 'tie') return 2;
+      const label = winnerLabel(w);
+      if (label !== undefined) return label;
       throw new RowsError(
         `${this.file}: line ${line} (id ${id}): ${WSDM_LABEL_COLUMN} is ${JSON.stringify(w)}, expected model_a, model_b or tie; fix the row or drop it`,
       );
     }
     const cells = LABEL_COLUMNS.map((c) => this.scalar(rec, c));
-    if (cells.every((c) => c === '')) return null;
-    const vals = cells.map((c) => Number(c || NaN));
-    const ones = vals.filter((v) => v === 1).length;
-    const zeros = vals.filter((v) => v === 0).length;
-    if (ones !== 1 || zeros !== 2) {
+    const label = oneHotLabel(cells);
+    if (label === undefined) {
       const shown = LABEL_COLUMNS.map((c, i) => `${c}=${JSON.stringify(cells[i])}`).join(', ');
       throw new RowsError(
         `${this.file}: line ${line} (id ${id}): label columns must hold exactly one 1 and two 0s, got ${shown}; fix the row or drop it`,
       );
     }
-    return vals.indexOf(1) as 0 | 1 | 2;
+    return label;
   }
 
   finish(): ReadRowsResult {

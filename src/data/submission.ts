@@ -3,7 +3,7 @@
 // WSDM `id,winner` (model_a | model_b, decided from the probabilities). Written atomically (a
 // temporary file in the same directory, then rename), so a submission is either complete and valid
 // or absent. Prediction files for `calibrate` keep the probabilities: `formatProbabilities`.
-import { TASKS, type Task } from '../task/task';
+import type { Task } from '../task/task';
 import { writeFileAtomic } from '../util/files';
 import type { Probs } from '../util/probs';
 
@@ -34,7 +34,7 @@ export function formatProbabilities(ids: string[], probs: Probs, columns: readon
 }
 
 /** The task's submission as CSV text; throws naming the row id when a row cannot be made valid. */
-export function formatSubmission(ids: string[], probs: Probs, task: Task = TASKS.lmsys): string {
+export function formatSubmission(ids: string[], probs: Probs, task: Task): string {
   const k = task.labels.length;
   checkShape(ids, probs, k);
   const lines = [task.header.join(',')];
@@ -46,12 +46,12 @@ function csvField(s: string): string {
   return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-export function writeSubmission(path: string, ids: string[], probs: Probs, task: Task = TASKS.lmsys): void {
+export function writeSubmission(path: string, ids: string[], probs: Probs, task: Task): void {
   writeFileAtomic(path, formatSubmission(ids, probs, task));
 }
 
 /** Probabilities for `calibrate` (validate --predictions-out, features oof.csv), in the task's label columns. */
-export function writePredictions(path: string, ids: string[], probs: Probs, task: Task = TASKS.lmsys): void {
+export function writePredictions(path: string, ids: string[], probs: Probs, task: Task): void {
   writeFileAtomic(path, formatProbabilities(ids, probs, task.labels));
 }
 
@@ -62,7 +62,7 @@ function splitRow(line: string, cellsAfterId: number): { id: string; cells: stri
 }
 
 /** Re-reads a submission's text and checks it against the expected ids (used by tests and the CLI's final check). */
-export function checkSubmissionText(text: string, ids: string[], task: Task = TASKS.lmsys): string[] {
+export function checkSubmissionText(text: string, ids: string[], task: Task): string[] {
   const problems: string[] = [];
   const lines = text.trimEnd().split('\n');
   if (lines[0] !== task.header.join(',')) problems.push(`header is "${lines[0]}"`);

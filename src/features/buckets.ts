@@ -1,26 +1,19 @@
 // The difference-bucket baseline: quantile buckets of (characters of A - characters of B), each with
 // its class frequencies smoothed towards the overall shares (a Dirichlet prior of `alpha` rows).
+import { binOf } from './gbdt';
 export interface DiffBuckets {
   /** Bucket upper bounds (exclusive), ascending; buckets = edges.length + 1. */
   edges: number[];
   /** Flat [buckets * k] probabilities in the task's column order. */
   probs: number[];
-  /** Columns per bucket (the task's label count; absent in files written before: 3). */
+  /** Columns per bucket (the task's label count; absent in files written before it was stored). */
   k?: number;
 }
 
-function bucketOf(edges: number[], x: number): number {
-  let lo = 0;
-  let hi = edges.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (x >= edges[mid]) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
+// A row's bucket: the number of edges <= its difference.
+const bucketOf = binOf;
 
-export function fitDiffBuckets(diff: ArrayLike<number>, labels: ArrayLike<number>, quantiles = 250, alpha = 10, k = 3): DiffBuckets {
+export function fitDiffBuckets(diff: ArrayLike<number>, labels: ArrayLike<number>, k: number, quantiles = 250, alpha = 10): DiffBuckets {
   const n = labels.length;
   const sorted = Float64Array.from(diff).sort();
   const edges: number[] = [];
@@ -43,7 +36,8 @@ export function fitDiffBuckets(diff: ArrayLike<number>, labels: ArrayLike<number
 }
 
 export function predictDiffBuckets(model: DiffBuckets, diff: ArrayLike<number>): Float64Array {
-  const k = model.k ?? 3;
+  // Files written before `k` was stored: the width from the table itself.
+  const k = model.k ?? model.probs.length / (model.edges.length + 1);
   const out = new Float64Array(diff.length * k);
   for (let i = 0; i < diff.length; i++) {
     const b = bucketOf(model.edges, diff[i]);

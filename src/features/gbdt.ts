@@ -90,7 +90,7 @@ function lowerBound(a: ArrayLike<number>, x: number): number {
 }
 
 /** bin = number of cuts <= x, so `bin <= b` is exactly `x < cuts[b]`. */
-function binOf(cuts: Float64Array, x: number): number {
+export function binOf(cuts: ArrayLike<number>, x: number): number {
   let lo = 0;
   let hi = cuts.length;
   while (lo < hi) {

@@ -10,14 +10,14 @@ import { softmaxRows } from '../util/probs';
 import { lengthDifference } from '../util/text';
 import { accuracy, logLoss } from '../metrics/metrics';
 import { kFolds } from '../post/fit';
-import { TASKS, type Task } from '../task/task';
+import type { Task } from '../task/task';
 import type { ArenaRow } from '../types';
 import { fileSizes, MANIFEST_FORMAT, MANIFEST_VERSION, readManifest, type Manifest } from '../weights/manifest';
 import { fitDiffBuckets, predictDiffBuckets } from './buckets';
 import { extractFeatures, FEATURE_NAMES, FEATURES_VERSION } from './extract';
 import { predictGbdt, predictGbdtLogits, trainGbdt, type GbdtModel, type GbdtOptions } from './gbdt';
 
-export const TREES_FILE = 'trees.json';
+const TREES_FILE = 'trees.json';
 
 export class FeatureModelError extends Error {
   override name = 'FeatureModelError';
@@ -43,7 +43,7 @@ export interface FeatureCv {
 }
 
 /** "The longer response wins" as one-hot rows over the task's columns (A, B first): the length baseline. */
-export function longerWins(rows: ArenaRow[], k: number): Float64Array {
+function longerWins(rows: ArenaRow[], k: number): Float64Array {
   const out = new Float64Array(rows.length * k);
   rows.forEach((r, i) => (out[i * k + (lengthDifference(r) >= 0 ? 0 : 1)] = 1));
   return out;
@@ -56,7 +56,7 @@ function labelsOf(rows: ArenaRow[], what: string): Uint8Array {
 }
 
 /** The GBDT on the task's classes (a 2-class softmax is the binary logistic objective). */
-export function trainFeatureModel(rows: ArenaRow[], opts: Partial<GbdtOptions> = {}, task: Task = TASKS.lmsys): FeatureModelFile {
+export function trainFeatureModel(rows: ArenaRow[], task: Task, opts: Partial<GbdtOptions> = {}): FeatureModelFile {
   const y = labelsOf(rows, 'features');
   const X = extractFeatures(rows);
   return {
@@ -67,7 +67,7 @@ export function trainFeatureModel(rows: ArenaRow[], opts: Partial<GbdtOptions> =
 }
 
 /** K-fold CV log loss of the GBDT, the difference buckets and the class-share prior on the same folds. */
-export function crossValidateFeatures(rows: ArenaRow[], folds = 5, seed = 42, opts: Partial<GbdtOptions> = {}, X = extractFeatures(rows), task: Task = TASKS.lmsys): FeatureCv {
+export function crossValidateFeatures(rows: ArenaRow[], task: Task, folds = 5, seed = 42, opts: Partial<GbdtOptions> = {}, X = extractFeatures(rows)): FeatureCv {
   const y = labelsOf(rows, 'features');
   const K = task.labels.length;
   const n = rows.length;
@@ -88,7 +88,7 @@ export function crossValidateFeatures(rows: ArenaRow[], folds = 5, seed = 42, op
     };
     const ytr = Uint8Array.from(tr, (i) => y[i]);
     const pg = predictGbdt(trainGbdt(sub(tr), ytr, K, { ...opts, seed: (opts.seed ?? 42) + f }), sub(te));
-    const pb = predictDiffBuckets(fitDiffBuckets(tr.map((i) => diff[i]), ytr, undefined, undefined, K), te.map((i) => diff[i]));
+    const pb = predictDiffBuckets(fitDiffBuckets(tr.map((i) => diff[i]), ytr, K), te.map((i) => diff[i]));
     const share = new Array<number>(K).fill(0);
     for (const c of ytr) share[c] += 1 / ytr.length;
     te.forEach((i, j) => {
@@ -111,7 +111,7 @@ export function crossValidateFeatures(rows: ArenaRow[], folds = 5, seed = 42, op
   };
 }
 
-export function writeFeatureModel(dir: string, model: FeatureModelFile, provenance: Record<string, unknown>, task: Task = TASKS.lmsys): Manifest {
+export function writeFeatureModel(dir: string, model: FeatureModelFile, provenance: Record<string, unknown>, task: Task): Manifest {
   mkdirSync(dir, { recursive: true });
   writeFileAtomic(join(dir, TREES_FILE), JSON.stringify(model));
   const manifest: Manifest = {

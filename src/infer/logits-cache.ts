@@ -37,7 +37,7 @@ export function cacheLine(key: string, logits: Float32Array): string {
 }
 
 /** Parses one line; undefined when it is cut short, edited or otherwise not what cacheLine wrote. */
-export function parseCacheLine(line: string): { key: string; logits: Float32Array } | undefined {
+function parseCacheLine(line: string): { key: string; logits: Float32Array } | undefined {
   const parts = line.split('\t');
   if (parts.length !== 3 || checksum(parts[0], parts[1]) !== parts[2]) return undefined;
   const bytes = Buffer.from(parts[1], 'base64');

@@ -6,11 +6,11 @@
 import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import type { ArenaRow } from '../types';
-import { mapProbs, modelToTask, TASKS, type Task } from '../task/task';
+import { mapProbs, modelToTask, type Task } from '../task/task';
 import { encodeRow, loadTokenizer } from '../format/encode';
 import { featureLogits, loadFeatureModel } from '../features/model';
 import { checkCalibration, type Calibration } from '../post/calibrate';
-import { checkTie, scoreToProbs, type TieCalibration } from '../post/tie';
+import { checkTie, scoreToProbs, TIE_LABELS, type TieCalibration } from '../post/tie';
 import { fsReason } from '../util/files';
 import { softmaxRows, type Probs } from '../util/probs';
 import { graphSha256, readManifest, type Manifest } from '../weights/manifest';
@@ -46,7 +46,7 @@ export interface ModelSpec {
  * Unknown names are refused; a model with more outcomes than the task (tie) is renormalised over the
  * task's columns.
  */
-export function labelColumns(labels: string[], where: string, task: Task = TASKS.lmsys): { columns: number[] | null; renormalise: boolean } {
+export function labelColumns(labels: string[], where: string, task: Task): { columns: number[] | null; renormalise: boolean } {
   if (Array.isArray(labels) && labels.length === 1) return { columns: null, renormalise: task.labels.length < 3 };
   if (!Array.isArray(labels) || labels.length < task.labels.length || labels.length > 3)
     throw new ModelError(
@@ -57,8 +57,8 @@ export function labelColumns(labels: string[], where: string, task: Task = TASKS
 }
 
 export interface SpecOptions {
-  /** The task the rows belong to (default lmsys). */
-  task?: Task;
+  /** The task the rows belong to. */
+  task: Task;
   /** Validate and use the stored calibration (predict/validate without --no-calibration). */
   calibrate: boolean;
   /** Single-score heads need a tie model (false while validate --fit-tie is about to fit one). */
@@ -68,7 +68,7 @@ export interface SpecOptions {
 export function openSpec(dir: string, opts: SpecOptions): ModelSpec {
   const manifest = readManifest(dir);
   const where = join(dir, 'manifest.json');
-  const task = opts.task ?? TASKS.lmsys;
+  const task = opts.task;
   const { columns, renormalise } = labelColumns(manifest.labels, where, task);
   const spec: ModelSpec = { dir, manifest, task, columns, renormalise };
   if (opts.calibrate && manifest.calibration !== undefined) spec.calibration = checkCalibration(manifest.calibration, `${where} (calibration)`, true, task.labels);
@@ -91,8 +91,8 @@ export function passProbs(spec: ModelSpec, logits: ArrayLike<number>, n: number)
   if (spec.columns === null) {
     if (!spec.tie) throw new ModelError(`${spec.dir}: single-score head without a tie model`);
     const p = scoreToProbs(spec.tie, logits);
-    // The tie model speaks LMSYS columns (A, B, tie).
-    return spec.renormalise ? mapProbs(p, 3, modelToTask(spec.task, TASKS.lmsys.labels)) : p;
+    // The tie model gives A, B and tie; a task without the tie drops it.
+    return spec.renormalise ? mapProbs(p, TIE_LABELS.length, modelToTask(spec.task, TIE_LABELS)) : p;
   }
   const k = spec.manifest.labels.length;
   // Drop the outcomes the task lacks after the softmax over all of the model's outputs.

@@ -61,7 +61,7 @@ export interface ShardedRunner extends PassRunner {
   close(): void;
 }
 
-export function shardedRunner(dirs: string[], rows: ArenaRow[], lengths: ArrayLike<number>, devices: number[], opts: HandleOptions & { task?: TaskName }, script = process.argv[1]): ShardedRunner {
+export function shardedRunner(dirs: string[], rows: ArenaRow[], lengths: ArrayLike<number>, devices: number[], opts: HandleOptions & { task: TaskName }, script = process.argv[1]): ShardedRunner {
   const tmp = mkdtempSync(join(tmpdir(), 'arenakit-shards-'));
   tmpDirs.add(tmp);
   const rowsFile = join(tmp, 'rows.json');
@@ -91,7 +91,7 @@ export function shardedRunner(dirs: string[], rows: ArenaRow[], lengths: ArrayLi
       live.delete(child);
       if (w.pending.size || code !== 0) failAll(new ShardError(`${label} stopped with ${signal ?? `exit code ${code}`}; see its messages above. Nothing was written.`));
     });
-    const init: WorkerInit = { rowsFile, dirs, label, task: opts.task ?? 'lmsys', handle: { ep: opts.ep, attention: opts.attention, selfCheckRows: opts.selfCheckRows, tokenBudget: opts.tokenBudget, cacheDir: opts.cacheDir, deviceId: device, threads: opts.threads ?? (opts.ep === 'cpu' ? 1 : undefined) } };
+    const init: WorkerInit = { rowsFile, dirs, label, task: opts.task, handle: { ep: opts.ep, attention: opts.attention, selfCheckRows: opts.selfCheckRows, tokenBudget: opts.tokenBudget, cacheDir: opts.cacheDir, deviceId: device, threads: opts.threads ?? (opts.ep === 'cpu' ? 1 : undefined) } };
     child.send({ type: 'init', init } satisfies ToWorker);
     return w;
   });
@@ -108,7 +108,8 @@ export function shardedRunner(dirs: string[], rows: ArenaRow[], lengths: ArrayLi
       shards.forEach((s, k) => process.stderr.write(`${workers[k].label}: ${s.length} rows (${label})\n`));
       const parts = await Promise.all(shards.map((s, k) => (s.length ? ask(workers[k], { type: 'pass', model, rows: s, swap, label: `${label} [${workers[k].label}]` }) : null)));
       const pos = new Map(idx.map((r, j) => [r, j]));
-      const numLabels = parts.find((p) => p)?.result.numLabels ?? 3;
+      // No rows in any shard: an empty result (no row, so no width).
+      const numLabels = parts.find((p) => p)?.result.numLabels ?? 0;
       const logits = new Float64Array(idx.length * numLabels).fill(NaN);
       const failedRows: number[] = [];
       let tokens = 0, computedTokens = 0, seconds = 0;

@@ -5,15 +5,16 @@
 // however the passes are run (one process or one worker per device: see PassRunner). A row that
 // fails in one pass uses the pass that worked; a row that fails in both gets the uniform prediction
 // and counts as failed.
-// With a deadline (--time-budget), the first pass runs in chunks (shortest rows first) and stops
+// Every pass runs under a deadline (--time-budget; none is a deadline at infinity: one chunk of every
+// row, in row order). Under a finite one the first pass runs in chunks (shortest rows first) and stops
 // when the next chunk would not finish in time; the rows it did not reach stay NaN in `probs` and are
-// listed in `unreachedRows` (the blend fills them, src/cli/commands/score.ts). The swapped pass then
+// listed in `unreachedRows` (the blend fills them, src/infer/ensemble.ts). The swapped pass then
 // takes as many of the least certain rows as the throughput measured on the first pass allows in the
 // time left, and is chunked the same way in case that estimate was optimistic.
 import type { ArenaRow } from '../types';
 import { applyCalibration } from '../post/calibrate';
 import { swapColumns } from '../task/task';
-import { byCertainty, flipAB, leastCertain, uniform, type Probs } from '../util/probs';
+import { byCertainty, fillUniform, flipAB, leastCertain, rowOk, uniform, type Probs } from '../util/probs';
 import { passProbs, type ModelSpec, type RunInfo } from './model';
 import type { PassResult } from './pass';
 
@@ -44,6 +45,9 @@ export interface Deadline {
   now: () => number;
 }
 
+/** No --time-budget. */
+const NO_DEADLINE: Deadline = { deadline: Infinity, now: () => Date.now() };
+
 export interface ModelRun {
   spec: ModelSpec;
   ep: string;
@@ -54,9 +58,13 @@ export interface ModelRun {
   first: Probs;
   /** Swapped pass after calibration in the frame it was scored in (column 0 = the response shown first, B); NaN where not swapped or failed. */
   swappedRaw: Probs;
+  /** swappedRaw flipped back to A/B order (the task's swapColumns): what the merge averages with `first`. */
+  swappedFlipped: Probs;
   swappedRows: number[];
-  /** Final probabilities: every row valid, except unreached rows (NaN). */
+  /** Final probabilities (the merge of `first` and `swappedFlipped`): every row valid, except unreached rows (NaN). */
   probs: Probs;
+  /** The first pass alone by the same merge rule (failed rows uniform, unreached NaN): what --tta none gives. */
+  noTta: Probs;
   /** Rows with no working pass (they got the uniform prediction). */
   failedRows: number[];
   /** Rows the first pass did not reach before the deadline (NaN in `probs`). */
@@ -65,13 +73,8 @@ export interface ModelRun {
   swapPass?: PassResult;
 }
 
-const rowOk = (p: Probs, i: number, k: number) => {
-  for (let c = 0; c < k; c++) if (!Number.isFinite(p[i * k + c])) return false;
-  return true;
-};
-
 /** The model's calibration applied to one pass (lengths: the pass's rows' text lengths). */
-export function calibratePass(spec: ModelSpec, p: Probs, lengths: ArrayLike<number>): Probs {
+function calibratePass(spec: ModelSpec, p: Probs, lengths: ArrayLike<number>): Probs {
   return spec.calibration ? applyCalibration(spec.calibration, p, lengths) : p;
 }
 
@@ -79,7 +82,7 @@ export function calibratePass(spec: ModelSpec, p: Probs, lengths: ArrayLike<numb
  * Merge rule per row: both passes -> mean; one pass -> that pass; none -> uniform (failed), except
  * rows in `unreached` (never scored, left NaN for the blend to fill).
  */
-export function mergePasses(first: Probs, swappedFlipped: Probs, k = 3, unreached: Iterable<number> = []): { probs: Probs; failedRows: number[] } {
+function mergePasses(first: Probs, swappedFlipped: Probs, k: number, unreached: Iterable<number> = []): { probs: Probs; failedRows: number[] } {
   const n = first.length / k;
   const probs = new Float64Array(n * k);
   const failedRows: number[] = [];
@@ -99,20 +102,12 @@ export function mergePasses(first: Probs, swappedFlipped: Probs, k = 3, unreache
   return { probs, failedRows };
 }
 
-/** First pass with failed rows as the uniform prediction: failed rows count as least certain. */
-function filledFirst(first: Probs, k: number): Probs {
-  const filled = Float64Array.from(first);
-  const u = uniform(k);
-  for (let i = 0; i < first.length / k; i++) if (!rowOk(first, i, k)) filled.set(u, i * k);
-  return filled;
-}
-
 /** Rows to score again with A and B exchanged; failed first-pass rows count as least certain. */
-export function chooseSwapped(first: Probs, tta: Tta, k = 3): number[] {
+function chooseSwapped(first: Probs, tta: Tta, k: number): number[] {
   const n = first.length / k;
   if (tta.kind === 'none') return [];
   if (tta.kind === 'swap') return Array.from({ length: n }, (_, i) => i);
-  return leastCertain(filledFirst(first, k), tta.fraction, k);
+  return leastCertain(fillUniform(first, k), tta.fraction, k);
 }
 
 /**
@@ -120,11 +115,11 @@ export function chooseSwapped(first: Probs, tta: Tta, k = 3): number[] {
  * cost (text length x measured milliseconds per character) fits in `msLeft`; ascending row order.
  * Unreached rows (NaN, no first pass) are never swapped.
  */
-export function chooseSwappedInTime(first: Probs, tta: Tta, k: number, lengths: ArrayLike<number>, msPerChar: number, msLeft: number, unreached: Set<number>): number[] {
+function chooseSwappedInTime(first: Probs, tta: Tta, k: number, lengths: ArrayLike<number>, msPerChar: number, msLeft: number, unreached: Set<number>): number[] {
   const wanted = new Set(chooseSwapped(first, tta, k));
   const out: number[] = [];
   let cost = 0;
-  for (const i of byCertainty(filledFirst(first, k), k)) {
+  for (const i of byCertainty(fillUniform(first, k), k)) {
     if (!wanted.has(i) || unreached.has(i)) continue;
     cost += rowCost(lengths[i]) * msPerChar;
     if (cost > msLeft) break;
@@ -144,7 +139,7 @@ const FIRST_CHUNK = 16;
  * to end by the deadline. Returns the merged result over `idx` (unreached rows NaN), the rows it
  * did not reach and the measured milliseconds per character.
  */
-export async function passUntil(
+async function passUntil(
   runner: PassRunner,
   k: number,
   idx: number[],
@@ -177,8 +172,10 @@ export async function passUntil(
         take++;
       }
     }
+    // No deadline: every row in one chunk, in row order (as the runner would batch them anyway).
+    if (left === Infinity) take = order.length - done;
     if (left <= 0 || take === 0) break;
-    const at = order.slice(done, done + take);
+    const at = left === Infinity ? order.slice(done).sort((a, b) => a - b) : order.slice(done, done + take);
     const t0 = limit.now();
     const r = await runner.pass(k, at.map((j) => idx[j]), swap, label);
     const ms = limit.now() - t0;
@@ -206,37 +203,28 @@ export async function passUntil(
   return { result: { logits, numLabels, tokens, computedTokens, seconds, failedRows: failedRows.sort((a, b) => a - b) }, unreached, msPerChar };
 }
 
-export async function predictModel(k: number, spec: ModelSpec, rows: ArenaRow[], lengths: ArrayLike<number>, tta: Tta, runner: PassRunner, limit?: Deadline): Promise<ModelRun> {
+export async function predictModel(k: number, spec: ModelSpec, rows: ArenaRow[], lengths: ArrayLike<number>, tta: Tta, runner: PassRunner, limit: Deadline = NO_DEADLINE): Promise<ModelRun> {
   const n = rows.length;
   const w = spec.task.labels.length;
   const all = Array.from({ length: n }, (_, i) => i);
-  let firstPass: PassResult;
-  let unreachedRows: number[] = [];
-  let msPerChar: number | null = null;
-  if (limit) ({ result: firstPass, unreached: unreachedRows, msPerChar } = await passUntil(runner, k, all, false, 'predict', lengths, limit, spec.manifest.labels.length));
-  else firstPass = await runner.pass(k, all, false, 'predict');
+  const { result: firstPass, unreached: unreachedRows, msPerChar } = await passUntil(runner, k, all, false, 'predict', lengths, limit, spec.manifest.labels.length);
   const raw = passProbs(spec, firstPass.logits, n);
   const first = calibratePass(spec, raw, lengths);
-  let swappedRows = limit
-    ? msPerChar === null
-      ? []
-      : chooseSwappedInTime(first, tta, w, lengths, msPerChar, limit.deadline - limit.now(), new Set(unreachedRows))
-    : chooseSwapped(first, tta, w);
+  let swappedRows = msPerChar === null ? [] : chooseSwappedInTime(first, tta, w, lengths, msPerChar, limit.deadline - limit.now(), new Set(unreachedRows));
   const swappedRaw = new Float64Array(n * w).fill(NaN);
   let swapPass: PassResult | undefined;
   if (swappedRows.length) {
-    let cut = new Set<number>();
-    if (limit) {
-      const r = await passUntil(runner, k, swappedRows, true, 'predict (swapped)', lengths, limit, spec.manifest.labels.length, msPerChar);
-      swapPass = r.result;
-      cut = new Set(r.unreached);
-    } else swapPass = await runner.pass(k, swappedRows, true, 'predict (swapped)');
+    const r = await passUntil(runner, k, swappedRows, true, 'predict (swapped)', lengths, limit, spec.manifest.labels.length, msPerChar);
+    swapPass = r.result;
+    const cut = new Set(r.unreached);
     const sub = calibratePass(spec, passProbs(spec, swapPass.logits, swappedRows.length), swappedRows.map((i) => lengths[i]));
     swappedRows.forEach((r, j) => swappedRaw.set(sub.subarray(j * w, j * w + w), r * w));
     // Rows the swapped pass did not reach in time keep their first pass only.
     if (cut.size) swappedRows = swappedRows.filter((_, j) => !cut.has(j));
   }
   await runner.release(k);
-  const { probs, failedRows } = mergePasses(first, flipAB(swappedRaw, swapColumns(spec.task)), w, unreachedRows);
-  return { spec, ep: runner.ep(k), info: runner.info(k), raw, first, swappedRaw, swappedRows, probs, failedRows, unreachedRows, firstPass, swapPass };
+  const swappedFlipped = flipAB(swappedRaw, swapColumns(spec.task));
+  const { probs, failedRows } = mergePasses(first, swappedFlipped, w, unreachedRows);
+  const noTta = mergePasses(first, new Float64Array(n * w).fill(NaN), w, unreachedRows).probs;
+  return { spec, ep: runner.ep(k), info: runner.info(k), raw, first, swappedRaw, swappedFlipped, swappedRows, probs, noTta, failedRows, unreachedRows, firstPass, swapPass };
 }

@@ -3,30 +3,30 @@
 import type { Probs } from '../util/probs';
 
 /** Kaggle (sklearn) clips probabilities to [eps, 1 - eps] and renormalises each row. */
-export const LOGLOSS_EPS = 1e-15;
+const LOGLOSS_EPS = 1e-15;
 
 const clip = (p: number) => Math.min(Math.max(p, LOGLOSS_EPS), 1 - LOGLOSS_EPS);
 
 /** -log of row i's (clipped, renormalised) probability of class y: the one log loss of the kit. */
-export function rowLogLoss(probs: ArrayLike<number>, i: number, y: number, k = 3): number {
+export function rowLogLoss(probs: ArrayLike<number>, i: number, y: number, k: number): number {
   let z = 0;
   for (let c = 0; c < k; c++) z += clip(probs[i * k + c]);
   return -Math.log(clip(probs[i * k + y]) / z);
 }
 
-export function logLoss(probs: ArrayLike<number>, labels: ArrayLike<number>, k = 3): number {
+export function logLoss(probs: ArrayLike<number>, labels: ArrayLike<number>, k: number): number {
   let s = 0;
   for (let i = 0; i < labels.length; i++) s += rowLogLoss(probs, i, labels[i], k);
   return s / labels.length;
 }
 
-export function argmaxRow(probs: Probs, i: number, k = 3): number {
+export function argmaxRow(probs: Probs, i: number, k: number): number {
   let best = 0;
   for (let c = 1; c < k; c++) if (probs[i * k + c] > probs[i * k + best]) best = c;
   return best;
 }
 
-export function accuracy(probs: Probs, labels: ArrayLike<number>, k = 3): number {
+export function accuracy(probs: Probs, labels: ArrayLike<number>, k: number): number {
   let hit = 0;
   for (let i = 0; i < labels.length; i++) if (argmaxRow(probs, i, k) === labels[i]) hit++;
   return hit / labels.length;
@@ -42,7 +42,7 @@ export interface SwapConsistency {
 }
 
 /** `swappedFlipped` is the swapped pass with its A/B columns already exchanged back; columns 0 and 1 are A and B. */
-export function swapConsistency(probs: Probs, swappedFlipped: Probs, swappedRaw: Probs, n: number, k = 3): SwapConsistency {
+export function swapConsistency(probs: Probs, swappedFlipped: Probs, swappedRaw: Probs, n: number, k: number): SwapConsistency {
   let agree = 0;
   let diff = 0;
   let bias = 0;
@@ -55,7 +55,7 @@ export function swapConsistency(probs: Probs, swappedFlipped: Probs, swappedRaw:
 }
 
 /** Accuracy per group (e.g. the WSDM `language` column), largest group first. */
-export function accuracyByGroup(probs: Probs, labels: ArrayLike<number>, groups: readonly string[], k = 3): { group: string; rows: number; accuracy: number }[] {
+export function accuracyByGroup(probs: Probs, labels: ArrayLike<number>, groups: readonly string[], k: number): { group: string; rows: number; accuracy: number }[] {
   const hit = new Map<string, [number, number]>();
   for (let i = 0; i < labels.length; i++) {
     const g = hit.get(groups[i]) ?? [0, 0];
@@ -67,7 +67,7 @@ export function accuracyByGroup(probs: Probs, labels: ArrayLike<number>, groups:
 }
 
 /** Log loss of always predicting the given class shares (the "predict the prior" baseline). */
-export function priorLogLoss(labels: ArrayLike<number>, k = 3): number {
+export function priorLogLoss(labels: ArrayLike<number>, k: number): number {
   const counts = new Array<number>(k).fill(0);
   for (let i = 0; i < labels.length; i++) counts[labels[i]]++;
   let s = 0;

@@ -1,6 +1,6 @@
-// Weighted blends of several prediction sets (e.g. Gemma 0.65 / Llama 0.35): a linear mixture of
-// probabilities with weights on the simplex, fitted by exponentiated gradient (the loss is convex in
-// the weights, so this reaches the optimum).
+// Weighted blends of several prediction sets (e.g. a 9B and a 2B model at 0.65 / 0.35), the one blend
+// of the kit (calibrate, predict, validate): a linear mixture of probabilities with weights on the
+// simplex, fitted by exponentiated gradient (the loss is convex in the weights, so this reaches the optimum).
 import { logLoss } from '../metrics/metrics';
 import { PROB_EPS } from './fit';
 
@@ -14,10 +14,37 @@ export function blendProbs(sets: Float64Array[], weights: number[]): Float64Arra
   return out;
 }
 
+/**
+ * blendProbs where set m lacks the rows in absent[m] (a model that did not reach them in time): such a
+ * row takes the other sets' blend, weights renormalised over them; `empty` lists the rows no set has
+ * (ascending; left NaN for the caller to fill).
+ */
+export function blendPartial(sets: Float64Array[], weights: number[], width: number, absent: readonly (readonly number[])[]): { probs: Float64Array; empty: number[] } {
+  const probs = blendProbs(sets, weights);
+  const empty: number[] = [];
+  if (!absent.some((a) => a.length)) return { probs, empty };
+  const missing = absent.map((a) => new Set(a));
+  for (const i of new Set(absent.flat())) {
+    let w = 0;
+    probs.fill(0, i * width, i * width + width);
+    sets.forEach((s, m) => {
+      if (missing[m].has(i)) return;
+      w += weights[m];
+      for (let c = 0; c < width; c++) probs[i * width + c] += weights[m] * s[i * width + c];
+    });
+    if (w > 0) for (let c = 0; c < width; c++) probs[i * width + c] /= w;
+    else {
+      probs.fill(NaN, i * width, i * width + width);
+      empty.push(i);
+    }
+  }
+  return { probs, empty: empty.sort((a, b) => a - b) };
+}
+
 const blendLoss = (sets: Float64Array[], labels: ArrayLike<number>, w: number[], width: number): number => logLoss(blendProbs(sets, w), labels, width);
 
 /** Blend weights of K prediction sets of `width` columns (the task's labels) minimising log loss. */
-export function fitBlendWeights(sets: Float64Array[], labels: ArrayLike<number>, iters = 2000, width = 3): number[] {
+export function fitBlendWeights(sets: Float64Array[], labels: ArrayLike<number>, width: number, iters = 2000): number[] {
   const K = sets.length;
   let w = new Array(K).fill(1 / K);
   if (K === 1) return w;

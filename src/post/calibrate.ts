@@ -63,13 +63,13 @@ export interface FitCalibrationOptions {
   minGain?: number;
   /** What the prediction sets are (recorded in fittedOn; default: single passes in the scored frame). */
   input?: { frame: 'scored'; tta: 'none' | 'swap' };
-  /** The columns of the prediction sets (default: the LMSYS three). */
-  labels?: readonly string[];
+  /** The columns of the prediction sets (the task's labels). */
+  labels: readonly string[];
 }
 
 const LMSYS_LABELS: readonly string[] = TASKS.lmsys.labels;
 
-/** Columns of a calibration (recorded labels, else the LMSYS three). */
+/** Columns of a calibration: the recorded labels; a stored calibration without them was fitted on the LMSYS three (the file format before WSDM). */
 export const calibrationLabels = (cal: Calibration): readonly string[] => cal.labels ?? LMSYS_LABELS;
 
 function fitParams(method: MethodName, probs: Float64Array, labels: ArrayLike<number>, lengths: ArrayLike<number> | undefined, k: number): MethodParams {
@@ -77,12 +77,12 @@ function fitParams(method: MethodName, probs: Float64Array, labels: ArrayLike<nu
     case 'identity':
       return {};
     case 'temperature':
-      return fitTemperature(probs, labels, undefined, k);
+      return fitTemperature(probs, labels, k);
     case 'vector':
       return fitVector(probs, labels, k);
     case 'length-bins':
       if (!lengths) throw new CalibrationError('length-bins needs text lengths: give a labels CSV with prompt/response_a/response_b columns');
-      return fitLengthBins(probs, labels, lengths, undefined, undefined, k);
+      return fitLengthBins(probs, labels, lengths, k);
     case 'multipliers':
       return fitMultipliers(probs, labels, k);
     default:
@@ -99,14 +99,14 @@ function pick<T extends Float64Array | Int32Array | number[]>(src: ArrayLike<num
 }
 
 /** Mean out-of-fold log loss of a method (fit on K-1 folds, scored on the held-out fold, rows weighted equally). */
-export function crossValidate(
+function crossValidate(
   method: MethodName,
   probs: Float64Array,
   labels: ArrayLike<number>,
   lengths: ArrayLike<number> | undefined,
   folds: number,
   seed: number,
-  k = 3,
+  k: number,
 ): number {
   const n = labels.length;
   const fold = kFolds(n, folds, seed);
@@ -117,16 +117,16 @@ export function crossValidate(
     for (let i = 0; i < n; i++) (fold[i] === f ? te : tr).push(i);
     const mk = (m: number) => new Float64Array(m);
     const params = fitParams(method, pick(probs, tr, k, mk), pick(labels, tr, 1, mk), lengths && pick(lengths, tr, 1, mk), k);
-    const out = applyMethod(method, params, pick(probs, te, k, mk), lengths && pick(lengths, te, 1, mk), k);
+    const out = applyMethod(method, params, pick(probs, te, k, mk), k, lengths && pick(lengths, te, 1, mk));
     total += logLoss(out, pick(labels, te, 1, mk), k) * te.length;
   }
   return total / n;
 }
 
-export function fitCalibration(sets: Float64Array | Float64Array[], labels: ArrayLike<number>, opts: FitCalibrationOptions = {}): Calibration {
+export function fitCalibration(sets: Float64Array | Float64Array[], labels: ArrayLike<number>, opts: FitCalibrationOptions): Calibration {
   const list = Array.isArray(sets) ? sets : [sets];
   const n = labels.length;
-  const cols = opts.labels ?? LMSYS_LABELS;
+  const cols = opts.labels;
   const K = cols.length;
   list.forEach((s, k) => {
     if (s.length !== n * K)
@@ -136,7 +136,7 @@ export function fitCalibration(sets: Float64Array | Float64Array[], labels: Arra
   const requested = opts.method ?? 'auto';
   const folds = opts.folds ?? 5;
   const seed = opts.seed ?? 42;
-  const weights = list.length > 1 ? fitBlendWeights(list, labels, undefined, K) : undefined;
+  const weights = list.length > 1 ? fitBlendWeights(list, labels, K) : undefined;
   const probs = weights ? blendProbs(list, weights) : list[0];
   let method: MethodName;
   let cv: Calibration['fittedOn']['cv'];
@@ -150,7 +150,7 @@ export function fitCalibration(sets: Float64Array | Float64Array[], labels: Arra
     for (const m of candidates) if (cv[m]! < cv[method]! - (method === 'identity' ? minGain : 0)) method = m;
   } else method = requested;
   const params = fitParams(method, probs, labels, opts.lengths, K);
-  const after = applyMethod(method, params, probs, opts.lengths, K);
+  const after = applyMethod(method, params, probs, K, opts.lengths);
   return {
     method,
     params,
@@ -229,5 +229,5 @@ export function applyCalibration(cal: Calibration, probs: Float64Array | Float64
     );
   const K = calibrationLabels(cal).length;
   const p = cal.blend ? blendProbs(list, cal.blend.weights) : list[0];
-  return applyMethod(cal.method, cal.params, p, lengths, K);
+  return applyMethod(cal.method, cal.params, p, K, lengths);
 }

@@ -41,23 +41,27 @@ export function fitLinearSoftmax(
   d: number,
   phi: (i: number, c: number, out: Float64Array) => void,
   theta0: number[],
+  k: number,
   ridge = 1e-6,
-  k = 3,
 ): number[] {
   const theta = Float64Array.from(theta0);
   const f = new Float64Array(k * d);
   const z = new Float64Array(k);
   const p = new Float64Array(k);
+  // Row i's features of every class into f and its class scores under th into z.
+  const scoreRow = (th: ArrayLike<number>, i: number) => {
+    for (let c = 0; c < k; c++) {
+      phi(i, c, f.subarray(c * d, c * d + d));
+      let v = 0;
+      for (let j = 0; j < d; j++) v += th[j] * f[c * d + j];
+      z[c] = v;
+    }
+  };
   const objective = (th: Float64Array): number => {
     let s = 0;
     for (let r = 0; r < rows.length; r++) {
       const i = rows[r];
-      for (let c = 0; c < k; c++) {
-        phi(i, c, f.subarray(c * d, c * d + d));
-        let v = 0;
-        for (let j = 0; j < d; j++) v += th[j] * f[c * d + j];
-        z[c] = v;
-      }
+      scoreRow(th, i);
       let m = -Infinity;
       for (let c = 0; c < k; c++) m = Math.max(m, z[c]);
       let lse = 0;
@@ -74,12 +78,7 @@ export function fitLinearSoftmax(
     const mean = new Float64Array(d);
     for (let r = 0; r < rows.length; r++) {
       const i = rows[r];
-      for (let c = 0; c < k; c++) {
-        phi(i, c, f.subarray(c * d, c * d + d));
-        let v = 0;
-        for (let j = 0; j < d; j++) v += theta[j] * f[c * d + j];
-        z[c] = v;
-      }
+      scoreRow(theta, i);
       softmaxAt(z, 0, k, p);
       mean.fill(0);
       for (let c = 0; c < k; c++) for (let j = 0; j < d; j++) mean[j] += p[c] * f[c * d + j];

@@ -4,9 +4,9 @@
 // through the atomic submission writer.
 import { accessSync, constants, createReadStream, readFileSync } from 'node:fs';
 import { parse } from 'fast-csv';
-import { LABEL_COLUMNS } from '../types';
 import { parseCell, readRows } from '../data/rows';
-import { TASKS } from '../task/task';
+import { LABEL_COLUMNS, TASKS } from '../task/task';
+import { taskOfColumns } from '../task/labels';
 import { textLength } from '../util/text';
 import { fsReason } from '../util/files';
 
@@ -48,11 +48,6 @@ export interface Predictions {
   probs: Float64Array;
 }
 
-/** The task whose label columns a prediction file's header holds (LMSYS first: its names are unambiguous). */
-function predictionColumns(headers: string[]): readonly string[] | undefined {
-  return [TASKS.lmsys, TASKS.wsdm].find((t) => t.labels.every((c) => headers.includes(c)))?.labels;
-}
-
 /** A number cell: blank or non-numeric text is not 0 (Number('') would be). */
 const cellNumber = (v: string | undefined) => (v === undefined || v.trim() === '' ? NaN : Number(v));
 
@@ -73,7 +68,7 @@ export async function readPredictions(path: string): Promise<Predictions> {
   const once = uniqueIds(path);
   let cols: readonly string[] | undefined;
   const headers = await readCsv(path, (row, line) => {
-    cols ??= predictionColumns(Object.keys(row)) ?? LABEL_COLUMNS;
+    cols ??= taskOfColumns(Object.keys(row))?.labels ?? LABEL_COLUMNS;
     const p = cols.map((c) => cellNumber(row[c]));
     const s = p.reduce((a, b) => a + b, 0);
     if (!p.every((x) => Number.isFinite(x) && x >= 0) || !(s > 0))
@@ -84,7 +79,7 @@ export async function readPredictions(path: string): Promise<Predictions> {
     ids.push(row.id);
     for (const x of p) vals.push(x / s);
   });
-  const columns = predictionColumns(headers);
+  const columns = taskOfColumns(headers)?.labels;
   if (!headers.includes('id') || !columns) {
     const missing = ['id', ...LABEL_COLUMNS].filter((c) => !headers.includes(c));
     throw new PredictionFileError(
@@ -105,7 +100,7 @@ export interface LabelSet {
  * Characters of one text cell as the runner reads it (src/data/rows.ts parseCell: JSON-list items, a
  * non-JSON cell as one raw string), so length bins fitted here bin rows exactly as predict's textLength does.
  */
-export function cellTextLength(cell: string | undefined): number {
+function cellTextLength(cell: string | undefined): number {
   if (!cell) return 0;
   return parseCell(cell).items.reduce((s, t) => s + t.length, 0);
 }

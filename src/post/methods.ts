@@ -53,7 +53,7 @@ export function binOf(edges: number[], length: number): number {
   return b;
 }
 
-export function applyMethod(method: MethodName, params: MethodParams, probs: Float64Array, lengths?: ArrayLike<number>, k = 3): Float64Array {
+export function applyMethod(method: MethodName, params: MethodParams, probs: Float64Array, k: number, lengths?: ArrayLike<number>): Float64Array {
   const n = probs.length / k;
   switch (method) {
     case 'identity':
@@ -100,14 +100,14 @@ export function applyMethod(method: MethodName, params: MethodParams, probs: Flo
 
 const all = (n: number) => Int32Array.from({ length: n }, (_, i) => i);
 
-export function fitTemperature(probs: Float64Array, labels: ArrayLike<number>, rows: ArrayLike<number> = all(labels.length), k = 3): TemperatureParams {
+export function fitTemperature(probs: Float64Array, labels: ArrayLike<number>, k: number, rows: ArrayLike<number> = all(labels.length)): TemperatureParams {
   const lp = logProbs(probs);
-  const [a] = fitLinearSoftmax(rows, labels, 1, (i, c, f) => (f[0] = lp[i * k + c]), [1], undefined, k);
+  const [a] = fitLinearSoftmax(rows, labels, 1, (i, c, f) => (f[0] = lp[i * k + c]), [1], k);
   return { temperature: 1 / Math.max(a, 1e-3) };
 }
 
 /** One temperature and a bias per column but the first (fixed at 0). */
-export function fitVector(probs: Float64Array, labels: ArrayLike<number>, k = 3): VectorParams {
+export function fitVector(probs: Float64Array, labels: ArrayLike<number>, k: number): VectorParams {
   const lp = logProbs(probs);
   const [a, ...b] = fitLinearSoftmax(
     all(labels.length),
@@ -118,7 +118,6 @@ export function fitVector(probs: Float64Array, labels: ArrayLike<number>, k = 3)
       for (let j = 1; j < k; j++) f[j] = c === j ? 1 : 0;
     },
     [1, ...new Array<number>(k - 1).fill(0)],
-    undefined,
     k,
   );
   return { temperature: 1 / Math.max(a, 1e-3), bias: [0, ...b] };
@@ -128,7 +127,7 @@ export function fitVector(probs: Float64Array, labels: ArrayLike<number>, k = 3)
  * One temperature per quantile bin of text length. Each bin's inverse temperature is pulled towards
  * the global one (ridge = `shrink` pseudo-rows), so a thin bin cannot drift far on noise.
  */
-export function fitLengthBins(probs: Float64Array, labels: ArrayLike<number>, lengths: ArrayLike<number>, bins = 4, shrink = 20, k = 3): LengthBinsParams {
+export function fitLengthBins(probs: Float64Array, labels: ArrayLike<number>, lengths: ArrayLike<number>, k: number, bins = 4, shrink = 20): LengthBinsParams {
   const n = labels.length;
   if (lengths.length !== n) throw new CalibrationError(`length-bins: ${lengths.length} lengths for ${n} rows`);
   const sorted = Float64Array.from(lengths).sort();
@@ -138,12 +137,12 @@ export function fitLengthBins(probs: Float64Array, labels: ArrayLike<number>, le
     if (edges.length === 0 || e > edges[edges.length - 1]) edges.push(e);
   }
   const lp = logProbs(probs);
-  const global = 1 / fitTemperature(probs, labels, undefined, k).temperature;
+  const global = 1 / fitTemperature(probs, labels, k).temperature;
   const members: number[][] = Array.from({ length: edges.length + 1 }, () => []);
   for (let i = 0; i < n; i++) members[binOf(edges, lengths[i])].push(i);
   const temperatures = members.map((rows) => {
     if (rows.length === 0) return 1 / global;
-    const [a] = fitLinearSoftmax(rows, labels, 1, (i, c, f) => (f[0] = lp[i * k + c]), [global], shrink, k);
+    const [a] = fitLinearSoftmax(rows, labels, 1, (i, c, f) => (f[0] = lp[i * k + c]), [global], k, shrink);
     return 1 / Math.max(a, 1e-3);
   });
   return { edges, temperatures };
@@ -156,8 +155,8 @@ function range(lo: number, hi: number, step: number): number[] {
 }
 
 /** Grid search (coarse, then fine around the best); the grids contain multiplier 1, i.e. identity. */
-export function fitMultipliers(probs: Float64Array, labels: ArrayLike<number>, k = 3): MultiplierParams {
-  const score = (p: MultiplierParams) => logLoss(applyMethod('multipliers', p, probs, undefined, k), labels, k);
+export function fitMultipliers(probs: Float64Array, labels: ArrayLike<number>, k: number): MultiplierParams {
+  const score = (p: MultiplierParams) => logLoss(applyMethod('multipliers', p, probs, k), labels, k);
   // Without a tie column the tie multiplier stays 1.
   const ties = (r: number[]) => (k === 3 ? r : [1]);
   let best: MultiplierParams = { threshold: 0.75, multiplier: 1, tieMultiplier: 1 };

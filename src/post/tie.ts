@@ -6,6 +6,10 @@ import { logLoss } from '../metrics/metrics';
 import { fitLinearSoftmax, nelderMead } from './fit';
 import { softmaxAt } from '../util/probs';
 
+/** A tie model's outcomes, in its output order (its own frame; src/infer/model.ts maps them onto the task). */
+export const TIE_LABELS: readonly string[] = ['a', 'b', 'tie'];
+const TIE_OUTCOMES = TIE_LABELS.length;
+
 export type TieModel = 'davidson' | 'rao-kupper';
 export interface DavidsonParams {
   scale: number;
@@ -23,7 +27,7 @@ export interface TieCalibration {
   fittedOn?: Record<string, unknown>;
 }
 
-export function tieProbs(model: TieModel, params: DavidsonParams | RaoKupperParams, scores: ArrayLike<number>): Float64Array {
+function tieProbs(model: TieModel, params: DavidsonParams | RaoKupperParams, scores: ArrayLike<number>): Float64Array {
   const n = scores.length;
   const out = new Float64Array(n * 3);
   const row = new Float64Array(3);
@@ -45,7 +49,7 @@ export function tieProbs(model: TieModel, params: DavidsonParams | RaoKupperPara
 }
 
 export function tieLoss(model: TieModel, params: DavidsonParams | RaoKupperParams, scores: ArrayLike<number>, labels: ArrayLike<number>): number {
-  return logLoss(tieProbs(model, params, scores), labels);
+  return logLoss(tieProbs(model, params, scores), labels, TIE_OUTCOMES);
 }
 
 export class TieError extends Error {
@@ -53,7 +57,7 @@ export class TieError extends Error {
 }
 
 /** Fewest rows with a finite score a tie model is fitted on. */
-export const MIN_TIE_ROWS = 10;
+const MIN_TIE_ROWS = 10;
 
 /** Fits on finite scores only (a failed row's NaN would stall the fit at its starting point). */
 export function fitTieModel(allScores: ArrayLike<number>, allLabels: ArrayLike<number>, model: TieModel = 'davidson'): TieCalibration {
@@ -76,6 +80,7 @@ export function fitTieModel(allScores: ArrayLike<number>, allLabels: ArrayLike<n
       f[2] = c === 2 ? 1 : 0;
     },
     [1, 0, 0],
+    TIE_OUTCOMES,
   );
   const dav: DavidsonParams = { scale, bias, logNu };
   const fittedOn = (p: DavidsonParams | RaoKupperParams) => ({ rows: n, logLoss: tieLoss(model, p, scores, labels) });

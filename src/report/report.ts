@@ -4,12 +4,12 @@
 // so tests and readers can find them; a panel whose input is missing says so instead of vanishing.
 // The columns are the task's (src/task/task.ts): three for LMSYS, two for WSDM, whose report adds
 // accuracy per language (the task metric by the file's `language` column).
-import { swapColumns, TASKS, type Task } from '../task/task';
+import { swapColumns, type Task } from '../task/task';
 import { accuracyByGroup, argmaxRow, rowLogLoss } from '../metrics/metrics';
 
 export interface ReportInput {
-  /** The task of the rows (default lmsys): its columns are the probability columns. */
-  task?: Task;
+  /** The task of the rows: its columns are the probability columns. */
+  task: Task;
   /** Flat [n*k] probabilities, the task's column order. */
   probs: Float64Array;
   labels: ArrayLike<number>;
@@ -95,9 +95,15 @@ function chart(opts: { id: string; xLabel: string; yLabel: string; x: [number, n
 const panel = (id: string, title: string, body: string) => `<section class="panel" id="${id}"><h2>${esc(title)}</h2>${body}</section>`;
 const missing = (what: string) => `<p class="missing">Not available: ${esc(what)}</p>`;
 
+/** One bar per value (named by its tick), y from 0 to yMax; the series is named after the y axis. */
+function barChart(id: string, xLabel: string, yLabel: string, values: number[], xTicks: string[], yMax: number): string {
+  const points = values.map((v, j): [number, number] => [j + 0.5, v]);
+  return chart({ id, xLabel, yLabel, x: [0, values.length], y: [0, yMax], series: [{ name: yLabel, color: COLORS[0], points, kind: 'bars' }], xTicks });
+}
+
 export function renderReport(input: ReportInput): string {
   const { probs, labels } = input;
-  const task = input.task ?? TASKS.lmsys;
+  const task = input.task;
   const K = task.labels.length;
   const cls = Array.from({ length: K }, (_, c) => c);
   const SHORT = task.outcomes.map((o) => SHORT_OF[o]);
@@ -169,15 +175,7 @@ export function renderReport(input: ReportInput): string {
     const loss = buckets.map((b) => b.reduce((s, i) => s + losses[i], 0) / b.length);
     const ticks = buckets.map((b) => `≤${Math.round(input.lengths![b[b.length - 1]])}`);
     lengthBody =
-      chart({
-        id: 'chart-length',
-        xLabel: 'text length bucket (characters, quintiles)',
-        yLabel: 'log loss',
-        x: [0, buckets.length],
-        y: [0, Math.max(1.2, ...loss)],
-        series: [{ name: 'log loss', color: COLORS[0], points: loss.map((l, j) => [j + 0.5, l]), kind: 'bars' }],
-        xTicks: ticks,
-      }) +
+      barChart('chart-length', 'text length bucket (characters, quintiles)', 'log loss', loss, ticks, Math.max(1.2, ...loss)) +
       `<table class="length-table"><tr><th>bucket</th><th>rows</th><th>log loss</th></tr>${buckets.map((b, j) => `<tr><td>${esc(ticks[j])}</td><td>${b.length}</td><td>${f4(loss[j])}</td></tr>`).join('')}</table>`;
   }
   const lengthPanel = panel('report-length', 'Log loss by length bucket', lengthBody);
@@ -241,15 +239,7 @@ export function renderReport(input: ReportInput): string {
       const groups = accuracyByGroup(probs, labels, input.languages.map((l) => l || '(none)'), K);
       const shown = groups.slice(0, 12);
       body =
-        chart({
-          id: 'chart-language',
-          xLabel: 'language (most rows first)',
-          yLabel: 'accuracy',
-          x: [0, shown.length],
-          y: [0, 1],
-          series: [{ name: 'accuracy', color: COLORS[0], points: shown.map((g, j) => [j + 0.5, g.accuracy]), kind: 'bars' }],
-          xTicks: shown.map((g) => g.group.slice(0, 8)),
-        }) +
+        barChart('chart-language', 'language (most rows first)', 'accuracy', shown.map((g) => g.accuracy), shown.map((g) => g.group.slice(0, 8)), 1) +
         `<table class="language-table"><tr><th>language</th><th>rows</th><th>accuracy</th></tr>${groups
           .map((g) => `<tr class="language-row" data-language="${esc(g.group)}" data-accuracy="${g.accuracy}"><td>${esc(g.group)}</td><td>${g.rows}</td><td>${f4(g.accuracy)}</td></tr>`)
           .join('')}</table>`;

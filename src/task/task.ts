@@ -1,6 +1,7 @@
 // The competition a run serves, as one object: its probability columns, how a swapped pass maps back,
 // how a model's outputs map onto its columns, its metric and decision rule, and its submission format.
-// Tasks live in a small registry; nothing else in the kit may assume a width of 3.
+// Tasks live in a small registry; every function over probabilities, labels or submission cells takes
+// the task (or its width) explicitly, none defaults to LMSYS. Label cells: labels.ts.
 //   lmsys: LMSYS Chatbot Arena (2024): test.csv -> id,winner_model_a,winner_model_b,winner_tie; log loss
 //   wsdm:  WSDM Cup Multilingual Chatbot Arena (2024-25): test.parquet -> id,winner (model_a|model_b); accuracy
 
@@ -26,10 +27,13 @@ export interface Task {
   cells(p: ArrayLike<number>): string[];
   /**
    * The prediction of a row no model could reach within --time-budget: the class shares of the
-   * competition's train set (LMSYS: about 35% A / 34% B / 31% tie, docs/kaggle.md; WSDM: balanced).
+   * competition's train set (LMSYS: about 35% A / 34% B / 31% tie; WSDM: balanced).
    */
   prior: readonly number[];
 }
+
+/** The LMSYS one-hot label columns (train.csv) = its submission's probability columns, in Kaggle's order. */
+export const LABEL_COLUMNS = ['winner_model_a', 'winner_model_b', 'winner_tie'] as const;
 
 // Ten significant digits: what the LMSYS submission writer has always written.
 const fmt = (x: number) => String(Number(x.toPrecision(10)));
@@ -37,10 +41,10 @@ const fmt = (x: number) => String(Number(x.toPrecision(10)));
 export const TASKS: Record<TaskName, Task> = {
   lmsys: {
     name: 'lmsys',
-    labels: ['winner_model_a', 'winner_model_b', 'winner_tie'],
+    labels: LABEL_COLUMNS,
     outcomes: ['a', 'b', 'tie'],
     metric: { name: 'log_loss', better: 'lower' },
-    header: ['id', 'winner_model_a', 'winner_model_b', 'winner_tie'],
+    header: ['id', ...LABEL_COLUMNS],
     cells: (p) => [fmt(p[0]), fmt(p[1]), fmt(p[2])],
     prior: [0.35, 0.34, 0.31],
   },

@@ -8,6 +8,7 @@ import { readRows } from '../data/rows';
 import { encodeRowInfo, loadTokenizer, type ArenaTokenizer } from '../format/encode';
 import type { Example } from './feeds';
 import { uniform } from '../util/rng';
+import type { OutcomeIndex } from '../task/labels';
 
 export class TrainDataError extends Error {
   override name = 'TrainDataError';
@@ -57,8 +58,8 @@ export interface CsvOptions {
   maxTokens: number;
   /** Add every row a second time with the responses swapped (label A <-> B). */
   swapAugment: boolean;
-  /** Logit index of winner_model_a, winner_model_b, winner_tie (from the base's id2label); -1 = no such output. */
-  labelIndex: [number, number, number];
+  /** Logit index of each outcome (src/task/labels.ts OUTCOMES: A, B, tie; from the base's id2label); -1 = no such output. */
+  labelIndex: OutcomeIndex;
 }
 
 /** A labelled competition file (LMSYS CSV, WSDM parquet) -> training rows. */

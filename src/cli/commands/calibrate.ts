@@ -1,5 +1,5 @@
 // `calibrate`: fit a calibration (and blend weights) from out-of-fold prediction files and a labels CSV,
-// or apply a saved calibration to a prediction file. I/O only; the fitting lives in src/post.
+// or apply a saved calibration to a prediction file. file edges only; the fitting lives in src/post.
 import { readFileSync } from 'node:fs';
 import { formatProbabilities } from '../../data/submission';
 import { applyCalibration, calibrationLabels, CalibrationError, checkCalibration, fitCalibration, METHODS, PASS_INPUT, type MethodName } from '../../post/calibrate';
@@ -124,7 +124,7 @@ export async function run(argv: string[]): Promise<void> {
     seed,
     sources: preds,
     input: { frame: PASS_INPUT.frame, tta },
-    labels: columns,
+    labels: columns!,
   });
   writeFileAtomic(values.out, JSON.stringify(cal, null, 2) + '\n');
   if (values.weights) updateManifest(values.weights, { calibration: cal });

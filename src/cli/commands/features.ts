@@ -41,7 +41,7 @@ export async function run(argv: string[]): Promise<void> {
   const { rows, warnings } = await readRows(values.data, { requireLabels: true });
   for (const w of warnings) console.warn(`features: ${w}`);
   const t0 = Date.now();
-  const cv = folds > 1 ? crossValidateFeatures(rows, folds, seed, opts, undefined, task) : undefined;
+  const cv = folds > 1 ? crossValidateFeatures(rows, task, folds, seed, opts) : undefined;
   if (cv && task.metric.name === 'accuracy')
     console.log(
       `features: ${folds}-fold CV accuracy on ${rows.length} rows (task ${task.name}): gbdt ${cv.gbdtAccuracy.toFixed(4)}, the longer response wins ${cv.longerAccuracy.toFixed(4)}; ` +
@@ -51,7 +51,7 @@ export async function run(argv: string[]): Promise<void> {
     console.log(
       `features: ${folds}-fold CV log loss on ${rows.length} rows: gbdt ${cv.gbdt.toFixed(5)}, difference buckets ${cv.buckets.toFixed(5)}, class shares ${cv.prior.toFixed(5)} (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
     );
-  const model = trainFeatureModel(rows, opts, task);
+  const model = trainFeatureModel(rows, task, opts);
   const manifest = writeFeatureModel(values.out, model, {
     command: `features ${argv.join(' ')}`,
     seed,

@@ -1,11 +1,11 @@
 // `runner.cjs predict`: competition CSV in, submission.csv out (atomic; complete and valid or not written).
 import { existsSync, realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { readRows } from '../../data/rows';
+import { dataColumns, readRows } from '../../data/rows';
 import { writeSubmission } from '../../data/submission';
 import { assertWritableFile } from '../../util/files';
 import { parse, need, UsageError } from '../args';
-import { exitOnSignals, openSpecs, SCORE_OPTIONS, scoreRows, scoreSettings } from './score';
+import { exitOnSignals, openSpecs, prepareRuntime, SCORE_OPTIONS, scoreRows, scoreSettings } from './score';
 import { fmt } from '../../util/progress';
 import { parseDuration } from '../../util/duration';
 
@@ -27,7 +27,8 @@ const samePath = (a: string, b: string) => {
 export async function run(argv: string[]): Promise<void> {
   const v = parse(argv, { ...SCORE_OPTIONS, out: { type: 'string', default: 'submission/submission.csv' } }, USAGE);
   const data = need(v.data, '--data', USAGE);
-  const settings = scoreSettings(v);
+  const settings = scoreSettings(v, { columns: dataColumns(data), startedAt: performance.timeOrigin });
+  prepareRuntime(settings);
   const out = v.out as string;
   if (samePath(out, data)) throw new UsageError(`--out ${out} is the input --data file; it would be overwritten. Write the submission elsewhere.`);
   // Before hours of inference: the submission must be writable where asked.
@@ -59,7 +60,7 @@ export async function run(argv: string[]): Promise<void> {
     swapped_rows: runs[0].swappedRows.length,
     padding_efficiency: first.computedTokens ? Number((first.tokens / first.computedTokens).toFixed(4)) : 1,
     failed_rows: runs.reduce((a, r) => a + r.failedRows.length, 0),
-    ...(settings.deadline === undefined
+    ...(settings.deadline === Infinity
       ? {}
       : { time_budget_s: parseDurationOpt(v['time-budget']), swapped_rows_per_model: runs.map((r) => r.swappedRows.length), unreached_rows: runs.map((r) => r.unreachedRows.length), prior_rows: priorRows.length }),
   };

@@ -19,7 +19,7 @@ export async function run(): Promise<void> {
   const handle = async (k: number) => {
     let h = handles.get(k);
     if (!h) {
-      const spec = openSpec(init!.dirs[k], { calibrate: false, needTie: false, task: getTask(init!.task ?? 'lmsys') });
+      const spec = openSpec(init!.dirs[k], { calibrate: false, needTie: false, task: getTask(init!.task) });
       h = await openHandle(spec, { ...init!.handle, checkRows: rows, warn: (m) => process.stderr.write(`warning [${init!.label}]: ${m}\n`) });
       handles.set(k, h);
     }

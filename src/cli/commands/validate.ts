@@ -2,7 +2,7 @@
 // accuracy, swap consistency and position bias; ends with one JSON line of those figures.
 // --predictions-out writes what `calibrate` fits on: the uncalibrated first pass (one pass, no TTA
 // merge, A/B as in the file), with a `.meta.json` beside it saying so.
-import { readRows } from '../../data/rows';
+import { dataColumns, readRows } from '../../data/rows';
 import { writePredictions } from '../../data/submission';
 import { accuracy, accuracyByGroup, logLoss, priorLogLoss, swapConsistency } from '../../metrics/metrics';
 import { renderReport } from '../../report/report';
@@ -11,13 +11,14 @@ import { PASS_INPUT } from '../../post/calibrate';
 import { predictionsMeta } from '../../post/io';
 import { updateManifest } from '../../weights/manifest';
 import { assertWritableFile, writeFileAtomic } from '../../util/files';
-import { flipAB, mergeSwap, uniform, type Probs } from '../../util/probs';
-import { swapColumns } from '../../task/task';
+import { fillUniform } from '../../util/probs';
+import { blendProbs } from '../../post/blend';
+import { blendRuns } from '../../infer/ensemble';
 import { lengthDifference, textLength } from '../../util/text';
 import type { ArenaRow } from '../../types';
 import type { ModelSpec } from '../../infer/model';
 import { num, parse, need, UsageError } from '../args';
-import { exitOnSignals, makeRunner, openSpecs, SCORE_OPTIONS, scoreRows, scoreSettings, type ScoreSettings } from './score';
+import { exitOnSignals, makeRunner, openSpecs, prepareRuntime, SCORE_OPTIONS, scoreRows, scoreSettings, type ScoreSettings } from './score';
 
 const USAGE = `usage: node runner.cjs validate --data labelled.csv|train.parquet --weights DIR [--weights DIR2 ...] [--task lmsys|wsdm]
   [--ep cpu|cuda|auto] [--tta swap|none] [--token-budget N] [--predictions-out P.csv] [--report report.html]
@@ -27,14 +28,6 @@ const USAGE = `usage: node runner.cjs validate --data labelled.csv|train.parquet
   --max-rows N: validate on the file's first N rows only (a quick check)`;
 
 const warn = (m: string) => process.stderr.write(`warning: ${m}\n`);
-
-/** Failed rows (NaN) as the uniform prediction over k columns, for metrics over every row. */
-function filled(p: Probs, k: number): Probs {
-  const out = Float64Array.from(p);
-  const u = uniform(k);
-  for (let i = 0; i < out.length; i += k) if (!u.every((_, c) => Number.isFinite(out[i + c]))) out.set(u, i);
-  return out;
-}
 
 export async function run(argv: string[]): Promise<void> {
   const v = parse(argv, {
@@ -47,7 +40,8 @@ export async function run(argv: string[]): Promise<void> {
     }, USAGE);
   const data = need(v.data, '--data', USAGE);
   // Validation scores every row with both passes: a --time-budget does not apply here.
-  const settings = { ...scoreSettings(v), tta: { kind: 'swap' as const }, deadline: undefined };
+  const settings: ScoreSettings = { ...scoreSettings(v, { columns: dataColumns(data), startedAt: performance.timeOrigin }), tta: { kind: 'swap' }, deadline: Infinity };
+  prepareRuntime(settings);
   const task = settings.task;
   const K = task.labels.length;
   const useTta = (v.tta as string) !== 'none';
@@ -64,23 +58,16 @@ export async function run(argv: string[]): Promise<void> {
   const labels = rows.map((r) => r.label as number);
   exitOnSignals('nothing written.', settings.cacheDir);
   if (v['fit-tie']) await fitTies(specs, rows, labels, settings);
-  const { runs } = await scoreRows(rows, specs, settings, warn);
+  // One run with both passes (validate always swaps): the swap-TTA figure is the very blend predict
+  // --tta swap submits, the no-TTA figure the blend of each model's first pass by the same merge rule.
+  const { probs: merged, runs } = await scoreRows(rows, specs, settings, warn);
   const n = rows.length;
-  // Blend first passes and swapped passes separately so both TTA figures and consistency come from one run.
-  const first = new Float64Array(n * K);
-  const swR = new Float64Array(n * K);
-  const raw = new Float64Array(n * K);
-  runs.forEach((r, k) => {
-    const w = settings.blend[k];
-    const [f, s, u] = [filled(r.first, K), filled(r.swappedRaw, K), filled(r.raw, K)];
-    for (let i = 0; i < n * K; i++) {
-      first[i] += w * f[i];
-      swR[i] += w * s[i];
-      raw[i] += w * u[i];
-    }
-  });
-  const swF = flipAB(swR, swapColumns(task));
-  const merged = mergeSwap(first, swF, undefined, K);
+  const first = blendRuns(rows, runs, settings.blend, task, warn, (r) => r.noTta).probs;
+  // Swap consistency and --predictions-out: failed rows as uniform.
+  const blendFilled = (pick: (r: (typeof runs)[number]) => Float64Array) => blendProbs(runs.map((r) => fillUniform(pick(r), K)), settings.blend);
+  const swR = blendFilled((r) => r.swappedRaw);
+  const swF = blendFilled((r) => r.swappedFlipped);
+  const raw = blendFilled((r) => r.raw);
   const probs = useTta ? merged : first;
   const cons = swapConsistency(first, swF, swR, n, K);
   const binary = task.metric.name === 'accuracy';

@@ -5,7 +5,7 @@ import { formatProbabilities } from '../../data/submission';
 import { applyCalibration, calibrationLabels, CalibrationError, checkCalibration, fitCalibration, METHODS, PASS_INPUT, type MethodName } from '../../post/calibrate';
 import { alignPredictions, readLabels, readPredictions, readPredictionsMeta, readTextLengths } from '../../post/io';
 import { readManifest, updateManifest } from '../../weights/manifest';
-import { assertWritableFile, fsReason, writeFileAtomic } from '../../util/files';
+import { assertNotInput, assertWritableFile, fsReason, writeFileAtomic } from '../../util/files';
 import { parse, UsageError } from '../args';
 
 const USAGE = `usage:
@@ -40,6 +40,13 @@ export async function run(argv: string[]): Promise<void> {
   ) as { predictions?: string[]; labels?: string; method: string; out?: string; weights?: string; apply?: string; data?: string; folds: string; seed: string };
   const preds = values.predictions ?? [];
   if (!preds.length || !values.out) throw new UsageError(`calibrate: --predictions and --out are required\n${USAGE}`);
+  assertNotInput({ flag: '--out', path: values.out }, [
+    ...preds.map((p) => ({ flag: '--predictions', path: p })),
+    { flag: '--labels', path: values.labels },
+    { flag: '--apply', path: values.apply },
+    { flag: '--data', path: values.data },
+    { flag: '--weights', path: values.weights },
+  ]);
   assertWritableFile(values.out, '--out');
 
   if (values.apply) {

@@ -4,6 +4,7 @@ import { statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { dataColumns, readRows } from '../../data/rows';
+import { assertOutDir } from '../../util/files';
 import { writePredictions } from '../../data/submission';
 import { detectTask } from '../../task/task';
 import { crossValidateFeatures, FeatureModelError, trainFeatureModel, writeFeatureModel } from '../../features/model';
@@ -30,6 +31,7 @@ export async function run(argv: string[]): Promise<void> {
   });
   if (values.help) return void console.log(USAGE);
   if (!values.data || !values.out) throw new FeatureModelError(`features: --data and --out are required\n${USAGE}`);
+  assertOutDir({ flag: '--out', path: values.out }, [{ flag: '--data', path: values.data }], 'manifest.json');
   const folds = Number(values.folds);
   const seed = Number(values.seed);
   const opts: Partial<GbdtOptions> = { seed };

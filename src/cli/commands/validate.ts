@@ -10,7 +10,7 @@ import { fitTieModel } from '../../post/tie';
 import { PASS_INPUT } from '../../post/calibrate';
 import { predictionsMeta } from '../../post/io';
 import { updateManifest } from '../../weights/manifest';
-import { assertWritableFile, writeFileAtomic } from '../../util/files';
+import { assertNotInput, assertWritableFile, writeFileAtomic } from '../../util/files';
 import { fillUniform } from '../../util/probs';
 import { blendProbs } from '../../post/blend';
 import { blendRuns } from '../../infer/ensemble';
@@ -45,8 +45,15 @@ export async function run(argv: string[]): Promise<void> {
   const task = settings.task;
   const K = task.labels.length;
   const useTta = (v.tta as string) !== 'none';
+  const inputs = [{ flag: '--data', path: data }, ...settings.weights.map((w) => ({ flag: '--weights', path: w }))];
+  if (settings.cacheDir) inputs.push({ flag: '--cache', path: settings.cacheDir });
   for (const [flag, path] of [['--predictions-out', v['predictions-out']], ['--report', v.report]] as const)
-    if (typeof path === 'string') assertWritableFile(path, flag);
+    if (typeof path === 'string') {
+      assertNotInput({ flag, path }, inputs);
+      assertWritableFile(path, flag);
+    }
+  if (typeof v['predictions-out'] === 'string' && typeof v.report === 'string')
+    assertNotInput({ flag: '--report', path: v.report }, [{ flag: '--predictions-out', path: v['predictions-out'] }]);
   const specs = openSpecs(settings, !v['fit-tie']);
   const maxRows = v['max-rows'] === undefined ? Infinity : num(v['max-rows'], '--max-rows', 0);
   if (!(maxRows >= 1)) throw new UsageError(`--max-rows must be a positive number of rows, got "${v['max-rows']}"`);

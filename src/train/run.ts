@@ -25,6 +25,8 @@ export interface TrainOptions {
   base: string;
   /** Continue from this PEFT adapter (its LoRA settings win). */
   adapter?: string;
+  /** With --adapter: false = continue with the adapter's own lora_dropout (the CLI without --lora-dropout); true or unset = lora.lora_dropout. */
+  loraDropoutGiven?: boolean;
   /** Labelled competition file (CSV or WSDM parquet), tokenized with the base folder's tokenizer ... */
   data?: string;
   /** ... or JSON lines {"input_ids": [...], "label": k}. */
@@ -138,7 +140,10 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       const ad = readAdapter(o.adapter);
       if (ad.init !== true && ad.init !== false && ad.init !== undefined && ad.init !== 'gaussian')
         throw new LoraSetupError(`${o.adapter}: init_lora_weights ${JSON.stringify(ad.init)} needs its residual base; save it converted (PEFT path_initial_model_for_weight_conversion) first`);
-      settings = { ...ad.settings, lora_dropout: o.lora.lora_dropout };
+      const dropout = o.loraDropoutGiven === false ? ad.settings.lora_dropout : o.lora.lora_dropout;
+      if (dropout !== ad.settings.lora_dropout)
+        o.log(`train: lora_dropout ${dropout} (given) instead of the adapter's ${ad.settings.lora_dropout}`);
+      settings = { ...ad.settings, lora_dropout: dropout };
       params = ad.params;
       // a relabelled head (--num-labels) starts from loadBase's tensors, not the adapter's old shape
       for (const t of planLora(c, settings).head) if (extra.has(t.hf)) params.set(t.key, Float32Array.from(extra.get(t.hf)!.data));

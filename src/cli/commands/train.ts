@@ -89,6 +89,7 @@ export async function run(argv: string[]): Promise<void> {
     ...D,
     base: need(v.base, '--base', USAGE),
     adapter: v.adapter as string | undefined,
+    loraDropoutGiven: v['lora-dropout'] !== undefined,
     data: v.data as string | undefined,
     tokenized: v.tokenized as string | undefined,
     valid: v.valid as string | undefined,

@@ -108,6 +108,16 @@ async function loadRows(path: string, kind: 'csv' | 'jsonl', c: ModelConfig, o: 
   return r;
 }
 
+/** A run whose loss, gradients or weights stopped being finite: stopped before any adapter is written. */
+export class TrainDivergedError extends Error {
+  override name = 'TrainDivergedError';
+}
+
+function finiteParams(params: Params): boolean {
+  for (const p of params.values()) for (let i = 0; i < p.length; i++) if (!Number.isFinite(p[i])) return false;
+  return true;
+}
+
 /** Mean cross-entropy over rows, in batches, with the loss output of a forward-only session. */
 async function logLoss(c: ModelConfig, s: TrainSession, params: Params, rows: Example[], batch: number): Promise<number> {
   let sum = 0;
@@ -220,6 +230,12 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
           seed: o.seed,
           accumulation: o.gradAccum,
         });
+        if (!Number.isFinite(s.loss) || !Number.isFinite(s.gradNorm) || !finiteParams(params))
+          throw new TrainDivergedError(
+            `step ${step} (epoch ${epoch + 1}, rows ${mbs.flat().length}): ${!Number.isFinite(s.loss) ? `loss ${s.loss}` : !Number.isFinite(s.gradNorm) ? `gradient norm ${s.gradNorm}` : 'the LoRA weights became non-finite'} ` +
+              `at lr ${lr.toExponential(2)}; no adapter written. Lower --lr, raise --adam-eps, set --max-grad-norm, or check the base / adapter for NaN values` +
+              (o.checkpointEvery > 0 ? `; the last checkpoint in ${ckDir} is kept` : ''),
+          );
         ran++;
         stepSeconds += (Date.now() - ts) / 1000;
         result.log.push(s);

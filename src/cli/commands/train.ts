@@ -44,6 +44,8 @@ function layerList(s: string): number[] {
   for (const part of s.split(',').map((p) => p.trim()).filter(Boolean)) {
     const m = /^(\d+)(?:-(\d+))?$/.exec(part);
     if (!m) throw new UsageError(`--layers-to-transform: "${part}" is not an index or a range like 6-25`);
+    if (m[2] !== undefined && Number(m[2]) < Number(m[1]))
+      throw new UsageError(`--layers-to-transform: "${part}" is an empty range; write it low-high, e.g. ${m[2]}-${m[1]}`);
     for (let i = Number(m[1]); i <= Number(m[2] ?? m[1]); i++) out.push(i);
   }
   return out;
@@ -85,6 +87,17 @@ export async function run(argv: string[]): Promise<void> {
   const mode = (v.train as string | undefined) ?? 'lora';
   if (mode !== 'lora' && mode !== 'head') throw new UsageError(`--train must be lora or head, got "${mode}"`);
   const maxGradNorm = num(v['max-grad-norm'], '--max-grad-norm', D.maxGradNorm ?? 0);
+  // As torch.optim.AdamW and transformers' TrainingArguments check them (a bad value trains silently wrong).
+  const positive = (flag: string, dflt: number, min: number, strict: boolean) => {
+    const n = num(v[flag.slice(2)], flag, dflt);
+    if (!Number.isFinite(n) || (strict ? n <= min : n < min))
+      throw new UsageError(`${flag} must be a finite number ${strict ? '>' : '>='} ${min}, got ${v[flag.slice(2)]}`);
+    return n;
+  };
+  positive('--lr', D.lr, 0, true);
+  positive('--weight-decay', D.weightDecay, 0, false);
+  positive('--adam-eps', D.eps, 0, true);
+  positive('--max-grad-norm', D.maxGradNorm ?? 0, 0, false);
   const opts: TrainOptions = {
     ...D,
     base: need(v.base, '--base', USAGE),

@@ -1,0 +1,49 @@
+// Issue 19: training that cannot go silently wrong. Hyperparameters torch / transformers would refuse are
+// refused by name; a run whose loss or weights stop being finite stops with the step and writes no adapter.
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ROOT, TRAINER } from './helpers/peaked';
+import { fixtureBatch, GEMMA2_TINY } from './helpers/train-fixtures';
+
+describe('train refuses what would train silently wrong (issue 19)', function () {
+  this.timeout(300_000);
+  let tmp: string;
+  let rows: string;
+  before(() => {
+    if (!existsSync(TRAINER)) execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
+    tmp = mkdtempSync(join(tmpdir(), 'arenakit-trefuse-'));
+    rows = join(tmp, 'rows.jsonl');
+    const batch = [...fixtureBatch('padded', [0, 1, 2]), ...fixtureBatch('single', [2])];
+    writeFileSync(rows, batch.map((r) => JSON.stringify({ input_ids: Array.from(r.inputIds), label: r.label })).join('\n') + '\n');
+  });
+  after(() => rmSync(tmp, { recursive: true, force: true }));
+  const train = (out: string, extra: string[]) =>
+    spawnSync(process.execPath, [TRAINER, 'train', '--base', GEMMA2_TINY, '--tokenized', rows, '--out', join(tmp, out), '--max-steps', '2', '--batch-size', '2', ...extra], { encoding: 'utf8' });
+
+  for (const [args, re] of [
+    [['--lr=-1e-4'], /--lr must be a finite number > 0, got -1e-4/],
+    [['--weight-decay=-0.1'], /--weight-decay must be a finite number >= 0/],
+    [['--adam-eps', '0'], /--adam-eps must be a finite number > 0, got 0/],
+    [['--max-grad-norm=-1'], /--max-grad-norm must be a finite number >= 0/],
+    [['--layers-to-transform', '3-1'], /"3-1" is an empty range; write it low-high, e\.g\. 1-3/],
+  ] as const) {
+    it(`refuses ${args.join(' ')}`, () => {
+      const r = train(`bad-${args[0].slice(2).split('=')[0]}`, [...args]);
+      console.log(`      exit ${r.status}: ${r.stderr.trim().split('\n').at(-1)}`);
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, re);
+      assert.ok(!existsSync(join(tmp, `bad-${args[0].slice(2).split('=')[0]}`, 'adapter_model.safetensors')));
+    });
+  }
+
+  it('lr 1e30 stops with the step and writes no adapter', () => {
+    const r = train('diverged', ['--lr', '1e30', '--max-steps', '3']);
+    console.log(`      exit ${r.status}: ${r.stderr.trim().split('\n').at(-1)}`);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /TrainDivergedError|step \d+ \(epoch 1, rows \d+\): .*no adapter written/);
+    assert.ok(!existsSync(join(tmp, 'diverged', 'adapter_model.safetensors')));
+  });
+});

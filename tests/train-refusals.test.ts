@@ -5,6 +5,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { writeByteTokenizer } from './helpers/byte-tokenizer';
 import { ROOT, TRAINER } from './helpers/peaked';
 import { fixtureBatch, GEMMA2_TINY } from './helpers/train-fixtures';
 
@@ -45,5 +46,36 @@ describe('train refuses what would train silently wrong (issue 19)', function ()
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /TrainDivergedError|step \d+ \(epoch 1, rows \d+\): .*no adapter written/);
     assert.ok(!existsSync(join(tmp, 'diverged', 'adapter_model.safetensors')));
+  });
+});
+
+describe('features and import settings that would fit silently wrong (issue 19)', function () {
+  this.timeout(120_000);
+  const SAMPLE = join(__dirname, '..', '..', 'shared', 'data', 'arena-sample-999.csv');
+  let tmp: string;
+  before(() => (tmp = mkdtempSync(join(tmpdir(), 'arenakit-frefuse-'))));
+  after(() => rmSync(tmp, { recursive: true, force: true }));
+  for (const [flag, value, re] of [
+    ['--eta', '0', /--eta must be a number in \(0, 1\], got "0"/],
+    ['--eta', '-0.1', /--eta must be a number in \(0, 1\], got "-0.1"/],
+    ['--rounds', '0', /--rounds must be an integer >= 1, got "0"/],
+  ] as const) {
+    it(`features refuses ${flag} ${value}`, () => {
+      const r = spawnSync(process.execPath, [TRAINER, 'features', '--data', SAMPLE, '--out', join(tmp, `f${flag}${value}`), `${flag}=${value}`], { encoding: 'utf8' });
+      console.log(`      exit ${r.status}: ${r.stderr.trim().split('\n').at(-1)}`);
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, re);
+      assert.ok(!existsSync(join(tmp, `f${flag}${value}`, 'manifest.json')));
+    });
+  }
+
+  it('import refuses --label-tokens naming one token twice', () => {
+    const judge = join(__dirname, '..', '..', 'shared', 'fixtures', 'hf-reference', 'gemma2-judge-tiny');
+    const tok = join(tmp, 'tok');
+    writeByteTokenizer(tok);
+    const r = spawnSync(process.execPath, [TRAINER, 'import', '--base', judge, '--tokenizer', tok, '--quant', 'fp32', '--label-tokens', 'A,A', '--out', join(tmp, 'judge')], { encoding: 'utf8' });
+    console.log(`      exit ${r.status}: ${r.stderr.trim().split('\n').at(-1)}`);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /--label-tokens A,A: "A" is the same token \(id \d+\) as "A"; each outcome needs its own token/);
   });
 });

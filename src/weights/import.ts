@@ -219,6 +219,11 @@ export function chooseHead(
     if (o.labelTokens.length !== 2 && o.labelTokens.length !== 3)
       throw new ImportError(`--label-tokens takes 2 or 3 tokens (A,B or A,B,tie), got ${o.labelTokens.length}`);
     const ids = resolveLabelTokens(o.labelTokens, join(o.tokenizerDir, 'tokenizer.json'));
+    const dup = ids.findIndex((id, i) => ids.indexOf(id) !== i);
+    if (dup >= 0)
+      throw new ImportError(
+        `--label-tokens ${o.labelTokens.join(',')}: "${o.labelTokens[dup]}" is the same token (id ${ids[dup]}) as "${o.labelTokens[ids.indexOf(ids[dup])]}"; each outcome needs its own token`,
+      );
     return { kind: 'label-tokens', tokenIds: ids, weight: '', finalSoftcap: null }; // weight and soft-cap: the family parser
   }
   const shape = (n: string): number[] | null => {

@@ -35,9 +35,21 @@ export async function run(argv: string[]): Promise<void> {
   const folds = Number(values.folds);
   const seed = Number(values.seed);
   const opts: Partial<GbdtOptions> = { seed };
-  if (values.rounds) opts.rounds = Number(values.rounds);
-  if (values.depth) opts.maxDepth = Number(values.depth);
-  if (values.eta) opts.learningRate = Number(values.eta);
+  const setting = (flag: string, text: string | undefined, ok: (n: number) => boolean, want: string) => {
+    if (text === undefined) return undefined;
+    const n = Number(text);
+    if (!ok(n)) throw new FeatureModelError(`features: ${flag} must be ${want}, got "${text}"`);
+    return n;
+  };
+  const intAtLeast1 = (n: number) => Number.isInteger(n) && n >= 1;
+  const rounds = setting('--rounds', values.rounds, intAtLeast1, 'an integer >= 1');
+  const depth = setting('--depth', values.depth, intAtLeast1, 'an integer >= 1');
+  const eta = setting('--eta', values.eta, (n) => n > 0 && n <= 1, 'a number in (0, 1]');
+  if (rounds !== undefined) opts.rounds = rounds;
+  if (depth !== undefined) opts.maxDepth = depth;
+  if (eta !== undefined) opts.learningRate = eta;
+  if (!(Number.isInteger(folds) && folds >= 0))
+    throw new FeatureModelError(`features: --folds must be a whole number (0 or 1: no cross-validation), got "${values.folds}"`);
   // The task sets the classes: LMSYS A/B/tie, WSDM A/B (the binary objective).
   const task = detectTask(values.data, dataColumns(values.data), values.task);
   const { rows, warnings } = await readRows(values.data, { requireLabels: true });

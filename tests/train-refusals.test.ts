@@ -79,3 +79,34 @@ describe('features and import settings that would fit silently wrong (issue 19)'
     assert.match(r.stderr, /--label-tokens A,A: "A" is the same token \(id \d+\) as "A"; each outcome needs its own token/);
   });
 });
+
+describe('validate on WSDM rows labelled tie (issue 19)', function () {
+  this.timeout(180_000);
+  it('excludes them with a count instead of a NaN or wrong log loss', () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'arenakit-wtie-'));
+    try {
+      const csv = join(tmp, 'wsdm.csv');
+      const rows: string[] = ['id,prompt,response_a,response_b,winner'];
+      for (let i = 0; i < 60; i++) {
+        const long = 'word '.repeat(5 + (i % 7) * 9);
+        const a = i % 2 ? long : 'short';
+        const b = i % 2 ? 'short' : long;
+        rows.push(`w${i},"question ${i}","${a}","${b}",${i === 7 || i === 8 ? 'tie' : i % 2 ? 'model_a' : 'model_b'}`);
+      }
+      writeFileSync(csv, rows.join('\n') + '\n');
+      const f = spawnSync(process.execPath, [TRAINER, 'features', '--data', csv, '--out', join(tmp, 'feat'), '--folds', '0'], { encoding: 'utf8' });
+      assert.equal(f.status, 0, f.stderr);
+      const RUNNER = join(ROOT, 'dist', 'runner.cjs');
+      const r = spawnSync(process.execPath, [RUNNER, 'validate', '--data', csv, '--weights', join(tmp, 'feat')], { encoding: 'utf8' });
+      console.log(`      exit ${r.status}: ${r.stderr.split('\n').find((l) => /excluded/.test(l))}`);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stderr, /2 rows labelled tie excluded: the wsdm task has only the outcomes a, b \(ids w7, w8\)/);
+      const last = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+      const figures = JSON.stringify(last);
+      assert.ok(!/null|NaN/.test(figures), figures);
+      assert.equal(last.rows ?? last.n ?? 58, 58);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+});

@@ -60,7 +60,16 @@ export async function run(argv: string[]): Promise<void> {
   const read = await readRows(data, { requireLabels: true });
   const { warnings } = read;
   // A quick look (a Kaggle notebook that is merely saved): the file's first rows.
-  const rows = read.rows.length > maxRows ? read.rows.slice(0, maxRows) : read.rows;
+  // A label the task has no column for (a WSDM 'tie'): scored, it would give a NaN or wrong figure.
+  const outside = read.rows.filter((r) => (r.label as number) >= task.outcomes.length);
+  if (outside.length)
+    warnings.push(
+      `${data}: ${outside.length} rows labelled ${[...new Set(outside.map((r) => task.name === 'wsdm' ? 'tie' : String(r.label)))].join(', ')} ` +
+        `excluded: the ${task.name} task has only the outcomes ${task.outcomes.join(', ')} (ids ${outside.slice(0, 5).map((r) => r.id).join(', ')}${outside.length > 5 ? ', ...' : ''})`,
+    );
+  const kept = outside.length ? read.rows.filter((r) => (r.label as number) < task.outcomes.length) : read.rows;
+  if (!kept.length) throw new UsageError(`${data}: no row has a label of the ${task.name} task (${task.outcomes.join(', ')})`);
+  const rows = kept.length > maxRows ? kept.slice(0, maxRows) : kept;
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
   const labels = rows.map((r) => r.label as number);
   exitOnSignals('nothing written.', settings.cacheDir);

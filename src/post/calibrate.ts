@@ -196,12 +196,20 @@ export function checkCalibration(cal: unknown, where: string, forModel: boolean,
   const cols = calibrationLabels(c);
   if (columns && cols.join() !== columns.join())
     bad(`fitted on the columns ${cols.join(', ')}, but this run's task has ${columns.join(', ')}`, 'fit a calibration on predictions of this task (validate --predictions-out on its labelled data, then calibrate)');
-  if (c.method === 'temperature') need(['temperature']);
-  else if (c.method === 'vector') (need(['temperature']), list('bias', cols.length));
-  else if (c.method === 'multipliers') need(['threshold', 'multiplier', 'tieMultiplier']);
+  // Values a fit never produces: a temperature <= 0 inverts or flattens every prediction.
+  const positive = (k: string) => {
+    const v = p![k];
+    if (!((Array.isArray(v) ? v : [v]) as number[]).every((x) => x > 0)) bad(`calibration ${c.method}: params.${k} must be > 0, got ${JSON.stringify(v)}`);
+  };
+  if (c.method === 'temperature') (need(['temperature']), positive('temperature'));
+  else if (c.method === 'vector') (need(['temperature']), positive('temperature'), list('bias', cols.length));
+  else if (c.method === 'multipliers') (need(['threshold', 'multiplier', 'tieMultiplier']), positive('multiplier'), positive('tieMultiplier'));
   else if (c.method === 'length-bins') {
     list('edges');
     list('temperatures', (p!.edges as number[]).length + 1);
+    positive('temperatures');
+    const e = p!.edges as number[];
+    if (e.some((x, i) => i > 0 && x < e[i - 1])) bad(`calibration length-bins: params.edges must be increasing, got ${JSON.stringify(e)}`);
   }
   if (c.blend) {
     if (!Array.isArray(c.blend.weights) || !c.blend.weights.every(finite)) bad('blend.weights must be finite numbers');

@@ -110,3 +110,23 @@ describe('validate on WSDM rows labelled tie (issue 19)', function () {
     }
   });
 });
+
+describe('calibrate --apply checks the parameters it reads (issue 19)', function () {
+  this.timeout(60_000);
+  it('a negative temperature is refused, naming the file and the parameter', () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'arenakit-calneg-'));
+    try {
+      const cal = join(tmp, 'cal.json');
+      writeFileSync(cal, JSON.stringify({ method: 'temperature', params: { temperature: -1.3 }, fittedOn: 'single-pass' }));
+      const preds = join(tmp, 'p.csv');
+      writeFileSync(preds, 'id,winner_model_a,winner_model_b,winner_tie\n1,0.6,0.3,0.1\n');
+      const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'runner.cjs'), 'calibrate', '--apply', cal, '--predictions', preds, '--out', join(tmp, 'q.csv')], { encoding: 'utf8' });
+      console.log(`      exit ${r.status}: ${r.stderr.trim().split('\n').at(-1)}`);
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, /params\.temperature must be > 0, got -1\.3/);
+      assert.ok(!existsSync(join(tmp, 'q.csv')));
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+});

@@ -130,3 +130,27 @@ describe('calibrate --apply checks the parameters it reads (issue 19)', function
     }
   });
 });
+
+describe('--tokenized JSON lines (issue 19)', () => {
+  const { readTokenized } = require('../src/train/data') as typeof import('../src/train/data');
+  it('keeps a BOM-prefixed first row, names and skips a null line, cuts rows past --max-tokens, refuses a folder', () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'arenakit-jsonl-'));
+    try {
+      const f = join(tmp, 'rows.jsonl');
+      const long = Array.from({ length: 300_000 }, (_, i) => (i % 500) + 1);
+      writeFileSync(f, '\uFEFF{"input_ids":[2,5,6],"label":0}\nnull\n' + JSON.stringify({ input_ids: long, label: 1 }) + '\n{"input_ids":[2,7],"label":2}');
+      const r = readTokenized(f, 3, 512, 256);
+      for (const w of r.warnings) console.log(`      warning: ${w}`);
+      assert.equal(r.rows.length, 3);
+      assert.deepEqual(r.rows[0].inputIds, [2, 5, 6]);
+      assert.equal(r.rows[1].inputIds.length, 256);
+      assert.deepEqual(r.rows[2].inputIds, [2, 7]);
+      assert.ok(r.warnings.some((w) => /rows\.jsonl:2: expected an object .* got null; line skipped/.test(w)));
+      assert.ok(r.warnings.some((w) => /1 rows longer than --max-tokens 256 cut/.test(w)));
+      assert.throws(() => readTokenized(tmp, 3, 512), /is a folder; --tokenized takes a \.jsonl file/);
+      assert.throws(() => readTokenized(join(tmp, 'missing.jsonl'), 3, 512), /missing\.jsonl: cannot be read \(no such file or directory \(ENOENT\)\)/);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+});

@@ -57,7 +57,7 @@ export interface TrainOptions {
   swapAugment: boolean; // false: CSV rows also trained with responses swapped
   seed: number; // 0: LoRA init, shuffling, dropout masks
   template: string; // 'gemma-chat' prompt template for --data
-  maxTokens: number; // 512 tokens per row for --data
+  maxTokens: number; // 512 tokens per row: --data truncates by its recipe, --tokenized rows are cut from the right
   tokenizer?: string; // folder with tokenizer.json when the base folder has none
   checkpointEvery: number; // 0 = none; else save out/checkpoint every N steps
   resume: boolean; // continue from out/checkpoint
@@ -101,7 +101,7 @@ export interface TrainResult {
 }
 
 async function loadRows(path: string, kind: 'csv' | 'jsonl', c: ModelConfig, o: TrainOptions, labelIndex: [number, number, number], tok: () => ArenaTokenizer): Promise<LoadedRows> {
-  if (kind === 'jsonl') return readTokenized(path, c.numLabels, c.vocabSize);
+  if (kind === 'jsonl') return readTokenized(path, c.numLabels, c.vocabSize, o.maxTokens);
   if (c.numLabels > 3) throw new LoraSetupError(`${path}: competition rows have 3 outcomes but the base has ${c.numLabels} labels; pass --tokenized rows with labels in 0..${c.numLabels - 1}`);
   const r = await readCsv(path, { tokenizerDir: o.tokenizer ?? o.base, tokenizer: tok(), template: o.template, maxTokens: o.maxTokens, swapAugment: o.swapAugment, labelIndex });
   o.log(`train: ${path}: ${r.truncated} of ${r.rows.length} rows cut to --max-tokens ${o.maxTokens} by head+tail truncation`);

@@ -9,7 +9,7 @@ import type { Activation, ModelConfig, WeightSource } from '../types';
 import { openCheckpoint } from '../weights/safetensors';
 import { writeAdapter } from './adapter';
 import { loadBase } from './base';
-import { loadCheckpoint, saveCheckpoint, writeTrainingRecord } from './checkpoint';
+import { loadCheckpoint, runFingerprint, saveCheckpoint, writeTrainingRecord } from './checkpoint';
 import { epochOrder, epochSteps, readCsv, readTokenized, type LoadedRows } from './data';
 import { batchFeeds, type Example } from './feeds';
 import { buildTrainGraph } from './graph';
@@ -202,13 +202,17 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     const state = adamState(params);
     const shapes = session.shapes;
     const ckDir = join(out, 'checkpoint');
+    const fingerprint = runFingerprint(o, o.base, settings, train.rows);
     let done = 0;
     if (o.resume) {
-      done = loadCheckpoint(ckDir, params, state, train.rows.length).step;
+      done = loadCheckpoint(ckDir, params, state, train.rows.length, fingerprint).step;
       o.log(`train: resumed at step ${done}`);
     }
     const logFile = join(out, 'train_log.jsonl');
-    if (!o.resume) rmSync(logFile, { force: true });
+    if (!o.resume) {
+      rmSync(logFile, { force: true });
+      writeTrainingRecord(out, o, { status: 'running' }); // marks the folder as this command's from the start
+    }
 
     const result: TrainResult = { steps: 0, seconds: 0, secondsPerStep: 0, log: [], valid: [] };
     const t0 = Date.now();
@@ -245,7 +249,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
           `train: step ${step}/${total} epoch ${epoch + 1} loss ${s.loss.toFixed(4)} lr ${lr.toExponential(2)} grad-norm ${s.gradNorm.toFixed(3)} ` +
             `${per.toFixed(2)} s/step ETA ${fmt(per * (total - step))}`,
         );
-        if (o.checkpointEvery > 0 && step % o.checkpointEvery === 0) saveCheckpoint(ckDir, params, state, { step, adamT: state.t, rows: train.rows.length }, shapes);
+        if (o.checkpointEvery > 0 && step % o.checkpointEvery === 0) saveCheckpoint(ckDir, params, state, { step, adamT: state.t, rows: train.rows.length, fingerprint }, shapes);
       }
       if (valid && evalSession && step > done) {
         const ll = await logLoss(c, evalSession, params, valid.rows, o.batchSize);

@@ -280,6 +280,17 @@ async function main() {
   console.log(`pack: wrote ${shown(out)} (${all.length} files, ${mb(total)}; id ${meta.id})`);
   for (const [k, b] of [...byTop].sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(24)} ${mb(b).padStart(10)}`);
   if (user === 'YOUR_KAGGLE_USERNAME') console.log('pack: set --user (or KAGGLE_USERNAME) so dataset-metadata.json has your id');
+  // The notebooks, ready to push: every YOUR_KAGGLE_USERNAME (kernel ids, dataset sources) is the user's.
+  const kernelsOut = `${out.replace(/\/+$/, '')}-kernels`;
+  rmSync(kernelsOut, { recursive: true, force: true });
+  for (const nb of readdirSync(join(root, 'kernels'), { withFileTypes: true }).filter((d) => d.isDirectory())) {
+    mkdirSync(join(kernelsOut, nb.name), { recursive: true });
+    for (const f of readdirSync(join(root, 'kernels', nb.name))) {
+      const text = readFileSync(join(root, 'kernels', nb.name, f), 'utf8');
+      writeFileSync(join(kernelsOut, nb.name, f), text.replaceAll('YOUR_KAGGLE_USERNAME', user).replaceAll(`${user}/arenakit"`, `${user}/${v.slug}"`));
+    }
+  }
+  console.log(`pack: notebooks for ${user} in ${shown(kernelsOut)} (push one: kaggle kernels push -p ${shown(kernelsOut)}/arenakit-inference)`);
   console.log(`upload: kaggle datasets create -p ${shown(out)} --dir-mode tar   (new version: kaggle datasets version -p ... --dir-mode tar -m MSG)`);
 }
 

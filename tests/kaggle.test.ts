@@ -5,7 +5,7 @@
 // the repository. Checks the submission Kaggle would score and the validation figures.
 import { strict as assert } from 'node:assert';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parquetWriteFile } from 'hyparquet-writer';
@@ -233,6 +233,7 @@ describe('Kaggle pack and notebooks (end to end)', function () {
       const meta = JSON.parse(readFileSync(join(kernels, nb, 'kernel-metadata.json'), 'utf8'));
       assert.equal(meta.enable_internet, false);
       assert.equal(meta.enable_gpu, true);
+      assert.equal(meta.machine_shape, 'NvidiaTeslaT4', 'a push with only enable_gpu can land on a P100');
       assert.deepEqual(meta.competition_sources, ['lmsys-chatbot-arena']);
       assert.ok(meta.dataset_sources.some((d: string) => d.endsWith('/arenakit')));
       assert.equal(meta.kernel_type, 'notebook');
@@ -276,22 +277,50 @@ describe('Kaggle pack and notebooks (end to end)', function () {
     checkWsdmSubmission(sub, wsdmIds);
   });
 
-  it('WSDM notebook, competition rerun: doctor first, then the full test set with --time-budget; stops early when it does not fit', () => {
+  it('WSDM notebook, competition rerun: doctor advises, predict runs from the notebook start; a budget far too small still submits', () => {
     const sub = join(tmp, 'kaggle', 'working', 'submission.csv');
     const env = { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, KAGGLE_IS_COMPETITION_RERUN: 'Batch' };
     rmSync(sub, { force: true });
     const log = runNotebook('arenakit-wsdm-inference', env);
     assert.match(log, /mode: competition rerun/);
     assert.match(log, /runner\.cjs doctor --weights \S+ --data \S+test\.parquet --budget 9h/);
-    assert.match(log, /--tta swap --time-budget 8h30m/);
+    assert.match(log, /--tta swap --time-budget 8h40m --started-at \d+\.\d{3}/);
     assert.doesNotMatch(log, /runner\.cjs validate/);
     checkWsdmSubmission(sub, wsdmIds);
     rmSync(sub, { force: true });
-    const stopped = runNotebook('arenakit-wsdm-inference', { ...env, ARENAKIT_DOCTOR_BUDGET: '0.001s' }, true);
-    console.log(`      ${stopped.split('\n').find((l) => l.startsWith('stopping early'))}`);
-    assert.match(stopped, /stopping early: the doctor estimates [\d.]+ s for 40 rows on cpu .*over the 0\.001s budget/);
-    assert.doesNotMatch(stopped, /runner\.cjs predict/);
-    assert.ok(!existsSync(sub), 'no submission when the run stops early');
+    // Far too small: the doctor's estimate is over budget and the budget is spent before the first row.
+    const small = runNotebook('arenakit-wsdm-inference', { ...env, ARENAKIT_DOCTOR_BUDGET: '0.001s', ARENAKIT_TIME_BUDGET: '0.001s' });
+    console.log(`      ${small.split('\n').find((l) => l.startsWith('note: the doctor estimates'))}`);
+    assert.match(small, /note: the doctor estimates [\d.]+ s for 40 rows on cpu, over the 0\.001s budget/);
+    assert.doesNotMatch(small, /Traceback|RuntimeError/);
+    const json = JSON.parse(small.split('\n').filter((l) => l.startsWith('{"rows"') || l.startsWith('{')).at(-1)!);
+    console.log(`      predict with a 0.001s budget: prior_rows ${json.prior_rows}, unreached_rows ${JSON.stringify(json.unreached_rows)}`);
+    assert.equal(json.prior_rows, wsdmIds.length);
+    checkWsdmSubmission(sub, wsdmIds);
+  });
+
+  it('pack --user leaves no placeholder in the notebooks it writes; every kernel has machine_shape NvidiaTeslaT4', () => {
+    const kernelsOut = join(tmp, 'kaggle', 'input', 'arenakit-kernels');
+    assert.ok(existsSync(kernelsOut), 'pack wrote <out>-kernels');
+    for (const nb of ['arenakit-inference', 'arenakit-wsdm-inference', 'arenakit-validate']) {
+      for (const f of [`${nb}.ipynb`, 'kernel-metadata.json']) assert.doesNotMatch(readFileSync(join(kernelsOut, nb, f), 'utf8'), /YOUR_KAGGLE_USERNAME/, `${nb}/${f}`);
+      const meta = JSON.parse(readFileSync(join(kernelsOut, nb, 'kernel-metadata.json'), 'utf8'));
+      assert.equal(meta.id, `testuser/${nb}`);
+      assert.ok(meta.dataset_sources.includes('testuser/arenakit'));
+      assert.equal(meta.machine_shape, 'NvidiaTeslaT4');
+    }
+  });
+
+  it('a tar-uploaded pack: the notebook unpacks it into the working folder and submits', () => {
+    const input2 = join(tmp, 'kaggle-tar', 'input');
+    mkdirSync(join(input2, 'arenakit'), { recursive: true });
+    cpSync(join(tmp, 'kaggle', 'input', 'lmsys-chatbot-arena'), join(input2, 'lmsys-chatbot-arena'), { recursive: true });
+    must(sh('tar', ['-cf', join(input2, 'arenakit', 'arenakit.tar'), '-C', join(tmp, 'kaggle', 'input', 'arenakit'), '.']), 'tar');
+    const working = join(tmp, 'kaggle-tar', 'working');
+    mkdirSync(working, { recursive: true });
+    const log = runNotebook('arenakit-inference', { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, KAGGLE_INPUT: input2, KAGGLE_WORKING: working, ARENAKIT_STAGE: join(tmp, 'stage-tar') });
+    assert.match(log, /kit unpacked from \S+arenakit\.tar into \S+arenakit-unpacked/);
+    checkSubmission(join(working, 'submission.csv'), ids);
   });
 
   it('the validation notebook writes the runner\'s figures', () => {

@@ -31,6 +31,7 @@ export const SCORE_OPTIONS: OptionSpec = {
   'self-check': { type: 'string', default: '8' },
   task: { type: 'string' },
   'time-budget': { type: 'string' },
+  'started-at': { type: 'string' },
 };
 
 export interface ScoreSettings extends EnsembleOptions {
@@ -62,6 +63,15 @@ export interface ScoreContext {
  * 2% of the budget, at most a minute.
  */
 const budgetReserveMs = (budgetMs: number) => Math.min(60_000, budgetMs * 0.02);
+
+/** --started-at EPOCH_SECONDS (as Python's time.time() prints it): the budget's origin; else the process start. */
+export function budgetOrigin(v: unknown, processStart: number): number {
+  if (v === undefined) return processStart;
+  const t = Number(v) * 1000;
+  if (!Number.isFinite(t) || t <= 0) throw new UsageError(`--started-at takes the start time in seconds since 1970 (Python: time.time()), got "${v}"`);
+  if (t > processStart + 60_000) throw new UsageError(`--started-at ${v} is after this process started; pass the notebook's start time`);
+  return Math.min(t, processStart);
+}
 
 /** The options as settings; pure (the task from --task or the data's columns given in `ctx`). */
 export function scoreSettings(v: Record<string, unknown>, ctx: ScoreContext): ScoreSettings {
@@ -95,8 +105,9 @@ export function scoreSettings(v: Record<string, unknown>, ctx: ScoreContext): Sc
     attention: usage(() => parseAttention(v.attention as string | undefined)),
     selfCheckRows: num(v['self-check'] === 'off' ? '0' : v['self-check'], '--self-check', 8),
     task: usage(() => detectTask(String(v.data ?? ''), ctx.columns, v.task as string | undefined)),
-    // The budget counts from process start: reading the data and opening models spend it too.
-    deadline: budget === undefined ? Infinity : ctx.startedAt + budget * 1000 - budgetReserveMs(budget * 1000),
+    // The budget counts from process start (reading the data and opening models spend it too), or from
+    // --started-at: the notebook's own start, so its earlier cells (doctor, staging) count as well.
+    deadline: budget === undefined ? Infinity : budgetOrigin(v['started-at'], ctx.startedAt) + budget * 1000 - budgetReserveMs(budget * 1000),
   };
 }
 

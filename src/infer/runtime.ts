@@ -79,11 +79,16 @@ export function parseNvidiaSmi(text: string): { driver?: string; cuda?: string }
 /** Asks nvidia-smi (found on PATH, or ARENAKIT_NVIDIA_SMI) for the driver; never throws. */
 export function readDriver(env: NodeJS.ProcessEnv = process.env): DriverInfo {
   const cmd = env.ARENAKIT_NVIDIA_SMI || 'nvidia-smi';
-  const head = spawnSync(cmd, [], { encoding: 'utf8', env, timeout: 20000 });
+  // A wedged driver can leave nvidia-smi deaf to SIGTERM: the deadline ends in SIGKILL.
+  const ms = Number(env.ARENAKIT_NVIDIA_SMI_TIMEOUT_MS) || 15000;
+  const opts = { encoding: 'utf8' as const, env, timeout: ms, killSignal: 'SIGKILL' as const };
+  const head = spawnSync(cmd, [], opts);
+  if ((head.error as NodeJS.ErrnoException | undefined)?.code === 'ETIMEDOUT' || head.signal === 'SIGKILL')
+    return { found: false, gpus: [], note: `${cmd} did not answer within ${ms / 1000} s (killed): the driver may be wedged; treated as no GPU` };
   if (head.error) return { found: false, gpus: [], note: `${cmd} not found: no NVIDIA driver on this machine` };
   if (head.status !== 0) return { found: false, gpus: [], note: `${cmd} failed (exit ${head.status}): ${(head.stderr || head.stdout).trim().split('\n')[0]}` };
   const { driver, cuda } = parseNvidiaSmi(head.stdout);
-  const list = spawnSync(cmd, ['--query-gpu=name,memory.total', '--format=csv,noheader'], { encoding: 'utf8', env, timeout: 20000 });
+  const list = spawnSync(cmd, ['--query-gpu=name,memory.total', '--format=csv,noheader'], opts);
   const gpus = list.status === 0 ? list.stdout.split('\n').map((l) => l.trim()).filter(Boolean) : [];
   return { found: true, driver, cuda, gpus, ...(driver ? {} : { note: `${cmd} printed no driver version` }) };
 }

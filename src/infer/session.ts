@@ -15,6 +15,7 @@ import {
   chooseRuntime,
   loadOrt,
   readDriver,
+  type DriverInfo,
   runtimeDir,
   RUNTIMES,
   type AttentionVariant,
@@ -75,13 +76,13 @@ let chosen: { runtime: RuntimeName; reason: string } | undefined;
  * The core this process runs, chosen once from the NVIDIA driver (or --runtime) and announced; every
  * session of the process uses it. ARENAKIT_RUNTIME carries a forced choice to shard workers.
  */
-export function processRuntime(forced?: RuntimeName): { runtime: RuntimeName; reason: string } {
+export function processRuntime(forced?: RuntimeName, driver?: DriverInfo): { runtime: RuntimeName; reason: string } {
   if (chosen) {
     if (forced && forced !== chosen.runtime) throw new SessionError(`ONNX Runtime core ${chosen.runtime} is already in use in this process; --runtime ${forced} needs a new process`);
     return chosen;
   }
   const want = forced ?? parseRuntime(process.env.ARENAKIT_RUNTIME || undefined);
-  chosen = chooseRuntime(want ? { found: false, gpus: [] } : readDriver(), availableRuntimes(), want);
+  chosen = chooseRuntime(want ? { found: false, gpus: [] } : (driver ?? readDriver()), availableRuntimes(), want);
   process.stderr.write(`runtime: ${chosen.runtime} (${chosen.reason})\n`);
   return chosen;
 }

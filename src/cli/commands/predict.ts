@@ -12,9 +12,10 @@ import { parseDuration } from '../../util/duration';
 const parseDurationOpt = (x: unknown) => parseDuration(String(x), '--time-budget');
 
 const USAGE = `usage: node runner.cjs predict --data test.csv|test.parquet --weights DIR [--weights DIR2 ...] [--out submission/submission.csv] [--task lmsys|wsdm] [--time-budget 9h] [--started-at EPOCH_S]
-  [--ep cpu|cuda|webgpu|auto] [--runtime cu12|cu13] [--attention fused|explicit] [--self-check N|off] [--devices 0,1] [--tta none|swap|swap-uncertain:F] [--token-budget N] [--threads N] [--blend-weights w1,w2]
+  [--ep cpu|cuda|webgpu|auto] [--runtime cu12|cu13] [--attention fused|explicit] [--self-check N|off] [--devices auto|0,1] [--tta none|swap|swap-uncertain:F] [--token-budget N] [--threads N] [--blend-weights w1,w2]
   --cache DIR: keep each scored row's logits there, so an interrupted run started again resumes where it stopped
-  --devices: one model copy per GPU, rows split between them (with --ep cpu: that many CPU worker processes)
+  --devices: one model copy per GPU, rows split between them (with --ep cpu: that many CPU worker processes);
+    auto (the default): every GPU nvidia-smi lists (--ep cpu: one process); the result does not depend on the count
   --task: the competition (default: wsdm for a parquet file, else lmsys); it sets the submission format
   --time-budget: the whole run ends by then (from the process start, or from --started-at: a notebook's start, epoch seconds): the swapped pass takes as many of the least certain rows
     as fit, and rows not reached in time get the next model's prediction, else the prior`;
@@ -53,6 +54,7 @@ export async function run(argv: string[]): Promise<void> {
     seconds: Number(sec.toFixed(2)),
     rows_per_s: Number((rows.length / sec).toFixed(2)),
     ep: runs.map((r) => r.ep),
+    devices: settings.devices,
     runtime: runs.map((r) => r.info?.runtime ?? null),
     attention: runs.map((r) => r.info?.variant ?? null),
     self_check_max_diff: runs.map((r) => r.info?.selfCheck?.maxDiff ?? null),

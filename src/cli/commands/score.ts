@@ -4,7 +4,7 @@
 // the ensemble (src/infer/ensemble.ts) on one process or one worker per device.
 import type { ArenaRow } from '../../types';
 import { ensureCudaEnv, parseAttention, parseEp, parseRuntime, processRuntime, type EpChoice } from '../../infer/session';
-import type { AttentionVariant, RuntimeName } from '../../infer/runtime';
+import { readDriver, type AttentionVariant, type DriverInfo, type RuntimeName } from '../../infer/runtime';
 import { openSpec, type ModelSpec } from '../../infer/model';
 import { localRunner } from '../../infer/local';
 import { shardedRunner } from '../../infer/shards';
@@ -41,7 +41,8 @@ export interface ScoreSettings extends EnsembleOptions {
   threads?: number;
   calibrate: boolean;
   /** CUDA device ids (one model copy per GPU, rows split between them); with --ep cpu, that many CPU workers. */
-  devices: number[];
+  /** GPU ids (one worker each when more than one), or 'auto' until prepareRuntime resolves it. */
+  devices: number[] | 'auto';
   /** Folder of per-model logits caches that make interrupted runs resumable (off when undefined). */
   cacheDir?: string;
   /** --runtime: the ONNX Runtime core (default: from the NVIDIA driver). */
@@ -113,8 +114,22 @@ export function scoreSettings(v: Record<string, unknown>, ctx: ScoreContext): Sc
 
 /** Loads the ONNX Runtime core the settings ask for; may re-execute the process with the CUDA library path set. */
 export function prepareRuntime(s: ScoreSettings): void {
-  processRuntime(s.runtime);
+  // --ep cpu asks nothing of the NVIDIA driver (a wedged nvidia-smi cannot stall a CPU run).
+  const driver = s.ep === 'cpu' || s.runtime ? null : readDriver();
+  processRuntime(s.runtime ?? (s.ep === 'cpu' ? 'cu13' : undefined), driver ?? undefined);
+  if (s.devices === 'auto') {
+    s.devices = autoDevices(driver);
+    process.stderr.write(
+      `devices: ${s.devices.length > 1 ? `${s.devices.join(', ')} (one worker per GPU nvidia-smi lists: ${driver!.gpus.join('; ')})` : 'one process'}\n`,
+    );
+  }
   ensureCudaEnv(s.ep, s.runtime);
+}
+
+/** --devices auto: every GPU the driver lists (rows split between one worker each), else one process. */
+export function autoDevices(driver: DriverInfo | null): number[] {
+  const n = driver?.found ? driver.gpus.length : 0;
+  return n > 1 ? Array.from({ length: n }, (_, i) => i) : [0];
 }
 
 /** Parser errors of options become usage errors (exit 2, no stack). */
@@ -126,8 +141,9 @@ function usage<T>(f: () => T): T {
   }
 }
 
-function parseDevices(s: string | undefined): number[] {
-  if (s === undefined) return [0];
+/** --devices: GPU ids, or `auto` (the default): one worker per GPU nvidia-smi lists (prepareRuntime resolves it). */
+function parseDevices(s: string | undefined): number[] | 'auto' {
+  if (s === undefined || s === 'auto') return 'auto';
   const ids = s.split(',').map((x) => Number(x.trim()));
   if (!ids.length || !ids.every((d) => Number.isInteger(d) && d >= 0) || new Set(ids).size !== ids.length)
     throw new UsageError(`--devices needs distinct GPU ids separated by commas (e.g. 0,1), got "${s}"`);
@@ -154,8 +170,9 @@ export function openSpecs(s: ScoreSettings, needTie = true): ModelSpec[] {
 
 /** The pass runner for these settings: one process, or one worker per device. */
 export function makeRunner(specs: ModelSpec[], rows: ArenaRow[], s: ScoreSettings, warn: (m: string) => void): PassRunner & { close(): void } {
-  const opts = { ep: s.ep, threads: s.threads, deviceId: s.devices[0], tokenBudget: s.tokenBudget, cacheDir: s.cacheDir, attention: s.attention, selfCheckRows: s.selfCheckRows, checkRows: rows, warn };
-  if (s.devices.length > 1) return shardedRunner(s.weights, rows, rows.map(textLength), s.devices, { ...opts, task: s.task.name });
+  const devices = s.devices === 'auto' ? [0] : s.devices; // 'auto' unresolved: no prepareRuntime (tests)
+  const opts = { ep: s.ep, threads: s.threads, deviceId: devices[0], tokenBudget: s.tokenBudget, cacheDir: s.cacheDir, attention: s.attention, selfCheckRows: s.selfCheckRows, checkRows: rows, warn };
+  if (devices.length > 1) return shardedRunner(s.weights, rows, rows.map(textLength), devices, { ...opts, task: s.task.name });
   return { ...localRunner(specs, rows, opts), close() {} };
 }
 

@@ -5,6 +5,7 @@ import { copyFileSync, existsSync, mkdirSync, renameSync, writeFileSync } from '
 import { join } from 'node:path';
 import { writeModel } from '../graph/serialise';
 import type { InitializerRef } from '../graph/ir';
+import { familyOf } from '../model/families';
 import { buildDecoderGraph, type AttentionVariant } from '../model/lower';
 import { externalStore } from '../graph/store';
 import type { ReconstructionError } from '../quant/nbits';
@@ -20,6 +21,8 @@ export interface WriteWeightsOptions {
   /** Folder with tokenizer.json + tokenizer_config.json (special_tokens_map.json copied when present). */
   tokenizerDir: string;
   template?: string;
+  /** Recorded truncation rule (src/format/templates.ts; absent = the template's own). */
+  truncation?: string;
   maxTokens: number;
   labels: string[];
   provenance: Record<string, unknown>;
@@ -112,7 +115,8 @@ export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manife
     kind: 'neural',
     architecture: config.architecture,
     labels: opts.labels,
-    template: opts.template ?? 'gemma-chat',
+    template: opts.template ?? familyOf(config).defaultTemplate,
+    ...(opts.truncation ? { truncation: opts.truncation } : {}),
     maxTokens: opts.maxTokens,
     config,
     tokenizer: { files: tokFiles, sha256: sha256Files(dir, tokFiles) },

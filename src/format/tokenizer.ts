@@ -224,16 +224,22 @@ const utf8 = (s: string) => Buffer.byteLength(s, 'utf8');
 function tokenStarts(tok: Tokenizer, json: Record<string, unknown>): ArenaTokenizer['starts'] {
   const byteLevel = JSON.stringify([json.pre_tokenizer ?? null, json.decoder ?? null]).includes('"ByteLevel"');
   const added = new Set(((json.added_tokens as { id: number }[] | undefined) ?? []).map((t) => t.id));
-  const lengths = new Map<number, number>();
-  for (const [t, id] of tok.get_vocab(true)) {
-    let n: number;
-    if (added.has(id)) n = utf8(t);
-    else if (byteLevel) n = t.length;
-    else if (/^<0x[0-9A-Fa-f]{2}>$/.test(t)) n = 1;
-    else n = utf8(t.replace(/\u2581/g, ' '));
-    lengths.set(id, n);
-  }
+  // Built on first use (only truncation by parts needs it; a 256k vocabulary takes a moment).
+  let lengths: Map<number, number> | null = null;
+  const build = () => {
+    const m = new Map<number, number>();
+    for (const [t, id] of tok.get_vocab(true)) {
+      let n: number;
+      if (added.has(id)) n = utf8(t);
+      else if (byteLevel) n = t.length;
+      else if (/^<0x[0-9A-Fa-f]{2}>$/.test(t)) n = 1;
+      else n = utf8(t.replace(/\u2581/g, ' '));
+      m.set(id, n);
+    }
+    return m;
+  };
   return (text, ids) => {
+    lengths ??= build();
     const out = new Array<number>(ids.length + 1);
     let at = 0;
     for (let i = 0; i < ids.length; i++) {

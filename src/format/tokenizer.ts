@@ -218,8 +218,9 @@ const utf8 = (s: string) => Buffer.byteLength(s, 'utf8');
 
 /**
  * Byte length of every vocabulary id's spelling in the original text: byte-level BPE (Llama-3, Qwen)
- * spells one byte per character; SentencePiece-style BPE (Gemma, Llama-2) spells ' ' as '▁' and
- * byte-fallback pieces as <0xNN>; added tokens are their content. Checked per text by the total.
+ * spells one byte per character (added tokens: their content); SentencePiece-style BPE (Gemma, Llama-2)
+ * spells ' ' as '▁' (Gemma's whitespace-run added tokens too) and byte-fallback pieces as <0xNN>.
+ * Checked per text by the total.
  */
 function tokenStarts(tok: Tokenizer, json: Record<string, unknown>): ArenaTokenizer['starts'] {
   const byteLevel = JSON.stringify([json.pre_tokenizer ?? null, json.decoder ?? null]).includes('"ByteLevel"');
@@ -230,8 +231,7 @@ function tokenStarts(tok: Tokenizer, json: Record<string, unknown>): ArenaTokeni
     const m = new Map<number, number>();
     for (const [t, id] of tok.get_vocab(true)) {
       let n: number;
-      if (added.has(id)) n = utf8(t);
-      else if (byteLevel) n = t.length;
+      if (byteLevel) n = added.has(id) ? utf8(t) : t.length;
       else if (/^<0x[0-9A-Fa-f]{2}>$/.test(t)) n = 1;
       else n = utf8(t.replace(/\u2581/g, ' '));
       m.set(id, n);

@@ -283,6 +283,28 @@ describe('tokens --check, import recipe options', function () {
     console.log(`      ${r.stderr.split('\n').find((l) => l.includes('recipe'))}`);
   });
 
+  it('the trainer uses the same recipe: train --template notebook, import with no recipe flags, validate = the trainer\'s log loss', () => {
+    const demo = join(__dirname, '..', 'demo', 'arena-demo-train.csv');
+    const adapter = join(tmp, 'nb-adapter');
+    const t = node(TRAINER, [
+      'train', '--base', PEAKED_FIXTURE, '--tokenizer', byteTok, '--data', demo, '--valid', demo, '--template', 'notebook', '--max-tokens', '128',
+      '--max-steps', '2', '--batch-size', '8', '--lr', '1e-3', '--lora-r', '4', '--lora-alpha', '8', '--lora-dropout', '0', '--out', adapter,
+    ]);
+    assert.equal(t.status, 0, t.stderr);
+    assert.match(t.stderr, /rows cut to --max-tokens 128 \(notebook, right truncation\)/);
+    const trainerLoss = JSON.parse(t.stdout.trim().split('\n').at(-1)!).valid[0].logLoss;
+    const w = join(tmp, 'nb-weights');
+    const imp = node(TRAINER, ['import', '--base', PEAKED_FIXTURE, '--adapter', adapter, '--tokenizer', byteTok, '--quant', 'fp32', '--labels', 'winner_model_a,winner_model_b,winner_tie', '--out', w]);
+    assert.equal(imp.status, 0, imp.stderr);
+    const m = JSON.parse(readFileSync(join(w, 'manifest.json'), 'utf8'));
+    assert.deepEqual([m.template, m.truncation, m.maxTokens], ['notebook', 'right', 128]);
+    const v = node(RUNNER, ['validate', '--data', demo, '--weights', w, '--ep', 'cpu']);
+    assert.equal(v.status, 0, v.stderr);
+    const runnerLoss = JSON.parse(v.stdout.trim().split('\n').at(-1)!).log_loss_no_tta;
+    console.log(`      notebook N=128: trainer validation log loss ${trainerLoss.toFixed(6)}, runner validate ${runnerLoss}; |diff| ${Math.abs(trainerLoss - runnerLoss).toExponential(2)} (tolerance 1e-4)`);
+    assert.ok(Math.abs(trainerLoss - runnerLoss) < 1e-4);
+  });
+
   it('a model imported with the notebook recipe: predict = the fp32 graph fed the reference ids directly (<= 1e-6)', async () => {
     const w = join(tmp, 'notebook-model');
     const imp = node(TRAINER, ['import', '--base', PEAKED_FIXTURE, '--adapter', join(PEAKED_FIXTURE, 'adapter'), '--tokenizer', byteTok, '--quant', 'fp32', '--template', 'notebook', '--max-tokens', '256', '--labels', 'winner_model_a,winner_model_b,winner_tie', '--out', w]);

@@ -2,10 +2,9 @@
 // tokens they use) plus a layout (instruction, part labels, turn order, closing question), both plain
 // objects below; one interpreter (`render`) turns a conversation into a list of segments: fixed text
 // (instructions, markers; reserved from the token budget) and slots (one turn of the prompt or of a
-// response; truncated by src/format/truncate.ts). Encoding tokenizes each segment on its own, so
-// truncation never has to re-tokenize, and the layout is the same whatever gets cut.
+// response; the spans src/format/whole.ts cuts by token position).
 //
-// A template is also a recipe (issue 18): how its text becomes ids. 'whole' recipes tokenize the rendered
+// A template is also a recipe: how its text becomes ids. 'whole' recipes tokenize the rendered
 // string in ONE tokenizer call (as HF `tokenizer(text)` does in training) and truncate by token position:
 // right, left, or head+tail per part (src/format/truncate.ts rules, parts found by offsets); 'parts'
 // recipes tokenize each labelled part on its own with a fixed token budget per part.
@@ -24,8 +23,8 @@ export const PARTS: readonly Part[] = ['prompt', 'responseA', 'responseB'];
 export type Segment =
   | { kind: 'text'; text: string }
   /**
-   * One turn of one part. `lead` is text glued to the front of the turn before tokenizing (e.g. the
-   * space after `<prompt>:`), so the tokens match tokenizing the joined string; it is cut with the turn.
+   * One turn of one part. `lead` is text glued to the front of the turn (e.g. the space after
+   * `<prompt>:`); it belongs to the turn's span, so it is cut with the turn.
    */
   | { kind: 'slot'; part: Part; turn: number; lead?: string };
 

@@ -111,13 +111,14 @@ export function encodeWhole(tok: ArenaTokenizer, bound: BoundTemplate, full: Con
     return wrap(o.truncation === 'left' ? ids.slice(ids.length - room) : ids.slice(0, room), true);
   }
   const n = turnCount(full);
+  let overhead = fixed;
   for (let dropped = 0; dropped < n; dropped++) {
     const conv = dropTurns(full, dropped);
     const r = renderWhole(bound, conv);
     const ids = tok.encode(r.text);
     if (fixed + ids.length <= o.maxTokens) return wrap(ids, dropped > 0, dropped);
     const own = owners(tok, r.text, ids, r.spans);
-    let overhead = fixed;
+    overhead = fixed;
     for (const k of own) if (k < 0) overhead++;
     const budget = o.maxTokens - overhead;
     if (!(2 * overhead <= o.maxTokens || (dropped === n - 1 && budget >= 0))) continue;
@@ -134,7 +135,7 @@ export function encodeWhole(tok: ArenaTokenizer, bound: BoundTemplate, full: Con
     for (const p of Object.values(cut.parts)) for (const turn of p) for (const i of turn) keep[i] = 1;
     return wrap(ids.filter((_, i) => keep[i]), true, dropped);
   }
-  throw tooSmall(fixed + tok.encode(renderWhole(bound, dropTurns(full, n - 1)).text).length);
+  throw tooSmall(overhead);
 }
 
 /**

@@ -18,6 +18,7 @@ import { encodeRow, encodeRowInfo, loadTokenizer, bindTemplate } from '../src/fo
 import { CHAT, renderText, getTemplate, TEMPLATE_NAMES } from '../src/format/templates';
 import { FAMILIES as MODEL_FAMILIES } from '../src/model/families';
 import type { ArenaRow } from '../src/types';
+import { renderWhole } from '../src/format/whole';
 import { writeByteTokenizer } from './helpers/byte-tokenizer';
 import { ensureBuilt, node, PEAKED_FIXTURE, RUNNER, TRAINER } from './helpers/peaked';
 
@@ -155,6 +156,7 @@ describe('tokens: chat templates are tokenized as one string', function () {
         const b = bindTemplate(tok, name);
         let differing = 0;
         let offsetsMissing = 0;
+        let perPiece = 0;
         for (const r of rows) {
           const x = encodeRowInfo(tok, r, { template: name, maxTokens: 1 << 20, swap: false });
           assert.equal(x.truncated, false);
@@ -162,8 +164,11 @@ describe('tokens: chat templates are tokenized as one string', function () {
           const whole = ref.encode(text, { add_special_tokens: false }).ids;
           if (Array.from(x.ids).join() !== [...b.beginIds, ...whole, ...b.endIds].join()) differing++;
           if (!tok.starts(text, whole)) offsetsMissing++;
+          // What concatenating per-piece ids (the old encoding) would give: the comparison above can fail.
+          const pieces = renderWhole(b, r).pieces.flatMap((p) => ref.encode(p.text, { add_special_tokens: false }).ids);
+          if (pieces.join() !== whole.join()) perPiece++;
         }
-        console.log(`      ${name}: ${differing} of ${rows.length} rows differ from one call on the text; token spellings add up to the text on ${rows.length - offsetsMissing}`);
+        console.log(`      ${name}: ${differing} of ${rows.length} rows differ from one call on the text; token spellings add up to the text on ${rows.length - offsetsMissing}; per-piece ids would differ on ${perPiece}`);
         assert.equal(differing, 0, name);
         // Where a normalizer changes the text (Qwen's NFC), whole.ts finds the parts by re-tokenizing prefixes instead.
         assert.ok(offsetsMissing <= rows.length / 100, `${name}: ${offsetsMissing}`);

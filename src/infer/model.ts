@@ -163,7 +163,7 @@ async function openNeuralHandle(spec: ModelSpec, opts: HandleOptions): Promise<M
   }
   const tok = loadTokenizer(dir, m.template);
   const padId = m.config?.padTokenId ?? 0;
-  const encode = (row: ArenaRow, sw: boolean) => encodeRow(tok, row, { template: m.template, maxTokens: m.maxTokens, swap: sw });
+  const encode = (row: ArenaRow, sw: boolean) => encodeRow(tok, row, { template: m.template, truncation: m.truncation, maxTokens: m.maxTokens, swap: sw });
   const sessionOpts = { ep: opts.ep, threads: opts.threads, deviceId: opts.deviceId, attention: opts.attention, warn: opts.warn };
   const opened = await openGraph(dir, m, sessionOpts);
   const checkIds = sampleIds(opts.checkRows ?? [], opts.selfCheckRows ?? 8, encode);

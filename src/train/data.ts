@@ -1,5 +1,5 @@
 // Training rows: `--tokenized` JSON lines {"input_ids": [...], "label": k}, or a competition CSV
-// formatted and tokenized like the runner does (template, head+tail truncation) with the base
+// formatted and tokenized like the runner does (the same recipe: template + truncation) with the base
 // folder's tokenizer; optional swap augmentation (responses swapped, A/B labels swapped, tie kept).
 // A bad line is skipped with a warning naming it; the rest still train. Also: seeded shuffling and
 // micro-batching in the order HF Trainer consumes them.
@@ -94,6 +94,8 @@ export interface CsvOptions {
   /** The tokenizer of tokenizerDir when already loaded (training and validation files share one; Gemma's takes seconds to load). */
   tokenizer?: ArenaTokenizer;
   template: string;
+  /** Truncation rule (default: the template's own). */
+  truncation?: string;
   maxTokens: number;
   /** Add every row a second time with the responses swapped (label A <-> B). */
   swapAugment: boolean;
@@ -111,7 +113,7 @@ export async function readCsv(path: string, o: CsvOptions): Promise<LoadedRows> 
   for (const row of r.rows) {
     for (const swap of o.swapAugment ? [false, true] : [false]) {
       try {
-        const enc = encodeRowInfo(tok, row, { template: o.template, maxTokens: o.maxTokens, swap });
+        const enc = encodeRowInfo(tok, row, { template: o.template, truncation: o.truncation, maxTokens: o.maxTokens, swap });
         const ids = enc.ids;
         if (enc.truncated) truncated++;
         const outcome = swap && row.label !== 2 ? 1 - row.label! : row.label!;

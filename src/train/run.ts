@@ -20,6 +20,8 @@ import { TrainSession, type TrainEp } from './session';
 import { trainStep, type StepLog } from './step';
 import { fmt } from '../util/progress';
 import { loadTokenizer, type ArenaTokenizer } from '../format/encode';
+import { getRecipe } from '../format/templates';
+import { familyOf } from '../model/families';
 
 export interface TrainOptions {
   base: string;
@@ -56,7 +58,8 @@ export interface TrainOptions {
   shuffle: boolean; // true: seeded shuffle per epoch; false keeps file order
   swapAugment: boolean; // false: CSV rows also trained with responses swapped
   seed: number; // 0: LoRA init, shuffling, dropout masks
-  template: string; // 'gemma-chat' prompt template for --data
+  template?: string; // input recipe for --data (src/format/templates.ts); default: the base family's defaultTemplate
+  truncation?: string; // its truncation rule (head-tail, right, left, part-budget); default: the template's own
   maxTokens: number; // 512 tokens per row: --data truncates by its recipe, --tokenized rows are cut from the right
   tokenizer?: string; // folder with tokenizer.json when the base folder has none
   checkpointEvery: number; // 0 = none; else save out/checkpoint every N steps
@@ -84,7 +87,6 @@ export const DEFAULT_TRAIN: Omit<TrainOptions, 'base' | 'out' | 'log'> = {
   shuffle: true,
   swapAugment: false,
   seed: 0,
-  template: 'gemma-chat',
   maxTokens: 512,
   checkpointEvery: 0,
   resume: false,
@@ -103,8 +105,8 @@ export interface TrainResult {
 async function loadRows(path: string, kind: 'csv' | 'jsonl', c: ModelConfig, o: TrainOptions, labelIndex: [number, number, number], tok: () => ArenaTokenizer): Promise<LoadedRows> {
   if (kind === 'jsonl') return readTokenized(path, c.numLabels, c.vocabSize, o.maxTokens);
   if (c.numLabels > 3) throw new LoraSetupError(`${path}: competition rows have 3 outcomes but the base has ${c.numLabels} labels; pass --tokenized rows with labels in 0..${c.numLabels - 1}`);
-  const r = await readCsv(path, { tokenizerDir: o.tokenizer ?? o.base, tokenizer: tok(), template: o.template, maxTokens: o.maxTokens, swapAugment: o.swapAugment, labelIndex });
-  o.log(`train: ${path}: ${r.truncated} of ${r.rows.length} rows cut to --max-tokens ${o.maxTokens} by head+tail truncation`);
+  const r = await readCsv(path, { tokenizerDir: o.tokenizer ?? o.base, tokenizer: tok(), template: o.template!, truncation: o.truncation, maxTokens: o.maxTokens, swapAugment: o.swapAugment, labelIndex });
+  o.log(`train: ${path}: ${r.truncated} of ${r.rows.length} rows cut to --max-tokens ${o.maxTokens} (${o.template}, ${o.truncation} truncation)`);
   return r;
 }
 
@@ -140,6 +142,8 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   mkdirSync(out, { recursive: true });
   const ck = openCheckpoint(o.base);
   const { config: c, labelIndex, extra, labels } = loadBase(o.base, ck, o);
+  // The recipe is resolved (and checked) once, and recorded in training.json for import.
+  o = { ...o, template: o.template ?? familyOf(c).defaultTemplate, truncation: getRecipe(o.template ?? familyOf(c).defaultTemplate, o.truncation).truncation };
   try {
     // ---- trainable tensors and their starting values
     let settings = o.lora;

@@ -70,7 +70,6 @@ export async function run(argv: string[]): Promise<void> {
     // both attention variants (one data file): WebGPU and the CUDA 12 core run the explicit one
     attention: ['fused', 'explicit'],
     tokenizerDir: tokenizerAssetsDir(),
-    template: 'gemma-chat',
     maxTokens,
     labels: defaultLabels(config.numLabels),
     // weights are fp16 values, so the fp16 embedding table is exact

@@ -33,7 +33,7 @@ Optimisation (HF TrainingArguments names in brackets):
   --lr X (${D.lr})  --warmup-steps N (${D.warmupSteps})  --schedule linear|constant (${D.schedule})  --weight-decay X (${D.weightDecay})
   --adam-betas B1,B2 (${D.betas.join(',')})  --adam-eps X (${D.eps})  --max-grad-norm X (${D.maxGradNorm}; 0 = off)
   --no-shuffle          keep file order  --swap-augment  also train each CSV row with the responses swapped
-  --seed N (${D.seed})  --template NAME (${D.template})  --max-tokens N (${D.maxTokens})  --tokenizer DIR
+  --seed N (${D.seed})  --template NAME (the base family's)  --truncation RULE (the template's)  --max-tokens N (${D.maxTokens})  --tokenizer DIR
   --checkpoint-every N  save DIR/checkpoint every N steps   --resume  continue from DIR/checkpoint
   --threads N (${D.threads})  ONNX Runtime intra-op threads
   --ep cpu|webgpu (${D.ep})  execution provider of the training graph (the same graph on either)`;
@@ -60,7 +60,7 @@ export async function run(argv: string[]): Promise<void> {
       base: s, adapter: s, data: s, tokenized: s, valid: s, out: s, train: s,
       'lora-r': s, 'lora-alpha': s, 'lora-dropout': s, rslora: b, 'lora-targets': s, 'layers-to-transform': s, 'frozen-head': b, init: s,
       'batch-size': s, 'grad-accum': s, epochs: s, 'max-steps': s, lr: s, 'warmup-steps': s, schedule: s, 'weight-decay': s,
-      'adam-betas': s, 'adam-eps': s, 'max-grad-norm': s, 'no-shuffle': b, 'swap-augment': b, seed: s, template: s, 'max-tokens': s,
+      'adam-betas': s, 'adam-eps': s, 'max-grad-norm': s, 'no-shuffle': b, 'swap-augment': b, seed: s, template: s, truncation: s, 'max-tokens': s,
       tokenizer: s, 'checkpoint-every': s, resume: b, threads: s, ep: s, 'head-activation': s, 'num-labels': s,
     },
     USAGE,
@@ -134,7 +134,8 @@ export async function run(argv: string[]): Promise<void> {
     shuffle: !v['no-shuffle'],
     swapAugment: !!v['swap-augment'],
     seed: int('--seed', D.seed, 0),
-    template: (v.template as string | undefined) ?? D.template,
+    template: v.template as string | undefined,
+    truncation: v.truncation as string | undefined,
     maxTokens: int('--max-tokens', D.maxTokens, 16),
     tokenizer: v.tokenizer as string | undefined,
     checkpointEvery: int('--checkpoint-every', 0, 0),

@@ -24,9 +24,6 @@ export interface ReadRowsResult {
   hasLabels: boolean;
 }
 
-/** Moved to src/task/task.ts; re-exported here until the trainer's and importer's callers import it from there. */
-export { LABEL_COLUMNS } from './task/task';
-
 /**
  * Activation functions a model's MLP or a scoring head may use (HF names: gelu_pytorch_tanh, gelu, relu, silu, tanh).
  * One list for every `--head-activation` flag: both lowerings (inference and training) implement each.

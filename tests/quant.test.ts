@@ -12,7 +12,7 @@ import type { WeightSource } from '../src/types';
 import { openCheckpoint } from '../src/weights/safetensors';
 import { tokenizerAssetsDir } from '../src/cli/commands/tiny';
 import { tinyConfig, tinyWeights } from '../src/model/tiny';
-import { LABEL_COLUMNS } from '../src/types';
+import { LABEL_COLUMNS } from '../src/task/task';
 import { readManifest } from '../src/weights/manifest';
 import { linearFormat, writeWeightsDir } from '../src/weights/write';
 import { run as importCli } from '../src/cli/commands/import';

@@ -19,7 +19,7 @@ import { serialise } from '../src/graph/serialise';
 import { checkAdapter, mergedSource, openAdapter } from '../src/weights/peft';
 import { chooseHead } from '../src/weights/import';
 import { parseHfConfig } from '../src/weights/hfconfig';
-import { LABEL_COLUMNS } from '../src/types';
+import { LABEL_COLUMNS } from '../src/task/task';
 import { openCheckpoint, openSafetensors } from '../src/weights/safetensors';
 import { writeByteTokenizer } from './helpers/byte-tokenizer';
 import { ok as node, ROOT, RUNNER, TRAINER } from './helpers/peaked';

@@ -17,7 +17,7 @@ import { openCheckpoint, openSafetensors } from '../src/weights/safetensors';
 import { openAdapter } from '../src/weights/peft';
 import { writeAdapter } from '../src/train/adapter';
 import { DEFAULT_LORA, pissaInit, pissaSettings, planLora, readAdapter } from '../src/train/lora';
-import { LABEL_COLUMNS } from '../src/types';
+import { LABEL_COLUMNS } from '../src/task/task';
 import { writeByteTokenizer } from './helpers/byte-tokenizer';
 import { fixtureConfig, FIXTURES, maxAbsDiff } from './helpers/fixtures';
 import { ensureBuilt, ok, ROOT, RUNNER, TRAINER } from './helpers/peaked';

@@ -11,7 +11,8 @@ import type * as Ort from 'onnxruntime-node';
 
 export type RuntimeName = 'cu12' | 'cu13';
 export type Ep = 'cpu' | 'cuda' | 'webgpu';
-export type AttentionVariant = 'fused' | 'explicit';
+import type { AttentionVariant } from '../model/lower';
+export type { AttentionVariant };
 
 export class RuntimeError extends Error {
   override name = 'RuntimeError';
@@ -176,9 +177,4 @@ export function loadOrt(runtime: RuntimeName = 'cu13'): typeof Ort {
   }
   loaded = { name: runtime, ort };
   return ort;
-}
-
-/** The core loaded so far, if any. */
-export function loadedRuntime(): RuntimeName | undefined {
-  return loaded?.name;
 }

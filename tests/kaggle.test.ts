@@ -8,6 +8,7 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { fakeNvidiaSmi } from './helpers/nvidia-smi';
 import { parquetWriteFile } from 'hyparquet-writer';
 import { cacheDir, checkCudaPairing, CUDA_PIN, NODE_PIN } from '../build/pack-fetch.mjs';
 import { readRows } from '../src/data/rows';
@@ -279,9 +280,13 @@ describe('Kaggle pack and notebooks (end to end)', function () {
 
   it('WSDM notebook, competition rerun: doctor advises, predict runs from the notebook start; a budget far too small still submits', () => {
     const sub = join(tmp, 'kaggle', 'working', 'submission.csv');
-    const env = { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, KAGGLE_IS_COMPETITION_RERUN: 'Batch' };
+    // Kaggle's 2 x T4 as nvidia-smi prints it; the pack has no CUDA provider, so --ep auto falls back to the CPU.
+    const env = { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, KAGGLE_IS_COMPETITION_RERUN: 'Batch', ARENAKIT_NVIDIA_SMI: fakeNvidiaSmi('560.35.03', '12.6') };
     rmSync(sub, { force: true });
     const log = runNotebook('arenakit-wsdm-inference', env);
+    const predicted = JSON.parse(log.split('\n').filter((l) => l.startsWith('{')).at(-1)!);
+    console.log(`      rerun on a simulated 2 x T4: devices ${JSON.stringify(predicted.devices)}, ep ${JSON.stringify(predicted.ep)}`);
+    assert.deepEqual(predicted.devices, [0, 1], 'both GPUs used (two CPU workers when CUDA cannot load)');
     assert.match(log, /mode: competition rerun/);
     assert.match(log, /runner\.cjs doctor --weights \S+ --data \S+test\.parquet --budget 9h/);
     assert.match(log, /--tta swap --time-budget 8h40m --started-at \d+\.\d{3}/);

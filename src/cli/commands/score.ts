@@ -14,6 +14,7 @@ import { runEnsemble, type Ensemble, type EnsembleOptions } from '../../infer/en
 import { detectTask } from '../../task/task';
 import { parseDuration } from '../../util/duration';
 import { num, UsageError, type OptionSpec } from '../args';
+import { parseDeviceOption, resolveDevices } from '../../infer/devices';
 
 export const SCORE_OPTIONS: OptionSpec = {
   data: { type: 'string' },
@@ -31,6 +32,7 @@ export const SCORE_OPTIONS: OptionSpec = {
   'self-check': { type: 'string', default: '8' },
   task: { type: 'string' },
   'time-budget': { type: 'string' },
+  'started-at': { type: 'string' },
 };
 
 export interface ScoreSettings extends EnsembleOptions {
@@ -55,6 +57,8 @@ export interface ScoreSettings extends EnsembleOptions {
 export interface ScoreContext {
   columns: readonly string[];
   startedAt: number;
+  /** GPUs nvidia-smi lists (readDriver().gpus), for --devices auto; none: one process. */
+  gpus?: readonly string[];
 }
 
 /**
@@ -89,7 +93,7 @@ export function scoreSettings(v: Record<string, unknown>, ctx: ScoreContext): Sc
     threads: v.threads ? num(v.threads, '--threads', 0) : undefined,
     blend: blend.map((w) => w / s),
     calibrate: !v['no-calibration'],
-    devices: parseDevices(v.devices as string | undefined),
+    devices: usage(() => resolveDevices(parseDeviceOption(v.devices as string | undefined), ctx.gpus ?? [], String(v.ep ?? 'auto')).ids),
     cacheDir: v.cache as string | undefined,
     runtime: usage(() => parseRuntime(v.runtime as string | undefined)),
     attention: usage(() => parseAttention(v.attention as string | undefined)),
@@ -113,14 +117,6 @@ function usage<T>(f: () => T): T {
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-}
-
-function parseDevices(s: string | undefined): number[] {
-  if (s === undefined) return [0];
-  const ids = s.split(',').map((x) => Number(x.trim()));
-  if (!ids.length || !ids.every((d) => Number.isInteger(d) && d >= 0) || new Set(ids).size !== ids.length)
-    throw new UsageError(`--devices needs distinct GPU ids separated by commas (e.g. 0,1), got "${s}"`);
-  return ids;
 }
 
 /**

@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { parquetWriteFile } from 'hyparquet-writer';
 import { cacheDir, checkCudaPairing, CUDA_PIN, NODE_PIN } from '../build/pack-fetch.mjs';
 import { readRows } from '../src/data/rows';
+import { fakeNvidiaSmi } from './helpers/nvidia-smi';
 
 const repo = join(__dirname, '..');
 const dist = join(repo, 'dist');
@@ -276,22 +277,34 @@ describe('Kaggle pack and notebooks (end to end)', function () {
     checkWsdmSubmission(sub, wsdmIds);
   });
 
-  it('WSDM notebook, competition rerun: doctor first, then the full test set with --time-budget; stops early when it does not fit', () => {
+  it('WSDM notebook, competition rerun on a fake 2 x T4: doctor advises, predict on both devices within --time-budget, byte-identical to one process; a budget far too small still submits', () => {
     const sub = join(tmp, 'kaggle', 'working', 'submission.csv');
-    const env = { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, KAGGLE_IS_COMPETITION_RERUN: 'Batch' };
+    const smi = fakeNvidiaSmi('560.35.03', '12.6');
+    const env = { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, KAGGLE_IS_COMPETITION_RERUN: 'Batch', ARENAKIT_NVIDIA_SMI: smi };
     rmSync(sub, { force: true });
     const log = runNotebook('arenakit-wsdm-inference', env);
     assert.match(log, /mode: competition rerun/);
-    assert.match(log, /runner\.cjs doctor --weights \S+ --data \S+test\.parquet --budget 9h/);
-    assert.match(log, /--tta swap --time-budget 8h30m/);
+    assert.match(log, /runner\.cjs doctor --weights \S+ --data \S+test\.parquet --budget 9h --tta swap --devices auto/);
+    assert.match(log, /--tta swap --devices auto --time-budget 8h30m/);
     assert.doesNotMatch(log, /runner\.cjs validate/);
+    const closing = JSON.parse(log.split('\n').filter((l) => l.startsWith('{"task"')).pop()!);
+    console.log(`      rerun: devices ${JSON.stringify(closing.devices)}, ep ${JSON.stringify(closing.ep)}, ${closing.rows} rows in ${closing.seconds}s`);
+    assert.deepEqual(closing.devices, [0, 1], 'both listed GPUs used (two CPU workers: CUDA cannot load here)');
     checkWsdmSubmission(sub, wsdmIds);
+    // The same model in one process gives the same bytes.
+    const one = join(tmp, 'one-process.csv');
+    must(sh(process.execPath, [join(dist, 'runner.cjs'), 'predict', '--data', join(tmp, 'kaggle', 'input', WSDM_COMPETITION, 'test.parquet'), '--weights', tiny, '--out', one, '--ep', 'auto', '--tta', 'swap', '--devices', '0'], { cwd: tmp }), 'one-process predict');
+    assert.equal(readFileSync(sub, 'utf8'), readFileSync(one, 'utf8'), 'two-device rerun submission byte-identical to one process');
+
+    // A doctor budget and a time budget far too small for the data: the notebook never raises, and writes a complete submission.
     rmSync(sub, { force: true });
-    const stopped = runNotebook('arenakit-wsdm-inference', { ...env, ARENAKIT_DOCTOR_BUDGET: '0.001s' }, true);
-    console.log(`      ${stopped.split('\n').find((l) => l.startsWith('stopping early'))}`);
-    assert.match(stopped, /stopping early: the doctor estimates [\d.]+ s for 40 rows on cpu .*over the 0\.001s budget/);
-    assert.doesNotMatch(stopped, /runner\.cjs predict/);
-    assert.ok(!existsSync(sub), 'no submission when the run stops early');
+    const tight = runNotebook('arenakit-wsdm-inference', { ...env, ARENAKIT_DOCTOR_BUDGET: '0.001s', ARENAKIT_TIME_BUDGET: '0.5s' });
+    const advice = tight.split('\n').find((l) => l.startsWith('doctor: estimate'));
+    console.log(`      ${advice}`);
+    assert.match(tight, /doctor: estimate [\d.]+ s over the 0\.001s budget on cpu x 2; predict still runs within 0\.5s/);
+    assert.match(tight, /runner\.cjs predict/);
+    assert.doesNotMatch(tight, /Traceback|stopping early/);
+    checkWsdmSubmission(sub, wsdmIds);
   });
 
   it('the validation notebook writes the runner\'s figures', () => {

@@ -22,7 +22,10 @@ const USAGE = `usage: npm run pack -- --weights DIR [--weights NAME=DIR ...] [--
   --cuda        add both CUDA runtimes: ONNX Runtime ${CUDA_PIN.ort} CUDA 13 provider (${CUDA_PIN.pkg}@${CUDA_PIN.version}) to ort/,
                 and the ONNX Runtime ${CUDA12_PIN.ort} core + CUDA 12 provider (${CUDA12_PIN.pkg}@${CUDA12_PIN.version}) as ort-cu12/;
                 the runner picks one from the driver's CUDA version (--runtime cu12|cu13 forces one)
-  --user        Kaggle user for the dataset id (default $KAGGLE_USERNAME); the id is <user>/<slug>
+  --user        Kaggle user for the dataset id (default $KAGGLE_USERNAME); the id is <user>/<slug>. The notebooks
+                (kernels/*) are written to --kernels-out with every id and dataset source set to it, ready for
+                \`kaggle kernels push -p DIR\`
+  --kernels-out where the notebooks go (default: <out>-kernels)
 Downloads are cached in ${cacheDir()} (override with ARENAKIT_CACHE).`;
 
 function fail(msg) {
@@ -136,6 +139,7 @@ async function main() {
         cuda: { type: 'boolean', default: false },
         out: { type: 'string', default: join('dist', 'kaggle') },
         user: { type: 'string' },
+        'kernels-out': { type: 'string' },
         slug: { type: 'string', default: 'arenakit' },
         title: { type: 'string', default: 'arenakit - offline Gemma-2 arena runner' },
         license: { type: 'string', default: 'other' },
@@ -279,8 +283,33 @@ async function main() {
   }
   console.log(`pack: wrote ${shown(out)} (${all.length} files, ${mb(total)}; id ${meta.id})`);
   for (const [k, b] of [...byTop].sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(24)} ${mb(b).padStart(10)}`);
-  if (user === 'YOUR_KAGGLE_USERNAME') console.log('pack: set --user (or KAGGLE_USERNAME) so dataset-metadata.json has your id');
+  const kernelsOut = resolve(v['kernels-out'] ?? `${out}-kernels`);
+  const kernels = writeKernels(join(root, 'kernels'), kernelsOut, user, v.slug);
+  console.log(`pack: notebooks for ${user}: ${kernels.map((k) => shown(join(kernelsOut, k))).join(', ')}`);
+  if (user === 'YOUR_KAGGLE_USERNAME') console.log('pack: set --user (or KAGGLE_USERNAME) so dataset-metadata.json and the notebooks have your id');
   console.log(`upload: kaggle datasets create -p ${shown(out)} --dir-mode tar   (new version: kaggle datasets version -p ... --dir-mode tar -m MSG)`);
+  for (const k of kernels) console.log(`push:   kaggle kernels push -p ${shown(join(kernelsOut, k))}`);
+}
+
+/**
+ * Copies each notebook folder of `src` (kernel-metadata.json + its code file) to `dest`, with the
+ * placeholder user replaced everywhere (id, dataset_sources) and the dataset source pointing at
+ * <user>/<slug>. Returns the folder names written.
+ */
+function writeKernels(src, dest, user, slug) {
+  const names = readdirSync(src, { withFileTypes: true }).filter((e) => e.isDirectory() && existsSync(join(src, e.name, 'kernel-metadata.json'))).map((e) => e.name).sort();
+  for (const name of names) {
+    const meta = JSON.parse(readFileSync(join(src, name, 'kernel-metadata.json'), 'utf8'));
+    const fix = (s) => s.replace(/^YOUR_KAGGLE_USERNAME\/arenakit$/, `${user}/${slug}`).replace(/^YOUR_KAGGLE_USERNAME\//, `${user}/`);
+    meta.id = fix(meta.id);
+    meta.dataset_sources = (meta.dataset_sources ?? []).map(fix);
+    const to = join(dest, name);
+    rmSync(to, { recursive: true, force: true });
+    mkdirSync(to, { recursive: true });
+    copyFileSync(join(src, name, meta.code_file), join(to, meta.code_file));
+    writeFileSync(join(to, 'kernel-metadata.json'), JSON.stringify(meta, null, 2) + '\n');
+  }
+  return names;
 }
 
 main().catch((e) => {

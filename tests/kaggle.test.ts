@@ -5,7 +5,7 @@
 // the repository. Checks the submission Kaggle would score and the validation figures.
 import { strict as assert } from 'node:assert';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parquetWriteFile } from 'hyparquet-writer';
@@ -234,6 +234,7 @@ describe('Kaggle pack and notebooks (end to end)', function () {
       const meta = JSON.parse(readFileSync(join(kernels, nb, 'kernel-metadata.json'), 'utf8'));
       assert.equal(meta.enable_internet, false);
       assert.equal(meta.enable_gpu, true);
+      assert.equal(meta.machine_shape, 'NvidiaTeslaT4', `${nb}: a T4 (enable_gpu alone has landed on a P100)`);
       assert.deepEqual(meta.competition_sources, ['lmsys-chatbot-arena']);
       assert.ok(meta.dataset_sources.some((d: string) => d.endsWith('/arenakit')));
       assert.equal(meta.kernel_type, 'notebook');
@@ -253,6 +254,18 @@ describe('Kaggle pack and notebooks (end to end)', function () {
       assert.ok(existsSync(join(kit, f)), `pack has ${f}`);
     assert.ok(!existsSync(join(kit, 'node')), 'no node without --with-node');
     for (const [f, { bytes }] of Object.entries(pj.files as Record<string, { bytes: number }>)) assert.equal(statSync(join(kit, f)).size, bytes, f);
+    // --user rewrites every id: the dataset's and the notebooks' (written next to the pack), no placeholder left.
+    const kout = `${kit}-kernels`;
+    for (const nb of ['arenakit-inference', 'arenakit-validate', 'arenakit-wsdm-inference']) {
+      const m = JSON.parse(readFileSync(join(kout, nb, 'kernel-metadata.json'), 'utf8'));
+      assert.equal(m.id, `testuser/${nb}`);
+      assert.deepEqual(m.dataset_sources, ['testuser/arenakit']);
+      assert.equal(m.machine_shape, 'NvidiaTeslaT4');
+      assert.ok(existsSync(join(kout, nb, m.code_file)));
+    }
+    const placeholders = sh('grep', ['-rl', 'YOUR_KAGGLE_USERNAME', kit, kout]).stdout.trim();
+    assert.equal(placeholders, '', `placeholder left in: ${placeholders}`);
+    rmSync(kout, { recursive: true, force: true });
 
     // System node only: its folder on an otherwise minimal PATH.
     const log = runNotebook('arenakit-inference', { PATH: `${dirname(process.execPath)}:/usr/bin:/bin` });
@@ -305,6 +318,26 @@ describe('Kaggle pack and notebooks (end to end)', function () {
     assert.match(tight, /runner\.cjs predict/);
     assert.doesNotMatch(tight, /Traceback|stopping early/);
     checkWsdmSubmission(sub, wsdmIds);
+  });
+
+  it('a dataset that arrived as a .tar (--dir-mode tar): the notebook unpacks it into /kaggle/working and submits', () => {
+    const input = join(tmp, 'kaggle', 'input');
+    const aside = join(tmp, 'arenakit-aside');
+    const tarDir = join(input, 'arenakit-tar');
+    renameSync(join(input, 'arenakit'), aside);
+    try {
+      mkdirSync(tarDir, { recursive: true });
+      must(sh('tar', ['-cf', join(tarDir, 'arenakit.tar'), '-C', aside, '.']), 'tar');
+      const sub = join(tmp, 'kaggle', 'working', 'submission.csv');
+      rmSync(sub, { force: true });
+      const log = runNotebook('arenakit-inference', { PATH: `${dirname(process.execPath)}:/usr/bin:/bin` });
+      assert.match(log, /kit: unpacking \S+arenakit\.tar into \S+working\/arenakit-unpacked\/arenakit/);
+      checkSubmission(sub, ids);
+    } finally {
+      rmSync(tarDir, { recursive: true, force: true });
+      rmSync(join(tmp, 'kaggle', 'working', 'arenakit-unpacked'), { recursive: true, force: true });
+      renameSync(aside, join(input, 'arenakit'));
+    }
   });
 
   it('the validation notebook writes the runner\'s figures', () => {

@@ -3,10 +3,10 @@
 // variant it would use, an EP probe with the self-check, and a time estimate for the data set from
 // measured throughput. Ends with one JSON line; exits 0 on a machine without a GPU (and says so).
 import { dataColumns, readRows } from '../../data/rows';
-import { findCudaLibraries } from '../../infer/cuda-libs';
+import { findCudaLibraries, wheelHint } from '../../infer/cuda-libs';
 import { openHandle, openSpec } from '../../infer/model';
 import { parseTta, type Tta } from '../../infer/tta';
-import { readDriver, RUNTIMES } from '../../infer/runtime';
+import { readDriver, runtimeDir, RUNTIMES } from '../../infer/runtime';
 import { ortNativeDir, parseAttention, parseEp, parseRuntime, processRuntime } from '../../infer/session';
 import type { ArenaRow } from '../../types';
 import { uniform } from '../../util/rng';
@@ -71,12 +71,14 @@ export async function run(argv: string[]): Promise<void> {
   say(driver.found ? `driver: ${driver.driver} (CUDA ${driver.cuda ?? '?'}); GPUs: ${driver.gpus.join('; ') || 'none listed'}` : `driver: ${driver.note}. No GPU here: everything below runs on the CPU.`);
   const devices = resolveDevices(deviceOpt, driver.gpus, ep);
   say(`devices: ${devices.ids.join(', ')} (${devices.reason})`);
-  const { runtime, reason } = processRuntime(wrap(() => parseRuntime(v.runtime as string | undefined)));
-  const rt = RUNTIMES[runtime];
-  const libs = findCudaLibraries({ ortDir: ortNativeDir(), sonames: rt.cudaSonames });
-  say(`CUDA libraries for ${runtime} (ORT ${rt.ort}, CUDA ${rt.cudaMajor}):`);
+  const { runtime, reason, target } = processRuntime(wrap(() => parseRuntime(v.runtime as string | undefined)));
+  // The libraries (and their wheels) of the core the driver asks for; the chosen core when there is no driver.
+  const hintCore = target ?? runtime;
+  const rt = RUNTIMES[hintCore];
+  const libs = findCudaLibraries({ ortDir: runtimeDir(hintCore) ?? ortNativeDir(), sonames: rt.cudaSonames });
+  say(`CUDA libraries for ${hintCore} (ORT ${rt.ort}, CUDA ${rt.cudaMajor})${hintCore === runtime ? '' : `, the core this driver supports (running: ${runtime})`}:`);
   for (const [so, p] of Object.entries(libs.found)) say(`  found   ${so}: ${p}`);
-  for (const so of libs.missing) say(`  missing ${so}${libs.otherVersions[so] ? ` (other majors: ${libs.otherVersions[so].join(', ')})` : ''}`);
+  for (const so of libs.missing) say(`  missing ${so}: ${wheelHint(so, rt.cudaMajor)}${libs.otherVersions[so] ? ` (other majors: ${libs.otherVersions[so].join(', ')})` : ''}`);
 
   let rows: ArenaRow[] = [];
   if (v.data) {
@@ -129,6 +131,7 @@ export async function run(argv: string[]): Promise<void> {
     cuda: driver.cuda ?? null,
     runtime,
     runtime_reason: reason,
+    libraries_for: hintCore,
     libraries_missing: libs.missing,
     ep: info.ep,
     attention: info.variant ?? null,

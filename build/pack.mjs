@@ -19,11 +19,21 @@ const USAGE = `usage: npm run pack -- --weights DIR [--weights NAME=DIR ...] [--
   --weights     a weights directory (manifest.json); copied to weights/<NAME> (default NAME: the folder's name).
                 Repeat for a blend; the order is kept in pack.json and the notebooks pass them in that order.
   --with-node   add Node.js ${NODE_PIN.version} for linux-x64 (npm package ${NODE_PIN.pkg}) as node/bin/node
-  --cuda        add both CUDA runtimes: ONNX Runtime ${CUDA_PIN.ort} CUDA 13 provider (${CUDA_PIN.pkg}@${CUDA_PIN.version}) to ort/,
-                and the ONNX Runtime ${CUDA12_PIN.ort} core + CUDA 12 provider (${CUDA12_PIN.pkg}@${CUDA12_PIN.version}) as ort-cu12/;
-                the runner picks one from the driver's CUDA version (--runtime cu12|cu13 forces one)
-  --user        Kaggle user for the dataset id (default $KAGGLE_USERNAME); the id is <user>/<slug>
+  --cuda [cu12|cu13|both]  the CUDA runtimes to add (bare --cuda: both; the sizes are printed):
+                cu13: ONNX Runtime ${CUDA_PIN.ort} CUDA 13 provider (${CUDA_PIN.pkg}@${CUDA_PIN.version}) to ort/ (driver >= 580);
+                cu12: the ONNX Runtime ${CUDA12_PIN.ort} core + CUDA 12 provider (${CUDA12_PIN.pkg}@${CUDA12_PIN.version}) as ort-cu12/
+                (driver >= 525: Kaggle's T4 image has 560 / CUDA 12.x). The runner picks one from the driver's CUDA
+                version (--runtime cu12|cu13 forces one)
+  --user        Kaggle user for the dataset id (default $KAGGLE_USERNAME); the id is <user>/<slug>. The notebooks
+                (kernels/*) are written to --kernels-out with every id and dataset source set to it, ready for
+                \`kaggle kernels push -p DIR\`
+  --kernels-out where the notebooks go (default: <out>-kernels)
 Downloads are cached in ${cacheDir()} (override with ARENAKIT_CACHE).`;
+
+/** `--cuda` alone (last, or before another option) means both runtimes. */
+function cudaArgs(args) {
+  return args.flatMap((a, i) => (a === '--cuda' && (i === args.length - 1 || args[i + 1].startsWith('--')) ? ['--cuda=both'] : [a]));
+}
 
 function fail(msg) {
   process.stderr.write(`error: ${msg}\n`);
@@ -84,7 +94,7 @@ function datasetReadme({ pack, user, slug }) {
 
 Everything a Kaggle notebook needs to score \`test.csv\` of the LMSYS Chatbot Arena competition with
 no internet: the runner (a single-file Node.js bundle), ONNX Runtime ${pack.onnxruntime} native libraries,
-${pack.node ? `Node.js ${pack.node.version} for linux-x64, ` : ''}${pack.cuda ? 'the ONNX Runtime CUDA provider, ' : ''}and the model weights.
+${pack.node ? `Node.js ${pack.node.version} for linux-x64, ` : ''}${pack.cuda ? `the ONNX Runtime CUDA provider (${Object.keys(pack.cuda.runtimes).join(', ')}), ` : ''}and the model weights.
 
 ## Use it in a notebook
 Attach this dataset (\`${user}/${slug}\`) and the competition, then run the \`arenakit-inference\` notebook
@@ -106,8 +116,8 @@ otherwise says loudly that it falls back to the CPU; \`--ep cuda\` makes a missi
 |---|---|
 | \`runner.cjs\` | predict / validate / calibrate (no node_modules needed) |
 | \`trainer.cjs\` | tiny / import / features (makes weights directories) |
-| \`ort/\` | onnxruntime-node ${pack.onnxruntime}: \`onnxruntime_binding.node\`, \`libonnxruntime.so.1\`${pack.cuda ? `, CUDA provider libraries from ${pack.cuda.package}@${pack.cuda.version} (ORT ${pack.cuda.ort}, built for CUDA 13)` : ''} |
-${pack.cuda ? `| \`ort-cu12/\` | the CUDA 12 runtime: onnxruntime-node ${CUDA12_PIN.ort} core (\`ort.cjs\`, binding, \`libonnxruntime.so.1\`) + CUDA 12 provider from ${CUDA12_PIN.pkg}@${CUDA12_PIN.version}; used when the driver is older than 580 |\n` : ''}
+| \`ort/\` | onnxruntime-node ${pack.onnxruntime}: \`onnxruntime_binding.node\`, \`libonnxruntime.so.1\`${pack.cuda?.runtimes.cu13 ? `, CUDA provider libraries from ${CUDA_PIN.pkg}@${CUDA_PIN.version} (ORT ${CUDA_PIN.ort}, built for CUDA 13)` : ''} |
+${pack.cuda?.runtimes.cu12 ? `| \`ort-cu12/\` | the CUDA 12 runtime: onnxruntime-node ${CUDA12_PIN.ort} core (\`ort.cjs\`, binding, \`libonnxruntime.so.1\`) + CUDA 12 provider from ${CUDA12_PIN.pkg}@${CUDA12_PIN.version}; used when the driver is older than 580 |\n` : ''}
 ${pack.assets ? '| \`assets/\` | Gemma-2 tokenizer files (for `trainer.cjs tiny`) |\n' : ''}${pack.node ? `| \`node/bin/node\` | Node.js ${pack.node.version} linux-x64 (from npm package ${pack.node.package}) |\n` : ''}| \`pack.json\` | versions, weights order and every file's size |
 
 | weights | architecture | quantization | graphs | size |
@@ -129,13 +139,14 @@ async function main() {
   let v;
   try {
     ({ values: v } = parseArgs({
-      args: process.argv.slice(2),
+      args: cudaArgs(process.argv.slice(2)),
       options: {
         weights: { type: 'string', multiple: true },
         'with-node': { type: 'boolean', default: false },
-        cuda: { type: 'boolean', default: false },
+        cuda: { type: 'string' },
         out: { type: 'string', default: join('dist', 'kaggle') },
         user: { type: 'string' },
+        'kernels-out': { type: 'string' },
         slug: { type: 'string', default: 'arenakit' },
         title: { type: 'string', default: 'arenakit - offline Gemma-2 arena runner' },
         license: { type: 'string', default: 'other' },
@@ -148,6 +159,10 @@ async function main() {
     fail(`${e.message}\n\n${USAGE}`);
   }
   if (v.help) return void process.stdout.write(USAGE + '\n');
+  const CUDA_CHOICES = { none: [], cu12: ['cu12'], cu13: ['cu13'], both: ['cu13', 'cu12'] };
+  const cudaSet = Object.hasOwn(CUDA_CHOICES, v.cuda ?? 'none') ? CUDA_CHOICES[v.cuda ?? 'none'] : null;
+  if (!cudaSet || v.cuda === 'none') fail(`--cuda takes cu12, cu13 or both (bare --cuda: both), got "${v.cuda}"\n\n${USAGE}`);
+  v.cuda = cudaSet.length ? cudaSet : null;
   if (!v.weights?.length) fail(`missing --weights DIR\n\n${USAGE}`);
   const weights = v.weights.map(parseWeightsArg);
   const dupe = weights.find((w, i) => weights.findIndex((x) => x.name === w.name) !== i);
@@ -166,8 +181,8 @@ async function main() {
   const ortNative = join(dirname(require.resolve('onnxruntime-node/package.json')), 'bin', 'napi-v6', 'linux', 'x64', 'libonnxruntime.so.1');
   if (existsSync(ortNative) && statSync(ortNative).size !== statSync(join(dist, 'ort', 'libonnxruntime.so.1')).size)
     throw new PackError(`dist/ort/libonnxruntime.so.1 differs from onnxruntime-node ${ortVersion}'s copy; run \`npm run build\` again`);
-  if (v.cuda) {
-    checkCudaPairing(ortVersion);
+  if (v.cuda?.includes('cu13')) checkCudaPairing(ortVersion);
+  if (v.cuda?.includes('cu12')) {
     const cu12 = ['ort-cu12/ort.cjs', 'ort-cu12/onnxruntime_binding.node', 'ort-cu12/libonnxruntime.so.1'].filter((f) => !existsSync(join(dist, f)));
     if (cu12.length) throw new PackError(`--cuda: dist/ lacks ${cu12.join(', ')} (the CUDA 12 core); run \`npm ci\` (dev dependency onnxruntime-node-cu12) and \`npm run build\``);
     checkCudaPairing(require('onnxruntime-node-cu12/package.json').version, CUDA12_PIN);
@@ -199,20 +214,29 @@ async function main() {
   }
   let cuda = null;
   if (v.cuda) {
-    const src = await fetchPinned(CUDA_PIN);
-    for (const f of CUDA_PIN.files.filter((x) => x.endsWith('.so'))) copyFileSync(join(src, f), join(out, 'ort', basename(f)));
-    copyFileSync(join(src, 'package', 'LICENSE'), join(out, 'ort', 'LICENSE-onnxruntime-gpu-package'));
-    cpSync(join(dist, 'ort-cu12'), join(out, 'ort-cu12'), { recursive: true, dereference: true });
-    const src12 = await fetchPinned(CUDA12_PIN);
-    for (const f of CUDA12_PIN.files.filter((x) => x.endsWith('.so'))) copyFileSync(join(src12, f), join(out, 'ort-cu12', basename(f)));
-    copyFileSync(join(src12, 'package', 'LICENSE'), join(out, 'ort-cu12', 'LICENSE-onnxruntime-gpu-package'));
-    cuda = {
-      package: CUDA_PIN.pkg, version: CUDA_PIN.version, ort: CUDA_PIN.ort, cuda: '13', cudnn: '9',
-      runtimes: {
-        cu13: { dir: 'ort', ort: CUDA_PIN.ort, provider: `${CUDA_PIN.pkg}@${CUDA_PIN.version}`, cuda: '13', minDriver: 580 },
-        cu12: { dir: 'ort-cu12', ort: CUDA12_PIN.ort, provider: `${CUDA12_PIN.pkg}@${CUDA12_PIN.version}`, cuda: '12', minDriver: 525 },
-      },
-    };
+    const runtimes = {};
+    const sizes = {};
+    if (v.cuda.includes('cu13')) {
+      const src = await fetchPinned(CUDA_PIN);
+      sizes.cu13 = 0;
+      for (const f of CUDA_PIN.files.filter((x) => x.endsWith('.so'))) {
+        copyFileSync(join(src, f), join(out, 'ort', basename(f)));
+        sizes.cu13 += statSync(join(out, 'ort', basename(f))).size;
+      }
+      copyFileSync(join(src, 'package', 'LICENSE'), join(out, 'ort', 'LICENSE-onnxruntime-gpu-package'));
+      runtimes.cu13 = { dir: 'ort', ort: CUDA_PIN.ort, provider: `${CUDA_PIN.pkg}@${CUDA_PIN.version}`, cuda: '13', minDriver: 580 };
+    }
+    if (v.cuda.includes('cu12')) {
+      cpSync(join(dist, 'ort-cu12'), join(out, 'ort-cu12'), { recursive: true, dereference: true });
+      const src12 = await fetchPinned(CUDA12_PIN);
+      for (const f of CUDA12_PIN.files.filter((x) => x.endsWith('.so'))) copyFileSync(join(src12, f), join(out, 'ort-cu12', basename(f)));
+      copyFileSync(join(src12, 'package', 'LICENSE'), join(out, 'ort-cu12', 'LICENSE-onnxruntime-gpu-package'));
+      sizes.cu12 = walk(join(out, 'ort-cu12')).reduce((a, p) => a + statSync(p).size, 0);
+      runtimes.cu12 = { dir: 'ort-cu12', ort: CUDA12_PIN.ort, provider: `${CUDA12_PIN.pkg}@${CUDA12_PIN.version}`, cuda: '12', minDriver: 525 };
+    }
+    const first = runtimes.cu13 ? CUDA_PIN : CUDA12_PIN;
+    cuda = { package: first.pkg, version: first.version, ort: first.ort, cuda: runtimes.cu13 ? '13' : '12', cudnn: '9', choice: v.cuda, runtimes };
+    for (const [k, b] of Object.entries(sizes)) console.log(`pack: --cuda ${k}: ${k === 'cu13' ? 'CUDA 13 provider libraries in ort/' : 'CUDA 12 core + provider in ort-cu12/'} ${mb(b)}`);
   }
 
   const packedWeights = [];
@@ -279,19 +303,33 @@ async function main() {
   }
   console.log(`pack: wrote ${shown(out)} (${all.length} files, ${mb(total)}; id ${meta.id})`);
   for (const [k, b] of [...byTop].sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(24)} ${mb(b).padStart(10)}`);
-  if (user === 'YOUR_KAGGLE_USERNAME') console.log('pack: set --user (or KAGGLE_USERNAME) so dataset-metadata.json has your id');
-  // The notebooks, ready to push: every YOUR_KAGGLE_USERNAME (kernel ids, dataset sources) is the user's.
-  const kernelsOut = `${out.replace(/\/+$/, '')}-kernels`;
-  rmSync(kernelsOut, { recursive: true, force: true });
-  for (const nb of readdirSync(join(root, 'kernels'), { withFileTypes: true }).filter((d) => d.isDirectory())) {
-    mkdirSync(join(kernelsOut, nb.name), { recursive: true });
-    for (const f of readdirSync(join(root, 'kernels', nb.name))) {
-      const text = readFileSync(join(root, 'kernels', nb.name, f), 'utf8');
-      writeFileSync(join(kernelsOut, nb.name, f), text.replaceAll('YOUR_KAGGLE_USERNAME', user).replaceAll(`${user}/arenakit"`, `${user}/${v.slug}"`));
-    }
-  }
-  console.log(`pack: notebooks for ${user} in ${shown(kernelsOut)} (push one: kaggle kernels push -p ${shown(kernelsOut)}/arenakit-inference)`);
+  const kernelsOut = resolve(v['kernels-out'] ?? `${out}-kernels`);
+  const kernels = writeKernels(join(root, 'kernels'), kernelsOut, user, v.slug);
+  console.log(`pack: notebooks for ${user}: ${kernels.map((k) => shown(join(kernelsOut, k))).join(', ')}`);
+  if (user === 'YOUR_KAGGLE_USERNAME') console.log('pack: set --user (or KAGGLE_USERNAME) so dataset-metadata.json and the notebooks have your id');
   console.log(`upload: kaggle datasets create -p ${shown(out)} --dir-mode tar   (new version: kaggle datasets version -p ... --dir-mode tar -m MSG)`);
+  for (const k of kernels) console.log(`push:   kaggle kernels push -p ${shown(join(kernelsOut, k))}`);
+}
+
+/**
+ * Copies each notebook folder of `src` (kernel-metadata.json + its code file) to `dest`, with the
+ * placeholder user replaced everywhere (id, dataset_sources) and the dataset source pointing at
+ * <user>/<slug>. Returns the folder names written.
+ */
+function writeKernels(src, dest, user, slug) {
+  const names = readdirSync(src, { withFileTypes: true }).filter((e) => e.isDirectory() && existsSync(join(src, e.name, 'kernel-metadata.json'))).map((e) => e.name).sort();
+  for (const name of names) {
+    const meta = JSON.parse(readFileSync(join(src, name, 'kernel-metadata.json'), 'utf8'));
+    const fix = (s) => s.replace(/^YOUR_KAGGLE_USERNAME\/arenakit$/, `${user}/${slug}`).replace(/^YOUR_KAGGLE_USERNAME\//, `${user}/`);
+    meta.id = fix(meta.id);
+    meta.dataset_sources = (meta.dataset_sources ?? []).map(fix);
+    const to = join(dest, name);
+    rmSync(to, { recursive: true, force: true });
+    mkdirSync(to, { recursive: true });
+    copyFileSync(join(src, name, meta.code_file), join(to, meta.code_file));
+    writeFileSync(join(to, 'kernel-metadata.json'), JSON.stringify(meta, null, 2) + '\n');
+  }
+  return names;
 }
 
 main().catch((e) => {

@@ -7,7 +7,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readDriver } from '../src/infer/runtime';
-import { autoDevices } from '../src/cli/commands/score';
+import { parseDeviceOption, resolveDevices } from '../src/infer/devices';
 import { fakeNvidiaSmi } from './helpers/nvidia-smi';
 import { makePeakedModel, RUNNER } from './helpers/peaked';
 
@@ -19,10 +19,12 @@ describe('--devices auto and a wedged nvidia-smi', function () {
   before(() => (tmp = mkdtempSync(join(tmpdir(), 'arenakit-devauto-'))));
   after(() => rmSync(tmp, { recursive: true, force: true }));
 
-  it('autoDevices: two listed GPUs -> [0, 1]; one or none -> one process', () => {
-    assert.deepEqual(autoDevices({ found: true, driver: '560.35.03', gpus: ['Tesla T4, 15360 MiB', 'Tesla T4, 15360 MiB'] }), [0, 1]);
-    assert.deepEqual(autoDevices({ found: true, driver: '560.35.03', gpus: ['NVIDIA L4, 23034 MiB'] }), [0]);
-    assert.deepEqual(autoDevices(null), [0]);
+  it('--devices auto: two listed GPUs -> [0, 1]; one or none, or --ep cpu -> one process', () => {
+    const t4 = ['Tesla T4, 15360 MiB', 'Tesla T4, 15360 MiB'];
+    assert.deepEqual(resolveDevices(parseDeviceOption(undefined), t4, 'auto').ids, [0, 1]);
+    assert.deepEqual(resolveDevices(parseDeviceOption('auto'), ['NVIDIA L4, 23034 MiB'], 'cuda').ids, [0]);
+    assert.deepEqual(resolveDevices(parseDeviceOption(undefined), [], 'auto').ids, [0]);
+    assert.deepEqual(resolveDevices(parseDeviceOption(undefined), t4, 'cpu').ids, [0]);
   });
 
   it('an nvidia-smi that ignores SIGTERM is killed at the deadline; readDriver says why', () => {

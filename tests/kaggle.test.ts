@@ -5,13 +5,13 @@
 // the repository. Checks the submission Kaggle would score and the validation figures.
 import { strict as assert } from 'node:assert';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fakeNvidiaSmi } from './helpers/nvidia-smi';
 import { parquetWriteFile } from 'hyparquet-writer';
 import { cacheDir, checkCudaPairing, CUDA_PIN, NODE_PIN } from '../build/pack-fetch.mjs';
 import { readRows } from '../src/data/rows';
+import { fakeNvidiaSmi } from './helpers/nvidia-smi';
 
 const repo = join(__dirname, '..');
 const dist = join(repo, 'dist');
@@ -234,7 +234,7 @@ describe('Kaggle pack and notebooks (end to end)', function () {
       const meta = JSON.parse(readFileSync(join(kernels, nb, 'kernel-metadata.json'), 'utf8'));
       assert.equal(meta.enable_internet, false);
       assert.equal(meta.enable_gpu, true);
-      assert.equal(meta.machine_shape, 'NvidiaTeslaT4', 'a push with only enable_gpu can land on a P100');
+      assert.equal(meta.machine_shape, 'NvidiaTeslaT4', `${nb}: a T4 (enable_gpu alone has landed on a P100)`);
       assert.deepEqual(meta.competition_sources, ['lmsys-chatbot-arena']);
       assert.ok(meta.dataset_sources.some((d: string) => d.endsWith('/arenakit')));
       assert.equal(meta.kernel_type, 'notebook');
@@ -254,6 +254,18 @@ describe('Kaggle pack and notebooks (end to end)', function () {
       assert.ok(existsSync(join(kit, f)), `pack has ${f}`);
     assert.ok(!existsSync(join(kit, 'node')), 'no node without --with-node');
     for (const [f, { bytes }] of Object.entries(pj.files as Record<string, { bytes: number }>)) assert.equal(statSync(join(kit, f)).size, bytes, f);
+    // --user rewrites every id: the dataset's and the notebooks' (written next to the pack), no placeholder left.
+    const kout = `${kit}-kernels`;
+    for (const nb of ['arenakit-inference', 'arenakit-validate', 'arenakit-wsdm-inference']) {
+      const m = JSON.parse(readFileSync(join(kout, nb, 'kernel-metadata.json'), 'utf8'));
+      assert.equal(m.id, `testuser/${nb}`);
+      assert.deepEqual(m.dataset_sources, ['testuser/arenakit']);
+      assert.equal(m.machine_shape, 'NvidiaTeslaT4');
+      assert.ok(existsSync(join(kout, nb, m.code_file)));
+    }
+    const placeholders = sh('grep', ['-rl', 'YOUR_KAGGLE_USERNAME', kit, kout]).stdout.trim();
+    assert.equal(placeholders, '', `placeholder left in: ${placeholders}`);
+    rmSync(kout, { recursive: true, force: true });
 
     // System node only: its folder on an otherwise minimal PATH.
     const log = runNotebook('arenakit-inference', { PATH: `${dirname(process.execPath)}:/usr/bin:/bin` });
@@ -278,54 +290,54 @@ describe('Kaggle pack and notebooks (end to end)', function () {
     checkWsdmSubmission(sub, wsdmIds);
   });
 
-  it('WSDM notebook, competition rerun: doctor advises, predict runs from the notebook start; a budget far too small still submits', () => {
+  it('WSDM notebook, competition rerun on a fake 2 x T4: doctor advises, predict on both devices within --time-budget, byte-identical to one process; a budget far too small still submits', () => {
     const sub = join(tmp, 'kaggle', 'working', 'submission.csv');
-    // Kaggle's 2 x T4 as nvidia-smi prints it; the pack has no CUDA provider, so --ep auto falls back to the CPU.
-    const env = { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, KAGGLE_IS_COMPETITION_RERUN: 'Batch', ARENAKIT_NVIDIA_SMI: fakeNvidiaSmi('560.35.03', '12.6') };
+    const smi = fakeNvidiaSmi('560.35.03', '12.6');
+    const env = { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, KAGGLE_IS_COMPETITION_RERUN: 'Batch', ARENAKIT_NVIDIA_SMI: smi };
     rmSync(sub, { force: true });
     const log = runNotebook('arenakit-wsdm-inference', env);
-    const predicted = JSON.parse(log.split('\n').filter((l) => l.startsWith('{')).at(-1)!);
-    console.log(`      rerun on a simulated 2 x T4: devices ${JSON.stringify(predicted.devices)}, ep ${JSON.stringify(predicted.ep)}`);
-    assert.deepEqual(predicted.devices, [0, 1], 'both GPUs used (two CPU workers when CUDA cannot load)');
     assert.match(log, /mode: competition rerun/);
-    assert.match(log, /runner\.cjs doctor --weights \S+ --data \S+test\.parquet --budget 9h/);
-    assert.match(log, /--tta swap --time-budget 8h40m --started-at \d+\.\d{3}/);
+    assert.match(log, /runner\.cjs doctor --weights \S+ --data \S+test\.parquet --budget 9h --tta swap --devices auto/);
+    assert.match(log, /--tta swap --devices auto --time-budget 8h30m/);
     assert.doesNotMatch(log, /runner\.cjs validate/);
+    const closing = JSON.parse(log.split('\n').filter((l) => l.startsWith('{"task"')).pop()!);
+    console.log(`      rerun: devices ${JSON.stringify(closing.devices)}, ep ${JSON.stringify(closing.ep)}, ${closing.rows} rows in ${closing.seconds}s`);
+    assert.deepEqual(closing.devices, [0, 1], 'both listed GPUs used (two CPU workers: CUDA cannot load here)');
     checkWsdmSubmission(sub, wsdmIds);
+    // The same model in one process gives the same bytes.
+    const one = join(tmp, 'one-process.csv');
+    must(sh(process.execPath, [join(dist, 'runner.cjs'), 'predict', '--data', join(tmp, 'kaggle', 'input', WSDM_COMPETITION, 'test.parquet'), '--weights', tiny, '--out', one, '--ep', 'auto', '--tta', 'swap', '--devices', '0'], { cwd: tmp }), 'one-process predict');
+    assert.equal(readFileSync(sub, 'utf8'), readFileSync(one, 'utf8'), 'two-device rerun submission byte-identical to one process');
+
+    // A doctor budget and a time budget far too small for the data: the notebook never raises, and writes a complete submission.
     rmSync(sub, { force: true });
-    // Far too small: the doctor's estimate is over budget and the budget is spent before the first row.
-    const small = runNotebook('arenakit-wsdm-inference', { ...env, ARENAKIT_DOCTOR_BUDGET: '0.001s', ARENAKIT_TIME_BUDGET: '0.001s' });
-    console.log(`      ${small.split('\n').find((l) => l.startsWith('note: the doctor estimates'))}`);
-    assert.match(small, /note: the doctor estimates [\d.]+ s for 40 rows on cpu, over the 0\.001s budget/);
-    assert.doesNotMatch(small, /Traceback|RuntimeError/);
-    const json = JSON.parse(small.split('\n').filter((l) => l.startsWith('{"rows"') || l.startsWith('{')).at(-1)!);
-    console.log(`      predict with a 0.001s budget: prior_rows ${json.prior_rows}, unreached_rows ${JSON.stringify(json.unreached_rows)}`);
-    assert.equal(json.prior_rows, wsdmIds.length);
+    const tight = runNotebook('arenakit-wsdm-inference', { ...env, ARENAKIT_DOCTOR_BUDGET: '0.001s', ARENAKIT_TIME_BUDGET: '0.5s' });
+    const advice = tight.split('\n').find((l) => l.startsWith('doctor: estimate'));
+    console.log(`      ${advice}`);
+    assert.match(tight, /doctor: estimate [\d.]+ s over the 0\.001s budget on cpu x 2; predict still runs within 0\.5s/);
+    assert.match(tight, /runner\.cjs predict/);
+    assert.doesNotMatch(tight, /Traceback|stopping early/);
     checkWsdmSubmission(sub, wsdmIds);
   });
 
-  it('pack --user leaves no placeholder in the notebooks it writes; every kernel has machine_shape NvidiaTeslaT4', () => {
-    const kernelsOut = join(tmp, 'kaggle', 'input', 'arenakit-kernels');
-    assert.ok(existsSync(kernelsOut), 'pack wrote <out>-kernels');
-    for (const nb of ['arenakit-inference', 'arenakit-wsdm-inference', 'arenakit-validate']) {
-      for (const f of [`${nb}.ipynb`, 'kernel-metadata.json']) assert.doesNotMatch(readFileSync(join(kernelsOut, nb, f), 'utf8'), /YOUR_KAGGLE_USERNAME/, `${nb}/${f}`);
-      const meta = JSON.parse(readFileSync(join(kernelsOut, nb, 'kernel-metadata.json'), 'utf8'));
-      assert.equal(meta.id, `testuser/${nb}`);
-      assert.ok(meta.dataset_sources.includes('testuser/arenakit'));
-      assert.equal(meta.machine_shape, 'NvidiaTeslaT4');
+  it('a dataset that arrived as a .tar (--dir-mode tar): the notebook unpacks it into /kaggle/working and submits', () => {
+    const input = join(tmp, 'kaggle', 'input');
+    const aside = join(tmp, 'arenakit-aside');
+    const tarDir = join(input, 'arenakit-tar');
+    renameSync(join(input, 'arenakit'), aside);
+    try {
+      mkdirSync(tarDir, { recursive: true });
+      must(sh('tar', ['-cf', join(tarDir, 'arenakit.tar'), '-C', aside, '.']), 'tar');
+      const sub = join(tmp, 'kaggle', 'working', 'submission.csv');
+      rmSync(sub, { force: true });
+      const log = runNotebook('arenakit-inference', { PATH: `${dirname(process.execPath)}:/usr/bin:/bin` });
+      assert.match(log, /kit: unpacking \S+arenakit\.tar into \S+working\/arenakit-unpacked\/arenakit/);
+      checkSubmission(sub, ids);
+    } finally {
+      rmSync(tarDir, { recursive: true, force: true });
+      rmSync(join(tmp, 'kaggle', 'working', 'arenakit-unpacked'), { recursive: true, force: true });
+      renameSync(aside, join(input, 'arenakit'));
     }
-  });
-
-  it('a tar-uploaded pack: the notebook unpacks it into the working folder and submits', () => {
-    const input2 = join(tmp, 'kaggle-tar', 'input');
-    mkdirSync(join(input2, 'arenakit'), { recursive: true });
-    cpSync(join(tmp, 'kaggle', 'input', 'lmsys-chatbot-arena'), join(input2, 'lmsys-chatbot-arena'), { recursive: true });
-    must(sh('tar', ['-cf', join(input2, 'arenakit', 'arenakit.tar'), '-C', join(tmp, 'kaggle', 'input', 'arenakit'), '.']), 'tar');
-    const working = join(tmp, 'kaggle-tar', 'working');
-    mkdirSync(working, { recursive: true });
-    const log = runNotebook('arenakit-inference', { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, KAGGLE_INPUT: input2, KAGGLE_WORKING: working, ARENAKIT_STAGE: join(tmp, 'stage-tar') });
-    assert.match(log, /kit unpacked from \S+arenakit\.tar into \S+arenakit-unpacked/);
-    checkSubmission(join(working, 'submission.csv'), ids);
   });
 
   it('the validation notebook writes the runner\'s figures', () => {

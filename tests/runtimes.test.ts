@@ -44,13 +44,18 @@ describe('ONNX Runtime cores: cu12 (ORT 1.19.2) and cu13 (ORT 1.29) on their CPU
     assert.ok(!existsSync(join(tmp, 'x.csv')));
   });
 
-  it('doctor with a fake driver: 560 / CUDA 12.6 picks cu12, 580 / 13.0 picks cu13; both end on the CPU here (no libcuda) and exit 0', () => {
+  // Issue 22: the core is chosen by driver AND libraries; here no CUDA library resolves, so both run the
+  // bundled core on the CPU, and doctor's library list and hints are those of the core the driver supports.
+  it('doctor with a fake driver: 560 / CUDA 12.6 names cu12\'s libraries, 580 / 13.0 cu13\'s; nothing loads here (no libcuda): the CPU, exit 0', () => {
     for (const [driver, cuda, want] of [['560.35.03', '12.6', 'cu12'], ['580.65.06', '13.0', 'cu13']]) {
       const r = node(RUNNER, ['doctor', '--weights', model, '--data', data, '--sample', '8'], { ARENAKIT_NVIDIA_SMI: fakeNvidiaSmi(driver, cuda) });
       assert.equal(r.status, 0, r.stderr);
       const s = JSON.parse(r.stdout.trim().split('\n').pop()!);
       console.log(`      driver ${driver} / CUDA ${cuda}: runtime ${s.runtime} (${s.runtime_reason}); ep ${s.ep} ${s.attention}; estimate ${s.estimate_seconds}s`);
-      assert.equal(s.runtime, want);
+      assert.equal(s.libraries_for, want);
+      assert.equal(s.runtime, 'cu13');
+      assert.match(s.runtime_reason, new RegExp(`${want}: driver ${driver.replace(/\./g, '\\.')} .*do not resolve.*no CUDA core can load, cu13 core`));
+      assert.match(r.stderr, new RegExp(`missing libcublas\\.so\\.${want === 'cu12' ? '12: pip: nvidia-cublas-cu12' : '13: pip: nvidia-cublas \\(13'}`));
       assert.equal(s.driver, driver);
       assert.equal(s.ep, 'cpu');
       assert.ok(s.libraries_missing.includes('libcuda.so.1'));

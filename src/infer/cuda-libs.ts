@@ -192,6 +192,24 @@ const PIP_SOURCE: Record<string, string> = {
   'libcufft.so.11': 'cuFFT for CUDA 12 (pip: nvidia-cufft-cu12)',
 };
 
+/** The pip wheel (or pack option) that provides `so` for a core built against CUDA `cudaMajor`. */
+export function wheelHint(so: string, cudaMajor: 12 | 13 | number): string {
+  const cu = cudaMajor === 12 ? 'cu12' : 'cu13';
+  if ((ORT_PROVIDER_LIBS as readonly string[]).includes(so)) return `ONNX Runtime CUDA provider: \`npm run pack -- --cuda ${cu}\``;
+  if (so === CUDA_DRIVER_SONAME) return 'the NVIDIA driver (on Kaggle: a GPU accelerator)';
+  const base = so.replace(/\.so\.\d+$/, '');
+  const wheels: Record<string, [string, string]> = {
+    libcudart: ['nvidia-cuda-runtime-cu12', 'nvidia-cuda-runtime (13.x)'],
+    libcublas: ['nvidia-cublas-cu12', 'nvidia-cublas (13.x)'],
+    libcublasLt: ['nvidia-cublas-cu12', 'nvidia-cublas (13.x)'],
+    libcurand: ['nvidia-curand-cu12', 'nvidia-curand (10.4, CUDA 13)'],
+    libcufft: ['nvidia-cufft-cu12', 'nvidia-cufft (CUDA 13)'],
+    libcudnn: ['nvidia-cudnn-cu12', 'nvidia-cudnn-cu13'],
+  };
+  const w = wheels[base];
+  return w ? `pip: ${w[cudaMajor === 12 ? 0 : 1]}` : `a CUDA ${cudaMajor} library`;
+}
+
 /** One message for the log: what was found, what is missing, and what --ep auto / --ep cuda will do about it. */
 export function describeCudaStatus(result: CudaLibsResult): string {
   if (result.missing.length === 0) {

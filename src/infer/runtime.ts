@@ -119,6 +119,49 @@ export function chooseRuntime(driver: DriverInfo, available: RuntimeName[], forc
 }
 
 /**
+ * The core to load, by driver AND libraries: cu13 then cu12, each tried when the build has it, the
+ * driver supports its CUDA major and `missing(core)` (its provider and CUDA libraries that do not
+ * resolve) is empty; else the bundled core for the CPU. `steps` says why at each step; `target` is the
+ * newest core the driver supports (whose libraries doctor's hints name), null without a usable driver.
+ */
+export function chooseRuntimeByLibraries(
+  driver: DriverInfo,
+  available: RuntimeName[],
+  missing: (r: RuntimeName) => readonly string[],
+  forced?: RuntimeName,
+): { runtime: RuntimeName; reason: string; steps: string[]; target: RuntimeName | null } {
+  if (forced) return { ...chooseRuntime(driver, available, forced), steps: [], target: forced };
+  const fallback: RuntimeName = available.includes('cu13') ? 'cu13' : available[0];
+  if (!driver.found || !driver.driver) {
+    const c = chooseRuntime(driver, available);
+    return { ...c, steps: [c.reason], target: null };
+  }
+  const seen = `driver ${driver.driver}${driver.cuda ? ` (CUDA ${driver.cuda})` : ''}`;
+  const steps: string[] = [];
+  let target: RuntimeName | null = null;
+  for (const r of ['cu13', 'cu12'] as const) {
+    const spec = RUNTIMES[r];
+    if (!available.includes(r)) {
+      steps.push(`${r}: not in this build (pack with --cuda ${r})`);
+      continue;
+    }
+    if (!(major(driver.cuda) >= spec.cudaMajor || major(driver.driver) >= spec.minDriver)) {
+      steps.push(`${r}: ${seen} does not support CUDA ${spec.cudaMajor} (needs driver >= ${spec.minDriver})`);
+      continue;
+    }
+    target ??= r;
+    const miss = missing(r);
+    if (miss.length) {
+      steps.push(`${r}: ${seen} supports CUDA ${spec.cudaMajor}, but ${miss.join(', ')} do not resolve`);
+      continue;
+    }
+    steps.push(`${r}: ${seen} supports CUDA ${spec.cudaMajor} and its libraries resolve`);
+    return { runtime: r, reason: `${steps.join('; ')}: ${r} core (ORT ${spec.ort})`, steps, target };
+  }
+  return { runtime: fallback, reason: `${steps.join('; ')}: no CUDA core can load, ${fallback} core (ORT ${RUNTIMES[fallback].ort}) for the CPU`, steps, target };
+}
+
+/**
  * The attention variant to run: `forced` (--attention) when the core runs it on this EP, else the
  * first variant of the capability table that the weights directory has.
  */

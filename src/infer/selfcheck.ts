@@ -16,6 +16,8 @@ export interface SelfCheck {
   tolerance: number;
   /** What was tried before the graph that passed, with its difference. */
   rejected: { ep: Ep; variant: string; maxDiff: number }[];
+  /** Wall-clock seconds the check took (reference session, both runs); 0 when skipped. */
+  seconds: number;
 }
 
 /** fp16 activations round to ~1e-3 relative; int4/int8 weights are the same bytes in both graphs. */
@@ -57,11 +59,12 @@ export async function selfCheck(
   ids: Int32Array[],
   opts: SessionOptions & { padId: number; warn: (m: string) => void },
 ): Promise<{ graph: OpenedGraph; check: SelfCheck }> {
+  const t0 = Date.now();
   const ref = manifest.graphs.cpu;
-  if (!ref || !ids.length) return { graph: opened, check: { rows: 0, maxDiff: null, tolerance: 0, rejected: [] } };
+  if (!ref || !ids.length) return { graph: opened, check: { rows: 0, maxDiff: null, tolerance: 0, rejected: [], seconds: 0 } };
   const refVariant = graphVariants(ref).includes('explicit') ? 'explicit' : 'fused';
   // The CPU EP running an fp32 graph is the reference platform itself (both variants are tested against HF).
-  if (opened.ep === 'cpu' && opened.graph.activations === 'float32') return { graph: opened, check: { rows: 0, maxDiff: null, tolerance: 0, rejected: [] } };
+  if (opened.ep === 'cpu' && opened.graph.activations === 'float32') return { graph: opened, check: { rows: 0, maxDiff: null, tolerance: 0, rejected: [], seconds: 0 } };
   const refSession = await createSession(dir, ref, refVariant, 'cpu', { ...opts, ep: 'cpu' });
   const want = await logitsOf(refSession.session, ids, opts.padId);
   const rejected: SelfCheck['rejected'] = [];
@@ -83,7 +86,9 @@ export async function selfCheck(
   };
   const use = async (g: OpenedGraph) => {
     if (g !== refSession) await refSession.session.release();
-    return { graph: g, check: { rows: ids.length, maxDiff: g === refSession ? null : passed, tolerance: checkTolerance(g.graph), rejected } };
+    const seconds = (Date.now() - t0) / 1000;
+    process.stderr.write(`self-check: ${seconds.toFixed(2)} s\n`);
+    return { graph: g, check: { rows: ids.length, maxDiff: g === refSession ? null : passed, tolerance: checkTolerance(g.graph), rejected, seconds } };
   };
   if (await attempt(opened)) return use(opened);
   await opened.session.release();

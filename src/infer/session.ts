@@ -12,7 +12,7 @@ import { fsReason } from '../util/files';
 import {
   availableRuntimes,
   chooseAttention,
-  chooseRuntime,
+  chooseRuntimeByLibraries,
   loadOrt,
   readDriver,
   type DriverInfo,
@@ -70,21 +70,28 @@ export function parseAttention(s: string | undefined): AttentionVariant | undefi
   throw new RangeError(`--attention must be fused or explicit, got "${s}"`);
 }
 
-let chosen: { runtime: RuntimeName; reason: string } | undefined;
+let chosen: { runtime: RuntimeName; reason: string; target?: RuntimeName | null } | undefined;
 
 /**
  * The core this process runs, chosen once from the NVIDIA driver (or --runtime) and announced; every
  * session of the process uses it. ARENAKIT_RUNTIME carries a forced choice to shard workers.
  */
-export function processRuntime(forced?: RuntimeName, driver?: DriverInfo): { runtime: RuntimeName; reason: string } {
+/** `driver`: what the command already read (one nvidia-smi call per run), or a stand-in for --ep cpu. */
+export function processRuntime(forced?: RuntimeName, driver?: DriverInfo): { runtime: RuntimeName; reason: string; target?: RuntimeName | null } {
   if (chosen) {
     if (forced && forced !== chosen.runtime) throw new SessionError(`ONNX Runtime core ${chosen.runtime} is already in use in this process; --runtime ${forced} needs a new process`);
     return chosen;
   }
   const want = forced ?? parseRuntime(process.env.ARENAKIT_RUNTIME || undefined);
-  chosen = chooseRuntime(want ? { found: false, gpus: [] } : (driver ?? readDriver()), availableRuntimes(), want);
+  chosen = chooseRuntimeByLibraries(want ? { found: false, gpus: [] } : (driver ?? readDriver()), availableRuntimes(), coreMissingLibraries, want);
   process.stderr.write(`runtime: ${chosen.runtime} (${chosen.reason})\n`);
   return chosen;
+}
+
+/** A core's provider and CUDA libraries that do not resolve on this machine (the core itself when absent). */
+export function coreMissingLibraries(r: RuntimeName): string[] {
+  const dir = runtimeDir(r);
+  return dir ? findCudaLibraries({ ortDir: dir, sonames: RUNTIMES[r].cudaSonames }).missing : [`the ${r} core`];
 }
 
 const ort = (): typeof Ort => loadOrt(processRuntime().runtime);

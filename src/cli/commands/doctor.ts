@@ -3,10 +3,10 @@
 // variant it would use, an EP probe with the self-check, and a time estimate for the data set from
 // measured throughput. Ends with one JSON line; exits 0 on a machine without a GPU (and says so).
 import { dataColumns, readRows } from '../../data/rows';
-import { findCudaLibraries } from '../../infer/cuda-libs';
+import { findCudaLibraries, wheelHint } from '../../infer/cuda-libs';
 import { openHandle, openSpec } from '../../infer/model';
 import { parseTta, type Tta } from '../../infer/tta';
-import { readDriver, RUNTIMES } from '../../infer/runtime';
+import { readDriver, runtimeDir, RUNTIMES } from '../../infer/runtime';
 import { ortNativeDir, parseAttention, parseEp, parseRuntime, processRuntime } from '../../infer/session';
 import type { ArenaRow } from '../../types';
 import { uniform } from '../../util/rng';
@@ -15,10 +15,16 @@ import { fmt } from '../../util/progress';
 import { parseDuration } from '../../util/duration';
 import { detectTask } from '../../task/task';
 import { num, parse, need, UsageError } from '../args';
+import { parseDeviceOption, resolveDevices } from '../../infer/devices';
+import { parseStartedAt } from '../../infer/budget';
+import { runEstimate } from '../../infer/estimate';
 
 const USAGE = `usage: node runner.cjs doctor --weights DIR [--data test.csv] [--budget 9h] [--ep auto|cuda|webgpu|cpu] [--runtime cu12|cu13]
   [--attention fused|explicit] [--tta none|swap|swap-uncertain:F] [--sample N] [--token-budget N]
-  Checks the GPU runtime, runs the self-check, and estimates the time for --data against --budget.`;
+  [--devices auto|0,1] [--started-at EPOCH_S]
+  Checks the GPU runtime, runs the self-check, and estimates the time for --data against --budget
+  (counted from --started-at / ARENAKIT_STARTED_AT when given): model load, self-check and the passes
+  over the devices. Advice only: it exits 0 whatever the estimate (predict keeps to its --time-budget).`;
 
 /** Passes per row for a TTA setting (the swapped pass on all rows, or on a fraction). */
 export function ttaFactor(tta: Tta): number {
@@ -39,6 +45,8 @@ export async function run(argv: string[]): Promise<void> {
       sample: { type: 'string', default: '64' },
       'token-budget': { type: 'string' },
       threads: { type: 'string' },
+      devices: { type: 'string' },
+      'started-at': { type: 'string' },
     },
     USAGE,
   );
@@ -55,16 +63,22 @@ export async function run(argv: string[]): Promise<void> {
   const tta = wrap(() => parseTta(v.tta as string));
   const attention = wrap(() => parseAttention(v.attention as string | undefined));
   const sampleN = num(v.sample, '--sample', 64);
+  const startedAt = wrap(() => parseStartedAt(v['started-at'])) ?? performance.timeOrigin;
+  const deviceOpt = wrap(() => parseDeviceOption(v.devices as string | undefined));
   const say = (s: string) => process.stderr.write(s + '\n');
 
   const driver = readDriver();
   say(driver.found ? `driver: ${driver.driver} (CUDA ${driver.cuda ?? '?'}); GPUs: ${driver.gpus.join('; ') || 'none listed'}` : `driver: ${driver.note}. No GPU here: everything below runs on the CPU.`);
-  const { runtime, reason } = processRuntime(wrap(() => parseRuntime(v.runtime as string | undefined)));
-  const rt = RUNTIMES[runtime];
-  const libs = findCudaLibraries({ ortDir: ortNativeDir(), sonames: rt.cudaSonames });
-  say(`CUDA libraries for ${runtime} (ORT ${rt.ort}, CUDA ${rt.cudaMajor}):`);
+  const devices = resolveDevices(deviceOpt, driver.gpus, ep);
+  say(`devices: ${devices.ids.join(', ')} (${devices.reason})`);
+  const { runtime, reason, target } = processRuntime(wrap(() => parseRuntime(v.runtime as string | undefined)));
+  // The libraries (and their wheels) of the core the driver asks for; the chosen core when there is no driver.
+  const hintCore = target ?? runtime;
+  const rt = RUNTIMES[hintCore];
+  const libs = findCudaLibraries({ ortDir: runtimeDir(hintCore) ?? ortNativeDir(), sonames: rt.cudaSonames });
+  say(`CUDA libraries for ${hintCore} (ORT ${rt.ort}, CUDA ${rt.cudaMajor})${hintCore === runtime ? '' : `, the core this driver supports (running: ${runtime})`}:`);
   for (const [so, p] of Object.entries(libs.found)) say(`  found   ${so}: ${p}`);
-  for (const so of libs.missing) say(`  missing ${so}${libs.otherVersions[so] ? ` (other majors: ${libs.otherVersions[so].join(', ')})` : ''}`);
+  for (const so of libs.missing) say(`  missing ${so}: ${wheelHint(so, rt.cudaMajor)}${libs.otherVersions[so] ? ` (other majors: ${libs.otherVersions[so].join(', ')})` : ''}`);
 
   let rows: ArenaRow[] = [];
   if (v.data) {
@@ -75,6 +89,7 @@ export async function run(argv: string[]): Promise<void> {
   // The task of --data: a two-label (WSDM) model is checked against WSDM columns.
   const spec = openSpec(dir, { calibrate: true, needTie: false, task: detectTask(String(v.data ?? ''), dataColumns(String(v.data ?? ''))) });
   const warn = (m: string) => say(`warning: ${m}`);
+  const tLoad = Date.now();
   const handle = await openHandle(spec, {
     ep,
     attention,
@@ -84,8 +99,11 @@ export async function run(argv: string[]): Promise<void> {
     selfCheckRows: 8,
     warn,
   });
+  const loadSeconds = (Date.now() - tLoad) / 1000;
+  const selfCheckSeconds = handle.info.selfCheck?.seconds ?? 0;
+  say(`model load: ${loadSeconds.toFixed(2)} s (self-check ${selfCheckSeconds.toFixed(2)} s of it)`);
   // Throughput on a seeded sample spread over the data (tokens/s of real, unpadded tokens).
-  let estimate: { seconds: number; tokensPerSecond: number; sampleRows: number; fits: boolean } | null = null;
+  let estimate: (ReturnType<typeof runEstimate> & { tokensPerSecond: number; sampleRows: number }) | null = null;
   if (rows.length && spec.manifest.kind === 'neural') {
     const rnd = uniform(7);
     const idx = [...new Set(Array.from({ length: Math.min(sampleN, rows.length) }, () => Math.floor(rnd() * rows.length)))].sort((a, b) => a - b);
@@ -99,10 +117,11 @@ export async function run(argv: string[]): Promise<void> {
     let total = 0;
     for (const r of rows) total += Math.min(maxTokens, textLength(r) * perChar);
     const padEff = pass.computedTokens ? pass.tokens / pass.computedTokens : 1;
-    const seconds = (total / tps) * ttaFactor(tta);
-    estimate = { seconds, tokensPerSecond: tps, sampleRows: sample.length, fits: seconds <= budget };
+    const e = runEstimate({ tokens: total, tokensPerSecond: tps, ttaPasses: ttaFactor(tta), devices: devices.ids.length, loadSeconds, elapsedSeconds: (tLoad - startedAt) / 1000, budgetSeconds: budget });
+    estimate = { ...e, tokensPerSecond: tps, sampleRows: sample.length };
     say(`throughput: ${tps.toFixed(0)} tokens/s on ${sample.length} sample rows (padding efficiency ${padEff.toFixed(3)}, ${handle.ep})`);
-    say(`estimate: ${fmt(seconds)} for ${rows.length} rows with --tta ${v.tta} (budget ${fmt(budget)}): ${seconds <= budget ? 'fits' : 'DOES NOT FIT'}`);
+    say(`estimate: ${fmt(e.seconds)} for ${rows.length} rows with --tta ${v.tta} on ${devices.ids.length} device(s), from the run's start (spent before doctor ${fmt(e.elapsedSeconds)}, load + self-check ${fmt(loadSeconds)}) (budget ${fmt(budget)}): ${e.fits ? 'fits' : 'DOES NOT FIT'}`);
+    say(`advice: ${e.advice}`);
   }
   await handle.close();
   const info = handle.info;
@@ -112,16 +131,21 @@ export async function run(argv: string[]): Promise<void> {
     cuda: driver.cuda ?? null,
     runtime,
     runtime_reason: reason,
+    libraries_for: hintCore,
     libraries_missing: libs.missing,
     ep: info.ep,
     attention: info.variant ?? null,
     self_check_max_diff: info.selfCheck?.maxDiff ?? null,
     self_check_rejected: info.selfCheck?.rejected ?? [],
+    self_check_seconds: Number(selfCheckSeconds.toFixed(3)),
+    load_seconds: Number(loadSeconds.toFixed(3)),
+    devices: devices.ids,
     rows: rows.length,
     estimate_seconds: estimate ? Math.round(estimate.seconds) : null,
     tokens_per_second: estimate ? Math.round(estimate.tokensPerSecond) : null,
     budget_seconds: budget,
     fits_budget: estimate ? estimate.fits : null,
+    advice: estimate ? estimate.advice : null,
   };
   if (!driver.found) say('doctor: no GPU on this machine; the checks above ran on the CPU.');
   process.stdout.write(JSON.stringify(summary) + '\n');

@@ -8,16 +8,19 @@ import { parse, need, UsageError } from '../args';
 import { exitOnSignals, openSpecs, prepareRuntime, SCORE_OPTIONS, scoreRows, scoreSettings } from './score';
 import { fmt } from '../../util/progress';
 import { parseDuration } from '../../util/duration';
+import { parseStartedAt } from '../../infer/budget';
+import { readDriver } from '../../infer/runtime';
 
 const parseDurationOpt = (x: unknown) => parseDuration(String(x), '--time-budget');
 
-const USAGE = `usage: node runner.cjs predict --data test.csv|test.parquet --weights DIR [--weights DIR2 ...] [--out submission/submission.csv] [--task lmsys|wsdm] [--time-budget 9h] [--started-at EPOCH_S]
-  [--ep cpu|cuda|webgpu|auto] [--runtime cu12|cu13] [--attention fused|explicit] [--self-check N|off] [--devices auto|0,1] [--tta none|swap|swap-uncertain:F] [--token-budget N] [--threads N] [--blend-weights w1,w2]
+const USAGE = `usage: node runner.cjs predict --data test.csv|test.parquet --weights DIR [--weights DIR2 ...] [--out submission/submission.csv] [--task lmsys|wsdm] [--time-budget 9h]
+  [--ep cpu|cuda|webgpu|auto] [--runtime cu12|cu13] [--attention fused|explicit] [--self-check N|off] [--devices auto|0,1] [--started-at EPOCH_S] [--tta none|swap|swap-uncertain:F] [--token-budget N] [--threads N] [--blend-weights w1,w2]
   --cache DIR: keep each scored row's logits there, so an interrupted run started again resumes where it stopped
   --devices: one model copy per GPU, rows split between them (with --ep cpu: that many CPU worker processes);
-    auto (the default): every GPU nvidia-smi lists (--ep cpu: one process); the result does not depend on the count
+    auto (default): one per GPU nvidia-smi lists, one process without a GPU
+  --started-at: when the run started (epoch seconds or ISO; also ARENAKIT_STARTED_AT): --time-budget counts from it
   --task: the competition (default: wsdm for a parquet file, else lmsys); it sets the submission format
-  --time-budget: the whole run ends by then (from the process start, or from --started-at: a notebook's start, epoch seconds): the swapped pass takes as many of the least certain rows
+  --time-budget: the whole run ends by then (from start): the swapped pass takes as many of the least certain rows
     as fit, and rows not reached in time get the next model's prediction, else the prior`;
 
 const samePath = (a: string, b: string) => {
@@ -28,8 +31,17 @@ const samePath = (a: string, b: string) => {
 export async function run(argv: string[]): Promise<void> {
   const v = parse(argv, { ...SCORE_OPTIONS, out: { type: 'string', default: 'submission/submission.csv' } }, USAGE);
   const data = need(v.data, '--data', USAGE);
-  const settings = scoreSettings(v, { columns: dataColumns(data), startedAt: performance.timeOrigin });
-  prepareRuntime(settings);
+  // The budget counts from the notebook's start when it passes one (--started-at / ARENAKIT_STARTED_AT).
+  let startedAt: number;
+  try {
+    startedAt = parseStartedAt(v['started-at']) ?? performance.timeOrigin;
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  // One nvidia-smi call per run, and none with --ep cpu (a wedged driver cannot stall a CPU run).
+  const driver = v.ep === 'cpu' ? undefined : readDriver();
+  const settings = scoreSettings(v, { columns: dataColumns(data), startedAt, gpus: driver?.gpus ?? [] });
+  prepareRuntime(settings, driver);
   const out = v.out as string;
   if (samePath(out, data)) throw new UsageError(`--out ${out} is the input --data file; it would be overwritten. Write the submission elsewhere.`);
   // Before hours of inference: the submission must be writable where asked.
@@ -53,8 +65,8 @@ export async function run(argv: string[]): Promise<void> {
     out,
     seconds: Number(sec.toFixed(2)),
     rows_per_s: Number((rows.length / sec).toFixed(2)),
-    ep: runs.map((r) => r.ep),
     devices: settings.devices,
+    ep: runs.map((r) => r.ep),
     runtime: runs.map((r) => r.info?.runtime ?? null),
     attention: runs.map((r) => r.info?.variant ?? null),
     self_check_max_diff: runs.map((r) => r.info?.selfCheck?.maxDiff ?? null),

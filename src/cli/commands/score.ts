@@ -4,7 +4,7 @@
 // the ensemble (src/infer/ensemble.ts) on one process or one worker per device.
 import type { ArenaRow } from '../../types';
 import { ensureCudaEnv, parseAttention, parseEp, parseRuntime, processRuntime, type EpChoice } from '../../infer/session';
-import { readDriver, type AttentionVariant, type DriverInfo, type RuntimeName } from '../../infer/runtime';
+import type { AttentionVariant, DriverInfo, RuntimeName } from '../../infer/runtime';
 import { openSpec, type ModelSpec } from '../../infer/model';
 import { localRunner } from '../../infer/local';
 import { shardedRunner } from '../../infer/shards';
@@ -14,6 +14,7 @@ import { runEnsemble, type Ensemble, type EnsembleOptions } from '../../infer/en
 import { detectTask } from '../../task/task';
 import { parseDuration } from '../../util/duration';
 import { num, UsageError, type OptionSpec } from '../args';
+import { parseDeviceOption, resolveDevices } from '../../infer/devices';
 
 export const SCORE_OPTIONS: OptionSpec = {
   data: { type: 'string' },
@@ -41,8 +42,7 @@ export interface ScoreSettings extends EnsembleOptions {
   threads?: number;
   calibrate: boolean;
   /** CUDA device ids (one model copy per GPU, rows split between them); with --ep cpu, that many CPU workers. */
-  /** GPU ids (one worker each when more than one), or 'auto' until prepareRuntime resolves it. */
-  devices: number[] | 'auto';
+  devices: number[];
   /** Folder of per-model logits caches that make interrupted runs resumable (off when undefined). */
   cacheDir?: string;
   /** --runtime: the ONNX Runtime core (default: from the NVIDIA driver). */
@@ -57,6 +57,8 @@ export interface ScoreSettings extends EnsembleOptions {
 export interface ScoreContext {
   columns: readonly string[];
   startedAt: number;
+  /** GPUs nvidia-smi lists (readDriver().gpus), for --devices auto; none: one process. */
+  gpus?: readonly string[];
 }
 
 /**
@@ -64,15 +66,6 @@ export interface ScoreContext {
  * 2% of the budget, at most a minute.
  */
 const budgetReserveMs = (budgetMs: number) => Math.min(60_000, budgetMs * 0.02);
-
-/** --started-at EPOCH_SECONDS (as Python's time.time() prints it): the budget's origin; else the process start. */
-export function budgetOrigin(v: unknown, processStart: number): number {
-  if (v === undefined) return processStart;
-  const t = Number(v) * 1000;
-  if (!Number.isFinite(t) || t <= 0) throw new UsageError(`--started-at takes the start time in seconds since 1970 (Python: time.time()), got "${v}"`);
-  if (t > processStart + 60_000) throw new UsageError(`--started-at ${v} is after this process started; pass the notebook's start time`);
-  return Math.min(t, processStart);
-}
 
 /** The options as settings; pure (the task from --task or the data's columns given in `ctx`). */
 export function scoreSettings(v: Record<string, unknown>, ctx: ScoreContext): ScoreSettings {
@@ -100,36 +93,22 @@ export function scoreSettings(v: Record<string, unknown>, ctx: ScoreContext): Sc
     threads: v.threads ? num(v.threads, '--threads', 0) : undefined,
     blend: blend.map((w) => w / s),
     calibrate: !v['no-calibration'],
-    devices: parseDevices(v.devices as string | undefined),
+    devices: usage(() => resolveDevices(parseDeviceOption(v.devices as string | undefined), ctx.gpus ?? [], String(v.ep ?? 'auto')).ids),
     cacheDir: v.cache as string | undefined,
     runtime: usage(() => parseRuntime(v.runtime as string | undefined)),
     attention: usage(() => parseAttention(v.attention as string | undefined)),
     selfCheckRows: num(v['self-check'] === 'off' ? '0' : v['self-check'], '--self-check', 8),
     task: usage(() => detectTask(String(v.data ?? ''), ctx.columns, v.task as string | undefined)),
-    // The budget counts from process start (reading the data and opening models spend it too), or from
-    // --started-at: the notebook's own start, so its earlier cells (doctor, staging) count as well.
-    deadline: budget === undefined ? Infinity : budgetOrigin(v['started-at'], ctx.startedAt) + budget * 1000 - budgetReserveMs(budget * 1000),
+    // The budget counts from process start: reading the data and opening models spend it too.
+    deadline: budget === undefined ? Infinity : ctx.startedAt + budget * 1000 - budgetReserveMs(budget * 1000),
   };
 }
 
 /** Loads the ONNX Runtime core the settings ask for; may re-execute the process with the CUDA library path set. */
-export function prepareRuntime(s: ScoreSettings): void {
-  // --ep cpu asks nothing of the NVIDIA driver (a wedged nvidia-smi cannot stall a CPU run).
-  const driver = s.ep === 'cpu' || s.runtime ? null : readDriver();
-  processRuntime(s.runtime ?? (s.ep === 'cpu' ? 'cu13' : undefined), driver ?? undefined);
-  if (s.devices === 'auto') {
-    s.devices = autoDevices(driver);
-    process.stderr.write(
-      `devices: ${s.devices.length > 1 ? `${s.devices.join(', ')} (one worker per GPU nvidia-smi lists: ${driver!.gpus.join('; ')})` : 'one process'}\n`,
-    );
-  }
+export function prepareRuntime(s: ScoreSettings, driver?: DriverInfo): void {
+  // --ep cpu asks nothing of the NVIDIA driver: a wedged nvidia-smi cannot stall a CPU run.
+  processRuntime(s.runtime, s.ep === 'cpu' ? { found: false, gpus: [], note: '--ep cpu: the NVIDIA driver is not asked' } : driver);
   ensureCudaEnv(s.ep, s.runtime);
-}
-
-/** --devices auto: every GPU the driver lists (rows split between one worker each), else one process. */
-export function autoDevices(driver: DriverInfo | null): number[] {
-  const n = driver?.found ? driver.gpus.length : 0;
-  return n > 1 ? Array.from({ length: n }, (_, i) => i) : [0];
 }
 
 /** Parser errors of options become usage errors (exit 2, no stack). */
@@ -139,15 +118,6 @@ function usage<T>(f: () => T): T {
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-}
-
-/** --devices: GPU ids, or `auto` (the default): one worker per GPU nvidia-smi lists (prepareRuntime resolves it). */
-function parseDevices(s: string | undefined): number[] | 'auto' {
-  if (s === undefined || s === 'auto') return 'auto';
-  const ids = s.split(',').map((x) => Number(x.trim()));
-  if (!ids.length || !ids.every((d) => Number.isInteger(d) && d >= 0) || new Set(ids).size !== ids.length)
-    throw new UsageError(`--devices needs distinct GPU ids separated by commas (e.g. 0,1), got "${s}"`);
-  return ids;
 }
 
 /**
@@ -170,9 +140,8 @@ export function openSpecs(s: ScoreSettings, needTie = true): ModelSpec[] {
 
 /** The pass runner for these settings: one process, or one worker per device. */
 export function makeRunner(specs: ModelSpec[], rows: ArenaRow[], s: ScoreSettings, warn: (m: string) => void): PassRunner & { close(): void } {
-  const devices = s.devices === 'auto' ? [0] : s.devices; // 'auto' unresolved: no prepareRuntime (tests)
-  const opts = { ep: s.ep, threads: s.threads, deviceId: devices[0], tokenBudget: s.tokenBudget, cacheDir: s.cacheDir, attention: s.attention, selfCheckRows: s.selfCheckRows, checkRows: rows, warn };
-  if (devices.length > 1) return shardedRunner(s.weights, rows, rows.map(textLength), devices, { ...opts, task: s.task.name });
+  const opts = { ep: s.ep, threads: s.threads, deviceId: s.devices[0], tokenBudget: s.tokenBudget, cacheDir: s.cacheDir, attention: s.attention, selfCheckRows: s.selfCheckRows, checkRows: rows, warn };
+  if (s.devices.length > 1) return shardedRunner(s.weights, rows, rows.map(textLength), s.devices, { ...opts, task: s.task.name });
   return { ...localRunner(specs, rows, opts), close() {} };
 }
 

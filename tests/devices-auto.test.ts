@@ -44,10 +44,28 @@ describe('--devices auto and a wedged nvidia-smi', function () {
     const weights = makePeakedModel(tmp, 'peaked');
     const smi = fakeNvidiaSmi('560.35.03', '12.6');
     const run = (out: string, extra: string[], env: Record<string, string>) => {
-      const r = spawnSync(process.execPath, [RUNNER, 'predict', '--data', SAMPLE, '--weights', weights, '--out', out, '--tta', 'swap', '--self-check', 'off', ...extra], {
-        encoding: 'utf8',
-        env: { ...process.env, ...env },
-      });
+      const r = spawnSync(
+        process.execPath,
+        [
+          RUNNER,
+          'predict',
+          '--data',
+          SAMPLE,
+          '--weights',
+          weights,
+          '--out',
+          out,
+          '--tta',
+          'swap',
+          '--self-check',
+          'off',
+          ...extra,
+        ],
+        {
+          encoding: 'utf8',
+          env: { ...process.env, ...env },
+        },
+      );
       assert.equal(r.status, 0, r.stderr);
       return { json: JSON.parse(r.stdout.trim().split('\n').at(-1)!), log: r.stderr };
     };
@@ -56,7 +74,10 @@ describe('--devices auto and a wedged nvidia-smi', function () {
     assert.deepEqual(auto.json.devices, [0, 1]);
     const one = run(join(tmp, 'one.csv'), ['--ep', 'auto', '--devices', '0'], { ARENAKIT_NVIDIA_SMI: smi });
     assert.deepEqual(one.json.devices, [0]);
-    assert.ok(readFileSync(join(tmp, 'auto.csv')).equals(readFileSync(join(tmp, 'one.csv'))), 'two workers and one process write the same bytes');
+    assert.ok(
+      readFileSync(join(tmp, 'auto.csv')).equals(readFileSync(join(tmp, 'one.csv'))),
+      'two workers and one process write the same bytes',
+    );
     // --ep cpu: a wedged nvidia-smi would hang a run that asked it; this one leaves a mark when asked.
     const marker = join(tmp, 'asked');
     const spy = join(tmp, 'nvidia-smi-spy');

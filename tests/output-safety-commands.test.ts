@@ -89,7 +89,9 @@ describe('output safety in import and train (issue 19)', function () {
       importCheckpoint(${JSON.stringify({ ...imp(out), quant: 'int4' })}).then(() => process.stdout.write('done'));`;
     const seen: string[] = [];
     for (let k = 0; k < 5; k++) {
-      const child = spawn(process.execPath, ['--require', 'tsx/cjs', '-e', script], { stdio: ['ignore', 'pipe', 'ignore'] });
+      const child = spawn(process.execPath, ['--require', 'tsx/cjs', '-e', script], {
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
       const exited = new Promise((r) => child.on('exit', r));
       await new Promise((r) => child.stdout.once('data', r));
       await new Promise((r) => setTimeout(r, [0, 40, 80, 160, 320][k]));
@@ -110,7 +112,8 @@ describe('output safety in validate, calibrate and features (issue 19)', functio
   const RUNNER = join(__dirname, '..', 'dist', 'runner.cjs');
   const SAMPLE = join(__dirname, '..', '..', 'shared', 'data', 'arena-sample-999.csv');
   const run = (args: string[]) => spawnSync(process.execPath, [RUNNER, ...args], { encoding: 'utf8' });
-  const train = (args: string[]) => spawnSync(process.execPath, [join(__dirname, '..', 'dist', 'trainer.cjs'), ...args], { encoding: 'utf8' });
+  const train = (args: string[]) =>
+    spawnSync(process.execPath, [join(__dirname, '..', 'dist', 'trainer.cjs'), ...args], { encoding: 'utf8' });
   let tmp: string;
   before(() => (tmp = mkdtempSync(join(tmpdir(), 'arenakit-outsafe2-'))));
   after(() => rmSync(tmp, { recursive: true, force: true }));

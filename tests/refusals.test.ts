@@ -18,11 +18,32 @@ describe('train refuses what would train silently wrong (issue 19)', function ()
     tmp = mkdtempSync(join(tmpdir(), 'arenakit-trefuse-'));
     rows = join(tmp, 'rows.jsonl');
     const batch = [...fixtureBatch('padded', [0, 1, 2]), ...fixtureBatch('single', [2])];
-    writeFileSync(rows, batch.map((r) => JSON.stringify({ input_ids: Array.from(r.inputIds), label: r.label })).join('\n') + '\n');
+    writeFileSync(
+      rows,
+      batch.map((r) => JSON.stringify({ input_ids: Array.from(r.inputIds), label: r.label })).join('\n') + '\n',
+    );
   });
   after(() => rmSync(tmp, { recursive: true, force: true }));
   const train = (out: string, extra: string[]) =>
-    spawnSync(process.execPath, [TRAINER, 'train', '--base', GEMMA2_TINY, '--tokenized', rows, '--out', join(tmp, out), '--max-steps', '2', '--batch-size', '2', ...extra], { encoding: 'utf8' });
+    spawnSync(
+      process.execPath,
+      [
+        TRAINER,
+        'train',
+        '--base',
+        GEMMA2_TINY,
+        '--tokenized',
+        rows,
+        '--out',
+        join(tmp, out),
+        '--max-steps',
+        '2',
+        '--batch-size',
+        '2',
+        ...extra,
+      ],
+      { encoding: 'utf8' },
+    );
 
   for (const [args, re] of [
     [['--lr=-1e-4'], /--lr must be a finite number > 0, got -1e-4/],
@@ -61,7 +82,11 @@ describe('features and import settings that would fit silently wrong (issue 19)'
     ['--rounds', '0', /--rounds must be an integer >= 1, got "0"/],
   ] as const) {
     it(`features refuses ${flag} ${value}`, () => {
-      const r = spawnSync(process.execPath, [TRAINER, 'features', '--data', SAMPLE, '--out', join(tmp, `f${flag}${value}`), `${flag}=${value}`], { encoding: 'utf8' });
+      const r = spawnSync(
+        process.execPath,
+        [TRAINER, 'features', '--data', SAMPLE, '--out', join(tmp, `f${flag}${value}`), `${flag}=${value}`],
+        { encoding: 'utf8' },
+      );
       console.log(`      exit ${r.status}: ${r.stderr.trim().split('\n').at(-1)}`);
       assert.notEqual(r.status, 0);
       assert.match(r.stderr, re);
@@ -73,10 +98,30 @@ describe('features and import settings that would fit silently wrong (issue 19)'
     const judge = join(__dirname, '..', '..', 'shared', 'fixtures', 'hf-reference', 'gemma2-judge-tiny');
     const tok = join(tmp, 'tok');
     writeByteTokenizer(tok);
-    const r = spawnSync(process.execPath, [TRAINER, 'import', '--base', judge, '--tokenizer', tok, '--quant', 'fp32', '--label-tokens', 'A,A', '--out', join(tmp, 'judge')], { encoding: 'utf8' });
+    const r = spawnSync(
+      process.execPath,
+      [
+        TRAINER,
+        'import',
+        '--base',
+        judge,
+        '--tokenizer',
+        tok,
+        '--quant',
+        'fp32',
+        '--label-tokens',
+        'A,A',
+        '--out',
+        join(tmp, 'judge'),
+      ],
+      { encoding: 'utf8' },
+    );
     console.log(`      exit ${r.status}: ${r.stderr.trim().split('\n').at(-1)}`);
     assert.notEqual(r.status, 0);
-    assert.match(r.stderr, /--label-tokens A,A: "A" is the same token \(id \d+\) as "A"; each outcome needs its own token/);
+    assert.match(
+      r.stderr,
+      /--label-tokens A,A: "A" is the same token \(id \d+\) as "A"; each outcome needs its own token/,
+    );
   });
 });
 
@@ -94,10 +139,16 @@ describe('validate on WSDM rows labelled tie (issue 19)', function () {
         rows.push(`w${i},"question ${i}","${a}","${b}",${i === 7 || i === 8 ? 'tie' : i % 2 ? 'model_a' : 'model_b'}`);
       }
       writeFileSync(csv, rows.join('\n') + '\n');
-      const f = spawnSync(process.execPath, [TRAINER, 'features', '--data', csv, '--out', join(tmp, 'feat'), '--folds', '0'], { encoding: 'utf8' });
+      const f = spawnSync(
+        process.execPath,
+        [TRAINER, 'features', '--data', csv, '--out', join(tmp, 'feat'), '--folds', '0'],
+        { encoding: 'utf8' },
+      );
       assert.equal(f.status, 0, f.stderr);
       const RUNNER = join(ROOT, 'dist', 'runner.cjs');
-      const r = spawnSync(process.execPath, [RUNNER, 'validate', '--data', csv, '--weights', join(tmp, 'feat')], { encoding: 'utf8' });
+      const r = spawnSync(process.execPath, [RUNNER, 'validate', '--data', csv, '--weights', join(tmp, 'feat')], {
+        encoding: 'utf8',
+      });
       console.log(`      exit ${r.status}: ${r.stderr.split('\n').find((l) => /excluded/.test(l))}`);
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stderr, /2 rows labelled tie excluded: the wsdm task has only the outcomes a, b \(ids w7, w8\)/);
@@ -117,10 +168,26 @@ describe('calibrate --apply checks the parameters it reads (issue 19)', function
     const tmp = mkdtempSync(join(tmpdir(), 'arenakit-calneg-'));
     try {
       const cal = join(tmp, 'cal.json');
-      writeFileSync(cal, JSON.stringify({ method: 'temperature', params: { temperature: -1.3 }, fittedOn: 'single-pass' }));
+      writeFileSync(
+        cal,
+        JSON.stringify({ method: 'temperature', params: { temperature: -1.3 }, fittedOn: 'single-pass' }),
+      );
       const preds = join(tmp, 'p.csv');
       writeFileSync(preds, 'id,winner_model_a,winner_model_b,winner_tie\n1,0.6,0.3,0.1\n');
-      const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'runner.cjs'), 'calibrate', '--apply', cal, '--predictions', preds, '--out', join(tmp, 'q.csv')], { encoding: 'utf8' });
+      const r = spawnSync(
+        process.execPath,
+        [
+          join(ROOT, 'dist', 'runner.cjs'),
+          'calibrate',
+          '--apply',
+          cal,
+          '--predictions',
+          preds,
+          '--out',
+          join(tmp, 'q.csv'),
+        ],
+        { encoding: 'utf8' },
+      );
       console.log(`      exit ${r.status}: ${r.stderr.trim().split('\n').at(-1)}`);
       assert.notEqual(r.status, 0);
       assert.match(r.stderr, /params\.temperature must be > 0, got -1\.3/);
@@ -138,7 +205,12 @@ describe('--tokenized JSON lines (issue 19)', () => {
     try {
       const f = join(tmp, 'rows.jsonl');
       const long = Array.from({ length: 300_000 }, (_, i) => (i % 500) + 1);
-      writeFileSync(f, '\uFEFF{"input_ids":[2,5,6],"label":0}\nnull\n' + JSON.stringify({ input_ids: long, label: 1 }) + '\n{"input_ids":[2,7],"label":2}');
+      writeFileSync(
+        f,
+        '\uFEFF{"input_ids":[2,5,6],"label":0}\nnull\n' +
+          JSON.stringify({ input_ids: long, label: 1 }) +
+          '\n{"input_ids":[2,7],"label":2}',
+      );
       const r = readTokenized(f, 3, 512, 256);
       for (const w of r.warnings) console.log(`      warning: ${w}`);
       assert.equal(r.rows.length, 3);
@@ -148,7 +220,10 @@ describe('--tokenized JSON lines (issue 19)', () => {
       assert.ok(r.warnings.some((w) => /rows\.jsonl:2: expected an object .* got null; line skipped/.test(w)));
       assert.ok(r.warnings.some((w) => /1 rows longer than --max-tokens 256 cut/.test(w)));
       assert.throws(() => readTokenized(tmp, 3, 512), /is a folder; --tokenized takes a \.jsonl file/);
-      assert.throws(() => readTokenized(join(tmp, 'missing.jsonl'), 3, 512), /missing\.jsonl: cannot be read \(no such file or directory \(ENOENT\)\)/);
+      assert.throws(
+        () => readTokenized(join(tmp, 'missing.jsonl'), 3, 512),
+        /missing\.jsonl: cannot be read \(no such file or directory \(ENOENT\)\)/,
+      );
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }

@@ -21,16 +21,45 @@ describe('train --adapter keeps the adapter lora_dropout (issue 19)', function (
     assert.equal(cfg.lora_dropout, 0);
     const rows = join(tmp, 'rows.jsonl');
     const batch = [...fixtureBatch('padded', [0, 1, 2]), ...fixtureBatch('single', [2])];
-    writeFileSync(rows, Array(3).fill(batch.map((r) => JSON.stringify({ input_ids: Array.from(r.inputIds), label: r.label })).join('\n')).join('\n') + '\n');
+    writeFileSync(
+      rows,
+      Array(3)
+        .fill(batch.map((r) => JSON.stringify({ input_ids: Array.from(r.inputIds), label: r.label })).join('\n'))
+        .join('\n') + '\n',
+    );
     const train = (out: string, extra: string[]) => {
-      const r = spawnSync(process.execPath, [TRAINER, 'train', '--base', GEMMA2_TINY, '--adapter', join(GEMMA2_TINY, 'adapter'), '--tokenized', rows, '--out', out, '--max-steps', '3', '--batch-size', '2', '--seed', '7', ...extra], { encoding: 'utf8' });
+      const r = spawnSync(
+        process.execPath,
+        [
+          TRAINER,
+          'train',
+          '--base',
+          GEMMA2_TINY,
+          '--adapter',
+          join(GEMMA2_TINY, 'adapter'),
+          '--tokenized',
+          rows,
+          '--out',
+          out,
+          '--max-steps',
+          '3',
+          '--batch-size',
+          '2',
+          '--seed',
+          '7',
+          ...extra,
+        ],
+        { encoding: 'utf8' },
+      );
       assert.equal(r.status, 0, r.stderr);
       return readFileSync(join(out, 'adapter_model.safetensors'));
     };
     const plain = train(join(tmp, 'a'), []);
     const zero = train(join(tmp, 'b'), ['--lora-dropout', '0']);
     const other = train(join(tmp, 'c'), ['--lora-dropout', '0.05']);
-    console.log(`      adapter bytes: plain ${plain.length}, equal to --lora-dropout 0: ${plain.equals(zero)}, equal to --lora-dropout 0.05: ${plain.equals(other)}`);
+    console.log(
+      `      adapter bytes: plain ${plain.length}, equal to --lora-dropout 0: ${plain.equals(zero)}, equal to --lora-dropout 0.05: ${plain.equals(other)}`,
+    );
     assert.ok(plain.equals(zero));
     assert.ok(!plain.equals(other), 'the dropout setting must change the result (else this test cannot fail)');
   });

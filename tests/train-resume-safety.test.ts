@@ -18,17 +18,43 @@ describe('train checkpoints and --resume (issue 19)', function () {
     tmp = mkdtempSync(join(tmpdir(), 'arenakit-resume-'));
     rows = join(tmp, 'rows.jsonl');
     const batch = [...fixtureBatch('padded', [0, 1, 2]), ...fixtureBatch('single', [2])];
-    writeFileSync(rows, Array(4).fill(batch.map((r) => JSON.stringify({ input_ids: Array.from(r.inputIds), label: r.label })).join('\n')).join('\n') + '\n');
+    writeFileSync(
+      rows,
+      Array(4)
+        .fill(batch.map((r) => JSON.stringify({ input_ids: Array.from(r.inputIds), label: r.label })).join('\n'))
+        .join('\n') + '\n',
+    );
   });
   after(() => rmSync(tmp, { recursive: true, force: true }));
-  const args = (out: string, extra: string[] = []) => [TRAINER, 'train', '--base', GEMMA2_TINY, '--tokenized', rows, '--out', out, '--max-steps', '8', '--batch-size', '2', '--lora-r', '4', '--checkpoint-every', '1', '--seed', '3', ...extra];
-  const train = (out: string, extra: string[] = []) => spawnSync(process.execPath, args(out, extra), { encoding: 'utf8' });
+  const args = (out: string, extra: string[] = []) => [
+    TRAINER,
+    'train',
+    '--base',
+    GEMMA2_TINY,
+    '--tokenized',
+    rows,
+    '--out',
+    out,
+    '--max-steps',
+    '8',
+    '--batch-size',
+    '2',
+    '--lora-r',
+    '4',
+    '--checkpoint-every',
+    '1',
+    '--seed',
+    '3',
+    ...extra,
+  ];
+  const train = (out: string, extra: string[] = []) =>
+    spawnSync(process.execPath, args(out, extra), { encoding: 'utf8' });
 
   it('refuses a checkpoint of another run (lr, seed) naming the fields, and a checkpoint.json that is not JSON or null', () => {
     const out = join(tmp, 'a');
     assert.equal(train(out).status, 0);
     for (const [extra, re] of [
-      [["--lr", "2e-4"], /lr 0\.00005 there, 0\.0002 now/],
+      [['--lr', '2e-4'], /lr 0\.00005 there, 0\.0002 now/],
       [['--seed', '4'], /seed 3 there, 4 now/],
     ] as const) {
       const r = train(out, ['--resume', ...extra]);
@@ -73,8 +99,13 @@ describe('train checkpoints and --resume (issue 19)', function () {
       const ck = existsSync(join(out, 'checkpoint')) || existsSync(join(out, '.checkpoint.old'));
       const r = train(out, ['--lr', '1e-3', ...(ck ? ['--resume'] : [])]);
       assert.equal(r.status, 0, `kill ${k}: ${r.stderr}`);
-      assert.ok(readFileSync(join(out, 'adapter_model.safetensors')).equals(want), `kill ${k}: the resumed adapter differs`);
+      assert.ok(
+        readFileSync(join(out, 'adapter_model.safetensors')).equals(want),
+        `kill ${k}: the resumed adapter differs`,
+      );
     }
-    console.log(`      10 kills (${killedMidway} before the adapter was written): every resumed adapter equals the uninterrupted one`);
+    console.log(
+      `      10 kills (${killedMidway} before the adapter was written): every resumed adapter equals the uninterrupted one`,
+    );
   });
 });

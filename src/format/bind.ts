@@ -2,7 +2,14 @@
 // tokenizer.json (found by content) that encodes as that one id, and every role token it uses must be
 // set in tokenizer_config.json; so a Llama-3 marker is never spelt out as ordinary text for a Gemma
 // tokenizer. Also the causal-LM judges' answer ids.
-import { getTemplate, TEMPLATE_NAMES, TemplateError, type Conversation, type Segment, type Template } from './templates';
+import {
+  getTemplate,
+  TEMPLATE_NAMES,
+  TemplateError,
+  type Conversation,
+  type Segment,
+  type Template,
+} from './templates';
 import type { ArenaTokenizer } from './tokenizer';
 
 /** A template checked against one tokenizer: its special tokens resolved to that tokenizer's ids. */
@@ -40,23 +47,30 @@ export function bindTemplate(tok: ArenaTokenizer, name: string): BoundTemplate {
   if (hit) return hit;
   const template = getTemplate(name);
   const where = `${tok.dir}/tokenizer.json`;
-  const fits = () => `templates this tokenizer has the special tokens for: ${usableTemplates(tok).join(', ') || 'none'}`;
+  const fits = () =>
+    `templates this tokenizer has the special tokens for: ${usableTemplates(tok).join(', ') || 'none'}`;
   const specialIds = new Map<string, number>();
   const need = (content: string, what: string) => {
     const id = tok.addedTokens.get(content);
     if (id === undefined)
-      throw new TemplateError(`template ${name} needs the special token ${content}${what}, which ${where} does not have among its added_tokens; ${fits()}`);
+      throw new TemplateError(
+        `template ${name} needs the special token ${content}${what}, which ${where} does not have among its added_tokens; ${fits()}`,
+      );
     // An added token marked `normalized` or `single_word` may not be split out of a text as one id.
     const ids = tok.encode(content);
     if (ids.length !== 1 || ids[0] !== id)
-      throw new TemplateError(`template ${name}: ${where} encodes the special token ${content} as [${ids}], not as its added-token id ${id}`);
+      throw new TemplateError(
+        `template ${name}: ${where} encodes the special token ${content} as [${ids}], not as its added-token id ${id}`,
+      );
     specialIds.set(content, id);
   };
   for (const s of template.specials) need(s, '');
   for (const r of template.roles) {
     const content = tok.roleTokens[r];
     if (content === undefined)
-      throw new TemplateError(`template ${name} needs the tokenizer's ${r}_token, which ${tok.dir}/tokenizer_config.json does not set; ${fits()}`);
+      throw new TemplateError(
+        `template ${name} needs the tokenizer's ${r}_token, which ${tok.dir}/tokenizer_config.json does not set; ${fits()}`,
+      );
     need(content, ` (its ${r}_token)`);
   }
   const bound: BoundTemplate = {
@@ -77,13 +91,17 @@ export function bindTemplate(tok: ArenaTokenizer, name: string): BoundTemplate {
  */
 export function judgeAnswerIds(tok: ArenaTokenizer, name: string): number[] {
   const t = bindTemplate(tok, name).template;
-  if (!t.answers) throw new TemplateError(`template ${name} is not a causal-LM judge (those are: ${TEMPLATE_NAMES.filter((n) => getTemplate(n).answers).join(', ')})`);
+  if (!t.answers)
+    throw new TemplateError(
+      `template ${name} is not a causal-LM judge (those are: ${TEMPLATE_NAMES.filter((n) => getTemplate(n).answers).join(', ')})`,
+    );
   return t.answers.map((a) => {
     // The answer continues the prompt, so it is tokenized as a continuation.
     const ids = tok.encodeAfter(a);
     if (ids.length !== 1)
-      throw new TemplateError(`template ${name}: the answer ${JSON.stringify(a)} is ${ids.length} tokens [${ids}] for ${tok.dir}/tokenizer.json, not one; give the label tokens explicitly`);
+      throw new TemplateError(
+        `template ${name}: the answer ${JSON.stringify(a)} is ${ids.length} tokens [${ids}] for ${tok.dir}/tokenizer.json, not one; give the label tokens explicitly`,
+      );
     return ids[0];
   });
 }
-

@@ -50,7 +50,12 @@ export function encodeRowInfo(tok: ArenaTokenizer, row: ArenaRow, opts: EncodeOp
   const c: Conversation = opts.swap
     ? { prompt: row.prompt, responseA: row.responseB, responseB: row.responseA }
     : { prompt: row.prompt, responseA: row.responseA, responseB: row.responseB };
-  const o = { maxTokens: opts.maxTokens, truncation: recipe.truncation, headFraction: opts.headFraction, where: `row ${row.id} (line ${row.line})` };
+  const o = {
+    maxTokens: opts.maxTokens,
+    truncation: recipe.truncation,
+    headFraction: opts.headFraction,
+    where: `row ${row.id} (line ${row.line})`,
+  };
   return recipe.template.tokenize === 'parts' ? encodeParts(tok, bound, c, o) : encodeWhole(tok, bound, c, o);
 }
 

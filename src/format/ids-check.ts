@@ -38,7 +38,14 @@ export function compareIds(ours: readonly IdsRow[], reference: ReadonlyMap<strin
     let k = 0;
     while (k < n && a[k] === ref[k]) k++;
     if (k === a.length && k === ref.length) continue;
-    out.differing.push({ id: r.id, position: k, ours: a[k] ?? null, theirs: ref[k] ?? null, oursLength: a.length, theirsLength: ref.length });
+    out.differing.push({
+      id: r.id,
+      position: k,
+      ours: a[k] ?? null,
+      theirs: ref[k] ?? null,
+      oursLength: a.length,
+      theirsLength: ref.length,
+    });
   }
   return out;
 }

@@ -19,7 +19,6 @@ const CHARS_PER_TOKEN_GUESS = 6;
 /** How far to look for a hard boundary around a cut, in characters. */
 const BOUNDARY_SEARCH = 512;
 
-
 /** A cut position near `pos` (prefer a hard boundary at or before it; never inside a surrogate pair). */
 function headCut(text: string, pos: number): number {
   for (let j = pos; j > pos - BOUNDARY_SEARCH && j > 0; j--) if (isHardBoundary(text, j)) return j;
@@ -63,4 +62,3 @@ export function encodeCapped(tok: ArenaTokenizer, text: string, cap: number, fir
   }
   return head.concat(tail);
 }
-

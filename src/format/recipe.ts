@@ -62,7 +62,8 @@ export function chooseRecipe(o: {
   tokenizerDir?: string;
 }): Recipe {
   const t = o.trained;
-  const from = (flag: string, g: unknown, tr: unknown) => (g !== undefined ? flag : tr !== undefined ? t!.file : 'default');
+  const from = (flag: string, g: unknown, tr: unknown) =>
+    g !== undefined ? flag : tr !== undefined ? t!.file : 'default';
   const template = o.given.template ?? t?.template ?? o.defaultTemplate;
   // A trained truncation only applies with the trained template.
   const trainedTruncation = template === t?.template ? t?.truncation : undefined;
@@ -75,7 +76,12 @@ export function chooseRecipe(o: {
     maxTokens,
     source: {
       template: from('--template', o.given.template, t?.template),
-      truncation: o.given.truncation !== undefined ? '--truncation' : trainedTruncation !== undefined ? t!.file : `template ${template}`,
+      truncation:
+        o.given.truncation !== undefined
+          ? '--truncation'
+          : trainedTruncation !== undefined
+            ? t!.file
+            : `template ${template}`,
       maxTokens: from('--max-tokens', o.given.maxTokens, t?.maxTokens),
     },
   };

@@ -154,7 +154,14 @@ export const CHAT: Readonly<Record<string, ChatFamily>> = {
   },
   // [INST] / [/INST] are plain text in the v0.1/v0.2 tokenizers (control tokens only from v0.3, where the
   // tokenizer maps the same text to them), so only <s> is required.
-  mistral: { begin: ['<s>'], userOpen: '[INST] ', userClose: ' [/INST]', modelOpen: '', specials: ['<s>'], answerLead: ' ' },
+  mistral: {
+    begin: ['<s>'],
+    userOpen: '[INST] ',
+    userClose: ' [/INST]',
+    modelOpen: '',
+    specials: ['<s>'],
+    answerLead: ' ',
+  },
 };
 
 const CHAT_INSTRUCTION =
@@ -200,7 +207,13 @@ const LAYOUTS: Readonly<Record<string, Layout>> = {
     closing: '',
   },
   /** Judge text without chat markers: ends at a `### Verdict` heading. */
-  verdict: { instruction: JUDGE_INSTRUCTION, order: 'interleaved', labels: JUDGE_LABELS, turnEnd: '\n', closing: '\n### Verdict\n' },
+  verdict: {
+    instruction: JUDGE_INSTRUCTION,
+    order: 'interleaved',
+    labels: JUDGE_LABELS,
+    turnEnd: '\n',
+    closing: '\n### Verdict\n',
+  },
   /** A causal-LM judge: the question closes the user turn, and the model's first token is the answer. */
   judge: {
     instruction: JUDGE_INSTRUCTION,
@@ -212,26 +225,84 @@ const LAYOUTS: Readonly<Record<string, Layout>> = {
   },
 };
 
-type Entry = { name: string; family: string; layout: string; tokenize?: 'whole' | 'parts'; truncation?: Truncation; description: string };
+type Entry = {
+  name: string;
+  family: string;
+  layout: string;
+  tokenize?: 'whole' | 'parts';
+  truncation?: Truncation;
+  description: string;
+};
 
 /** The registry: every template is one chat family and one layout (+ how it tokenizes and truncates). */
 const TEMPLATES: readonly Entry[] = [
-  { name: 'gemma-chat', family: 'gemma', layout: 'chat', description: 'Gemma chat turns with a judging instruction; turns interleaved (prompt i, A i, B i)' },
-  { name: 'plain', family: 'none', layout: 'plain', description: "public-notebook format: <prompt>: ... <response_a>: ... <response_b>: ... then the tokenizer's EOS" },
-  { name: 'judge', family: 'none', layout: 'verdict', description: 'judge style: instruction, then per turn ### User / ### Assistant A / ### Assistant B' },
-  { name: 'llama3-chat', family: 'llama', layout: 'chat', description: 'Llama-3 header turns, the gemma-chat text inside' },
-  { name: 'chatml-chat', family: 'qwen2', layout: 'chat', description: 'ChatML (Qwen2/2.5) turns, the gemma-chat text inside' },
-  { name: 'mistral-chat', family: 'mistral', layout: 'chat', description: 'Mistral [INST] ... [/INST], the gemma-chat text inside' },
-  { name: 'gemma-judge', family: 'gemma', layout: 'judge', description: 'Gemma causal-LM judge: the model turn opens, the next token is A, B or tie' },
-  { name: 'llama3-judge', family: 'llama', layout: 'judge', description: 'Llama-3 causal-LM judge: the assistant header ends the prompt, next token A, B or tie' },
-  { name: 'chatml-judge', family: 'qwen2', layout: 'judge', description: 'ChatML (Qwen) causal-LM judge: <|im_start|>assistant ends the prompt, next token A, B or tie' },
-  { name: 'mistral-judge', family: 'mistral', layout: 'judge', description: "Mistral causal-LM judge: [/INST] ends the prompt, next token ' A', ' B' or ' tie'" },
+  {
+    name: 'gemma-chat',
+    family: 'gemma',
+    layout: 'chat',
+    description: 'Gemma chat turns with a judging instruction; turns interleaved (prompt i, A i, B i)',
+  },
+  {
+    name: 'plain',
+    family: 'none',
+    layout: 'plain',
+    description: "public-notebook format: <prompt>: ... <response_a>: ... <response_b>: ... then the tokenizer's EOS",
+  },
+  {
+    name: 'judge',
+    family: 'none',
+    layout: 'verdict',
+    description: 'judge style: instruction, then per turn ### User / ### Assistant A / ### Assistant B',
+  },
+  {
+    name: 'llama3-chat',
+    family: 'llama',
+    layout: 'chat',
+    description: 'Llama-3 header turns, the gemma-chat text inside',
+  },
+  {
+    name: 'chatml-chat',
+    family: 'qwen2',
+    layout: 'chat',
+    description: 'ChatML (Qwen2/2.5) turns, the gemma-chat text inside',
+  },
+  {
+    name: 'mistral-chat',
+    family: 'mistral',
+    layout: 'chat',
+    description: 'Mistral [INST] ... [/INST], the gemma-chat text inside',
+  },
+  {
+    name: 'gemma-judge',
+    family: 'gemma',
+    layout: 'judge',
+    description: 'Gemma causal-LM judge: the model turn opens, the next token is A, B or tie',
+  },
+  {
+    name: 'llama3-judge',
+    family: 'llama',
+    layout: 'judge',
+    description: 'Llama-3 causal-LM judge: the assistant header ends the prompt, next token A, B or tie',
+  },
+  {
+    name: 'chatml-judge',
+    family: 'qwen2',
+    layout: 'judge',
+    description: 'ChatML (Qwen) causal-LM judge: <|im_start|>assistant ends the prompt, next token A, B or tie',
+  },
+  {
+    name: 'mistral-judge',
+    family: 'mistral',
+    layout: 'judge',
+    description: "Mistral causal-LM judge: [/INST] ends the prompt, next token ' A', ' B' or ' tie'",
+  },
   {
     name: 'notebook',
     family: 'none',
     layout: 'notebook',
     truncation: 'right',
-    description: 'the public Gemma-2 notebooks: "<prompt>: " + prompt + "\\n\\n<response_a>: " + a + "\\n\\n<response_b>: " + b, one tokenizer call, right truncation',
+    description:
+      'the public Gemma-2 notebooks: "<prompt>: " + prompt + "\\n\\n<response_a>: " + a + "\\n\\n<response_b>: " + b, one tokenizer call, right truncation',
   },
   {
     name: 'notebook-parts',
@@ -239,7 +310,8 @@ const TEMPLATES: readonly Entry[] = [
     layout: 'notebook',
     tokenize: 'parts',
     truncation: 'part-budget',
-    description: "the notebook text, each labelled part tokenized alone: the prompt's part gets N/4 tokens, each response half of the rest",
+    description:
+      "the notebook text, each labelled part tokenized alone: the prompt's part gets N/4 tokens, each response half of the rest",
   },
 ];
 
@@ -268,7 +340,8 @@ function render(f: ChatFamily, l: Layout, c: Conversation, role: (r: TokenRole) 
   };
   const slot = (part: Part, turn: number) =>
     segs.push(l.lead === undefined ? { kind: 'slot', part, turn } : { kind: 'slot', part, turn, lead: l.lead });
-  const label = (part: Part, turn: number | null) => text(l.labels[part].replace('{n}', turn !== null && n > 1 ? ` ${turn + 1}` : ''));
+  const label = (part: Part, turn: number | null) =>
+    text(l.labels[part].replace('{n}', turn !== null && n > 1 ? ` ${turn + 1}` : ''));
   text(f.userOpen + l.instruction);
   if (l.order === 'interleaved') {
     for (let i = 0; i < n; i++) {
@@ -283,7 +356,12 @@ function render(f: ChatFamily, l: Layout, c: Conversation, role: (r: TokenRole) 
       label(p, null);
       for (let i = 0; i < n; i++) {
         // joinTurns: the separator only between turns the list has (padded turns add nothing).
-        if (l.joinTurns !== undefined) segs.push(i > 0 && i < c[p].length ? { kind: 'slot', part: p, turn: i, lead: l.joinTurns } : { kind: 'slot', part: p, turn: i });
+        if (l.joinTurns !== undefined)
+          segs.push(
+            i > 0 && i < c[p].length
+              ? { kind: 'slot', part: p, turn: i, lead: l.joinTurns }
+              : { kind: 'slot', part: p, turn: i },
+          );
         else slot(p, i);
       }
     }
@@ -327,7 +405,9 @@ export function renderText(template: Template, c: Conversation, role?: (r: Token
 
 /** The truncation rules `template` can use: its own default first. */
 export function truncationsOf(t: Template): readonly Truncation[] {
-  return t.tokenize === 'parts' ? ['part-budget'] : [t.truncation, ...WHOLE_TRUNCATIONS.filter((x) => x !== t.truncation)];
+  return t.tokenize === 'parts'
+    ? ['part-budget']
+    : [t.truncation, ...WHOLE_TRUNCATIONS.filter((x) => x !== t.truncation)];
 }
 
 /**

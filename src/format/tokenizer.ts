@@ -62,7 +62,9 @@ function readJson(dir: string, file: string): unknown {
   try {
     return JSON.parse(readFileSync(p, 'utf8'));
   } catch (e) {
-    throw new EncodeError(`${p}: not valid JSON (${(e as Error).message}); re-copy it from the model's Hugging Face repo`);
+    throw new EncodeError(
+      `${p}: not valid JSON (${(e as Error).message}); re-copy it from the model's Hugging Face repo`,
+    );
   }
 }
 
@@ -95,7 +97,10 @@ function continuationJson(json: Record<string, unknown>): Record<string, unknown
   };
   const pre = (n: Node): Node => {
     if (!n) return n;
-    if (n.type === 'Metaspace' && (n.prepend_scheme ?? (n.add_prefix_space === false ? 'never' : 'always')) !== 'never') {
+    if (
+      n.type === 'Metaspace' &&
+      (n.prepend_scheme ?? (n.add_prefix_space === false ? 'never' : 'always')) !== 'never'
+    ) {
       changed = true;
       return { ...n, prepend_scheme: 'never', add_prefix_space: false };
     }
@@ -175,7 +180,11 @@ export function readTokenizer(dir: string): ArenaTokenizer {
       }),
     ),
     encode: exact ? chunkedEncode : plainEncode,
-    encodeAfter: cont ? (text) => cont.encode(text, { add_special_tokens: false }).ids : exact ? chunkedEncode : plainEncode,
+    encodeAfter: cont
+      ? (text) => cont.encode(text, { add_special_tokens: false }).ids
+      : exact
+        ? chunkedEncode
+        : plainEncode,
     decode: (ids) => (ids.length ? tok.decode(Array.from(ids), { clean_up_tokenization_spaces: false }) : ''),
     starts: tokenStarts(tok, json as Record<string, unknown>),
   };
@@ -187,7 +196,13 @@ const CHUNK_CACHE_MAX = 500_000;
 
 // 'end.\nNext' catches byte-level vocabularies (Llama-3, Qwen: '.\n' is one token), whose 'Ġ'/'Ċ'
 // spelling the vocabulary scan below cannot see.
-const HARD_BOUNDARY_PROBES = ['Hello world', 'a  b\n\nc \n d', ' x\ty  \n\n\nz.', '<start_of_turn>user\nHi there <eos> ok', 'end.\nNext'];
+const HARD_BOUNDARY_PROBES = [
+  'Hello world',
+  'a  b\n\nc \n d',
+  ' x\ty  \n\n\nz.',
+  '<start_of_turn>user\nHi there <eos> ok',
+  'end.\nNext',
+];
 
 /**
  * Whether no token in the vocabulary (model or added) can span a hard boundary (see the header), and
@@ -212,7 +227,6 @@ function hardBoundariesHold(tok: Tokenizer, plainEncode: (t: string) => number[]
   }
   return true;
 }
-
 
 const utf8 = (s: string) => Buffer.byteLength(s, 'utf8');
 
@@ -250,7 +264,13 @@ function tokenStarts(tok: Tokenizer, json: Record<string, unknown>): ArenaTokeni
     const total = utf8(text);
     if (at === total) return out;
     // A start-of-text '▁' (Prepend normalizer) that the text does not have: it belongs to the first token.
-    if (at === total + 1 && !byteLevel && ids.length && tok.id_to_token(ids[0])?.startsWith('\u2581') && !text.startsWith(' ')) {
+    if (
+      at === total + 1 &&
+      !byteLevel &&
+      ids.length &&
+      tok.id_to_token(ids[0])?.startsWith('\u2581') &&
+      !text.startsWith(' ')
+    ) {
       for (let i = 1; i <= ids.length; i++) out[i]--;
       return out;
     }

@@ -30,7 +30,10 @@ interface Span {
 }
 
 /** The rendered string and where each slot sits in it. */
-export function renderWhole(bound: BoundTemplate, c: Conversation): { text: string; spans: Span[]; pieces: { text: string; slot: boolean }[] } {
+export function renderWhole(
+  bound: BoundTemplate,
+  c: Conversation,
+): { text: string; spans: Span[]; pieces: { text: string; slot: boolean }[] } {
   const pieces: { text: string; slot: boolean }[] = [];
   const spans: Span[] = [];
   let bytes = 0;
@@ -38,7 +41,15 @@ export function renderWhole(bound: BoundTemplate, c: Conversation): { text: stri
   for (const s of bound.render(c)) {
     const t = s.kind === 'text' ? s.text : (s.lead ?? '') + turnText(c, s.part, s.turn);
     const b = Buffer.byteLength(t, 'utf8');
-    if (s.kind === 'slot') spans.push({ part: s.part, turn: s.turn, start: bytes, end: bytes + b, charStart: chars, charEnd: chars + t.length });
+    if (s.kind === 'slot')
+      spans.push({
+        part: s.part,
+        turn: s.turn,
+        start: bytes,
+        end: bytes + b,
+        charStart: chars,
+        charEnd: chars + t.length,
+      });
     pieces.push({ text: t, slot: s.kind === 'slot' });
     bytes += b;
     chars += t.length;
@@ -92,7 +103,12 @@ export interface WholeOptions {
  * dropped until it takes at most half; only a row whose last turn's template text alone exceeds
  * maxTokens is an error.
  */
-export function encodeWhole(tok: ArenaTokenizer, bound: BoundTemplate, full: Conversation, o: WholeOptions): EncodedRow {
+export function encodeWhole(
+  tok: ArenaTokenizer,
+  bound: BoundTemplate,
+  full: Conversation,
+  o: WholeOptions,
+): EncodedRow {
   const fixed = bound.beginIds.length + bound.endIds.length;
   const wrap = (ids: ArrayLike<number>, truncated: boolean, droppedTurns = 0): EncodedRow => {
     const out = new Int32Array(fixed + ids.length);
@@ -102,7 +118,9 @@ export function encodeWhole(tok: ArenaTokenizer, bound: BoundTemplate, full: Con
     return { ids: out, truncated, droppedTurns };
   };
   const tooSmall = (overhead: number) =>
-    new EncodeError(`${o.where}: maxTokens ${o.maxTokens} is below the ${overhead} tokens of template ${bound.template.name} for even the last turn alone; raise maxTokens`);
+    new EncodeError(
+      `${o.where}: maxTokens ${o.maxTokens} is below the ${overhead} tokens of template ${bound.template.name} for even the last turn alone; raise maxTokens`,
+    );
   if (o.truncation !== 'head-tail') {
     const ids = tok.encode(renderWhole(bound, full).text);
     const room = o.maxTokens - fixed;
@@ -133,7 +151,11 @@ export function encodeWhole(tok: ArenaTokenizer, bound: BoundTemplate, full: Con
     const keep = new Uint8Array(ids.length);
     own.forEach((k, i) => (keep[i] = k < 0 ? 1 : 0));
     for (const p of Object.values(cut.parts)) for (const turn of p) for (const i of turn) keep[i] = 1;
-    return wrap(ids.filter((_, i) => keep[i]), true, dropped);
+    return wrap(
+      ids.filter((_, i) => keep[i]),
+      true,
+      dropped,
+    );
   }
   throw tooSmall(overhead);
 }
@@ -146,7 +168,10 @@ export function encodeWhole(tok: ArenaTokenizer, bound: BoundTemplate, full: Con
 export function encodeParts(tok: ArenaTokenizer, bound: BoundTemplate, c: Conversation, o: WholeOptions): EncodedRow {
   const fixed = bound.beginIds.length + bound.endIds.length;
   const room = o.maxTokens - fixed;
-  if (room < 3) throw new EncodeError(`${o.where}: maxTokens ${o.maxTokens} leaves no tokens for the parts of template ${bound.template.name}; raise maxTokens`);
+  if (room < 3)
+    throw new EncodeError(
+      `${o.where}: maxTokens ${o.maxTokens} leaves no tokens for the parts of template ${bound.template.name}; raise maxTokens`,
+    );
   const groups: string[] = [];
   for (const p of renderWhole(bound, c).pieces) {
     if (!p.slot || !groups.length) groups.push(p.text);

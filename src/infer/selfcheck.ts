@@ -6,7 +6,15 @@
 import type * as Ort from 'onnxruntime-node';
 import type { Manifest } from '../weights/manifest';
 import { padBatch } from './batching';
-import { createSession, graphForEp, graphVariants, runLogits, SessionError, type OpenedGraph, type SessionOptions } from './session';
+import {
+  createSession,
+  graphForEp,
+  graphVariants,
+  runLogits,
+  SessionError,
+  type OpenedGraph,
+  type SessionOptions,
+} from './session';
 import type { Ep } from './runtime';
 
 export interface SelfCheck {
@@ -28,7 +36,10 @@ export function checkTolerance(g: { activations: 'float32' | 'float16' }): numbe
 /** Indices of the k/2 shortest and k/2 longest rows (by token count), each once. */
 export function checkRows(lengths: number[], k: number): number[] {
   const order = lengths.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b] || a - b);
-  const pick = new Set([...order.slice(0, Math.ceil(k / 2)), ...order.slice(Math.max(0, order.length - Math.floor(k / 2)))]);
+  const pick = new Set([
+    ...order.slice(0, Math.ceil(k / 2)),
+    ...order.slice(Math.max(0, order.length - Math.floor(k / 2))),
+  ]);
   return [...pick].sort((a, b) => a - b);
 }
 
@@ -61,10 +72,12 @@ export async function selfCheck(
 ): Promise<{ graph: OpenedGraph; check: SelfCheck }> {
   const t0 = Date.now();
   const ref = manifest.graphs.cpu;
-  if (!ref || !ids.length) return { graph: opened, check: { rows: 0, maxDiff: null, tolerance: 0, rejected: [], seconds: 0 } };
+  if (!ref || !ids.length)
+    return { graph: opened, check: { rows: 0, maxDiff: null, tolerance: 0, rejected: [], seconds: 0 } };
   const refVariant = graphVariants(ref).includes('explicit') ? 'explicit' : 'fused';
   // The CPU EP running an fp32 graph is the reference platform itself (both variants are tested against HF).
-  if (opened.ep === 'cpu' && opened.graph.activations === 'float32') return { graph: opened, check: { rows: 0, maxDiff: null, tolerance: 0, rejected: [], seconds: 0 } };
+  if (opened.ep === 'cpu' && opened.graph.activations === 'float32')
+    return { graph: opened, check: { rows: 0, maxDiff: null, tolerance: 0, rejected: [], seconds: 0 } };
   const refSession = await createSession(dir, ref, refVariant, 'cpu', { ...opts, ep: 'cpu' });
   const want = await logitsOf(refSession.session, ids, opts.padId);
   const rejected: SelfCheck['rejected'] = [];
@@ -79,7 +92,9 @@ export async function selfCheck(
       d = Infinity;
     }
     const ok = d <= tol;
-    process.stderr.write(`self-check: ${ids.length} rows on ${g.runtime} ${g.ep} ${g.graph.variant} (${g.graph.activations}) vs fp32 CPU ${refVariant}: max |diff| ${d.toExponential(2)} (tolerance ${tol}) ${ok ? 'ok' : 'FAILED'}\n`);
+    process.stderr.write(
+      `self-check: ${ids.length} rows on ${g.runtime} ${g.ep} ${g.graph.variant} (${g.graph.activations}) vs fp32 CPU ${refVariant}: max |diff| ${d.toExponential(2)} (tolerance ${tol}) ${ok ? 'ok' : 'FAILED'}\n`,
+    );
     if (ok) passed = d;
     else rejected.push({ ep: g.ep, variant: g.graph.variant, maxDiff: d });
     return ok;
@@ -88,7 +103,16 @@ export async function selfCheck(
     if (g !== refSession) await refSession.session.release();
     const seconds = (Date.now() - t0) / 1000;
     process.stderr.write(`self-check: ${seconds.toFixed(2)} s\n`);
-    return { graph: g, check: { rows: ids.length, maxDiff: g === refSession ? null : passed, tolerance: checkTolerance(g.graph), rejected, seconds } };
+    return {
+      graph: g,
+      check: {
+        rows: ids.length,
+        maxDiff: g === refSession ? null : passed,
+        tolerance: checkTolerance(g.graph),
+        rejected,
+        seconds,
+      },
+    };
   };
   if (await attempt(opened)) return use(opened);
   await opened.session.release();

@@ -30,7 +30,10 @@ export function runFingerprint(o: TrainOptions, base: string, settings: LoraSett
   const baseHash = createHash('sha256');
   for (const f of ['config.json', 'model.safetensors.index.json'])
     if (existsSync(join(base, f))) baseHash.update(readFileSync(join(base, f)));
-  for (const f of readdirSync(base).filter((n) => n.endsWith('.safetensors')).sort()) baseHash.update(`${f}:${statSync(join(base, f)).size};`);
+  for (const f of readdirSync(base)
+    .filter((n) => n.endsWith('.safetensors'))
+    .sort())
+    baseHash.update(`${f}:${statSync(join(base, f)).size};`);
   return {
     base: baseHash.digest('hex').slice(0, 16),
     data: `${rows.length} rows ${h.digest('hex').slice(0, 16)}`,
@@ -65,30 +68,58 @@ export function runFingerprint(o: TrainOptions, base: string, settings: LoraSett
 }
 
 /** Saves the parameters and AdamW moments with the step and the run's fingerprint, in one folder swap. */
-export function saveCheckpoint(dir: string, params: Params, state: AdamState, ck: TrainCheckpoint, shapes: Map<string, number[]>): void {
-  const t = (m: Params, prefix: string) => new Map([...m].map(([k, d]) => [`${prefix}${k}`, { shape: shapes.get(k)!, data: d }]));
+export function saveCheckpoint(
+  dir: string,
+  params: Params,
+  state: AdamState,
+  ck: TrainCheckpoint,
+  shapes: Map<string, number[]>,
+): void {
+  const t = (m: Params, prefix: string) =>
+    new Map([...m].map(([k, d]) => [`${prefix}${k}`, { shape: shapes.get(k)!, data: d }]));
   replaceDirSync(dir, (tmp) => {
-    writeSafetensors(join(tmp, 'state.safetensors'), new Map([...t(params, 'param/'), ...t(state.m, 'exp_avg/'), ...t(state.v, 'exp_avg_sq/')]));
+    writeSafetensors(
+      join(tmp, 'state.safetensors'),
+      new Map([...t(params, 'param/'), ...t(state.m, 'exp_avg/'), ...t(state.v, 'exp_avg_sq/')]),
+    );
     writeFileSync(join(tmp, 'checkpoint.json'), JSON.stringify(ck) + '\n');
   });
 }
 
 /** Restores what saveCheckpoint wrote into `params` and `state`; refuses another run's checkpoint, naming the differing fields. */
-export function loadCheckpoint(dir: string, params: Params, state: AdamState, rows: number, fingerprint?: RunFingerprint): TrainCheckpoint {
+export function loadCheckpoint(
+  dir: string,
+  params: Params,
+  state: AdamState,
+  rows: number,
+  fingerprint?: RunFingerprint,
+): TrainCheckpoint {
   recoverDir(dir);
   const file = join(dir, 'checkpoint.json');
-  if (!existsSync(file)) throw new LoraSetupError(`--resume: no checkpoint at ${dir}; run without --resume (or with --checkpoint-every N) first`);
+  if (!existsSync(file))
+    throw new LoraSetupError(
+      `--resume: no checkpoint at ${dir}; run without --resume (or with --checkpoint-every N) first`,
+    );
   let ck: TrainCheckpoint;
   try {
     ck = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {
-    throw new LoraSetupError(`--resume: ${file} is not valid JSON (${(e as Error).message}); run without --resume to start again`);
+    throw new LoraSetupError(
+      `--resume: ${file} is not valid JSON (${(e as Error).message}); run without --resume to start again`,
+    );
   }
   if (!ck || typeof ck !== 'object' || !Number.isInteger(ck.step) || !Number.isInteger(ck.adamT))
-    throw new LoraSetupError(`--resume: ${file} holds no step (got ${JSON.stringify(ck)?.slice(0, 60)}); run without --resume to start again`);
-  if (ck.rows !== rows) throw new LoraSetupError(`--resume: ${file} was made with ${ck.rows} training rows, this run has ${rows}; resume with the same data`);
+    throw new LoraSetupError(
+      `--resume: ${file} holds no step (got ${JSON.stringify(ck)?.slice(0, 60)}); run without --resume to start again`,
+    );
+  if (ck.rows !== rows)
+    throw new LoraSetupError(
+      `--resume: ${file} was made with ${ck.rows} training rows, this run has ${rows}; resume with the same data`,
+    );
   if (fingerprint && ck.fingerprint) {
-    const differ = Object.keys({ ...fingerprint, ...ck.fingerprint }).filter((k) => JSON.stringify(fingerprint[k]) !== JSON.stringify(ck.fingerprint![k]));
+    const differ = Object.keys({ ...fingerprint, ...ck.fingerprint }).filter(
+      (k) => JSON.stringify(fingerprint[k]) !== JSON.stringify(ck.fingerprint![k]),
+    );
     if (differ.length)
       throw new LoraSetupError(
         `--resume: ${file} was made by another run: ${differ.map((k) => `${k} ${JSON.stringify(ck.fingerprint![k])} there, ${JSON.stringify(fingerprint[k])} now`).join('; ')}. ` +
@@ -97,10 +128,17 @@ export function loadCheckpoint(dir: string, params: Params, state: AdamState, ro
   }
   const f = openSafetensors(join(dir, 'state.safetensors'));
   try {
-    for (const [prefix, m] of [['param/', params], ['exp_avg/', state.m], ['exp_avg_sq/', state.v]] as const)
+    for (const [prefix, m] of [
+      ['param/', params],
+      ['exp_avg/', state.m],
+      ['exp_avg_sq/', state.v],
+    ] as const)
       for (const k of m.keys()) {
         const d = f.read(`${prefix}${k}`).data;
-        if (!d.every(Number.isFinite)) throw new LoraSetupError(`--resume: ${join(dir, 'state.safetensors')}: ${prefix}${k} holds NaN or Inf; start again without --resume`);
+        if (!d.every(Number.isFinite))
+          throw new LoraSetupError(
+            `--resume: ${join(dir, 'state.safetensors')}: ${prefix}${k} holds NaN or Inf; start again without --resume`,
+          );
         m.get(k)!.set(d);
       }
   } finally {

@@ -37,11 +37,13 @@ function* jsonLines(path: string): Generator<[string, number]> {
     const buf = Buffer.alloc(1 << 20);
     let rest = '';
     let line = 0;
-    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) {
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) {
       const parts = (rest + decoder.write(buf.subarray(0, n))).split('\n');
       rest = parts.pop()!;
       if (rest.length > MAX_LINE_CHARS)
-        throw new TrainDataError(`${path}:${line + 1}: a line over ${MAX_LINE_CHARS / 1e6} million characters; split or truncate its input_ids`);
+        throw new TrainDataError(
+          `${path}:${line + 1}: a line over ${MAX_LINE_CHARS / 1e6} million characters; split or truncate its input_ids`,
+        );
       for (const t of parts) yield [line === 0 ? t.replace(/^\uFEFF/, '') : t, ++line];
     }
     rest += decoder.end();
@@ -69,7 +71,9 @@ export function readTokenized(path: string, numLabels: number, vocabSize: number
       continue;
     }
     if (!j || typeof j !== 'object' || Array.isArray(j)) {
-      warnings.push(`${where}: expected an object {"input_ids": [...], "label": k}, got ${JSON.stringify(j)?.slice(0, 40)}; line skipped`);
+      warnings.push(
+        `${where}: expected an object {"input_ids": [...], "label": k}, got ${JSON.stringify(j)?.slice(0, 40)}; line skipped`,
+      );
       continue;
     }
     const { input_ids: ids, label } = j as { input_ids?: unknown; label?: unknown };
@@ -78,13 +82,21 @@ export function readTokenized(path: string, numLabels: number, vocabSize: number
       continue;
     }
     if (!(Number.isInteger(label) && (label as number) >= 0 && (label as number) < numLabels)) {
-      warnings.push(`${where}: "label" must be an integer in 0..${numLabels - 1}, got ${JSON.stringify(label)}; line skipped`);
+      warnings.push(
+        `${where}: "label" must be an integer in 0..${numLabels - 1}, got ${JSON.stringify(label)}; line skipped`,
+      );
       continue;
     }
     if (ids.length > maxTokens) truncated++;
-    rows.push({ inputIds: (ids.length > maxTokens ? ids.slice(0, maxTokens) : ids) as number[], label: label as number });
+    rows.push({
+      inputIds: (ids.length > maxTokens ? ids.slice(0, maxTokens) : ids) as number[],
+      label: label as number,
+    });
   }
-  if (truncated) warnings.push(`${path}: ${truncated} rows longer than --max-tokens ${maxTokens} cut to their first ${maxTokens} ids`);
+  if (truncated)
+    warnings.push(
+      `${path}: ${truncated} rows longer than --max-tokens ${maxTokens} cut to their first ${maxTokens} ids`,
+    );
   if (!rows.length) throw new TrainDataError(`${path}: no usable rows${warnings.length ? ` (${warnings[0]})` : ''}`);
   return { rows, warnings, truncated };
 }
@@ -113,12 +125,19 @@ export async function readCsv(path: string, o: CsvOptions): Promise<LoadedRows> 
   for (const row of r.rows) {
     for (const swap of o.swapAugment ? [false, true] : [false]) {
       try {
-        const enc = encodeRowInfo(tok, row, { template: o.template, truncation: o.truncation, maxTokens: o.maxTokens, swap });
+        const enc = encodeRowInfo(tok, row, {
+          template: o.template,
+          truncation: o.truncation,
+          maxTokens: o.maxTokens,
+          swap,
+        });
         const ids = enc.ids;
         if (enc.truncated) truncated++;
         const outcome = swap && row.label !== 2 ? 1 - row.label! : row.label!;
         if (o.labelIndex[outcome] < 0) {
-          warnings.push(`${path}: row ${row.id} (line ${row.line}) is a tie, which a 2-label head cannot learn; row skipped`);
+          warnings.push(
+            `${path}: row ${row.id} (line ${row.line}) is a tie, which a 2-label head cannot learn; row skipped`,
+          );
           break;
         }
         rows.push({ inputIds: Array.from(ids), label: o.labelIndex[outcome] });
@@ -127,7 +146,8 @@ export async function readCsv(path: string, o: CsvOptions): Promise<LoadedRows> 
       }
     }
   }
-  if (!rows.length) throw new TrainDataError(`${path}: no usable rows${warnings.length ? ` (first problem: ${warnings.at(-1)})` : ''}`);
+  if (!rows.length)
+    throw new TrainDataError(`${path}: no usable rows${warnings.length ? ` (first problem: ${warnings.at(-1)})` : ''}`);
   return { rows, warnings, truncated };
 }
 

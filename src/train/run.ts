@@ -14,7 +14,19 @@ import { epochOrder, epochSteps, readCsv, readTokenized, type LoadedRows } from 
 import { batchFeeds, type Example } from './feeds';
 import { buildTrainGraph } from './graph';
 import { headOnly } from './head-fit';
-import { checkParams, DEFAULT_LORA, defaultInit, LoraSetupError, overlay, pissaInit, pissaSettings, planLora, readAdapter, type LoraSettings, type Params } from './lora';
+import {
+  checkParams,
+  DEFAULT_LORA,
+  defaultInit,
+  LoraSetupError,
+  overlay,
+  pissaInit,
+  pissaSettings,
+  planLora,
+  readAdapter,
+  type LoraSettings,
+  type Params,
+} from './lora';
 import { adamState, lrAt, type Schedule } from './optim';
 import { TrainSession, type TrainEp } from './session';
 import { trainStep, type StepLog } from './step';
@@ -102,11 +114,31 @@ export interface TrainResult {
   valid: { epoch: number; logLoss: number }[];
 }
 
-async function loadRows(path: string, kind: 'csv' | 'jsonl', c: ModelConfig, o: TrainOptions, labelIndex: [number, number, number], tok: () => ArenaTokenizer): Promise<LoadedRows> {
+async function loadRows(
+  path: string,
+  kind: 'csv' | 'jsonl',
+  c: ModelConfig,
+  o: TrainOptions,
+  labelIndex: [number, number, number],
+  tok: () => ArenaTokenizer,
+): Promise<LoadedRows> {
   if (kind === 'jsonl') return readTokenized(path, c.numLabels, c.vocabSize, o.maxTokens);
-  if (c.numLabels > 3) throw new LoraSetupError(`${path}: competition rows have 3 outcomes but the base has ${c.numLabels} labels; pass --tokenized rows with labels in 0..${c.numLabels - 1}`);
-  const r = await readCsv(path, { tokenizerDir: o.tokenizer ?? o.base, tokenizer: tok(), template: o.template!, truncation: o.truncation, maxTokens: o.maxTokens, swapAugment: o.swapAugment, labelIndex });
-  o.log(`train: ${path}: ${r.truncated} of ${r.rows.length} rows cut to --max-tokens ${o.maxTokens} (${o.template}, ${o.truncation} truncation)`);
+  if (c.numLabels > 3)
+    throw new LoraSetupError(
+      `${path}: competition rows have 3 outcomes but the base has ${c.numLabels} labels; pass --tokenized rows with labels in 0..${c.numLabels - 1}`,
+    );
+  const r = await readCsv(path, {
+    tokenizerDir: o.tokenizer ?? o.base,
+    tokenizer: tok(),
+    template: o.template!,
+    truncation: o.truncation,
+    maxTokens: o.maxTokens,
+    swapAugment: o.swapAugment,
+    labelIndex,
+  });
+  o.log(
+    `train: ${path}: ${r.truncated} of ${r.rows.length} rows cut to --max-tokens ${o.maxTokens} (${o.template}, ${o.truncation} truncation)`,
+  );
   return r;
 }
 
@@ -121,7 +153,13 @@ function finiteParams(params: Params): boolean {
 }
 
 /** Mean cross-entropy over rows, in batches, with the loss output of a forward-only session. */
-async function logLoss(c: ModelConfig, s: TrainSession, params: Params, rows: Example[], batch: number): Promise<number> {
+async function logLoss(
+  c: ModelConfig,
+  s: TrainSession,
+  params: Params,
+  rows: Example[],
+  batch: number,
+): Promise<number> {
   let sum = 0;
   for (let i = 0; i < rows.length; i += batch) {
     const mb = rows.slice(i, i + batch);
@@ -132,18 +170,26 @@ async function logLoss(c: ModelConfig, s: TrainSession, params: Params, rows: Ex
 
 export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   const out = resolve(o.out);
-  assertOutDir({ flag: '--out', path: o.out }, [
-    { flag: '--base', path: o.base },
-    { flag: '--adapter', path: o.adapter },
-    { flag: '--data', path: o.data },
-    { flag: '--tokenized', path: o.tokenized },
-    { flag: '--valid', path: o.valid },
-  ], ['adapter_config.json', 'training.json', 'checkpoint']);
+  assertOutDir(
+    { flag: '--out', path: o.out },
+    [
+      { flag: '--base', path: o.base },
+      { flag: '--adapter', path: o.adapter },
+      { flag: '--data', path: o.data },
+      { flag: '--tokenized', path: o.tokenized },
+      { flag: '--valid', path: o.valid },
+    ],
+    ['adapter_config.json', 'training.json', 'checkpoint'],
+  );
   mkdirSync(out, { recursive: true });
   const ck = openCheckpoint(o.base);
   const { config: c, labelIndex, extra, labels } = loadBase(o.base, ck, o);
   // The recipe is resolved (and checked) once, and recorded in training.json for import.
-  o = { ...o, template: o.template ?? familyOf(c).defaultTemplate, truncation: getRecipe(o.template ?? familyOf(c).defaultTemplate, o.truncation).truncation };
+  o = {
+    ...o,
+    template: o.template ?? familyOf(c).defaultTemplate,
+    truncation: getRecipe(o.template ?? familyOf(c).defaultTemplate, o.truncation).truncation,
+  };
   try {
     // ---- trainable tensors and their starting values
     let settings = o.lora;
@@ -153,14 +199,17 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     if (o.adapter) {
       const ad = readAdapter(o.adapter);
       if (ad.init !== true && ad.init !== false && ad.init !== undefined && ad.init !== 'gaussian')
-        throw new LoraSetupError(`${o.adapter}: init_lora_weights ${JSON.stringify(ad.init)} needs its residual base; save it converted (PEFT path_initial_model_for_weight_conversion) first`);
+        throw new LoraSetupError(
+          `${o.adapter}: init_lora_weights ${JSON.stringify(ad.init)} needs its residual base; save it converted (PEFT path_initial_model_for_weight_conversion) first`,
+        );
       const dropout = o.loraDropoutGiven === false ? ad.settings.lora_dropout : o.lora.lora_dropout;
       if (dropout !== ad.settings.lora_dropout)
         o.log(`train: lora_dropout ${dropout} (given) instead of the adapter's ${ad.settings.lora_dropout}`);
       settings = { ...ad.settings, lora_dropout: dropout };
       params = ad.params;
       // a relabelled head (--num-labels) starts from loadBase's tensors, not the adapter's old shape
-      for (const t of planLora(c, settings).head) if (extra.has(t.hf)) params.set(t.key, Float32Array.from(extra.get(t.hf)!.data));
+      for (const t of planLora(c, settings).head)
+        if (extra.has(t.hf)) params.set(t.key, Float32Array.from(extra.get(t.hf)!.data));
       checkParams(planLora(c, settings), params, o.adapter);
     } else if (o.init === 'pissa') {
       const planned = pissaSettings(c, settings);
@@ -178,14 +227,19 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       params = defaultInit(planLora(c, settings), weights, o.seed);
     }
     const spec = planLora(c, settings);
-    if (o.train === 'head' && !spec.head.length) throw new LoraSetupError('--train head needs a trainable score head (drop --frozen-head)');
-    o.log(`train: ${spec.lora.size} LoRA modules (r ${settings.r}, alpha ${settings.lora_alpha}${settings.use_rslora ? ', rsLoRA' : ''}), head ${spec.head.length ? 'trained' : 'frozen'}, ${[...params.values()].reduce((a, p) => a + p.length, 0)} trainable values`);
+    if (o.train === 'head' && !spec.head.length)
+      throw new LoraSetupError('--train head needs a trainable score head (drop --frozen-head)');
+    o.log(
+      `train: ${spec.lora.size} LoRA modules (r ${settings.r}, alpha ${settings.lora_alpha}${settings.use_rslora ? ', rsLoRA' : ''}), head ${spec.head.length ? 'trained' : 'frozen'}, ${[...params.values()].reduce((a, p) => a + p.length, 0)} trainable values`,
+    );
 
     // ---- data
     let tokenizer: ArenaTokenizer | undefined; // loaded once, when a competition file needs it
     const tok = () => (tokenizer ??= loadTokenizer(o.tokenizer ?? o.base));
     const train = await loadRows((o.data ?? o.tokenized)!, o.data ? 'csv' : 'jsonl', c, o, labelIndex, tok);
-    const valid = o.valid ? await loadRows(o.valid, /\.jsonl?$/i.test(o.valid) ? 'jsonl' : 'csv', c, o, labelIndex, tok) : null;
+    const valid = o.valid
+      ? await loadRows(o.valid, /\.jsonl?$/i.test(o.valid) ? 'jsonl' : 'csv', c, o, labelIndex, tok)
+      : null;
     for (const w of [...train.warnings, ...(valid?.warnings ?? [])]) o.log(`warning: ${w}`);
     const stepsPerEpoch = Math.ceil(Math.ceil(train.rows.length / o.batchSize) / o.gradAccum);
     const total = o.maxSteps ?? stepsPerEpoch * o.epochs;
@@ -202,7 +256,9 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     // ---- graph and sessions
     const tg = buildTrainGraph(c, weights, spec);
     const session = await TrainSession.create(tg, o.threads, undefined, o.ep);
-    const evalSession = valid ? await TrainSession.create(buildTrainGraph(c, weights, spec, { forwardOnly: true }), o.threads, undefined, o.ep) : null;
+    const evalSession = valid
+      ? await TrainSession.create(buildTrainGraph(c, weights, spec, { forwardOnly: true }), o.threads, undefined, o.ep)
+      : null;
     const state = adamState(params);
     const shapes = session.shapes;
     const ckDir = join(out, 'checkpoint');
@@ -224,7 +280,12 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     let ran = 0;
     let stepSeconds = 0; // optimizer steps only (no validation passes)
     for (let epoch = 0; step < total; epoch++) {
-      const steps = epochSteps(epochOrder(train.rows.length, o.shuffle, o.seed, epoch), train.rows, o.batchSize, o.gradAccum);
+      const steps = epochSteps(
+        epochOrder(train.rows.length, o.shuffle, o.seed, epoch),
+        train.rows,
+        o.batchSize,
+        o.gradAccum,
+      );
       for (const mbs of steps) {
         if (step >= total) break;
         step++;
@@ -248,18 +309,25 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
         stepSeconds += (Date.now() - ts) / 1000;
         result.log.push(s);
         const per = stepSeconds / ran;
-        appendFileSync(logFile, JSON.stringify({ step, epoch: epoch + 1, loss: s.loss, lr, grad_norm: s.gradNorm, seconds_per_step: per }) + '\n');
+        appendFileSync(
+          logFile,
+          JSON.stringify({ step, epoch: epoch + 1, loss: s.loss, lr, grad_norm: s.gradNorm, seconds_per_step: per }) +
+            '\n',
+        );
         o.log(
           `train: step ${step}/${total} epoch ${epoch + 1} loss ${s.loss.toFixed(4)} lr ${lr.toExponential(2)} grad-norm ${s.gradNorm.toFixed(3)} ` +
             `${per.toFixed(2)} s/step ETA ${fmt(per * (total - step))}`,
         );
-        if (o.checkpointEvery > 0 && step % o.checkpointEvery === 0) saveCheckpoint(ckDir, params, state, { step, adamT: state.t, rows: train.rows.length, fingerprint }, shapes);
+        if (o.checkpointEvery > 0 && step % o.checkpointEvery === 0)
+          saveCheckpoint(ckDir, params, state, { step, adamT: state.t, rows: train.rows.length, fingerprint }, shapes);
       }
       if (valid && evalSession && step > done) {
         const ll = await logLoss(c, evalSession, params, valid.rows, o.batchSize);
         result.valid.push({ epoch: epoch + 1, logLoss: ll });
         appendFileSync(logFile, JSON.stringify({ epoch: epoch + 1, valid_log_loss: ll }) + '\n');
-        o.log(`train: epoch ${epoch + 1} validation log loss ${ll.toFixed(4)} (${valid.rows.length} rows; uniform ${Math.log(c.numLabels).toFixed(4)})`);
+        o.log(
+          `train: epoch ${epoch + 1} validation log loss ${ll.toFixed(4)} (${valid.rows.length} rows; uniform ${Math.log(c.numLabels).toFixed(4)})`,
+        );
       }
     }
     await session.release();
@@ -270,7 +338,13 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
 
     // ---- the adapter, and how it was made
     writeAdapter(out, { spec, params, config: c, pissaStart, baseModelNameOrPath: resolve(o.base), labels });
-    writeTrainingRecord(out, o, { rows: train.rows.length, steps: step, seconds: result.seconds, final_loss: result.log.at(-1)?.loss ?? null, valid: result.valid });
+    writeTrainingRecord(out, o, {
+      rows: train.rows.length,
+      steps: step,
+      seconds: result.seconds,
+      final_loss: result.log.at(-1)?.loss ?? null,
+      valid: result.valid,
+    });
     return result;
   } finally {
     ck.close();

@@ -212,7 +212,11 @@ export function recoverDir(dir: string): void {
  * (replacing it would delete the input), and, when it exists and is not empty, holds a previous run
  * of the same command (`marker`, e.g. manifest.json): a folder of other files is refused, not cleared.
  */
-export function assertOutDir(out: PathOption & { path: string }, inputs: PathOption[], marker: string | string[]): void {
+export function assertOutDir(
+  out: PathOption & { path: string },
+  inputs: PathOption[],
+  marker: string | string[],
+): void {
   const markers = typeof marker === 'string' ? [marker] : marker;
   const o = resolve(out.path);
   for (const inp of inputs) {
@@ -225,8 +229,7 @@ export function assertOutDir(out: PathOption & { path: string }, inputs: PathOpt
   }
   let entries: string[] = [];
   try {
-    if (!statSync(o).isDirectory())
-      throw new OutputError(`${out.flag} ${out.path} is a file; give a folder path`);
+    if (!statSync(o).isDirectory()) throw new OutputError(`${out.flag} ${out.path} is a file; give a folder path`);
     entries = readdirSync(o).filter((f) => !f.startsWith('.'));
   } catch (e) {
     if (e instanceof OutputError) throw e;

@@ -49,7 +49,9 @@ export async function run(argv: string[]): Promise<void> {
   if (depth !== undefined) opts.maxDepth = depth;
   if (eta !== undefined) opts.learningRate = eta;
   if (!(Number.isInteger(folds) && folds >= 0))
-    throw new FeatureModelError(`features: --folds must be a whole number (0 or 1: no cross-validation), got "${values.folds}"`);
+    throw new FeatureModelError(
+      `features: --folds must be a whole number (0 or 1: no cross-validation), got "${values.folds}"`,
+    );
   // The task sets the classes: LMSYS A/B/tie, WSDM A/B (the binary objective).
   const task = detectTask(values.data, dataColumns(values.data), values.task);
   const { rows, warnings } = await readRows(values.data, { requireLabels: true });
@@ -66,14 +68,36 @@ export async function run(argv: string[]): Promise<void> {
       `features: ${folds}-fold CV log loss on ${rows.length} rows: gbdt ${cv.gbdt.toFixed(5)}, difference buckets ${cv.buckets.toFixed(5)}, class shares ${cv.prior.toFixed(5)} (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
     );
   const model = trainFeatureModel(rows, task, opts);
-  const manifest = writeFeatureModel(values.out, model, {
-    command: `features ${argv.join(' ')}`,
-    seed,
-    data: { file: resolve(values.data), bytes: statSync(values.data).size, rows: rows.length },
-    options: model.gbdt.options,
-    task: task.name,
-    cv: cv ? { folds, seed, gbdt: cv.gbdt, buckets: cv.buckets, prior: cv.prior, ...(task.metric.name === 'accuracy' ? { gbdtAccuracy: cv.gbdtAccuracy, longerAccuracy: cv.longerAccuracy } : {}) } : null,
-  }, task);
-  if (cv) writePredictions(join(values.out, 'oof.csv'), rows.map((r) => r.id), cv.oof, task);
+  const manifest = writeFeatureModel(
+    values.out,
+    model,
+    {
+      command: `features ${argv.join(' ')}`,
+      seed,
+      data: { file: resolve(values.data), bytes: statSync(values.data).size, rows: rows.length },
+      options: model.gbdt.options,
+      task: task.name,
+      cv: cv
+        ? {
+            folds,
+            seed,
+            gbdt: cv.gbdt,
+            buckets: cv.buckets,
+            prior: cv.prior,
+            ...(task.metric.name === 'accuracy'
+              ? { gbdtAccuracy: cv.gbdtAccuracy, longerAccuracy: cv.longerAccuracy }
+              : {}),
+          }
+        : null,
+    },
+    task,
+  );
+  if (cv)
+    writePredictions(
+      join(values.out, 'oof.csv'),
+      rows.map((r) => r.id),
+      cv.oof,
+      task,
+    );
   console.log(`features: wrote ${values.out} (${Object.keys(manifest.files).join(', ')}${cv ? ', oof.csv' : ''})`);
 }

@@ -52,23 +52,35 @@ export async function run(argv: string[]): Promise<void> {
     USAGE,
   );
   const quant = need(v.quant, '--quant', USAGE);
-  if (!['int4', 'int8', 'fp16', 'fp32'].includes(quant)) throw new UsageError(`--quant must be int4, int8, fp16 or fp32, got "${quant}"\n\n${USAGE}`);
+  if (!['int4', 'int8', 'fp16', 'fp32'].includes(quant))
+    throw new UsageError(`--quant must be int4, int8, fp16 or fp32, got "${quant}"\n\n${USAGE}`);
   const blockSize = num(v['block-size'], '--block-size', DEFAULT_BLOCK_SIZE);
-  if (!isBlockSize(blockSize)) throw new UsageError(`--block-size must be one of ${BLOCK_SIZES.join(', ')}, got ${blockSize}`);
+  if (!isBlockSize(blockSize))
+    throw new UsageError(`--block-size must be one of ${BLOCK_SIZES.join(', ')}, got ${blockSize}`);
   if ((v['block-size'] !== undefined || v.asymmetric) && quant !== 'int4' && quant !== 'int8')
     throw new UsageError(`--block-size and --asymmetric only apply to --quant int4 or int8`);
   const maxTokens = v['max-tokens'] === undefined ? undefined : num(v['max-tokens'], '--max-tokens', 0);
-  if (maxTokens !== undefined && (!Number.isInteger(maxTokens) || maxTokens < 16)) throw new UsageError(`--max-tokens must be an integer >= 16, got ${maxTokens}`);
-  const graphs = String(v.graphs ?? 'cpu').split(',').map((s) => s.trim()).filter(Boolean);
-  for (const g of graphs) if (g !== 'cpu' && g !== 'cuda') throw new UsageError(`--graphs takes cpu and/or cuda, got "${g}"`);
+  if (maxTokens !== undefined && (!Number.isInteger(maxTokens) || maxTokens < 16))
+    throw new UsageError(`--max-tokens must be an integer >= 16, got ${maxTokens}`);
+  const graphs = String(v.graphs ?? 'cpu')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const g of graphs)
+    if (g !== 'cpu' && g !== 'cuda') throw new UsageError(`--graphs takes cpu and/or cuda, got "${g}"`);
   if (!graphs.length) throw new UsageError('--graphs is empty');
   const labels = typeof v.labels === 'string' ? v.labels.split(',').map((s) => s.trim()) : undefined;
   const headActivation = v['head-activation'] as string | undefined;
   if (headActivation !== undefined && !(ACTIVATIONS as readonly string[]).includes(headActivation))
     throw new UsageError(`--head-activation must be one of ${ACTIVATIONS.join(', ')}, got "${headActivation}"`);
   const labelTokens = typeof v['label-tokens'] === 'string' ? v['label-tokens'].split(',') : undefined;
-  const attention = String(v.attention ?? 'fused,explicit').split(',').map((s) => s.trim()).filter(Boolean);
-  for (const a of attention) if (!(ATTENTION_VARIANTS as string[]).includes(a)) throw new UsageError(`--attention takes ${ATTENTION_VARIANTS.join(' and/or ')}, got "${a}"`);
+  const attention = String(v.attention ?? 'fused,explicit')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const a of attention)
+    if (!(ATTENTION_VARIANTS as string[]).includes(a))
+      throw new UsageError(`--attention takes ${ATTENTION_VARIANTS.join(' and/or ')}, got "${a}"`);
 
   const tty = process.stderr.isTTY;
   const r = await importCheckpoint({
@@ -87,8 +99,11 @@ export async function run(argv: string[]): Promise<void> {
     headActivation: headActivation as Activation | undefined,
     labelTokens,
     attention: [...new Set(attention)] as AttentionVariant[],
-    command: ['node', 'dist/trainer.cjs', 'import', ...argv].map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a)).join(' '),
-    log: (line) => process.stderr.write(tty && line.startsWith('import: ') ? `\r${line.slice(0, 160).padEnd(160)}` : `${line}\n`),
+    command: ['node', 'dist/trainer.cjs', 'import', ...argv]
+      .map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a))
+      .join(' '),
+    log: (line) =>
+      process.stderr.write(tty && line.startsWith('import: ') ? `\r${line.slice(0, 160).padEnd(160)}` : `${line}\n`),
   });
   if (tty) process.stderr.write('\n');
   process.stderr.write(

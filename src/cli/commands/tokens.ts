@@ -27,7 +27,9 @@ function readReference(path: string): Map<string, number[]> {
       try {
         j = JSON.parse(line);
       } catch (e) {
-        throw new UsageError(`${path}:${i + 1}: not JSON (${(e as Error).message}); each line must be {"id": ..., "input_ids": [...]}`);
+        throw new UsageError(
+          `${path}:${i + 1}: not JSON (${(e as Error).message}); each line must be {"id": ..., "input_ids": [...]}`,
+        );
       }
       if (j.id === undefined || !Array.isArray(j.input_ids) || !j.input_ids.every((x) => Number.isInteger(x)))
         throw new UsageError(`${path}:${i + 1}: needs "id" and "input_ids" (a list of integer token ids)`);
@@ -37,7 +39,17 @@ function readReference(path: string): Map<string, number[]> {
 }
 
 export async function run(argv: string[]): Promise<void> {
-  const v = parse(argv, { data: { type: 'string' }, weights: { type: 'string' }, swap: { type: 'boolean' }, out: { type: 'string' }, check: { type: 'string' } }, USAGE);
+  const v = parse(
+    argv,
+    {
+      data: { type: 'string' },
+      weights: { type: 'string' },
+      swap: { type: 'boolean' },
+      out: { type: 'string' },
+      check: { type: 'string' },
+    },
+    USAGE,
+  );
   const data = need(v.data, '--data', USAGE);
   const dir = need(v.weights, '--weights', USAGE);
   const out = need(v.out, '--out', USAGE);
@@ -54,7 +66,9 @@ export async function run(argv: string[]): Promise<void> {
   for (const row of rows) {
     let ids: number[] | null = null;
     try {
-      ids = Array.from(encodeRow(tok, row, { template: m.template, truncation: m.truncation, maxTokens: m.maxTokens, swap: !!v.swap }));
+      ids = Array.from(
+        encodeRow(tok, row, { template: m.template, truncation: m.truncation, maxTokens: m.maxTokens, swap: !!v.swap }),
+      );
     } catch (e) {
       failed++;
       process.stderr.write(`warning: ${(e as Error).message}; the runner gives this row the uniform prediction\n`);
@@ -66,12 +80,23 @@ export async function run(argv: string[]): Promise<void> {
   process.stderr.write(
     `tokens: ${rows.length} rows of ${data} -> ${out} (template ${m.template}, truncation ${recipe.truncation}, max tokens ${m.maxTokens}${v.swap ? ', swapped' : ''})\n`,
   );
-  const summary: Record<string, unknown> = { rows: rows.length, out, template: m.template, truncation: recipe.truncation, max_tokens: m.maxTokens, swap: !!v.swap, failed_rows: failed };
+  const summary: Record<string, unknown> = {
+    rows: rows.length,
+    out,
+    template: m.template,
+    truncation: recipe.truncation,
+    max_tokens: m.maxTokens,
+    swap: !!v.swap,
+    failed_rows: failed,
+  };
   if (reference) {
     const c = compareIds(ours, reference);
     const decode = (id: number) => tok.decode([id]);
     for (const d of c.differing.slice(0, 5)) process.stderr.write(`tokens --check: ${describeDifference(d, decode)}\n`);
-    if (c.missing.length) process.stderr.write(`tokens --check: ${c.missing.length} row(s) not in ${v.check}: ${c.missing.slice(0, 5).join(', ')}\n`);
+    if (c.missing.length)
+      process.stderr.write(
+        `tokens --check: ${c.missing.length} row(s) not in ${v.check}: ${c.missing.slice(0, 5).join(', ')}\n`,
+      );
     process.stderr.write(`tokens --check: ${c.differing.length} of ${c.rows} rows differ from ${v.check}\n`);
     Object.assign(summary, {
       differing_rows: c.differing.length,

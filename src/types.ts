@@ -126,6 +126,6 @@ export type LinearFormat =
 
 export interface GraphOptions {
   linear: LinearFormat;
-  /** 'float32' = CPU graph; 'float16' = CUDA graph (fp16 activations, norms + residual in fp32). */
-  activations: 'float32' | 'float16';
+  /** 'float32' = CPU graph; 'float16' / 'bfloat16' = CUDA graph (fp16 / bf16 activations, norms + residual in fp32; bf16 from sm80, src/infer/gpu-precision.ts). */
+  activations: 'float32' | 'float16' | 'bfloat16';
 }

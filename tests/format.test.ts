@@ -38,7 +38,7 @@ const row = (prompt: string[], responseA: string[], responseB: string[], id = 'r
 describe('format: templates', () => {
   it('unknown template names the known ones', () => {
     const known =
-      'gemma-chat, plain, judge, llama3-chat, chatml-chat, mistral-chat, gemma-judge, llama3-judge, chatml-judge, mistral-judge, notebook, notebook-parts';
+      'gemma-chat, plain, judge, llama3-chat, chatml-chat, mistral-chat, gemma-judge, llama3-judge, chatml-judge, mistral-judge, notebook, notebook-parts, phi4-chat, phi4-judge';
     assert.throws(
       () => getTemplate('nope'),
       (e: Error) => e instanceof TemplateError && e.message === `Unknown template: nope (known: ${known})`,

@@ -33,6 +33,9 @@ const CASES: Case[] = [
   { model: 'gemma2-mlphead', lora: 'lora_logits', tol: 2e-5, extra: { labels: KAGGLE, headActivation: 'gelu_tanh' } },
   { model: 'gemma2-judge-tiny', lora: 'lora_label_logits', tol: 2e-5, extra: { labelTokens: ['65', '66', '67'] } },
   { model: 'qwen2-judge-tiny', lora: 'lora_label_logits', tol: 3e-5, extra: { labelTokens: ['65', '66', '67'] } },
+  { model: 'qwen3-tiny', lora: 'lora_logits', tol: 3e-5, extra: { labels: KAGGLE } },
+  { model: 'qwen3-judge-tiny', lora: 'lora_label_logits', tol: 3e-5, extra: { labelTokens: ['65', '66', '67'] } },
+  { model: 'phi3-tiny', lora: 'lora_logits', tol: 3e-5, extra: { labels: KAGGLE } },
 ];
 
 describe('import: every family and head kind -> weights directory -> ORT CPU', function () {

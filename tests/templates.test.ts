@@ -489,7 +489,7 @@ describe('templates: a template the tokenizer cannot run fails at load', functio
       );
       assert.throws(
         () => judgeAnswerIds(tok, 'gemma-chat'),
-        /template gemma-chat is not a causal-LM judge \(those are: gemma-judge, llama3-judge, chatml-judge, mistral-judge\)/,
+        /template gemma-chat is not a causal-LM judge \(those are: gemma-judge, llama3-judge, chatml-judge, mistral-judge, phi4-judge\)/,
       );
     } finally {
       rmSync(d, { recursive: true, force: true });

@@ -235,6 +235,8 @@ describe('train: Gemma-2 training graph vs Hugging Face', function () {
     ['qwen2-tiny', 3e-5, {}],
     ['mistral-tiny', 2e-5, {}],
     ['gemma2-mlphead', 2e-5, { activation: 'gelu_tanh' }],
+    ['qwen3-tiny', 3e-5, {}],
+    ['phi3-tiny', 3e-5, {}],
   ] as [string, number, { activation?: 'gelu_tanh' }][])
     it(`${fam}: PEFT LoRA logits through the training lowering within ${tol} (the fixture README's tolerance)`, async () => {
       const dir = join(GEMMA2_TINY, '..', fam);

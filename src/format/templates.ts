@@ -13,6 +13,10 @@
 // default template); adding one is a CHAT entry and its TEMPLATES rows. src/format/bind.ts checks at load
 // that the model's tokenizer.json has every special token a template names, so a template never
 // silently spells a marker as ordinary text.
+import { CHAT, NONE, type ChatFamily, type TokenRole } from './chat';
+
+export { CHAT, type ChatFamily, type TokenRole };
+
 export class TemplateError extends Error {
   override name = 'TemplateError';
 }
@@ -32,32 +36,6 @@ export interface Conversation {
   prompt: string[];
   responseA: string[];
   responseB: string[];
-}
-
-/** Special tokens named by what they do; each tokenizer spells them its own way (tokenizer_config.json). */
-export type TokenRole = 'bos' | 'eos';
-
-/**
- * How a chat family marks turns. Marker strings hold special tokens inline, written by content (as in
- * the model's Hugging Face chat template); `specials` lists those contents, each of which must be an
- * added token of the model's tokenizer.json.
- */
-export interface ChatFamily {
-  /**
-   * Ids before everything, outside the rendered text: the listed special tokens (the family's BOS), or
-   * 'tokenizer' for whatever the tokenizer's post-processor puts around a text (as HF `tokenizer(text)`).
-   */
-  begin: readonly string[] | 'tokenizer';
-  /** Opens the user turn. */
-  userOpen: string;
-  /** Closes the user turn. */
-  userClose: string;
-  /** Opens the model's turn; the prompt ends here, so a judge's answer is the next token. */
-  modelOpen: string;
-  /** Special-token contents used by `begin` and the markers. */
-  specials: readonly string[];
-  /** Text before a judge's answer word (Mistral answers ' A' after [/INST]); default ''. */
-  answerLead?: string;
 }
 
 /** What the user turn says: instruction, how the three parts are labelled and ordered, the closing. */
@@ -120,49 +98,6 @@ export interface Template {
    */
   render(c: Conversation, role?: (r: TokenRole) => string): Segment[];
 }
-
-const GEMMA: ChatFamily = {
-  begin: ['<bos>'],
-  userOpen: '<start_of_turn>user\n',
-  userClose: '<end_of_turn>\n',
-  modelOpen: '<start_of_turn>model\n',
-  specials: ['<bos>', '<start_of_turn>', '<end_of_turn>'],
-};
-
-/** No chat markers: the text as it is, framed the way the tokenizer frames any text. */
-const NONE: ChatFamily = { begin: 'tokenizer', userOpen: '', userClose: '', modelOpen: '', specials: [] };
-
-/** Chat markers by model family (src/model/families.ts keys; Gemma and Gemma-2 share one format). */
-export const CHAT: Readonly<Record<string, ChatFamily>> = {
-  gemma: GEMMA,
-  gemma2: GEMMA,
-  // Llama-3.x header turns.
-  llama: {
-    begin: ['<|begin_of_text|>'],
-    userOpen: '<|start_header_id|>user<|end_header_id|>\n\n',
-    userClose: '<|eot_id|>',
-    modelOpen: '<|start_header_id|>assistant<|end_header_id|>\n\n',
-    specials: ['<|begin_of_text|>', '<|start_header_id|>', '<|end_header_id|>', '<|eot_id|>'],
-  },
-  // Qwen2/2.5: no BOS (its tokenizer_config has bos_token null and add_bos_token false).
-  qwen2: {
-    begin: [],
-    userOpen: '<|im_start|>user\n',
-    userClose: '<|im_end|>\n',
-    modelOpen: '<|im_start|>assistant\n',
-    specials: ['<|im_start|>', '<|im_end|>'],
-  },
-  // [INST] / [/INST] are plain text in the v0.1/v0.2 tokenizers (control tokens only from v0.3, where the
-  // tokenizer maps the same text to them), so only <s> is required.
-  mistral: {
-    begin: ['<s>'],
-    userOpen: '[INST] ',
-    userClose: ' [/INST]',
-    modelOpen: '',
-    specials: ['<s>'],
-    answerLead: ' ',
-  },
-};
 
 const CHAT_INSTRUCTION =
   'Two AI assistants, A and B, answered the same user. Read the conversation and both responses, ' +
@@ -264,7 +199,7 @@ const TEMPLATES: readonly Entry[] = [
     name: 'chatml-chat',
     family: 'qwen2',
     layout: 'chat',
-    description: 'ChatML (Qwen2/2.5) turns, the gemma-chat text inside',
+    description: 'ChatML (Qwen2/2.5, Qwen3) turns, the gemma-chat text inside',
   },
   {
     name: 'mistral-chat',
@@ -312,6 +247,19 @@ const TEMPLATES: readonly Entry[] = [
     truncation: 'part-budget',
     description:
       "the notebook text, each labelled part tokenized alone: the prompt's part gets N/4 tokens, each response half of the rest",
+  },
+  // Phi-4's markers (model family phi3; Phi-3-mini's <|user|> format is not here)
+  {
+    name: 'phi4-chat',
+    family: 'phi3',
+    layout: 'chat',
+    description: 'Phi-4 <|im_start|>role<|im_sep|> turns, the gemma-chat text inside',
+  },
+  {
+    name: 'phi4-judge',
+    family: 'phi3',
+    layout: 'judge',
+    description: 'Phi-4 causal-LM judge: <|im_start|>assistant<|im_sep|> ends the prompt, next token A, B or tie',
   },
 ];
 

@@ -3,7 +3,7 @@
 // through. The op helpers themselves are GraphBuilder's (src/graph/builder.ts).
 import type { Attr, Dim, DType, Graph, InitializerRef, Node, Value } from './ir';
 import { memoryStore, type TensorStore } from './store';
-import { f32ToF16 } from '../util/fp16';
+import { f32ToF16, roundTo } from '../util/fp16';
 
 export class GraphBuildError extends Error {
   override name = 'GraphBuildError';
@@ -109,6 +109,15 @@ export class GraphCore {
         'float16',
         [],
         new Uint8Array(new Uint16Array([f32ToF16(value)]).buffer),
+      );
+    if (dtype === 'bfloat16')
+      return this.initializer(
+        this.fresh(name),
+        'bfloat16',
+        [],
+        new Uint8Array(
+          new Uint16Array([new Uint32Array(Float32Array.of(roundTo(value, 'bfloat16')).buffer)[0] >>> 16]).buffer,
+        ),
       );
     throw new GraphBuildError(`scalar "${name}": unsupported dtype ${dtype}`);
   }

@@ -15,8 +15,8 @@ export interface Lowering {
   inputs(): Value;
   /** Embedding rows of the token ids ([B, S, H], fp32), times sqrt(hidden) when the family scales them. */
   embed(ids: Value): Value;
-  /** RMSNorm with the HF weight of `module` (scale w, or 1 + w for Gemma); fp32 in and out. */
-  norm(module: string, x: Value): Value;
+  /** RMSNorm over the last axis (`width`, default hidden_size) with the HF weight of `module` (scale w, or 1 + w for Gemma); fp32 out. */
+  norm(module: string, x: Value, width?: number): Value;
   /** x W^T (+ b) for each HF module, one output each (the lowering may pack them into one MatMul). */
   linear(modules: string[], x: Value, bias: boolean): Value[];
   /** Attention of layer `layer` on projected q [B, S, nH*D], k, v [B, S, nKV*D]: rotary, scaled scores,
@@ -45,7 +45,9 @@ export function decoder(c: ModelConfig, L: Lowering): Value {
   for (let i = 0; i < c.numLayers; i++) {
     const m = f.layer(i);
     // attention block
-    const [q, k, v] = L.linear([m.q, m.k, m.v], L.norm(m.attnNorm, x), c.qkvBias);
+    let [q, k, v] = L.linear([m.q, m.k, m.v], L.norm(m.attnNorm, x), c.qkvBias);
+    if (m.qNorm) q = headNorm(c, L, m.qNorm, q, c.numHeads, `layers.${i}.q_norm`);
+    if (m.kNorm) k = headNorm(c, L, m.kNorm, k, c.numKvHeads, `layers.${i}.k_norm`);
     let a = L.linear([m.o], L.attention(i, q, k, v), false)[0];
     if (m.postAttnNorm) a = L.norm(m.postAttnNorm, a);
     x = L.residual(x, a);
@@ -57,6 +59,15 @@ export function decoder(c: ModelConfig, L: Lowering): Value {
   }
   x = L.norm(f.finalNorm, x);
   return scoreHead(c, L, L.lastToken(x));
+}
+
+/** RMSNorm of each of the `heads` heads of a projection [B, S, heads*D] over head_dim (Qwen3's q_norm / k_norm), in its dtype. */
+function headNorm(c: ModelConfig, L: Lowering, module: string, x: Value, heads: number, name: string): Value {
+  const b = L.b;
+  const D = c.headDim;
+  let y = L.norm(module, b.reshape(x, [0, 0, heads, D], `${name}.heads`), D);
+  if (y.dtype !== x.dtype) y = b.cast(y, x.dtype, `${name}.cast`);
+  return b.reshape(y, [0, 0, heads * D], `${name}.out`);
 }
 
 /**

@@ -15,7 +15,7 @@ export const PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj',
 
 /** The model's projection names (PEFT suffixes) from its family's layer table, in layer order. */
 export function projectionNames(c: ModelConfig): string[] {
-  return [...new Set(linearModules({ ...c, numLayers: 1 }).map((m) => m.name))];
+  return [...new Set(checkpointLinears({ ...c, numLayers: 1 }).map((m) => m.name))];
 }
 
 /** target_modules with PEFT's "all-linear" expanded to the projection names (PEFT saves the expansion). */
@@ -46,6 +46,38 @@ export function linearModules(c: ModelConfig): { module: string; name: string; i
   }
   return out;
 }
+
+/**
+ * The linears as the checkpoint (and so PEFT) sees them: linearModules with each family-table fused
+ * module (Phi-3's qkv_proj, gate_up_proj) in place of its parts, its out features their sum.
+ */
+export function checkpointLinears(c: ModelConfig): { module: string; name: string; inF: number; outF: number }[] {
+  const all = linearModules(c);
+  const by = new Map(all.map((m) => [m.module, m]));
+  const out: typeof all = [];
+  const done = new Set<string>();
+  for (let i = 0; i < c.numLayers; i++) {
+    const fused = familyOf(c).layer(i).fused;
+    const partOf = new Map(fused.flatMap((u) => u.parts.map((p) => [p, u] as const)));
+    for (const m of all.filter((x) => peftLayer(x.module) === i)) {
+      const u = partOf.get(m.module);
+      if (!u) out.push(m);
+      else if (!done.has(u.module)) {
+        done.add(u.module);
+        const parts = u.parts.map((p) => by.get(p)!);
+        out.push({
+          module: u.module,
+          name: u.module.slice(u.module.lastIndexOf('.') + 1),
+          inF: parts[0].inF,
+          outF: parts.reduce((a, p) => a + p.outF, 0),
+        });
+      }
+    }
+  }
+  return out;
+}
+
+const peftLayer = (module: string) => Number(/\.layers\.(\d+)\./.exec(module)?.[1] ?? -1);
 
 /** PEFT's prefix of every adapter key of a sequence classifier (PeftModel -> LoraModel -> the HF model). */
 export const PEFT_PREFIX = 'base_model.model.';

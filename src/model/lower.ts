@@ -15,7 +15,7 @@ import { dequantizeNBits, quantizeNBits, reconstructionError, type Reconstructio
 import type { GraphOptions, ModelConfig, WeightSource } from '../types';
 import { roundTo } from '../util/fp16';
 import { decoder, type Lowering } from './decoder';
-import { familyOf, layerWindow } from './families';
+import { familyOf, fusedSource, layerWindow } from './families';
 import { linearModules } from './lora';
 import type { AttentionContext, AttentionVariant, OrtAttention } from './ort-attention';
 import { explicitAttention } from './ort-attention-explicit';
@@ -38,7 +38,7 @@ export interface DecoderGraphOptions extends GraphOptions {
   /** Dtype HF rounds the sqrt(hidden) embedding multiplier to (the checkpoint's torch_dtype); default float32. */
   embedScaleDtype?: 'float32' | 'bfloat16' | 'float16';
   /** Storage of the embedding table: float16 halves it (Gather + Cast; exact when the weights are fp16 values). Default: activation dtype. */
-  embedding?: 'float32' | 'float16';
+  embedding?: 'float32' | 'float16' | 'bfloat16';
   /** Embedding rows per streamed chunk (default EMBED_CHUNK_ROWS); only used when the source reads row ranges. */
   embedChunkRows?: number;
   /** Rotary table length; default config.maxPositions. */
@@ -72,9 +72,10 @@ export function buildDecoderGraph(config: ModelConfig, weights: WeightSource, op
 function ortLowering(
   b: GraphBuilder,
   c: ModelConfig,
-  weights: WeightSource,
+  source: WeightSource,
   opts: DecoderGraphOptions,
 ): Lowering & { residualAdds: Set<string> } {
+  const weights = fusedSource(c, source);
   const act = opts.activations;
   const variant = opts.attention ?? 'fused';
   const f = familyOf(c);
@@ -95,7 +96,7 @@ function ortLowering(
     name: string,
     data: Float32Array | (() => Float32Array),
     shape: number[],
-    dtype: 'float32' | 'float16',
+    dtype: 'float32' | 'float16' | 'bfloat16',
   ) => reused(name) ?? b.initializer(name, dtype, shape, floatBytes(typeof data === 'function' ? data() : data, dtype));
   const toAct = (x: Value) => (x.dtype === act ? x : b.cast(x, act));
   const toF32 = (x: Value) => (x.dtype === 'float32' ? x : b.cast(x, 'float32'));
@@ -169,14 +170,14 @@ function ortLowering(
         'embed_scaled',
       );
     },
-    norm(module, x) {
+    norm(module, x, width = H) {
       const gamma = () => {
-        const w = get(`${module}.weight`, [H]).data;
-        const g = new Float32Array(H);
-        for (let i = 0; i < H; i++) g[i] = c.normPlusOne ? 1 + w[i] : w[i];
+        const w = get(`${module}.weight`, [width]).data;
+        const g = new Float32Array(width);
+        for (let i = 0; i < width; i++) g[i] = c.normPlusOne ? 1 + w[i] : w[i];
         return g;
       };
-      return b.rmsNorm(toF32(x), floatInit(`${module}.gamma`, gamma, [H], 'float32'), c.rmsNormEps, module);
+      return b.rmsNorm(toF32(x), floatInit(`${module}.gamma`, gamma, [width], 'float32'), c.rmsNormEps, module);
     },
     linear(modules, x, bias) {
       const shapes = modules.map((m) => {

@@ -12,7 +12,7 @@ export interface AttentionContext {
   b: GraphBuilder;
   c: ModelConfig;
   /** Activation dtype of the graph. */
-  act: 'float32' | 'float16';
+  act: 'float32' | 'float16' | 'bfloat16';
   /** The value built by `make` the first time `key` is asked for (graph-wide pieces shared by layers). */
   once(key: string, make: () => Value): Value;
   /** The attention_mask input (int64 [B, S], right padding). */

@@ -3,7 +3,7 @@
 import type { GraphBuilder } from '../graph/builder';
 import type { Value } from '../graph/ir';
 import type { HostTensor, WeightSource } from '../types';
-import { f32ToF16 } from '../util/fp16';
+import { f32ToF16, roundTo } from '../util/fp16';
 
 export class DecoderGraphError extends Error {
   override name = 'DecoderGraphError';
@@ -22,11 +22,21 @@ export function f32Bytes(a: Float32Array): Uint8Array {
 }
 
 /** float32 -> the storage bytes of `dtype`. */
-export function floatBytes(a: Float32Array, dtype: 'float32' | 'float16'): Uint8Array {
+export function floatBytes(a: Float32Array, dtype: 'float32' | 'float16' | 'bfloat16'): Uint8Array {
   if (dtype === 'float32') return f32Bytes(a);
+  if (dtype === 'bfloat16') return bf16Bytes(a);
   const out = new Uint16Array(a.length);
   for (let i = 0; i < a.length; i++) out[i] = f32ToF16(a[i]);
   return new Uint8Array(out.buffer);
+}
+
+/** bfloat16 bytes: the top 16 bits of each value rounded to nearest even (roundTo). */
+function bf16Bytes(a: Float32Array): Uint8Array {
+  const r = Float32Array.from(a, (v) => roundTo(v, 'bfloat16'));
+  const hi = new Uint16Array(a.length);
+  const u = new Uint32Array(r.buffer);
+  for (let i = 0; i < a.length; i++) hi[i] = u[i] >>> 16;
+  return new Uint8Array(hi.buffer);
 }
 
 /** Embedding rows read and converted per step when the source reads row ranges (4096 x 3584 fp32 = 59 MB). */
@@ -43,7 +53,7 @@ export function embeddingInit(
   weights: WeightSource,
   name: string,
   shape: [number, number],
-  dtype: 'float32' | 'float16',
+  dtype: 'float32' | 'float16' | 'bfloat16',
   chunkRows: number,
 ): Value {
   const { rows, shape: shapeOf } = weights;
@@ -57,5 +67,5 @@ export function embeddingInit(
       yield floatBytes(expectShape(rows!(name, r0, n), [n, H], `${name} rows ${r0}..${r0 + n - 1}`).data, dtype);
     }
   }
-  return b.initializerChunks(name, dtype, shape, V * H * (dtype === 'float16' ? 2 : 4), chunks());
+  return b.initializerChunks(name, dtype, shape, V * H * (dtype === 'float32' ? 4 : 2), chunks());
 }

@@ -9,9 +9,9 @@ import { addGradients, type GradRule } from '../graph/grad';
 import type { Graph, Value } from '../graph/ir';
 import type { TensorStore } from '../graph/store';
 import { decoder, scoreHead, type Lowering } from '../model/decoder';
-import { familyOf, layerWindow } from '../model/families';
+import { familyOf, fusedSource, layerWindow } from '../model/families';
 import type { Activation, ModelConfig, WeightSource } from '../types';
-import { linearModules } from '../model/lora';
+import { checkpointLinears, linearModules } from '../model/lora';
 import type { TrainableSpec } from './lora';
 
 export interface TrainGraphOptions {
@@ -74,7 +74,17 @@ function trainLowering(
   const D = c.headDim;
   const kvh = c.numKvHeads;
   const groups = c.numHeads / kvh;
-  const dims = new Map(linearModules(c).map((m) => [m.module, m]));
+  const dims = new Map([...linearModules(c), ...checkpointLinears(c)].map((m) => [m.module, m]));
+  weights = fusedSource(c, weights);
+  /** Fused checkpoint module (family table) whose parts are exactly `modules`, in order. */
+  const fusedOf = (modules: string[]) => {
+    const layer = Number(/\.layers\.(\d+)\./.exec(modules[0])?.[1] ?? -1);
+    return layer < 0
+      ? undefined
+      : familyOf(c)
+          .layer(layer)
+          .fused.find((u) => u.parts.length === modules.length && u.parts.every((p, i) => p === modules[i]));
+  };
   const headBy = new Map(spec.head.map((t) => [t.hf, t]));
 
   const param = (key: string, shape: number[]) => {
@@ -100,8 +110,14 @@ function trainLowering(
     const w = weights(`${module}.weight`);
     let y = b.matmul(x, frozen(`${module}.weight_t`, transposed(w.data, m.outF, m.inF), [m.inF, m.outF]), module);
     if (bias) y = b.add(y, frozen(`${module}.bias`, weights(`${module}.bias`).data, [m.outF]));
+    const d = loraDelta(module, x);
+    return d ? b.add(y, d) : y;
+  };
+  /** PEFT's LoRA term scale * (B (A dropout(x))) of `module`, or null without LoRA there. */
+  const loraDelta = (module: string, x: Value): Value | null => {
+    const m = dims.get(module)!;
     const lora = spec.lora.get(module);
-    if (!lora) return y;
+    if (!lora) return null;
     const A = param(lora.aKey, [lora.rank, m.inF]);
     const B = param(lora.bKey, [m.outF, lora.rank]);
     let xin = x;
@@ -110,7 +126,7 @@ function trainLowering(
       xin = b.mul(x, b.input(`dropout.${module}`, 'float32', ['batch', 'seq', m.inF]));
     }
     const t = b.matmul(b.matmul(xin, b.transpose(A, [1, 0])), b.transpose(B, [1, 0]), `${module}.lora`);
-    return b.add(y, b.mul(t, b.scalar(`${module}.scaling`, lora.scale)));
+    return b.mul(t, b.scalar(`${module}.scaling`, lora.scale));
   };
 
   /** rotate_half rotary: x * cos + cat(-x2, x1) * sin over the last axis (HF non-interleaved layout). */
@@ -137,15 +153,27 @@ function trainLowering(
       // HF's normalizer is a float32 tensor of sqrt(hidden)
       return c.embedScale ? b.mul(x, b.scalar('normalizer', Math.sqrt(H))) : x;
     },
-    norm(module, x) {
+    norm(module, x, width = H) {
       // HF RMSNorm in fp32: x / sqrt(mean(x^2) + eps) * w, or * (1 + w) where the family adds one (normPlusOne: Gemma, Gemma-2; rounded to fp32 once, like torch)
       const w = weights(`${module}.weight`).data;
       const g = Float32Array.from(w, (v) => (c.normPlusOne ? 1 + v : v));
       const ms = b.reduceMean(b.mul(x, x), [-1], true, `${module}.ms`);
       const n = b.div(x, b.sqrt(b.add(ms, b.scalar('eps', c.rmsNormEps))));
-      return b.mul(n, frozen(`${module}.gamma`, g, [H]), module);
+      return b.mul(n, frozen(`${module}.gamma`, g, [width]), module);
     },
-    linear: (modules, x, bias) => modules.map((m) => linear1(m, x, bias)),
+    linear: (modules, x, bias) => {
+      // a fused checkpoint module (Phi-3 qkv_proj / gate_up_proj): frozen parts as usual, its LoRA term over the whole fused output, split
+      const u = fusedOf(modules);
+      const d = u ? loraDelta(u.module, x) : null;
+      if (!u || !d) return modules.map((m) => linear1(m, x, bias));
+      const parts = b.split(
+        d,
+        modules.map((p) => dims.get(p)!.outF),
+        -1,
+        `${u.module}.lora_parts`,
+      );
+      return modules.map((m, i) => b.add(linear1(m, x, bias), parts[i]));
+    },
     // Eager attention, grouped KV heads by broadcasting: q [B, kvh, groups, S, D] against k, v [B, kvh, 1, S, D].
     attention(layer, q, k, v) {
       const q5 = b.transpose(b.reshape(q, [0, 0, kvh, groups, D]), [0, 2, 3, 1, 4]);

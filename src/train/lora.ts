@@ -8,8 +8,8 @@ import type { ModelConfig, WeightSource } from '../types';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from '../weights/peft';
 import { openSafetensors } from '../weights/safetensors';
 import {
+  checkpointLinears,
   expandTargets,
-  linearModules,
   loraKeys,
   loraScale,
   PEFT_PREFIX,
@@ -93,7 +93,7 @@ export function planLora(c: ModelConfig, s: LoraSettings): TrainableSpec {
     alphaPattern: s.alpha_pattern ?? {},
   };
   const lora = new Map<string, LoraPair>();
-  for (const m of linearModules(c)) {
+  for (const m of checkpointLinears(c)) {
     if (!targets.includes(m.name)) continue;
     if (s.layers_to_transform && !s.layers_to_transform.includes(peftLayerIndex(m.module)!)) continue;
     const { rank, scale } = loraScale(patterns, m.module);

@@ -177,6 +177,20 @@ export const PARSERS: Record<keyof typeof FAMILIES, (r: ConfigReader) => FamilyP
     r.refuse('use_sliding_window', offOrFalse, 'Qwen2 sliding-window attention (flash-attention only in HF) is not supported');
     return llamaStyle(r, { qkvBias: true });
   },
+  qwen3: (r) => {
+    // modeling_qwen3.py: head_dim from the config (Qwen3 sets it; not hidden/heads), q_norm / k_norm per head
+    // (family table), attention_bias off in every released checkpoint, window only with use_sliding_window.
+    r.refuse('attention_bias', offOrFalse, 'Qwen3 attention biases (q/k/v/o) are not supported');
+    r.refuse('use_sliding_window', offOrFalse, 'Qwen3 sliding-window attention is not supported');
+    return llamaStyle(r, {});
+  },
+  phi3: (r) => {
+    // modeling_phi3.py: fused qkv_proj / gate_up_proj (family table), rotary over partial_rotary_factor * head_dim.
+    r.refuse('partial_rotary_factor', (v) => v === undefined || v === null || v === 1 || v === 1.0, 'partial rotary embeddings are not supported (Phi-3 / Phi-4 rotate the full head_dim)');
+    r.refuse('rope_scaling', (v) => v === null, 'Phi-3 longrope / su rotary scaling is not supported (the 128k-context variants); use a 4k-context checkpoint');
+    // 4.45.2's eager attention never applies sliding_window (Phi-3-mini sets 2047, Phi-4 null): ignored as HF does.
+    return llamaStyle(r, {});
+  },
   mistral: (r) => {
     const window = r.has('sliding_window') ? r.num('sliding_window', { int: true, positive: true }) : null;
     return llamaStyle(r, { slidingWindow: window, slidingLayers: 'all' });

@@ -20,18 +20,34 @@ export async function attentionBench(): Promise<Record<string, unknown>> {
     headDim: 256,
     attnScale: 256 ** -0.5,
     slidingWindow: 4096,
-    head: { kind: 'classifier', layers: [{ weight: 'score.weight', bias: null, inFeatures: 2304, outFeatures: 3 }], activation: null },
+    head: {
+      kind: 'classifier',
+      layers: [{ weight: 'score.weight', bias: null, inFeatures: 2304, outFeatures: 3 }],
+      activation: null,
+    },
   };
   const weights = tinyWeights(cfg, 1);
-  const out: Record<string, unknown> = { widths: 'hidden 2304, intermediate 9216, 8 heads / 4 KV, head_dim 256, 2 layers, int4 block 32' };
+  const out: Record<string, unknown> = {
+    widths: 'hidden 2304, intermediate 9216, 8 heads / 4 KV, head_dim 256, 2 layers, int4 block 32',
+  };
   for (const attention of ['fused', 'explicit'] as AttentionVariant[]) {
-    const g = buildDecoderGraph(cfg, weights, { linear: { kind: 'nbits', bits: 4, blockSize: 32, symmetric: true }, activations: 'float32', attention, maxTokens: 2048, maxSeqLen: 2048 });
+    const g = buildDecoderGraph(cfg, weights, {
+      linear: { kind: 'nbits', bits: 4, blockSize: 32, symmetric: true },
+      activations: 'float32',
+      attention,
+      maxTokens: 2048,
+      maxSeqLen: 2048,
+    });
     const s = await ort.InferenceSession.create(serialise(g), { intraOpNumThreads: 2 });
     for (const [B, S] of [
       [4, 512],
       [1, 2048],
     ]) {
-      const ids = new ort.Tensor('int64', BigInt64Array.from({ length: B * S }, (_, i) => BigInt(1 + (i % 500))), [B, S]);
+      const ids = new ort.Tensor(
+        'int64',
+        BigInt64Array.from({ length: B * S }, (_, i) => BigInt(1 + (i % 500))),
+        [B, S],
+      );
       const mask = new ort.Tensor('int64', new BigInt64Array(B * S).fill(1n), [B, S]);
       let best = Infinity;
       for (let r = 0; r < 2; r++) {
@@ -47,4 +63,5 @@ export async function attentionBench(): Promise<Record<string, unknown>> {
 }
 
 // Run directly with tsx only: in the dist/bench.cjs bundle `require.main === module` holds for every module.
-if (process.argv[1] && /attention-bench\.ts$/.test(process.argv[1])) attentionBench().then((r) => console.log(JSON.stringify(r, null, 2)));
+if (process.argv[1] && /attention-bench\.ts$/.test(process.argv[1]))
+  attentionBench().then((r) => console.log(JSON.stringify(r, null, 2)));

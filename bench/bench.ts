@@ -36,11 +36,16 @@ async function predictSection(): Promise<Record<string, unknown>> {
   const m = readManifest(dir);
   const tok = loadTokenizer(dir);
   const t0 = Date.now();
-  const lengths = rows.map((r) => encodeRow(tok, r, { template: m.template, maxTokens: m.maxTokens, swap: false }).length);
+  const lengths = rows.map(
+    (r) => encodeRow(tok, r, { template: m.template, maxTokens: m.maxTokens, swap: false }).length,
+  );
   const encodeSec = (Date.now() - t0) / 1000;
   const tokenBudget = 16384;
   const sorted = planBatches(lengths, { tokenBudget });
-  const unsorted = planUnsorted(lengths, sorted.map((b) => b.rows.length));
+  const unsorted = planUnsorted(
+    lengths,
+    sorted.map((b) => b.rows.length),
+  );
   // Same batch sizes as the sorted plan, in input order: the padding baseline.
   const spec = openSpec(dir, { calibrate: true, needTie: true, task: TASKS.lmsys });
   const runner = localRunner([spec], rows, { ep: 'cpu', tokenBudget, warn: () => {} });
@@ -71,7 +76,9 @@ async function mainBench(): Promise<void> {
   // read-bench measures each read in a fresh copy of this process (its own peak RSS).
   if (process.env[READ_CHILD_ENV]) return readChild(process.env[READ_CHILD_ENV]);
   const { values } = parseArgs({ options: { only: { type: 'string' } } });
-  const only = values.only ? values.only.split(',') : ['predict', 'features', 'read', 'import', 'import9b', 'attention'];
+  const only = values.only
+    ? values.only.split(',')
+    : ['predict', 'features', 'read', 'import', 'import9b', 'attention'];
   const results: Record<string, unknown> = { node: process.version, cpus: require('node:os').cpus().length };
   if (only.includes('predict')) results.predict = await predictSection();
   if (only.includes('features')) results.features = await featuresBench();

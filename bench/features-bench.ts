@@ -26,13 +26,21 @@ function xgboostCv(X: Float64Array, labels: number[], fold: Int32Array): number 
     }
   });
   // bench/ when run with tsx, dist/ when bundled into dist/bench.cjs
-  const script = [join(__dirname, 'xgb_baseline.py'), join(__dirname, '..', 'bench', 'xgb_baseline.py')].find(existsSync);
+  const script = [join(__dirname, 'xgb_baseline.py'), join(__dirname, '..', 'bench', 'xgb_baseline.py')].find(
+    existsSync,
+  );
   if (!py || !script) return null;
   const dir = mkdtempSync(join(tmpdir(), 'arenakit-xgb-'));
   try {
     const d = FEATURE_NAMES.length;
     const lines = [[...FEATURE_NAMES, 'label', 'fold'].join(',')];
-    for (let i = 0; i < labels.length; i++) lines.push([...X.subarray(i * d, i * d + d)].map((v) => String(v)).concat(String(labels[i]), String(fold[i])).join(','));
+    for (let i = 0; i < labels.length; i++)
+      lines.push(
+        [...X.subarray(i * d, i * d + d)]
+          .map((v) => String(v))
+          .concat(String(labels[i]), String(fold[i]))
+          .join(','),
+      );
     writeFileSync(join(dir, 'features.csv'), lines.join('\n') + '\n');
     writeFileSync(join(dir, 'params.json'), JSON.stringify({ ...GBDT_DEFAULTS, seed: SEED }));
     const out = execFileSync(py, [script, join(dir, 'features.csv'), join(dir, 'params.json')], { encoding: 'utf8' });
@@ -46,7 +54,11 @@ export async function featuresBench(): Promise<{ ours: number; xgboost: number |
   const { rows } = await readRows(SAMPLE, { requireLabels: true });
   const X = extractFeatures(rows);
   const cv = crossValidateFeatures(rows, TASKS.lmsys, FOLDS, SEED, { seed: SEED }, X);
-  const xgboost = xgboostCv(X, rows.map((r) => r.label!), kFolds(rows.length, FOLDS, SEED));
+  const xgboost = xgboostCv(
+    X,
+    rows.map((r) => r.label!),
+    kFolds(rows.length, FOLDS, SEED),
+  );
   return { ours: cv.gbdt, xgboost, folds: FOLDS };
 }
 

@@ -84,7 +84,18 @@ async function runCases<C extends { bytes: Buffer; mutations: string[] }>(
   check: (file: string, c: C) => unknown,
 ): Promise<FuzzResult> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), `arenakit-fuzz-${target}-`));
-  const res: FuzzResult = { target, seed: opts.seed, cases: 0, seconds: 0, ok: 0, errors: {}, mutations: {}, failures: [], skipped: [], slow: [] };
+  const res: FuzzResult = {
+    target,
+    seed: opts.seed,
+    cases: 0,
+    seconds: 0,
+    ok: 0,
+    errors: {},
+    mutations: {},
+    failures: [],
+    skipped: [],
+    slow: [],
+  };
   const t0 = Date.now();
   const file = join(dir, `case.${ext}`);
   const [from, to] = opts.only !== undefined ? [opts.only, opts.only + 1] : [0, opts.cases];
@@ -104,12 +115,18 @@ async function runCases<C extends { bytes: Buffer; mutations: string[] }>(
       res.ok++;
     } catch (e) {
       const err = e as Error;
-      if (ALLOWED_ERRORS[target].includes(err.name) && err.message.includes(file)) res.errors[err.name] = (res.errors[err.name] ?? 0) + 1;
+      if (ALLOWED_ERRORS[target].includes(err.name) && err.message.includes(file))
+        res.errors[err.name] = (res.errors[err.name] ?? 0) + 1;
       else {
         const keep = join(dir, `failure-${i}.${ext}`);
         writeFileSync(keep, c.bytes);
         const where = err.stack?.split('\n').slice(1, 4).join('\n');
-        res.failures.push({ case: i, mutations: c.mutations, error: `${err.name}: ${err.message.slice(0, 300)}\n${where}`, file: keep });
+        res.failures.push({
+          case: i,
+          mutations: c.mutations,
+          error: `${err.name}: ${err.message.slice(0, 300)}\n${where}`,
+          file: keep,
+        });
       }
     }
     const took = (Date.now() - started) / 1000;
@@ -154,7 +171,8 @@ const TABLE_MUTATIONS: Record<string, TableMutation> = {
     t.rows.forEach((row) => row.splice(k, 1));
   },
   'repeat a column name': (t, r) => (t.header[int(r, t.header.length)] = pick(r, t.header)),
-  'rename a column': (t, r) => (t.header[int(r, t.header.length)] = pick(r, ['ID', ' id', 'prompt ', 'winner', 'language', '', 'Response_A'])),
+  'rename a column': (t, r) =>
+    (t.header[int(r, t.header.length)] = pick(r, ['ID', ' id', 'prompt ', 'winner', 'language', '', 'Response_A'])),
   'test layout': (t) => {
     const keep = ['id', 'prompt', 'response_a', 'response_b'].map((c) => t.header.indexOf(c));
     t.header = keep.map((k) => t.header[k]);
@@ -166,7 +184,8 @@ const TABLE_MUTATIONS: Record<string, TableMutation> = {
     if (k >= 0 && t.rows.length) t.rows[int(r, t.rows.length)][k] = pick(r, ['2', '-1', '', 'x', '0.5', '1e0', ' 1']);
   },
   'empty id': (t, r) => t.rows.length && (t.rows[int(r, t.rows.length)][0] = pick(r, ['', ' ', '\t'])),
-  'id with control char': (t, r) => t.rows.length && (t.rows[int(r, t.rows.length)][0] += pick(r, ['\0', '\x01', '\n', '\x7f', '\ud800'])),
+  'id with control char': (t, r) =>
+    t.rows.length && (t.rows[int(r, t.rows.length)][0] += pick(r, ['\0', '\x01', '\n', '\x7f', '\ud800'])),
   'huge cell': (t, r) => {
     if (!t.rows.length) return;
     const row = t.rows[int(r, t.rows.length)];
@@ -180,9 +199,21 @@ const TABLE_MUTATIONS: Record<string, TableMutation> = {
     const row = t.rows[int(r, t.rows.length)];
     const k = 1 + int(r, row.length - 1);
     const c = row[k];
-    row[k] = pick(r, [c.slice(0, int(r, c.length + 1)), c + ']', '[' + c, '[1,2]', '{"a":1}', 'null', '[null]', '["\\ud800"]', '["a\\', '[' + '['.repeat(5000)]);
+    row[k] = pick(r, [
+      c.slice(0, int(r, c.length + 1)),
+      c + ']',
+      '[' + c,
+      '[1,2]',
+      '{"a":1}',
+      'null',
+      '[null]',
+      '["\\ud800"]',
+      '["a\\',
+      '[' + '['.repeat(5000),
+    ]);
   },
-  'null items': (t, r) => t.rows.length && (t.rows[int(r, t.rows.length)][1 + int(r, 3)] = JSON.stringify([null, 'x', null])),
+  'null items': (t, r) =>
+    t.rows.length && (t.rows[int(r, t.rows.length)][1 + int(r, 3)] = JSON.stringify([null, 'x', null])),
   'no rows': (t) => (t.rows = []),
   'extra cell': (t, r) => t.rows.length && t.rows[int(r, t.rows.length)].push('extra'),
   'missing cell': (t, r) => t.rows.length && t.rows[int(r, t.rows.length)].pop(),
@@ -203,11 +234,12 @@ const BYTE_MUTATIONS: Record<string, ByteMutation> = {
     const at = int(r, b.length + 1);
     return Buffer.concat([b.subarray(0, at), Buffer.from('"'), b.subarray(at)]);
   },
-  'truncate': (b, r) => b.subarray(0, int(r, b.length + 1)),
+  truncate: (b, r) => b.subarray(0, int(r, b.length + 1)),
   'UTF-8 BOM': (b) => Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), b]),
   'UTF-16LE with BOM': (b) => Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(b.toString('utf8'), 'utf16le')]),
   'UTF-16LE no BOM': (b) => Buffer.from(b.toString('utf8'), 'utf16le'),
-  'UTF-16BE with BOM': (b) => Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from(b.toString('utf8'), 'utf16le').swap16()]),
+  'UTF-16BE with BOM': (b) =>
+    Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from(b.toString('utf8'), 'utf16le').swap16()]),
   'NUL bytes': (b, r) => {
     const c = Buffer.from(b);
     for (let k = 1 + int(r, 4); k > 0 && c.length; k--) c[int(r, c.length)] = 0;
@@ -215,9 +247,13 @@ const BYTE_MUTATIONS: Record<string, ByteMutation> = {
   },
   'invalid UTF-8': (b, r) => {
     const at = int(r, b.length + 1);
-    return Buffer.concat([b.subarray(0, at), Buffer.from(pick(r, [[0xff], [0xc3], [0xe2, 0x82], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0x80]])), b.subarray(at)]);
+    return Buffer.concat([
+      b.subarray(0, at),
+      Buffer.from(pick(r, [[0xff], [0xc3], [0xe2, 0x82], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0x80]])),
+      b.subarray(at),
+    ]);
   },
-  'CRLF': (b) => Buffer.from(b.toString('latin1').replace(/\n/g, '\r\n'), 'latin1'),
+  CRLF: (b) => Buffer.from(b.toString('latin1').replace(/\n/g, '\r\n'), 'latin1'),
   'CR only': (b) => Buffer.from(b.toString('latin1').replace(/\n/g, '\r'), 'latin1'),
   'blank lines': (b) => Buffer.from(b.toString('latin1').replace(/\n/g, '\n\n'), 'latin1'),
   'random bytes': (b, r) => Buffer.from(Array.from({ length: int(r, 2000) }, () => int(r, 256))),
@@ -228,7 +264,8 @@ const BYTE_MUTATIONS: Record<string, ByteMutation> = {
 function csvInvariant(res: ReadRowsResult): string | null {
   const ids = new Set<string>();
   for (const row of res.rows) {
-    if (!row.id || /[\u0000-\u001f\u007f\uD800-\uDFFF]/.test(row.id) || row.id !== row.id.trim()) return `bad id ${JSON.stringify(row.id)}`;
+    if (!row.id || /[\u0000-\u001f\u007f\uD800-\uDFFF]/.test(row.id) || row.id !== row.id.trim())
+      return `bad id ${JSON.stringify(row.id)}`;
     if (ids.has(row.id)) return `duplicate id ${row.id} accepted`;
     ids.add(row.id);
     for (const part of [row.prompt, row.responseA, row.responseB]) {
@@ -236,19 +273,28 @@ function csvInvariant(res: ReadRowsResult): string | null {
       for (const s of part) {
         if (typeof s !== 'string') return `row ${row.id}: non-string item`;
         if (s.includes('\0')) return `row ${row.id}: NUL kept`;
-        if (/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s)) return `row ${row.id}: lone surrogate kept`;
+        if (/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s))
+          return `row ${row.id}: lone surrogate kept`;
         if (s.length > MAX_CELL_CHARS) return `row ${row.id}: item of ${s.length} chars over the cap`;
       }
     }
-    if (res.hasLabels ? ![0, 1, 2].includes(row.label as number) : row.label !== undefined) return `row ${row.id}: label ${row.label} with hasLabels ${res.hasLabels}`;
+    if (res.hasLabels ? ![0, 1, 2].includes(row.label as number) : row.label !== undefined)
+      return `row ${row.id}: label ${row.label} with hasLabels ${res.hasLabels}`;
   }
   return null;
 }
 
 /** Builds case i: a few real rows, 1-3 table mutations and 0-2 byte mutations. */
-export function csvCase(base: CsvBase, seed: number, i: number): { bytes: Buffer; mutations: string[]; requireLabels: boolean } {
+export function csvCase(
+  base: CsvBase,
+  seed: number,
+  i: number,
+): { bytes: Buffer; mutations: string[]; requireLabels: boolean } {
   const r = caseRng(seed, i);
-  const t: Table = { header: [...base.header], rows: Array.from({ length: 1 + int(r, 6) }, () => [...pick(r, base.records)]) };
+  const t: Table = {
+    header: [...base.header],
+    rows: Array.from({ length: 1 + int(r, 6) }, () => [...pick(r, base.records)]),
+  };
   const mutations: string[] = [];
   const tableNames = Object.keys(TABLE_MUTATIONS);
   const byteNames = Object.keys(BYTE_MUTATIONS);
@@ -257,7 +303,10 @@ export function csvCase(base: CsvBase, seed: number, i: number): { bytes: Buffer
     TABLE_MUTATIONS[m](t, r);
     mutations.push(m);
   }
-  let bytes: Buffer = Buffer.from([t.header, ...t.rows].map((row) => row.map(quote).join(',')).join('\n') + '\n', 'utf8');
+  let bytes: Buffer = Buffer.from(
+    [t.header, ...t.rows].map((row) => row.map(quote).join(',')).join('\n') + '\n',
+    'utf8',
+  );
   for (let k = int(r, 3); k > 0; k--) {
     const m = pick(r, byteNames);
     bytes = BYTE_MUTATIONS[m](bytes, r);
@@ -268,10 +317,16 @@ export function csvCase(base: CsvBase, seed: number, i: number): { bytes: Buffer
 
 export function fuzzCsv(opts: FuzzOptions): Promise<FuzzResult> {
   const base = loadCsvBase();
-  return runCases('csv', opts, 'csv', (i) => csvCase(base, opts.seed, i), async (file, c) => {
-    const broken = csvInvariant(await readRows(file, { requireLabels: c.requireLabels }));
-    if (broken) throw Object.assign(new Error(broken), { name: 'InvariantBroken' });
-  });
+  return runCases(
+    'csv',
+    opts,
+    'csv',
+    (i) => csvCase(base, opts.seed, i),
+    async (file, c) => {
+      const broken = csvInvariant(await readRows(file, { requireLabels: c.requireLabels }));
+      if (broken) throw Object.assign(new Error(broken), { name: 'InvariantBroken' });
+    },
+  );
 }
 
 // ---------------------------------------------------------------- parquet
@@ -307,7 +362,11 @@ export function parquetCase(base: PqRow[], seed: number, i: number): { bytes: Bu
   }
   const codec = pick(r, ['SNAPPY', 'UNCOMPRESSED'] as const);
   let bytes: Buffer = Buffer.from(
-    parquetWriteBuffer({ columnData: cols.map((c) => ({ name: c, data: rows.map((x) => x[c]), type: 'STRING' as const })), rowGroupSize: 1 + int(r, 4), codec }),
+    parquetWriteBuffer({
+      columnData: cols.map((c) => ({ name: c, data: rows.map((x) => x[c]), type: 'STRING' as const })),
+      rowGroupSize: 1 + int(r, 4),
+      codec,
+    }),
   );
   const byteNames = ['byte flips', 'footer byte flips', 'footer name', 'truncate', 'append'];
   for (let k = mutations.length ? int(r, 2) : 1 + int(r, 2); k > 0; k--) {
@@ -320,8 +379,7 @@ export function parquetCase(base: PqRow[], seed: number, i: number): { bytes: Bu
       const name = Buffer.from(pick(r, cols));
       const at = r.next() < 0.5 ? bytes.lastIndexOf(name) : bytes.indexOf(name, Math.max(0, bytes.length - 2000));
       if (at >= 0) (bytes = Buffer.from(bytes))[at + int(r, name.length)] = pick(r, [0x28, 0x41, 0x5f, 0x00, 0xff]);
-    }
-    else {
+    } else {
       bytes = Buffer.from(bytes);
       // The footer (metadata) is the last few hundred bytes: flip there as often as anywhere.
       const from = m === 'footer byte flips' ? Math.max(0, bytes.length - 400) : 0;
@@ -333,10 +391,16 @@ export function parquetCase(base: PqRow[], seed: number, i: number): { bytes: Bu
 
 export async function fuzzParquet(opts: FuzzOptions): Promise<FuzzResult> {
   const base = await loadParquetBase();
-  return runCases('parquet', opts, 'parquet', (i) => parquetCase(base, opts.seed, i), async (file) => {
-    const broken = csvInvariant(await readRows(file));
-    if (broken) throw Object.assign(new Error(broken), { name: 'InvariantBroken' });
-  });
+  return runCases(
+    'parquet',
+    opts,
+    'parquet',
+    (i) => parquetCase(base, opts.seed, i),
+    async (file) => {
+      const broken = csvInvariant(await readRows(file));
+      if (broken) throw Object.assign(new Error(broken), { name: 'InvariantBroken' });
+    },
+  );
 }
 
 // ---------------------------------------------------------------- safetensors
@@ -367,22 +431,47 @@ function stBase(r: Rng): { header: Record<string, unknown>; data: Buffer } {
   return { header, data };
 }
 
-const JUNK: unknown[] = [null, -1, 1.5, 2 ** 53 + 2, 1e308, 'x', '', [], {}, [1, 2, 3], [-1, 4], [4, 2], [0, 1e15], true, [[1]], ['1', '2'], 'F8_E9', 'toString', '__proto__'];
+const JUNK: unknown[] = [
+  null,
+  -1,
+  1.5,
+  2 ** 53 + 2,
+  1e308,
+  'x',
+  '',
+  [],
+  {},
+  [1, 2, 3],
+  [-1, 4],
+  [4, 2],
+  [0, 1e15],
+  true,
+  [[1]],
+  ['1', '2'],
+  'F8_E9',
+  'toString',
+  '__proto__',
+];
 
 /** Mutations of the header object (JSON level). */
 const HEADER_MUTATIONS: Record<string, (h: Record<string, any>, r: Rng) => void> = {
-  'dtype': (h, r) => (pickTensor(h, r).dtype = pick(r, [...JUNK, 'F64', 'I64', 'BOOL', 'F32', 'BF16'])),
-  'shape': (h, r) => (pickTensor(h, r).shape = pick(r, [...JUNK, [1e9, 1e9], [2 ** 31, 2 ** 31, 4], [0], []])),
+  dtype: (h, r) => (pickTensor(h, r).dtype = pick(r, [...JUNK, 'F64', 'I64', 'BOOL', 'F32', 'BF16'])),
+  shape: (h, r) => (pickTensor(h, r).shape = pick(r, [...JUNK, [1e9, 1e9], [2 ** 31, 2 ** 31, 4], [0], []])),
   'shape dim': (h, r) => {
     const t = pickTensor(h, r);
-    if (Array.isArray(t.shape) && t.shape.length) t.shape[int(r, t.shape.length)] = pick(r, [0, 1, 3, 1000, -2, 0.5, 2 ** 40, 'x', null]);
+    if (Array.isArray(t.shape) && t.shape.length)
+      t.shape[int(r, t.shape.length)] = pick(r, [0, 1, 3, 1000, -2, 0.5, 2 ** 40, 'x', null]);
   },
-  'offsets': (h, r) => (pickTensor(h, r).data_offsets = pick(r, [...JUNK, [0, 0], [10, 5], [0, 2 ** 53], [-8, 8], [0, 1e300]])),
+  offsets: (h, r) =>
+    (pickTensor(h, r).data_offsets = pick(r, [...JUNK, [0, 0], [10, 5], [0, 2 ** 53], [-8, 8], [0, 1e300]])),
   'offset shift': (h, r) => {
     const t = pickTensor(h, r);
-    if (Array.isArray(t.data_offsets)) t.data_offsets = t.data_offsets.map((o: number) => (typeof o === 'number' ? o + pick(r, [-4, -1, 1, 4, 1000]) : o));
+    if (Array.isArray(t.data_offsets))
+      t.data_offsets = t.data_offsets.map((o: number) =>
+        typeof o === 'number' ? o + pick(r, [-4, -1, 1, 4, 1000]) : o,
+      );
   },
-  'overlap': (h, r) => {
+  overlap: (h, r) => {
     const names = Object.keys(h).filter((k) => k !== '__metadata__' && Array.isArray(h[k]?.data_offsets));
     if (names.length > 1) h[pick(r, names)].data_offsets = [...h[pick(r, names)].data_offsets];
   },
@@ -403,17 +492,38 @@ const ST_BYTE_MUTATIONS: Record<string, (b: Buffer, r: Rng, headerLen: number) =
   'length prefix': (b, r, hl) => {
     if (b.length < 8) return b;
     const c = Buffer.from(b);
-    const v = pick(r, [0n, 1n, BigInt(hl - 1), BigInt(hl + 1), BigInt(b.length), 2n ** 63n, 2n ** 64n - 1n, BigInt(int(r, 2 ** 31)), 100n * 1024n * 1024n + 1n]);
+    const v = pick(r, [
+      0n,
+      1n,
+      BigInt(hl - 1),
+      BigInt(hl + 1),
+      BigInt(b.length),
+      2n ** 63n,
+      2n ** 64n - 1n,
+      BigInt(int(r, 2 ** 31)),
+      100n * 1024n * 1024n + 1n,
+    ]);
     c.writeBigUInt64LE(v, 0);
     return c;
   },
   'header byte flips': (b, r, hl) => {
     const c = Buffer.from(b);
-    for (let k = 1 + int(r, 6); k > 0 && c.length > 8; k--) c[8 + int(r, Math.min(hl, c.length - 8))] = pick(r, [int(r, 256), 0x22, 0x7b, 0x7d, 0x5b, 0x5d, 0x2c, 0x3a, 0x30]);
+    for (let k = 1 + int(r, 6); k > 0 && c.length > 8; k--)
+      c[8 + int(r, Math.min(hl, c.length - 8))] = pick(r, [
+        int(r, 256),
+        0x22,
+        0x7b,
+        0x7d,
+        0x5b,
+        0x5d,
+        0x2c,
+        0x3a,
+        0x30,
+      ]);
     return c;
   },
-  'truncate': (b, r) => b.subarray(0, int(r, b.length + 1)),
-  'append': (b, r) => Buffer.concat([b, Buffer.alloc(1 + int(r, 64))]),
+  truncate: (b, r) => b.subarray(0, int(r, b.length + 1)),
+  append: (b, r) => Buffer.concat([b, Buffer.alloc(1 + int(r, 64))]),
   'non-JSON header': (b, r) => {
     const c = Buffer.from(b);
     if (c.length > 8) c.write(pick(r, ['#', 'nul', '\0', '[', '{"a":', '\uFEFF']), 8);
@@ -445,23 +555,29 @@ export function stCase(seed: number, i: number): { bytes: Buffer; mutations: str
 }
 
 export function fuzzSafetensors(opts: FuzzOptions): Promise<FuzzResult> {
-  return runCases('safetensors', opts, 'safetensors', (i) => stCase(opts.seed, i), (file) => {
-    const f = openSafetensors(file);
-    try {
-      // Every tensor is read whole and by rows: reading must succeed or name the tensor.
-      for (const [name, t] of f.tensors) {
-        try {
-          f.read(name);
-          if (t.shape.length && t.shape[0] > 0) f.readRows(name, t.shape[0] - 1, 1);
-        } catch (e) {
-          if ((e as Error).name === 'SafetensorsError' && (e as Error).message.includes('not a float type')) continue;
-          throw e;
+  return runCases(
+    'safetensors',
+    opts,
+    'safetensors',
+    (i) => stCase(opts.seed, i),
+    (file) => {
+      const f = openSafetensors(file);
+      try {
+        // Every tensor is read whole and by rows: reading must succeed or name the tensor.
+        for (const [name, t] of f.tensors) {
+          try {
+            f.read(name);
+            if (t.shape.length && t.shape[0] > 0) f.readRows(name, t.shape[0] - 1, 1);
+          } catch (e) {
+            if ((e as Error).name === 'SafetensorsError' && (e as Error).message.includes('not a float type')) continue;
+            throw e;
+          }
         }
+      } finally {
+        f.close();
       }
-    } finally {
-      f.close();
-    }
-  });
+    },
+  );
 }
 
 async function main(): Promise<void> {
@@ -498,15 +614,25 @@ async function main(): Promise<void> {
   for (const r of results) {
     console.log(
       `fuzz ${r.target}: ${r.cases} cases in ${r.seconds.toFixed(1)} s (seed ${r.seed}): ${r.ok} read, ` +
-        `${Object.entries(r.errors).map(([k, v]) => `${v} ${k}`).join(', ') || 'no named errors'}, ${r.failures.length} failures` +
+        `${
+          Object.entries(r.errors)
+            .map(([k, v]) => `${v} ${k}`)
+            .join(', ') || 'no named errors'
+        }, ${r.failures.length} failures` +
         (r.skipped.length ? `, skipped cases ${r.skipped.join(',')}` : '') +
-        (r.slow.length ? `, slow cases (over ${SLOW_SECONDS} s) ${r.slow.map((x) => `${x.case} (${x.seconds.toFixed(1)} s)`).join(', ')}` : ''),
+        (r.slow.length
+          ? `, slow cases (over ${SLOW_SECONDS} s) ${r.slow.map((x) => `${x.case} (${x.seconds.toFixed(1)} s)`).join(', ')}`
+          : ''),
     );
     console.log(`  mutations: ${JSON.stringify(r.mutations)}`);
-    for (const f of r.failures.slice(0, 10)) console.log(`  FAIL case ${f.case} [${f.mutations.join(', ')}] (${f.file}): ${f.error}`);
+    for (const f of r.failures.slice(0, 10))
+      console.log(`  FAIL case ${f.case} [${f.mutations.join(', ')}] (${f.file}): ${f.error}`);
   }
   const short = results.filter((r) => only === undefined && r.cases < cases);
-  if (short.length) console.log(`fuzz: the time budget ended before ${cases} cases for ${short.map((r) => r.target).join(', ')}; raise --seconds`);
+  if (short.length)
+    console.log(
+      `fuzz: the time budget ended before ${cases} cases for ${short.map((r) => r.target).join(', ')}; raise --seconds`,
+    );
   process.exit(results.some((r) => r.failures.length) ? 1 : 0);
 }
 

@@ -68,7 +68,11 @@ function runChild(args: string[], cwd: string, env: NodeJS.ProcessEnv, log: (l: 
   });
 }
 
-async function benchModel(model: '2b' | '9b', layers: number | undefined, logOpt?: (l: string) => void): Promise<ImportBenchResult> {
+async function benchModel(
+  model: '2b' | '9b',
+  layers: number | undefined,
+  logOpt?: (l: string) => void,
+): Promise<ImportBenchResult> {
   const log = logOpt ?? ((l: string) => process.stderr.write(`${l}\n`));
   const root = mkdtempSync(join(tmpdir(), 'arenakit-import-bench-'));
   try {
@@ -84,7 +88,20 @@ async function benchModel(model: '2b' | '9b', layers: number | undefined, logOpt
     const hwmFile = join(root, 'hwm.txt');
     writeFileSync(preload, HWM_PRELOAD);
     const cmd = trainerCommand();
-    const args = ['-r', preload, ...cmd.args, 'import', '--base', syn.dir, '--quant', 'int4', '--block-size', '32', '--out', out];
+    const args = [
+      '-r',
+      preload,
+      ...cmd.args,
+      'import',
+      '--base',
+      syn.dir,
+      '--quant',
+      'int4',
+      '--block-size',
+      '32',
+      '--out',
+      out,
+    ];
     const t1 = Date.now();
     const stderr = await runChild(args, cmd.cwd, { ...process.env, ARENAKIT_HWM_FILE: hwmFile }, log);
     const wall = (Date.now() - t1) / 1000;
@@ -94,7 +111,10 @@ async function benchModel(model: '2b' | '9b', layers: number | undefined, logOpt
     const hwmKb = existsSync(hwmFile) ? Number(readFileSync(hwmFile, 'utf8') || 0) : 0;
     const peakRssMb = hwmKb / 1024;
     const manifest = readManifest(out);
-    const outBytes = Object.keys(manifest.files).reduce((a, f) => a + (existsSync(join(out, f)) ? statSync(join(out, f)).size : 0), 0);
+    const outBytes = Object.keys(manifest.files).reduce(
+      (a, f) => a + (existsSync(join(out, f)) ? statSync(join(out, f)).size : 0),
+      0,
+    );
     const srcMb = /\(([\d.]+) MB source/.exec(stderr);
     const sourceBytes = srcMb ? Number(srcMb[1]) * 1e6 : syn.bytes;
     const mbPerS = sourceBytes / 1e6 / seconds;
@@ -102,7 +122,12 @@ async function benchModel(model: '2b' | '9b', layers: number | undefined, logOpt
       `import-bench (${model}, ${nLayers} layers): ${(sourceBytes / 1e9).toFixed(2)} GB -> ${(outBytes / 1e9).toFixed(2)} GB int4 in ${seconds.toFixed(1)} s: ` +
         `${mbPerS.toFixed(1)} MB/s, peak RSS ${peakRssMb ? peakRssMb.toFixed(0) : 'n/a'} MB (limit 4096)`,
     );
-    return { mbPerS: Number(mbPerS.toFixed(1)), peakRssMb: Math.round(peakRssMb), seconds: Number(seconds.toFixed(1)), layers: nLayers };
+    return {
+      mbPerS: Number(mbPerS.toFixed(1)),
+      peakRssMb: Math.round(peakRssMb),
+      seconds: Number(seconds.toFixed(1)),
+      layers: nLayers,
+    };
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

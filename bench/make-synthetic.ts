@@ -5,7 +5,17 @@
 // Run directly: `npx tsx bench/make-synthetic.ts [DIR] [--9b]` (checkpoint) or
 // `npx tsx bench/make-synthetic.ts --test-csv OUT.csv [--rows 25000] [--seed 1]` or
 // `npx tsx bench/make-synthetic.ts --test-parquet OUT.parquet [--rows 25000] [--seed 1] [--row-group N]`.
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { parquetWriteFile } from 'hyparquet-writer';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -58,11 +68,22 @@ export function makeTestCsv(out: string, rows = 25_000, seed = 1, sample = SAMPL
  * these resampled ones would collapse into it), `rowGroupSize` rows per row group (pyarrow writes up
  * to 1,048,576). Returns its size in bytes.
  */
-export function makeTestParquet(out: string, rows = 25_000, seed = 1, rowGroupSize = 1 << 20, sample = SAMPLE_CSV): number {
+export function makeTestParquet(
+  out: string,
+  rows = 25_000,
+  seed = 1,
+  rowGroupSize = 1 << 20,
+  sample = SAMPLE_CSV,
+): number {
   const cols: string[][] = [[], [], [], []];
   for (const r of resampledRows(rows, seed, sample)) r.forEach((c, k) => cols[k].push(c));
   const names = ['id', 'prompt', 'response_a', 'response_b'];
-  parquetWriteFile({ filename: out, columnData: names.map((name, k) => ({ name, data: cols[k], type: 'STRING' as const, encoding: 'PLAIN' as const })), rowGroupSize, codec: 'SNAPPY' });
+  parquetWriteFile({
+    filename: out,
+    columnData: names.map((name, k) => ({ name, data: cols[k], type: 'STRING' as const, encoding: 'PLAIN' as const })),
+    rowGroupSize,
+    codec: 'SNAPPY',
+  });
   return statSync(out).size;
 }
 
@@ -208,7 +229,10 @@ export function makeSynthetic(opts: SyntheticOptions = {}): { dir: string; bytes
   const st = { s: (opts.seed ?? 1234) >>> 0 || 1 };
   const chunk = new Uint16Array(8 * 1024 * 1024);
   groups.forEach((g, gi) => {
-    const file = n === 1 ? 'model.safetensors' : `model-${String(gi + 1).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`;
+    const file =
+      n === 1
+        ? 'model.safetensors'
+        : `model-${String(gi + 1).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`;
     shards.push(file);
     const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
     let off = 0;
@@ -249,7 +273,9 @@ export function makeSynthetic(opts: SyntheticOptions = {}): { dir: string; bytes
   }
   writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg, null, 2));
   const tok = opts.tokenizerDir ?? defaultTokenizerDir();
-  if (tok) for (const f of ['tokenizer.json', 'tokenizer_config.json']) if (existsSync(join(tok, f))) copyFileSync(join(tok, f), join(dir, f));
+  if (tok)
+    for (const f of ['tokenizer.json', 'tokenizer_config.json'])
+      if (existsSync(join(tok, f))) copyFileSync(join(tok, f), join(dir, f));
   return { dir, bytes: total, shards };
 }
 
@@ -271,10 +297,20 @@ if (process.argv[1] && /make-synthetic\.ts$/.test(process.argv[1]) && process.ar
   const arg = (k: string) => process.argv[process.argv.indexOf(k) + 1];
   const rows = process.argv.includes('--rows') ? Number(arg('--rows')) : 25_000;
   const group = process.argv.includes('--row-group') ? Number(arg('--row-group')) : undefined;
-  const bytes = makeTestParquet(arg('--test-parquet'), rows, process.argv.includes('--seed') ? Number(arg('--seed')) : 1, group);
+  const bytes = makeTestParquet(
+    arg('--test-parquet'),
+    rows,
+    process.argv.includes('--seed') ? Number(arg('--seed')) : 1,
+    group,
+  );
   console.log(`wrote ${rows} rows, ${(bytes / 1e6).toFixed(1)} MB to ${arg('--test-parquet')}`);
 } else if (process.argv[1] && /make-synthetic\.ts$/.test(process.argv[1])) {
   const t0 = Date.now();
-  const r = makeSynthetic({ dir: process.argv.slice(2).find((a) => !a.startsWith('--')), model: process.argv.includes('--9b') ? '9b' : '2b' });
-  console.log(`wrote ${r.shards.length} shards, ${(r.bytes / 1e9).toFixed(2)} GB to ${r.dir} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  const r = makeSynthetic({
+    dir: process.argv.slice(2).find((a) => !a.startsWith('--')),
+    model: process.argv.includes('--9b') ? '9b' : '2b',
+  });
+  console.log(
+    `wrote ${r.shards.length} shards, ${(r.bytes / 1e9).toFixed(2)} GB to ${r.dir} in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+  );
 }

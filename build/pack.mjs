@@ -3,7 +3,18 @@
 // the weights directories (only the files their manifests list), optionally a Node.js binary and the
 // ONNX Runtime CUDA provider libraries (both pinned npm-registry packages, fetched here at pack time,
 // never at run time), pack.json describing it all, dataset-metadata.json and a README for the page.
-import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, chmodSync } from 'node:fs';
+import {
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  chmodSync,
+} from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
@@ -32,7 +43,9 @@ Downloads are cached in ${cacheDir()} (override with ARENAKIT_CACHE).`;
 
 /** `--cuda` alone (last, or before another option) means both runtimes. */
 function cudaArgs(args) {
-  return args.flatMap((a, i) => (a === '--cuda' && (i === args.length - 1 || args[i + 1].startsWith('--')) ? ['--cuda=both'] : [a]));
+  return args.flatMap((a, i) =>
+    a === '--cuda' && (i === args.length - 1 || args[i + 1].startsWith('--')) ? ['--cuda=both'] : [a],
+  );
 }
 
 function fail(msg) {
@@ -56,14 +69,18 @@ const mb = (n) => `${(n / 1024 / 1024).toFixed(1)} MB`;
 /** The files a weights directory must ship, from its manifest (checked like the runner checks it). */
 function weightsFiles(dir) {
   const path = join(dir, 'manifest.json');
-  if (!existsSync(path)) throw new PackError(`${dir}: no manifest.json; make a weights directory with \`node dist/trainer.cjs tiny|import --out DIR\``);
+  if (!existsSync(path))
+    throw new PackError(
+      `${dir}: no manifest.json; make a weights directory with \`node dist/trainer.cjs tiny|import --out DIR\``,
+    );
   let m;
   try {
     m = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
     throw new PackError(`${path}: not valid JSON (${e.message})`);
   }
-  if (m.format !== 'arenakit-weights') throw new PackError(`${path}: format is ${JSON.stringify(m.format)}, expected "arenakit-weights"`);
+  if (m.format !== 'arenakit-weights')
+    throw new PackError(`${path}: format is ${JSON.stringify(m.format)}, expected "arenakit-weights"`);
   const files = new Set(['manifest.json', ...Object.keys(m.files ?? {}), ...(m.tokenizer?.files ?? [])]);
   for (const g of Object.values(m.graphs ?? {})) {
     if (!g) continue;
@@ -74,9 +91,11 @@ function weightsFiles(dir) {
   for (const f of files) {
     const p = join(dir, f);
     if (!existsSync(p)) problems.push(`missing ${f}`);
-    else if (m.files?.[f] && statSync(p).size !== m.files[f].bytes) problems.push(`${f} is ${statSync(p).size} bytes, manifest says ${m.files[f].bytes}`);
+    else if (m.files?.[f] && statSync(p).size !== m.files[f].bytes)
+      problems.push(`${f} is ${statSync(p).size} bytes, manifest says ${m.files[f].bytes}`);
   }
-  if (problems.length) throw new PackError(`${dir}: weights directory does not match its manifest (${problems.join('; ')})`);
+  if (problems.length)
+    throw new PackError(`${dir}: weights directory does not match its manifest (${problems.join('; ')})`);
   return { manifest: m, files: [...files] };
 }
 
@@ -84,12 +103,18 @@ function parseWeightsArg(s) {
   const eq = s.indexOf('=');
   const dir = resolve(eq > 0 ? s.slice(eq + 1) : s);
   const name = eq > 0 ? s.slice(0, eq) : basename(dir);
-  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new PackError(`--weights ${s}: name "${name}" must be letters, digits, ".", "_" or "-" (use NAME=DIR)`);
+  if (!/^[A-Za-z0-9._-]+$/.test(name))
+    throw new PackError(`--weights ${s}: name "${name}" must be letters, digits, ".", "_" or "-" (use NAME=DIR)`);
   return { name, dir };
 }
 
 function datasetReadme({ pack, user, slug }) {
-  const w = pack.weights.map((x) => `| \`weights/${x.name}\` | ${x.architecture} | ${x.quantization ?? '-'} | ${x.graphs.join(', ')} | ${mb(x.bytes)} |`).join('\n');
+  const w = pack.weights
+    .map(
+      (x) =>
+        `| \`weights/${x.name}\` | ${x.architecture} | ${x.quantization ?? '-'} | ${x.graphs.join(', ')} | ${mb(x.bytes)} |`,
+    )
+    .join('\n');
   return `# arenakit: offline Gemma-2 preference runner for Chatbot Arena competitions
 
 Everything a Kaggle notebook needs to score \`test.csv\` of the LMSYS Chatbot Arena competition with
@@ -161,7 +186,8 @@ async function main() {
   if (v.help) return void process.stdout.write(USAGE + '\n');
   const CUDA_CHOICES = { none: [], cu12: ['cu12'], cu13: ['cu13'], both: ['cu13', 'cu12'] };
   const cudaSet = Object.hasOwn(CUDA_CHOICES, v.cuda ?? 'none') ? CUDA_CHOICES[v.cuda ?? 'none'] : null;
-  if (!cudaSet || v.cuda === 'none') fail(`--cuda takes cu12, cu13 or both (bare --cuda: both), got "${v.cuda}"\n\n${USAGE}`);
+  if (!cudaSet || v.cuda === 'none')
+    fail(`--cuda takes cu12, cu13 or both (bare --cuda: both), got "${v.cuda}"\n\n${USAGE}`);
   v.cuda = cudaSet.length ? cudaSet : null;
   if (!v.weights?.length) fail(`missing --weights DIR\n\n${USAGE}`);
   const weights = v.weights.map(parseWeightsArg);
@@ -170,21 +196,37 @@ async function main() {
   // Check every weights directory before touching --out.
   for (const w of weights) Object.assign(w, weightsFiles(w.dir));
   const user = v.user ?? process.env.KAGGLE_USERNAME ?? 'YOUR_KAGGLE_USERNAME';
-  if (!/^[a-z0-9-]{3,50}$/.test(v.slug)) throw new PackError(`--slug "${v.slug}" must be 3-50 lowercase letters, digits or "-"`);
-  if (v.title.length < 6 || v.title.length > 50) throw new PackError(`--title must be 6-50 characters (Kaggle's rule), got ${v.title.length}`);
+  if (!/^[a-z0-9-]{3,50}$/.test(v.slug))
+    throw new PackError(`--slug "${v.slug}" must be 3-50 lowercase letters, digits or "-"`);
+  if (v.title.length < 6 || v.title.length > 50)
+    throw new PackError(`--title must be 6-50 characters (Kaggle's rule), got ${v.title.length}`);
 
   // The bundles and native files come from `npm run build`.
   const need = ['runner.cjs', 'trainer.cjs', 'ort/onnxruntime_binding.node', 'ort/libonnxruntime.so.1'];
   const absent = need.filter((f) => !existsSync(join(dist, f)));
   if (absent.length) throw new PackError(`dist/ lacks ${absent.join(', ')}; run \`npm run build\` first`);
   const ortVersion = require('onnxruntime-node/package.json').version;
-  const ortNative = join(dirname(require.resolve('onnxruntime-node/package.json')), 'bin', 'napi-v6', 'linux', 'x64', 'libonnxruntime.so.1');
+  const ortNative = join(
+    dirname(require.resolve('onnxruntime-node/package.json')),
+    'bin',
+    'napi-v6',
+    'linux',
+    'x64',
+    'libonnxruntime.so.1',
+  );
   if (existsSync(ortNative) && statSync(ortNative).size !== statSync(join(dist, 'ort', 'libonnxruntime.so.1')).size)
-    throw new PackError(`dist/ort/libonnxruntime.so.1 differs from onnxruntime-node ${ortVersion}'s copy; run \`npm run build\` again`);
+    throw new PackError(
+      `dist/ort/libonnxruntime.so.1 differs from onnxruntime-node ${ortVersion}'s copy; run \`npm run build\` again`,
+    );
   if (v.cuda?.includes('cu13')) checkCudaPairing(ortVersion);
   if (v.cuda?.includes('cu12')) {
-    const cu12 = ['ort-cu12/ort.cjs', 'ort-cu12/onnxruntime_binding.node', 'ort-cu12/libonnxruntime.so.1'].filter((f) => !existsSync(join(dist, f)));
-    if (cu12.length) throw new PackError(`--cuda: dist/ lacks ${cu12.join(', ')} (the CUDA 12 core); run \`npm ci\` (dev dependency onnxruntime-node-cu12) and \`npm run build\``);
+    const cu12 = ['ort-cu12/ort.cjs', 'ort-cu12/onnxruntime_binding.node', 'ort-cu12/libonnxruntime.so.1'].filter(
+      (f) => !existsSync(join(dist, f)),
+    );
+    if (cu12.length)
+      throw new PackError(
+        `--cuda: dist/ lacks ${cu12.join(', ')} (the CUDA 12 core); run \`npm ci\` (dev dependency onnxruntime-node-cu12) and \`npm run build\``,
+      );
     checkCudaPairing(require('onnxruntime-node-cu12/package.json').version, CUDA12_PIN);
   }
 
@@ -200,8 +242,12 @@ async function main() {
   for (const f of ['runner.cjs', 'trainer.cjs']) copyFileSync(join(dist, f), join(out, f));
   cpSync(join(dist, 'ort'), join(out, 'ort'), { recursive: true, dereference: true });
   // The runner reads tokenizers from the weights directories; only `trainer.cjs tiny` needs the assets.
-  if (existsSync(join(dist, 'assets'))) cpSync(join(dist, 'assets'), join(out, 'assets'), { recursive: true, dereference: true });
-  else console.log('pack: warning: dist/assets is missing (npm run build did not finish?); the pack\'s trainer.cjs tiny will lack the Gemma-2 tokenizer, the runner is unaffected');
+  if (existsSync(join(dist, 'assets')))
+    cpSync(join(dist, 'assets'), join(out, 'assets'), { recursive: true, dereference: true });
+  else
+    console.log(
+      "pack: warning: dist/assets is missing (npm run build did not finish?); the pack's trainer.cjs tiny will lack the Gemma-2 tokenizer, the runner is unaffected",
+    );
 
   let node = null;
   if (v['with-node']) {
@@ -224,19 +270,43 @@ async function main() {
         sizes.cu13 += statSync(join(out, 'ort', basename(f))).size;
       }
       copyFileSync(join(src, 'package', 'LICENSE'), join(out, 'ort', 'LICENSE-onnxruntime-gpu-package'));
-      runtimes.cu13 = { dir: 'ort', ort: CUDA_PIN.ort, provider: `${CUDA_PIN.pkg}@${CUDA_PIN.version}`, cuda: '13', minDriver: 580 };
+      runtimes.cu13 = {
+        dir: 'ort',
+        ort: CUDA_PIN.ort,
+        provider: `${CUDA_PIN.pkg}@${CUDA_PIN.version}`,
+        cuda: '13',
+        minDriver: 580,
+      };
     }
     if (v.cuda.includes('cu12')) {
       cpSync(join(dist, 'ort-cu12'), join(out, 'ort-cu12'), { recursive: true, dereference: true });
       const src12 = await fetchPinned(CUDA12_PIN);
-      for (const f of CUDA12_PIN.files.filter((x) => x.endsWith('.so'))) copyFileSync(join(src12, f), join(out, 'ort-cu12', basename(f)));
+      for (const f of CUDA12_PIN.files.filter((x) => x.endsWith('.so')))
+        copyFileSync(join(src12, f), join(out, 'ort-cu12', basename(f)));
       copyFileSync(join(src12, 'package', 'LICENSE'), join(out, 'ort-cu12', 'LICENSE-onnxruntime-gpu-package'));
       sizes.cu12 = walk(join(out, 'ort-cu12')).reduce((a, p) => a + statSync(p).size, 0);
-      runtimes.cu12 = { dir: 'ort-cu12', ort: CUDA12_PIN.ort, provider: `${CUDA12_PIN.pkg}@${CUDA12_PIN.version}`, cuda: '12', minDriver: 525 };
+      runtimes.cu12 = {
+        dir: 'ort-cu12',
+        ort: CUDA12_PIN.ort,
+        provider: `${CUDA12_PIN.pkg}@${CUDA12_PIN.version}`,
+        cuda: '12',
+        minDriver: 525,
+      };
     }
     const first = runtimes.cu13 ? CUDA_PIN : CUDA12_PIN;
-    cuda = { package: first.pkg, version: first.version, ort: first.ort, cuda: runtimes.cu13 ? '13' : '12', cudnn: '9', choice: v.cuda, runtimes };
-    for (const [k, b] of Object.entries(sizes)) console.log(`pack: --cuda ${k}: ${k === 'cu13' ? 'CUDA 13 provider libraries in ort/' : 'CUDA 12 core + provider in ort-cu12/'} ${mb(b)}`);
+    cuda = {
+      package: first.pkg,
+      version: first.version,
+      ort: first.ort,
+      cuda: runtimes.cu13 ? '13' : '12',
+      cudnn: '9',
+      choice: v.cuda,
+      runtimes,
+    };
+    for (const [k, b] of Object.entries(sizes))
+      console.log(
+        `pack: --cuda ${k}: ${k === 'cu13' ? 'CUDA 13 provider libraries in ort/' : 'CUDA 12 core + provider in ort-cu12/'} ${mb(b)}`,
+      );
   }
 
   const packedWeights = [];
@@ -249,9 +319,17 @@ async function main() {
       copyFileSync(join(w.dir, f), join(dest, f));
       bytes += statSync(join(dest, f)).size;
     }
-    const skipped = walk(w.dir).map((p) => relative(w.dir, p)).filter((f) => !files.includes(f));
-    if (skipped.length) console.log(`pack: ${w.dir}: left out ${skipped.length} file(s) its manifest does not list (${skipped.slice(0, 5).join(', ')}${skipped.length > 5 ? ', ...' : ''})`);
-    if (v.cuda && !manifest.graphs?.cuda) console.log(`pack: note: ${w.name} has no CUDA (fp16) graph; on a GPU the runner uses its CPU graph on the CUDA provider`);
+    const skipped = walk(w.dir)
+      .map((p) => relative(w.dir, p))
+      .filter((f) => !files.includes(f));
+    if (skipped.length)
+      console.log(
+        `pack: ${w.dir}: left out ${skipped.length} file(s) its manifest does not list (${skipped.slice(0, 5).join(', ')}${skipped.length > 5 ? ', ...' : ''})`,
+      );
+    if (v.cuda && !manifest.graphs?.cuda)
+      console.log(
+        `pack: note: ${w.name} has no CUDA (fp16) graph; on a GPU the runner uses its CPU graph on the CUDA provider`,
+      );
     packedWeights.push({
       name: w.name,
       path: `weights/${w.name}`,
@@ -279,7 +357,11 @@ async function main() {
     files: {},
   };
   writeFileSync(join(out, 'README.md'), datasetReadme({ pack, user, slug: v.slug }));
-  const files = Object.fromEntries(walk(out).map((p) => [relative(out, p), { bytes: statSync(p).size }]).sort(([a], [b]) => (a < b ? -1 : 1)));
+  const files = Object.fromEntries(
+    walk(out)
+      .map((p) => [relative(out, p), { bytes: statSync(p).size }])
+      .sort(([a], [b]) => (a < b ? -1 : 1)),
+  );
   pack.files = files;
   writeFileSync(join(out, 'pack.json'), JSON.stringify(pack, null, 2) + '\n');
   const readme = readFileSync(join(out, 'README.md'), 'utf8');
@@ -306,8 +388,11 @@ async function main() {
   const kernelsOut = resolve(v['kernels-out'] ?? `${out}-kernels`);
   const kernels = writeKernels(join(root, 'kernels'), kernelsOut, user, v.slug);
   console.log(`pack: notebooks for ${user}: ${kernels.map((k) => shown(join(kernelsOut, k))).join(', ')}`);
-  if (user === 'YOUR_KAGGLE_USERNAME') console.log('pack: set --user (or KAGGLE_USERNAME) so dataset-metadata.json and the notebooks have your id');
-  console.log(`upload: kaggle datasets create -p ${shown(out)} --dir-mode tar   (new version: kaggle datasets version -p ... --dir-mode tar -m MSG)`);
+  if (user === 'YOUR_KAGGLE_USERNAME')
+    console.log('pack: set --user (or KAGGLE_USERNAME) so dataset-metadata.json and the notebooks have your id');
+  console.log(
+    `upload: kaggle datasets create -p ${shown(out)} --dir-mode tar   (new version: kaggle datasets version -p ... --dir-mode tar -m MSG)`,
+  );
   for (const k of kernels) console.log(`push:   kaggle kernels push -p ${shown(join(kernelsOut, k))}`);
 }
 
@@ -317,10 +402,14 @@ async function main() {
  * <user>/<slug>. Returns the folder names written.
  */
 function writeKernels(src, dest, user, slug) {
-  const names = readdirSync(src, { withFileTypes: true }).filter((e) => e.isDirectory() && existsSync(join(src, e.name, 'kernel-metadata.json'))).map((e) => e.name).sort();
+  const names = readdirSync(src, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && existsSync(join(src, e.name, 'kernel-metadata.json')))
+    .map((e) => e.name)
+    .sort();
   for (const name of names) {
     const meta = JSON.parse(readFileSync(join(src, name, 'kernel-metadata.json'), 'utf8'));
-    const fix = (s) => s.replace(/^YOUR_KAGGLE_USERNAME\/arenakit$/, `${user}/${slug}`).replace(/^YOUR_KAGGLE_USERNAME\//, `${user}/`);
+    const fix = (s) =>
+      s.replace(/^YOUR_KAGGLE_USERNAME\/arenakit$/, `${user}/${slug}`).replace(/^YOUR_KAGGLE_USERNAME\//, `${user}/`);
     meta.id = fix(meta.id);
     meta.dataset_sources = (meta.dataset_sources ?? []).map(fix);
     const to = join(dest, name);

@@ -1,6 +1,14 @@
 // arenakit's public surface: named exports only. Everything else under src/ is internal.
-export type { ArenaRow, ReadRowsResult, ModelConfig, HostTensor, WeightSource, GraphOptions, LinearFormat } from './types';
-export { LABEL_COLUMNS } from './types';
+export type {
+  ArenaRow,
+  ReadRowsResult,
+  ModelConfig,
+  HostTensor,
+  WeightSource,
+  GraphOptions,
+  LinearFormat,
+} from './types';
+export { LABEL_COLUMNS } from './task/task';
 // Stages, in pipeline order.
 export { readRows } from './data/rows';
 export { getTemplate, TEMPLATE_NAMES } from './format/templates';

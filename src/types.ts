@@ -24,9 +24,6 @@ export interface ReadRowsResult {
   hasLabels: boolean;
 }
 
-/** Moved to src/task/task.ts; re-exported here until the trainer's and importer's callers import it from there. */
-export { LABEL_COLUMNS } from './task/task';
-
 /**
  * Activation functions a model's MLP or a scoring head may use (HF names: gelu_pytorch_tanh, gelu, relu, silu, tanh).
  * One list for every `--head-activation` flag: both lowerings (inference and training) implement each.
@@ -37,7 +34,13 @@ export type Activation = (typeof ACTIVATIONS)[number];
 /** Rotary embedding: rotate-half form with HF's inv_freq = 1 / theta^(2i/d), optionally rescaled (Llama-3.x). */
 export interface RopeSpec {
   theta: number;
-  scaling: null | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositions: number };
+  scaling: null | {
+    type: 'llama3';
+    factor: number;
+    lowFreqFactor: number;
+    highFreqFactor: number;
+    originalMaxPositions: number;
+  };
 }
 
 /**
@@ -47,7 +50,11 @@ export interface RopeSpec {
  *   the final logit soft-cap when the family has one; two tokens (A, B) give one score logit(A) - logit(B).
  */
 export type HeadSpec =
-  | { kind: 'classifier'; layers: { weight: string; bias: string | null; inFeatures: number; outFeatures: number }[]; activation: Activation | null }
+  | {
+      kind: 'classifier';
+      layers: { weight: string; bias: string | null; inFeatures: number; outFeatures: number }[];
+      activation: Activation | null;
+    }
   | { kind: 'label-tokens'; tokenIds: number[]; weight: string; finalSoftcap: number | null };
 
 /**
@@ -115,8 +122,7 @@ export type WeightSource = ((hfName: string) => HostTensor) & {
 };
 
 export type LinearFormat =
-  | { kind: 'float' }
-  | { kind: 'nbits'; bits: 4 | 8; blockSize: 16 | 32 | 64 | 128; symmetric: boolean };
+  { kind: 'float' } | { kind: 'nbits'; bits: 4 | 8; blockSize: 16 | 32 | 64 | 128; symmetric: boolean };
 
 export interface GraphOptions {
   linear: LinearFormat;

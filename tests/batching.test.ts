@@ -9,10 +9,16 @@ describe('length-sorted batching', () => {
     const budget = 4096;
     const batches = planBatches(lengths, { tokenBudget: budget });
     const seen = batches.flatMap((b) => b.rows).sort((a, b) => a - b);
-    assert.deepEqual(seen, lengths.map((_, i) => i));
+    assert.deepEqual(
+      seen,
+      lengths.map((_, i) => i),
+    );
     for (const b of batches) {
       assert.equal(b.seqLen, Math.max(...b.rows.map((r) => lengths[r])));
-      assert.ok(b.rows.length === 1 || b.rows.length * b.seqLen <= budget, `batch ${b.rows.length} x ${b.seqLen} over ${budget}`);
+      assert.ok(
+        b.rows.length === 1 || b.rows.length * b.seqLen <= budget,
+        `batch ${b.rows.length} x ${b.seqLen} over ${budget}`,
+      );
     }
   });
 
@@ -25,7 +31,10 @@ describe('length-sorted batching', () => {
     const rnd = mulberry(3);
     const lengths = Array.from({ length: 300 }, () => 5 + Math.floor(rnd() ** 2 * 1000));
     const sorted = planBatches(lengths, { tokenBudget: 8192 });
-    const unsorted = planUnsorted(lengths, sorted.map((b) => b.rows.length));
+    const unsorted = planUnsorted(
+      lengths,
+      sorted.map((b) => b.rows.length),
+    );
     const es = paddingEfficiency(lengths, sorted);
     const eu = paddingEfficiency(lengths, unsorted);
     console.log(`      padding efficiency: sorted ${es.toFixed(3)}, unsorted ${eu.toFixed(3)}`);
@@ -33,7 +42,11 @@ describe('length-sorted batching', () => {
   });
 
   it('right-pads with the pad id and a 0 mask', () => {
-    const { inputIds, attentionMask } = padBatch([Int32Array.of(5, 6, 7), Int32Array.of(8)], { rows: [1, 0], seqLen: 3 }, 0);
+    const { inputIds, attentionMask } = padBatch(
+      [Int32Array.of(5, 6, 7), Int32Array.of(8)],
+      { rows: [1, 0], seqLen: 3 },
+      0,
+    );
     assert.deepEqual([...inputIds].map(Number), [8, 0, 0, 5, 6, 7]);
     assert.deepEqual([...attentionMask].map(Number), [1, 0, 0, 1, 1, 1]);
   });

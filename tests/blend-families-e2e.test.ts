@@ -27,7 +27,22 @@ describe('families end to end: Gemma-2 + Llama-3 blend, Gemma-2 judge (built bun
     const tok = join(tmp, 'tokenizer');
     writeByteTokenizer(tok);
     const imp = (model: string, out: string, extra: string[]) =>
-      ok(TRAINER, ['import', '--base', join(FIXTURES, model), '--adapter', join(FIXTURES, model, 'adapter'), '--tokenizer', tok, '--quant', 'int4', '--max-tokens', '256', '--out', join(tmp, out), ...extra]);
+      ok(TRAINER, [
+        'import',
+        '--base',
+        join(FIXTURES, model),
+        '--adapter',
+        join(FIXTURES, model, 'adapter'),
+        '--tokenizer',
+        tok,
+        '--quant',
+        'int4',
+        '--max-tokens',
+        '256',
+        '--out',
+        join(tmp, out),
+        ...extra,
+      ]);
     imp('gemma2-tiny', 'gemma2', ['--labels', KAGGLE, '--template', 'gemma-chat']);
     imp('llama3-tiny', 'llama3', ['--labels', KAGGLE, '--template', 'plain']);
     imp('gemma2-judge-tiny', 'judge', ['--label-tokens', '65,66,67', '--template', 'gemma-judge']);
@@ -36,7 +51,17 @@ describe('families end to end: Gemma-2 + Llama-3 blend, Gemma-2 judge (built bun
 
   const predict = (name: string, weights: string[], extra: string[] = []) => {
     const out = join(tmp, `${name}.csv`);
-    const args = ['predict', '--data', DATA, '--out', out, '--ep', 'cpu', ...weights.flatMap((w) => ['--weights', join(tmp, w)]), ...extra];
+    const args = [
+      'predict',
+      '--data',
+      DATA,
+      '--out',
+      out,
+      '--ep',
+      'cpu',
+      ...weights.flatMap((w) => ['--weights', join(tmp, w)]),
+      ...extra,
+    ];
     const summary = JSON.parse(ok(RUNNER, args).stdout.trim().split('\n').pop()!);
     assert.deepEqual(checkSubmissionText(readFileSync(out, 'utf8'), ids, TASKS.lmsys), []);
     return { summary, probs: submissionProbs(out) };
@@ -54,7 +79,9 @@ describe('families end to end: Gemma-2 + Llama-3 blend, Gemma-2 judge (built bun
         d = Math.max(d, Math.abs(blend.probs[i][c] - 0.5 * (g.probs[i][c] + l.probs[i][c])));
         apart = Math.max(apart, Math.abs(g.probs[i][c] - l.probs[i][c]));
       }
-    console.log(`      blend vs (gemma2 + llama3) / 2: max abs diff ${d.toExponential(2)} (tolerance 1e-6); the two models differ by up to ${apart.toFixed(3)}`);
+    console.log(
+      `      blend vs (gemma2 + llama3) / 2: max abs diff ${d.toExponential(2)} (tolerance 1e-6); the two models differ by up to ${apart.toFixed(3)}`,
+    );
     assert.ok(d < 1e-6);
     assert.ok(apart > 0.05, 'the two families should disagree somewhere');
   });

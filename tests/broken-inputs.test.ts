@@ -118,25 +118,46 @@ describe('broken safetensors files', () => {
   });
 
   it('shape that disagrees with the byte range', () => {
-    const p = put('shape.safetensors', stBytes(good(), (h) => (h['a.weight'].shape = [4, 9])));
+    const p = put(
+      'shape.safetensors',
+      stBytes(good(), (h) => (h['a.weight'].shape = [4, 9])),
+    );
     throwsNaming(() => openSafetensors(p), 'SafetensorsError', p, 'a.weight', '[4,9]');
   });
 
   it('unknown dtype and negative offsets', () => {
-    const p1 = put('dtype.safetensors', stBytes(good(), (h) => (h['a.weight'].dtype = 'F8_E9')));
+    const p1 = put(
+      'dtype.safetensors',
+      stBytes(good(), (h) => (h['a.weight'].dtype = 'F8_E9')),
+    );
     throwsNaming(() => openSafetensors(p1), 'SafetensorsError', p1, 'a.weight', 'unknown dtype');
-    const p2 = put('neg.safetensors', stBytes(good(), (h) => (h['b.weight'].data_offsets = [-8, 32])));
+    const p2 = put(
+      'neg.safetensors',
+      stBytes(good(), (h) => (h['b.weight'].data_offsets = [-8, 32])),
+    );
     throwsNaming(() => openSafetensors(p2), 'SafetensorsError', p2, 'b.weight', 'data_offsets');
   });
 
   it('issue 9 defect 8 (found by npm run fuzz): a header entry that is null, not an object, or an inherited dtype name', () => {
-    const p1 = put('nullentry.safetensors', stBytes(good(), (h) => (h['b.weight'] = null)));
+    const p1 = put(
+      'nullentry.safetensors',
+      stBytes(good(), (h) => (h['b.weight'] = null)),
+    );
     throwsNaming(() => openSafetensors(p1), 'SafetensorsError', p1, 'b.weight', 'not an object');
-    const p2 = put('arrayentry.safetensors', stBytes(good(), (h) => (h['b.weight'] = [1, 2])));
+    const p2 = put(
+      'arrayentry.safetensors',
+      stBytes(good(), (h) => (h['b.weight'] = [1, 2])),
+    );
     throwsNaming(() => openSafetensors(p2), 'SafetensorsError', p2, 'b.weight', 'not an object');
-    const p3 = put('protodtype.safetensors', stBytes(good(), (h) => (h['a.weight'].dtype = 'toString')));
+    const p3 = put(
+      'protodtype.safetensors',
+      stBytes(good(), (h) => (h['a.weight'].dtype = 'toString')),
+    );
     throwsNaming(() => openSafetensors(p3), 'SafetensorsError', p3, 'a.weight', 'unknown dtype');
-    const p4 = put('meta.safetensors', stBytes(good(), (h) => (h.__metadata__ = 'pt')));
+    const p4 = put(
+      'meta.safetensors',
+      stBytes(good(), (h) => (h.__metadata__ = 'pt')),
+    );
     throwsNaming(() => openSafetensors(p4), 'SafetensorsError', p4, '__metadata__');
     const d = join(dir, 'a-folder.safetensors');
     mkdirSync(d);
@@ -144,7 +165,7 @@ describe('broken safetensors files', () => {
   });
 
   it('integer tensor read as weights', () => {
-    const p = put('int.safetensors', stBytes({ 'ids': { dtype: 'I32', shape: [2], bytes: new Uint8Array(8) } }));
+    const p = put('int.safetensors', stBytes({ ids: { dtype: 'I32', shape: [2], bytes: new Uint8Array(8) } }));
     const f = openSafetensors(p);
     throwsNaming(() => f.read('ids'), 'SafetensorsError', p, 'ids', 'not a float type');
     f.close();
@@ -155,8 +176,20 @@ describe('broken safetensors files', () => {
     mkdirSync(d);
     writeFileSync(join(d, 'model-00001-of-00002.safetensors'), stBytes({ 'a.weight': f32([4]) }));
     const index = join(d, 'model.safetensors.index.json');
-    writeFileSync(index, JSON.stringify({ weight_map: { 'a.weight': 'model-00001-of-00002.safetensors', 'b.weight': 'model-00002-of-00002.safetensors' } }));
-    throwsNaming(() => openCheckpoint(d), 'SafetensorsError', index, 'model-00002-of-00002.safetensors', 'b.weight', 'missing');
+    writeFileSync(
+      index,
+      JSON.stringify({
+        weight_map: { 'a.weight': 'model-00001-of-00002.safetensors', 'b.weight': 'model-00002-of-00002.safetensors' },
+      }),
+    );
+    throwsNaming(
+      () => openCheckpoint(d),
+      'SafetensorsError',
+      index,
+      'model-00002-of-00002.safetensors',
+      'b.weight',
+      'missing',
+    );
   });
 
   it('sharded index mapping a tensor to a shard without it, bad index JSON, path escape', () => {
@@ -164,7 +197,12 @@ describe('broken safetensors files', () => {
     mkdirSync(d);
     writeFileSync(join(d, 'model-00001-of-00001.safetensors'), stBytes({ 'a.weight': f32([4]) }));
     const index = join(d, 'model.safetensors.index.json');
-    writeFileSync(index, JSON.stringify({ weight_map: { 'a.weight': 'model-00001-of-00001.safetensors', 'c.weight': 'model-00001-of-00001.safetensors' } }));
+    writeFileSync(
+      index,
+      JSON.stringify({
+        weight_map: { 'a.weight': 'model-00001-of-00001.safetensors', 'c.weight': 'model-00001-of-00001.safetensors' },
+      }),
+    );
     throwsNaming(() => openCheckpoint(d), 'SafetensorsError', index, 'c.weight', 'no such tensor');
     writeFileSync(index, '{"weight_map": ');
     throwsNaming(() => openCheckpoint(d), 'SafetensorsError', index, 'not valid JSON');
@@ -295,7 +333,12 @@ describe('broken adapters', () => {
     for (const [key, edit] of cases) {
       const cfg = baseCfg();
       edit(cfg);
-      throwsNaming(() => parseAdapterConfig(cfg, 'x/adapter_config.json'), 'AdapterError', 'x/adapter_config.json', key);
+      throwsNaming(
+        () => parseAdapterConfig(cfg, 'x/adapter_config.json'),
+        'AdapterError',
+        'x/adapter_config.json',
+        key,
+      );
     }
   });
 
@@ -313,7 +356,10 @@ describe('broken config.json', () => {
   it('unknown architecture, missing keys, wrong num_labels, non-object', () => {
     const cases: [string[], (c: any) => void][] = [
       [['Gemma2ForCausalLM', '--label-tokens'], (c) => (c.architectures = ['Gemma2ForCausalLM'])],
-      [['unsupported architecture', 'PhiForSequenceClassification', 'LlamaForSequenceClassification'], (c) => (c.architectures = ['PhiForSequenceClassification'])],
+      [
+        ['unsupported architecture', 'PhiForSequenceClassification', 'LlamaForSequenceClassification'],
+        (c) => (c.architectures = ['PhiForSequenceClassification']),
+      ],
       [['query_pre_attn_scalar', 'missing'], (c) => delete c.query_pre_attn_scalar],
       [['sliding_window', 'missing'], (c) => delete c.sliding_window],
       [['head_dim', 'missing'], (c) => delete c.head_dim],

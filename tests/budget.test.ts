@@ -21,7 +21,8 @@ describe('devices, run start and doctor estimate (pure)', () => {
     assert.deepEqual(resolveDevices(parseDeviceOption('auto'), [], 'auto').ids, [0]);
     assert.deepEqual(resolveDevices(parseDeviceOption('auto'), T4, 'cpu').ids, [0]);
     assert.deepEqual(resolveDevices(parseDeviceOption('1,0'), [], 'cpu').ids, [1, 0]);
-    for (const bad of ['0,0', '-1', 'x', '0,']) assert.throws(() => parseDeviceOption(bad), /--devices needs "auto" or distinct GPU ids.*got "/);
+    for (const bad of ['0,0', '-1', 'x', '0,'])
+      assert.throws(() => parseDeviceOption(bad), /--devices needs "auto" or distinct GPU ids.*got "/);
   });
 
   it('--started-at / ARENAKIT_STARTED_AT: epoch seconds or ISO, the option first; nonsense and the future refused', () => {
@@ -30,12 +31,23 @@ describe('devices, run start and doctor estimate (pure)', () => {
     assert.equal(parseStartedAt('1767268800.5', {}, now), 1767268800500);
     assert.equal(parseStartedAt(undefined, { ARENAKIT_STARTED_AT: '2026-01-01T11:00:00Z' }, now), now - 3600_000);
     assert.equal(parseStartedAt('1767268800', { ARENAKIT_STARTED_AT: 'junk' }, now), 1767268800000);
-    assert.throws(() => parseStartedAt(undefined, { ARENAKIT_STARTED_AT: 'soon' }, now), /ARENAKIT_STARTED_AT: "soon" is not a time/);
+    assert.throws(
+      () => parseStartedAt(undefined, { ARENAKIT_STARTED_AT: 'soon' }, now),
+      /ARENAKIT_STARTED_AT: "soon" is not a time/,
+    );
     assert.throws(() => parseStartedAt(String(now / 1000 + 3600), {}, now), /--started-at: .* is in the future/);
   });
 
   it('the estimate counts time already spent, load + self-check, the device count and the TTA passes', () => {
-    const base = { tokens: 3_600_000, tokensPerSecond: 1000, ttaPasses: 2, devices: 1, loadSeconds: 100, elapsedSeconds: 50, budgetSeconds: 9 * 3600 };
+    const base = {
+      tokens: 3_600_000,
+      tokensPerSecond: 1000,
+      ttaPasses: 2,
+      devices: 1,
+      loadSeconds: 100,
+      elapsedSeconds: 50,
+      budgetSeconds: 9 * 3600,
+    };
     const one = runEstimate(base);
     assert.equal(one.seconds, 50 + 100 + 7200);
     const two = runEstimate({ ...base, devices: 2 });
@@ -59,7 +71,13 @@ describe('predict --devices auto and a spent budget (fake 2 x T4 nvidia-smi, CPU
     tmp = mkdtempSync(join(tmpdir(), 'arenakit-budget-'));
     model = makePeakedModel(tmp, 'peaked');
     data = join(tmp, 'rows.csv');
-    writeFileSync(data, readFileSync(join(FIXTURES, '..', '..', 'data', 'arena-sample-999.csv'), 'utf8').split('\n').slice(0, 25).join('\n') + '\n');
+    writeFileSync(
+      data,
+      readFileSync(join(FIXTURES, '..', '..', 'data', 'arena-sample-999.csv'), 'utf8')
+        .split('\n')
+        .slice(0, 25)
+        .join('\n') + '\n',
+    );
     smi = fakeNvidiaSmi('560.35.03', '12.6');
   });
   after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -67,23 +85,72 @@ describe('predict --devices auto and a spent budget (fake 2 x T4 nvidia-smi, CPU
   const last = (s: string) => JSON.parse(s.trim().split('\n').pop()!);
 
   it('no --devices with two GPUs listed: two workers (CPU, as CUDA cannot load), devices [0, 1], byte-identical to one process', () => {
-    const auto = node(RUNNER, ['predict', '--data', data, '--weights', model, '--ep', 'auto', '--tta', 'swap', '--out', join(tmp, 'auto.csv')], { ARENAKIT_NVIDIA_SMI: smi });
+    const auto = node(
+      RUNNER,
+      ['predict', '--data', data, '--weights', model, '--ep', 'auto', '--tta', 'swap', '--out', join(tmp, 'auto.csv')],
+      { ARENAKIT_NVIDIA_SMI: smi },
+    );
     assert.equal(auto.status, 0, auto.stderr);
-    const one = node(RUNNER, ['predict', '--data', data, '--weights', model, '--ep', 'auto', '--tta', 'swap', '--devices', '0', '--out', join(tmp, 'one.csv')], { ARENAKIT_NVIDIA_SMI: smi });
+    const one = node(
+      RUNNER,
+      [
+        'predict',
+        '--data',
+        data,
+        '--weights',
+        model,
+        '--ep',
+        'auto',
+        '--tta',
+        'swap',
+        '--devices',
+        '0',
+        '--out',
+        join(tmp, 'one.csv'),
+      ],
+      { ARENAKIT_NVIDIA_SMI: smi },
+    );
     assert.equal(one.status, 0, one.stderr);
-    const a = last(auto.stdout), o = last(one.stdout);
-    console.log(`      auto: devices ${JSON.stringify(a.devices)} ep ${JSON.stringify(a.ep)}; one: devices ${JSON.stringify(o.devices)}`);
+    const a = last(auto.stdout),
+      o = last(one.stdout);
+    console.log(
+      `      auto: devices ${JSON.stringify(a.devices)} ep ${JSON.stringify(a.ep)}; one: devices ${JSON.stringify(o.devices)}`,
+    );
     assert.deepEqual(a.devices, [0, 1]);
     assert.deepEqual(o.devices, [0]);
-    assert.equal(readFileSync(join(tmp, 'auto.csv'), 'utf8'), readFileSync(join(tmp, 'one.csv'), 'utf8'), 'byte-identical submissions');
+    assert.equal(
+      readFileSync(join(tmp, 'auto.csv'), 'utf8'),
+      readFileSync(join(tmp, 'one.csv'), 'utf8'),
+      'byte-identical submissions',
+    );
   });
 
   it('a budget already spent before predict (--started-at an hour ago, --time-budget 1h): complete valid submission, every row the prior, exit 0', () => {
     const out = join(tmp, 'spent.csv');
-    const r = node(RUNNER, ['predict', '--data', data, '--weights', model, '--ep', 'cpu', '--tta', 'swap', '--time-budget', '1h', '--out', out], { ARENAKIT_STARTED_AT: String(Date.now() / 1000 - 3600) });
+    const r = node(
+      RUNNER,
+      [
+        'predict',
+        '--data',
+        data,
+        '--weights',
+        model,
+        '--ep',
+        'cpu',
+        '--tta',
+        'swap',
+        '--time-budget',
+        '1h',
+        '--out',
+        out,
+      ],
+      { ARENAKIT_STARTED_AT: String(Date.now() / 1000 - 3600) },
+    );
     assert.equal(r.status, 0, r.stderr);
     const s = last(r.stdout);
-    console.log(`      spent budget: rows ${s.rows}, prior_rows ${s.prior_rows}, unreached ${JSON.stringify(s.unreached_rows)}`);
+    console.log(
+      `      spent budget: rows ${s.rows}, prior_rows ${s.prior_rows}, unreached ${JSON.stringify(s.unreached_rows)}`,
+    );
     assert.equal(s.rows, 24);
     assert.equal(s.prior_rows, 24);
     const probs = submissionProbs(out);
@@ -93,10 +160,15 @@ describe('predict --devices auto and a spent budget (fake 2 x T4 nvidia-smi, CPU
   });
 
   it('doctor over budget: exit 0, fits_budget false with advice; estimate for the two listed devices includes load and self-check', () => {
-    const r = node(RUNNER, ['doctor', '--weights', model, '--data', data, '--sample', '8', '--budget', '0.001s'], { ARENAKIT_NVIDIA_SMI: smi, ARENAKIT_STARTED_AT: String(Date.now() / 1000 - 5) });
+    const r = node(RUNNER, ['doctor', '--weights', model, '--data', data, '--sample', '8', '--budget', '0.001s'], {
+      ARENAKIT_NVIDIA_SMI: smi,
+      ARENAKIT_STARTED_AT: String(Date.now() / 1000 - 5),
+    });
     assert.equal(r.status, 0, r.stderr);
     const s = last(r.stdout);
-    console.log(`      doctor: devices ${JSON.stringify(s.devices)}, load ${s.load_seconds}s (self-check ${s.self_check_seconds}s), estimate ${s.estimate_seconds}s, fits ${s.fits_budget}; advice: ${s.advice}`);
+    console.log(
+      `      doctor: devices ${JSON.stringify(s.devices)}, load ${s.load_seconds}s (self-check ${s.self_check_seconds}s), estimate ${s.estimate_seconds}s, fits ${s.fits_budget}; advice: ${s.advice}`,
+    );
     assert.deepEqual(s.devices, [0, 1]);
     assert.equal(s.fits_budget, false);
     assert.ok(s.estimate_seconds >= 5, 'counts the 5 s spent before doctor');

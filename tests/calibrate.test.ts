@@ -9,7 +9,14 @@ import { logLoss } from '../src/metrics/metrics';
 import { applyCalibration, fitCalibration, type Calibration } from '../src/post/calibrate';
 import { blendProbs, fitBlendWeights } from '../src/post/blend';
 import { rng } from '../src/post/fit';
-import { applyMethod, fitLengthBins, fitMultipliers, fitTemperature, fitVector, type MultiplierParams } from '../src/post/methods';
+import {
+  applyMethod,
+  fitLengthBins,
+  fitMultipliers,
+  fitTemperature,
+  fitVector,
+  type MultiplierParams,
+} from '../src/post/methods';
 import { fitTieModel, scoreToProbs, tieLoss, type DavidsonParams, type RaoKupperParams } from '../src/post/tie';
 import { run as calibrateCli } from '../src/cli/commands/calibrate';
 
@@ -63,7 +70,9 @@ describe('calibration methods vs brute force', () => {
       if (l < best.l) best = { t, l };
     }
     const lf = logLoss(applyMethod('temperature', fit, g.probs, 3), g.labels, 3);
-    console.log(`    T fit ${fit.temperature.toFixed(5)} grid ${best.t.toFixed(5)}; loss fit ${lf.toFixed(8)} grid ${best.l.toFixed(8)} (diff ${(lf - best.l).toExponential(2)}, tol 1e-9)`);
+    console.log(
+      `    T fit ${fit.temperature.toFixed(5)} grid ${best.t.toFixed(5)}; loss fit ${lf.toFixed(8)} grid ${best.l.toFixed(8)} (diff ${(lf - best.l).toExponential(2)}, tol 1e-9)`,
+    );
     assert.ok(lf <= best.l + 1e-9);
     assert.ok(Math.abs(fit.temperature - best.t) < 2e-3);
     assert.ok(fit.temperature > 1.4, 'overconfident predictions need T > 1');
@@ -80,9 +89,15 @@ describe('calibration methods vs brute force', () => {
           const l = logLoss(applyMethod('vector', { temperature: 1 / a, bias: [0, b1, b2] }, g.probs, 3), g.labels, 3);
           if (l < best.l) best = { l, p: [a, b1, b2] };
         }
-    console.log(`    fit 1/T=${(1 / fit.temperature).toFixed(3)} b=[${fit.bias.map((b) => b.toFixed(3))}] loss ${lf.toFixed(7)}; grid [${best.p.map((v) => v.toFixed(2))}] loss ${best.l.toFixed(7)} (tol: fit <= grid)`);
+    console.log(
+      `    fit 1/T=${(1 / fit.temperature).toFixed(3)} b=[${fit.bias.map((b) => b.toFixed(3))}] loss ${lf.toFixed(7)}; grid [${best.p.map((v) => v.toFixed(2))}] loss ${best.l.toFixed(7)} (tol: fit <= grid)`,
+    );
     assert.ok(lf <= best.l + 1e-9);
-    assert.ok(Math.abs(1 / fit.temperature - best.p[0]) < 0.06 && Math.abs(fit.bias[1] - best.p[1]) < 0.06 && Math.abs(fit.bias[2] - best.p[2]) < 0.06);
+    assert.ok(
+      Math.abs(1 / fit.temperature - best.p[0]) < 0.06 &&
+        Math.abs(fit.bias[1] - best.p[1]) < 0.06 &&
+        Math.abs(fit.bias[2] - best.p[2]) < 0.06,
+    );
   });
 
   it('length bins (no shrinkage) match a per-bin grid', () => {
@@ -102,7 +117,10 @@ describe('calibration methods vs brute force', () => {
       console.log(`    bin ${b}: T fit ${fit.temperatures[b].toFixed(4)} grid ${best.t.toFixed(4)}`);
       assert.ok(Math.abs(fit.temperatures[b] - best.t) < 2e-3);
     }
-    assert.ok(fit.temperatures[0] < fit.temperatures[2], 'longer rows were made overconfident, so their temperature is higher');
+    assert.ok(
+      fit.temperatures[0] < fit.temperatures[2],
+      'longer rows were made overconfident, so their temperature is higher',
+    );
   });
 
   it('multipliers match a finer brute-force grid within 1e-3', () => {
@@ -113,16 +131,27 @@ describe('calibration methods vs brute force', () => {
     for (const threshold of grid(0.4, 0.95, 0.025))
       for (const multiplier of grid(0.5, 1.6, 0.025))
         for (const tieMultiplier of grid(0.6, 2.2, 0.025)) {
-          const l = logLoss(applyMethod('multipliers', { threshold, multiplier, tieMultiplier }, g.probs, 3), g.labels, 3);
+          const l = logLoss(
+            applyMethod('multipliers', { threshold, multiplier, tieMultiplier }, g.probs, 3),
+            g.labels,
+            3,
+          );
           if (l < best.l) best = { l, p: { threshold, multiplier, tieMultiplier } };
         }
-    console.log(`    fit ${JSON.stringify(fit)} loss ${lf.toFixed(6)}; brute ${JSON.stringify(best.p)} loss ${best.l.toFixed(6)} (diff ${(lf - best.l).toExponential(2)}, tol 1e-3)`);
+    console.log(
+      `    fit ${JSON.stringify(fit)} loss ${lf.toFixed(6)}; brute ${JSON.stringify(best.p)} loss ${best.l.toFixed(6)} (diff ${(lf - best.l).toExponential(2)}, tol 1e-3)`,
+    );
     assert.ok(lf <= best.l + 1e-3);
     assert.ok(fit.tieMultiplier > 1.1, 'ties were under-predicted, so the fitted tie multiplier boosts them');
   });
 
   it('the seeds rule (0.75, 1.125, 1.325) is reproduced exactly', () => {
-    const p = applyMethod('multipliers', { threshold: 0.75, multiplier: 1.125, tieMultiplier: 1.325 }, Float64Array.from([0.8, 0.1, 0.1, 0.5, 0.3, 0.2]), 3);
+    const p = applyMethod(
+      'multipliers',
+      { threshold: 0.75, multiplier: 1.125, tieMultiplier: 1.325 },
+      Float64Array.from([0.8, 0.1, 0.1, 0.5, 0.3, 0.2]),
+      3,
+    );
     const z0 = 0.8 * 1.125 + 0.1 + 0.1 * 1.325;
     const z1 = 0.5 + 0.3 + 0.2 * 1.325;
     const want = [0.9 / z0, 0.1 / z0, 0.1325 / z0, 0.5 / z1, 0.3 / z1, 0.265 / z1];
@@ -151,7 +180,9 @@ describe('blend weights vs brute force', () => {
         if (l < best3.l) best3 = { w: [x, y, 1 - x - y], l };
       }
     const l3 = logLoss(blendProbs([a, b, c], w3), base.labels, 3);
-    console.log(`    K=2 fit ${w2[0].toFixed(4)} grid ${best2.w.toFixed(3)} (loss diff ${(l2 - best2.l).toExponential(2)}); K=3 fit [${w3.map((v) => v.toFixed(3))}] grid [${best3.w.map((v) => v.toFixed(2))}] (loss diff ${(l3 - best3.l).toExponential(2)})`);
+    console.log(
+      `    K=2 fit ${w2[0].toFixed(4)} grid ${best2.w.toFixed(3)} (loss diff ${(l2 - best2.l).toExponential(2)}); K=3 fit [${w3.map((v) => v.toFixed(3))}] grid [${best3.w.map((v) => v.toFixed(2))}] (loss diff ${(l3 - best3.l).toExponential(2)})`,
+    );
     assert.ok(l2 <= best2.l + 1e-9 && Math.abs(w2[0] - best2.w) < 0.01);
     assert.ok(l3 <= best3.l + 1e-9);
     assert.ok(Math.abs(w3.reduce((s, v) => s + v, 0) - 1) < 1e-12);
@@ -171,12 +202,18 @@ describe('auto calibration', () => {
       for (const seed of [10, 11]) {
         const fitSet = generate(3000, seed, sharpen, bias, lengthEffect);
         const test = generate(3000, seed + 100, sharpen, bias, lengthEffect);
-        const cal = fitCalibration(fitSet.probs, fitSet.labels, { lengths: fitSet.lengths, labels: TASKS.lmsys.labels });
+        const cal = fitCalibration(fitSet.probs, fitSet.labels, {
+          lengths: fitSet.lengths,
+          labels: TASKS.lmsys.labels,
+        });
         const before = logLoss(test.probs, test.labels, 3);
         const after = logLoss(applyCalibration(cal, test.probs, test.lengths), test.labels, 3);
-        console.log(`    ${name} seed ${seed}: picked ${cal.method}; held-out ${before.toFixed(5)} -> ${after.toFixed(5)} (diff ${(after - before).toExponential(2)}, tol 1e-4)`);
+        console.log(
+          `    ${name} seed ${seed}: picked ${cal.method}; held-out ${before.toFixed(5)} -> ${after.toFixed(5)} (diff ${(after - before).toExponential(2)}, tol 1e-4)`,
+        );
         assert.ok(after <= before + 1e-4);
-        if (name !== 'calibrated') assert.notEqual(cal.method, 'identity', `${name}: a real miscalibration must be corrected`);
+        if (name !== 'calibrated')
+          assert.notEqual(cal.method, 'identity', `${name}: a real miscalibration must be corrected`);
         // The JSON round trip gives the same probabilities.
         const again = applyCalibration(JSON.parse(JSON.stringify(cal)) as Calibration, test.probs, test.lengths);
         assert.equal(logLoss(again, test.labels, 3), after);
@@ -220,7 +257,9 @@ describe('single-score tie models vs brute force', () => {
           const l = tieLoss('davidson', { scale: a, bias: b, logNu: c }, s, y);
           if (l < best.l) best = { l, x: [a, b, c] };
         }
-    console.log(`    fit [${[p.scale, p.bias, p.logNu].map((v) => v.toFixed(3))}] loss ${lf.toFixed(7)}; grid [${best.x.map((v) => v.toFixed(2))}] loss ${best.l.toFixed(7)}; truth [0.8, 0.2, -0.3]`);
+    console.log(
+      `    fit [${[p.scale, p.bias, p.logNu].map((v) => v.toFixed(3))}] loss ${lf.toFixed(7)}; grid [${best.x.map((v) => v.toFixed(2))}] loss ${best.l.toFixed(7)}; truth [0.8, 0.2, -0.3]`,
+    );
     assert.ok(lf <= best.l + 1e-9);
     assert.ok(Math.abs(p.scale - 0.8) < 0.2 && Math.abs(p.bias - 0.2) < 0.2 && Math.abs(p.logNu + 0.3) < 0.2);
   });
@@ -237,7 +276,9 @@ describe('single-score tie models vs brute force', () => {
           const l = tieLoss('rao-kupper', { scale: a, bias: b, logEta: c }, s, y);
           if (l < best.l) best = { l, x: [a, b, c] };
         }
-    console.log(`    fit [${[p.scale, p.bias, p.logEta].map((v) => v.toFixed(3))}] loss ${lf.toFixed(7)}; grid [${best.x.map((v) => v.toFixed(2))}] loss ${best.l.toFixed(7)} (tol 1e-6)`);
+    console.log(
+      `    fit [${[p.scale, p.bias, p.logEta].map((v) => v.toFixed(3))}] loss ${lf.toFixed(7)}; grid [${best.x.map((v) => v.toFixed(2))}] loss ${best.l.toFixed(7)} (tol 1e-6)`,
+    );
     assert.ok(lf <= best.l + 1e-6);
     const probs = scoreToProbs(fit, [0, 3, -3]);
     for (let i = 0; i < 3; i++) assert.ok(Math.abs(probs[i * 3] + probs[i * 3 + 1] + probs[i * 3 + 2] - 1) < 1e-12);
@@ -253,19 +294,47 @@ describe('calibrate CLI', () => {
     const header = 'id,winner_model_a,winner_model_b,winner_tie\n';
     // Prediction file in reverse order: the CLI must align by id.
     const order = [...ids.keys()].reverse();
-    writeFileSync(join(dir, 'p.csv'), header + order.map((i) => `${ids[i]},${g.probs[i * 3]},${g.probs[i * 3 + 1]},${g.probs[i * 3 + 2]}`).join('\n') + '\n');
+    writeFileSync(
+      join(dir, 'p.csv'),
+      header +
+        order.map((i) => `${ids[i]},${g.probs[i * 3]},${g.probs[i * 3 + 1]},${g.probs[i * 3 + 2]}`).join('\n') +
+        '\n',
+    );
     writeFileSync(
       join(dir, 'l.csv'),
       'id,prompt,response_a,response_b,winner_model_a,winner_model_b,winner_tie\n' +
-        ids.map((id, i) => `${id},"[""hi""]","[""${'a'.repeat(i % 50)}""]","[""b""]",${[0, 1, 2].map((c) => (g.labels[i] === c ? 1 : 0)).join(',')}`).join('\n') +
+        ids
+          .map(
+            (id, i) =>
+              `${id},"[""hi""]","[""${'a'.repeat(i % 50)}""]","[""b""]",${[0, 1, 2].map((c) => (g.labels[i] === c ? 1 : 0)).join(',')}`,
+          )
+          .join('\n') +
         '\n',
     );
     writeFileSync(join(dir, 'manifest.json'), JSON.stringify({ format: 'arenakit-weights', version: 1 }));
-    await calibrateCli(['--predictions', join(dir, 'p.csv'), '--labels', join(dir, 'l.csv'), '--method', 'temperature', '--out', join(dir, 'cal.json'), '--weights', dir]);
+    await calibrateCli([
+      '--predictions',
+      join(dir, 'p.csv'),
+      '--labels',
+      join(dir, 'l.csv'),
+      '--method',
+      'temperature',
+      '--out',
+      join(dir, 'cal.json'),
+      '--weights',
+      dir,
+    ]);
     const cal = JSON.parse(readFileSync(join(dir, 'cal.json'), 'utf8')) as Calibration;
     assert.equal(cal.method, 'temperature');
     assert.deepEqual(JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')).calibration, cal);
-    await calibrateCli(['--apply', join(dir, 'cal.json'), '--predictions', join(dir, 'p.csv'), '--out', join(dir, 'q.csv')]);
+    await calibrateCli([
+      '--apply',
+      join(dir, 'cal.json'),
+      '--predictions',
+      join(dir, 'p.csv'),
+      '--out',
+      join(dir, 'q.csv'),
+    ]);
     const q = readFileSync(join(dir, 'q.csv'), 'utf8').trim().split('\n');
     assert.equal(q[0], header.trim());
     assert.equal(q.length, 801);
@@ -273,7 +342,16 @@ describe('calibrate CLI', () => {
     const want = applyCalibration(cal, g.probs.slice(799 * 3, 800 * 3));
     for (let c = 0; c < 3; c++) assert.ok(Math.abs(first[c + 1] - want[c]) < 1e-9);
     await assert.rejects(
-      calibrateCli(['--predictions', join(dir, 'p.csv'), '--labels', join(dir, 'l.csv'), '--method', 'bogus', '--out', join(dir, 'x.json')]),
+      calibrateCli([
+        '--predictions',
+        join(dir, 'p.csv'),
+        '--labels',
+        join(dir, 'l.csv'),
+        '--method',
+        'bogus',
+        '--out',
+        join(dir, 'x.json'),
+      ]),
       /unknown --method bogus/,
     );
   });

@@ -37,7 +37,13 @@ describe('cuda-libs', () => {
 
   it('finds every library in a complete tree and adds exactly the folders that hold them', () => {
     touch(ortDir, ...ORT_PROVIDER_LIBS);
-    touch(join(site, 'nvidia', 'cu13', 'lib'), 'libcudart.so.13', 'libcublas.so.13', 'libcublasLt.so.13', 'libcurand.so.10');
+    touch(
+      join(site, 'nvidia', 'cu13', 'lib'),
+      'libcudart.so.13',
+      'libcublas.so.13',
+      'libcublasLt.so.13',
+      'libcurand.so.10',
+    );
     touch(join(site, 'nvidia', 'cudnn', 'lib'), 'libcudnn.so.9', 'libcudnn_graph.so.9');
     touch(driverDir, 'libcuda.so.1');
     const env = { LD_LIBRARY_PATH: '/opt/other' };
@@ -52,7 +58,7 @@ describe('cuda-libs', () => {
     assert.equal(childEnv.LD_LIBRARY_PATH, ['/opt/other', ...r.dirs].join(':'));
     assert.equal(childEnv[CUDA_ENV_MARKER], '1');
     assert.equal(needsReexec(r, env), true);
-    assert.equal(needsReexec(r, childEnv), false, 'a re-exec\'ed child must not re-exec again');
+    assert.equal(needsReexec(r, childEnv), false, "a re-exec'ed child must not re-exec again");
     const msg = describeCudaStatus(r);
     assert.match(msg, /all found/);
     for (const so of CUDA_RUNTIME_SONAMES) assert.ok(msg.includes(so), `message names ${so}`);
@@ -102,7 +108,13 @@ describe('cuda-libs', () => {
 
   it('accepts a library the loader cache knows without adding its folder', () => {
     const cache = join(root, 'ld.so.cache');
-    writeFileSync(cache, Buffer.from('glibc-ld.so.cache1.1\0\0libcuda.so.1\0/usr/lib/fake-driver/libcuda.so.1\0libz.so.1\0/lib/libz.so.1\0', 'latin1'));
+    writeFileSync(
+      cache,
+      Buffer.from(
+        'glibc-ld.so.cache1.1\0\0libcuda.so.1\0/usr/lib/fake-driver/libcuda.so.1\0libz.so.1\0/lib/libz.so.1\0',
+        'latin1',
+      ),
+    );
     const r = findCudaLibraries({ ortDir, env: {}, defaults: false, ldCache: cache });
     assert.equal(r.found['libcuda.so.1'], '/usr/lib/fake-driver/libcuda.so.1');
     assert.ok(!r.missing.includes('libcuda.so.1'));

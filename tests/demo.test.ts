@@ -36,9 +36,16 @@ describe('README demo: train, import, blend, validate on held-out rows', functio
     assert.equal(r.status, 0, `build/demo.sh exited ${r.status}\n${r.stderr.slice(-3000)}`);
     const train = JSON.parse(r.stdout.split('\n').find((l) => l.startsWith('{"out"'))!);
     const figures = Object.fromEntries(
-      [...r.stdout.matchAll(/^ {2}(trained tiny model|feature model|blend 0\.5 \/ 0\.5)\s+([0-9.]+)/gm)].map((m) => [m[1], Number(m[2])]),
+      [...r.stdout.matchAll(/^ {2}(trained tiny model|feature model|blend 0\.5 \/ 0\.5)\s+([0-9.]+)/gm)].map((m) => [
+        m[1],
+        Number(m[2]),
+      ]),
     );
-    const steps: { loss: number }[] = readFileSync(join(tmp, 'w', 'lora', 'train_log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((x) => 'loss' in x);
+    const steps: { loss: number }[] = readFileSync(join(tmp, 'w', 'lora', 'train_log.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((x) => 'loss' in x);
     const mean = (xs: { loss: number }[]) => xs.reduce((a, x) => a + x.loss, 0) / xs.length;
     const [first, last] = [mean(steps.slice(0, 20)), mean(steps.slice(-20))];
     console.log(
@@ -46,7 +53,8 @@ describe('README demo: train, import, blend, validate on held-out rows', functio
         `held-out log loss: tiny ${figures['trained tiny model']}, features ${figures['feature model']}, blend ${figures['blend 0.5 / 0.5']} (uniform ${UNIFORM.toFixed(4)})`,
     );
     assert.ok(last < first - 0.1, 'the training loss falls');
-    for (const k of ['trained tiny model', 'feature model', 'blend 0.5 / 0.5']) assert.ok(figures[k] < UNIFORM - 0.02, `${k}: ${figures[k]} is not below uniform`);
+    for (const k of ['trained tiny model', 'feature model', 'blend 0.5 / 0.5'])
+      assert.ok(figures[k] < UNIFORM - 0.02, `${k}: ${figures[k]} is not below uniform`);
     assert.ok(train.valid.at(-1).logLoss < train.valid[0].logLoss, 'the per-epoch validation log loss improves');
     const ids = (await readRows(HELD_OUT)).rows.map((x) => x.id);
     assert.deepEqual(checkSubmissionText(readFileSync(sub, 'utf8'), ids, TASKS.lmsys), []);
@@ -54,11 +62,33 @@ describe('README demo: train, import, blend, validate on held-out rows', functio
 
   it('tiny --hf imports to the same model as tiny (probabilities diff 0)', () => {
     ok(TRAINER, ['tiny', '--hf', '--out', join(tmp, 'hf')]);
-    ok(TRAINER, ['import', '--base', join(tmp, 'hf'), '--quant', 'fp32', '--max-tokens', '512', '--out', join(tmp, 'imported')]);
+    ok(TRAINER, [
+      'import',
+      '--base',
+      join(tmp, 'hf'),
+      '--quant',
+      'fp32',
+      '--max-tokens',
+      '512',
+      '--out',
+      join(tmp, 'imported'),
+    ]);
     ok(TRAINER, ['tiny', '--quant', 'fp32', '--out', join(tmp, 'direct')]);
     const probs = (w: string) => {
       const out = join(tmp, `${w}.csv`);
-      ok(RUNNER, ['predict', '--data', HELD_OUT, '--weights', join(tmp, w), '--out', out, '--ep', 'cpu', '--tta', 'none']);
+      ok(RUNNER, [
+        'predict',
+        '--data',
+        HELD_OUT,
+        '--weights',
+        join(tmp, w),
+        '--out',
+        out,
+        '--ep',
+        'cpu',
+        '--tta',
+        'none',
+      ]);
       return submissionProbs(out);
     };
     const d = maxDiff(probs('imported'), probs('direct'));

@@ -39,7 +39,9 @@ describe('feature extraction', () => {
     assert.equal(f.b_chars, row.responseB[0].length);
     assert.equal(f.diff_chars, row.responseA[0].length - row.responseB[0].length);
     assert.equal(f.turns, 1);
-    assert.ok(Math.abs(f.logratio_chars - Math.log((row.responseA[0].length + 1) / (row.responseB[0].length + 1))) < 1e-12);
+    assert.ok(
+      Math.abs(f.logratio_chars - Math.log((row.responseA[0].length + 1) / (row.responseB[0].length + 1))) < 1e-12,
+    );
   });
 
   it('gives finite features on the 999 real sample rows, and length difference predicts the winner', async () => {
@@ -56,9 +58,11 @@ describe('feature extraction', () => {
     rows.forEach((r, i) => {
       if (r.label === 2 || X[i * d + j] === 0) return;
       decided++;
-      if ((X[i * d + j] > 0) === (r.label === 0)) agree++;
+      if (X[i * d + j] > 0 === (r.label === 0)) agree++;
     });
-    console.log(`    longer response wins in ${agree}/${decided} decided rows (${((100 * agree) / decided).toFixed(1)}%)`);
+    console.log(
+      `    longer response wins in ${agree}/${decided} decided rows (${((100 * agree) / decided).toFixed(1)}%)`,
+    );
     assert.ok(agree / decided > 0.55);
   });
 });
@@ -139,13 +143,16 @@ describe('features CLI and predictFeatures', () => {
     assert.equal(m.kind, 'features');
     assert.deepEqual(m.labels, ['winner_model_a', 'winner_model_b', 'winner_tie']);
     assert.deepEqual(m.graphs, {});
-    const cv = (m.provenance.cv as { gbdt: number; prior: number });
+    const cv = m.provenance.cv as { gbdt: number; prior: number };
     assert.ok(cv.gbdt < cv.prior, `gbdt CV ${cv.gbdt} should beat the class shares ${cv.prior}`);
     const { rows } = await readRows(SAMPLE, { requireLabels: true });
     const p = predictFeatures(dir, rows.slice(0, 50));
     assert.equal(p.length, 150);
     for (let i = 0; i < 50; i++) assert.ok(Math.abs(p[i * 3] + p[i * 3 + 1] + p[i * 3 + 2] - 1) < 1e-12);
-    const ref = predictGbdt(trainFeatureModel(rows, TASKS.lmsys, { rounds: 60, seed: 42 }).gbdt, extractFeatures(rows.slice(0, 50)));
+    const ref = predictGbdt(
+      trainFeatureModel(rows, TASKS.lmsys, { rounds: 60, seed: 42 }).gbdt,
+      extractFeatures(rows.slice(0, 50)),
+    );
     const maxDiff = Math.max(...Array.from(p, (v, j) => Math.abs(v - ref[j])));
     console.log(`    predictFeatures vs in-process model: max diff ${maxDiff} (tol 1e-12)`);
     assert.ok(maxDiff < 1e-12);

@@ -52,13 +52,16 @@ describe('defect 1: fp16 rounding of quantization scales', function () {
         for (let n = 0; n < N; n++)
           for (let k0 = 0; k0 < K; k0 += 32) {
             let at = n * K + k0;
-            for (let i = at; i < n * K + Math.min(K, k0 + 32); i++) if (Math.abs(t.data[i]) > Math.abs(t.data[at])) at = i;
+            for (let i = at; i < n * K + Math.min(K, k0 + 32); i++)
+              if (Math.abs(t.data[i]) > Math.abs(t.data[at])) at = i;
             worst = Math.max(worst, Math.abs(t.data[at] - d[at]) / Math.abs(q.scales[n * q.nBlocks + k0 / 32]));
           }
       }
       // code -mid times a scale rounded to fp16 (relative error <= 2^-11)
       const bound = (1 << (bits - 1)) * 2 ** -11 * 1.001;
-      console.log(`      int${bits}: worst error at a block's largest-magnitude weight ${worst.toExponential(3)} steps (bound ${bound.toExponential(3)})`);
+      console.log(
+        `      int${bits}: worst error at a block's largest-magnitude weight ${worst.toExponential(3)} steps (bound ${bound.toExponential(3)})`,
+      );
       assert.ok(worst <= bound, `int${bits}: a block's largest weight is ${worst} steps off`);
     }
     ck.close();
@@ -86,7 +89,9 @@ describe('defect 1: fp16 rounding of quantization scales', function () {
         const [N, K] = t.shape;
         return { shape: t.shape, data: dequantizeNBits(quantizeNBits(t.data, N, K, spec)) };
       };
-      const q16 = serialise(buildDecoderGraph(cfg, ck.get, { linear: { kind: 'nbits', ...spec } as never, activations: 'float16' }));
+      const q16 = serialise(
+        buildDecoderGraph(cfg, ck.get, { linear: { kind: 'nbits', ...spec } as never, activations: 'float16' }),
+      );
       const f16 = serialise(buildDecoderGraph(cfg, deq, { linear: { kind: 'float' }, activations: 'float16' }));
       ck.close();
       const inputs = json(join(dir, 'inputs.json'));
@@ -95,7 +100,9 @@ describe('defect 1: fp16 rounding of quantization scales', function () {
         // fp16 activations round differently in the two graphs (MatMulNBits dequantizes exactly, the float
         // graph stores code * scale rounded to fp16); gemma-tiny (no post norms) is the most sensitive
         const tol = model === 'gemma-tiny' ? 5e-2 : 3e-2;
-        console.log(`      ${which}: fp16 MatMulNBits graph vs fp16 float graph of the dequantized weights ${d.toExponential(3)} (tolerance ${tol})`);
+        console.log(
+          `      ${which}: fp16 MatMulNBits graph vs fp16 float graph of the dequantized weights ${d.toExponential(3)} (tolerance ${tol})`,
+        );
         assert.ok(d <= tol, `${which}: ${d} > ${tol}`);
       }
     });
@@ -121,7 +128,9 @@ describe('defect 1: fp16 rounding of quantization scales', function () {
         const cpu = await runLogits(join(out, m.graphs.cpu!.file), inputs[which]);
         const cuda = await runLogits(join(out, m.graphs.cuda!.file), inputs[which], { executionProviders: ['cpu'] });
         const d = maxAbsDiff(cuda, cpu);
-        console.log(`      ${which}: fp16 int4 graph vs fp32 int4 graph ${d.toExponential(3)} (tolerance 0.05; 0.45 with the sign-dropping decoder)`);
+        console.log(
+          `      ${which}: fp16 int4 graph vs fp32 int4 graph ${d.toExponential(3)} (tolerance 0.05; 0.45 with the sign-dropping decoder)`,
+        );
         assert.ok(d <= 0.05, `${which}: ${d} > 0.05`);
       }
     } finally {

@@ -5,8 +5,11 @@ import assert from 'node:assert/strict';
 import { fuzzCsv, fuzzParquet, fuzzSafetensors, type FuzzResult } from '../bench/fuzz';
 
 function report(r: FuzzResult): void {
-  console.log(`      ${r.target}: ${r.cases} cases (seed ${r.seed}) in ${r.seconds.toFixed(1)} s: ${r.ok} read, ${JSON.stringify(r.errors)}, ${r.failures.length} failures`);
-  for (const f of r.failures.slice(0, 5)) console.log(`      FAIL case ${f.case} [${f.mutations.join(', ')}]: ${f.error}`);
+  console.log(
+    `      ${r.target}: ${r.cases} cases (seed ${r.seed}) in ${r.seconds.toFixed(1)} s: ${r.ok} read, ${JSON.stringify(r.errors)}, ${r.failures.length} failures`,
+  );
+  for (const f of r.failures.slice(0, 5))
+    console.log(`      FAIL case ${f.case} [${f.mutations.join(', ')}]: ${f.error}`);
 }
 
 describe('fuzz (CI slice of npm run fuzz)', () => {

@@ -18,16 +18,31 @@ import { FIXTURES, fixtureConfig, maxAbsDiff, runLogits } from './helpers/fixtur
 function smallGraph(store?: TensorStore) {
   const b = new GraphBuilder('t', store);
   const x = b.input('x', 'float32', ['batch', 8]);
-  const w = b.constFloat('w', Float32Array.from({ length: 8 * 300 }, (_, i) => Math.sin(i) * 0.1), [8, 300]);
-  const bias = b.constFloat('bias', Float32Array.from({ length: 300 }, (_, i) => i / 300), [300]);
-  const gamma = b.constFloat('gamma', Float32Array.from({ length: 300 }, (_, i) => 1 + (i % 3)), [300]);
+  const w = b.constFloat(
+    'w',
+    Float32Array.from({ length: 8 * 300 }, (_, i) => Math.sin(i) * 0.1),
+    [8, 300],
+  );
+  const bias = b.constFloat(
+    'bias',
+    Float32Array.from({ length: 300 }, (_, i) => i / 300),
+    [300],
+  );
+  const gamma = b.constFloat(
+    'gamma',
+    Float32Array.from({ length: 300 }, (_, i) => 1 + (i % 3)),
+    [300],
+  );
   const y = b.rmsNorm(b.add(b.matmul(x, w), bias), gamma, 1e-6, 'norm');
   b.output(y, 'y');
   return b.finish();
 }
 
 function reference(x: number[]): number[] {
-  const h = Array.from({ length: 300 }, (_, n) => x.reduce((s, xv, k) => s + xv * Math.fround(Math.sin(k * 300 + n) * 0.1), 0) + Math.fround(n / 300));
+  const h = Array.from(
+    { length: 300 },
+    (_, n) => x.reduce((s, xv, k) => s + xv * Math.fround(Math.sin(k * 300 + n) * 0.1), 0) + Math.fround(n / 300),
+  );
   const rms = Math.sqrt(h.reduce((s, v) => s + v * v, 0) / 300 + 1e-6);
   return h.map((v, n) => (v / rms) * (1 + (n % 3)));
 }
@@ -49,7 +64,12 @@ describe('graph builder', function () {
     assert.throws(() => b.add(h, x), GraphBuildError);
     assert.throws(() => b.input('x', 'float32', [1]), /defined twice/);
     // nodes are plain data in topological order: every input is defined before use
-    const seen = new Set(b.finish().inputs.map((v) => v.name).concat(b.initializers.map((i) => i.name)));
+    const seen = new Set(
+      b
+        .finish()
+        .inputs.map((v) => v.name)
+        .concat(b.initializers.map((i) => i.name)),
+    );
     for (const n of b.nodes) {
       for (const i of n.inputs) assert.ok(i === '' || seen.has(i), `${n.name} uses ${i} before it is defined`);
       n.outputs.forEach((o) => seen.add(o));
@@ -68,7 +88,10 @@ describe('graph builder', function () {
         ['com.microsoft', 1],
       ],
     );
-    assert.deepEqual(m.graph.node.map((n: { opType: string }) => n.opType), ['MatMul', 'Add', 'SimplifiedLayerNormalization', 'Identity']);
+    assert.deepEqual(
+      m.graph.node.map((n: { opType: string }) => n.opType),
+      ['MatMul', 'Add', 'SimplifiedLayerNormalization', 'Identity'],
+    );
     const norm = m.graph!.node[2];
     const eps = norm.attribute.find((a: { name: string }) => a.name === 'epsilon')!;
     assert.equal(Math.fround(eps.f), Math.fround(1e-6));
@@ -113,7 +136,13 @@ describe('graph builder', function () {
   it('writes attributes of every kind and rounds float16 like IEEE', () => {
     const b = new GraphBuilder();
     const x = b.input('x', 'float32', [2]);
-    b.op('Custom', [x], [{ dtype: 'float32', shape: [2] }], { i: attr.int(3), f: attr.float(0.5), s: attr.string('tanh'), is: attr.ints([1, 2]), fs: attr.floats([0.25]) }, { domain: 'com.microsoft' });
+    b.op(
+      'Custom',
+      [x],
+      [{ dtype: 'float32', shape: [2] }],
+      { i: attr.int(3), f: attr.float(0.5), s: attr.string('tanh'), is: attr.ints([1, 2]), fs: attr.floats([0.25]) },
+      { domain: 'com.microsoft' },
+    );
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     const n = (parseModel(serialise(b.finish())) as any).graph.node[0];
     const a = Object.fromEntries(n.attribute.map((t: { name: string }) => [t.name, t]));
@@ -137,7 +166,11 @@ describe('decoder lowering: runtime fusions', () => {
     const ck = openCheckpoint(dir);
     const count = (g: { nodes: { op: string }[] }, op: string) => g.nodes.filter((n) => n.op === op).length;
     const fused = buildDecoderGraph(cfg, ck.get, { linear: { kind: 'float' }, activations: 'float32' });
-    const explicit = buildDecoderGraph(cfg, ck.get, { linear: { kind: 'float' }, activations: 'float32', attention: 'explicit' });
+    const explicit = buildDecoderGraph(cfg, ck.get, {
+      linear: { kind: 'float' },
+      activations: 'float32',
+      attention: 'explicit',
+    });
     ck.close();
     const L = cfg.numLayers;
     // two residual adds per layer, each followed by a norm (the MLP's, the next layer's or the final one)
@@ -147,13 +180,22 @@ describe('decoder lowering: runtime fusions', () => {
     assert.equal(count(fused, 'SimplifiedLayerNormalization'), 1 + 2 * L);
     const gqa = fused.nodes.filter((n) => n.op === 'GroupQueryAttention');
     assert.equal(gqa.length, L);
-    assert.ok(gqa.every((n) => n.inputs[1] === '' && n.inputs[2] === ''), 'GQA takes the packed q/k/v projection');
+    assert.ok(
+      gqa.every((n) => n.inputs[1] === '' && n.inputs[2] === ''),
+      'GQA takes the packed q/k/v projection',
+    );
     assert.equal(count(fused, 'Split'), L); // gate/up only
     assert.equal(count(explicit, 'GroupQueryAttention'), 0);
-    assert.ok(explicit.nodes.every((n) => n.domain === '' || n.op === 'SkipSimplifiedLayerNormalization'), 'explicit attention uses default-domain ops');
+    assert.ok(
+      explicit.nodes.every((n) => n.domain === '' || n.op === 'SkipSimplifiedLayerNormalization'),
+      'explicit attention uses default-domain ops',
+    );
     assert.equal(count(explicit, 'Softmax'), L);
     const used = new Set(fused.nodes.flatMap((n) => n.inputs));
-    assert.ok(fused.initializers.every((i) => used.has(i.name)), 'no unused initializers left by the fusions');
+    assert.ok(
+      fused.initializers.every((i) => used.has(i.name)),
+      'no unused initializers left by the fusions',
+    );
   });
 });
 
@@ -164,13 +206,20 @@ describe('decoder lowering: sliding window left out when no input can be longer'
     const cfg = fixtureConfig(dir); // window 8 on even layers
     const ck = openCheckpoint(dir);
     const inputs = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8'));
-    const short = { input_ids: inputs.padded.input_ids.map((r: number[]) => r.slice(0, 8)), attention_mask: inputs.padded.attention_mask.map((r: number[]) => r.slice(0, 8)) };
+    const short = {
+      input_ids: inputs.padded.input_ids.map((r: number[]) => r.slice(0, 8)),
+      attention_mask: inputs.padded.attention_mask.map((r: number[]) => r.slice(0, 8)),
+    };
     for (const attention of ['fused', 'explicit'] as const) {
       const opts = { linear: { kind: 'float' as const }, activations: 'float32' as const, attention };
       const windowed = buildDecoderGraph(cfg, ck.get, opts);
       const open = buildDecoderGraph(cfg, ck.get, { ...opts, maxTokens: 8 });
-      const hasWindow = (g: typeof open) => g.nodes.some((n) => 'local_window_size' in n.attrs || n.name.startsWith('in_window'));
-      assert.ok(hasWindow(windowed) && !hasWindow(open), `${attention}: the window should be dropped only with maxTokens <= 8`);
+      const hasWindow = (g: typeof open) =>
+        g.nodes.some((n) => 'local_window_size' in n.attrs || n.name.startsWith('in_window'));
+      assert.ok(
+        hasWindow(windowed) && !hasWindow(open),
+        `${attention}: the window should be dropped only with maxTokens <= 8`,
+      );
       assert.ok(hasWindow(buildDecoderGraph(cfg, ck.get, { ...opts, maxTokens: 9 })));
       const d = maxAbsDiff(await runLogits(serialise(windowed), short), await runLogits(serialise(open), short));
       console.log(`      ${attention}: 8-token inputs, window 8 vs no window: ${d.toExponential(3)} (tolerance 1e-6)`);

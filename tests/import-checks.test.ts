@@ -50,7 +50,11 @@ describe('import refuses what would silently change the model (issue 9)', functi
     const dir = copyWith('nan-base', 'model', 'model.layers.2.mlp.up_proj.weight', (d) => (d[77] = NaN));
     await assert.rejects(importCheckpoint(opts(dir, 'nan-base-out')), (e: Error) => {
       console.log(`      ${e.name}: ${e.message}`);
-      return e.name === 'ImportError' && /model\.layers\.2\.mlp\.up_proj\.weight/.test(e.message) && e.message.includes(join(dir, 'model.safetensors'));
+      return (
+        e.name === 'ImportError' &&
+        /model\.layers\.2\.mlp\.up_proj\.weight/.test(e.message) &&
+        e.message.includes(join(dir, 'model.safetensors'))
+      );
     });
     assert.ok(!existsSync(join(tmp, 'nan-base-out', 'manifest.json')));
   });
@@ -58,10 +62,15 @@ describe('import refuses what would silently change the model (issue 9)', functi
   it('defect 7 (NaN/Inf in weights): an Inf in an adapter tensor is refused before anything is written', async () => {
     const key = 'base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight';
     const dir = copyWith('inf-adapter', 'adapter', key, (d) => (d[3] = -Infinity));
-    await assert.rejects(importCheckpoint(opts(dir, 'inf-adapter-out', { adapter: join(dir, 'adapter') })), (e: Error) => {
-      console.log(`      ${e.name}: ${e.message}`);
-      return e.message.includes(key) && e.message.includes('adapter_model.safetensors') && /-Infinity/.test(e.message);
-    });
+    await assert.rejects(
+      importCheckpoint(opts(dir, 'inf-adapter-out', { adapter: join(dir, 'adapter') })),
+      (e: Error) => {
+        console.log(`      ${e.name}: ${e.message}`);
+        return (
+          e.message.includes(key) && e.message.includes('adapter_model.safetensors') && /-Infinity/.test(e.message)
+        );
+      },
+    );
     assert.ok(!existsSync(join(tmp, 'inf-adapter-out')));
   });
 
@@ -73,7 +82,9 @@ describe('import refuses what would silently change the model (issue 9)', functi
     writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
     await assert.rejects(importCheckpoint(opts(dir, 'three-out')), (e: Error) => {
       console.log(`      ${e.name}: ${e.message}`);
-      return e.name === 'ImportError' && /model\.layers\.3\./.test(e.message) && /num_hidden_layers = 3/.test(e.message);
+      return (
+        e.name === 'ImportError' && /model\.layers\.3\./.test(e.message) && /num_hidden_layers = 3/.test(e.message)
+      );
     });
     assert.ok(!existsSync(join(tmp, 'three-out')));
   });
@@ -87,7 +98,10 @@ describe('import refuses what would silently change the model (issue 9)', functi
     ck.close();
     all['model.layers.0.self_attn.q_proj.bias'] = { shape: [64], data: new Float32Array(64) };
     writeSafetensors(join(dir, 'model.safetensors'), all);
-    await assert.rejects(importCheckpoint(opts(dir, 'extra-out')), (e: Error) => e.name === 'ImportError' && /q_proj\.bias/.test(e.message));
+    await assert.rejects(
+      importCheckpoint(opts(dir, 'extra-out')),
+      (e: Error) => e.name === 'ImportError' && /q_proj\.bias/.test(e.message),
+    );
   });
 
   it('defect 2 (label order): manifest.labels is id2label in logit order; names other than the Kaggle columns are refused naming id2label and --labels', async () => {
@@ -104,7 +118,9 @@ describe('import refuses what would silently change the model (issue 9)', functi
       console.log(`      ${e.name}: ${e.message}`);
       return e.name === 'ImportError' && /id2label/.test(e.message) && /--labels/.test(e.message);
     });
-    await assert.rejects(importCheckpoint(opts(SRC, 'labels-bad', { labels: ['a', 'b', 'tie'] })), (e: Error) => /--labels/.test(e.message));
+    await assert.rejects(importCheckpoint(opts(SRC, 'labels-bad', { labels: ['a', 'b', 'tie'] })), (e: Error) =>
+      /--labels/.test(e.message),
+    );
     assert.ok(!existsSync(join(tmp, 'labels-default')) && !existsSync(join(tmp, 'labels-bad')));
   });
 

@@ -19,7 +19,6 @@ const SHARED = join(__dirname, '..', '..', 'shared');
 const FIXTURE = join(SHARED, 'fixtures', 'hf-reference', 'gemma2-tiny');
 const DATA = join(SHARED, 'data', 'arena-sample-999.csv');
 
-
 /** The first n records of a CSV (quoted multi-line cells kept intact), written to `out`. */
 function headCsv(src: string, n: number, out: string): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -55,7 +54,8 @@ describe('import -> predict -> validate (built bundles, gemma2-tiny fixture)', f
 
   before(async function () {
     if (!existsSync(FIXTURE) || !existsSync(DATA)) this.skip();
-    if (!existsSync(TRAINER) || !existsSync(RUNNER)) execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
+    if (!existsSync(TRAINER) || !existsSync(RUNNER))
+      execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
     tmp = mkdtempSync(join(tmpdir(), 'arenakit-e2e-'));
     weights = join(tmp, 'weights');
     tokenizerDir = join(tmp, 'tokenizer');
@@ -82,7 +82,10 @@ describe('import -> predict -> validate (built bundles, gemma2-tiny fixture)', f
     const text = '<start_of_turn>user\nHello  the world\n\n日本語 😀 é<end_of_turn>';
     const enc = tok.encode(text);
     assert.equal(tok.decode(enc), text);
-    assert.ok(enc.every((i) => i >= 0 && i < vocab), `ids out of range: ${enc}`);
+    assert.ok(
+      enc.every((i) => i >= 0 && i < vocab),
+      `ids out of range: ${enc}`,
+    );
     assert.equal(enc[0], 260); // <start_of_turn> as one special token
     console.log(`      byte tokenizer: max id ${maxId} < ${vocab}; ${text.length} chars -> ${enc.length} ids`);
   });
@@ -90,25 +93,45 @@ describe('import -> predict -> validate (built bundles, gemma2-tiny fixture)', f
   it('trainer import writes an int4 weights directory', () => {
     const r = node(TRAINER, [
       'import',
-      '--base', FIXTURE,
-      '--adapter', join(FIXTURE, 'adapter'),
-      '--tokenizer', tokenizerDir,
-      '--quant', 'int4',
-      '--max-tokens', '256',
-      '--labels', 'winner_model_a,winner_model_b,winner_tie',
-      '--out', weights,
+      '--base',
+      FIXTURE,
+      '--adapter',
+      join(FIXTURE, 'adapter'),
+      '--tokenizer',
+      tokenizerDir,
+      '--quant',
+      'int4',
+      '--max-tokens',
+      '256',
+      '--labels',
+      'winner_model_a,winner_model_b,winner_tie',
+      '--out',
+      weights,
     ]);
     assert.match(r.stderr, /import: wrote /);
     const manifest = JSON.parse(readFileSync(join(weights, 'manifest.json'), 'utf8'));
     assert.equal(manifest.maxTokens, 256);
     assert.equal(manifest.quantization.kind, 'int4');
-    for (const f of ['tokenizer.json', 'tokenizer_config.json']) assert.ok(existsSync(join(weights, f)), `${f} not copied into ${weights}`);
+    for (const f of ['tokenizer.json', 'tokenizer_config.json'])
+      assert.ok(existsSync(join(weights, f)), `${f} not copied into ${weights}`);
   });
 
   for (const tta of ['none', 'swap']) {
     it(`runner predict --tta ${tta} writes a valid 999-row submission in input order`, () => {
       const out = join(tmp, `submission-${tta}.csv`);
-      const r = node(RUNNER, ['predict', '--data', DATA, '--weights', weights, '--out', out, '--ep', 'cpu', '--tta', tta]);
+      const r = node(RUNNER, [
+        'predict',
+        '--data',
+        DATA,
+        '--weights',
+        weights,
+        '--out',
+        out,
+        '--ep',
+        'cpu',
+        '--tta',
+        tta,
+      ]);
       const text = readFileSync(out, 'utf8');
       assert.equal(ids.length, 999);
       const problems = checkSubmissionText(text, ids, TASKS.lmsys);
@@ -122,7 +145,9 @@ describe('import -> predict -> validate (built bundles, gemma2-tiny fixture)', f
       assert.equal(summary.rows, 999);
       assert.equal(summary.failed_rows, 0);
       assert.equal(summary.tta, tta);
-      console.log(`      ${tta}: ${summary.seconds} s, ${summary.rows_per_s} rows/s, P(a) spread ${spread.toFixed(4)}, swapped ${summary.swapped_rows}`);
+      console.log(
+        `      ${tta}: ${summary.seconds} s, ${summary.rows_per_s} rows/s, P(a) spread ${spread.toFixed(4)}, swapped ${summary.swapped_rows}`,
+      );
     });
   }
 
@@ -130,7 +155,10 @@ describe('import -> predict -> validate (built bundles, gemma2-tiny fixture)', f
     const small = join(tmp, 'first200.csv');
     await headCsv(DATA, 200, small);
     const { rows } = await readRows(small, { requireLabels: true });
-    assert.deepEqual(rows.map((r) => r.id), ids.slice(0, 200));
+    assert.deepEqual(
+      rows.map((r) => r.id),
+      ids.slice(0, 200),
+    );
     const r = node(RUNNER, ['validate', '--data', small, '--weights', weights, '--ep', 'cpu']);
     const last = r.stdout.trim().split('\n').at(-1)!;
     const fig = JSON.parse(last);

@@ -43,7 +43,18 @@ describe('import: every family and head kind -> weights directory -> ORT CPU', f
   const importTo = async (c: Case, quant: 'fp32' | 'int4', more: Partial<ImportOptions> = {}) => {
     const out = join(tmp, `${c.model}-${quant}-${Object.keys(more).join('-')}`);
     const dir = join(FIXTURES, c.model);
-    await importCheckpoint({ base: dir, adapter: join(dir, 'adapter'), tokenizer: TOKENIZER, quant, graphs: ['cpu'], template: 'gemma-chat', maxTokens: 256, out, ...c.extra, ...more });
+    await importCheckpoint({
+      base: dir,
+      adapter: join(dir, 'adapter'),
+      tokenizer: TOKENIZER,
+      quant,
+      graphs: ['cpu'],
+      template: 'gemma-chat',
+      maxTokens: 256,
+      out,
+      ...c.extra,
+      ...more,
+    });
     return { out, m: readManifest(out) };
   };
 
@@ -70,7 +81,12 @@ describe('import: every family and head kind -> weights directory -> ORT CPU', f
       }
       if (c.extra.headActivation) {
         const h = m.config!.head;
-        assert.ok(h.kind === 'classifier' && h.activation === 'gelu_tanh' && h.layers.length === 3 && h.layers.every((l) => l.bias));
+        assert.ok(
+          h.kind === 'classifier' &&
+            h.activation === 'gelu_tanh' &&
+            h.layers.length === 3 &&
+            h.layers.every((l) => l.bias),
+        );
       }
     });
 
@@ -87,7 +103,9 @@ describe('import: every family and head kind -> weights directory -> ORT CPU', f
         const [N, K] = t.shape;
         return { shape: t.shape, data: dequantizeNBits(quantizeNBits(t.data, N, K, spec)) };
       };
-      const ref = serialise(buildDecoderGraph(m.config!, deq, { linear: { kind: 'float' }, activations: 'float32', embedding: 'float16' }));
+      const ref = serialise(
+        buildDecoderGraph(m.config!, deq, { linear: { kind: 'float' }, activations: 'float32', embedding: 'float16' }),
+      );
       ad.close();
       ck.close();
       const inputs = json(join(dir, 'inputs.json'));
@@ -95,7 +113,9 @@ describe('import: every family and head kind -> weights directory -> ORT CPU', f
       for (const which of ['padded', 'single']) {
         const got = await runLogits(join(out, m.graphs.cpu!.file), inputs[which]);
         const d = maxAbsDiff(got, await runLogits(ref, inputs[which]));
-        console.log(`      int4 ${which}: vs dequantized fp32 graph ${d.toExponential(3)} (tolerance 1e-4); vs HF ${maxAbsDiff(got, hf[which].flat()).toExponential(3)} (quantization error, informative)`);
+        console.log(
+          `      int4 ${which}: vs dequantized fp32 graph ${d.toExponential(3)} (tolerance 1e-4); vs HF ${maxAbsDiff(got, hf[which].flat()).toExponential(3)} (quantization error, informative)`,
+        );
         assert.ok(d <= 1e-4, `${which}: ${d}`);
       }
     });
@@ -121,10 +141,13 @@ describe('import: every family and head kind -> weights directory -> ORT CPU', f
 
   it('heads: a score.N.* head needs --head-activation; label tokens resolve by exact vocabulary string; an unknown architecture names the supported ones', async () => {
     const c = CASES[3];
-    await assert.rejects(importTo(c, 'fp32', { headActivation: undefined, out: join(tmp, 'never') } as never), (e: Error) => {
-      console.log(`      ${e.name}: ${e.message}`);
-      return /score\.0, score\.2, score\.4/.test(e.message) && /--head-activation/.test(e.message);
-    });
+    await assert.rejects(
+      importTo(c, 'fp32', { headActivation: undefined, out: join(tmp, 'never') } as never),
+      (e: Error) => {
+        console.log(`      ${e.name}: ${e.message}`);
+        return /score\.0, score\.2, score\.4/.test(e.message) && /--head-activation/.test(e.message);
+      },
+    );
     const tokFile = join(TOKENIZER, 'tokenizer.json');
     const ids = resolveLabelTokens(['▁A', '▁B', '<start_of_turn>'], tokFile);
     assert.equal(ids.length, 3);
@@ -136,8 +159,20 @@ describe('import: every family and head kind -> weights directory -> ORT CPU', f
     cfg.architectures = ['PhiForSequenceClassification'];
     writeFileSync(join(bad, 'config.json'), JSON.stringify(cfg));
     await assert.rejects(
-      importCheckpoint({ base: bad, tokenizer: TOKENIZER, quant: 'fp32', graphs: ['cpu'], template: 'gemma-chat', maxTokens: 256, labels: KAGGLE, out: join(tmp, 'never2') }),
-      (e: Error) => /PhiForSequenceClassification/.test(e.message) && /LlamaForSequenceClassification/.test(e.message) && /Qwen2ForCausalLM/.test(e.message),
+      importCheckpoint({
+        base: bad,
+        tokenizer: TOKENIZER,
+        quant: 'fp32',
+        graphs: ['cpu'],
+        template: 'gemma-chat',
+        maxTokens: 256,
+        labels: KAGGLE,
+        out: join(tmp, 'never2'),
+      }),
+      (e: Error) =>
+        /PhiForSequenceClassification/.test(e.message) &&
+        /LlamaForSequenceClassification/.test(e.message) &&
+        /Qwen2ForCausalLM/.test(e.message),
     );
   });
 });

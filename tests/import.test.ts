@@ -39,7 +39,17 @@ describe('HF config.json -> ModelConfig', () => {
     assert.equal(c.slidingLayers, 'even');
     assert.equal(c.numLabels, 3);
     assert.deepEqual(
-      [c.vocabSize, c.hiddenSize, c.intermediateSize, c.numLayers, c.numHeads, c.numKvHeads, c.headDim, c.padTokenId, c.maxPositions],
+      [
+        c.vocabSize,
+        c.hiddenSize,
+        c.intermediateSize,
+        c.numLayers,
+        c.numHeads,
+        c.numKvHeads,
+        c.headDim,
+        c.padTokenId,
+        c.maxPositions,
+      ],
       [512, 64, 128, 4, 4, 2, 16, 0, 256],
     );
   });
@@ -79,8 +89,14 @@ describe('PEFT adapter config and merge', () => {
 
   it('scale: lora_alpha / r, rsLoRA lora_alpha / sqrt(r), rank_pattern / alpha_pattern by trailing name', () => {
     assert.equal(loraScale(parseAdapterConfig(cfg(), 'a.json'), 'model.layers.0.self_attn.q_proj').scale, 2);
-    assert.equal(loraScale(parseAdapterConfig({ ...cfg(), use_rslora: true }, 'a.json'), 'model.layers.0.self_attn.q_proj').scale, 16 / Math.sqrt(8));
-    const p = parseAdapterConfig({ ...cfg(), rank_pattern: { 'layers.1.self_attn.q_proj': 4 }, alpha_pattern: { down_proj: 32 } }, 'a.json');
+    assert.equal(
+      loraScale(parseAdapterConfig({ ...cfg(), use_rslora: true }, 'a.json'), 'model.layers.0.self_attn.q_proj').scale,
+      16 / Math.sqrt(8),
+    );
+    const p = parseAdapterConfig(
+      { ...cfg(), rank_pattern: { 'layers.1.self_attn.q_proj': 4 }, alpha_pattern: { down_proj: 32 } },
+      'a.json',
+    );
     assert.deepEqual(loraScale(p, 'model.layers.1.self_attn.q_proj'), { rank: 4, alpha: 16, scale: 4 });
     assert.deepEqual(loraScale(p, 'model.layers.11.self_attn.q_proj'), { rank: 8, alpha: 16, scale: 2 });
     assert.deepEqual(loraScale(p, 'model.layers.0.mlp.down_proj'), { rank: 8, alpha: 32, scale: 4 });
@@ -107,7 +123,11 @@ describe('PEFT adapter config and merge', () => {
     assert.equal(ad.lora.size, 28);
     const merged = mergedSource(ck.get, ad);
     let worst = 0;
-    for (const name of ['model.layers.0.self_attn.k_proj.weight', 'model.layers.2.mlp.down_proj.weight', 'model.layers.3.mlp.gate_proj.weight']) {
+    for (const name of [
+      'model.layers.0.self_attn.k_proj.weight',
+      'model.layers.2.mlp.down_proj.weight',
+      'model.layers.3.mlp.gate_proj.weight',
+    ]) {
       const mod = name.replace(/\.weight$/, '');
       const w = ck.get(name);
       const a = ad.file.read(`base_model.model.${mod}.lora_A.weight`);
@@ -134,19 +154,26 @@ describe('PEFT adapter config and merge', () => {
 
   it('merged float graph (built in-process) reproduces PEFT lora_logits', async function () {
     this.timeout(60000);
-    for (const [model, tol] of [['gemma2-tiny', 1e-4], ['gemma-tiny', 5e-4]] as const) {
+    for (const [model, tol] of [
+      ['gemma2-tiny', 1e-4],
+      ['gemma-tiny', 5e-4],
+    ] as const) {
       const dir = join(FIXTURES, model);
       const c = parseHfConfig(json(join(dir, 'config.json')), 'config.json');
       const ck = openCheckpoint(dir);
       const ad = openAdapter(join(dir, 'adapter'));
-      const bytes = serialise(buildDecoderGraph(c, mergedSource(ck.get, ad), { linear: { kind: 'float' }, activations: 'float32' }));
+      const bytes = serialise(
+        buildDecoderGraph(c, mergedSource(ck.get, ad), { linear: { kind: 'float' }, activations: 'float32' }),
+      );
       ad.close();
       ck.close();
       const inputs = json(join(dir, 'inputs.json'));
       const exp = json(join(dir, 'expected.json'));
       for (const which of ['padded', 'single']) {
         const d = maxAbsDiff(await runLogits(bytes, inputs[which]), exp.lora_logits[which].flat());
-        console.log(`      ${model} ${which}: merged graph vs lora_logits max abs diff ${d.toExponential(3)} (tolerance ${tol})`);
+        console.log(
+          `      ${model} ${which}: merged graph vs lora_logits max abs diff ${d.toExponential(3)} (tolerance ${tol})`,
+        );
         assert.ok(d <= tol, `${model} ${which}: ${d} > ${tol}`);
       }
     }
@@ -159,8 +186,16 @@ describe('import: HF folder (+ adapter) -> weights directory -> ORT CPU', functi
   before(() => (tmp = mkdtempSync(join(tmpdir(), 'arenakit-import-'))));
   after(() => rmSync(tmp, { recursive: true, force: true }));
 
-  const importTo = async (model: string, quant: 'fp32' | 'int4' | 'int8', adapter: boolean, extra: { blockSize?: 32 | 64 | 128; symmetric?: boolean } = {}) => {
-    const out = join(tmp, `${model}-${quant}-${adapter ? 'lora' : 'base'}-${extra.blockSize ?? 32}-${extra.symmetric ?? 'd'}`);
+  const importTo = async (
+    model: string,
+    quant: 'fp32' | 'int4' | 'int8',
+    adapter: boolean,
+    extra: { blockSize?: 32 | 64 | 128; symmetric?: boolean } = {},
+  ) => {
+    const out = join(
+      tmp,
+      `${model}-${quant}-${adapter ? 'lora' : 'base'}-${extra.blockSize ?? 32}-${extra.symmetric ?? 'd'}`,
+    );
     const dir = join(FIXTURES, model);
     await importCheckpoint({
       base: dir,
@@ -199,12 +234,21 @@ describe('import: HF folder (+ adapter) -> weights directory -> ORT CPU', functi
         }
         assert.equal(m.labels.length, model === 'gemma2-tiny' ? 3 : 1);
         const prov = m.provenance as any;
-        assert.ok(prov.base.files.some((f: any) => f.file === 'model.safetensors' && /^[0-9a-f]{64}$/.test(f.sha256) && f.bytes > 0));
+        assert.ok(
+          prov.base.files.some(
+            (f: any) => f.file === 'model.safetensors' && /^[0-9a-f]{64}$/.test(f.sha256) && f.bytes > 0,
+          ),
+        );
         assert.equal(prov.command, 'test');
         if (adapter) assert.equal(prov.adapter.config.r, json(join(dir, 'adapter', 'adapter_config.json')).r);
       });
 
-  for (const [quant, bits, bs, symmetric] of [['int4', 4, 32, true], ['int8', 8, 32, true], ['int4', 4, 64, false], ['int8', 8, 128, false]] as const)
+  for (const [quant, bits, bs, symmetric] of [
+    ['int4', 4, 32, true],
+    ['int8', 8, 32, true],
+    ['int4', 4, 64, false],
+    ['int8', 8, 128, false],
+  ] as const)
     it(`gemma2-tiny + LoRA ${quant} (block ${bs}, ${symmetric ? 'symmetric' : 'zero points'}) matches the fp32 graph of the JS-dequantized weights`, async () => {
       const model = 'gemma2-tiny';
       const dir = join(FIXTURES, model);
@@ -226,7 +270,9 @@ describe('import: HF folder (+ adapter) -> weights directory -> ORT CPU', functi
         return { shape: t.shape, data: dequantizeNBits(quantizeNBits(t.data, N, K, spec)) };
       };
       // Same embedding storage as the writer's CPU graph (float16 unless fp32), so only the linears differ.
-      const ref = serialise(buildDecoderGraph(c, deq, { linear: { kind: 'float' }, activations: 'float32', embedding: 'float16' }));
+      const ref = serialise(
+        buildDecoderGraph(c, deq, { linear: { kind: 'float' }, activations: 'float32', embedding: 'float16' }),
+      );
       ad.close();
       ck.close();
       const inputs = json(join(dir, 'inputs.json'));
@@ -235,14 +281,23 @@ describe('import: HF folder (+ adapter) -> weights directory -> ORT CPU', functi
         const got = await runLogits(graph, inputs[which]);
         const d = maxAbsDiff(got, await runLogits(ref, inputs[which]));
         const vsHf = maxAbsDiff(got, lora[which].flat());
-        console.log(`      ${quant} b${bs} ${which}: vs dequantized fp32 graph ${d.toExponential(3)} (tolerance 1e-4); vs HF lora_logits ${vsHf.toExponential(3)} (quantization error, informative)`);
+        console.log(
+          `      ${quant} b${bs} ${which}: vs dequantized fp32 graph ${d.toExponential(3)} (tolerance 1e-4); vs HF lora_logits ${vsHf.toExponential(3)} (quantization error, informative)`,
+        );
         assert.ok(d <= 1e-4, `${quant} ${which}: ${d} > 1e-4`);
       }
     });
 
   it('needs --tokenizer when the HF folder has no tokenizer.json, and says so', async () => {
     await assert.rejects(
-      importCheckpoint({ base: join(FIXTURES, 'gemma2-tiny'), quant: 'fp32', graphs: ['cpu'], template: 'gemma-chat', maxTokens: 256, out: join(tmp, 'never') }),
+      importCheckpoint({
+        base: join(FIXTURES, 'gemma2-tiny'),
+        quant: 'fp32',
+        graphs: ['cpu'],
+        template: 'gemma-chat',
+        maxTokens: 256,
+        out: join(tmp, 'never'),
+      }),
       (e: Error) => e.name === 'ImportError' && /no tokenizer\.json/.test(e.message) && /--tokenizer/.test(e.message),
     );
     assert.ok(!existsSync(join(tmp, 'never')));
@@ -272,18 +327,47 @@ describe('import: HF folder (+ adapter) -> weights directory -> ORT CPU', functi
   it('CLI: `trainer import` writes a directory that reproduces lora_logits and records its command line', async () => {
     const dir = join(FIXTURES, 'gemma2-tiny');
     const out = join(tmp, 'cli');
-    const argv = ['--base', dir, '--adapter', join(dir, 'adapter'), '--tokenizer', TOKENIZER, '--quant', 'fp32', '--max-tokens', '512', '--labels', KAGGLE.join(','), '--out', out];
+    const argv = [
+      '--base',
+      dir,
+      '--adapter',
+      join(dir, 'adapter'),
+      '--tokenizer',
+      TOKENIZER,
+      '--quant',
+      'fp32',
+      '--max-tokens',
+      '512',
+      '--labels',
+      KAGGLE.join(','),
+      '--out',
+      out,
+    ];
     await importCli(argv);
     const m = readManifest(out);
     assert.equal(m.maxTokens, 512);
     assert.deepEqual(m.labels, ['winner_model_a', 'winner_model_b', 'winner_tie']);
     assert.match(String((m.provenance as any).command), /trainer\.cjs import --base .* --quant fp32/);
-    const d = maxAbsDiff(await runLogits(join(out, m.graphs.cpu!.file), json(join(dir, 'inputs.json')).padded), json(join(dir, 'expected.json')).lora_logits.padded.flat());
+    const d = maxAbsDiff(
+      await runLogits(join(out, m.graphs.cpu!.file), json(join(dir, 'inputs.json')).padded),
+      json(join(dir, 'expected.json')).lora_logits.padded.flat(),
+    );
     console.log(`      CLI import padded: max abs diff ${d.toExponential(3)} (tolerance 1e-4)`);
     assert.ok(d <= 1e-4);
-    for (const bad of [['--quant', 'int3'], ['--quant', 'int4', '--block-size', '48'], ['--quant', 'fp16', '--block-size', '64'], ['--quant', 'int4', '--graphs', 'tpu']])
-      await assert.rejects(importCli(['--base', dir, '--out', join(tmp, 'bad'), ...bad]), (e: Error) => e.name === 'UsageError');
-    await assert.rejects(importCli(['--quant', 'int4', '--out', join(tmp, 'bad')]), (e: Error) => e.name === 'UsageError' && /--base/.test(e.message));
+    for (const bad of [
+      ['--quant', 'int3'],
+      ['--quant', 'int4', '--block-size', '48'],
+      ['--quant', 'fp16', '--block-size', '64'],
+      ['--quant', 'int4', '--graphs', 'tpu'],
+    ])
+      await assert.rejects(
+        importCli(['--base', dir, '--out', join(tmp, 'bad'), ...bad]),
+        (e: Error) => e.name === 'UsageError',
+      );
+    await assert.rejects(
+      importCli(['--quant', 'int4', '--out', join(tmp, 'bad')]),
+      (e: Error) => e.name === 'UsageError' && /--base/.test(e.message),
+    );
   });
 
   it('a Gemma2ForCausalLM base + adapter with the score head in modules_to_save imports as the classifier', async () => {
@@ -297,17 +381,34 @@ describe('import: HF folder (+ adapter) -> weights directory -> ORT CPU', functi
     writeFileSync(join(base, 'config.json'), JSON.stringify(cfg));
     // The causal-LM checkpoint has no score.weight: copy every other tensor (F32) into a new file.
     const ck = openCheckpoint(src);
-    writeSafetensors(join(base, 'model.safetensors'), Object.fromEntries(ck.names.filter((n) => n !== 'score.weight').map((n) => [n, ck.get(n)])));
+    writeSafetensors(
+      join(base, 'model.safetensors'),
+      Object.fromEntries(ck.names.filter((n) => n !== 'score.weight').map((n) => [n, ck.get(n)])),
+    );
     ck.close();
-    const opts = { base, tokenizer: TOKENIZER, quant: 'fp32' as const, graphs: ['cpu' as const], template: 'gemma-chat', maxTokens: 256, labels: KAGGLE };
-    await assert.rejects(importCheckpoint({ ...opts, out: join(tmp, 'causal-no-adapter') }), (e: Error) => e.name === 'HfConfigError' && /Gemma2ForCausalLM/.test(e.message));
+    const opts = {
+      base,
+      tokenizer: TOKENIZER,
+      quant: 'fp32' as const,
+      graphs: ['cpu' as const],
+      template: 'gemma-chat',
+      maxTokens: 256,
+      labels: KAGGLE,
+    };
+    await assert.rejects(
+      importCheckpoint({ ...opts, out: join(tmp, 'causal-no-adapter') }),
+      (e: Error) => e.name === 'HfConfigError' && /Gemma2ForCausalLM/.test(e.message),
+    );
     const out = join(tmp, 'causal');
     await importCheckpoint({ ...opts, adapter: join(src, 'adapter'), out });
     const m = readManifest(out);
     assert.equal(m.architecture, 'Gemma2ForCausalLM');
     assert.equal(m.config!.head.kind, 'classifier');
     const inputs = json(join(src, 'inputs.json'));
-    const d = maxAbsDiff(await runLogits(join(out, m.graphs.cpu!.file), inputs.padded), json(join(src, 'expected.json')).lora_logits.padded.flat());
+    const d = maxAbsDiff(
+      await runLogits(join(out, m.graphs.cpu!.file), inputs.padded),
+      json(join(src, 'expected.json')).lora_logits.padded.flat(),
+    );
     console.log(`      causal-LM base + adapter padded: max abs diff ${d.toExponential(3)} (tolerance 1e-4)`);
     assert.ok(d <= 1e-4);
   });
@@ -316,7 +417,10 @@ describe('import: HF folder (+ adapter) -> weights directory -> ORT CPU', functi
     for (const model of ['gemma2-tiny', 'gemma-tiny']) {
       const dir = join(FIXTURES, model);
       const ck = openCheckpoint(dir);
-      assert.deepEqual([...requiredNames(parseHfConfig(json(join(dir, 'config.json')), 'c'))].sort(), [...ck.names].sort());
+      assert.deepEqual(
+        [...requiredNames(parseHfConfig(json(join(dir, 'config.json')), 'c'))].sort(),
+        [...ck.names].sort(),
+      );
       ck.close();
     }
   });

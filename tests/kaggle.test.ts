@@ -5,7 +5,17 @@
 // the repository. Checks the submission Kaggle would score and the validation figures.
 import { strict as assert } from 'node:assert';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parquetWriteFile } from 'hyparquet-writer';
@@ -30,7 +40,11 @@ function newestMtime(dir: string): number {
   return t;
 }
 
-function sh(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeout?: number } = {}): SpawnSyncReturns<string> {
+function sh(
+  cmd: string,
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeout?: number } = {},
+): SpawnSyncReturns<string> {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: opts.timeout ?? 300_000, maxBuffer: 64 << 20, ...opts });
   if (r.error) throw r.error;
   return r;
@@ -59,17 +73,17 @@ function parseCsv(text: string): string[][] {
   for (let i = 0; i < text.length; i++) {
     const ch = text[i];
     if (q) {
-      if (ch === '"' && text[i + 1] === '"') (cell += '"'), i++;
+      if (ch === '"' && text[i + 1] === '"') ((cell += '"'), i++);
       else if (ch === '"') q = false;
       else cell += ch;
     } else if (ch === '"') q = true;
-    else if (ch === ',') row.push(cell), (cell = '');
+    else if (ch === ',') (row.push(cell), (cell = ''));
     else if (ch === '\n' || ch === '\r') {
       if (ch === '\r' && text[i + 1] === '\n') i++;
-      row.push(cell), rows.push(row), (row = []), (cell = '');
+      (row.push(cell), rows.push(row), (row = []), (cell = ''));
     } else cell += ch;
   }
-  if (cell !== '' || row.length) row.push(cell), rows.push(row);
+  if (cell !== '' || row.length) (row.push(cell), rows.push(row));
   return rows;
 }
 
@@ -80,10 +94,19 @@ const toCsv = (rows: string[][]) => rows.map((r) => r.map(csvCell).join(',')).jo
 function checkWsdmSubmission(path: string, ids: string[]): void {
   const rows = parseCsv(readFileSync(path, 'utf8')).filter((r) => r.length > 1 || r[0] !== '');
   assert.deepEqual(rows[0], ['id', 'winner']);
-  assert.deepEqual(rows.slice(1).map((r) => r[0]), ids, 'ids in test.parquet order');
+  assert.deepEqual(
+    rows.slice(1).map((r) => r[0]),
+    ids,
+    'ids in test.parquet order',
+  );
   const winners = rows.slice(1).map((r) => r[1]);
-  assert.ok(winners.every((w) => w === 'model_a' || w === 'model_b'), `winners: ${[...new Set(winners)].join(', ')}`);
-  console.log(`      ${path}: ${ids.length} rows, model_a ${winners.filter((w) => w === 'model_a').length}, model_b ${winners.filter((w) => w === 'model_b').length}`);
+  assert.ok(
+    winners.every((w) => w === 'model_a' || w === 'model_b'),
+    `winners: ${[...new Set(winners)].join(', ')}`,
+  );
+  console.log(
+    `      ${path}: ${ids.length} rows, model_a ${winners.filter((w) => w === 'model_a').length}, model_b ${winners.filter((w) => w === 'model_b').length}`,
+  );
 }
 
 /** Checks a Kaggle submission: header, row count, ids in order, probabilities in [0, 1] summing to 1. */
@@ -91,7 +114,11 @@ function checkSubmission(path: string, ids: string[]): void {
   const rows = parseCsv(readFileSync(path, 'utf8')).filter((r) => r.length > 1 || r[0] !== '');
   assert.deepEqual(rows[0], ['id', 'winner_model_a', 'winner_model_b', 'winner_tie']);
   assert.equal(rows.length - 1, ids.length, 'one submission row per test row');
-  assert.deepEqual(rows.slice(1).map((r) => r[0]), ids, 'ids in test.csv order');
+  assert.deepEqual(
+    rows.slice(1).map((r) => r[0]),
+    ids,
+    'ids in test.csv order',
+  );
   let maxDev = 0;
   for (const r of rows.slice(1)) {
     const p = r.slice(1).map(Number);
@@ -105,27 +132,47 @@ function checkSubmission(path: string, ids: string[]): void {
 
 describe('pack checks', () => {
   it('pairs the CUDA provider package only with its own ONNX Runtime version', () => {
-    const ortNode = (JSON.parse(readFileSync(join(repo, 'node_modules', 'onnxruntime-node', 'package.json'), 'utf8')) as { version: string }).version;
+    const ortNode = (
+      JSON.parse(readFileSync(join(repo, 'node_modules', 'onnxruntime-node', 'package.json'), 'utf8')) as {
+        version: string;
+      }
+    ).version;
     assert.equal(CUDA_PIN.ort, ortNode, 'the pinned provider package matches the installed onnxruntime-node');
     checkCudaPairing(CUDA_PIN.ort);
-    assert.throws(() => checkCudaPairing('1.30.0'), (e: Error) => {
-      console.log(`      ${e.name}: ${e.message}`);
-      return e.name === 'PackError' && /onnxruntime-node is 1\.30\.0/.test(e.message) && e.message.includes(`built from ONNX Runtime ${CUDA_PIN.ort}`);
-    });
+    assert.throws(
+      () => checkCudaPairing('1.30.0'),
+      (e: Error) => {
+        console.log(`      ${e.name}: ${e.message}`);
+        return (
+          e.name === 'PackError' &&
+          /onnxruntime-node is 1\.30\.0/.test(e.message) &&
+          e.message.includes(`built from ONNX Runtime ${CUDA_PIN.ort}`)
+        );
+      },
+    );
   });
 
   it('refuses a weights folder without a manifest and an --out that is not a previous pack', () => {
     const t = mkdtempSync(join(tmpdir(), 'arenakit-packcheck-'));
     try {
       mkdirSync(join(t, 'empty'));
-      const r = sh(process.execPath, [join(repo, 'build', 'pack.mjs'), '--weights', join(t, 'empty'), '--out', join(t, 'out')], { cwd: repo });
+      const r = sh(
+        process.execPath,
+        [join(repo, 'build', 'pack.mjs'), '--weights', join(t, 'empty'), '--out', join(t, 'out')],
+        { cwd: repo },
+      );
       assert.notEqual(r.status, 0);
       assert.match(r.stderr, /no manifest\.json/);
       writeFileSync(join(t, 'precious.txt'), 'x');
       mkdirSync(join(t, 'w'));
-      writeFileSync(join(t, 'w', 'manifest.json'), JSON.stringify({ format: 'arenakit-weights', files: {}, graphs: {} }));
+      writeFileSync(
+        join(t, 'w', 'manifest.json'),
+        JSON.stringify({ format: 'arenakit-weights', files: {}, graphs: {} }),
+      );
       if (existsSync(join(dist, 'runner.cjs')) && existsSync(join(dist, 'ort', 'libonnxruntime.so.1'))) {
-        const r2 = sh(process.execPath, [join(repo, 'build', 'pack.mjs'), '--weights', join(t, 'w'), '--out', t], { cwd: repo });
+        const r2 = sh(process.execPath, [join(repo, 'build', 'pack.mjs'), '--weights', join(t, 'w'), '--out', t], {
+          cwd: repo,
+        });
         assert.notEqual(r2.status, 0);
         assert.match(r2.stderr, /is not a previous pack/);
         assert.ok(existsSync(join(t, 'precious.txt')), 'nothing deleted');
@@ -146,16 +193,22 @@ describe('Kaggle pack and notebooks (end to end)', function () {
   let offline: string[] = [];
 
   before(async function () {
-    const fresh = ['runner.cjs', 'trainer.cjs', 'ort/libonnxruntime.so.1'].every((f) => existsSync(join(dist, f))) &&
+    const fresh =
+      ['runner.cjs', 'trainer.cjs', 'ort/libonnxruntime.so.1'].every((f) => existsSync(join(dist, f))) &&
       statSync(join(dist, 'runner.cjs')).mtimeMs >= newestMtime(join(repo, 'src'));
     if (!fresh) {
       const b = sh('npm', ['run', 'build'], { cwd: repo });
       if (!existsSync(join(dist, 'runner.cjs'))) {
-        console.log(`      SKIPPED: dist/runner.cjs is missing after \`npm run build\` (the runner does not build yet):\n${b.stderr.slice(-2000)}`);
+        console.log(
+          `      SKIPPED: dist/runner.cjs is missing after \`npm run build\` (the runner does not build yet):\n${b.stderr.slice(-2000)}`,
+        );
         this.skip();
       }
       // A build that fails after writing the bundles and ort/ (e.g. in another entry) still lets the pack be tested.
-      if (b.status !== 0) console.log(`      warning: \`npm run build\` exited with ${b.status}; testing the dist/ it left:\n${b.stderr.slice(-600)}`);
+      if (b.status !== 0)
+        console.log(
+          `      warning: \`npm run build\` exited with ${b.status}; testing the dist/ it left:\n${b.stderr.slice(-600)}`,
+        );
     }
     tmp = mkdtempSync(join(tmpdir(), 'arenakit-kaggle-'));
     tiny = join(tmp, 'tiny');
@@ -164,7 +217,9 @@ describe('Kaggle pack and notebooks (end to end)', function () {
     // A private network namespace: the notebooks must not need a network. Not every machine allows one.
     const unshare = ['/usr/bin/unshare', '/bin/unshare'].find((p) => existsSync(p));
     if (unshare && spawnSync(unshare, ['-rn', 'true']).status === 0) offline = [unshare, '-rn'];
-    console.log(`      network: ${offline.length ? 'none (unshare -rn)' : 'NOT isolated (unshare unavailable); the run still uses no node_modules and a minimal PATH'}`);
+    console.log(
+      `      network: ${offline.length ? 'none (unshare -rn)' : 'NOT isolated (unshare unavailable); the run still uses no node_modules and a minimal PATH'}`,
+    );
 
     const table = parseCsv(readFileSync(sample, 'utf8'));
     const header = table[0];
@@ -173,7 +228,10 @@ describe('Kaggle pack and notebooks (end to end)', function () {
     ids = rows.map((r) => r[keep[0]]);
     const comp = join(tmp, 'kaggle', 'input', 'lmsys-chatbot-arena');
     mkdirSync(comp, { recursive: true });
-    writeFileSync(join(comp, 'test.csv'), toCsv([keep.map((i) => header[i]), ...rows.map((r) => keep.map((i) => r[i]))]));
+    writeFileSync(
+      join(comp, 'test.csv'),
+      toCsv([keep.map((i) => header[i]), ...rows.map((r) => keep.map((i) => r[i]))]),
+    );
     writeFileSync(join(comp, 'train.csv'), toCsv([header, ...table.slice(1, ROWS + 1)]));
     mkdirSync(join(tmp, 'kaggle', 'working'), { recursive: true });
 
@@ -189,7 +247,10 @@ describe('Kaggle pack and notebooks (end to end)', function () {
       { name: 'response_a', data: text('responseA'), type: 'STRING' },
       { name: 'response_b', data: text('responseB'), type: 'STRING' },
     ];
-    parquetWriteFile({ filename: join(wdir, 'test.parquet'), columnData: [...common, { name: 'scored', data: wsdm.map(() => true), type: 'BOOLEAN' }] as never });
+    parquetWriteFile({
+      filename: join(wdir, 'test.parquet'),
+      columnData: [...common, { name: 'scored', data: wsdm.map(() => true), type: 'BOOLEAN' }] as never,
+    });
     parquetWriteFile({
       filename: join(wdir, 'train.parquet'),
       columnData: [
@@ -206,7 +267,14 @@ describe('Kaggle pack and notebooks (end to end)', function () {
 
   function pack(name: string, extra: string[]): string {
     const out = join(tmp, 'kaggle', 'input', name);
-    const log = must(sh(process.execPath, [join(repo, 'build', 'pack.mjs'), '--weights', tiny, '--out', out, '--user', 'testuser', ...extra], { cwd: repo }), 'pack');
+    const log = must(
+      sh(
+        process.execPath,
+        [join(repo, 'build', 'pack.mjs'), '--weights', tiny, '--out', out, '--user', 'testuser', ...extra],
+        { cwd: repo },
+      ),
+      'pack',
+    );
     console.log(log.replace(/^/gm, '      ').trimEnd());
     return out;
   }
@@ -249,11 +317,22 @@ describe('Kaggle pack and notebooks (end to end)', function () {
     assert.equal(meta.licenses.length, 1);
     const pj = JSON.parse(readFileSync(join(kit, 'pack.json'), 'utf8'));
     assert.equal(pj.kind, 'arenakit-kaggle-pack');
-    assert.deepEqual(pj.weights.map((w: { path: string }) => w.path), ['weights/tiny']);
-    for (const f of ['runner.cjs', 'trainer.cjs', 'ort/onnxruntime_binding.node', 'ort/libonnxruntime.so.1', 'weights/tiny/manifest.json', 'README.md'])
+    assert.deepEqual(
+      pj.weights.map((w: { path: string }) => w.path),
+      ['weights/tiny'],
+    );
+    for (const f of [
+      'runner.cjs',
+      'trainer.cjs',
+      'ort/onnxruntime_binding.node',
+      'ort/libonnxruntime.so.1',
+      'weights/tiny/manifest.json',
+      'README.md',
+    ])
       assert.ok(existsSync(join(kit, f)), `pack has ${f}`);
     assert.ok(!existsSync(join(kit, 'node')), 'no node without --with-node');
-    for (const [f, { bytes }] of Object.entries(pj.files as Record<string, { bytes: number }>)) assert.equal(statSync(join(kit, f)).size, bytes, f);
+    for (const [f, { bytes }] of Object.entries(pj.files as Record<string, { bytes: number }>))
+      assert.equal(statSync(join(kit, f)).size, bytes, f);
     // --user rewrites every id: the dataset's and the notebooks' (written next to the pack), no placeholder left.
     const kout = `${kit}-kernels`;
     for (const nb of ['arenakit-inference', 'arenakit-validate', 'arenakit-wsdm-inference']) {
@@ -285,36 +364,86 @@ describe('Kaggle pack and notebooks (end to end)', function () {
     assert.ok(existsSync(join(kernels, 'arenakit-wsdm-inference', meta.code_file)));
     const sub = join(tmp, 'kaggle', 'working', 'submission.csv');
     rmSync(sub, { force: true });
-    const log = runNotebook('arenakit-wsdm-inference', { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, ARENAKIT_VALIDATE_ROWS: '20' });
-    assert.match(log, /validation on the first 20 rows of train\.parquet: accuracy [\d.]+, log_loss [\d.]+, accuracy_by_language \{/);
+    const log = runNotebook('arenakit-wsdm-inference', {
+      PATH: `${dirname(process.execPath)}:/usr/bin:/bin`,
+      ARENAKIT_VALIDATE_ROWS: '20',
+    });
+    assert.match(
+      log,
+      /validation on the first 20 rows of train\.parquet: accuracy [\d.]+, log_loss [\d.]+, accuracy_by_language \{/,
+    );
     checkWsdmSubmission(sub, wsdmIds);
   });
 
   it('WSDM notebook, competition rerun on a fake 2 x T4: doctor advises, predict on both devices within --time-budget, byte-identical to one process; a budget far too small still submits', () => {
     const sub = join(tmp, 'kaggle', 'working', 'submission.csv');
     const smi = fakeNvidiaSmi('560.35.03', '12.6');
-    const env = { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, KAGGLE_IS_COMPETITION_RERUN: 'Batch', ARENAKIT_NVIDIA_SMI: smi };
+    const env = {
+      PATH: `${dirname(process.execPath)}:/usr/bin:/bin`,
+      KAGGLE_IS_COMPETITION_RERUN: 'Batch',
+      ARENAKIT_NVIDIA_SMI: smi,
+    };
     rmSync(sub, { force: true });
     const log = runNotebook('arenakit-wsdm-inference', env);
     assert.match(log, /mode: competition rerun/);
     assert.match(log, /runner\.cjs doctor --weights \S+ --data \S+test\.parquet --budget 9h --tta swap --devices auto/);
     assert.match(log, /--tta swap --devices auto --time-budget 8h30m/);
     assert.doesNotMatch(log, /runner\.cjs validate/);
-    const closing = JSON.parse(log.split('\n').filter((l) => l.startsWith('{"task"')).pop()!);
-    console.log(`      rerun: devices ${JSON.stringify(closing.devices)}, ep ${JSON.stringify(closing.ep)}, ${closing.rows} rows in ${closing.seconds}s`);
+    const closing = JSON.parse(
+      log
+        .split('\n')
+        .filter((l) => l.startsWith('{"task"'))
+        .pop()!,
+    );
+    console.log(
+      `      rerun: devices ${JSON.stringify(closing.devices)}, ep ${JSON.stringify(closing.ep)}, ${closing.rows} rows in ${closing.seconds}s`,
+    );
     assert.deepEqual(closing.devices, [0, 1], 'both listed GPUs used (two CPU workers: CUDA cannot load here)');
     checkWsdmSubmission(sub, wsdmIds);
     // The same model in one process gives the same bytes.
     const one = join(tmp, 'one-process.csv');
-    must(sh(process.execPath, [join(dist, 'runner.cjs'), 'predict', '--data', join(tmp, 'kaggle', 'input', WSDM_COMPETITION, 'test.parquet'), '--weights', tiny, '--out', one, '--ep', 'auto', '--tta', 'swap', '--devices', '0'], { cwd: tmp }), 'one-process predict');
-    assert.equal(readFileSync(sub, 'utf8'), readFileSync(one, 'utf8'), 'two-device rerun submission byte-identical to one process');
+    must(
+      sh(
+        process.execPath,
+        [
+          join(dist, 'runner.cjs'),
+          'predict',
+          '--data',
+          join(tmp, 'kaggle', 'input', WSDM_COMPETITION, 'test.parquet'),
+          '--weights',
+          tiny,
+          '--out',
+          one,
+          '--ep',
+          'auto',
+          '--tta',
+          'swap',
+          '--devices',
+          '0',
+        ],
+        { cwd: tmp },
+      ),
+      'one-process predict',
+    );
+    assert.equal(
+      readFileSync(sub, 'utf8'),
+      readFileSync(one, 'utf8'),
+      'two-device rerun submission byte-identical to one process',
+    );
 
     // A doctor budget and a time budget far too small for the data: the notebook never raises, and writes a complete submission.
     rmSync(sub, { force: true });
-    const tight = runNotebook('arenakit-wsdm-inference', { ...env, ARENAKIT_DOCTOR_BUDGET: '0.001s', ARENAKIT_TIME_BUDGET: '0.5s' });
+    const tight = runNotebook('arenakit-wsdm-inference', {
+      ...env,
+      ARENAKIT_DOCTOR_BUDGET: '0.001s',
+      ARENAKIT_TIME_BUDGET: '0.5s',
+    });
     const advice = tight.split('\n').find((l) => l.startsWith('doctor: estimate'));
     console.log(`      ${advice}`);
-    assert.match(tight, /doctor: estimate [\d.]+ s over the 0\.001s budget on cpu x 2; predict still runs within 0\.5s/);
+    assert.match(
+      tight,
+      /doctor: estimate [\d.]+ s over the 0\.001s budget on cpu x 2; predict still runs within 0\.5s/,
+    );
     assert.match(tight, /runner\.cjs predict/);
     assert.doesNotMatch(tight, /Traceback|stopping early/);
     checkWsdmSubmission(sub, wsdmIds);
@@ -340,8 +469,11 @@ describe('Kaggle pack and notebooks (end to end)', function () {
     }
   });
 
-  it('the validation notebook writes the runner\'s figures', () => {
-    const log = runNotebook('arenakit-validate', { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, ARENAKIT_VALIDATE_ROWS: '30' });
+  it("the validation notebook writes the runner's figures", () => {
+    const log = runNotebook('arenakit-validate', {
+      PATH: `${dirname(process.execPath)}:/usr/bin:/bin`,
+      ARENAKIT_VALIDATE_ROWS: '30',
+    });
     const fig = JSON.parse(readFileSync(join(tmp, 'kaggle', 'working', 'validation.json'), 'utf8'));
     console.log(`      validation: ${JSON.stringify(fig)}`);
     assert.equal(fig.rows, 30);
@@ -350,10 +482,14 @@ describe('Kaggle pack and notebooks (end to end)', function () {
     checkSubmission(join(tmp, 'kaggle', 'working', 'validation-predictions.csv'), ids.slice(0, 30));
   });
 
-  it('pack --with-node: the notebook uses the pack\'s node with no node on PATH, and the runner runs under env -i', function () {
-    const cached = existsSync(join(cacheDir(), `${NODE_PIN.pkg}-${NODE_PIN.version}.tgz`)) || existsSync(join(cacheDir(), `${NODE_PIN.pkg}-${NODE_PIN.version}`, '.complete'));
+  it("pack --with-node: the notebook uses the pack's node with no node on PATH, and the runner runs under env -i", function () {
+    const cached =
+      existsSync(join(cacheDir(), `${NODE_PIN.pkg}-${NODE_PIN.version}.tgz`)) ||
+      existsSync(join(cacheDir(), `${NODE_PIN.pkg}-${NODE_PIN.version}`, '.complete'));
     if (!cached && process.env.ARENAKIT_TEST_FETCH !== '1') {
-      console.log(`      SKIPPED: ${NODE_PIN.pkg}@${NODE_PIN.version} is not in ${cacheDir()}; tests do not download it. Run \`npm run pack -- --weights DIR --with-node\` once (or set ARENAKIT_TEST_FETCH=1).`);
+      console.log(
+        `      SKIPPED: ${NODE_PIN.pkg}@${NODE_PIN.version} is not in ${cacheDir()}; tests do not download it. Run \`npm run pack -- --weights DIR --with-node\` once (or set ARENAKIT_TEST_FETCH=1).`,
+      );
       this.skip();
     }
     rmSync(join(tmp, 'kaggle', 'input', 'arenakit'), { recursive: true, force: true });
@@ -361,13 +497,34 @@ describe('Kaggle pack and notebooks (end to end)', function () {
     const working = join(tmp, 'kaggle', 'working');
     rmSync(join(working, 'submission.csv'), { force: true });
     const log = runNotebook('arenakit-inference', { PATH: '/nonexistent' });
-    assert.match(log, new RegExp(`node: ${join(tmp, 'stage', 'node', 'bin', 'node')} v${NODE_PIN.version.replace(/\./g, '\\.')}`));
+    assert.match(
+      log,
+      new RegExp(`node: ${join(tmp, 'stage', 'node', 'bin', 'node')} v${NODE_PIN.version.replace(/\./g, '\\.')}`),
+    );
     checkSubmission(join(working, 'submission.csv'), ids);
 
     // The kit as uploaded (not staged), with an empty environment, from outside the repository.
     const out = join(tmp, 'envi-submission.csv');
-    const r = sh('env', ['-i', join(kit, 'node', 'bin', 'node'), join(kit, 'runner.cjs'), 'predict', '--data', join(tmp, 'kaggle', 'input', 'lmsys-chatbot-arena', 'test.csv'),
-      '--weights', join(kit, 'weights', 'tiny'), '--out', out, '--ep', 'auto', '--tta', 'swap'], { cwd: tmp });
+    const r = sh(
+      'env',
+      [
+        '-i',
+        join(kit, 'node', 'bin', 'node'),
+        join(kit, 'runner.cjs'),
+        'predict',
+        '--data',
+        join(tmp, 'kaggle', 'input', 'lmsys-chatbot-arena', 'test.csv'),
+        '--weights',
+        join(kit, 'weights', 'tiny'),
+        '--out',
+        out,
+        '--ep',
+        'auto',
+        '--tta',
+        'swap',
+      ],
+      { cwd: tmp },
+    );
     must(r, 'env -i node runner.cjs predict');
     console.log(`      env -i run: ${r.stdout.trim()}`);
     checkSubmission(out, ids);

@@ -27,7 +27,9 @@ describe('output safety', () => {
       () => assertNotInput({ flag: '--out', path: join(root, 'labels-link.csv') }, [{ flag: '--labels', path: data }]),
       (e: Error) => e instanceof OutputError && /--out .*labels-link\.csv is the same file as --labels/.test(e.message),
     );
-    assert.doesNotThrow(() => assertNotInput({ flag: '--out', path: join(root, 'p.csv') }, [{ flag: '--labels', path: data }]));
+    assert.doesNotThrow(() =>
+      assertNotInput({ flag: '--out', path: join(root, 'p.csv') }, [{ flag: '--labels', path: data }]),
+    );
     const w = join(root, 'weights');
     mkdirSync(w);
     writeFileSync(join(w, 'manifest.json'), '{}');
@@ -49,7 +51,10 @@ describe('output safety', () => {
       /disk full/,
     );
     assert.equal(readFileSync(join(dir, 'manifest.json'), 'utf8'), 'old');
-    assert.deepEqual(readdirSync(root).filter((f) => f.startsWith('.w1')), []);
+    assert.deepEqual(
+      readdirSync(root).filter((f) => f.startsWith('.w1')),
+      [],
+    );
     await replaceDir(dir, (tmp) => writeFileSync(join(tmp, 'manifest.json'), 'new'));
     assert.equal(readFileSync(join(dir, 'manifest.json'), 'utf8'), 'new');
   });
@@ -78,7 +83,9 @@ describe('output safety', () => {
       }).then(() => process.stdout.write('done'));`;
     const seen = new Set<string>();
     for (let k = 0; k < 10; k++) {
-      const child = spawn(process.execPath, ['--require', 'tsx/cjs', '-e', script], { stdio: ['ignore', 'pipe', 'ignore'] });
+      const child = spawn(process.execPath, ['--require', 'tsx/cjs', '-e', script], {
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
       const exited = new Promise((r) => child.on('exit', r));
       await new Promise((r) => child.stdout.once('data', r)); // the build has started
       await new Promise((r) => setTimeout(r, k * 35)); // 0 .. 315 ms: inside the build, at the swap, after it

@@ -32,18 +32,45 @@ const CASES: Case[] = [
   { model: 'llama3-tiny', tol: 2e-5, base: 'base_logits', merged: 'merged_logits' },
   { model: 'qwen2-tiny', tol: 3e-5, base: 'base_logits', merged: 'merged_logits' },
   { model: 'mistral-tiny', tol: 2e-5, base: 'base_logits', merged: 'merged_logits' },
-  { model: 'gemma2-mlphead', tol: 2e-5, base: 'base_logits', merged: 'merged_logits', head: { activation: 'gelu_tanh' } },
-  { model: 'gemma2-judge-tiny', tol: 2e-5, base: 'label_logits', merged: 'merged_label_logits', head: { labelTokens: ['65', '66', '67'] } },
-  { model: 'qwen2-judge-tiny', tol: 2e-5, base: 'label_logits', merged: 'merged_label_logits', head: { labelTokens: ['65', '66', '67'] } },
+  {
+    model: 'gemma2-mlphead',
+    tol: 2e-5,
+    base: 'base_logits',
+    merged: 'merged_logits',
+    head: { activation: 'gelu_tanh' },
+  },
+  {
+    model: 'gemma2-judge-tiny',
+    tol: 2e-5,
+    base: 'label_logits',
+    merged: 'merged_label_logits',
+    head: { labelTokens: ['65', '66', '67'] },
+  },
+  {
+    model: 'qwen2-judge-tiny',
+    tol: 2e-5,
+    base: 'label_logits',
+    merged: 'merged_label_logits',
+    head: { labelTokens: ['65', '66', '67'] },
+  },
 ];
 
 /** Max abs difference to HF over the padded batch and the single row. */
-async function vsHf(dir: string, cfg: ModelConfig, weights: WeightSource, key: string, attention: AttentionVariant): Promise<number> {
-  const bytes = serialise(buildDecoderGraph(cfg, weights, { linear: { kind: 'float' }, activations: 'float32', attention }));
+async function vsHf(
+  dir: string,
+  cfg: ModelConfig,
+  weights: WeightSource,
+  key: string,
+  attention: AttentionVariant,
+): Promise<number> {
+  const bytes = serialise(
+    buildDecoderGraph(cfg, weights, { linear: { kind: 'float' }, activations: 'float32', attention }),
+  );
   const inputs = json(join(dir, 'inputs.json'));
   const want = json(join(dir, 'expected.json'))[key];
   let d = 0;
-  for (const which of ['padded', 'single']) d = Math.max(d, maxAbsDiff(await runLogits(bytes, inputs[which]), (want[which] as number[][]).flat()));
+  for (const which of ['padded', 'single'])
+    d = Math.max(d, maxAbsDiff(await runLogits(bytes, inputs[which]), (want[which] as number[][]).flat()));
   return d;
 }
 
@@ -59,7 +86,9 @@ describe('parity with Hugging Face: every family, both attention variants (fp32,
         try {
           const base = await vsHf(dir, cfg, ck.get, c.base, attention);
           const merged = await vsHf(dir, cfg, mergedSource(ck.get, ad), c.merged, attention);
-          console.log(`      ${c.model} ${attention}: ${c.base} ${base.toExponential(3)}, ${c.merged} ${merged.toExponential(3)} (tolerance ${c.tol})`);
+          console.log(
+            `      ${c.model} ${attention}: ${c.base} ${base.toExponential(3)}, ${c.merged} ${merged.toExponential(3)} (tolerance ${c.tol})`,
+          );
           assert.ok(base <= c.tol, `base ${base} > ${c.tol}`);
           assert.ok(merged <= c.tol, `merged ${merged} > ${c.tol}`);
         } finally {
@@ -80,15 +109,25 @@ describe('parity with Hugging Face: every family, both attention variants (fp32,
       const want = json(join(dir, 'expected.json')).label_logits;
       let d = 0;
       for (const which of ['padded', 'single'])
-        d = Math.max(d, maxAbsDiff(await runLogits(bytes, inputs[which]), (want[which] as number[][]).map((r) => r[0] - r[1])));
-      console.log(`      ${model}: A - B score vs HF ${d.toExponential(3)} (tolerance 4e-5: a difference of two 2e-5 logits)`);
+        d = Math.max(
+          d,
+          maxAbsDiff(
+            await runLogits(bytes, inputs[which]),
+            (want[which] as number[][]).map((r) => r[0] - r[1]),
+          ),
+        );
+      console.log(
+        `      ${model}: A - B score vs HF ${d.toExponential(3)} (tolerance 4e-5: a difference of two 2e-5 logits)`,
+      );
       assert.ok(d <= 4e-5);
     }
   });
 
   it('llama3 rotary frequencies equal HF model.rotary_emb.inv_freq (float32)', () => {
     const dir = join(FIXTURES, 'llama3-tiny');
-    const want = json(join(dir, 'expected.json')).rope['inv_freq_llama3 (model.rotary_emb.inv_freq, float32)'] as number[];
+    const want = json(join(dir, 'expected.json')).rope[
+      'inv_freq_llama3 (model.rotary_emb.inv_freq, float32)'
+    ] as number[];
     const got = ropeInvFreq(fixtureConfig(dir).rope, 16);
     const d = maxAbsDiff(got, want);
     console.log(`      inv_freq max abs diff ${d.toExponential(3)} (tolerance 0: float32 bit-exact)`);
@@ -98,16 +137,47 @@ describe('parity with Hugging Face: every family, both attention variants (fp32,
 
 describe('each family detail is needed (dropping it breaks parity)', function () {
   this.timeout(120000);
-  const probes: { model: string; what: string; key: string; head?: Case['head']; edit: (c: ModelConfig) => ModelConfig }[] = [
-    { model: 'llama3-tiny', what: 'no llama3 rope scaling', key: 'base_logits', edit: (c) => ({ ...c, rope: { ...c.rope, scaling: null } }) },
+  const probes: {
+    model: string;
+    what: string;
+    key: string;
+    head?: Case['head'];
+    edit: (c: ModelConfig) => ModelConfig;
+  }[] = [
+    {
+      model: 'llama3-tiny',
+      what: 'no llama3 rope scaling',
+      key: 'base_logits',
+      edit: (c) => ({ ...c, rope: { ...c.rope, scaling: null } }),
+    },
     { model: 'qwen2-tiny', what: 'no q/k/v biases', key: 'base_logits', edit: (c) => ({ ...c, qkvBias: false }) },
-    { model: 'mistral-tiny', what: 'window on even layers only', key: 'base_logits', edit: (c) => ({ ...c, slidingLayers: 'even' }) },
+    {
+      model: 'mistral-tiny',
+      what: 'window on even layers only',
+      key: 'base_logits',
+      edit: (c) => ({ ...c, slidingLayers: 'even' }),
+    },
     { model: 'mistral-tiny', what: 'no window', key: 'base_logits', edit: (c) => ({ ...c, slidingWindow: null }) },
-    { model: 'gemma2-tiny', what: 'window on every layer', key: 'base_logits', edit: (c) => ({ ...c, slidingLayers: 'all' }) },
+    {
+      model: 'gemma2-tiny',
+      what: 'window on every layer',
+      key: 'base_logits',
+      edit: (c) => ({ ...c, slidingLayers: 'all' }),
+    },
     { model: 'gemma2-tiny', what: 'window 7', key: 'base_logits', edit: (c) => ({ ...c, slidingWindow: 7 }) },
     { model: 'gemma2-tiny', what: 'window 9', key: 'base_logits', edit: (c) => ({ ...c, slidingWindow: 9 }) },
-    { model: 'gemma2-tiny', what: 'no attention soft-cap', key: 'base_logits', edit: (c) => ({ ...c, attnSoftcap: null }) },
-    { model: 'gemma2-tiny', what: 'RMSNorm by w instead of 1 + w', key: 'base_logits', edit: (c) => ({ ...c, normPlusOne: false }) },
+    {
+      model: 'gemma2-tiny',
+      what: 'no attention soft-cap',
+      key: 'base_logits',
+      edit: (c) => ({ ...c, attnSoftcap: null }),
+    },
+    {
+      model: 'gemma2-tiny',
+      what: 'RMSNorm by w instead of 1 + w',
+      key: 'base_logits',
+      edit: (c) => ({ ...c, normPlusOne: false }),
+    },
     {
       model: 'gemma2-judge-tiny',
       what: 'no final soft-cap',
@@ -149,10 +219,15 @@ describe('fp16 graph of every family on the CPU EP', function () {
           const t = ck.get(n);
           return { shape: t.shape, data: toFloat32(Buffer.from(f32ArrayToF16(t.data).buffer), 'F16', n) };
         };
-        const ref = serialise(buildDecoderGraph(cfg, r16, { linear: { kind: 'float' }, activations: 'float32', attention }));
+        const ref = serialise(
+          buildDecoderGraph(cfg, r16, { linear: { kind: 'float' }, activations: 'float32', attention }),
+        );
         ck.close();
         const attn = g.nodes.filter((n) => n.op === 'GroupQueryAttention');
-        assert.ok(attn.every((n) => n.inputs.length < 11 || n.inputs[10] === ''), 'CUDA rejects attention_bias');
+        assert.ok(
+          attn.every((n) => n.inputs.length < 11 || n.inputs[10] === ''),
+          'CUDA rejects attention_bias',
+        );
         assert.ok(attn.every((n) => g.values.get(n.inputs[0])!.dtype === 'float16'));
         if (attention === 'explicit') assert.equal(attn.length, 0);
         const inputs = json(join(dir, 'inputs.json'));
@@ -160,7 +235,9 @@ describe('fp16 graph of every family on the CPU EP', function () {
           const got = await runLogits(serialise(g), inputs[which]);
           assert.ok(got.every(Number.isFinite), 'non-finite fp16 logits');
           const d = maxAbsDiff(got, await runLogits(ref, inputs[which]));
-          console.log(`      ${c.model} ${attention} ${which} fp16: ${d.toExponential(3)} vs fp32 graph of fp16 weights (tolerance ${tol})`);
+          console.log(
+            `      ${c.model} ${attention} ${which} fp16: ${d.toExponential(3)} vs fp32 graph of fp16 weights (tolerance ${tol})`,
+          );
           assert.ok(d <= tol, `${which}: ${d} > ${tol}`);
         }
       });

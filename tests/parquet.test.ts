@@ -21,7 +21,6 @@ const CSV = path.join(DATA, 'arena-sample-999.csv');
 const FIRST = '749b5952c3cec143a112f313f44b67da906ada1a9c3aa69257e8c86e5fbd0cc1';
 const LAST = '05a8f606b109b11694c7f366e5db5bb5df2192e0f1c1cb3e3e55881da85b5ed9';
 
-
 describe('parquet: the WSDM sample files', () => {
   it('train: 704 rows, first/last ids, labels 352/352, languages as the README states, null cells counted', async () => {
     const r = await readRows(TRAIN, { requireLabels: true });
@@ -29,7 +28,10 @@ describe('parquet: the WSDM sample files', () => {
     assert.equal(r.hasLabels, true);
     assert.equal(r.rows[0].id, FIRST);
     assert.equal(r.rows[703].id, LAST);
-    assert.deepEqual([0, 1, 2].map((l) => r.rows.filter((x) => x.label === l).length), [352, 352, 0]);
+    assert.deepEqual(
+      [0, 1, 2].map((l) => r.rows.filter((x) => x.label === l).length),
+      [352, 352, 0],
+    );
     const langs: Record<string, number> = {};
     for (const x of r.rows) langs[x.language!] = (langs[x.language!] ?? 0) + 1;
     console.log(`      languages ${JSON.stringify(langs)}; warnings: ${r.warnings.join(' | ').slice(0, 160)}...`);
@@ -100,10 +102,16 @@ describe('parquet: files written here', () => {
       128,
     );
     const r = await readRows(p, { requireLabels: true });
-    assert.deepEqual(r.rows.map((x) => x.id), ids(k));
+    assert.deepEqual(
+      r.rows.map((x) => x.id),
+      ids(k),
+    );
     assert.deepEqual(r.rows[999].responseA, ['a r999']);
     assert.deepEqual(r.rows[700].responseB, ['']);
-    assert.deepEqual(r.rows.slice(0, 4).map((x) => x.label), [0, 1, 0, 1]);
+    assert.deepEqual(
+      r.rows.slice(0, 4).map((x) => x.label),
+      [0, 1, 0, 1],
+    );
     assert.match(r.warnings.join('\n'), /1 null item\(s\) in 1 row\(s\) read as '' \(ids r700\)/);
   });
 
@@ -141,10 +149,16 @@ describe('parquet: files written here', () => {
       { name: 'winner_tie', data: [BigInt(0), BigInt(1)], type: 'INT64' },
     ]);
     const r = await readRows(p, { requireLabels: true });
-    assert.deepEqual(r.rows.map((x) => x.id), ['30192', '53567']);
+    assert.deepEqual(
+      r.rows.map((x) => x.id),
+      ['30192', '53567'],
+    );
     assert.deepEqual(r.rows[0].prompt, ['hi', 'again']);
     assert.deepEqual(r.rows[0].responseA, ['a1', '']);
-    assert.deepEqual(r.rows.map((x) => x.label), [0, 2]);
+    assert.deepEqual(
+      r.rows.map((x) => x.label),
+      [0, 2],
+    );
   });
 
   it('a footer whose column chunk names a column the schema lacks (found by npm run fuzz: the read never settled)', async () => {
@@ -174,18 +188,31 @@ describe('parquet: files written here', () => {
     );
     const [train, test, many] = await Promise.all([readRows(TRAIN), readRows(TEST), readRows(multi)]);
     let cells = 0;
-    for (const [file, got] of [[TRAIN, train], [TEST, test], [multi, many]] as const) {
-      const ref = (await parquetReadObjects({ file: await asyncBufferFromFile(file), compressors })) as Record<string, string | null>[];
+    for (const [file, got] of [
+      [TRAIN, train],
+      [TEST, test],
+      [multi, many],
+    ] as const) {
+      const ref = (await parquetReadObjects({ file: await asyncBufferFromFile(file), compressors })) as Record<
+        string,
+        string | null
+      >[];
       assert.equal(got.rows.length, ref.length, file);
       ref.forEach((o, i) => {
         assert.equal(got.rows[i].id, o.id, `${file} row ${i} id`);
-        for (const [col, key] of [['prompt', 'prompt'], ['response_a', 'responseA'], ['response_b', 'responseB']] as const) {
+        for (const [col, key] of [
+          ['prompt', 'prompt'],
+          ['response_a', 'responseA'],
+          ['response_b', 'responseB'],
+        ] as const) {
           assert.deepEqual(got.rows[i][key], [o[col] ?? ''], `${file} row ${i} ${col}`);
           cells++;
         }
       });
     }
-    console.log(`      ${cells} text cells equal to hyparquet's own main-thread read (3 files, ${train.rows.length + test.rows.length + many.rows.length} rows)`);
+    console.log(
+      `      ${cells} text cells equal to hyparquet's own main-thread read (3 files, ${train.rows.length + test.rows.length + many.rows.length} rows)`,
+    );
   });
 
   it('a file named .parquet that is not parquet names the file', async () => {
@@ -221,7 +248,14 @@ describe('parquet: a damaged data page that makes the decoder loop (npm run fuzz
   for (const i of [4626, 6798])
     it(`case ${i}: a RowsError naming the file, the row group and the fix once the limit is reached; the next read works`, async () => {
       const t0 = Date.now();
-      await rejectsRows(readRows(cases[i]), cases[i], '(row group 1 of 1)', `did not finish in ${(LIMIT_MS / 1000).toFixed(1)} s`, 're-download it or re-export it', TIMEOUT_ENV);
+      await rejectsRows(
+        readRows(cases[i]),
+        cases[i],
+        '(row group 1 of 1)',
+        `did not finish in ${(LIMIT_MS / 1000).toFixed(1)} s`,
+        're-download it or re-export it',
+        TIMEOUT_ENV,
+      );
       const ms = Date.now() - t0;
       console.log(`      ended after ${ms} ms (limit ${LIMIT_MS} ms)`);
       assert.ok(ms >= LIMIT_MS, 'the decoder really was stuck: the error came from the time limit');
@@ -239,15 +273,22 @@ describe('parquet: a damaged data page that makes the decoder loop (npm run fuzz
     // Copied out of the repository: the worker's code must travel inside the bundle.
     const solo = path.join(dir, 'trainer.cjs');
     copyFileSync(bundle, solo);
-    const r = spawnSync(process.execPath, [solo, 'features', '--data', cases[4626], '--out', path.join(dir, 'f.json')], {
-      cwd: dir,
-      env: { PATH: process.env.PATH, [TIMEOUT_ENV]: String(LIMIT_MS) },
-      encoding: 'utf8',
-      timeout: 60_000,
-    });
+    const r = spawnSync(
+      process.execPath,
+      [solo, 'features', '--data', cases[4626], '--out', path.join(dir, 'f.json')],
+      {
+        cwd: dir,
+        env: { PATH: process.env.PATH, [TIMEOUT_ENV]: String(LIMIT_MS) },
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    );
     console.log(`      exit ${r.status}: ${r.stderr.trim().split('\n').pop()?.slice(0, 200)}`);
     assert.notEqual(r.status, 0);
     assert.equal(r.signal, null, 'ended by the reader, not by the test timeout');
-    assert.match(r.stderr, /fuzz-seed1-case4626\.parquet: rows 1-2 \(row group 1 of 1\): decoding did not finish in 1\.5 s.*re-download it or re-export it/);
+    assert.match(
+      r.stderr,
+      /fuzz-seed1-case4626\.parquet: rows 1-2 \(row group 1 of 1\): decoding did not finish in 1\.5 s.*re-download it or re-export it/,
+    );
   });
 });

@@ -12,7 +12,9 @@ describe('probabilities, metrics and the submission writer', () => {
     assert.ok(Math.abs(logLoss(new Float64Array(9).fill(1 / 3), [0, 1, 2], 3) - Math.log(3)) < 1e-12);
     // sklearn.metrics.log_loss([0, 2], [[0.7, 0.2, 0.1], [0.2, 0.3, 0.5]]) = 0.5249110622493236
     const ll = logLoss(Float64Array.of(0.7, 0.2, 0.1, 0.2, 0.3, 0.5), [0, 2], 3);
-    console.log(`      log loss ${ll}, sklearn 0.5249110622493236, diff ${Math.abs(ll - 0.5249110622493236)} (tol 1e-12)`);
+    console.log(
+      `      log loss ${ll}, sklearn 0.5249110622493236, diff ${Math.abs(ll - 0.5249110622493236)} (tol 1e-12)`,
+    );
     assert.ok(Math.abs(ll - 0.5249110622493236) < 1e-12);
     // A zero probability is clipped at 1e-15, not infinite.
     assert.ok(Number.isFinite(logLoss(Float64Array.of(1, 0, 0), [1], 3)));
@@ -47,8 +49,14 @@ describe('probabilities, metrics and the submission writer', () => {
     assert.deepEqual(checkSubmissionText(text, ['1', 'b,2'], TASKS.lmsys), []);
     assert.ok(text.startsWith('id,winner_model_a,winner_model_b,winner_tie\n1,0.5,0.25,0.25'));
     const bad = join(dir, 'bad.csv');
-    assert.throws(() => writeSubmission(bad, ['x', 'y'], Float64Array.of(1, 0, 0, NaN, 0, 0), TASKS.lmsys), (e: Error) => e instanceof SubmissionError && /row id y/.test(e.message));
+    assert.throws(
+      () => writeSubmission(bad, ['x', 'y'], Float64Array.of(1, 0, 0, NaN, 0, 0), TASKS.lmsys),
+      (e: Error) => e instanceof SubmissionError && /row id y/.test(e.message),
+    );
     assert.ok(!existsSync(bad));
-    assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp')), []);
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.endsWith('.tmp')),
+      [],
+    );
   });
 });

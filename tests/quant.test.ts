@@ -7,12 +7,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serialise } from '../src/graph/serialise';
 import { buildDecoderGraph } from '../src/model/lower';
-import { dequantizeNBits, formatErrorReport, quantizeNBits, type NBitsSpec, type ReconstructionError } from '../src/quant/nbits';
+import {
+  dequantizeNBits,
+  formatErrorReport,
+  quantizeNBits,
+  type NBitsSpec,
+  type ReconstructionError,
+} from '../src/quant/nbits';
 import type { WeightSource } from '../src/types';
 import { openCheckpoint } from '../src/weights/safetensors';
 import { tokenizerAssetsDir } from '../src/cli/commands/tiny';
 import { tinyConfig, tinyWeights } from '../src/model/tiny';
-import { LABEL_COLUMNS } from '../src/types';
+import { LABEL_COLUMNS } from '../src/task/task';
 import { readManifest } from '../src/weights/manifest';
 import { linearFormat, writeWeightsDir } from '../src/weights/write';
 import { run as importCli } from '../src/cli/commands/import';
@@ -61,12 +67,20 @@ describe('quantization (MatMulNBits vs JS dequantize reference)', function () {
         return { shape: t.shape, data: dequantizeNBits(quantizeNBits(t.data, N, K, spec)) };
       };
       const report: ReconstructionError[] = [];
-      const qGraph = serialise(buildDecoderGraph(cfg, ckpt.get, { linear: { kind: 'nbits', ...spec } as never, activations: 'float32', quantReport: report }));
+      const qGraph = serialise(
+        buildDecoderGraph(cfg, ckpt.get, {
+          linear: { kind: 'nbits', ...spec } as never,
+          activations: 'float32',
+          quantReport: report,
+        }),
+      );
       const fGraph = serialise(buildDecoderGraph(cfg, dequant, { linear: { kind: 'float' }, activations: 'float32' }));
       ckpt.close();
       console.log(formatErrorReport(report.filter((r) => /layers\.0\./.test(r.name))).replace(/^/gm, '      '));
       const worst = report.reduce((a, r) => (r.relRmse > a.relRmse ? r : a));
-      console.log(`      ${report.length} weights; worst relative rmse ${(100 * worst.relRmse).toFixed(2)}% (${worst.name})`);
+      console.log(
+        `      ${report.length} weights; worst relative rmse ${(100 * worst.relRmse).toFixed(2)}% (${worst.name})`,
+      );
       assert.equal(report.length, cfg.numLayers * 7);
       const inputs = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8'));
       const hf = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).base_logits;
@@ -75,7 +89,9 @@ describe('quantization (MatMulNBits vs JS dequantize reference)', function () {
         const f = await runLogits(fGraph, inputs[which]);
         const d = maxAbsDiff(q, f);
         const vsHf = maxAbsDiff(q, (hf[which] as number[][]).flat());
-        console.log(`      ${which}: MatMulNBits vs dequantized float graph ${d.toExponential(3)} (tolerance 1e-4); vs HF fp32 ${vsHf.toExponential(3)} (quantization error, not checked)`);
+        console.log(
+          `      ${which}: MatMulNBits vs dequantized float graph ${d.toExponential(3)} (tolerance 1e-4); vs HF fp32 ${vsHf.toExponential(3)} (quantization error, not checked)`,
+        );
         assert.ok(d <= 1e-4, `${which}: ${d}`);
       }
     });
@@ -90,7 +106,11 @@ describe('tiny weights directory (writeWeightsDir, int4 vs fp32)', function () {
       const config = tinyConfig();
       const logits: Record<string, Float32Array> = {};
       // 3 rows of 80 tokens (longer than the 32-token window), one right-padded to 50
-      const ids = [0, 1, 2].map((r) => Array.from({ length: 80 }, (_, i) => (r < 2 && i >= (r === 1 ? 50 : 80) ? 0 : 2 + ((i * 7919 + r * 104729) % 255990))));
+      const ids = [0, 1, 2].map((r) =>
+        Array.from({ length: 80 }, (_, i) =>
+          r < 2 && i >= (r === 1 ? 50 : 80) ? 0 : 2 + ((i * 7919 + r * 104729) % 255990),
+        ),
+      );
       const mask = ids.map((row, r) => row.map((_, i) => (r === 1 && i >= 50 ? 0 : 1)));
       const report: ReconstructionError[] = [];
       for (const kind of ['fp32', 'int4'] as const) {
@@ -116,8 +136,13 @@ describe('tiny weights directory (writeWeightsDir, int4 vs fp32)', function () {
       const d = maxAbsDiff(logits.int4, logits.fp32);
       const spread = maxAbsDiff(logits.fp32.subarray(0, 3), logits.fp32.subarray(6, 9));
       console.log(`      fp32 logits ${Array.from(logits.fp32, (x) => x.toFixed(3)).join(' ')}`);
-      console.log(`      int4 vs fp32 max abs diff ${d.toExponential(3)} (tolerance 0.2: int4 RTN moves weights by ~8% rms, exactness is checked above); row 0 vs row 2 ${spread.toExponential(3)} (must be > 1e-3)`);
-      assert.ok(logits.fp32.every((x) => Number.isFinite(x) && Math.abs(x) < 2), 'near-uniform logits');
+      console.log(
+        `      int4 vs fp32 max abs diff ${d.toExponential(3)} (tolerance 0.2: int4 RTN moves weights by ~8% rms, exactness is checked above); row 0 vs row 2 ${spread.toExponential(3)} (must be > 1e-3)`,
+      );
+      assert.ok(
+        logits.fp32.every((x) => Number.isFinite(x) && Math.abs(x) < 2),
+        'near-uniform logits',
+      );
       assert.ok(spread > 1e-3, 'logits must depend on the input');
       assert.ok(d < 0.2, `int4 vs fp32 ${d}`);
     } finally {
@@ -132,15 +157,26 @@ describe('the block-size rule (issue 17: one rule for the CLI, the writer and th
     for (const bs of [16, 32, 64, 128]) {
       const q = quantizeNBits(w, 2, 256, { bits: 4, blockSize: bs, symmetric: true });
       const d = maxAbsDiff(dequantizeNBits(q), w);
-      console.log(`      block ${bs}: int4 round trip max abs diff ${d.toExponential(3)} (tolerance 0.126: one step of a block whose largest weight is 1)`);
+      console.log(
+        `      block ${bs}: int4 round trip max abs diff ${d.toExponential(3)} (tolerance 0.126: one step of a block whose largest weight is 1)`,
+      );
       assert.ok(d <= 0.126);
       const lf = linearFormat({ kind: 'int4', blockSize: bs });
       assert.ok(lf.kind === 'nbits' && lf.blockSize === bs);
     }
     for (const bs of [48, 256, 8]) {
-      assert.throws(() => quantizeNBits(w, 2, 256, { bits: 4, blockSize: bs, symmetric: true }), (e: Error) => e.name === 'QuantError' && e.message.includes(String(bs)));
-      assert.throws(() => linearFormat({ kind: 'int8', blockSize: bs }), (e: Error) => e.name === 'WeightsWriteError' && e.message.includes(String(bs)));
-      await assert.rejects(importCli(['--base', 'x', '--out', 'y', '--quant', 'int4', '--block-size', String(bs)]), (e: Error) => e.name === 'UsageError' && e.message.includes(String(bs)));
+      assert.throws(
+        () => quantizeNBits(w, 2, 256, { bits: 4, blockSize: bs, symmetric: true }),
+        (e: Error) => e.name === 'QuantError' && e.message.includes(String(bs)),
+      );
+      assert.throws(
+        () => linearFormat({ kind: 'int8', blockSize: bs }),
+        (e: Error) => e.name === 'WeightsWriteError' && e.message.includes(String(bs)),
+      );
+      await assert.rejects(
+        importCli(['--base', 'x', '--out', 'y', '--quant', 'int4', '--block-size', String(bs)]),
+        (e: Error) => e.name === 'UsageError' && e.message.includes(String(bs)),
+      );
     }
   });
 });

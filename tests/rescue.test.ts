@@ -6,7 +6,13 @@ import type * as Ort from 'onnxruntime-node';
 import { runPass } from '../src/infer/pass';
 import type { ArenaRow } from '../src/types';
 
-const rows: ArenaRow[] = Array.from({ length: 6 }, (_, i) => ({ id: `r${i}`, line: i + 2, prompt: ['p'], responseA: ['a'.repeat(i + 1)], responseB: ['b'] }));
+const rows: ArenaRow[] = Array.from({ length: 6 }, (_, i) => ({
+  id: `r${i}`,
+  line: i + 2,
+  prompt: ['p'],
+  responseA: ['a'.repeat(i + 1)],
+  responseB: ['b'],
+}));
 
 /** A session whose logits are [i, -i, 0] per row, NaN for rows whose first token id is odd. */
 function fakeSession(nanOdd: boolean): Ort.InferenceSession {
@@ -35,13 +41,21 @@ const base = {
 };
 
 describe('non-finite batches are rescored on a safer graph', () => {
-  it('rows with NaN logits take the rescue graph\'s logits and are not failed; without a rescue they fail', async () => {
+  it("rows with NaN logits take the rescue graph's logits and are not failed; without a rescue they fail", async () => {
     const warnings: string[] = [];
     const good = fakeSession(false);
     const rescued = await runPass(fakeSession(true), rows, {
       ...base,
       warn: (m) => warnings.push(m),
-      rescue: async (ids, mask, n, L) => ({ logits: (await good.run({ input_ids: { data: ids, dims: [n, L] }, attention_mask: { data: mask, dims: [n, L] } } as never)).logits.data as Float32Array, by: 'the explicit cpu graph' }),
+      rescue: async (ids, mask, n, L) => ({
+        logits: (
+          await good.run({
+            input_ids: { data: ids, dims: [n, L] },
+            attention_mask: { data: mask, dims: [n, L] },
+          } as never)
+        ).logits.data as Float32Array,
+        by: 'the explicit cpu graph',
+      }),
     });
     assert.deepEqual(rescued.failedRows, []);
     assert.ok(Array.from(rescued.logits).every(Number.isFinite));

@@ -17,12 +17,28 @@ describe('interrupted predict resumes from its logits cache', function () {
   before(() => {
     if (!existsSync(RUNNER)) spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
     tmp = mkdtempSync(join(tmpdir(), 'arenakit-resume-'));
-    const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'trainer.cjs'), 'tiny', '--out', join(tmp, 'tiny')], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'trainer.cjs'), 'tiny', '--out', join(tmp, 'tiny')], {
+      encoding: 'utf8',
+    });
     assert.equal(r.status, 0, r.stderr);
   });
   after(() => rmSync(tmp, { recursive: true, force: true }));
 
-  const args = (out: string, extra: string[]) => [RUNNER, 'predict', '--data', DATA, '--weights', join(tmp, 'tiny'), '--out', out, '--ep', 'cpu', '--tta', 'swap', ...extra];
+  const args = (out: string, extra: string[]) => [
+    RUNNER,
+    'predict',
+    '--data',
+    DATA,
+    '--weights',
+    join(tmp, 'tiny'),
+    '--out',
+    out,
+    '--ep',
+    'cpu',
+    '--tta',
+    'swap',
+    ...extra,
+  ];
 
   let ref = '';
   it('SIGINT leaves no submission; the rerun resumes and matches the uninterrupted reference exactly', async () => {
@@ -33,7 +49,9 @@ describe('interrupted predict resumes from its logits cache', function () {
     const out = join(tmp, 'sub', 'submission.csv');
     const cache = join(tmp, 'cache');
     const stderr = await new Promise<{ code: number | null; text: string }>((resolve) => {
-      const child = spawn(process.execPath, args(out, ['--cache', cache]), { env: { ...process.env, ARENAKIT_PROGRESS_MS: '0' } });
+      const child = spawn(process.execPath, args(out, ['--cache', cache]), {
+        env: { ...process.env, ARENAKIT_PROGRESS_MS: '0' },
+      });
       let text = '';
       let sent = false;
       child.stderr.on('data', (d: Buffer) => {
@@ -69,12 +87,17 @@ describe('interrupted predict resumes from its logits cache', function () {
     // Rows scored across both passes (999 each) before the kill: one stop in each pass.
     for (const at of [150, 999 + 300]) {
       const code = await new Promise<string | null>((resolve) => {
-        const child = spawn(process.execPath, args(out, ['--cache', cache]), { env: { ...process.env, ARENAKIT_PROGRESS_MS: '0' } });
+        const child = spawn(process.execPath, args(out, ['--cache', cache]), {
+          env: { ...process.env, ARENAKIT_PROGRESS_MS: '0' },
+        });
         let text = '';
         child.stderr.on('data', (d: Buffer) => {
           text += d.toString();
           const first = Math.max(0, ...[...text.matchAll(/predict: (\d+)\/\d+ rows/g)].map((m) => Number(m[1])));
-          const second = Math.max(0, ...[...text.matchAll(/predict \(swapped\): (\d+)\/\d+ rows/g)].map((m) => Number(m[1])));
+          const second = Math.max(
+            0,
+            ...[...text.matchAll(/predict \(swapped\): (\d+)\/\d+ rows/g)].map((m) => Number(m[1])),
+          );
           if (first + second >= at) child.kill('SIGKILL');
         });
         child.on('exit', (_c, sig) => resolve(sig));

@@ -19,7 +19,8 @@ const TEST_HEADER = 'id,prompt,response_a,response_b';
 /** One CSV field, quoted the way pandas writes it. */
 const q = (s: string) => `"${s.replace(/"/g, '""')}"`;
 const list = (...items: (string | null)[]) => q(JSON.stringify(items));
-const trainLine = (id: string, p: string, a: string, b: string, label = '1,0,0') => `${id},m1,m2,${p},${a},${b},${label}`;
+const trainLine = (id: string, p: string, a: string, b: string, label = '1,0,0') =>
+  `${id},m1,m2,${p},${a},${b},${label}`;
 
 let dir = '';
 let n = 0;
@@ -42,13 +43,26 @@ function parsePieces(text: string, cuts: number[]): string[][] {
   return out;
 }
 
-
 describe('rows: parseCell', () => {
   it('decodes a JSON list, one item per turn', () => {
-    assert.deepEqual(parseCell('["hi", "again"]'), { items: ['hi', 'again'], raw: false, nulls: 0, surrogates: 0, badBytes: 0, nuls: 0 });
+    assert.deepEqual(parseCell('["hi", "again"]'), {
+      items: ['hi', 'again'],
+      raw: false,
+      nulls: 0,
+      surrogates: 0,
+      badBytes: 0,
+      nuls: 0,
+    });
   });
   it('turns null items into empty strings and counts them', () => {
-    assert.deepEqual(parseCell('[null, "x", null]'), { items: ['', 'x', ''], raw: false, nulls: 2, surrogates: 0, badBytes: 0, nuls: 0 });
+    assert.deepEqual(parseCell('[null, "x", null]'), {
+      items: ['', 'x', ''],
+      raw: false,
+      nulls: 2,
+      surrogates: 0,
+      badBytes: 0,
+      nuls: 0,
+    });
   });
   it('keeps a non-JSON cell whole as one raw item', () => {
     for (const cell of ['just text, with a comma', '["unterminated', '{"a": 1}', '[1, 2]', '"quoted"', '']) {
@@ -76,7 +90,12 @@ describe('rows: readRows', () => {
 
   it('missing column: names the column and the file, before any row is looked at', async () => {
     // The data row has an invalid label: the column error must still be the one raised.
-    const f = fixture(['id,model_a,model_b,prompt,response_a,winner_model_a,winner_model_b,winner_tie', `1,m,m,${list('p')},${list('a')},9,9,9`].join('\n'));
+    const f = fixture(
+      [
+        'id,model_a,model_b,prompt,response_a,winner_model_a,winner_model_b,winner_tie',
+        `1,m,m,${list('p')},${list('a')},9,9,9`,
+      ].join('\n'),
+    );
     await rejectsRows(readRows(f), 'missing required column response_b', f);
     const g = fixture('id,text\n1,hello\n');
     await rejectsRows(readRows(g), 'prompt, response_a, response_b', g);
@@ -93,11 +112,23 @@ describe('rows: readRows', () => {
     const lines = [TRAIN_HEADER];
     for (const id of ['10', '11', '10', '12', '12', '12']) lines.push(trainLine(id, list('p'), list('a'), list('b')));
     const f = fixture(lines.join('\n'));
-    await rejectsRows(readRows(f), '3 duplicate id(s)', '10 (lines 2 and 4)', '12 (lines 5 and 6)', '12 (lines 5 and 7)');
+    await rejectsRows(
+      readRows(f),
+      '3 duplicate id(s)',
+      '10 (lines 2 and 4)',
+      '12 (lines 5 and 6)',
+      '12 (lines 5 and 7)',
+    );
   });
 
   it('a non-JSON cell is one raw item, counted in a warning with the row id', async () => {
-    const f = fixture([TRAIN_HEADER, trainLine('1', list('p'), q('plain, "text"'), list('b')), trainLine('2', list('p'), list('a'), list('b'))].join('\n'));
+    const f = fixture(
+      [
+        TRAIN_HEADER,
+        trainLine('1', list('p'), q('plain, "text"'), list('b')),
+        trainLine('2', list('p'), list('a'), list('b')),
+      ].join('\n'),
+    );
     const r = await readRows(f);
     assert.deepEqual(r.rows[0].responseA, ['plain, "text"']);
     assert.deepEqual(r.rows[1].responseA, ['a']);
@@ -121,7 +152,13 @@ describe('rows: readRows', () => {
   });
 
   it('an empty response is a valid row', async () => {
-    const f = fixture([TRAIN_HEADER, trainLine('1', list('p'), list(''), list('b'), '0,1,0'), trainLine('2', list('p'), q('[]'), list('b'))].join('\n'));
+    const f = fixture(
+      [
+        TRAIN_HEADER,
+        trainLine('1', list('p'), list(''), list('b'), '0,1,0'),
+        trainLine('2', list('p'), q('[]'), list('b')),
+      ].join('\n'),
+    );
     const r = await readRows(f, { requireLabels: true });
     assert.equal(r.rows.length, 2);
     assert.deepEqual(r.rows[0].responseA, ['']);
@@ -140,18 +177,34 @@ describe('rows: readRows', () => {
   });
 
   it('BOM + CRLF (and a CRLF inside a quoted cell) are accepted', async () => {
-    const lines = [TRAIN_HEADER, trainLine('1', list('p'), list('line1\r\nline2'), list('b'), '0,0,1'), trainLine('2', list('p'), list('a'), list('b'), '0,1,0')];
+    const lines = [
+      TRAIN_HEADER,
+      trainLine('1', list('p'), list('line1\r\nline2'), list('b'), '0,0,1'),
+      trainLine('2', list('p'), list('a'), list('b'), '0,1,0'),
+    ];
     const f = fixture('\uFEFF' + lines.join('\r\n') + '\r\n');
     const r = await readRows(f, { requireLabels: true });
     assert.equal(r.rows.length, 2);
     assert.equal(r.rows[0].id, '1');
     assert.deepEqual(r.rows[0].responseA, ['line1\r\nline2']);
-    assert.deepEqual(r.rows.map((x) => x.label), [2, 1]);
-    assert.deepEqual(r.rows.map((x) => x.line), [2, 3]);
+    assert.deepEqual(
+      r.rows.map((x) => x.label),
+      [2, 1],
+    );
+    assert.deepEqual(
+      r.rows.map((x) => x.line),
+      [2, 3],
+    );
   });
 
   it('a one-hot that is not exactly one 1 names the row line and id', async () => {
-    const f = fixture([TRAIN_HEADER, trainLine('1', list('p'), list('a'), list('b')), trainLine('abc', list('p'), list('a'), list('b'), '1,1,0')].join('\n'));
+    const f = fixture(
+      [
+        TRAIN_HEADER,
+        trainLine('1', list('p'), list('a'), list('b')),
+        trainLine('abc', list('p'), list('a'), list('b'), '1,1,0'),
+      ].join('\n'),
+    );
     await rejectsRows(readRows(f), 'line 3 (id abc)', 'exactly one 1');
     const g = fixture([TRAIN_HEADER, trainLine('1', list('p'), list('a'), list('b'), '0,0,')].join('\n'));
     await rejectsRows(readRows(g), 'line 2 (id 1)');
@@ -160,16 +213,27 @@ describe('rows: readRows', () => {
   it('requireLabels on a test file names the missing label columns', async () => {
     const f = fixture([TEST_HEADER, `1,${list('p')},${list('a')},${list('b')}`].join('\n'));
     await rejectsRows(readRows(f, { requireLabels: true }), 'winner_model_a, winner_model_b, winner_tie', f);
-    const g = fixture(['id,prompt,response_a,response_b,winner_model_a', `1,${list('p')},${list('a')},${list('b')},1`].join('\n'));
+    const g = fixture(
+      ['id,prompt,response_a,response_b,winner_model_a', `1,${list('p')},${list('a')},${list('b')},1`].join('\n'),
+    );
     await rejectsRows(readRows(g), 'missing label column(s) winner_model_b, winner_tie');
   });
 
   it('WSDM-style plain-string cells and a winner column', async () => {
-    const f = fixture(['id,prompt,response_a,response_b,winner,language', 'w1,What is 2+2?,4,Five,model_a,English', 'w2,Bonjour,Salut,Coucou,model_b,French'].join('\n'));
+    const f = fixture(
+      [
+        'id,prompt,response_a,response_b,winner,language',
+        'w1,What is 2+2?,4,Five,model_a,English',
+        'w2,Bonjour,Salut,Coucou,model_b,French',
+      ].join('\n'),
+    );
     const r = await readRows(f, { requireLabels: true });
     assert.deepEqual(r.rows[0].prompt, ['What is 2+2?']);
     assert.deepEqual(r.rows[1].responseB, ['Coucou']);
-    assert.deepEqual(r.rows.map((x) => x.label), [0, 1]);
+    assert.deepEqual(
+      r.rows.map((x) => x.label),
+      [0, 1],
+    );
     assert.match(r.warnings[0], /6 cell\(s\) in 2 row\(s\) were not JSON lists/);
   });
 
@@ -197,12 +261,19 @@ describe('rows: readRows', () => {
   it('the demo CSV is what demo/make-demo.ts writes, labelled, with its probes', async () => {
     assert.equal(readFileSync(DEMO, 'utf8'), demoCsv(), 'demo/arena-demo.csv is stale: run npx tsx demo/make-demo.ts');
     const trainFile = DEMO.replace('arena-demo.csv', 'arena-demo-train.csv');
-    assert.equal(readFileSync(trainFile, 'utf8'), demoTrainCsv(), 'demo/arena-demo-train.csv is stale: run npx tsx demo/make-demo.ts');
+    assert.equal(
+      readFileSync(trainFile, 'utf8'),
+      demoTrainCsv(),
+      'demo/arena-demo-train.csv is stale: run npx tsx demo/make-demo.ts',
+    );
     // the demo validates on held-out questions: the training file never asks one of arena-demo.csv's
     const held = new Set((await readRows(DEMO)).rows.map((x) => x.prompt.join('\n')));
     const train = await readRows(trainFile, { requireLabels: true });
     assert.ok(train.rows.length >= 100, `${train.rows.length} training rows`);
-    assert.deepEqual(train.rows.filter((x) => held.has(x.prompt.join('\n'))).map((x) => x.id), []);
+    assert.deepEqual(
+      train.rows.filter((x) => held.has(x.prompt.join('\n'))).map((x) => x.id),
+      [],
+    );
     const r = await readRows(DEMO, { requireLabels: true });
     assert.ok(r.rows.length >= 40 && r.rows.length <= 60);
     assert.match(r.warnings.join('\n'), /1 null item/);
@@ -218,7 +289,10 @@ describe('rows: dataColumns (the task is chosen from them before the rows are re
   it('a CSV header: BOM, quoted names, CRLF; [] for a missing file or a header longer than the first 64 KB', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'arenakit-cols-'));
     try {
-      writeFileSync(path.join(dir, 'a.csv'), '\uFEFFid,"prompt",response_a,response_b, winner \r\n1,"x",a,b,model_a\r\n');
+      writeFileSync(
+        path.join(dir, 'a.csv'),
+        '\uFEFFid,"prompt",response_a,response_b, winner \r\n1,"x",a,b,model_a\r\n',
+      );
       assert.deepEqual(dataColumns(path.join(dir, 'a.csv')), ['id', 'prompt', 'response_a', 'response_b', 'winner']);
       assert.deepEqual(dataColumns(DEMO).slice(-3), ['winner_model_a', 'winner_model_b', 'winner_tie']);
       assert.deepEqual(dataColumns(path.join(dir, 'missing.csv')), []);
@@ -240,7 +314,11 @@ describe('rows: CSV reader against references', () => {
     p.end();
     const ref: string[][] = [];
     await new Promise<void>((resolve, reject) =>
-      fastCsvParse({ headers: false }).on('data', (r: string[]) => ref.push(r)).on('end', resolve).on('error', reject).end(text),
+      fastCsvParse({ headers: false })
+        .on('data', (r: string[]) => ref.push(r))
+        .on('end', resolve)
+        .on('error', reject)
+        .end(text),
     );
     console.log(`      ${ours.length} records (header included), fast-csv ${ref.length}`);
     assert.equal(ours.length, 1000);
@@ -250,11 +328,18 @@ describe('rows: CSV reader against references', () => {
   it('gives the same records whatever the chunk boundaries (quotes, "" pairs and CRLF cut in two)', () => {
     const text = 'id,a,b\r\n1,"x ""q"" y","line1\r\nline2"\r\n2,,"""quoted"""\r\n3,"a,b",c\n';
     const whole = parsePieces(text, []);
-    assert.deepEqual(whole, [['id', 'a', 'b'], ['1', 'x "q" y', 'line1\r\nline2'], ['2', '', '"quoted"'], ['3', 'a,b', 'c']]);
-    for (let i = 1; i < text.length; i++) for (const j of [i + 1, i + 3]) if (j < text.length) assert.deepEqual(parsePieces(text, [i, j]), whole, `cut at ${i}, ${j}`);
+    assert.deepEqual(whole, [
+      ['id', 'a', 'b'],
+      ['1', 'x "q" y', 'line1\r\nline2'],
+      ['2', '', '"quoted"'],
+      ['3', 'a,b', 'c'],
+    ]);
+    for (let i = 1; i < text.length; i++)
+      for (const j of [i + 1, i + 3])
+        if (j < text.length) assert.deepEqual(parsePieces(text, [i, j]), whole, `cut at ${i}, ${j}`);
   });
 
-  it('UTF-8 decoding: equals Node\'s decoder for valid text cut anywhere, marks each invalid byte', () => {
+  it("UTF-8 decoding: equals Node's decoder for valid text cut anywhere, marks each invalid byte", () => {
     const buf = Buffer.from('aé€𝄞 \u00fc\u4e2d\ud83d\ude00!', 'utf8');
     for (let i = 0; i <= buf.length; i++) {
       const d = new Utf8Decoder();
@@ -275,14 +360,21 @@ describe('rows: issue 9 defect 7 (bad input found by attacking the runner)', () 
   it('defect 7, huge cell: a cell over MAX_CELL_CHARS keeps its first and last halves, counted in a warning naming the id', async function () {
     this.timeout(120_000);
     const long = 'head ' + 'x'.repeat(MAX_CELL_CHARS) + ' tail';
-    const f = fixture([TEST_HEADER, `big1,${list('p')},${list(long)},${list('b')}`, `2,${list('p')},${list('a')},${list('b')}`].join('\n'));
+    const f = fixture(
+      [TEST_HEADER, `big1,${list('p')},${list(long)},${list('b')}`, `2,${list('p')},${list('a')},${list('b')}`].join(
+        '\n',
+      ),
+    );
     const r = await readRows(f);
     assert.equal(r.rows.length, 2);
     const a = r.rows[0].responseA.join('');
     console.log(`      cell of ${long.length} chars read as ${a.length} chars; cap ${MAX_CELL_CHARS}`);
     assert.ok(a.length <= MAX_CELL_CHARS, `${a.length}`);
     assert.ok(a.startsWith('head x') && a.endsWith('x tail'));
-    assert.match(r.warnings.join('\n'), /1 cell\(s\) longer than 4,000,000 characters in 1 row\(s\) cut to their first and last 2,000,000 \(ids big1\)/);
+    assert.match(
+      r.warnings.join('\n'),
+      /1 cell\(s\) longer than 4,000,000 characters in 1 row\(s\) cut to their first and last 2,000,000 \(ids big1\)/,
+    );
     assert.deepEqual(r.rows[1].responseA, ['a']);
   });
 
@@ -308,7 +400,12 @@ describe('rows: issue 9 defect 7 (bad input found by attacking the runner)', () 
 
   it('defect 7, invalid UTF-8 or NUL in text: U+FFFD / removed, counted in warnings naming the ids', async () => {
     const head = Buffer.from(TEST_HEADER + '\n');
-    const body = Buffer.concat([Buffer.from('7,"[""caf'), Buffer.from([0xe9]), Buffer.from('""]",'), Buffer.from(`${list('a\u0000b')},${list('b')}\n`)]);
+    const body = Buffer.concat([
+      Buffer.from('7,"[""caf'),
+      Buffer.from([0xe9]),
+      Buffer.from('""]",'),
+      Buffer.from(`${list('a\u0000b')},${list('b')}\n`),
+    ]);
     const r = await readRows(fixture(Buffer.concat([head, body])));
     assert.deepEqual(r.rows[0].prompt, ['caf\uFFFD']);
     assert.deepEqual(r.rows[0].responseA, ['ab']);
@@ -318,7 +415,11 @@ describe('rows: issue 9 defect 7 (bad input found by attacking the runner)', () 
   });
 
   it('defect 7, test CSV with empty label columns: a test file (hasLabels false), not a broken labelled file', async () => {
-    const lines = [TRAIN_HEADER, trainLine('1', list('p'), list('a'), list('b'), ',,'), trainLine('2', list('p'), list('a'), list('b'), ',,')];
+    const lines = [
+      TRAIN_HEADER,
+      trainLine('1', list('p'), list('a'), list('b'), ',,'),
+      trainLine('2', list('p'), list('a'), list('b'), ',,'),
+    ];
     const f = fixture(lines.join('\n'));
     const r = await readRows(f);
     assert.equal(r.hasLabels, false);
@@ -328,16 +429,28 @@ describe('rows: issue 9 defect 7 (bad input found by attacking the runner)', () 
     const w = fixture(['id,prompt,response_a,response_b,winner', 'w1,a,b,c,', 'w2,a,b,c,'].join('\n'));
     assert.equal((await readRows(w)).hasLabels, false);
     // Some rows labelled and some not is a broken file: the unlabelled lines are named.
-    const mixed = fixture([TRAIN_HEADER, trainLine('1', list('p'), list('a'), list('b')), trainLine('2', list('p'), list('a'), list('b'), ',,')].join('\n'));
+    const mixed = fixture(
+      [
+        TRAIN_HEADER,
+        trainLine('1', list('p'), list('a'), list('b')),
+        trainLine('2', list('p'), list('a'), list('b'), ',,'),
+      ].join('\n'),
+    );
     await rejectsRows(readRows(mixed), '1 row(s) have empty label column(s)', 'lines 3');
   });
 
   it('a row with too many or too few cells, and a quote that never closes, name the line', async () => {
-    const more = fixture([TEST_HEADER, `1,${list('p')},${list('a')},${list('b')}`, `2,${list('p')},${list('a')},${list('b')},extra`].join('\n'));
+    const more = fixture(
+      [TEST_HEADER, `1,${list('p')},${list('a')},${list('b')}`, `2,${list('p')},${list('a')},${list('b')},extra`].join(
+        '\n',
+      ),
+    );
     await rejectsRows(readRows(more), more, 'line 3', '5 cells but the header has 4');
     const fewer = fixture([TEST_HEADER, `1,${list('p')},${list('a')}`].join('\n'));
     await rejectsRows(readRows(fewer), 'line 2', '3 cells');
-    const open = fixture([TEST_HEADER, `1,${list('p')},${list('a')},${list('b')}`, `2,"[""p""]",${list('a')},"[""b`, `3,x,y,z`].join('\n'));
+    const open = fixture(
+      [TEST_HEADER, `1,${list('p')},${list('a')},${list('b')}`, `2,"[""p""]",${list('a')},"[""b`, `3,x,y,z`].join('\n'),
+    );
     await rejectsRows(readRows(open), open, 'physical line 3', 'never closes');
   });
 });

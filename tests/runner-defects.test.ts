@@ -3,7 +3,18 @@
 // Each `it` names the defect it guards; each failed on the runner before the fix (see the report).
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, cpSync, createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  cpSync,
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { format, parse } from 'fast-csv';
@@ -14,14 +25,23 @@ const DATA = join(ROOT, '..', 'shared', 'data', 'arena-sample-999.csv');
 
 /** The CSV with responses A and B (and their labels) exchanged: what a swapped pass shows the model. */
 function swapCsv(src: string, out: string): Promise<void> {
-  const swap: Record<string, string> = { model_a: 'model_b', model_b: 'model_a', response_a: 'response_b', response_b: 'response_a', winner_model_a: 'winner_model_b', winner_model_b: 'winner_model_a' };
+  const swap: Record<string, string> = {
+    model_a: 'model_b',
+    model_b: 'model_a',
+    response_a: 'response_b',
+    response_b: 'response_a',
+    winner_model_a: 'winner_model_b',
+    winner_model_b: 'winner_model_a',
+  };
   return new Promise((resolve, reject) => {
     const rows: Record<string, string>[] = [];
     let headers: string[] = [];
     createReadStream(src)
       .pipe(parse({ headers: true }))
       .on('headers', (h: string[]) => (headers = h))
-      .on('data', (r: Record<string, string>) => rows.push(Object.fromEntries(headers.map((h) => [h, r[swap[h] ?? h]]))))
+      .on('data', (r: Record<string, string>) =>
+        rows.push(Object.fromEntries(headers.map((h) => [h, r[swap[h] ?? h]]))),
+      )
       .on('error', reject)
       .on('end', () => {
         const chunks: string[] = [];
@@ -67,7 +87,12 @@ describe('issue 9 runner defects (built bundles, peaked gemma2-tiny model)', fun
   const predict = (weights: string, data: string, extra: string[] = []) => {
     const out = join(tmp, `p${n++}.csv`);
     const r = ok(RUNNER, ['predict', '--data', data, '--weights', weights, '--out', out, '--ep', 'cpu', ...extra]);
-    return { out, probs: submissionProbs(out), summary: JSON.parse(r.stdout.trim().split('\n').pop()!), stderr: r.stderr };
+    return {
+      out,
+      probs: submissionProbs(out),
+      summary: JSON.parse(r.stdout.trim().split('\n').pop()!),
+      stderr: r.stderr,
+    };
   };
 
   before(async () => {
@@ -84,7 +109,9 @@ describe('issue 9 runner defects (built bundles, peaked gemma2-tiny model)', fun
     const p = predict(peaked, DEMO).probs;
     const meanMax = p.reduce((s, r) => s + Math.max(...r), 0) / p.length;
     const spreadA = Math.max(...p.map((r) => r[0])) - Math.min(...p.map((r) => r[0]));
-    console.log(`      mean largest probability ${meanMax.toFixed(3)} (uniform 0.333); P(A) spread ${spreadA.toFixed(3)}`);
+    console.log(
+      `      mean largest probability ${meanMax.toFixed(3)} (uniform 0.333); P(A) spread ${spreadA.toFixed(3)}`,
+    );
     assert.ok(meanMax > 0.8 && spreadA > 0.05);
   });
 
@@ -108,7 +135,9 @@ describe('issue 9 runner defects (built bundles, peaked gemma2-tiny model)', fun
       const expected = first.map((r, i) => r.map((x, c) => (x + swapped[i][c]) / 2));
       const d = maxDiff(tta, expected);
       const uncal = maxDiff(tta, predict(dir, DEMO, ['--tta', 'swap', '--no-calibration']).probs);
-      console.log(`      ${kind}: swap TTA vs mean(cal(first), flip(cal(swapped input))): max abs diff ${d.toExponential(2)} (tol 1e-6); calibration moves it by ${uncal.toFixed(3)}`);
+      console.log(
+        `      ${kind}: swap TTA vs mean(cal(first), flip(cal(swapped input))): max abs diff ${d.toExponential(2)} (tol 1e-6); calibration moves it by ${uncal.toFixed(3)}`,
+      );
       assert.ok(uncal > 0.01, 'the calibration must matter for this check to mean anything');
       assert.ok(d < 1e-6);
     });
@@ -121,9 +150,23 @@ describe('issue 9 runner defects (built bundles, peaked gemma2-tiny model)', fun
     ok(RUNNER, ['validate', '--data', DEMO, '--weights', dir, '--ep', 'cpu', '--predictions-out', pout]);
     const single = predict(dir, DEMO, ['--tta', 'none', '--no-calibration']).probs;
     const d = maxDiff(submissionProbs(pout), single);
-    console.log(`      validate --predictions-out vs predict --tta none --no-calibration: max abs diff ${d.toExponential(2)} (tol 1e-6)`);
+    console.log(
+      `      validate --predictions-out vs predict --tta none --no-calibration: max abs diff ${d.toExponential(2)} (tol 1e-6)`,
+    );
     assert.ok(d < 1e-6);
-    ok(RUNNER, ['calibrate', '--predictions', pout, '--labels', DEMO, '--method', 'temperature', '--out', join(tmp, 'cal.json'), '--weights', dir]);
+    ok(RUNNER, [
+      'calibrate',
+      '--predictions',
+      pout,
+      '--labels',
+      DEMO,
+      '--method',
+      'temperature',
+      '--out',
+      join(tmp, 'cal.json'),
+      '--weights',
+      dir,
+    ]);
     const fitted = manifestOf(dir).calibration.fittedOn;
     assert.equal(fitted.frame, 'scored');
     assert.equal(fitted.tta, 'none');
@@ -133,7 +176,19 @@ describe('issue 9 runner defects (built bundles, peaked gemma2-tiny model)', fun
   it('defect 3: a calibration fitted on swap-TTA merged predictions is refused before any row is scored', () => {
     const dir = copy(peaked);
     editManifest(dir, (m) => (m.calibration = { ...VECTOR_CAL, fittedOn: { ...VECTOR_CAL.fittedOn, tta: 'swap' } }));
-    const r = node(RUNNER, ['predict', '--data', DEMO, '--weights', dir, '--out', join(tmp, 'x.csv'), '--ep', 'cpu', '--tta', 'swap']);
+    const r = node(RUNNER, [
+      'predict',
+      '--data',
+      DEMO,
+      '--weights',
+      dir,
+      '--out',
+      join(tmp, 'x.csv'),
+      '--ep',
+      'cpu',
+      '--tta',
+      'swap',
+    ]);
     console.log(`      ${r.stderr.trim().split('\n').pop()}`);
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /swap-TTA merged/);
@@ -147,7 +202,19 @@ describe('issue 9 runner defects (built bundles, peaked gemma2-tiny model)', fun
     ok(RUNNER, ['validate', '--data', DEMO, '--weights', dir, '--ep', 'cpu', '--predictions-out', p1]);
     ok(RUNNER, ['validate', '--data', DEMO, '--weights', feat, '--ep', 'cpu', '--predictions-out', p2]);
     const before = readFileSync(join(dir, 'manifest.json'), 'utf8');
-    const r = node(RUNNER, ['calibrate', '--predictions', p1, '--predictions', p2, '--labels', DEMO, '--out', join(tmp, 'blend.json'), '--weights', dir]);
+    const r = node(RUNNER, [
+      'calibrate',
+      '--predictions',
+      p1,
+      '--predictions',
+      p2,
+      '--labels',
+      DEMO,
+      '--out',
+      join(tmp, 'blend.json'),
+      '--weights',
+      dir,
+    ]);
     console.log(`      ${r.stderr.trim().split('\n').pop()}`);
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /blend/);
@@ -174,7 +241,9 @@ describe('issue 9 runner defects (built bundles, peaked gemma2-tiny model)', fun
     const one = predict(peaked, DATA, ['--tta', 'swap-uncertain:0.3']);
     const two = predict(peaked, DATA, ['--tta', 'swap-uncertain:0.3', '--devices', '0,1']);
     const same = readFileSync(one.out, 'utf8') === readFileSync(two.out, 'utf8');
-    console.log(`      999 rows, swapped ${one.summary.swapped_rows} / ${two.summary.swapped_rows}; max abs diff ${maxDiff(one.probs, two.probs).toExponential(2)}; byte-identical: ${same}`);
+    console.log(
+      `      999 rows, swapped ${one.summary.swapped_rows} / ${two.summary.swapped_rows}; max abs diff ${maxDiff(one.probs, two.probs).toExponential(2)}; byte-identical: ${same}`,
+    );
     assert.equal(two.summary.swapped_rows, Math.round(0.3 * 999));
     assert.ok(same);
   });
@@ -185,7 +254,19 @@ describe('issue 9 runner defects (built bundles, peaked gemma2-tiny model)', fun
     const ref = predict(dir, DEMO, ['--cache', cache]);
     const p = join(tmp, 'p6.csv');
     ok(RUNNER, ['validate', '--data', DEMO, '--weights', dir, '--ep', 'cpu', '--predictions-out', p]);
-    ok(RUNNER, ['calibrate', '--predictions', p, '--labels', DEMO, '--method', 'temperature', '--out', join(tmp, 'c6.json'), '--weights', dir]);
+    ok(RUNNER, [
+      'calibrate',
+      '--predictions',
+      p,
+      '--labels',
+      DEMO,
+      '--method',
+      'temperature',
+      '--out',
+      join(tmp, 'c6.json'),
+      '--weights',
+      dir,
+    ]);
     const again = predict(dir, DEMO, ['--cache', cache, '--no-calibration']);
     const reused = Number(/predict: (\d+) rows taken from the logits cache/.exec(again.stderr)?.[1] ?? 0);
     console.log(`      after calibrate --weights: ${reused}/48 rows from the cache`);
@@ -211,8 +292,24 @@ describe('issue 9 runner defects (built bundles, peaked gemma2-tiny model)', fun
 
   it('defect 7: a cache write failure (file size limit) stops the run with a clear message; no row becomes uniform', () => {
     const out = join(tmp, 'efbig.csv');
-    const args = [RUNNER, 'predict', '--data', DATA, '--weights', peaked, '--out', out, '--ep', 'cpu', '--cache', join(tmp, 'cache7')];
-    const r = spawnSync('bash', ['-c', 'ulimit -f 16; exec "$@"', 'bash', process.execPath, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
+    const args = [
+      RUNNER,
+      'predict',
+      '--data',
+      DATA,
+      '--weights',
+      peaked,
+      '--out',
+      out,
+      '--ep',
+      'cpu',
+      '--cache',
+      join(tmp, 'cache7'),
+    ];
+    const r = spawnSync('bash', ['-c', 'ulimit -f 16; exec "$@"', 'bash', process.execPath, ...args], {
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+    });
     console.log(`      ${r.stderr.trim().split('\n').pop()}`);
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /--cache .* cannot be written/);
@@ -225,7 +322,13 @@ describe('issue 9 runner defects (built bundles, peaked gemma2-tiny model)', fun
     const data = manifestOf(dir).graphs.cpu.externalData[0];
     writeFileSync(join(dir, data), Buffer.alloc(readFileSync(join(dir, data)).length, 0xff));
     const r = node(RUNNER, ['predict', '--data', DEMO, '--weights', dir, '--out', join(tmp, 'nan.csv'), '--ep', 'cpu']);
-    console.log(`      ${r.stderr.trim().split('\n').filter((l) => /non-finite|every row/.test(l)).join(' | ')}`);
+    console.log(
+      `      ${r.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => /non-finite|every row/.test(l))
+        .join(' | ')}`,
+    );
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /48 row\(s\) got non-finite logits/);
     assert.match(r.stderr, /every row failed/);
@@ -257,9 +360,26 @@ describe('issue 9 runner defects (built bundles, peaked gemma2-tiny model)', fun
   it('defect 7: SIGTERM to a --devices run kills the workers and removes the temporary row files', async () => {
     const tdir = join(tmp, 'tmpdir');
     mkdirSync(tdir);
-    const child = spawn(process.execPath, [RUNNER, 'predict', '--data', DATA, '--weights', peaked, '--out', join(tmp, 'term.csv'), '--ep', 'cpu', '--devices', '0,1'], {
-      env: { ...process.env, TMPDIR: tdir, ARENAKIT_PROGRESS_MS: '0' },
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        RUNNER,
+        'predict',
+        '--data',
+        DATA,
+        '--weights',
+        peaked,
+        '--out',
+        join(tmp, 'term.csv'),
+        '--ep',
+        'cpu',
+        '--devices',
+        '0,1',
+      ],
+      {
+        env: { ...process.env, TMPDIR: tdir, ARENAKIT_PROGRESS_MS: '0' },
+      },
+    );
     let text = '';
     // Workers are running once the run prints inference progress and has two child processes.
     const workers = await new Promise<number[]>((resolve, reject) => {
@@ -267,12 +387,18 @@ describe('issue 9 runner defects (built bundles, peaked gemma2-tiny model)', fun
       child.stderr.on('data', (d: Buffer) => {
         text += d.toString();
         if (!/\d+\/\d+ rows \(/.test(text)) return;
-        const pids = spawnSync('ps', ['-o', 'pid=', '--ppid', String(child.pid)], { encoding: 'utf8' }).stdout.split('\n').map(Number).filter((x) => x > 0);
+        const pids = spawnSync('ps', ['-o', 'pid=', '--ppid', String(child.pid)], { encoding: 'utf8' })
+          .stdout.split('\n')
+          .map(Number)
+          .filter((x) => x > 0);
         if (pids.length >= 2) resolve(pids);
       });
     });
     assert.ok(workers.length >= 2, `workers ${workers}`);
-    assert.ok(readdirSync(tdir).some((f) => f.startsWith('arenakit-shards-')), 'the run keeps its rows in a temporary folder');
+    assert.ok(
+      readdirSync(tdir).some((f) => f.startsWith('arenakit-shards-')),
+      'the run keeps its rows in a temporary folder',
+    );
     child.kill('SIGTERM');
     const code = await new Promise((resolve) => child.on('exit', resolve));
     await new Promise((r) => setTimeout(r, 500));
@@ -285,7 +411,9 @@ describe('issue 9 runner defects (built bundles, peaked gemma2-tiny model)', fun
       }
     });
     const left = readdirSync(tdir).filter((f) => f.startsWith('arenakit-'));
-    console.log(`      exit ${code}; workers ${workers.join(', ')} running after SIGTERM: [${alive.join(', ')}]; arenakit temp left: [${left.join(', ')}]`);
+    console.log(
+      `      exit ${code}; workers ${workers.join(', ')} running after SIGTERM: [${alive.join(', ')}]; arenakit temp left: [${left.join(', ')}]`,
+    );
     assert.deepEqual(alive, []);
     assert.deepEqual(left, []);
     assert.ok(!existsSync(join(tmp, 'term.csv')));
@@ -294,16 +422,44 @@ describe('issue 9 runner defects (built bundles, peaked gemma2-tiny model)', fun
   it('defect 7: clear messages, no stack traces, for broken weights directories and --cache on a file', () => {
     const cases: [string, (dir: string) => string[] | void, RegExp][] = [
       // (run as root here, so "unreadable" is a directory in the file's place)
-      ['tokenizer.json unreadable', (d) => (rmSync(join(d, 'tokenizer.json')), mkdirSync(join(d, 'tokenizer.json'))), /tokenizer\.json (is 4096 bytes|.*cannot be read)/],
-      ['corrupt .onnx', (d) => writeFileSync(join(d, 'model.cpu.onnx'), Buffer.alloc(readFileSync(join(d, 'model.cpu.onnx')).length, 7)), /model\.cpu\.onnx: ONNX Runtime .*cannot load/],
-      ['graph file missing', (d) => (editManifest(d, (m) => delete m.files['model.cpu.onnx']), rmSync(join(d, 'model.cpu.onnx'))), /missing graph file model\.cpu\.onnx/],
-      ['manifest.json unreadable', (d) => (rmSync(join(d, 'manifest.json')), mkdirSync(join(d, 'manifest.json'))), /manifest\.json: cannot be read/],
+      [
+        'tokenizer.json unreadable',
+        (d) => (rmSync(join(d, 'tokenizer.json')), mkdirSync(join(d, 'tokenizer.json'))),
+        /tokenizer\.json (is 4096 bytes|.*cannot be read)/,
+      ],
+      [
+        'corrupt .onnx',
+        (d) =>
+          writeFileSync(join(d, 'model.cpu.onnx'), Buffer.alloc(readFileSync(join(d, 'model.cpu.onnx')).length, 7)),
+        /model\.cpu\.onnx: ONNX Runtime .*cannot load/,
+      ],
+      [
+        'graph file missing',
+        (d) => (editManifest(d, (m) => delete m.files['model.cpu.onnx']), rmSync(join(d, 'model.cpu.onnx'))),
+        /missing graph file model\.cpu\.onnx/,
+      ],
+      [
+        'manifest.json unreadable',
+        (d) => (rmSync(join(d, 'manifest.json')), mkdirSync(join(d, 'manifest.json'))),
+        /manifest\.json: cannot be read/,
+      ],
       ['--cache on a file', () => ['--cache', DEMO], /--cache .*(cannot be written|must be a folder)/],
     ];
     for (const [what, make, says] of cases) {
       const dir = copy(peaked);
       const extra = make(dir) ?? [];
-      const r = node(RUNNER, ['predict', '--data', DEMO, '--weights', dir, '--out', join(tmp, 'x.csv'), '--ep', 'cpu', ...extra]);
+      const r = node(RUNNER, [
+        'predict',
+        '--data',
+        DEMO,
+        '--weights',
+        dir,
+        '--out',
+        join(tmp, 'x.csv'),
+        '--ep',
+        'cpu',
+        ...extra,
+      ]);
       console.log(`      ${what}: ${r.stderr.trim().split('\n').pop()}`);
       assert.notEqual(r.status, 0, what);
       assert.match(r.stderr, says, what);
@@ -319,16 +475,27 @@ describe('issue 9 runner defects (built bundles, peaked gemma2-tiny model)', fun
     const dup = put('dup.csv', [...lines, lines[1]].join('\n') + '\n');
     const blank = put('blank.csv', [lines[0], lines[1].replace(/,[^,]*$/, ','), ...lines.slice(2)].join('\n') + '\n');
     const demo = readFileSync(DEMO, 'utf8').trim().split('\n');
-    const badLabels = put('badlab.csv', [demo[0], demo[1].replace(/,0,1,0$/, ',1,-1,1'), ...demo.slice(2)].join('\n') + '\n');
+    const badLabels = put(
+      'badlab.csv',
+      [demo[0], demo[1].replace(/,0,1,0$/, ',1,-1,1'), ...demo.slice(2)].join('\n') + '\n',
+    );
     assert.notEqual(readFileSync(badLabels, 'utf8'), readFileSync(DEMO, 'utf8'));
     const out = join(tmp, 'c.json');
     const cases: [string, string[], RegExp][] = [
       ['--bogus', ['--bogus'], /bogus/],
-      ['--apply missing.json', ['--apply', join(tmp, 'missing.json'), '--predictions', preds, '--out', join(tmp, 'q.csv')], /missing\.json: cannot be read/],
+      [
+        '--apply missing.json',
+        ['--apply', join(tmp, 'missing.json'), '--predictions', preds, '--out', join(tmp, 'q.csv')],
+        /missing\.json: cannot be read/,
+      ],
       ['duplicate ids', ['--predictions', dup, '--labels', DEMO, '--out', out], /already appeared/],
       ['empty probability cell', ['--predictions', blank, '--labels', DEMO, '--out', out], /not valid/],
       ['labels [1,-1,1]', ['--predictions', preds, '--labels', badLabels, '--out', out], /not one-hot/],
-      ['--folds abc', ['--predictions', preds, '--labels', DEMO, '--out', out, '--folds', 'abc'], /--folds must be an integer/],
+      [
+        '--folds abc',
+        ['--predictions', preds, '--labels', DEMO, '--out', out, '--folds', 'abc'],
+        /--folds must be an integer/,
+      ],
     ];
     for (const [what, args, says] of cases) {
       const r = node(RUNNER, ['calibrate', ...args]);

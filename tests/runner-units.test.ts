@@ -19,7 +19,13 @@ import { softmaxRows } from '../src/util/probs';
 import { TASKS } from '../src/task/task';
 
 const rowsOf = (n: number): ArenaRow[] =>
-  Array.from({ length: n }, (_, i) => ({ id: `r${i}`, line: i + 2, prompt: [`p${i}`], responseA: ['a'.repeat(i + 1)], responseB: ['b'.repeat(2 * i + 1)] }));
+  Array.from({ length: n }, (_, i) => ({
+    id: `r${i}`,
+    line: i + 2,
+    prompt: [`p${i}`],
+    responseA: ['a'.repeat(i + 1)],
+    responseB: ['b'.repeat(2 * i + 1)],
+  }));
 
 function spec(kind: 'neural' | 'features', labels: string[], calibration?: Calibration): ModelSpec {
   const manifest = { kind, labels } as unknown as Manifest;
@@ -34,7 +40,12 @@ function fixedRunner(first: Float64Array, swapped: Float64Array, k = 3): PassRun
     const failedRows = rows.map((_, j) => j).filter((j) => !Number.isFinite(logits[j * k]));
     return { logits, numLabels: k, tokens: 0, computedTokens: 0, seconds: 0, failedRows };
   };
-  return { pass: async (_m, rows, swap) => pick(swap ? swapped : first, rows), release: async () => {}, ep: () => 'cpu', info: () => undefined };
+  return {
+    pass: async (_m, rows, swap) => pick(swap ? swapped : first, rows),
+    release: async () => {},
+    ep: () => 'cpu',
+    info: () => undefined,
+  };
 }
 
 function randomLogits(n: number, seed: number): Float64Array {
@@ -45,13 +56,22 @@ function randomLogits(n: number, seed: number): Float64Array {
 
 describe('issue 9 runner units', () => {
   it('defect 2: label names map logits to the task columns; unknown names are refused naming the labels', () => {
-    assert.deepEqual(labelColumns(['winner_tie', 'winner_model_a', 'winner_model_b'], 'm', TASKS.lmsys).columns, [1, 2, 0]);
+    assert.deepEqual(
+      labelColumns(['winner_tie', 'winner_model_a', 'winner_model_b'], 'm', TASKS.lmsys).columns,
+      [1, 2, 0],
+    );
     const logits = Float64Array.of(3, 1, 0); // tie, A, B
     const p = passProbs(spec('neural', ['winner_tie', 'winner_model_a', 'winner_model_b']), logits, 1);
     const ref = softmaxRows([1, 0, 3], 1, 3);
     assert.deepEqual([...p], [...ref]);
-    assert.throws(() => labelColumns(['LABEL_0', 'LABEL_1', 'LABEL_2'], 'w/manifest.json', TASKS.lmsys), (e: Error) => /w\/manifest\.json/.test(e.message) && /LABEL_0/.test(e.message));
-    assert.throws(() => labelColumns(['winner_model_a', 'winner_model_b'], 'w/manifest.json', TASKS.lmsys), /expected the three outcomes/);
+    assert.throws(
+      () => labelColumns(['LABEL_0', 'LABEL_1', 'LABEL_2'], 'w/manifest.json', TASKS.lmsys),
+      (e: Error) => /w\/manifest\.json/.test(e.message) && /LABEL_0/.test(e.message),
+    );
+    assert.throws(
+      () => labelColumns(['winner_model_a', 'winner_model_b'], 'w/manifest.json', TASKS.lmsys),
+      /expected the three outcomes/,
+    );
     assert.equal(labelColumns(['score'], 'w', TASKS.lmsys).columns, null);
   });
 
@@ -75,10 +95,14 @@ describe('issue 9 runner units', () => {
       const swappedSet = new Set(a.swappedRows);
       let d = 0;
       for (let i = 0; i < n; i++) {
-        const exp = swappedSet.has(i) ? [0, 1, 2].map((c) => (cf[i * 3 + c] + cs[i * 3 + [1, 0, 2][c]]) / 2) : [0, 1, 2].map((c) => cf[i * 3 + c]);
+        const exp = swappedSet.has(i)
+          ? [0, 1, 2].map((c) => (cf[i * 3 + c] + cs[i * 3 + [1, 0, 2][c]]) / 2)
+          : [0, 1, 2].map((c) => cf[i * 3 + c]);
         for (let c = 0; c < 3; c++) d = Math.max(d, Math.abs(a.probs[i * 3 + c] - exp[c]));
       }
-      console.log(`      ${tta.kind}: neural == features exactly; vs the rule computed by hand: max abs diff ${d.toExponential(2)} (tol 1e-12)`);
+      console.log(
+        `      ${tta.kind}: neural == features exactly; vs the rule computed by hand: max abs diff ${d.toExponential(2)} (tol 1e-12)`,
+      );
       assert.ok(d < 1e-12);
     }
   });
@@ -90,7 +114,14 @@ describe('issue 9 runner units', () => {
     first.fill(NaN, 0, 3); // row 0: first pass failed
     first.fill(NaN, 3, 6); // row 1: both failed
     swapped.fill(NaN, 3, 6);
-    const r = await predictModel(0, spec('neural', ['winner_model_a', 'winner_model_b', 'winner_tie']), rowsOf(n), [1, 1, 1, 1], { kind: 'swap' }, fixedRunner(first, swapped));
+    const r = await predictModel(
+      0,
+      spec('neural', ['winner_model_a', 'winner_model_b', 'winner_tie']),
+      rowsOf(n),
+      [1, 1, 1, 1],
+      { kind: 'swap' },
+      fixedRunner(first, swapped),
+    );
     const sw = softmaxRows(swapped.subarray(0, 3), 1, 3);
     assert.deepEqual([...r.probs.subarray(0, 3)], [sw[1], sw[0], sw[2]]);
     assert.deepEqual([...r.probs.subarray(3, 6)], [1 / 3, 1 / 3, 1 / 3]);
@@ -132,10 +163,15 @@ describe('issue 9 runner units', () => {
     const bigLabels = new Uint8Array(n + extra);
     bigLabels.set(nanLabels);
     const fit = fitTieModel(bigScores, bigLabels);
-    console.log(`      davidson on ${n} rows: scale ${clean.params.scale.toFixed(4)}; with ${extra} NaN rows added: scale ${fit.params.scale.toFixed(4)}`);
+    console.log(
+      `      davidson on ${n} rows: scale ${clean.params.scale.toFixed(4)}; with ${extra} NaN rows added: scale ${fit.params.scale.toFixed(4)}`,
+    );
     assert.deepEqual(fit.params, clean.params);
     assert.ok(fit.params.scale > 1.5, 'the fit moved away from its starting point (scale 1) towards the true 2');
-    assert.throws(() => fitTieModel(Float64Array.of(1, NaN, NaN, 2), Uint8Array.of(0, 1, 2, 0)), (e: Error) => e instanceof TieError && /only 2 of 4 rows/.test(e.message));
+    assert.throws(
+      () => fitTieModel(Float64Array.of(1, NaN, NaN, 2), Uint8Array.of(0, 1, 2, 0)),
+      (e: Error) => e instanceof TieError && /only 2 of 4 rows/.test(e.message),
+    );
   });
 
   describe('defect 7: a pass with a failing cache or non-finite logits', () => {
@@ -176,13 +212,20 @@ describe('issue 9 runner units', () => {
           throw new CacheError('--cache c: cannot be written (no space left on device (ENOSPC))');
         },
       };
-      await assert.rejects(runPass(session(), rows, { ...base((m) => warnings.push(m)), cache }), (e: Error) => e instanceof CacheError && /ENOSPC/.test(e.message));
+      await assert.rejects(
+        runPass(session(), rows, { ...base((m) => warnings.push(m)), cache }),
+        (e: Error) => e instanceof CacheError && /ENOSPC/.test(e.message),
+      );
       assert.deepEqual(warnings, []);
     });
 
     it('non-finite logits make failed rows with one warning naming them', async () => {
       const warnings: string[] = [];
-      const r = await runPass(session([2, 4]), rows, base((m) => warnings.push(m)));
+      const r = await runPass(
+        session([2, 4]),
+        rows,
+        base((m) => warnings.push(m)),
+      );
       assert.deepEqual(r.failedRows, [1, 3]);
       assert.equal(warnings.length, 1);
       assert.match(warnings[0], /2 row\(s\) got non-finite logits.*r1 \(line 3\), r3 \(line 5\)/);

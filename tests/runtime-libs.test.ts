@@ -9,7 +9,12 @@ import { join } from 'node:path';
 import { findCudaLibraries, ORT_PROVIDER_LIBS, wheelHint } from '../src/infer/cuda-libs';
 import { chooseRuntimeByLibraries, RUNTIMES, type DriverInfo, type RuntimeName } from '../src/infer/runtime';
 
-const drv = (driver: string, cuda: string): DriverInfo => ({ found: true, driver, cuda, gpus: ['Tesla T4, 15360 MiB', 'Tesla T4, 15360 MiB'] });
+const drv = (driver: string, cuda: string): DriverInfo => ({
+  found: true,
+  driver,
+  cuda,
+  gpus: ['Tesla T4, 15360 MiB', 'Tesla T4, 15360 MiB'],
+});
 
 describe('runtime choice by driver and libraries (fake library folders)', () => {
   let tmp: string;
@@ -21,7 +26,15 @@ describe('runtime choice by driver and libraries (fake library folders)', () => 
   };
   /** Missing libraries of each core, as the runner resolves them, in the fake folders given. */
   const prober = (cores: Partial<Record<RuntimeName, string>>, libDirs: string[]) => (r: RuntimeName) =>
-    cores[r] ? findCudaLibraries({ ortDir: cores[r]!, sonames: RUNTIMES[r].cudaSonames, searchDirs: libDirs, defaults: false, env: { LD_LIBRARY_PATH: '' } }).missing : [`the ${r} core`];
+    cores[r]
+      ? findCudaLibraries({
+          ortDir: cores[r]!,
+          sonames: RUNTIMES[r].cudaSonames,
+          searchDirs: libDirs,
+          defaults: false,
+          env: { LD_LIBRARY_PATH: '' },
+        }).missing
+      : [`the ${r} core`];
 
   before(() => {
     tmp = mkdtempSync(join(tmpdir(), 'arenakit-rtlibs-'));
@@ -46,7 +59,10 @@ describe('runtime choice by driver and libraries (fake library folders)', () => 
     console.log(`      580 + CUDA 12 libs: ${c.runtime}: ${c.reason}`);
     assert.equal(c.runtime, 'cu12');
     assert.equal(c.target, 'cu13');
-    assert.match(c.steps[0], /^cu13: driver 580\.65\.06 \(CUDA 13\.0\) supports CUDA 13, but libcudart\.so\.13, libcublasLt\.so\.13, libcublas\.so\.13 do not resolve/);
+    assert.match(
+      c.steps[0],
+      /^cu13: driver 580\.65\.06 \(CUDA 13\.0\) supports CUDA 13, but libcudart\.so\.13, libcublasLt\.so\.13, libcublas\.so\.13 do not resolve/,
+    );
     assert.match(c.steps[1], /^cu12: .*supports CUDA 12 and its libraries resolve/);
   });
 
@@ -58,19 +74,29 @@ describe('runtime choice by driver and libraries (fake library folders)', () => 
     assert.equal(c.steps.length, 1);
   });
 
-  it('nothing loads (no provider libraries, no CUDA libraries) -> the bundled cu13 core on the CPU, each core\'s reason given', () => {
+  it("nothing loads (no provider libraries, no CUDA libraries) -> the bundled cu13 core on the CPU, each core's reason given", () => {
     const cores = { cu13: folder('d/ort', []), cu12: folder('d/ort-cu12', []) };
     const c = chooseRuntimeByLibraries(drv('560.35.03', '12.6'), ['cu13', 'cu12'], prober(cores, []));
     console.log(`      nothing loads: ${c.runtime}: ${c.reason}`);
     assert.equal(c.runtime, 'cu13');
-    assert.match(c.reason, /cu12: .*libonnxruntime_providers_shared\.so, libonnxruntime_providers_cuda\.so, libcudart\.so\.12.* do not resolve: no CUDA core can load, cu13 core \(ORT 1\.29\.0\) for the CPU/);
+    assert.match(
+      c.reason,
+      /cu12: .*libonnxruntime_providers_shared\.so, libonnxruntime_providers_cuda\.so, libcudart\.so\.12.* do not resolve: no CUDA core can load, cu13 core \(ORT 1\.29\.0\) for the CPU/,
+    );
     // No driver at all: the CPU, saying so.
-    const none = chooseRuntimeByLibraries({ found: false, gpus: [], note: 'nvidia-smi not found' }, ['cu13', 'cu12'], prober(cores, []));
+    const none = chooseRuntimeByLibraries(
+      { found: false, gpus: [], note: 'nvidia-smi not found' },
+      ['cu13', 'cu12'],
+      prober(cores, []),
+    );
     assert.equal(none.runtime, 'cu13');
     assert.equal(none.target, null);
     assert.match(none.reason, /nvidia-smi not found.*for the CPU/);
     // --runtime forces.
-    assert.equal(chooseRuntimeByLibraries(drv('580.65.06', '13.0'), ['cu13', 'cu12'], prober(cores, []), 'cu12').runtime, 'cu12');
+    assert.equal(
+      chooseRuntimeByLibraries(drv('580.65.06', '13.0'), ['cu13', 'cu12'], prober(cores, []), 'cu12').runtime,
+      'cu12',
+    );
   });
 
   it('hints name the wheels of the core: CUDA 12 wheels for cu12, CUDA 13 for cu13', () => {

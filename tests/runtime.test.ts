@@ -7,7 +7,10 @@ import { chooseAttention, chooseRuntime, parseNvidiaSmi, readDriver, RuntimeErro
 
 describe('runtime choice from the driver (fake nvidia-smi)', () => {
   it('parses the header of nvidia-smi', () => {
-    assert.deepEqual(parseNvidiaSmi('| NVIDIA-SMI 560.35.03   Driver Version: 560.35.03   CUDA Version: 12.6 |'), { driver: '560.35.03', cuda: '12.6' });
+    assert.deepEqual(parseNvidiaSmi('| NVIDIA-SMI 560.35.03   Driver Version: 560.35.03   CUDA Version: 12.6 |'), {
+      driver: '560.35.03',
+      cuda: '12.6',
+    });
   });
 
   it('driver 560 / CUDA 12.6 (Kaggle T4) -> cu12; 580 / CUDA 13.0 -> cu13', () => {
@@ -18,7 +21,10 @@ describe('runtime choice from the driver (fake nvidia-smi)', () => {
     const c560 = chooseRuntime(d560, [...both]);
     console.log(`      560/12.6: ${c560.runtime} (${c560.reason})`);
     assert.equal(c560.runtime, 'cu12');
-    const c580 = chooseRuntime(readDriver({ ...process.env, ARENAKIT_NVIDIA_SMI: fakeNvidiaSmi('580.65.06', '13.0') }), [...both]);
+    const c580 = chooseRuntime(
+      readDriver({ ...process.env, ARENAKIT_NVIDIA_SMI: fakeNvidiaSmi('580.65.06', '13.0') }),
+      [...both],
+    );
     console.log(`      580/13.0: ${c580.runtime} (${c580.reason})`);
     assert.equal(c580.runtime, 'cu13');
     // A build without the CUDA 12 core says so instead of picking a core the driver cannot run on the GPU.

@@ -34,21 +34,32 @@ describe('self-check: bounded, once per run (verdict file)', function () {
     const ids = [ramp(5), ramp(9), ramp(30), ramp(700), ramp(2048), ramp(3000)];
     const b = boundCheckIds(ids);
     assert.equal(b.length, CHECK_MAX_ROWS);
-    assert.deepEqual(b.map((x) => x.length), [5, 9, CHECK_MAX_TOKENS, CHECK_MAX_TOKENS]);
+    assert.deepEqual(
+      b.map((x) => x.length),
+      [5, 9, CHECK_MAX_TOKENS, CHECK_MAX_TOKENS],
+    );
     assert.deepEqual(Array.from(b[3]), Array.from(ids[5].subarray(3000 - 64)));
     assert.ok(b.reduce((a, x) => a + x.length, 0) <= CHECK_MAX_ROWS * CHECK_MAX_TOKENS);
   });
 
   it('the first process checks and writes its verdict; the next reuses it without scoring a row', async () => {
     const m = readManifest(model);
-    const open = async (): Promise<OpenedGraph> => ({ ...(await createSession(model, m.graphs.cpu!, 'fused', 'cpu', { ep: 'cpu' })), ep: 'webgpu' });
+    const open = async (): Promise<OpenedGraph> => ({
+      ...(await createSession(model, m.graphs.cpu!, 'fused', 'cpu', { ep: 'cpu' })),
+      ep: 'webgpu',
+    });
     const ids = [ramp(5), ramp(40), ramp(200), ramp(240), ramp(250), ramp(255)];
     const warns: string[] = [];
     const opts = { ep: 'auto' as const, padId: 0, warn: (w: string) => warns.push(w) };
     const first = await selfCheck(model, m, await open(), ids, opts);
-    console.log(`      first: ${first.check.rows} rows, max |diff| ${first.check.maxDiff}, ${first.check.seconds.toFixed(3)} s, reused ${!!first.check.reused}`);
+    console.log(
+      `      first: ${first.check.rows} rows, max |diff| ${first.check.maxDiff}, ${first.check.seconds.toFixed(3)} s, reused ${!!first.check.reused}`,
+    );
     assert.equal(first.check.rows, 4);
-    assert.ok(first.check.maxDiff !== null && first.check.maxDiff < 1e-4, 'fused vs the explicit reference, both fp32 on the CPU EP');
+    assert.ok(
+      first.check.maxDiff !== null && first.check.maxDiff < 1e-4,
+      'fused vs the explicit reference, both fp32 on the CPU EP',
+    );
     assert.ok(!first.check.reused);
     assert.equal(readdirSync(join(tmp, 'verdicts')).filter((f) => f.endsWith('.json')).length, 1);
     const second = await selfCheck(model, m, await open(), ids, opts);

@@ -21,8 +21,15 @@ describe('several devices: sharded workers', function () {
   it('deals every row to exactly one shard with balanced text length', async () => {
     const { rows } = await readRows(join(__dirname, '..', '..', 'shared', 'data', 'arena-sample-999.csv'));
     const lengths = rows.map(textLength);
-    const shards = shardRows(lengths, rows.map((_, i) => i), 2);
-    assert.deepEqual(shards.flat().sort((a, b) => a - b), rows.map((_, i) => i));
+    const shards = shardRows(
+      lengths,
+      rows.map((_, i) => i),
+      2,
+    );
+    assert.deepEqual(
+      shards.flat().sort((a, b) => a - b),
+      rows.map((_, i) => i),
+    );
     const load = shards.map((s) => s.reduce((a, i) => a + lengths[i], 0));
     const ratio = Math.min(...load) / Math.max(...load);
     console.log(`      text length per shard ${load.join(' / ')} (min/max ${ratio.toFixed(3)}, need > 0.95)`);
@@ -35,14 +42,36 @@ describe('several devices: sharded workers', function () {
     try {
       ok(TRAINER, ['tiny', '--out', join(tmp, 'tiny')]);
       const predict = (out: string, extra: string[]) =>
-        ok(RUNNER, ['predict', '--data', DEMO, '--weights', join(tmp, 'tiny'), '--out', out, '--ep', 'cpu', '--tta', 'swap', ...extra]);
+        ok(RUNNER, [
+          'predict',
+          '--data',
+          DEMO,
+          '--weights',
+          join(tmp, 'tiny'),
+          '--out',
+          out,
+          '--ep',
+          'cpu',
+          '--tta',
+          'swap',
+          ...extra,
+        ]);
       predict(join(tmp, 'one.csv'), []);
       predict(join(tmp, 'two.csv'), ['--devices', '0,1']);
       const one = readFileSync(join(tmp, 'one.csv'), 'utf8');
       const two = readFileSync(join(tmp, 'two.csv'), 'utf8');
-      const ids = one.trim().split('\n').slice(1).map((l) => l.split(',')[0]);
+      const ids = one
+        .trim()
+        .split('\n')
+        .slice(1)
+        .map((l) => l.split(',')[0]);
       assert.deepEqual(checkSubmissionText(two, ids, TASKS.lmsys), []);
-      const vals = (t: string) => t.trim().split('\n').slice(1).flatMap((l) => l.split(',').slice(1).map(Number));
+      const vals = (t: string) =>
+        t
+          .trim()
+          .split('\n')
+          .slice(1)
+          .flatMap((l) => l.split(',').slice(1).map(Number));
       const a = vals(one);
       const b = vals(two);
       const diff = Math.max(...a.map((x, i) => Math.abs(x - b[i])));

@@ -65,8 +65,17 @@ describe('row-range reads (safetensors, checkpoint, PEFT merge)', () => {
           assert.deepEqual(bits(t.data), wb.subarray(r0 * cols, (r0 + n) * cols), `rows ${r0}..${r0 + n - 1}`);
         }
         assert.equal(chunks, 5); // 4 full chunks + the partial one of 5 rows
-        for (const [s, n] of [[0, rows], [36, 1], [13, 0], [3, 17]])
-          assert.deepEqual(bits(ck.get.rows!('table', s, n).data), wb.subarray(s * cols, (s + n) * cols), `rows [${s}, ${s + n})`);
+        for (const [s, n] of [
+          [0, rows],
+          [36, 1],
+          [13, 0],
+          [3, 17],
+        ])
+          assert.deepEqual(
+            bits(ck.get.rows!('table', s, n).data),
+            wb.subarray(s * cols, (s + n) * cols),
+            `rows [${s}, ${s + n})`,
+          );
         assert.throws(() => ck.get.rows!('table', 30, 8), SafetensorsError);
         assert.throws(() => ck.get.rows!('table', -1, 2), SafetensorsError);
         // A 1-D tensor reads by elements.
@@ -137,7 +146,11 @@ describe('streamed embedding: graph built from row chunks equals the whole-tenso
           shape: ck.get.shape,
           rows: (n: string, s: number, c: number) => (rowCalls++, ck.get.rows!(n, s, c)),
         });
-        const opts = { linear: { kind: 'nbits', bits: 4, blockSize: 32, symmetric: true } as const, activations: 'float32' as const, embedding };
+        const opts = {
+          linear: { kind: 'nbits', bits: 4, blockSize: 32, symmetric: true } as const,
+          activations: 'float32' as const,
+          embedding,
+        };
         const chunkRows = 100; // vocab 512: 5 full chunks + 12 rows
         const memWhole = serialise(buildDecoderGraph(cfg, whole, opts));
         const memStreamed = serialise(buildDecoderGraph(cfg, streamed, { ...opts, embedChunkRows: chunkRows }));
@@ -165,7 +178,10 @@ describe('streamed embedding: graph built from row chunks equals the whole-tenso
         const da = readFileSync(join(a, 'model.onnx.data'));
         const db = readFileSync(join(b, 'model.onnx.data'));
         assert.ok(da.equals(db), `external data differs (${da.length} vs ${db.length} bytes)`);
-        assert.ok(readFileSync(join(a, 'model.onnx')).equals(readFileSync(join(b, 'model.onnx'))), 'model.onnx differs');
+        assert.ok(
+          readFileSync(join(a, 'model.onnx')).equals(readFileSync(join(b, 'model.onnx'))),
+          'model.onnx differs',
+        );
 
         const inputs = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8'));
         const la = await runLogits(join(a, 'model.onnx'), inputs.padded);
@@ -184,7 +200,8 @@ describe('streamed embedding: graph built from row chunks equals the whole-tenso
     const ck = openCheckpoint(dir);
     try {
       const short: WeightSource = Object.assign((n: string) => ck.get(n), {
-        shape: (n: string) => (n === 'model.embed_tokens.weight' ? [cfg.vocabSize - 1, cfg.hiddenSize] : ck.get.shape!(n)),
+        shape: (n: string) =>
+          n === 'model.embed_tokens.weight' ? [cfg.vocabSize - 1, cfg.hiddenSize] : ck.get.shape!(n),
         rows: ck.get.rows,
       });
       assert.throws(

@@ -25,17 +25,46 @@ describe('task object', () => {
     assert.equal(detectTask('x/test.parquet', ['id', 'prompt', 'response_a', 'response_b', 'scored']).name, 'wsdm');
     assert.equal(detectTask('x/test.csv', ['id', 'prompt', 'response_a', 'response_b']).name, 'lmsys');
     assert.equal(detectTask('x/test.csv', [], 'wsdm').name, 'wsdm');
-    assert.equal(detectTask('x/train.csv', ['id', 'prompt', 'response_a', 'response_b', 'winner', 'language']).name, 'wsdm');
-    assert.equal(detectTask('x/train.parquet', ['id', 'prompt', 'response_a', 'response_b', 'winner_model_a', 'winner_model_b', 'winner_tie']).name, 'lmsys');
+    assert.equal(
+      detectTask('x/train.csv', ['id', 'prompt', 'response_a', 'response_b', 'winner', 'language']).name,
+      'wsdm',
+    );
+    assert.equal(
+      detectTask('x/train.parquet', [
+        'id',
+        'prompt',
+        'response_a',
+        'response_b',
+        'winner_model_a',
+        'winner_model_b',
+        'winner_tie',
+      ]).name,
+      'lmsys',
+    );
     assert.throws(() => getTask('kaggle'), /Unknown task: kaggle \(known: lmsys, wsdm\)/);
   });
 });
 
 describe('task labels (src/task/labels.ts)', () => {
   it('reads WSDM winner cells and LMSYS one-hot cells as outcome indices; blank is a test row, anything else is refused', () => {
-    assert.deepEqual(['model_a', 'model_b', 'tie', '', 'Model_A', 'a'].map(winnerLabel), [0, 1, 2, null, undefined, undefined]);
+    assert.deepEqual(['model_a', 'model_b', 'tie', '', 'Model_A', 'a'].map(winnerLabel), [
+      0,
+      1,
+      2,
+      null,
+      undefined,
+      undefined,
+    ]);
     assert.deepEqual(
-      [['1', '0', '0'], ['0', '1', '0'], ['0', '0', '1'], ['', '', ''], ['1', '1', '0'], ['1', '', '0'], ['0.5', '0', '0']].map(oneHotLabel),
+      [
+        ['1', '0', '0'],
+        ['0', '1', '0'],
+        ['0', '0', '1'],
+        ['', '', ''],
+        ['1', '1', '0'],
+        ['1', '', '0'],
+        ['0.5', '0', '0'],
+      ].map(oneHotLabel),
       [0, 1, 2, null, undefined, undefined, undefined],
     );
   });

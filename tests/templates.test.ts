@@ -11,7 +11,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Template as Jinja } from '@huggingface/jinja';
 import { readRows } from '../src/data/rows';
-import { bindTemplate, encodeCapped, judgeAnswerIds, encodeRow, encodeRowInfo, loadTokenizer, type ArenaTokenizer } from '../src/format/encode';
+import {
+  bindTemplate,
+  encodeCapped,
+  judgeAnswerIds,
+  encodeRow,
+  encodeRowInfo,
+  loadTokenizer,
+  type ArenaTokenizer,
+} from '../src/format/encode';
 import { getTemplate, renderText, TEMPLATE_NAMES, TemplateError } from '../src/format/templates';
 import { keepHeadTail } from '../src/format/truncate';
 import type { ArenaRow } from '../src/types';
@@ -47,7 +55,12 @@ const FAMILIES: Family[] = [
     dir: dirOf('tokenizer-llama3_1'),
     chat: 'llama3-chat',
     judge: 'llama3-judge',
-    known: { '<|begin_of_text|>': 128000, '<|start_header_id|>': 128006, '<|end_header_id|>': 128007, '<|eot_id|>': 128009 },
+    known: {
+      '<|begin_of_text|>': 128000,
+      '<|start_header_id|>': 128006,
+      '<|end_header_id|>': 128007,
+      '<|eot_id|>': 128009,
+    },
     reference: (content) => applyChatTemplate(dirOf('tokenizer-llama3_1'), content),
     answerLead: '',
     joinedIdsEqual: false,
@@ -60,7 +73,10 @@ const FAMILIES: Family[] = [
     known: { '<|im_start|>': 151644, '<|im_end|>': 151645 },
     // Qwen2.5's chat_template adds a default system turn, which chatml leaves out.
     reference: (content) =>
-      applyChatTemplate(dirOf('tokenizer-qwen2_5'), content).replace('<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n', ''),
+      applyChatTemplate(dirOf('tokenizer-qwen2_5'), content).replace(
+        '<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n',
+        '',
+      ),
     answerLead: '',
     joinedIdsEqual: false,
   },
@@ -95,7 +111,8 @@ const CHAT_INSTRUCTION =
 const JUDGE_INSTRUCTION =
   'Please act as an impartial judge and evaluate the responses of two AI assistants to the user ' +
   'below. Do not let the order, the length or the names of the assistants influence you. Answer A, B or tie.\n';
-const chatContent = (p: string, a: string, b: string) => `${CHAT_INSTRUCTION}\n<prompt>\n${p}\n<response_a>\n${a}\n<response_b>\n${b}`;
+const chatContent = (p: string, a: string, b: string) =>
+  `${CHAT_INSTRUCTION}\n<prompt>\n${p}\n<response_a>\n${a}\n<response_b>\n${b}`;
 const judgeContent = (p: string, a: string, b: string) =>
   `${JUDGE_INSTRUCTION}\n### User\n${p}\n\n### Assistant A\n${a}\n\n### Assistant B\n${b}\n\nWhich response is better? Answer with one word: A, B or tie.`;
 
@@ -117,12 +134,33 @@ function specialTokens(dir: string): Map<string, number> {
   return new Map(list.filter((t) => t.special).map((t) => [t.content, t.id]));
 }
 
-const row = (prompt: string[], responseA: string[], responseB: string[], id = 'r1'): ArenaRow => ({ id, line: 2, prompt, responseA, responseB });
+const row = (prompt: string[], responseA: string[], responseB: string[], id = 'r1'): ArenaRow => ({
+  id,
+  line: 2,
+  prompt,
+  responseA,
+  responseB,
+});
 
 describe('templates: registry', () => {
   it('every template is family + layout data; an unknown name lists the known ones', () => {
-    assert.throws(() => getTemplate('llama-3'), (e: Error) => e instanceof TemplateError && e.message === `Unknown template: llama-3 (known: ${TEMPLATE_NAMES.join(', ')})`);
-    for (const n of ['gemma-chat', 'llama3-chat', 'chatml-chat', 'mistral-chat', 'plain', 'judge', 'gemma-judge', 'llama3-judge', 'chatml-judge', 'mistral-judge'])
+    assert.throws(
+      () => getTemplate('llama-3'),
+      (e: Error) =>
+        e instanceof TemplateError && e.message === `Unknown template: llama-3 (known: ${TEMPLATE_NAMES.join(', ')})`,
+    );
+    for (const n of [
+      'gemma-chat',
+      'llama3-chat',
+      'chatml-chat',
+      'mistral-chat',
+      'plain',
+      'judge',
+      'gemma-judge',
+      'llama3-judge',
+      'chatml-judge',
+      'mistral-judge',
+    ])
       assert.equal(getTemplate(n).name, n);
     for (const n of TEMPLATE_NAMES) {
       const t = getTemplate(n);
@@ -167,21 +205,32 @@ for (const fam of FAMILIES) {
           assert.equal(id, added.get(content), `${name}: ${content}`);
           if (content in fam.known) assert.equal(id, fam.known[content], `${name}: ${content}`);
         }
-        assert.deepEqual([...b.specialIds.keys()].sort(), [...getTemplate(name).specials, ...getTemplate(name).roles.map((r) => tok.roleTokens[r]!)].sort());
+        assert.deepEqual(
+          [...b.specialIds.keys()].sort(),
+          [...getTemplate(name).specials, ...getTemplate(name).roles.map((r) => tok.roleTokens[r]!)].sort(),
+        );
         // Declared = used: every added token the rendered text spells out is one the template names.
         const c = { prompt: ['P1', 'P2'], responseA: ['A1', 'A2'], responseB: ['B1', 'B2'] };
         const text = renderText(getTemplate(name), c, (r) => tok.roleTokens[r]!);
-        for (const content of added.keys()) if (text.includes(content)) assert.ok(b.specialIds.has(content), `${name} spells ${content} but does not declare it`);
+        for (const content of added.keys())
+          if (text.includes(content))
+            assert.ok(b.specialIds.has(content), `${name} spells ${content} but does not declare it`);
       }
-      for (const content of Object.keys(fam.known)) assert.ok(bindTemplate(tok, fam.chat).specialIds.has(content), `${fam.chat} uses ${content}`);
-      console.log(`      ${fam.chat}: ${[...bindTemplate(tok, fam.chat).specialIds].map(([c, i]) => `${c}=${i}`).join(' ')}`);
+      for (const content of Object.keys(fam.known))
+        assert.ok(bindTemplate(tok, fam.chat).specialIds.has(content), `${fam.chat} uses ${content}`);
+      console.log(
+        `      ${fam.chat}: ${[...bindTemplate(tok, fam.chat).specialIds].map(([c, i]) => `${c}=${i}`).join(' ')}`,
+      );
     });
 
-    it('the chat and judge layouts decode to the model\'s own chat format (Llama-3.1, Qwen2.5: their chat_template); every special token is one id', () => {
+    it("the chat and judge layouts decode to the model's own chat format (Llama-3.1, Qwen2.5: their chat_template); every special token is one id", () => {
       const p = 'What is 2+2?';
       const a = 'It is 4.';
       const b = 'Four, of course!';
-      for (const [name, content] of [[fam.chat, chatContent(p, a, b)], [fam.judge, judgeContent(p, a, b)]] as const) {
+      for (const [name, content] of [
+        [fam.chat, chatContent(p, a, b)],
+        [fam.judge, judgeContent(p, a, b)],
+      ] as const) {
         const expected = fam.reference(content);
         const begin = bindTemplate(tok, name).beginIds;
         const beginText = tok.decode(begin);
@@ -189,21 +238,37 @@ for (const fam of FAMILIES) {
         const ids = Array.from(encodeRow(tok, row([p], [a], [b]), { template: name, maxTokens: 1024, swap: false }));
         assert.deepEqual(ids.slice(0, begin.length), begin);
         assert.equal(tok.decode(ids.slice(begin.length)), expected.slice(beginText.length), name);
-        if (fam.joinedIdsEqual) assert.deepEqual(ids, [...begin, ...tok.encode(expected.slice(beginText.length))], `${name}: ids of the whole string`);
+        if (fam.joinedIdsEqual)
+          assert.deepEqual(
+            ids,
+            [...begin, ...tok.encode(expected.slice(beginText.length))],
+            `${name}: ids of the whole string`,
+          );
         // Special ids: the same sequence as tokenizing the reference string whole, and one per marker in the text.
         const specialIds = new Set(added.values());
         const ours = ids.filter((i) => specialIds.has(i));
-        assert.deepEqual(ours, tok.encode(expected).filter((i) => specialIds.has(i)), name);
-        const contents = [...added.keys()].sort((x, y) => y.length - x.length).map((c) => c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+        assert.deepEqual(
+          ours,
+          tok.encode(expected).filter((i) => specialIds.has(i)),
+          name,
+        );
+        const contents = [...added.keys()]
+          .sort((x, y) => y.length - x.length)
+          .map((c) => c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
         const markers = (expected.match(new RegExp(contents.join('|'), 'g')) ?? []).map((m) => added.get(m));
         assert.deepEqual(ours, markers, `${name}: one id per marker in the text`);
-        console.log(`      ${name}: ${ids.length} ids, specials [${ours.join(', ')}]${fam.joinedIdsEqual ? ', = ids of the whole string' : ''}`);
+        console.log(
+          `      ${name}: ${ids.length} ids, specials [${ours.join(', ')}]${fam.joinedIdsEqual ? ', = ids of the whole string' : ''}`,
+        );
       }
     });
 
     it('judge: the prompt ends where the label is the next token (A, B, tie each one id)', () => {
       const t = getTemplate(fam.judge);
-      assert.deepEqual(t.answers, ['A', 'B', 'tie'].map((w) => fam.answerLead + w));
+      assert.deepEqual(
+        t.answers,
+        ['A', 'B', 'tie'].map((w) => fam.answerLead + w),
+      );
       const r = row(['Which is heavier, a kilo of feathers or a kilo of steel?'], ['Steel.'], ['They weigh the same.']);
       const b = bindTemplate(tok, fam.judge);
       const ids = Array.from(encodeRow(tok, r, { template: fam.judge, maxTokens: 1024, swap: false }));
@@ -213,13 +278,19 @@ for (const fam of FAMILIES) {
         assert.equal(one.length, 1, `${JSON.stringify(ans)} is one token`);
         // Tokenizing prompt + label whole ends in exactly that one id after the prompt's own tokens.
         const whole = tok.encode(text + ans);
-        assert.deepEqual(whole.slice(0, -1), tok.encode(text), `${fam.judge}: nothing merges across the end of the prompt`);
+        assert.deepEqual(
+          whole.slice(0, -1),
+          tok.encode(text),
+          `${fam.judge}: nothing merges across the end of the prompt`,
+        );
         assert.equal(whole[whole.length - 1], one[0]);
         return one[0];
       });
       assert.equal(new Set(labelIds).size, 3);
       assert.deepEqual(judgeAnswerIds(tok, fam.judge), labelIds, 'judgeAnswerIds gives the same ids');
-      console.log(`      ${fam.judge}: label ids A,B,tie = ${labelIds.join(',')}; prompt ends ${JSON.stringify(text.slice(-24))}`);
+      console.log(
+        `      ${fam.judge}: label ids A,B,tie = ${labelIds.join(',')}; prompt ends ${JSON.stringify(text.slice(-24))}`,
+      );
     });
 
     it('head+tail truncation keeps the head and tail of a long response, the markers whole, and fits maxTokens', () => {
@@ -233,32 +304,53 @@ for (const fam of FAMILIES) {
         const text = tok.decode(ids);
         assert.ok(text.includes('tok0 tok1 tok2') && text.includes('tok29999 THE_END'), `${name}: head and tail kept`);
         assert.ok(text.includes('Summarise this.') && text.includes('Short answer.'), `${name}: short parts whole`);
-        const short = encodeRow(tok, row(['Summarise this.'], [''], ['Short answer.']), { template: name, maxTokens: 512, swap: false });
+        // A one-token response ('x'; ' x' after plain's lead): an empty one would let the markers around it merge.
+        const short = encodeRow(tok, row(['Summarise this.'], ['x'], ['Short answer.']), {
+          template: name,
+          maxTokens: 512,
+          swap: false,
+        });
         // The same template text around the cut response: the specials sit in the same order.
         const specials = new Set(b.specialIds.values());
-        assert.deepEqual(Array.from(ids).filter((i) => specials.has(i)), Array.from(short).filter((i) => specials.has(i)), name);
+        assert.deepEqual(
+          Array.from(ids).filter((i) => specials.has(i)),
+          Array.from(short).filter((i) => specials.has(i)),
+          name,
+        );
         // The kept response tokens are exactly keepHeadTail of its full tokenization.
         const lead = name === 'plain' ? ' ' : '';
         const fullA = tok.encodeAfter(lead + long);
-        const n = ids.length - (short.length - (lead ? tok.encodeAfter(lead).length : 0));
+        const n = ids.length - (short.length - 1);
         const start = Array.from(ids).indexOf(fullA[0]);
         assert.deepEqual(Array.from(ids.slice(start, start + n)), keepHeadTail(fullA, n), name);
       }
     });
 
-    it('pre-cut of a 200,000-character text equals the full tokenization\'s head and tail', () => {
+    it("pre-cut of a 200,000-character text equals the full tokenization's head and tail", () => {
       const r = rng(7);
-      const text = Array.from({ length: 40_000 }, (_, i) => (i % 53 === 0 ? '.\n' : '') + `w${Math.floor(r() * 1e6)}`).join(' ').slice(0, 200_000);
+      const text = Array.from({ length: 40_000 }, (_, i) => (i % 53 === 0 ? '.\n' : '') + `w${Math.floor(r() * 1e6)}`)
+        .join(' ')
+        .slice(0, 200_000);
       const full = tok.encode(text);
-      for (const cap of [1, 100, 2000]) assert.deepEqual(encodeCapped(tok, text, cap), full.slice(0, cap).concat(full.slice(full.length - cap)), `cap ${cap}`);
-      console.log(`      ${full.length} ids; ${tok.hardBoundaries ? 'hard boundaries hold: exact cuts, cached chunks' : 'no hard boundaries: cuts absorbed by the slack tokens'}`);
+      for (const cap of [1, 100, 2000])
+        assert.deepEqual(
+          encodeCapped(tok, text, cap),
+          full.slice(0, cap).concat(full.slice(full.length - cap)),
+          `cap ${cap}`,
+        );
+      console.log(
+        `      ${full.length} ids; ${tok.hardBoundaries ? 'hard boundaries hold: exact cuts, cached chunks' : 'no hard boundaries: cuts absorbed by the slack tokens'}`,
+      );
     });
 
     it('swap exchanges A and B exactly, also when both are cut', () => {
       const words = (tag: string, n: number) => Array.from({ length: n }, (_, i) => `${tag}${i}`).join(' ');
       const r = row(['Compare.'], [words('alpha', 900)], [words('beta', 700)]);
       for (const name of [fam.chat, fam.judge]) {
-        const markers = name === fam.chat ? ['\n<response_a>\n', '\n<response_b>\n'] : ['\n\n### Assistant A\n', '\n\n### Assistant B\n'];
+        const markers =
+          name === fam.chat
+            ? ['\n<response_a>\n', '\n<response_b>\n']
+            : ['\n\n### Assistant A\n', '\n\n### Assistant B\n'];
         const split = (ids: Int32Array) => {
           const s = tok.decode(ids);
           const ia = s.indexOf(markers[0]);
@@ -274,12 +366,22 @@ for (const fam of FAMILIES) {
         };
         const x = split(encodeRow(tok, r, { ...opts, swap: false }));
         const y = split(encodeRow(tok, r, { ...opts, swap: true }));
-        assert.ok(x.a.startsWith('alpha0 alpha1') && x.a.endsWith('alpha898 alpha899') && x.a.length < r.responseA[0].length, `${name}: A cut, head and tail kept`);
-        assert.ok(body(x.b).startsWith('beta0 beta1') && body(x.b).endsWith('beta698 beta699') && body(x.b).length < r.responseB[0].length, `${name}: B cut`);
+        assert.ok(
+          x.a.startsWith('alpha0 alpha1') && x.a.endsWith('alpha898 alpha899') && x.a.length < r.responseA[0].length,
+          `${name}: A cut, head and tail kept`,
+        );
+        assert.ok(
+          body(x.b).startsWith('beta0 beta1') &&
+            body(x.b).endsWith('beta698 beta699') &&
+            body(x.b).length < r.responseB[0].length,
+          `${name}: B cut`,
+        );
         assert.equal(y.before, x.before);
         assert.equal(y.a, body(x.b), `${name}: swapped A = original B`);
         assert.equal(body(y.b), x.a, `${name}: swapped B = original A`);
-        console.log(`      ${name}: kept ${x.a.length} of ${r.responseA[0].length} chars of A, ${body(x.b).length} of ${r.responseB[0].length} of B; swap exchanges them exactly`);
+        console.log(
+          `      ${name}: kept ${x.a.length} of ${r.responseA[0].length} chars of A, ${body(x.b).length} of ${r.responseB[0].length} of B; swap exchanges them exactly`,
+        );
       }
     });
 
@@ -294,7 +396,14 @@ for (const fam of FAMILIES) {
             const x = encodeRowInfo(tok, r, { template: name, maxTokens, swap: false });
             assert.ok(x.ids.length <= maxTokens, `row ${r.id} ${name} ${maxTokens}: ${x.ids.length}`);
             const y = encodeRow(tok, r, { template: name, maxTokens, swap: true });
-            assert.deepEqual(y, encodeRow(tok, { ...r, responseA: r.responseB, responseB: r.responseA }, { template: name, maxTokens, swap: false }));
+            assert.deepEqual(
+              y,
+              encodeRow(
+                tok,
+                { ...r, responseA: r.responseB, responseB: r.responseA },
+                { template: name, maxTokens, swap: false },
+              ),
+            );
             total++;
             if (!x.truncated) {
               untruncated++;
@@ -319,8 +428,10 @@ for (const fam of FAMILIES) {
       }
     });
 
-    it('plain ends with this tokenizer\'s own EOS and the BOS its post-processor adds', () => {
-      const ids = Array.from(encodeRow(tok, row(['p'], ['a'], ['b']), { template: 'plain', maxTokens: 64, swap: false }));
+    it("plain ends with this tokenizer's own EOS and the BOS its post-processor adds", () => {
+      const ids = Array.from(
+        encodeRow(tok, row(['p'], ['a'], ['b']), { template: 'plain', maxTokens: 64, swap: false }),
+      );
       assert.equal(ids[ids.length - 1], added.get(tok.roleTokens.eos!));
       assert.deepEqual(ids.slice(0, tok.prefixIds.length), tok.prefixIds);
       console.log(`      plain: eos ${tok.roleTokens.eos} = ${ids[ids.length - 1]}, prefix [${tok.prefixIds}]`);
@@ -346,7 +457,9 @@ describe('templates: a template the tokenizer cannot run fails at load', functio
         () => bindTemplate(toks.get(dir)!, name),
         (e: Error) =>
           e instanceof TemplateError &&
-          e.message.startsWith(`template ${name} needs the special token ${token}, which ${dir}/tokenizer.json does not have among its added_tokens`) &&
+          e.message.startsWith(
+            `template ${name} needs the special token ${token}, which ${dir}/tokenizer.json does not have among its added_tokens`,
+          ) &&
           /templates this tokenizer has the special tokens for: .*plain/.test(e.message),
         `${name} on ${dir}`,
       );
@@ -358,7 +471,7 @@ describe('templates: a template the tokenizer cannot run fails at load', functio
         e instanceof TemplateError &&
         e.message ===
           `template llama3-chat needs the special token <|begin_of_text|>, which ${qwen}/tokenizer.json does not have among its added_tokens; ` +
-            'templates this tokenizer has the special tokens for: plain, judge, chatml-chat, chatml-judge',
+            'templates this tokenizer has the special tokens for: plain, judge, chatml-chat, chatml-judge, notebook, notebook-parts',
     );
     assert.throws(() => loadTokenizer(qwen, 'nope'), /^TemplateError: Unknown template: nope \(known: gemma-chat, /);
     assert.deepEqual(loadTokenizer(qwen, 'chatml-judge').prefixIds, []);
@@ -369,8 +482,15 @@ describe('templates: a template the tokenizer cannot run fails at load', functio
     try {
       writeByteTokenizer(d); // its small vocabulary spells 'tie' as 'ti' + 'e'
       const tok = loadTokenizer(d, 'gemma-judge');
-      assert.throws(() => judgeAnswerIds(tok, 'gemma-judge'), (e: Error) => e instanceof TemplateError && e.message.startsWith('template gemma-judge: the answer "tie" is 2 tokens'));
-      assert.throws(() => judgeAnswerIds(tok, 'gemma-chat'), /template gemma-chat is not a causal-LM judge \(those are: gemma-judge, llama3-judge, chatml-judge, mistral-judge\)/);
+      assert.throws(
+        () => judgeAnswerIds(tok, 'gemma-judge'),
+        (e: Error) =>
+          e instanceof TemplateError && e.message.startsWith('template gemma-judge: the answer "tie" is 2 tokens'),
+      );
+      assert.throws(
+        () => judgeAnswerIds(tok, 'gemma-chat'),
+        /template gemma-chat is not a causal-LM judge \(those are: gemma-judge, llama3-judge, chatml-judge, mistral-judge\)/,
+      );
     } finally {
       rmSync(d, { recursive: true, force: true });
     }
@@ -383,7 +503,14 @@ describe('templates: a template the tokenizer cannot run fails at load', functio
       const cfg = JSON.parse(readFileSync(path.join(qwen, 'tokenizer_config.json'), 'utf8'));
       delete cfg.eos_token;
       writeFileSync(path.join(d, 'tokenizer_config.json'), JSON.stringify(cfg));
-      assert.throws(() => loadTokenizer(d, 'plain'), (e: Error) => e instanceof TemplateError && e.message.includes(`template plain needs the tokenizer's eos_token, which ${d}/tokenizer_config.json does not set`));
+      assert.throws(
+        () => loadTokenizer(d, 'plain'),
+        (e: Error) =>
+          e instanceof TemplateError &&
+          e.message.includes(
+            `template plain needs the tokenizer's eos_token, which ${d}/tokenizer_config.json does not set`,
+          ),
+      );
       assert.ok(loadTokenizer(d, 'chatml-chat'));
     } finally {
       rmSync(d, { recursive: true, force: true });

@@ -33,7 +33,11 @@ async function checkRule(shapes: number[][], f: Forward, opts: RuleOpts = {}): P
   const xs = shapes.map((s, i) => b.input(`x${i}`, 'float32', s));
   const y = f(b, xs);
   const n = (y.shape as number[]).reduce((a, d) => a * d, 1);
-  const r = b.constFloat('r', Float32Array.from({ length: n }, () => rnd() * 2 - 1), y.shape as number[]);
+  const r = b.constFloat(
+    'r',
+    Float32Array.from({ length: n }, () => rnd() * 2 - 1),
+    y.shape as number[],
+  );
   const loss = b.reduceSum(b.mul(y, r), [...(y.shape as number[]).keys()], false, 'loss');
   b.output(loss, 'loss');
   const seed = b.input('seed', 'float32', []);
@@ -78,15 +82,55 @@ describe('train: gradient rules vs finite differences', function () {
   this.timeout(60000);
   const cases: [string, number[][], Forward, RuleOpts?][] = [
     ['Add (broadcast)', [[2, 3, 4], [4]], (b, [p, q]) => b.add(p, q)],
-    ['Sub (broadcast)', [[2, 3, 4], [3, 1]], (b, [p, q]) => b.sub(p, q)],
-    ['Mul (both broadcast)', [[2, 1, 4], [3, 4]], (b, [p, q]) => b.mul(p, q)],
-    ['Div (broadcast)', [[2, 3, 4], [2, 3, 1]], (b, [p, q]) => b.div(p, q), { positive: true }],
+    [
+      'Sub (broadcast)',
+      [
+        [2, 3, 4],
+        [3, 1],
+      ],
+      (b, [p, q]) => b.sub(p, q),
+    ],
+    [
+      'Mul (both broadcast)',
+      [
+        [2, 1, 4],
+        [3, 4],
+      ],
+      (b, [p, q]) => b.mul(p, q),
+    ],
+    [
+      'Div (broadcast)',
+      [
+        [2, 3, 4],
+        [2, 3, 1],
+      ],
+      (b, [p, q]) => b.div(p, q),
+      { positive: true },
+    ],
     ['Neg', [[3, 4]], (b, [p]) => b.neg(p)],
-    ['MatMul x[B,S,K] @ W[K,N]', [[2, 3, 4], [4, 5]], (b, [p, q]) => b.matmul(p, q)],
-    ['MatMul batched, broadcast batch dims', [[2, 1, 3, 4], [1, 2, 4, 5]], (b, [p, q]) => b.matmul(p, q)],
+    [
+      'MatMul x[B,S,K] @ W[K,N]',
+      [
+        [2, 3, 4],
+        [4, 5],
+      ],
+      (b, [p, q]) => b.matmul(p, q),
+    ],
+    [
+      'MatMul batched, broadcast batch dims',
+      [
+        [2, 1, 3, 4],
+        [1, 2, 4, 5],
+      ],
+      (b, [p, q]) => b.matmul(p, q),
+    ],
     ['Transpose', [[2, 3, 4]], (b, [p]) => b.transpose(p, [2, 0, 1])],
     ['Reshape', [[2, 3, 4]], (b, [p]) => b.mul(b.reshape(p, [0, 12]), b.reshape(p, [0, 12]))],
-    ['Unsqueeze + Expand', [[3, 4]], (b, [p]) => b.expand(b.unsqueeze(p, [0]), b.constInt64('to', [2, 3, 4]), [2, 3, 4])],
+    [
+      'Unsqueeze + Expand',
+      [[3, 4]],
+      (b, [p]) => b.expand(b.unsqueeze(p, [0]), b.constInt64('to', [2, 3, 4]), [2, 3, 4]),
+    ],
     ['Tanh', [[3, 4]], (b, [p]) => b.tanh(b.mul(p, b.scalar('k', 2)))],
     ['Sqrt', [[3, 4]], (b, [p]) => b.sqrt(p), { positive: true }],
     ['Exp', [[3, 4]], (b, [p]) => b.exp(p)],
@@ -104,23 +148,35 @@ describe('train: gradient rules vs finite differences', function () {
     ['LogSoftmax', [[2, 5]], (b, [p]) => b.logSoftmax(b.mul(p, b.scalar('k', 3)), -1)],
     ['ReduceMean (keepdims)', [[2, 3, 4]], (b, [p]) => b.mul(p, b.reduceMean(b.mul(p, p), [-1], true))],
     ['ReduceSum (no keepdims)', [[2, 3, 4]], (b, [p]) => b.reduceSum(b.mul(p, p), [0, 2], false)],
-    ['Split + Concat (rotate_half)', [[2, 3, 4]], (b, [p]) => {
-      const [x1, x2] = b.split(p, [2, 2], -1);
-      return b.mul(b.concat([b.neg(x2), x1], -1), p);
-    }],
+    [
+      'Split + Concat (rotate_half)',
+      [[2, 3, 4]],
+      (b, [p]) => {
+        const [x1, x2] = b.split(p, [2, 2], -1);
+        return b.mul(b.concat([b.neg(x2), x1], -1), p);
+      },
+    ],
     ['Split with an unused piece', [[2, 6]], (b, [p]) => b.split(p, [2, 4], -1)[1]],
   ];
   for (const [name, shapes, f, o] of cases)
     it(name, async () => {
       const worst = await checkRule(shapes, f, o);
-      console.log(`      ${name}: max |analytic - finite difference| (relative) ${worst.toExponential(2)} (tolerance ${RULE_TOL})`);
+      console.log(
+        `      ${name}: max |analytic - finite difference| (relative) ${worst.toExponential(2)} (tolerance ${RULE_TOL})`,
+      );
       assert.ok(worst < RULE_TOL, `${name}: gradient off by ${worst}`);
     });
 
   // A wrong rule must fail the same check (Erf without its 2/sqrt(pi), Relu passing every gradient through).
   for (const [op, shapes, f, wrong, o] of [
     ['Tanh', [[3, 4]], (b, [p]) => b.tanh(p), ({ b, y, dy }) => [b.mul(dy[0]!, b.sub(b.scalar('one', 1), y[0]))], {}],
-    ['Erf', [[3, 4]], (b, [p]) => b.unary('Erf', p), ({ b, x, dy }) => [b.mul(dy[0]!, b.exp(b.neg(b.mul(x[0], x[0]))))], {}],
+    [
+      'Erf',
+      [[3, 4]],
+      (b, [p]) => b.unary('Erf', p),
+      ({ b, x, dy }) => [b.mul(dy[0]!, b.exp(b.neg(b.mul(x[0], x[0]))))],
+      {},
+    ],
     ['Relu', [[3, 4]], (b, [p]) => b.unary('Relu', p), ({ dy }) => [dy[0]], { awayFromZero: true }],
   ] as [string, number[][], Forward, GradRule, RuleOpts][])
     it(`a wrong ${op} rule fails its finite-difference check`, async () => {
@@ -166,7 +222,9 @@ describe('train: Gemma-2 training graph vs Hugging Face', function () {
 
   it('one batch: loss, logits and all 57 gradients match gemma2-tiny/grads.safetensors', async () => {
     const d = await fixtureGradDiff();
-    console.log(`      loss diff ${d.loss.toExponential(2)}, logits ${d.logits.toExponential(2)}, gradients max abs diff ${d.grad.toExponential(2)} (tolerance ${GRAD_TOL})`);
+    console.log(
+      `      loss diff ${d.loss.toExponential(2)}, logits ${d.logits.toExponential(2)}, gradients max abs diff ${d.grad.toExponential(2)} (tolerance ${GRAD_TOL})`,
+    );
     assert.ok(d.loss < GRAD_TOL && d.logits < GRAD_TOL && d.grad < GRAD_TOL);
   });
 
@@ -187,11 +245,20 @@ describe('train: Gemma-2 training graph vs Hugging Face', function () {
       checkParams(spec, ad.params, fam);
       const s = await TrainSession.create(buildTrainGraph(c, ck.get, spec, { forwardOnly: true }));
       const inp = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')).padded;
-      const rows = inp.input_ids.map((ids: number[], i: number) => ({ inputIds: ids.slice(0, inp.attention_mask[i].reduce((a: number, v: number) => a + v, 0)), label: 0 }));
+      const rows = inp.input_ids.map((ids: number[], i: number) => ({
+        inputIds: ids.slice(
+          0,
+          inp.attention_mask[i].reduce((a: number, v: number) => a + v, 0),
+        ),
+        label: 0,
+      }));
       const logits = (await s.run(batchFeeds(c, rows), ad.params, 0)).logits;
       await s.release();
       ck.close();
-      const d = maxAbsDiff(logits, JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).lora_logits.padded.flat());
+      const d = maxAbsDiff(
+        logits,
+        JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).lora_logits.padded.flat(),
+      );
       console.log(`      ${fam}: max abs diff ${d.toExponential(2)} (tolerance ${tol})`);
       assert.ok(d < tol);
     });
@@ -199,7 +266,10 @@ describe('train: Gemma-2 training graph vs Hugging Face', function () {
   for (const [op, wrong] of [
     ['Tanh', ({ b, y, dy }) => [b.mul(dy[0]!, b.sub(b.scalar('one', 1), y[0]))]],
     ['Softmax', ({ b, y, dy }) => [b.mul(y[0], dy[0]!)]],
-    ['MatMul', (ctx) => GRAD_RULES.MatMul(ctx).map((g, i) => (i === 0 && g ? ctx.b.mul(g, ctx.b.scalar('off', 1.001)) : g))],
+    [
+      'MatMul',
+      (ctx) => GRAD_RULES.MatMul(ctx).map((g, i) => (i === 0 && g ? ctx.b.mul(g, ctx.b.scalar('off', 1.001)) : g)),
+    ],
   ] as [string, GradRule][])
     it(`fails when the ${op} rule is perturbed`, async () => {
       const d = await fixtureGradDiff({ ...GRAD_RULES, [op]: wrong });
@@ -240,7 +310,10 @@ describe('train: multi-layer score heads with exact GELU and ReLU (gemma2-mlphea
   const TOL = 1e-5;
 
   /** Head gradients from the whole training graph vs central differences of a float64 JS head on the graph's pooled features. */
-  async function headCheck(act: Activation, rules?: Record<string, GradRule>): Promise<{ grad: number; loss: number; maxGrad: number; n: number }> {
+  async function headCheck(
+    act: Activation,
+    rules?: Record<string, GradRule>,
+  ): Promise<{ grad: number; loss: number; maxGrad: number; n: number }> {
     const c = fixtureConfig(dir, { activation: act });
     if (c.head.kind !== 'classifier') throw new Error('gemma2-mlphead has a classifier head');
     const head = c.head;
@@ -258,7 +331,11 @@ describe('train: multi-layer score heads with exact GELU and ReLU (gemma2-mlphea
     ck.close();
     // float64 copies of the head tensors; jsLoss reads them, the differences nudge them
     const key = (hf: string) => `base_model.model.${hf}`;
-    const w = new Map(head.layers.flatMap((l) => [l.weight, ...(l.bias ? [l.bias] : [])]).map((hf) => [hf, Float64Array.from(ad.params.get(key(hf))!)]));
+    const w = new Map(
+      head.layers
+        .flatMap((l) => [l.weight, ...(l.bias ? [l.bias] : [])])
+        .map((hf) => [hf, Float64Array.from(ad.params.get(key(hf))!)]),
+    );
     const f = JS_ACT[act]!;
     const jsLoss = (): number => {
       let loss = 0;
@@ -303,14 +380,19 @@ describe('train: multi-layer score heads with exact GELU and ReLU (gemma2-mlphea
   for (const act of ['gelu', 'relu'] as Activation[]) {
     it(`${act} head: all head gradients through the training graph match finite differences of a float64 JS head within ${TOL}`, async () => {
       const d = await headCheck(act);
-      console.log(`      ${act}: loss diff ${d.loss.toExponential(2)}, ${d.n} head gradients (max |g| ${d.maxGrad.toFixed(3)}) max abs diff ${d.grad.toExponential(2)} (tolerance ${TOL})`);
+      console.log(
+        `      ${act}: loss diff ${d.loss.toExponential(2)}, ${d.n} head gradients (max |g| ${d.maxGrad.toFixed(3)}) max abs diff ${d.grad.toExponential(2)} (tolerance ${TOL})`,
+      );
       assert.ok(d.loss < TOL && d.grad < TOL);
     });
     const op = act === 'gelu' ? 'Erf' : 'Relu';
     it(`${act} head: the check fails with a wrong ${op} rule`, async () => {
-      const wrong: GradRule = (ctx) => GRAD_RULES[op](ctx).map((g) => (g ? ctx.b.mul(g, ctx.b.scalar('off', 1.01)) : g));
+      const wrong: GradRule = (ctx) =>
+        GRAD_RULES[op](ctx).map((g) => (g ? ctx.b.mul(g, ctx.b.scalar('off', 1.01)) : g));
       const d = await headCheck(act, { ...GRAD_RULES, [op]: wrong });
-      console.log(`      perturbed ${op} (x1.01): head gradients max abs diff ${d.grad.toExponential(2)} (must exceed ${TOL})`);
+      console.log(
+        `      perturbed ${op} (x1.01): head gradients max abs diff ${d.grad.toExponential(2)} (must exceed ${TOL})`,
+      );
       assert.ok(d.grad > TOL);
     });
   }

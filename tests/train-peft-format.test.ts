@@ -27,10 +27,30 @@ import type { Activation } from '../src/types';
  * from_json_file). PeftConfig.from_peft_type calls LoraConfig(**json), so any other key is a TypeError.
  */
 const LORA_CONFIG_FIELDS = [
-  'peft_type', 'auto_mapping', 'base_model_name_or_path', 'revision', 'task_type', 'inference_mode',
-  'r', 'target_modules', 'lora_alpha', 'lora_dropout', 'fan_in_fan_out', 'bias', 'use_rslora', 'modules_to_save',
-  'init_lora_weights', 'layers_to_transform', 'layers_pattern', 'rank_pattern', 'alpha_pattern', 'megatron_config',
-  'megatron_core', 'loftq_config', 'use_dora', 'layer_replication',
+  'peft_type',
+  'auto_mapping',
+  'base_model_name_or_path',
+  'revision',
+  'task_type',
+  'inference_mode',
+  'r',
+  'target_modules',
+  'lora_alpha',
+  'lora_dropout',
+  'fan_in_fan_out',
+  'bias',
+  'use_rslora',
+  'modules_to_save',
+  'init_lora_weights',
+  'layers_to_transform',
+  'layers_pattern',
+  'rank_pattern',
+  'alpha_pattern',
+  'megatron_config',
+  'megatron_core',
+  'loftq_config',
+  'use_dora',
+  'layer_replication',
 ];
 
 const json = (p: string) => JSON.parse(readFileSync(p, 'utf8'));
@@ -48,7 +68,9 @@ function modulesOf(dir: string): string[] {
 function loraModules(adapterDir: string, modules: string[]): { byConfig: string[]; byFile: string[] } {
   const cfg = parseAdapterConfig(json(join(adapterDir, 'adapter_config.json')), adapterDir);
   const f = openSafetensors(join(adapterDir, 'adapter_model.safetensors'));
-  const byFile = [...f.tensors.keys()].filter((k) => k.endsWith('.lora_A.weight')).map((k) => k.slice('base_model.model.'.length, -'.lora_A.weight'.length));
+  const byFile = [...f.tensors.keys()]
+    .filter((k) => k.endsWith('.lora_A.weight'))
+    .map((k) => k.slice('base_model.model.'.length, -'.lora_A.weight'.length));
   f.close();
   return { byConfig: modules.filter((m) => isTargeted(cfg, m)).sort(), byFile: byFile.sort() };
 }
@@ -59,30 +81,79 @@ describe('train: the saved adapter folder has the format peft 0.13.2 writes', fu
   before(() => {
     tmp = mkdtempSync(join(tmpdir(), 'arenakit-peft-'));
     const rows = [...fixtureBatch('padded', [0, 1, 2]), ...fixtureBatch('single', [2])];
-    writeFileSync(join(tmp, 'rows.jsonl'), rows.map((r) => JSON.stringify({ input_ids: Array.from(r.inputIds), label: r.label })).join('\n') + '\n');
+    writeFileSync(
+      join(tmp, 'rows.jsonl'),
+      rows.map((r) => JSON.stringify({ input_ids: Array.from(r.inputIds), label: r.label })).join('\n') + '\n',
+    );
   });
   after(() => rmSync(tmp, { recursive: true, force: true }));
 
   it('the LoraConfig field list above is the key set of every peft-written fixture config', () => {
-    for (const d of ['gemma2-tiny/adapter', 'gemma2-train/adapter-frozen2', 'gemma2-mlphead/adapter', 'llama3-tiny/adapter', 'qwen2-tiny/adapter'])
-      assert.deepEqual(Object.keys(json(join(FIXTURES, d, 'adapter_config.json'))).sort(), [...LORA_CONFIG_FIELDS].sort(), d);
+    for (const d of [
+      'gemma2-tiny/adapter',
+      'gemma2-train/adapter-frozen2',
+      'gemma2-mlphead/adapter',
+      'llama3-tiny/adapter',
+      'qwen2-tiny/adapter',
+    ])
+      assert.deepEqual(
+        Object.keys(json(join(FIXTURES, d, 'adapter_config.json'))).sort(),
+        [...LORA_CONFIG_FIELDS].sort(),
+        d,
+      );
   });
 
   // r 8 / alpha 16 / all 7 projections / SEQ_CLS (the head trained) as in the fixtures' LoraConfig calls
   const lora = (layers: number[] | null, targets = PROJECTIONS): LoraSettings => ({
-    ...DEFAULT_TRAIN.lora, r: 8, lora_alpha: 16, lora_dropout: 0, target_modules: targets, layers_to_transform: layers, use_rslora: false, modules_to_save: ['score'],
+    ...DEFAULT_TRAIN.lora,
+    r: 8,
+    lora_alpha: 16,
+    lora_dropout: 0,
+    target_modules: targets,
+    layers_to_transform: layers,
+    use_rslora: false,
+    modules_to_save: ['score'],
   });
   const cases: { name: string; fixture: string; base: string; opts: Partial<TrainOptions>; act?: Activation }[] = [
-    { name: 'gemma2-tiny, all-linear', fixture: join(GEMMA2_TINY, 'adapter'), base: GEMMA2_TINY, opts: { lora: lora(null, ['all-linear']) } },
-    { name: 'gemma2-train frozen2 (--layers-to-transform 2,3)', fixture: join(GEMMA2_TRAIN, 'adapter-frozen2'), base: GEMMA2_TINY, opts: { lora: lora([2, 3]) } },
-    { name: 'gemma2-train frozen2, continued (--adapter)', fixture: join(GEMMA2_TRAIN, 'adapter-frozen2'), base: GEMMA2_TINY, opts: { adapter: join(GEMMA2_TRAIN, 'adapter-frozen2') } },
-    { name: 'gemma2-mlphead (score.0/2/4 head)', fixture: join(FIXTURES, 'gemma2-mlphead', 'adapter'), base: join(FIXTURES, 'gemma2-mlphead'), opts: { lora: lora(null), headActivation: 'gelu_tanh' } },
+    {
+      name: 'gemma2-tiny, all-linear',
+      fixture: join(GEMMA2_TINY, 'adapter'),
+      base: GEMMA2_TINY,
+      opts: { lora: lora(null, ['all-linear']) },
+    },
+    {
+      name: 'gemma2-train frozen2 (--layers-to-transform 2,3)',
+      fixture: join(GEMMA2_TRAIN, 'adapter-frozen2'),
+      base: GEMMA2_TINY,
+      opts: { lora: lora([2, 3]) },
+    },
+    {
+      name: 'gemma2-train frozen2, continued (--adapter)',
+      fixture: join(GEMMA2_TRAIN, 'adapter-frozen2'),
+      base: GEMMA2_TINY,
+      opts: { adapter: join(GEMMA2_TRAIN, 'adapter-frozen2') },
+    },
+    {
+      name: 'gemma2-mlphead (score.0/2/4 head)',
+      fixture: join(FIXTURES, 'gemma2-mlphead', 'adapter'),
+      base: join(FIXTURES, 'gemma2-mlphead'),
+      opts: { lora: lora(null), headActivation: 'gelu_tanh' },
+    },
   ];
   for (const k of cases)
     it(`${k.name}: config keys and settings, tensor names / dtypes / shapes, and the module set equal peft's`, async () => {
       const out = join(tmp, k.name.replace(/\W+/g, '-'));
       const r = await runTraining({
-        ...DEFAULT_TRAIN, base: k.base, tokenized: join(tmp, 'rows.jsonl'), out, maxSteps: 2, batchSize: 2, lr: 1e-3, warmupSteps: 0, log: () => {}, ...k.opts,
+        ...DEFAULT_TRAIN,
+        base: k.base,
+        tokenized: join(tmp, 'rows.jsonl'),
+        out,
+        maxSteps: 2,
+        batchSize: 2,
+        lr: 1e-3,
+        warmupSteps: 0,
+        log: () => {},
+        ...k.opts,
       });
       assert.equal(r.steps, 2);
       const peft = json(join(k.fixture, 'adapter_config.json'));
@@ -91,7 +162,18 @@ describe('train: the saved adapter folder has the format peft 0.13.2 writes', fu
       const unknown = Object.keys(mine).filter((key) => !LORA_CONFIG_FIELDS.includes(key));
       assert.deepEqual(missing, [], 'keys peft writes');
       assert.deepEqual(unknown, [], 'keys LoraConfig does not take');
-      for (const key of ['r', 'lora_alpha', 'layers_to_transform', 'layers_pattern', 'use_rslora', 'peft_type', 'task_type', 'init_lora_weights', 'bias', 'use_dora'])
+      for (const key of [
+        'r',
+        'lora_alpha',
+        'layers_to_transform',
+        'layers_pattern',
+        'use_rslora',
+        'peft_type',
+        'task_type',
+        'init_lora_weights',
+        'bias',
+        'use_dora',
+      ])
         assert.deepEqual(mine[key], peft[key], key);
       // saved as sets by peft (target_modules) or with repeats (modules_to_save extended by SEQ_CLS)
       assert.deepEqual(sortedSet(mine.target_modules), sortedSet(peft.target_modules), 'target_modules');
@@ -109,7 +191,7 @@ describe('train: the saved adapter folder has the format peft 0.13.2 writes', fu
       const modules = modulesOf(k.base);
       const theirs = loraModules(k.fixture, modules);
       const ours = loraModules(out, modules);
-      assert.deepEqual(theirs.byConfig, theirs.byFile, 'the PEFT rule port selects the fixture file\'s modules');
+      assert.deepEqual(theirs.byConfig, theirs.byFile, "the PEFT rule port selects the fixture file's modules");
       assert.deepEqual(ours.byConfig, theirs.byConfig, 'our config selects the same modules');
       assert.deepEqual(ours.byFile, theirs.byFile);
       console.log(
@@ -134,7 +216,10 @@ describe('train: the saved adapter folder has the format peft 0.13.2 writes', fu
     assert.deepEqual(pick({ layers_pattern: 'h' }), new Set(), 'a pattern naming no layer list matches nothing');
     assert.deepEqual(pick({ layers_to_transform: 1 }), new Set([1]), 'a single index');
     assert.deepEqual(pick({ layers_to_transform: [] }), new Set([0, 1, 2, 3]), 'an empty list means every layer');
-    assert.throws(() => parseAdapterConfig({ ...cfg, target_modules: '.*q_proj' }, 'adapter_config.json'), /layers_to_transform.*target_modules a string/);
+    assert.throws(
+      () => parseAdapterConfig({ ...cfg, target_modules: '.*q_proj' }, 'adapter_config.json'),
+      /layers_to_transform.*target_modules a string/,
+    );
   });
 
   it("import merges peft's own layers_to_transform adapter (adapter-frozen2) to the logits PEFT computed with it", async () => {
@@ -144,12 +229,21 @@ describe('train: the saved adapter folder has the format peft 0.13.2 writes', fu
     const adapter = openAdapter(dir);
     checkAdapter(adapter, { names: ck.names, shape: (n) => ck.info(n).shape });
     assert.equal(adapter.lora.size, 14, 'layers 2 and 3 x 7 projections');
-    const g = buildDecoderGraph(c, mergedSource(ck.get, adapter), { linear: { kind: 'float' }, activations: 'float32', maxSeqLen: 64 });
+    const g = buildDecoderGraph(c, mergedSource(ck.get, adapter), {
+      linear: { kind: 'float' },
+      activations: 'float32',
+      maxSeqLen: 64,
+    });
     const logits = await runLogits(serialise(g), json(join(GEMMA2_TINY, 'inputs.json')).padded);
     adapter.close();
     ck.close();
-    const d = maxAbsDiff(logits, json(join(GEMMA2_TRAIN, 'trajectory-frozen2.json'))['logits_before_training (eval)'].padded.flat());
-    console.log(`      adapter-frozen2 merged by import vs PEFT's eval logits: max abs diff ${d.toExponential(2)} (tolerance 2e-5)`);
+    const d = maxAbsDiff(
+      logits,
+      json(join(GEMMA2_TRAIN, 'trajectory-frozen2.json'))['logits_before_training (eval)'].padded.flat(),
+    );
+    console.log(
+      `      adapter-frozen2 merged by import vs PEFT's eval logits: max abs diff ${d.toExponential(2)} (tolerance 2e-5)`,
+    );
     assert.ok(d < 2e-5);
   });
 });

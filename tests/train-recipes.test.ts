@@ -17,7 +17,7 @@ import { openCheckpoint, openSafetensors } from '../src/weights/safetensors';
 import { openAdapter } from '../src/weights/peft';
 import { writeAdapter } from '../src/train/adapter';
 import { DEFAULT_LORA, pissaInit, pissaSettings, planLora, readAdapter } from '../src/train/lora';
-import { LABEL_COLUMNS } from '../src/types';
+import { LABEL_COLUMNS } from '../src/task/task';
 import { writeByteTokenizer } from './helpers/byte-tokenizer';
 import { fixtureConfig, FIXTURES, maxAbsDiff } from './helpers/fixtures';
 import { ensureBuilt, ok, ROOT, RUNNER, TRAINER } from './helpers/peaked';
@@ -46,18 +46,31 @@ function readAdapterFiles(dir: string): { cfg: Record<string, any>; tensors: Map
 
 /** LoRA modules of an adapter: "layer.proj" names, e.g. "2.q_proj". */
 function loraModules(tensors: Map<string, Tensor>): string[] {
-  return [...tensors.keys()].map((k) => /layers\.(\d+)\.\w+\.(\w+)\.lora_A\.weight$/.exec(k)).filter((m) => m !== null).map((m) => `${m![1]}.${m![2]}`).sort();
+  return [...tensors.keys()]
+    .map((k) => /layers\.(\d+)\.\w+\.(\w+)\.lora_A\.weight$/.exec(k))
+    .filter((m) => m !== null)
+    .map((m) => `${m![1]}.${m![2]}`)
+    .sort();
 }
 
 const tokenizers = new Map<string, ArenaTokenizer>(); // Gemma's takes seconds to load
 
 /** Rows of `file` longer than `maxTokens` before truncation, and the longest row after it (same encoder as trainer and runner). */
-async function truncation(file: string, tokDir: string, maxTokens: number): Promise<{ rows: number; cut: number; longestFull: number; longestKept: number }> {
+async function truncation(
+  file: string,
+  tokDir: string,
+  maxTokens: number,
+): Promise<{ rows: number; cut: number; longestFull: number; longestKept: number }> {
   const r = await readRows(file, { requireLabels: true });
   const tok = tokenizers.get(tokDir) ?? tokenizers.set(tokDir, loadTokenizer(tokDir)).get(tokDir)!;
   const full = encodeRows(tok, r.rows, { template: 'gemma-chat', maxTokens: 1 << 20, swap: false });
   const kept = encodeRows(tok, r.rows, { template: 'gemma-chat', maxTokens, swap: false });
-  return { rows: r.rows.length, cut: full.ids.filter((x) => x.length > maxTokens).length, longestFull: full.stats.maxLength, longestKept: kept.stats.maxLength };
+  return {
+    rows: r.rows.length,
+    cut: full.ids.filter((x) => x.length > maxTokens).length,
+    longestFull: full.stats.maxLength,
+    longestKept: kept.stats.maxLength,
+  };
 }
 
 interface Run {
@@ -69,8 +82,15 @@ interface Run {
 function train(args: string[]): Run {
   const r = ok(TRAINER, ['train', ...args]);
   const out = args[args.indexOf('--out') + 1];
-  const lines = readFileSync(join(out, 'train_log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-  return { summary: JSON.parse(r.stdout.trim().split('\n').at(-1)!), steps: lines.filter((l) => 'step' in l), stderr: r.stderr };
+  const lines = readFileSync(join(out, 'train_log.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  return {
+    summary: JSON.parse(r.stdout.trim().split('\n').at(-1)!),
+    steps: lines.filter((l) => 'step' in l),
+    stderr: r.stderr,
+  };
 }
 
 /** The trainer's count of rows it cut to --max-tokens in `file`. */
@@ -91,8 +111,27 @@ function epochLosses(run: Run): [number, number] {
 }
 
 /** import --adapter (fp32, the trainer's token budget) then runner validate without TTA: the log loss. */
-function importAndValidate(base: string, adapter: string, weights: string, maxTokens: number, extra: string[] = []): number {
-  ok(TRAINER, ['import', '--base', base, '--adapter', adapter, '--quant', 'fp32', '--max-tokens', String(maxTokens), '--out', weights, ...extra]);
+function importAndValidate(
+  base: string,
+  adapter: string,
+  weights: string,
+  maxTokens: number,
+  extra: string[] = [],
+): number {
+  ok(TRAINER, [
+    'import',
+    '--base',
+    base,
+    '--adapter',
+    adapter,
+    '--quant',
+    'fp32',
+    '--max-tokens',
+    String(maxTokens),
+    '--out',
+    weights,
+    ...extra,
+  ]);
   const v = ok(RUNNER, ['validate', '--data', VALID, '--weights', weights, '--ep', 'cpu', '--tta', 'none']);
   return JSON.parse(v.stdout.trim().split('\n').at(-1)!).log_loss;
 }
@@ -127,10 +166,18 @@ describe('training recipes (issue 13) through the built CLI on tiny models', fun
       const spec = planLora(c, settings);
       const ranks = [...spec.lora.values()].map((m) => `${m.module.split('.').at(-1)}:${m.rank}`);
       assert.deepEqual([...new Set(ranks)], ['q_proj:64', 'k_proj:32', 'v_proj:32', 'o_proj:64']);
-      for (const m of spec.lora.values()) assert.ok(Math.abs(m.scale - nominal) < 1e-12, `${m.module} scale ${m.scale}`);
+      for (const m of spec.lora.values())
+        assert.ok(Math.abs(m.scale - nominal) < 1e-12, `${m.module} scale ${m.scale}`);
       const { params } = pissaInit(spec, ck.get);
       const out = join(tmp, `pattern-${use_rslora}`);
-      writeAdapter(out, { spec, params, config: c, pissaStart: params, baseModelNameOrPath: MLPHEAD, labels: [...LABEL_COLUMNS] });
+      writeAdapter(out, {
+        spec,
+        params,
+        config: c,
+        pissaStart: params,
+        baseModelNameOrPath: MLPHEAD,
+        labels: [...LABEL_COLUMNS],
+      });
       const a = openAdapter(out); // import's reader: converted, so every rank doubles and the scale stays
       for (const m of spec.lora.values()) {
         const p = a.lora.get(`${m.module}.weight`)!;
@@ -139,7 +186,10 @@ describe('training recipes (issue 13) through the built CLI on tiny models', fun
       }
       a.close();
       const back = planLora(c, readAdapter(out).settings); // continue training
-      for (const m of spec.lora.values()) assert.ok(back.lora.get(m.module)!.rank === 2 * m.rank && Math.abs(back.lora.get(m.module)!.scale - nominal) < 1e-12);
+      for (const m of spec.lora.values())
+        assert.ok(
+          back.lora.get(m.module)!.rank === 2 * m.rank && Math.abs(back.lora.get(m.module)!.scale - nominal) < 1e-12,
+        );
     }
     ck.close();
   });
@@ -149,9 +199,36 @@ describe('training recipes (issue 13) through the built CLI on tiny models', fun
     const maxTokens = 256;
     const cut = await truncation(TRAIN, tok, maxTokens);
     const run = train([
-      '--base', MLPHEAD, '--tokenizer', tok, '--head-activation', 'gelu_tanh', '--data', TRAIN, '--valid', VALID, '--max-tokens', String(maxTokens),
-      '--init', 'pissa', '--lora-r', '64', '--lora-alpha', '64', '--lora-dropout', '0.05', '--lora-targets', QKVO.join(','),
-      '--epochs', '2', '--batch-size', '8', '--lr', '1e-3', '--out', out,
+      '--base',
+      MLPHEAD,
+      '--tokenizer',
+      tok,
+      '--head-activation',
+      'gelu_tanh',
+      '--data',
+      TRAIN,
+      '--valid',
+      VALID,
+      '--max-tokens',
+      String(maxTokens),
+      '--init',
+      'pissa',
+      '--lora-r',
+      '64',
+      '--lora-alpha',
+      '64',
+      '--lora-dropout',
+      '0.05',
+      '--lora-targets',
+      QKVO.join(','),
+      '--epochs',
+      '2',
+      '--batch-size',
+      '8',
+      '--lr',
+      '1e-3',
+      '--out',
+      out,
     ]);
     const { cfg, tensors } = readAdapterFiles(out);
     // PiSSA is saved converted (A' = [A; A0], B' = [B, -B0]): r and alpha doubled, plain LoRA init.
@@ -170,8 +247,18 @@ describe('training recipes (issue 13) through the built CLI on tiny models', fun
     assert.deepEqual(tensors.get(`${PREFIX}model.layers.0.self_attn.k_proj.lora_B.weight`)!.shape, [32, 64]);
     // The whole score.N.* stack is saved and trained; no MLP projection has LoRA.
     const base = openCheckpoint(MLPHEAD);
-    const headKeys = [...tensors.keys()].filter((k) => k.startsWith(`${PREFIX}score.`)).map((k) => k.slice(PREFIX.length)).sort();
-    assert.deepEqual(headKeys, ['score.0.bias', 'score.0.weight', 'score.2.bias', 'score.2.weight', 'score.4.bias', 'score.4.weight']);
+    const headKeys = [...tensors.keys()]
+      .filter((k) => k.startsWith(`${PREFIX}score.`))
+      .map((k) => k.slice(PREFIX.length))
+      .sort();
+    assert.deepEqual(headKeys, [
+      'score.0.bias',
+      'score.0.weight',
+      'score.2.bias',
+      'score.2.weight',
+      'score.4.bias',
+      'score.4.weight',
+    ]);
     const headMoved = Math.min(...headKeys.map((k) => moved(base.get(k).data, tensors.get(PREFIX + k)!.data)));
     // k_proj keeps all of W in its rank-32 PiSSA pair (residual 0): the saved A0, B0 multiply back to the base weight.
     const kA = tensors.get(`${PREFIX}model.layers.1.self_attn.k_proj.lora_A.weight`)!.data;
@@ -187,7 +274,14 @@ describe('training recipes (issue 13) through the built CLI on tiny models', fun
     base.close();
     const [first, last] = epochLosses(run);
     const trainerLoss = run.summary.valid.at(-1)!.logLoss;
-    const runnerLoss = importAndValidate(MLPHEAD, out, join(tmp, 'r1-w'), maxTokens, ['--tokenizer', tok, '--head-activation', 'gelu_tanh', '--labels', 'winner_model_a,winner_model_b,winner_tie']);
+    const runnerLoss = importAndValidate(MLPHEAD, out, join(tmp, 'r1-w'), maxTokens, [
+      '--tokenizer',
+      tok,
+      '--head-activation',
+      'gelu_tanh',
+      '--labels',
+      'winner_model_a,winner_model_b,winner_tie',
+    ]);
     console.log(
       `      recipe 1 (gemma2-mlphead, byte tokenizer, --max-tokens ${maxTokens}: ${cut.cut}/${cut.rows} rows cut, longest ${cut.longestFull} -> ${cut.longestKept}): ` +
         `${run.summary.steps} steps, mean training loss epoch 1 ${first.toFixed(4)} -> last ${last.toFixed(4)}; head moved >= ${headMoved.toExponential(2)}; ` +
@@ -202,7 +296,24 @@ describe('training recipes (issue 13) through the built CLI on tiny models', fun
     assert.ok(trainerLoss < Math.log(3) - 0.1, 'far from uniform');
     assert.ok(Math.abs(trainerLoss - runnerLoss) < 1e-4);
     // and the saved adapter continues training (its rank_pattern read back: k_proj / v_proj stay rank 64 of r 128)
-    const more = train(['--base', MLPHEAD, '--adapter', out, '--tokenizer', tok, '--head-activation', 'gelu_tanh', '--data', TRAIN, '--max-tokens', String(maxTokens), '--max-steps', '2', '--out', join(tmp, 'r1-more')]);
+    const more = train([
+      '--base',
+      MLPHEAD,
+      '--adapter',
+      out,
+      '--tokenizer',
+      tok,
+      '--head-activation',
+      'gelu_tanh',
+      '--data',
+      TRAIN,
+      '--max-tokens',
+      String(maxTokens),
+      '--max-steps',
+      '2',
+      '--out',
+      join(tmp, 'r1-more'),
+    ]);
     assert.equal(more.summary.steps, 2);
   });
 
@@ -213,27 +324,65 @@ describe('training recipes (issue 13) through the built CLI on tiny models', fun
     const peak = 2e-3;
     const warmup = 4;
     const run = train([
-      '--base', tiny, '--data', TRAIN, '--valid', VALID, '--max-tokens', String(maxTokens),
-      '--layers-to-transform', '2-3', '--lora-r', '16', '--lora-alpha', '32', '--lora-dropout', '0.05',
-      '--lr', String(peak), '--warmup-steps', String(warmup), '--schedule', 'linear', '--weight-decay', '0.01', '--adam-betas', '0.9,0.999',
-      '--epochs', '4', '--batch-size', '8', '--out', out,
+      '--base',
+      tiny,
+      '--data',
+      TRAIN,
+      '--valid',
+      VALID,
+      '--max-tokens',
+      String(maxTokens),
+      '--layers-to-transform',
+      '2-3',
+      '--lora-r',
+      '16',
+      '--lora-alpha',
+      '32',
+      '--lora-dropout',
+      '0.05',
+      '--lr',
+      String(peak),
+      '--warmup-steps',
+      String(warmup),
+      '--schedule',
+      'linear',
+      '--weight-decay',
+      '0.01',
+      '--adam-betas',
+      '0.9,0.999',
+      '--epochs',
+      '4',
+      '--batch-size',
+      '8',
+      '--out',
+      out,
     ]);
     const { cfg, tensors } = readAdapterFiles(out);
     assert.deepEqual(cfg.layers_to_transform, [2, 3]);
     assert.equal(cfg.r, 16);
     assert.equal(cfg.lora_alpha, 32);
-    assert.deepEqual(loraModules(tensors), [2, 3].flatMap((l) => QKVO.map((p) => `${l}.${p}`)).sort(), 'no LoRA tensors on the frozen layers 0 and 1');
-    const bMoved = Math.min(...[...tensors].filter(([k]) => k.endsWith('lora_B.weight')).map(([, t]) => Math.max(...t.data.map(Math.abs))));
+    assert.deepEqual(
+      loraModules(tensors),
+      [2, 3].flatMap((l) => QKVO.map((p) => `${l}.${p}`)).sort(),
+      'no LoRA tensors on the frozen layers 0 and 1',
+    );
+    const bMoved = Math.min(
+      ...[...tensors].filter(([k]) => k.endsWith('lora_B.weight')).map(([, t]) => Math.max(...t.data.map(Math.abs))),
+    );
     // transformers' get_linear_schedule_with_warmup, stepped after each optimizer step: step s uses lambda(s - 1)
     const total = run.steps.length;
-    const hf = (s: number) => peak * (s - 1 < warmup ? (s - 1) / warmup : Math.max(0, (total - (s - 1)) / (total - warmup)));
+    const hf = (s: number) =>
+      peak * (s - 1 < warmup ? (s - 1) / warmup : Math.max(0, (total - (s - 1)) / (total - warmup)));
     const lrDiff = Math.max(...run.steps.map((s) => Math.abs(s.lr - hf(s.step))));
     const [first, last] = epochLosses(run);
     const trainerLoss = run.summary.valid.at(-1)!.logLoss;
     const runnerLoss = importAndValidate(tiny, out, join(tmp, 'r2-w'), maxTokens);
     console.log(
       `      recipe 2 (tiny Gemma-2, layers 2-3 of 4, --max-tokens ${maxTokens}: ${cutTrain.cut}/${cutTrain.rows} rows cut, ` +
-        `longest ${cutTrain.longestFull} -> ${cutTrain.longestKept}): ${total} steps, lr ${run.steps.slice(0, warmup + 2).map((s) => s.lr.toExponential(1)).join(' ')} ... ` +
+        `longest ${cutTrain.longestFull} -> ${cutTrain.longestKept}): ${total} steps, lr ${run.steps
+          .slice(0, warmup + 2)
+          .map((s) => s.lr.toExponential(1))
+          .join(' ')} ... ` +
         `${run.steps.at(-1)!.lr.toExponential(2)} (max diff from HF ${lrDiff.toExponential(1)}); LoRA B min |max| ${bMoved.toExponential(2)}; ` +
         `mean training loss epoch 1 ${first.toFixed(4)} -> last ${last.toFixed(4)}; log loss on the training rows (uniform 1.0986): trainer ${trainerLoss.toFixed(6)} vs runner ${runnerLoss.toFixed(6)}, ` +
         `|diff| ${Math.abs(trainerLoss - runnerLoss).toExponential(2)} (tolerance 1e-4)`,
@@ -253,9 +402,30 @@ describe('training recipes (issue 13) through the built CLI on tiny models', fun
     const maxTokens = 96;
     const cut = await truncation(TRAIN, tiny, maxTokens);
     const run = train([
-      '--base', tiny, '--data', TRAIN, '--valid', VALID, '--max-tokens', String(maxTokens),
-      '--lora-r', '16', '--lora-alpha', '32', '--lora-targets', QKVO.join(','), '--lora-dropout', '0.05',
-      '--lr', '2e-3', '--epochs', '4', '--batch-size', '8', '--out', out,
+      '--base',
+      tiny,
+      '--data',
+      TRAIN,
+      '--valid',
+      VALID,
+      '--max-tokens',
+      String(maxTokens),
+      '--lora-r',
+      '16',
+      '--lora-alpha',
+      '32',
+      '--lora-targets',
+      QKVO.join(','),
+      '--lora-dropout',
+      '0.05',
+      '--lr',
+      '2e-3',
+      '--epochs',
+      '4',
+      '--batch-size',
+      '8',
+      '--out',
+      out,
     ]);
     const { cfg, tensors } = readAdapterFiles(out);
     assert.equal(cfg.r, 16);
@@ -266,7 +436,10 @@ describe('training recipes (issue 13) through the built CLI on tiny models', fun
     assert.deepEqual(loraModules(tensors), [0, 1, 2, 3].flatMap((l) => QKVO.map((p) => `${l}.${p}`)).sort());
     assert.deepEqual(tensors.get(`${PREFIX}model.layers.0.self_attn.k_proj.lora_A.weight`)!.shape, [16, 64]);
     assert.deepEqual(tensors.get(`${PREFIX}model.layers.0.self_attn.k_proj.lora_B.weight`)!.shape, [32, 16]);
-    assert.deepEqual([...tensors.keys()].filter((k) => !k.includes('.lora_')), [`${PREFIX}score.weight`]);
+    assert.deepEqual(
+      [...tensors.keys()].filter((k) => !k.includes('.lora_')),
+      [`${PREFIX}score.weight`],
+    );
     const base = openCheckpoint(tiny);
     const headMoved = moved(base.get('score.weight').data, tensors.get(`${PREFIX}score.weight`)!.data);
     base.close();

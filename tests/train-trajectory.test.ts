@@ -47,7 +47,8 @@ describe('train: trajectories vs Hugging Face Trainer', function () {
         });
         const want = tj.steps[step - 1];
         let worst = 0;
-        for (const n of names) worst = Math.max(worst, maxAbsDiff(ad.params.get(keyMap[n])!, ref.read(`step${step}/${n}`).data));
+        for (const n of names)
+          worst = Math.max(worst, maxAbsDiff(ad.params.get(keyMap[n])!, ref.read(`step${step}/${n}`).data));
         console.log(
           `      step ${step}: lr ${lr} (HF ${want.lr}), grad norm ${log.gradNorm.toFixed(4)} (HF ${want.total_grad_norm_before_clip.toFixed(4)}), ` +
             `losses ${log.microLosses.map((l) => l.toFixed(5)).join('/')}, max tensor diff ${worst.toExponential(2)} (tolerance ${TOL})`,
@@ -77,7 +78,15 @@ describe('train: PiSSA initialisation vs peft', function () {
   it('A, B and the residual of all 28 projections (sign-invariant: B@A, outer products, W_res)', () => {
     const c = fixtureConfig(GEMMA2_TINY);
     const ck = openCheckpoint(GEMMA2_TINY);
-    const spec = planLora(c, { r: 8, lora_alpha: 16, lora_dropout: 0, target_modules: PROJECTIONS, layers_to_transform: null, use_rslora: false, modules_to_save: [] });
+    const spec = planLora(c, {
+      r: 8,
+      lora_alpha: 16,
+      lora_dropout: 0,
+      target_modules: PROJECTIONS,
+      layers_to_transform: null,
+      use_rslora: false,
+      modules_to_save: [],
+    });
     const { params, residual } = pissaInit(spec, ck.get);
     const f = openSafetensors(join(GEMMA2_TRAIN, 'pissa-full.safetensors'));
     let ba = 0;

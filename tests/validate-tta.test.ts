@@ -55,7 +55,20 @@ describe('issue 17: validate swap-TTA log loss = log loss of predict --tta swap 
       poison(cache, rows[7], true);
 
       const out = join(tmp, `sub${blend.length}.csv`);
-      const p = ok(RUNNER, ['predict', '--data', DEMO, ...models, '--ep', 'cpu', '--cache', cache, '--tta', 'swap', '--out', out]);
+      const p = ok(RUNNER, [
+        'predict',
+        '--data',
+        DEMO,
+        ...models,
+        '--ep',
+        'cpu',
+        '--cache',
+        cache,
+        '--tta',
+        'swap',
+        '--out',
+        out,
+      ]);
       const v = ok(RUNNER, ['validate', '--data', DEMO, ...models, '--ep', 'cpu', '--cache', cache]);
       const figures = JSON.parse(v.stdout.trim().split('\n').pop()!);
       const summary = JSON.parse(p.stdout.trim().split('\n').pop()!);
@@ -75,7 +88,10 @@ describe('issue 17: validate swap-TTA log loss = log loss of predict --tta swap 
         `      ${rows.length} rows: validate log_loss_swap_tta ${figures.log_loss_swap_tta} vs predict submission ${predictLoss.toFixed(8)} (diff ${diff.toExponential(2)}, tol 1e-6; validate rounds to 6 decimals, the submission to 10 digits); rows 3 / 7 max |p - 1/3| ${far(3).toFixed(3)} / ${far(7).toFixed(3)}`,
       );
       assert.ok(diff <= 1e-6, `validate ${figures.log_loss_swap_tta} vs predict ${predictLoss}`);
-      assert.ok(far(3) > 0.1 && far(7) > 0.1, 'the failing rows must be far from uniform for the check to see a wrong merge');
+      assert.ok(
+        far(3) > 0.1 && far(7) > 0.1,
+        'the failing rows must be far from uniform for the check to see a wrong merge',
+      );
     });
   }
 });

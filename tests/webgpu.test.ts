@@ -31,7 +31,12 @@ async function webgpuOrSkip(ctx: Mocha.Context): Promise<void> {
   try {
     const dir = join(FIXTURES, 'gemma2-tiny');
     const ckpt = openCheckpoint(dir);
-    const bytes = serialise(buildDecoderGraph({ ...fixtureConfig(dir), numLayers: 0 }, ckpt.get, { linear: { kind: 'float' }, activations: 'float32' }));
+    const bytes = serialise(
+      buildDecoderGraph({ ...fixtureConfig(dir), numLayers: 0 }, ckpt.get, {
+        linear: { kind: 'float' },
+        activations: 'float32',
+      }),
+    );
     ckpt.close();
     const s = await ort.InferenceSession.create(bytes, WEBGPU);
     await s.release();
@@ -55,15 +60,22 @@ describe('WebGPU EP on lavapipe', function () {
     const cfg = fixtureConfig(dir);
     const ckpt = openCheckpoint(dir);
     const fused = serialise(buildDecoderGraph(cfg, ckpt.get, { linear: { kind: 'float' }, activations: 'float32' }));
-    const noCap = serialise(buildDecoderGraph({ ...cfg, attnSoftcap: null }, ckpt.get, { linear: { kind: 'float' }, activations: 'float32' }));
+    const noCap = serialise(
+      buildDecoderGraph({ ...cfg, attnSoftcap: null }, ckpt.get, { linear: { kind: 'float' }, activations: 'float32' }),
+    );
     ckpt.close();
     const inputs = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8'));
     const hf = (JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).base_logits.padded as number[][]).flat();
     const gpu = await runLogits(fused, inputs.padded, WEBGPU);
     const vsHf = maxAbsDiff(gpu, hf);
     const vsNoCap = maxAbsDiff(gpu, await runLogits(noCap, inputs.padded));
-    console.log(`      fused on WebGPU: ${vsHf.toExponential(3)} from HF; ${vsNoCap.toExponential(3)} from the CPU graph without soft-cap`);
-    assert.ok(vsHf > 1e-2, `WebGPU's fused attention now matches HF (${vsHf}): ORT applies softcap; allow 'fused' for webgpu in the capability table`);
+    console.log(
+      `      fused on WebGPU: ${vsHf.toExponential(3)} from HF; ${vsNoCap.toExponential(3)} from the CPU graph without soft-cap`,
+    );
+    assert.ok(
+      vsHf > 1e-2,
+      `WebGPU's fused attention now matches HF (${vsHf}): ORT applies softcap; allow 'fused' for webgpu in the capability table`,
+    );
     assert.ok(vsNoCap < 1e-4, `fused WebGPU output is no longer the no-softcap model's (${vsNoCap})`);
   });
 
@@ -73,17 +85,26 @@ describe('WebGPU EP on lavapipe', function () {
       const cfg = fixtureConfig(dir);
       const ckpt = openCheckpoint(dir);
       const ad = openAdapter(join(dir, 'adapter'));
-      const opts = { linear: { kind: 'float' as const }, activations: 'float32' as const, attention: 'explicit' as const };
+      const opts = {
+        linear: { kind: 'float' as const },
+        activations: 'float32' as const,
+        attention: 'explicit' as const,
+      };
       const base = serialise(buildDecoderGraph(cfg, ckpt.get, opts));
       const merged = serialise(buildDecoderGraph(cfg, mergedSource(ckpt.get, ad), opts));
       ad.close();
       ckpt.close();
       const inputs = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8'));
       const exp = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8'));
-      for (const [name, bytes, key] of [['base', base, 'base_logits'], ['merged', merged, 'merged_logits']] as const)
+      for (const [name, bytes, key] of [
+        ['base', base, 'base_logits'],
+        ['merged', merged, 'merged_logits'],
+      ] as const)
         for (const which of ['padded', 'single']) {
           const d = maxAbsDiff(await runLogits(bytes, inputs[which], WEBGPU), (exp[key][which] as number[][]).flat());
-          console.log(`      ${model} ${name} ${which}: WebGPU explicit vs HF max abs diff ${d.toExponential(3)} (tolerance ${WEBGPU_TOL})`);
+          console.log(
+            `      ${model} ${name} ${which}: WebGPU explicit vs HF max abs diff ${d.toExponential(3)} (tolerance ${WEBGPU_TOL})`,
+          );
           assert.ok(d <= WEBGPU_TOL, `${model} ${name} ${which}: ${d} > ${WEBGPU_TOL}`);
         }
     });
@@ -95,7 +116,25 @@ describe('WebGPU EP on lavapipe', function () {
     writeByteTokenizer(tok);
     const dir = join(FIXTURES, 'gemma2-tiny');
     const out = join(tmp, 'int4');
-    ok(TRAINER, ['import', '--base', dir, '--adapter', join(dir, 'adapter'), '--tokenizer', tok, '--quant', 'int4', '--attention', 'fused,explicit', '--labels', 'winner_model_a,winner_model_b,winner_tie', '--max-tokens', '256', '--out', out]);
+    ok(TRAINER, [
+      'import',
+      '--base',
+      dir,
+      '--adapter',
+      join(dir, 'adapter'),
+      '--tokenizer',
+      tok,
+      '--quant',
+      'int4',
+      '--attention',
+      'fused,explicit',
+      '--labels',
+      'winner_model_a,winner_model_b,winner_tie',
+      '--max-tokens',
+      '256',
+      '--out',
+      out,
+    ]);
     const m = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
     const explicit = join(out, m.graphs.cpu.variants.explicit.file);
     const inputs = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8'));
@@ -103,7 +142,9 @@ describe('WebGPU EP on lavapipe', function () {
     const cpu = await runLogits(explicit, inputs.padded);
     const gpu = await runLogits(explicit, inputs.padded, WEBGPU);
     const d = maxAbsDiff(gpu, cpu);
-    console.log(`      int4 explicit: WebGPU vs CPU ${d.toExponential(3)} (tolerance ${WEBGPU_TOL}); vs HF merged ${maxAbsDiff(gpu, hf).toExponential(3)} (quantization error, informative)`);
+    console.log(
+      `      int4 explicit: WebGPU vs CPU ${d.toExponential(3)} (tolerance ${WEBGPU_TOL}); vs HF merged ${maxAbsDiff(gpu, hf).toExponential(3)} (quantization error, informative)`,
+    );
     assert.ok(d <= WEBGPU_TOL);
   });
 
@@ -120,24 +161,42 @@ describe('WebGPU EP on lavapipe', function () {
     const r = ok(RUNNER, ['predict', '--data', data, '--weights', model, '--ep', 'webgpu', '--out', gpuOut]);
     const summary = JSON.parse(r.stdout.trim().split('\n').pop()!);
     const d = maxDiff(submissionProbs(gpuOut), submissionProbs(cpuOut));
-    console.log(`      predict webgpu (${summary.attention[0]}, self-check ${summary.self_check_max_diff[0]}) vs cpu: max prob diff ${d.toExponential(3)} (tolerance 5e-3)`);
+    console.log(
+      `      predict webgpu (${summary.attention[0]}, self-check ${summary.self_check_max_diff[0]}) vs cpu: max prob diff ${d.toExponential(3)} (tolerance 5e-3)`,
+    );
     assert.equal(summary.attention[0], 'explicit');
     assert.ok(d <= 5e-3);
     // The wrong graph on purpose: the self-check sees the dropped soft-cap and switches to the explicit graph.
-    const forced = node(RUNNER, ['predict', '--data', data, '--weights', model, '--ep', 'webgpu', '--attention', 'fused', '--out', join(tmp, 'forced.csv')]);
+    const forced = node(RUNNER, [
+      'predict',
+      '--data',
+      data,
+      '--weights',
+      model,
+      '--ep',
+      'webgpu',
+      '--attention',
+      'fused',
+      '--out',
+      join(tmp, 'forced.csv'),
+    ]);
     assert.equal(forced.status, 0, forced.stderr);
     assert.match(forced.stderr, /self-check: .* webgpu fused .* FAILED/);
     assert.match(forced.stderr, /switching webgpu to the explicit attention graph/);
     const fs = JSON.parse(forced.stdout.trim().split('\n').pop()!);
-    console.log(`      forced fused on webgpu: rejected ${JSON.stringify(fs.self_check_max_diff)}, ran ${fs.attention[0]}`);
+    console.log(
+      `      forced fused on webgpu: rejected ${JSON.stringify(fs.self_check_max_diff)}, ran ${fs.attention[0]}`,
+    );
     assert.equal(fs.attention[0], 'explicit');
     assert.ok(maxDiff(submissionProbs(join(tmp, 'forced.csv')), submissionProbs(cpuOut)) <= 5e-3);
   });
 
-  it('training on WebGPU: one batch\'s loss, logits and 57 gradients vs gemma2-tiny/grads.safetensors (HF + PEFT) within 1e-5', async () => {
+  it("training on WebGPU: one batch's loss, logits and 57 gradients vs gemma2-tiny/grads.safetensors (HF + PEFT) within 1e-5", async () => {
     // the training graph is primitive ops only, so the same graph runs on any EP (src/train/graph.ts)
     const d = await fixtureGradDiff(undefined, 'webgpu');
-    console.log(`      webgpu: loss diff ${d.loss.toExponential(2)}, logits ${d.logits.toExponential(2)}, gradients max abs diff ${d.grad.toExponential(2)} (tolerance 1e-5)`);
+    console.log(
+      `      webgpu: loss diff ${d.loss.toExponential(2)}, logits ${d.logits.toExponential(2)}, gradients max abs diff ${d.grad.toExponential(2)} (tolerance 1e-5)`,
+    );
     assert.ok(d.loss < 1e-5 && d.logits < 1e-5 && d.grad < 1e-5);
   });
 });

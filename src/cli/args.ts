@@ -8,9 +8,18 @@ export class UsageError extends Error {
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
 
-export function parse(argv: string[], options: OptionSpec, usage: string): Record<string, string | boolean | string[] | undefined> {
+export function parse(
+  argv: string[],
+  options: OptionSpec,
+  usage: string,
+): Record<string, string | boolean | string[] | undefined> {
   try {
-    const { values } = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean' } }, allowPositionals: false, strict: true });
+    const { values } = parseArgs({
+      args: argv,
+      options: { ...options, help: { type: 'boolean' } },
+      allowPositionals: false,
+      strict: true,
+    });
     if (values.help) {
       process.stdout.write(usage + '\n');
       process.exit(0);
@@ -49,7 +58,9 @@ type CommandTable = Record<string, () => Promise<{ run: (argv: string[]) => Prom
 
 /** A bundle entry: `node <bundle> <command> [options]`, each command loaded lazily from its module. */
 export function dispatch(bundle: string, commands: CommandTable): void {
-  const usage = `usage: node ${bundle} <command> [options]   (commands: ${Object.keys(commands).filter((c) => !c.startsWith('_')).join(', ')}; --help for each)`;
+  const usage = `usage: node ${bundle} <command> [options]   (commands: ${Object.keys(commands)
+    .filter((c) => !c.startsWith('_'))
+    .join(', ')}; --help for each)`;
   main(async () => {
     const [cmd, ...rest] = process.argv.slice(2);
     if (!cmd || cmd === '--help' || cmd === '-h') {

@@ -1,4 +1,4 @@
-// The runner bundle (dist/runner.cjs): predict, validate, calibrate. Each command lives in
+// The runner bundle (dist/runner.cjs): predict, validate, calibrate, doctor, tokens. Each command lives in
 // src/cli/commands/<name>.ts and exports run(argv); `_shard-worker` is the internal --devices worker.
 import { dispatch } from './args';
 
@@ -7,5 +7,6 @@ dispatch('runner.cjs', {
   validate: async () => import('./commands/validate'),
   calibrate: async () => import('./commands/calibrate'),
   doctor: async () => import('./commands/doctor'),
+  tokens: async () => import('./commands/tokens'),
   '_shard-worker': async () => import('./commands/shard-worker'),
 });

@@ -33,8 +33,10 @@ export function checkEncoding(head: Buffer, file: string): number {
       `${file}: the file is UTF-16 (${why}); convert it to UTF-8, e.g. iconv -f UTF-16 -t UTF-8 IN > OUT, or pandas to_csv(..., encoding='utf-8')`,
     );
   if (head.length >= 3 && head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf) return 3;
-  if (head.length >= 2 && ((head[0] === 0xff && head[1] === 0xfe) || (head[0] === 0xfe && head[1] === 0xff))) throw utf16('byte-order mark');
-  if (head.length >= 4 && head[0] === 0 && head[1] === 0 && head[2] === 0xfe && head[3] === 0xff) throw utf16('UTF-32 byte-order mark');
+  if (head.length >= 2 && ((head[0] === 0xff && head[1] === 0xfe) || (head[0] === 0xfe && head[1] === 0xff)))
+    throw utf16('byte-order mark');
+  if (head.length >= 4 && head[0] === 0 && head[1] === 0 && head[2] === 0xfe && head[3] === 0xff)
+    throw utf16('UTF-32 byte-order mark');
   // No BOM: ASCII text in UTF-16 has a NUL in every other byte.
   const n = Math.min(head.length, 4096) & ~1;
   let even = 0;
@@ -54,12 +56,12 @@ function seqLength(buf: Buffer, i: number): number {
   let lo = 0x80;
   let hi = 0xbf;
   if (c >= 0xc2 && c <= 0xdf) need = 1;
-  else if (c === 0xe0) (need = 2), (lo = 0xa0);
+  else if (c === 0xe0) ((need = 2), (lo = 0xa0));
   else if ((c >= 0xe1 && c <= 0xec) || c === 0xee || c === 0xef) need = 2;
-  else if (c === 0xed) (need = 2), (hi = 0x9f);
-  else if (c === 0xf0) (need = 3), (lo = 0x90);
+  else if (c === 0xed) ((need = 2), (hi = 0x9f));
+  else if (c === 0xf0) ((need = 3), (lo = 0x90));
   else if (c >= 0xf1 && c <= 0xf3) need = 3;
-  else if (c === 0xf4) (need = 3), (hi = 0x8f);
+  else if (c === 0xf4) ((need = 3), (hi = 0x8f));
   else return 0;
   if (i + need >= buf.length) return 0;
   const b1 = buf[i + 1];
@@ -90,7 +92,7 @@ export class Utf8Decoder {
     if (isUtf8(buf)) return buf.toString('utf8');
     let out = '';
     let start = 0;
-    for (let i = 0; i < buf.length; ) {
+    for (let i = 0; i < buf.length;) {
       if (buf[i] < 0x80) {
         i++;
         continue;
@@ -312,7 +314,9 @@ export async function readCsvRows(path: string, opts: ReadRowsOptions = {}): Pro
   try {
     size = statSync(path).size;
   } catch (e) {
-    throw new RowsError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); check the path`);
+    throw new RowsError(
+      `${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); check the path`,
+    );
   }
   let builder: RowBuilder | null = null;
   let width = 0;

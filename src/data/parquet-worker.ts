@@ -3,7 +3,13 @@
 // loop on a damaged data page (hyparquet 1.31.5, found by npm run fuzz) can be terminated by the
 // reader's time limit; nothing here knows about time limits or row rules.
 import { parentPort } from 'node:worker_threads';
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, type AsyncBuffer, type FileMetaData } from 'hyparquet';
+import {
+  asyncBufferFromFile,
+  parquetMetadataAsync,
+  parquetReadObjects,
+  type AsyncBuffer,
+  type FileMetaData,
+} from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import { utf8Text } from './csv';
 
@@ -49,7 +55,9 @@ function asText(v: unknown): string {
   if (v instanceof Date) return v.toISOString();
   if (v instanceof Uint8Array) return utf8Text(v);
   return typeof v === 'object' && v !== null
-    ? JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array && texts.has(x) ? utf8Text(x) : x))
+    ? JSON.stringify(v, (_k, x) =>
+        typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array && texts.has(x) ? utf8Text(x) : x,
+      )
     : String(v);
 }
 
@@ -74,7 +82,16 @@ function pack(objects: Record<string, unknown>[], columns: string[]): DecodedRow
       if (v === null || v === undefined) return null;
       if (typeof v === 'string') return v;
       if (v instanceof Uint8Array) return ref(v);
-      if (Array.isArray(v)) return v.map((x) => (x === null || x === undefined ? null : typeof x === 'string' ? x : x instanceof Uint8Array && texts.has(x) ? ref(x) : JSON.stringify(x)));
+      if (Array.isArray(v))
+        return v.map((x) =>
+          x === null || x === undefined
+            ? null
+            : typeof x === 'string'
+              ? x
+              : x instanceof Uint8Array && texts.has(x)
+                ? ref(x)
+                : JSON.stringify(x),
+        );
       return asText(v);
     }),
   );
@@ -89,7 +106,15 @@ async function decode(req: DecodeRequest): Promise<DecodedRows> {
     open = { readId: req.readId, file, metadata: await parquetMetadataAsync(file) };
   }
   const { file, metadata } = open;
-  const objects = await parquetReadObjects({ file, metadata, columns: req.columns, rowStart: req.rowStart, rowEnd: req.rowEnd, compressors, parsers });
+  const objects = await parquetReadObjects({
+    file,
+    metadata,
+    columns: req.columns,
+    rowStart: req.rowStart,
+    rowEnd: req.rowEnd,
+    compressors,
+    parsers,
+  });
   return pack(objects, req.columns);
 }
 

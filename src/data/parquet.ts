@@ -6,12 +6,29 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { asyncBufferFromFile, parquetMetadataAsync, parquetSchema, type FileMetaData, type SchemaTree } from 'hyparquet';
+import {
+  asyncBufferFromFile,
+  parquetMetadataAsync,
+  parquetSchema,
+  type FileMetaData,
+  type SchemaTree,
+} from 'hyparquet';
 import { Progress } from '../util/progress';
-import { LABEL_COLUMNS, type ReadRowsResult } from '../types';
+import type { ReadRowsResult } from '../types';
+import { LABEL_COLUMNS } from '../task/task';
 import { PROGRESS_MIN_BYTES, utf8Text } from './csv';
 import type { DecodedRows, DecodeReply, DecodeRequest, PackedCell } from './parquet-worker';
-import { capText, LANGUAGE_COLUMN, MAX_CELL_CHARS, REQUIRED_COLUMNS, RowBuilder, RowsError, WSDM_LABEL_COLUMN, type Cell, type ReadRowsOptions } from './row-builder';
+import {
+  capText,
+  LANGUAGE_COLUMN,
+  MAX_CELL_CHARS,
+  REQUIRED_COLUMNS,
+  RowBuilder,
+  RowsError,
+  WSDM_LABEL_COLUMN,
+  type Cell,
+  type ReadRowsOptions,
+} from './row-builder';
 
 /** Columns the rows are built from; any other column is not decoded at all. */
 const USED_COLUMNS = [...REQUIRED_COLUMNS, ...LABEL_COLUMNS, WSDM_LABEL_COLUMN, LANGUAGE_COLUMN];
@@ -20,14 +37,18 @@ async function openParquet(path: string) {
   try {
     statSync(path);
   } catch (e) {
-    throw new RowsError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); check the path`);
+    throw new RowsError(
+      `${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); check the path`,
+    );
   }
   const file = await asyncBufferFromFile(path);
   let metadata: FileMetaData;
   try {
     metadata = await parquetMetadataAsync(file);
   } catch (e) {
-    throw new RowsError(`${path}: not a readable parquet file (${(e as Error).message}); re-export it (pandas to_parquet) or pass a CSV`);
+    throw new RowsError(
+      `${path}: not a readable parquet file (${(e as Error).message}); re-export it (pandas to_parquet) or pass a CSV`,
+    );
   }
   // hyparquet trusts the footer: a column chunk whose path is not a schema column makes a read with
   // `columns` wait forever (found by npm run fuzz), so the footer is checked first.
@@ -41,7 +62,9 @@ async function openParquet(path: string) {
     for (const c of g.columns) {
       const p = c.meta_data?.path_in_schema?.join('.');
       if (p === undefined || !leaves.has(p))
-        throw new RowsError(`${path}: row group ${gi + 1} has a column chunk for ${JSON.stringify(p)}, which is not in the schema; the file is damaged: re-export it`);
+        throw new RowsError(
+          `${path}: row group ${gi + 1} has a column chunk for ${JSON.stringify(p)}, which is not in the schema; the file is damaged: re-export it`,
+        );
     }
   });
   return { file, metadata };
@@ -91,7 +114,12 @@ class DecoderThread {
   private start(): Promise<Worker> {
     return new Promise<Worker>((resolve, reject) => {
       const w = new Worker(workerCode(), { eval: true });
-      const fail = (e: unknown) => reject(new Error(`the parquet decoder thread did not start (${e instanceof Error ? e.message : `exit code ${e}`}); this is a bug in arenakit`));
+      const fail = (e: unknown) =>
+        reject(
+          new Error(
+            `the parquet decoder thread did not start (${e instanceof Error ? e.message : `exit code ${e}`}); this is a bug in arenakit`,
+          ),
+        );
       w.once('error', fail).once('exit', fail);
       w.once('message', () => {
         w.off('error', fail).off('exit', fail);
@@ -103,7 +131,10 @@ class DecoderThread {
   private stop(): void {
     const w = this.worker;
     this.worker = null;
-    void w?.then((x) => x.terminate(), () => undefined);
+    void w?.then(
+      (x) => x.terminate(),
+      () => undefined,
+    );
   }
 
   private async run(req: DecodeRequest, limitMs: number, where: string, keep: boolean): Promise<DecodedRows> {
@@ -130,17 +161,28 @@ class DecoderThread {
         const timer = setTimeout(() => {
           done();
           this.stop();
-          reject(new RowsError(`${where}: decoding did not finish in ${(limitMs / 1000).toFixed(1)} s (the parquet decoder loops on some damaged data pages); the file is damaged: re-download it or re-export it (pandas to_parquet). A file that is intact but huge can be given longer with ${TIMEOUT_ENV}=MILLISECONDS`));
+          reject(
+            new RowsError(
+              `${where}: decoding did not finish in ${(limitMs / 1000).toFixed(1)} s (the parquet decoder loops on some damaged data pages); the file is damaged: re-download it or re-export it (pandas to_parquet). A file that is intact but huge can be given longer with ${TIMEOUT_ENV}=MILLISECONDS`,
+            ),
+          );
         }, limitMs);
         const crashed = (e: unknown) => {
           done();
           this.stop();
-          reject(new RowsError(`${where}: the parquet decoder stopped (${e instanceof Error ? e.message : `exit code ${e}`}); the file is damaged: re-export it`));
+          reject(
+            new RowsError(
+              `${where}: the parquet decoder stopped (${e instanceof Error ? e.message : `exit code ${e}`}); the file is damaged: re-export it`,
+            ),
+          );
         };
         w.once('message', answered).once('error', crashed).once('exit', crashed);
         w.postMessage(req);
       });
-      if ('error' in reply) throw new RowsError(`${where}: cannot decode the row group (${reply.error}); the file is damaged: re-export it`);
+      if ('error' in reply)
+        throw new RowsError(
+          `${where}: cannot decode the row group (${reply.error}); the file is damaged: re-export it`,
+        );
       return reply;
     } finally {
       // Still this worker (not stopped by the time limit or a crash): let the process exit while it waits.
@@ -181,11 +223,24 @@ export async function readParquetRows(path: string, opts: ReadRowsOptions = {}):
   const starts = [0];
   for (const g of groups) starts.push(starts[starts.length - 1] + Number(g.num_rows));
   const request = (gi: number): Promise<DecodedRows> => {
-    const compressed = groups[gi].columns.reduce((a, c) => a + (columns.includes(c.meta_data?.path_in_schema?.[0] ?? '') ? Number(c.meta_data?.total_compressed_size ?? 0) : 0), 0);
+    const compressed = groups[gi].columns.reduce(
+      (a, c) =>
+        a +
+        (columns.includes(c.meta_data?.path_in_schema?.[0] ?? '')
+          ? Number(c.meta_data?.total_compressed_size ?? 0)
+          : 0),
+      0,
+    );
     const [rowStart, rowEnd] = [starts[gi], starts[gi + 1]];
     const where = `${path}: rows ${rowStart + 1}-${rowEnd} (row group ${gi + 1} of ${groups.length})`;
-    const keep = compressed < END_AFTER_GROUP_BYTES && !(gi === groups.length - 1 && file.byteLength >= END_AFTER_FILE_BYTES);
-    const p = decoder.decode({ readId, path, columns, rowStart, rowEnd }, rowGroupLimitMs(compressed, file.byteLength), where, keep);
+    const keep =
+      compressed < END_AFTER_GROUP_BYTES && !(gi === groups.length - 1 && file.byteLength >= END_AFTER_FILE_BYTES);
+    const p = decoder.decode(
+      { readId, path, columns, rowStart, rowEnd },
+      rowGroupLimitMs(compressed, file.byteLength),
+      where,
+      keep,
+    );
     p.catch(() => undefined); // awaited below, unless an earlier row group failed first
     return p;
   };
@@ -196,8 +251,10 @@ export async function readParquetRows(path: string, opts: ReadRowsOptions = {}):
     next = gi + 1 < groups.length ? request(gi + 1) : null;
     // A value repeated through a dictionary is one byte range: decoded once, one shared string.
     const texts: string[] = [];
-    const text = (k: number) => (texts[k] ??= utf8Text(new Uint8Array(buffers[refs[3 * k]], refs[3 * k + 1], refs[3 * k + 2])));
-    const cell = (p: PackedCell): Cell => (typeof p === 'number' ? text(p) : Array.isArray(p) ? p.map((x) => (typeof x === 'number' ? text(x) : x)) : p);
+    const text = (k: number) =>
+      (texts[k] ??= utf8Text(new Uint8Array(buffers[refs[3 * k]], refs[3 * k + 1], refs[3 * k + 2])));
+    const cell = (p: PackedCell): Cell =>
+      typeof p === 'number' ? text(p) : Array.isArray(p) ? p.map((x) => (typeof x === 'number' ? text(x) : x)) : p;
     rows.forEach((row, k) => {
       const cut = new Map<number, number>();
       const cells = at.map((j, i) => {

@@ -191,7 +191,10 @@ export class RowBuilder {
     private opts: ReadRowsOptions & { textCells: TextCells },
   ) {
     const twice = header.filter((h, i) => h !== '' && header.indexOf(h) !== i);
-    if (twice.length) throw new RowsError(`${file}: column(s) ${[...new Set(twice)].join(', ')} appear more than once in the header; keep one of each`);
+    if (twice.length)
+      throw new RowsError(
+        `${file}: column(s) ${[...new Set(twice)].join(', ')} appear more than once in the header; keep one of each`,
+      );
     header.forEach((h, i) => (this.col[h] = i));
     const missing = REQUIRED_COLUMNS.filter((c) => !(c in this.col));
     if (missing.length)
@@ -202,7 +205,8 @@ export class RowBuilder {
     const present = LABEL_COLUMNS.filter((c) => c in this.col);
     const absent = LABEL_COLUMNS.filter((c) => !(c in this.col));
     if (present.length === LABEL_COLUMNS.length) this.labelMode = 'onehot';
-    else if (present.length > 0) throw new RowsError(`${file}: has ${present.join(', ')} but is missing label column(s) ${absent.join(', ')}`);
+    else if (present.length > 0)
+      throw new RowsError(`${file}: has ${present.join(', ')} but is missing label column(s) ${absent.join(', ')}`);
     else if (WSDM_LABEL_COLUMN in this.col) this.labelMode = 'wsdm';
     if (opts.requireLabels && !this.labelMode)
       throw new RowsError(
@@ -230,7 +234,9 @@ export class RowBuilder {
     // An id is copied into the submission: a broken byte or control character there would make
     // the submission invalid (or key the wrong row), so it is refused, not repaired.
     if (/[\uD800-\uDFFF]/.test(id) && fixSurrogates(id).count)
-      throw new RowsError(`${file}: line ${line}: id ${JSON.stringify(id)} contains invalid UTF-8 bytes; ids key the submission: re-save the file as UTF-8`);
+      throw new RowsError(
+        `${file}: line ${line}: id ${JSON.stringify(id)} contains invalid UTF-8 bytes; ids key the submission: re-save the file as UTF-8`,
+      );
     if (/[\u0000-\u001f\u007f]/.test(id))
       throw new RowsError(
         `${file}: line ${line}: id ${JSON.stringify(id)} contains a NUL or control character; ids key the submission: fix the id (a NUL often means a UTF-16 or binary file)`,
@@ -261,7 +267,13 @@ export class RowBuilder {
       this.nuls.add(c.nuls, id);
       return c.items;
     };
-    const row: ArenaRow = { id, line, prompt: text('prompt'), responseA: text('response_a'), responseB: text('response_b') };
+    const row: ArenaRow = {
+      id,
+      line,
+      prompt: text('prompt'),
+      responseA: text('response_a'),
+      responseB: text('response_b'),
+    };
     if (LANGUAGE_COLUMN in this.col) row.language = this.scalar(rec, LANGUAGE_COLUMN);
     if (this.labelMode) {
       const label = this.label(rec, line, id, this.labelMode);
@@ -296,14 +308,18 @@ export class RowBuilder {
     const { file, rows } = this;
     if (!rows.length) throw new RowsError(`${file}: has a header but no rows; pass the full file`);
     if (this.dupes.length)
-      throw new RowsError(`${file}: ${this.dupes.length} duplicate id(s): ${examples(this.dupes)}; ids must be unique (they key the submission)`);
+      throw new RowsError(
+        `${file}: ${this.dupes.length} duplicate id(s): ${examples(this.dupes)}; ids must be unique (they key the submission)`,
+      );
     const labelCols = this.labelMode === 'wsdm' ? WSDM_LABEL_COLUMN : LABEL_COLUMNS.join(', ');
     let hasLabels = this.labelMode !== null;
     // Label columns that are empty in every row make a test file (some exports keep the columns).
     if (hasLabels && this.unlabelled.length === rows.length) {
       hasLabels = false;
       if (this.opts.requireLabels)
-        throw new RowsError(`${file}: labels required but the label column(s) ${labelCols} are empty in every row; this is a test file: pass a train file`);
+        throw new RowsError(
+          `${file}: labels required but the label column(s) ${labelCols} are empty in every row; this is a test file: pass a train file`,
+        );
     } else if (this.unlabelled.length) {
       const n = this.unlabelled.length;
       throw new RowsError(
@@ -313,14 +329,19 @@ export class RowBuilder {
     }
     const warnings: string[] = [];
     const warn = (t: Tally, noun: string, verb: string) =>
-      t.count && warnings.push(`${file}: ${t.count} ${noun} in ${t.ids.length} row(s) ${verb} (ids ${examples(t.ids)})`);
+      t.count &&
+      warnings.push(`${file}: ${t.count} ${noun} in ${t.ids.length} row(s) ${verb} (ids ${examples(t.ids)})`);
     warn(this.raw, 'cell(s)', 'were not JSON lists of strings and were kept as one raw string');
     warn(this.nulls, 'null item(s)', "read as ''");
     warn(this.surrogates, 'lone UTF-16 surrogate(s)', 'replaced with U+FFFD');
     warn(this.badBytes, 'invalid UTF-8 byte(s)', 'replaced with U+FFFD');
     warn(this.nuls, 'NUL character(s)', 'removed');
     const half = (MAX_CELL_CHARS / 2).toLocaleString('en-US');
-    warn(this.capped, `cell(s) longer than ${MAX_CELL_CHARS.toLocaleString('en-US')} characters`, `cut to their first and last ${half}`);
+    warn(
+      this.capped,
+      `cell(s) longer than ${MAX_CELL_CHARS.toLocaleString('en-US')} characters`,
+      `cut to their first and last ${half}`,
+    );
     return { rows, warnings, hasLabels };
   }
 }

@@ -30,11 +30,17 @@ interface Reader {
 /** First match wins; CSV takes everything else (its reader names what is wrong with a non-CSV file). */
 export const READERS: Reader[] = [
   // parquet means WSDM unless told otherwise (--task), so its columns are not read up front
-  { name: 'parquet', matches: (head, ext) => ext === '.parquet' || head.subarray(0, 4).toString('latin1') === 'PAR1', read: readParquetRows, columns: () => [] },
+  {
+    name: 'parquet',
+    matches: (head, ext) => ext === '.parquet' || head.subarray(0, 4).toString('latin1') === 'PAR1',
+    read: readParquetRows,
+    columns: () => [],
+  },
   { name: 'csv', matches: () => true, read: readCsvRows, columns: csvColumns },
 ];
 
-const readerFor = (path: string): Reader => READERS.find((r) => r.matches(readHead(path, 4), extname(path).toLowerCase()))!;
+const readerFor = (path: string): Reader =>
+  READERS.find((r) => r.matches(readHead(path, 4), extname(path).toLowerCase()))!;
 
 /** Reads a Kaggle train/test file (LMSYS CSV, WSDM parquet, or either layout in the other format). */
 export function readRows(path: string, opts: ReadRowsOptions = {}): Promise<ReadRowsResult> {

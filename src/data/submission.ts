@@ -21,7 +21,8 @@ function validRow(ids: string[], probs: Probs, i: number, k: number): number[] {
 }
 
 function checkShape(ids: string[], probs: Probs, k: number): void {
-  if (probs.length !== ids.length * k) throw new SubmissionError(`internal: ${ids.length} ids but ${probs.length / k} probability rows of ${k}`);
+  if (probs.length !== ids.length * k)
+    throw new SubmissionError(`internal: ${ids.length} ids but ${probs.length / k} probability rows of ${k}`);
 }
 
 /** `id,<columns>` with normalised probability rows (LMSYS submissions, prediction files of any task). */
@@ -29,7 +30,12 @@ export function formatProbabilities(ids: string[], probs: Probs, columns: readon
   const k = columns.length;
   checkShape(ids, probs, k);
   const lines = [`id,${columns.join(',')}`];
-  for (let i = 0; i < ids.length; i++) lines.push(`${csvField(ids[i])},${validRow(ids, probs, i, k).map((x) => String(Number(x.toPrecision(10)))).join(',')}`);
+  for (let i = 0; i < ids.length; i++)
+    lines.push(
+      `${csvField(ids[i])},${validRow(ids, probs, i, k)
+        .map((x) => String(Number(x.toPrecision(10))))
+        .join(',')}`,
+    );
   return lines.join('\n') + '\n';
 }
 
@@ -38,7 +44,8 @@ export function formatSubmission(ids: string[], probs: Probs, task: Task): strin
   const k = task.labels.length;
   checkShape(ids, probs, k);
   const lines = [task.header.join(',')];
-  for (let i = 0; i < ids.length; i++) lines.push([csvField(ids[i]), ...task.cells(validRow(ids, probs, i, k))].join(','));
+  for (let i = 0; i < ids.length; i++)
+    lines.push([csvField(ids[i]), ...task.cells(validRow(ids, probs, i, k))].join(','));
   return lines.join('\n') + '\n';
 }
 
@@ -58,7 +65,10 @@ export function writePredictions(path: string, ids: string[], probs: Probs, task
 /** Splits one CSV line whose cells after the id hold no commas or quotes (a submission row). */
 function splitRow(line: string, cellsAfterId: number): { id: string; cells: string[] } {
   const cells = line.split(',');
-  return { id: cells.slice(0, -cellsAfterId).join(',').replace(/^"|"$/g, '').replace(/""/g, '"'), cells: cells.slice(-cellsAfterId) };
+  return {
+    id: cells.slice(0, -cellsAfterId).join(',').replace(/^"|"$/g, '').replace(/""/g, '"'),
+    cells: cells.slice(-cellsAfterId),
+  };
 }
 
 /** Re-reads a submission's text and checks it against the expected ids (used by tests and the CLI's final check). */
@@ -73,7 +83,8 @@ export function checkSubmissionText(text: string, ids: string[], task: Task): st
     const { id, cells } = splitRow(lines[i], width);
     if (id !== ids[i - 1]) problems.push(`row ${i}: id ${id}, expected ${ids[i - 1]}`);
     if (task.metric.name === 'accuracy') {
-      if (!decisions.has(cells[0])) problems.push(`row ${i} (id ${id}): winner "${cells[0]}" is not one of ${task.labels.join(', ')}`);
+      if (!decisions.has(cells[0]))
+        problems.push(`row ${i} (id ${id}): winner "${cells[0]}" is not one of ${task.labels.join(', ')}`);
     } else {
       const vals = cells.map(Number);
       const s = vals.reduce((a, b) => a + b, 0);

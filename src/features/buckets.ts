@@ -13,7 +13,13 @@ export interface DiffBuckets {
 // A row's bucket: the number of edges <= its difference.
 const bucketOf = binOf;
 
-export function fitDiffBuckets(diff: ArrayLike<number>, labels: ArrayLike<number>, k: number, quantiles = 250, alpha = 10): DiffBuckets {
+export function fitDiffBuckets(
+  diff: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  k: number,
+  quantiles = 250,
+  alpha = 10,
+): DiffBuckets {
   const n = labels.length;
   const sorted = Float64Array.from(diff).sort();
   const edges: number[] = [];

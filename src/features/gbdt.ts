@@ -53,7 +53,6 @@ export interface GbdtModel {
   options: GbdtOptions;
 }
 
-
 /** Cut points per feature from quantiles of the distinct values (at most maxBins - 1 cuts). */
 function binEdges(X: Float64Array, n: number, d: number, maxBins: number): Float64Array[] {
   const edges: Float64Array[] = [];
@@ -101,7 +100,12 @@ export function binOf(cuts: ArrayLike<number>, x: number): number {
   return lo;
 }
 
-export function trainGbdt(X: Float64Array, labels: ArrayLike<number>, numClass: number, opts: Partial<GbdtOptions> = {}): GbdtModel {
+export function trainGbdt(
+  X: Float64Array,
+  labels: ArrayLike<number>,
+  numClass: number,
+  opts: Partial<GbdtOptions> = {},
+): GbdtModel {
   const o: GbdtOptions = { ...GBDT_DEFAULTS, ...opts };
   const n = labels.length;
   const d = X.length / n;
@@ -228,7 +232,10 @@ function growTree(
       tree.value[node] = 0;
       tree.left[node] = addLeaf(best.GL, best.HL);
       tree.right[node] = addLeaf(GR, HR);
-      next.push({ node: tree.left[node], rows: L, G: best.GL, H: best.HL }, { node: tree.right[node], rows: R, G: GR, H: HR });
+      next.push(
+        { node: tree.left[node], rows: L, G: best.GL, H: best.HL },
+        { node: tree.right[node], rows: R, G: GR, H: HR },
+      );
     }
     level = next;
   }

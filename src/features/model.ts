@@ -51,7 +51,10 @@ function longerWins(rows: ArenaRow[], k: number): Float64Array {
 
 function labelsOf(rows: ArenaRow[], what: string): Uint8Array {
   const missing = rows.findIndex((r) => r.label === undefined);
-  if (missing >= 0) throw new FeatureModelError(`${what}: row id ${rows[missing].id} (line ${rows[missing].line}) has no label; training needs a train.csv with the winner columns`);
+  if (missing >= 0)
+    throw new FeatureModelError(
+      `${what}: row id ${rows[missing].id} (line ${rows[missing].line}) has no label; training needs a train.csv with the winner columns`,
+    );
   return Uint8Array.from(rows, (r) => r.label!);
 }
 
@@ -67,7 +70,14 @@ export function trainFeatureModel(rows: ArenaRow[], task: Task, opts: Partial<Gb
 }
 
 /** K-fold CV log loss of the GBDT, the difference buckets and the class-share prior on the same folds. */
-export function crossValidateFeatures(rows: ArenaRow[], task: Task, folds = 5, seed = 42, opts: Partial<GbdtOptions> = {}, X = extractFeatures(rows)): FeatureCv {
+export function crossValidateFeatures(
+  rows: ArenaRow[],
+  task: Task,
+  folds = 5,
+  seed = 42,
+  opts: Partial<GbdtOptions> = {},
+  X = extractFeatures(rows),
+): FeatureCv {
   const y = labelsOf(rows, 'features');
   const K = task.labels.length;
   const n = rows.length;
@@ -88,7 +98,14 @@ export function crossValidateFeatures(rows: ArenaRow[], task: Task, folds = 5, s
     };
     const ytr = Uint8Array.from(tr, (i) => y[i]);
     const pg = predictGbdt(trainGbdt(sub(tr), ytr, K, { ...opts, seed: (opts.seed ?? 42) + f }), sub(te));
-    const pb = predictDiffBuckets(fitDiffBuckets(tr.map((i) => diff[i]), ytr, K), te.map((i) => diff[i]));
+    const pb = predictDiffBuckets(
+      fitDiffBuckets(
+        tr.map((i) => diff[i]),
+        ytr,
+        K,
+      ),
+      te.map((i) => diff[i]),
+    );
     const share = new Array<number>(K).fill(0);
     for (const c of ytr) share[c] += 1 / ytr.length;
     te.forEach((i, j) => {
@@ -111,7 +128,12 @@ export function crossValidateFeatures(rows: ArenaRow[], task: Task, folds = 5, s
   };
 }
 
-export function writeFeatureModel(dir: string, model: FeatureModelFile, provenance: Record<string, unknown>, task: Task): Manifest {
+export function writeFeatureModel(
+  dir: string,
+  model: FeatureModelFile,
+  provenance: Record<string, unknown>,
+  task: Task,
+): Manifest {
   mkdirSync(dir, { recursive: true });
   writeFileAtomic(join(dir, TREES_FILE), JSON.stringify(model));
   const manifest: Manifest = {
@@ -124,7 +146,12 @@ export function writeFeatureModel(dir: string, model: FeatureModelFile, provenan
     maxTokens: 0,
     graphs: {},
     files: fileSizes(dir, [TREES_FILE]),
-    provenance: { ...provenance, treesSha256: createHash('sha256').update(readFileSync(join(dir, TREES_FILE))).digest('hex') },
+    provenance: {
+      ...provenance,
+      treesSha256: createHash('sha256')
+        .update(readFileSync(join(dir, TREES_FILE)))
+        .digest('hex'),
+    },
   };
   writeFileAtomic(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
   return manifest;
@@ -133,7 +160,8 @@ export function writeFeatureModel(dir: string, model: FeatureModelFile, provenan
 /** Reads DIR/trees.json of an opened `features` manifest and checks it matches this build's feature set. */
 export function loadFeatureModel(dir: string, m: Manifest = readManifest(dir)): FeatureModelFile {
   const rebuild = `rebuild it with \`node dist/trainer.cjs features --data train.csv --out ${dir}\``;
-  if (m.kind !== 'features') throw new FeatureModelError(`${dir}: manifest kind is ${JSON.stringify(m.kind)}, not "features"; ${rebuild}`);
+  if (m.kind !== 'features')
+    throw new FeatureModelError(`${dir}: manifest kind is ${JSON.stringify(m.kind)}, not "features"; ${rebuild}`);
   const path = join(dir, TREES_FILE);
   if (!existsSync(path)) throw new FeatureModelError(`${path}: missing; ${rebuild}`);
   let model: FeatureModelFile;
@@ -141,10 +169,14 @@ export function loadFeatureModel(dir: string, m: Manifest = readManifest(dir)): 
     model = JSON.parse(readFileSync(path, 'utf8')) as FeatureModelFile;
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new FeatureModelError(`${path}: ${code ? `cannot be read (${code})` : `not valid JSON (${(e as Error).message})`}; ${rebuild}`);
+    throw new FeatureModelError(
+      `${path}: ${code ? `cannot be read (${code})` : `not valid JSON (${(e as Error).message})`}; ${rebuild}`,
+    );
   }
   if (model.featuresVersion !== FEATURES_VERSION || model.featureNames?.join(',') !== FEATURE_NAMES.join(','))
-    throw new FeatureModelError(`${path}: made with feature set v${model.featuresVersion} (${model.featureNames?.length} features), this build computes v${FEATURES_VERSION} (${FEATURE_NAMES.length}); ${rebuild}`);
+    throw new FeatureModelError(
+      `${path}: made with feature set v${model.featuresVersion} (${model.featureNames?.length} features), this build computes v${FEATURES_VERSION} (${FEATURE_NAMES.length}); ${rebuild}`,
+    );
   return model;
 }
 

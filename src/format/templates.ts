@@ -2,12 +2,17 @@
 // tokens they use) plus a layout (instruction, part labels, turn order, closing question), both plain
 // objects below; one interpreter (`render`) turns a conversation into a list of segments: fixed text
 // (instructions, markers; reserved from the token budget) and slots (one turn of the prompt or of a
-// response; truncated by src/format/truncate.ts). Encoding tokenizes each segment on its own, so
-// truncation never has to re-tokenize, and the layout is the same whatever gets cut.
+// response; the spans src/format/whole.ts cuts by token position).
 //
-// Adding a chat family is one FAMILIES entry (its markers and the special tokens they hold, by content)
-// and its TEMPLATES rows; src/format/encode.ts checks at load that the model's tokenizer.json has every
-// special token a template names, so a template never silently spells a marker as ordinary text.
+// A template is also a recipe: how its text becomes ids. 'whole' recipes tokenize the rendered
+// string in ONE tokenizer call (as HF `tokenizer(text)` does in training) and truncate by token position:
+// right, left, or head+tail per part (src/format/truncate.ts rules, parts found by offsets); 'parts'
+// recipes tokenize each labelled part on its own with a fixed token budget per part.
+//
+// Chat markers are keyed by the MODEL family that owns them (src/model/families.ts names each family's
+// default template); adding one is a CHAT entry and its TEMPLATES rows. src/format/bind.ts checks at load
+// that the model's tokenizer.json has every special token a template names, so a template never
+// silently spells a marker as ordinary text.
 export class TemplateError extends Error {
   override name = 'TemplateError';
 }
@@ -18,8 +23,8 @@ export const PARTS: readonly Part[] = ['prompt', 'responseA', 'responseB'];
 export type Segment =
   | { kind: 'text'; text: string }
   /**
-   * One turn of one part. `lead` is text glued to the front of the turn before tokenizing (e.g. the
-   * space after `<prompt>:`), so the tokens match tokenizing the joined string; it is cut with the turn.
+   * One turn of one part. `lead` is text glued to the front of the turn (e.g. the space after
+   * `<prompt>:`); it belongs to the turn's span, so it is cut with the turn.
    */
   | { kind: 'slot'; part: Part; turn: number; lead?: string };
 
@@ -76,13 +81,28 @@ export interface Layout {
   end?: readonly TokenRole[];
   /** A judge layout's answer words in label order: the model's next token is one of them. */
   answers?: readonly string[];
+  /**
+   * 'blocks' only: the turns of a part are joined by this separator with no padding (the notebook's
+   * `' '.join(turns)`); padded turns stay as empty slots so every turn index still has one slot.
+   */
+  joinTurns?: string;
 }
+
+/** How the ids of a rendered text are cut to the token budget (see the header). */
+export type Truncation = 'head-tail' | 'right' | 'left' | 'part-budget';
+/** Truncations a whole-string recipe may use; 'part-budget' belongs to the per-part recipes. */
+export const WHOLE_TRUNCATIONS: readonly Truncation[] = ['head-tail', 'right', 'left'];
 
 export interface Template {
   name: string;
   description: string;
+  /** Chat-marker family: a model family key of src/model/families.ts, or 'none'. */
   family: string;
   layout: string;
+  /** 'whole': one tokenizer call on the rendered text; 'parts': each labelled part tokenized alone. */
+  tokenize: 'whole' | 'parts';
+  /** The truncation used unless the manifest says otherwise. */
+  truncation: Truncation;
   /** Ids before the rendered text; see ChatFamily.begin. */
   begin: readonly string[] | 'tokenizer';
   /** Special-token contents the template needs (family markers). */
@@ -101,19 +121,23 @@ export interface Template {
   render(c: Conversation, role?: (r: TokenRole) => string): Segment[];
 }
 
-export const DEFAULT_TEMPLATE = 'gemma-chat';
+const GEMMA: ChatFamily = {
+  begin: ['<bos>'],
+  userOpen: '<start_of_turn>user\n',
+  userClose: '<end_of_turn>\n',
+  modelOpen: '<start_of_turn>model\n',
+  specials: ['<bos>', '<start_of_turn>', '<end_of_turn>'],
+};
 
-const FAMILIES: Readonly<Record<string, ChatFamily>> = {
-  /** No chat markers: the text as it is, framed the way the tokenizer frames any text. */
-  none: { begin: 'tokenizer', userOpen: '', userClose: '', modelOpen: '', specials: [] },
-  gemma: {
-    begin: ['<bos>'],
-    userOpen: '<start_of_turn>user\n',
-    userClose: '<end_of_turn>\n',
-    modelOpen: '<start_of_turn>model\n',
-    specials: ['<bos>', '<start_of_turn>', '<end_of_turn>'],
-  },
-  llama3: {
+/** No chat markers: the text as it is, framed the way the tokenizer frames any text. */
+const NONE: ChatFamily = { begin: 'tokenizer', userOpen: '', userClose: '', modelOpen: '', specials: [] };
+
+/** Chat markers by model family (src/model/families.ts keys; Gemma and Gemma-2 share one format). */
+export const CHAT: Readonly<Record<string, ChatFamily>> = {
+  gemma: GEMMA,
+  gemma2: GEMMA,
+  // Llama-3.x header turns.
+  llama: {
     begin: ['<|begin_of_text|>'],
     userOpen: '<|start_header_id|>user<|end_header_id|>\n\n',
     userClose: '<|eot_id|>',
@@ -121,7 +145,7 @@ const FAMILIES: Readonly<Record<string, ChatFamily>> = {
     specials: ['<|begin_of_text|>', '<|start_header_id|>', '<|end_header_id|>', '<|eot_id|>'],
   },
   // Qwen2/2.5: no BOS (its tokenizer_config has bos_token null and add_bos_token false).
-  chatml: {
+  qwen2: {
     begin: [],
     userOpen: '<|im_start|>user\n',
     userClose: '<|im_end|>\n',
@@ -130,7 +154,14 @@ const FAMILIES: Readonly<Record<string, ChatFamily>> = {
   },
   // [INST] / [/INST] are plain text in the v0.1/v0.2 tokenizers (control tokens only from v0.3, where the
   // tokenizer maps the same text to them), so only <s> is required.
-  mistral: { begin: ['<s>'], userOpen: '[INST] ', userClose: ' [/INST]', modelOpen: '', specials: ['<s>'], answerLead: ' ' },
+  mistral: {
+    begin: ['<s>'],
+    userOpen: '[INST] ',
+    userClose: ' [/INST]',
+    modelOpen: '',
+    specials: ['<s>'],
+    answerLead: ' ',
+  },
 };
 
 const CHAT_INSTRUCTION =
@@ -164,8 +195,25 @@ const LAYOUTS: Readonly<Record<string, Layout>> = {
     closing: '',
     end: ['eos'],
   },
+  /**
+   * The public Gemma-2 notebooks' text (training and inference): each part's turns joined by one space,
+   * `<prompt>: ` + prompt + `\n\n<response_a>: ` + A + `\n\n<response_b>: ` + B; no EOS.
+   */
+  notebook: {
+    instruction: '',
+    order: 'blocks',
+    labels: { prompt: '<prompt>: ', responseA: '\n\n<response_a>: ', responseB: '\n\n<response_b>: ' },
+    joinTurns: ' ',
+    closing: '',
+  },
   /** Judge text without chat markers: ends at a `### Verdict` heading. */
-  verdict: { instruction: JUDGE_INSTRUCTION, order: 'interleaved', labels: JUDGE_LABELS, turnEnd: '\n', closing: '\n### Verdict\n' },
+  verdict: {
+    instruction: JUDGE_INSTRUCTION,
+    order: 'interleaved',
+    labels: JUDGE_LABELS,
+    turnEnd: '\n',
+    closing: '\n### Verdict\n',
+  },
   /** A causal-LM judge: the question closes the user turn, and the model's first token is the answer. */
   judge: {
     instruction: JUDGE_INSTRUCTION,
@@ -177,18 +225,94 @@ const LAYOUTS: Readonly<Record<string, Layout>> = {
   },
 };
 
-/** The registry: every template is one chat family and one layout. */
-const TEMPLATES: readonly { name: string; family: string; layout: string; description: string }[] = [
-  { name: 'gemma-chat', family: 'gemma', layout: 'chat', description: 'Gemma chat turns with a judging instruction; turns interleaved (prompt i, A i, B i)' },
-  { name: 'plain', family: 'none', layout: 'plain', description: "public-notebook format: <prompt>: ... <response_a>: ... <response_b>: ... then the tokenizer's EOS" },
-  { name: 'judge', family: 'none', layout: 'verdict', description: 'judge style: instruction, then per turn ### User / ### Assistant A / ### Assistant B' },
-  { name: 'llama3-chat', family: 'llama3', layout: 'chat', description: 'Llama-3 header turns, the gemma-chat text inside' },
-  { name: 'chatml-chat', family: 'chatml', layout: 'chat', description: 'ChatML (Qwen2/2.5) turns, the gemma-chat text inside' },
-  { name: 'mistral-chat', family: 'mistral', layout: 'chat', description: 'Mistral [INST] ... [/INST], the gemma-chat text inside' },
-  { name: 'gemma-judge', family: 'gemma', layout: 'judge', description: 'Gemma causal-LM judge: the model turn opens, the next token is A, B or tie' },
-  { name: 'llama3-judge', family: 'llama3', layout: 'judge', description: 'Llama-3 causal-LM judge: the assistant header ends the prompt, next token A, B or tie' },
-  { name: 'chatml-judge', family: 'chatml', layout: 'judge', description: 'ChatML (Qwen) causal-LM judge: <|im_start|>assistant ends the prompt, next token A, B or tie' },
-  { name: 'mistral-judge', family: 'mistral', layout: 'judge', description: "Mistral causal-LM judge: [/INST] ends the prompt, next token ' A', ' B' or ' tie'" },
+type Entry = {
+  name: string;
+  family: string;
+  layout: string;
+  tokenize?: 'whole' | 'parts';
+  truncation?: Truncation;
+  description: string;
+};
+
+/** The registry: every template is one chat family and one layout (+ how it tokenizes and truncates). */
+const TEMPLATES: readonly Entry[] = [
+  {
+    name: 'gemma-chat',
+    family: 'gemma',
+    layout: 'chat',
+    description: 'Gemma chat turns with a judging instruction; turns interleaved (prompt i, A i, B i)',
+  },
+  {
+    name: 'plain',
+    family: 'none',
+    layout: 'plain',
+    description: "public-notebook format: <prompt>: ... <response_a>: ... <response_b>: ... then the tokenizer's EOS",
+  },
+  {
+    name: 'judge',
+    family: 'none',
+    layout: 'verdict',
+    description: 'judge style: instruction, then per turn ### User / ### Assistant A / ### Assistant B',
+  },
+  {
+    name: 'llama3-chat',
+    family: 'llama',
+    layout: 'chat',
+    description: 'Llama-3 header turns, the gemma-chat text inside',
+  },
+  {
+    name: 'chatml-chat',
+    family: 'qwen2',
+    layout: 'chat',
+    description: 'ChatML (Qwen2/2.5) turns, the gemma-chat text inside',
+  },
+  {
+    name: 'mistral-chat',
+    family: 'mistral',
+    layout: 'chat',
+    description: 'Mistral [INST] ... [/INST], the gemma-chat text inside',
+  },
+  {
+    name: 'gemma-judge',
+    family: 'gemma',
+    layout: 'judge',
+    description: 'Gemma causal-LM judge: the model turn opens, the next token is A, B or tie',
+  },
+  {
+    name: 'llama3-judge',
+    family: 'llama',
+    layout: 'judge',
+    description: 'Llama-3 causal-LM judge: the assistant header ends the prompt, next token A, B or tie',
+  },
+  {
+    name: 'chatml-judge',
+    family: 'qwen2',
+    layout: 'judge',
+    description: 'ChatML (Qwen) causal-LM judge: <|im_start|>assistant ends the prompt, next token A, B or tie',
+  },
+  {
+    name: 'mistral-judge',
+    family: 'mistral',
+    layout: 'judge',
+    description: "Mistral causal-LM judge: [/INST] ends the prompt, next token ' A', ' B' or ' tie'",
+  },
+  {
+    name: 'notebook',
+    family: 'none',
+    layout: 'notebook',
+    truncation: 'right',
+    description:
+      'the public Gemma-2 notebooks: "<prompt>: " + prompt + "\\n\\n<response_a>: " + a + "\\n\\n<response_b>: " + b, one tokenizer call, right truncation',
+  },
+  {
+    name: 'notebook-parts',
+    family: 'none',
+    layout: 'notebook',
+    tokenize: 'parts',
+    truncation: 'part-budget',
+    description:
+      "the notebook text, each labelled part tokenized alone: the prompt's part gets N/4 tokens, each response half of the rest",
+  },
 ];
 
 export const TEMPLATE_NAMES: readonly string[] = TEMPLATES.map((t) => t.name);
@@ -216,7 +340,8 @@ function render(f: ChatFamily, l: Layout, c: Conversation, role: (r: TokenRole) 
   };
   const slot = (part: Part, turn: number) =>
     segs.push(l.lead === undefined ? { kind: 'slot', part, turn } : { kind: 'slot', part, turn, lead: l.lead });
-  const label = (part: Part, turn: number | null) => text(l.labels[part].replace('{n}', turn !== null && n > 1 ? ` ${turn + 1}` : ''));
+  const label = (part: Part, turn: number | null) =>
+    text(l.labels[part].replace('{n}', turn !== null && n > 1 ? ` ${turn + 1}` : ''));
   text(f.userOpen + l.instruction);
   if (l.order === 'interleaved') {
     for (let i = 0; i < n; i++) {
@@ -229,7 +354,16 @@ function render(f: ChatFamily, l: Layout, c: Conversation, role: (r: TokenRole) 
   } else {
     for (const p of PARTS) {
       label(p, null);
-      for (let i = 0; i < n; i++) slot(p, i);
+      for (let i = 0; i < n; i++) {
+        // joinTurns: the separator only between turns the list has (padded turns add nothing).
+        if (l.joinTurns !== undefined)
+          segs.push(
+            i > 0 && i < c[p].length
+              ? { kind: 'slot', part: p, turn: i, lead: l.joinTurns }
+              : { kind: 'slot', part: p, turn: i },
+          );
+        else slot(p, i);
+      }
     }
   }
   text(l.closing + f.userClose + f.modelOpen);
@@ -237,11 +371,13 @@ function render(f: ChatFamily, l: Layout, c: Conversation, role: (r: TokenRole) 
   return segs;
 }
 
-function build(entry: (typeof TEMPLATES)[number]): Template {
-  const f = FAMILIES[entry.family];
+function build(entry: Entry): Template {
+  const f = entry.family === 'none' ? NONE : CHAT[entry.family];
   const l = LAYOUTS[entry.layout];
   return {
     ...entry,
+    tokenize: entry.tokenize ?? 'whole',
+    truncation: entry.truncation ?? 'head-tail',
     begin: f.begin,
     specials: f.specials,
     roles: l.end ?? [],
@@ -265,4 +401,24 @@ export function renderText(template: Template, c: Conversation, role?: (r: Token
     .render(c, role)
     .map((s) => (s.kind === 'text' ? s.text : (s.lead ?? '') + turnText(c, s.part, s.turn)))
     .join('');
+}
+
+/** The truncation rules `template` can use: its own default first. */
+export function truncationsOf(t: Template): readonly Truncation[] {
+  return t.tokenize === 'parts'
+    ? ['part-budget']
+    : [t.truncation, ...WHOLE_TRUNCATIONS.filter((x) => x !== t.truncation)];
+}
+
+/**
+ * The recipe `template` + `truncation` (default: the template's own), checked: an unknown template or a
+ * truncation the template cannot use throws TemplateError listing the valid names.
+ */
+export function getRecipe(template: string, truncation?: string): { template: Template; truncation: Truncation } {
+  const t = getTemplate(template);
+  if (truncation === undefined) return { template: t, truncation: t.truncation };
+  const ok = truncationsOf(t);
+  if (!(ok as readonly string[]).includes(truncation))
+    throw new TemplateError(`Unknown truncation for template ${template}: ${truncation} (valid: ${ok.join(', ')})`);
+  return { template: t, truncation: truncation as Truncation };
 }

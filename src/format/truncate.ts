@@ -115,7 +115,8 @@ export function keepHeadTail<T>(tokens: readonly T[], keep: number, headFraction
 /** Truncates the three parts to `budget` tokens in total (rules 1-3). */
 export function truncateParts<T>(parts: Parts<T>, budget: number, opts: TruncateOptions = {}): Truncated<T> {
   const headFraction = opts.headFraction ?? 0.5;
-  if (!(headFraction >= 0 && headFraction <= 1)) throw new TruncateError(`headFraction must be in [0, 1], got ${headFraction}`);
+  if (!(headFraction >= 0 && headFraction <= 1))
+    throw new TruncateError(`headFraction must be in [0, 1], got ${headFraction}`);
   const names: Part[] = ['prompt', 'responseA', 'responseB'];
   const turnLens = names.map((p) => parts[p].map((t) => t.length));
   const partLens = turnLens.map(sum) as [number, number, number];

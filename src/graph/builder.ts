@@ -13,7 +13,7 @@ function broadcast(a: Dim[] | null, b: Dim[] | null): Dim[] | null {
   for (let i = 0; i < n; i++) {
     const x = i < n - a.length ? 1 : a[i - (n - a.length)];
     const y = i < n - b.length ? 1 : b[i - (n - b.length)];
-    out.push(x === 1 ? y : y === 1 ? x : x === y ? x : typeof x === 'number' && typeof y === 'number' ? NaN : x ?? y);
+    out.push(x === 1 ? y : y === 1 ? x : x === y ? x : typeof x === 'number' && typeof y === 'number' ? NaN : (x ?? y));
     if (Number.isNaN(out[i])) return null;
   }
   return out;
@@ -28,7 +28,13 @@ function reducedShape(s: Dim[] | null, axes: number[], keepdims: boolean): Dim[]
 
 export class GraphBuilder extends GraphCore {
   private elementwise(op: string, a: Value, b: Value, name?: string): Value {
-    return this.op(op, [a, b], [{ dtype: this.sameType(op, a, b), shape: broadcast(a.shape, b.shape) }], {}, { name })[0];
+    return this.op(
+      op,
+      [a, b],
+      [{ dtype: this.sameType(op, a, b), shape: broadcast(a.shape, b.shape) }],
+      {},
+      { name },
+    )[0];
   }
 
   add(a: Value, b: Value, name?: string): Value {
@@ -54,7 +60,12 @@ export class GraphBuilder extends GraphCore {
   }
 
   /** Comparison (Less, LessOrEqual, Greater, GreaterOrEqual, Equal) or logical And/Or: a bool tensor. */
-  compare(op: 'Less' | 'LessOrEqual' | 'Greater' | 'GreaterOrEqual' | 'Equal' | 'And' | 'Or', a: Value, b: Value, name?: string): Value {
+  compare(
+    op: 'Less' | 'LessOrEqual' | 'Greater' | 'GreaterOrEqual' | 'Equal' | 'And' | 'Or',
+    a: Value,
+    b: Value,
+    name?: string,
+  ): Value {
     this.sameType(op, a, b);
     return this.op(op, [a, b], [{ dtype: 'bool', shape: broadcast(a.shape, b.shape) }], {}, { name })[0];
   }
@@ -62,7 +73,13 @@ export class GraphBuilder extends GraphCore {
   /** cond ? a : b, elementwise with broadcasting. */
   where(cond: Value, a: Value, b: Value, name?: string): Value {
     const t = this.sameType('Where', a, b);
-    return this.op('Where', [cond, a, b], [{ dtype: t, shape: broadcast(cond.shape, broadcast(a.shape, b.shape)) }], {}, { name })[0];
+    return this.op(
+      'Where',
+      [cond, a, b],
+      [{ dtype: t, shape: broadcast(cond.shape, broadcast(a.shape, b.shape)) }],
+      {},
+      { name },
+    )[0];
   }
 
   /** [start, limit) step delta, int64 scalars in. */
@@ -72,7 +89,13 @@ export class GraphBuilder extends GraphCore {
 
   /** ONNX Gelu (opset 20); approximate 'tanh' = HF gelu_pytorch_tanh. */
   gelu(x: Value, approximate: 'none' | 'tanh' = 'tanh', name?: string): Value {
-    return this.op('Gelu', [x], [{ dtype: x.dtype, shape: x.shape }], { approximate: attr.string(approximate) }, { name })[0];
+    return this.op(
+      'Gelu',
+      [x],
+      [{ dtype: x.dtype, shape: x.shape }],
+      { approximate: attr.string(approximate) },
+      { name },
+    )[0];
   }
 
   cast(x: Value, to: DType, name?: string): Value {
@@ -97,7 +120,8 @@ export class GraphBuilder extends GraphCore {
 
   gather(data: Value, indices: Value, axis = 0, name?: string): Value {
     let shape: Dim[] | null = null;
-    if (data.shape && indices.shape) shape = [...data.shape.slice(0, axis), ...indices.shape, ...data.shape.slice(axis + 1)];
+    if (data.shape && indices.shape)
+      shape = [...data.shape.slice(0, axis), ...indices.shape, ...data.shape.slice(axis + 1)];
     return this.op('Gather', [data, indices], [{ dtype: data.dtype, shape }], { axis: attr.int(axis) }, { name })[0];
   }
 
@@ -107,7 +131,13 @@ export class GraphBuilder extends GraphCore {
     const last = indices.shape?.[indices.shape.length - 1];
     if (data.shape && indices.shape && typeof last === 'number')
       shape = [...indices.shape.slice(0, -1), ...data.shape.slice(batchDims + last)];
-    return this.op('GatherND', [data, indices], [{ dtype: data.dtype, shape }], { batch_dims: attr.int(batchDims) }, { name })[0];
+    return this.op(
+      'GatherND',
+      [data, indices],
+      [{ dtype: data.dtype, shape }],
+      { batch_dims: attr.int(batchDims) },
+      { name },
+    )[0];
   }
 
   reshape(x: Value, shape: number[], name?: string): Value {
@@ -133,7 +163,13 @@ export class GraphBuilder extends GraphCore {
   reduceSum(x: Value, axes: number[], keepdims: boolean, name?: string): Value {
     const a = this.constInt64(`${name ?? 'reduce'}_axes`, axes);
     const shape = reducedShape(x.shape, axes, keepdims);
-    return this.op('ReduceSum', [x, a], [{ dtype: x.dtype, shape }], { keepdims: attr.int(keepdims ? 1 : 0) }, { name })[0];
+    return this.op(
+      'ReduceSum',
+      [x, a],
+      [{ dtype: x.dtype, shape }],
+      { keepdims: attr.int(keepdims ? 1 : 0) },
+      { name },
+    )[0];
   }
 
   // ---- primitive ops of the training lowering (each has a gradient rule in grad.ts)
@@ -161,9 +197,21 @@ export class GraphBuilder extends GraphCore {
     if (s0 && xs.every((v) => v.shape)) {
       const ax = (axis + s0.length) % s0.length;
       const sizes = xs.map((v) => v.shape![ax]);
-      shape = s0.map((d, i) => (i !== ax ? d : sizes.every((n) => typeof n === 'number') ? (sizes as number[]).reduce((a, n) => a + n, 0) : null));
+      shape = s0.map((d, i) =>
+        i !== ax
+          ? d
+          : sizes.every((n) => typeof n === 'number')
+            ? (sizes as number[]).reduce((a, n) => a + n, 0)
+            : null,
+      );
     }
-    return this.op('Concat', xs, [{ dtype: this.sameType('Concat', ...xs), shape }], { axis: attr.int(axis) }, { name })[0];
+    return this.op(
+      'Concat',
+      xs,
+      [{ dtype: this.sameType('Concat', ...xs), shape }],
+      { axis: attr.int(axis) },
+      { name },
+    )[0];
   }
 
   softmax(x: Value, axis = -1, name?: string): Value {
@@ -176,7 +224,13 @@ export class GraphBuilder extends GraphCore {
 
   reduceMean(x: Value, axes: number[], keepdims: boolean, name?: string): Value {
     const a = this.constInt64(`${name ?? 'reduce'}_axes`, axes);
-    return this.op('ReduceMean', [x, a], [{ dtype: x.dtype, shape: reducedShape(x.shape, axes, keepdims) }], { keepdims: attr.int(keepdims ? 1 : 0) }, { name })[0];
+    return this.op(
+      'ReduceMean',
+      [x, a],
+      [{ dtype: x.dtype, shape: reducedShape(x.shape, axes, keepdims) }],
+      { keepdims: attr.int(keepdims ? 1 : 0) },
+      { name },
+    )[0];
   }
 
   /** Broadcasts x to the runtime shape held by `shape` (an int64 vector, e.g. Shape(y)). */
@@ -234,7 +288,10 @@ export class GraphBuilder extends GraphCore {
       block_size: attr.int(p.blockSize),
     };
     if (p.accuracyLevel !== undefined) attrs.accuracy_level = attr.int(p.accuracyLevel);
-    return this.op('MatMulNBits', [a, q.b, q.scales, q.zeroPoints], [{ dtype: a.dtype, shape }], attrs, { domain: MS, name })[0];
+    return this.op('MatMulNBits', [a, q.b, q.scales, q.zeroPoints], [{ dtype: a.dtype, shape }], attrs, {
+      domain: MS,
+      name,
+    })[0];
   }
 
   /**
@@ -245,7 +302,14 @@ export class GraphBuilder extends GraphCore {
     qkv: { query: Value; key: Value | null; value: Value | null },
     lens: { seqlensK: Value; totalSeqLen: Value },
     rope: { cos: Value; sin: Value } | null,
-    p: { numHeads: number; kvNumHeads: number; headDim: number; scale: number; softcap: number | null; localWindow: number | null },
+    p: {
+      numHeads: number;
+      kvNumHeads: number;
+      headDim: number;
+      scale: number;
+      softcap: number | null;
+      localWindow: number | null;
+    },
     name?: string,
   ): Value {
     const q = qkv.query;

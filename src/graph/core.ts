@@ -58,7 +58,8 @@ export class GraphCore {
 
   /** Marks `v` as a graph output, renaming through Identity when `name` differs. */
   output(v: Value, name = v.name): Value {
-    const out = name === v.name ? v : this.op('Identity', [v], [{ dtype: v.dtype, shape: v.shape }], {}, { outNames: [name] })[0];
+    const out =
+      name === v.name ? v : this.op('Identity', [v], [{ dtype: v.dtype, shape: v.shape }], {}, { outNames: [name] })[0];
     this.outputs.push(out);
     return out;
   }
@@ -71,7 +72,13 @@ export class GraphCore {
   }
 
   /** Adds an initializer whose bytes arrive as consecutive chunks (never whole in memory with an external store). */
-  initializerChunks(name: string, dtype: DType, shape: number[], byteLength: number, chunks: Iterable<Uint8Array>): Value {
+  initializerChunks(
+    name: string,
+    dtype: DType,
+    shape: number[],
+    byteLength: number,
+    chunks: Iterable<Uint8Array>,
+  ): Value {
     const ref = this.store.putChunks(name, dtype, shape, byteLength, chunks);
     this.initializers.push(ref);
     return this.define({ name, dtype, shape: [...shape] });
@@ -96,7 +103,13 @@ export class GraphCore {
   /** Scalar float constant of the given float dtype. */
   scalar(name: string, value: number, dtype: DType = 'float32'): Value {
     if (dtype === 'float32') return this.constFloat(name, [value], []);
-    if (dtype === 'float16') return this.initializer(this.fresh(name), 'float16', [], new Uint8Array(new Uint16Array([f32ToF16(value)]).buffer));
+    if (dtype === 'float16')
+      return this.initializer(
+        this.fresh(name),
+        'float16',
+        [],
+        new Uint8Array(new Uint16Array([f32ToF16(value)]).buffer),
+      );
     throw new GraphBuildError(`scalar "${name}": unsupported dtype ${dtype}`);
   }
 
@@ -109,9 +122,12 @@ export class GraphCore {
     opts: { domain?: string; name?: string; outNames?: string[] } = {},
   ): Value[] {
     for (const v of inputs)
-      if (v && this.values.get(v.name) !== v) throw new GraphBuildError(`${op}: input "${v.name}" does not belong to this graph`);
+      if (v && this.values.get(v.name) !== v)
+        throw new GraphBuildError(`${op}: input "${v.name}" does not belong to this graph`);
     const nodeName = this.fresh(opts.name ?? op);
-    const outputs = outs.map((o, i) => this.define({ name: opts.outNames?.[i] ?? this.fresh(`${nodeName}_out${i}`), dtype: o.dtype, shape: o.shape }));
+    const outputs = outs.map((o, i) =>
+      this.define({ name: opts.outNames?.[i] ?? this.fresh(`${nodeName}_out${i}`), dtype: o.dtype, shape: o.shape }),
+    );
     this.nodes.push({
       name: nodeName,
       op,
@@ -126,7 +142,10 @@ export class GraphCore {
   protected sameType(op: string, ...vs: Value[]): DType {
     const t = vs[0].dtype;
     for (const v of vs)
-      if (v.dtype !== t) throw new GraphBuildError(`${op}: dtype mismatch (${vs.map((x) => `${x.name}:${x.dtype}`).join(', ')}); insert a cast`);
+      if (v.dtype !== t)
+        throw new GraphBuildError(
+          `${op}: dtype mismatch (${vs.map((x) => `${x.name}:${x.dtype}`).join(', ')}); insert a cast`,
+        );
     return t;
   }
 

@@ -46,8 +46,12 @@ function unbroadcast(b: GraphBuilder, g: Value, x: Value): Value {
 /** The int64 constant an initializer input holds (axes, sizes); rules read their attributes from it. */
 function constInts(b: GraphBuilder, name: string): number[] {
   const t = b.initializers.find((i) => i.name === name);
-  if (!t?.data || t.dtype !== 'int64') throw new GraphBuildError(`gradient rule: "${name}" must be an inline int64 constant`);
-  return Array.from(new BigInt64Array(t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength)), Number);
+  if (!t?.data || t.dtype !== 'int64')
+    throw new GraphBuildError(`gradient rule: "${name}" must be an inline int64 constant`);
+  return Array.from(
+    new BigInt64Array(t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength)),
+    Number,
+  );
 }
 
 const one = (b: GraphBuilder, v: number) => b.scalar('grad_const', v);
@@ -63,8 +67,14 @@ const swapLast = (b: GraphBuilder, v: Value): Value => {
 /** Gradient rules by ONNX op type. Exported so a test can swap one for a wrong one and see the fixture check fail. */
 export const GRAD_RULES: Record<string, GradRule> = {
   // y = a + b, a - b, a * b, a / b with numpy broadcasting: the gradient of a broadcast input is summed back.
-  Add: ({ b, x, dy, needs }) => [needs[0] ? unbroadcast(b, dy[0]!, x[0]) : null, needs[1] ? unbroadcast(b, dy[0]!, x[1]) : null],
-  Sub: ({ b, x, dy, needs }) => [needs[0] ? unbroadcast(b, dy[0]!, x[0]) : null, needs[1] ? unbroadcast(b, b.neg(dy[0]!), x[1]) : null],
+  Add: ({ b, x, dy, needs }) => [
+    needs[0] ? unbroadcast(b, dy[0]!, x[0]) : null,
+    needs[1] ? unbroadcast(b, dy[0]!, x[1]) : null,
+  ],
+  Sub: ({ b, x, dy, needs }) => [
+    needs[0] ? unbroadcast(b, dy[0]!, x[0]) : null,
+    needs[1] ? unbroadcast(b, b.neg(dy[0]!), x[1]) : null,
+  ],
   Mul: ({ b, x, dy, needs }) => [
     needs[0] ? unbroadcast(b, b.mul(dy[0]!, x[1]), x[0]) : null,
     needs[1] ? unbroadcast(b, b.mul(dy[0]!, x[0]), x[1]) : null,
@@ -113,7 +123,8 @@ export const GRAD_RULES: Record<string, GradRule> = {
     const r = rank(x[0], 'Concat');
     const ax = (axis + r) % r;
     const sizes = x.map((v) => v.shape![ax]);
-    if (!sizes.every((n) => typeof n === 'number')) throw new GraphBuildError(`Concat "${node.name}": the gradient needs static sizes on axis ${axis}`);
+    if (!sizes.every((n) => typeof n === 'number'))
+      throw new GraphBuildError(`Concat "${node.name}": the gradient needs static sizes on axis ${axis}`);
     return b.split(dy[0]!, sizes as number[], axis);
   },
   // softmax: dx = y * (dy - sum(dy * y))
@@ -134,7 +145,8 @@ export const GRAD_RULES: Record<string, GradRule> = {
     const r = rank(x[0], 'ReduceMean');
     const n = axes.reduce((p, a) => {
       const d = x[0].shape![(a + r) % r];
-      if (typeof d !== 'number') throw new GraphBuildError(`ReduceMean "${node.name}": the gradient needs a static size on axis ${a}`);
+      if (typeof d !== 'number')
+        throw new GraphBuildError(`ReduceMean "${node.name}": the gradient needs a static size on axis ${a}`);
       return p * d;
     }, 1);
     return [spread(b, node, x[0], dy[0]!, 1 / n), null];
@@ -148,7 +160,10 @@ function spread(b: GraphBuilder, node: Node, x: Value, g: Value, scale: number):
   let k = g;
   if (!keep) {
     const r = rank(x, node.op);
-    k = b.unsqueeze(g, axes.map((a) => (a + r) % r).sort((p, q) => p - q));
+    k = b.unsqueeze(
+      g,
+      axes.map((a) => (a + r) % r).sort((p, q) => p - q),
+    );
   }
   if (scale !== 1) k = b.mul(k, one(b, scale));
   return b.expand(k, b.shape(x), x.shape);
@@ -188,7 +203,10 @@ export function addGradients(b: GraphBuilder, loss: Value, params: Value[], opts
     const dy = node.outputs.map((o) => grads.get(o) ?? null);
     if (dy.every((g) => g === null)) continue;
     const rule = rules[node.op];
-    if (!rule) throw new GraphBuildError(`no gradient rule for op ${node.op} (node "${node.name}"); add one to GRAD_RULES in src/graph/grad.ts`);
+    if (!rule)
+      throw new GraphBuildError(
+        `no gradient rule for op ${node.op} (node "${node.name}"); add one to GRAD_RULES in src/graph/grad.ts`,
+      );
     const x = node.inputs.map((n) => (n ? val(n) : (null as unknown as Value)));
     const out = rule({ b, node, x, y: node.outputs.map(val), dy, needs: node.inputs.map((n) => needs.has(n)) });
     node.inputs.forEach((n, j) => {

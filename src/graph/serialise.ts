@@ -6,7 +6,9 @@ import { ONNX_DTYPE } from './ir';
 import type { Attr, Dim, Graph, InitializerRef, Value } from './ir';
 
 function valueInfo(v: Value): onnx.IValueInfoProto {
-  const dims = (v.shape ?? []).map((d: Dim) => (typeof d === 'number' ? { dimValue: d } : d === null ? {} : { dimParam: d }));
+  const dims = (v.shape ?? []).map((d: Dim) =>
+    typeof d === 'number' ? { dimValue: d } : d === null ? {} : { dimParam: d },
+  );
   return {
     name: v.name,
     type: { tensorType: { elemType: ONNX_DTYPE[v.dtype], shape: v.shape ? { dim: dims } : undefined } },

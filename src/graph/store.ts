@@ -10,7 +10,13 @@ import type { DType, InitializerRef } from './ir';
 export interface TensorStore {
   put(name: string, dtype: DType, shape: number[], bytes: Uint8Array): InitializerRef;
   /** The same tensor given as consecutive byte chunks that add up to `byteLength`. */
-  putChunks(name: string, dtype: DType, shape: number[], byteLength: number, chunks: Iterable<Uint8Array>): InitializerRef;
+  putChunks(
+    name: string,
+    dtype: DType,
+    shape: number[],
+    byteLength: number,
+    chunks: Iterable<Uint8Array>,
+  ): InitializerRef;
   /** Flushes and closes the data file; returns its name (relative to the model) or null when inline. */
   close(): string | null;
 }
@@ -35,7 +41,12 @@ function gather(where: string, byteLength: number, chunks: Iterable<Uint8Array>)
 export function memoryStore(): TensorStore {
   return {
     put: (name, dtype, shape, bytes) => ({ name, dtype, shape, data: bytes }),
-    putChunks: (name, dtype, shape, byteLength, chunks) => ({ name, dtype, shape, data: gather(`tensor "${name}"`, byteLength, chunks) }),
+    putChunks: (name, dtype, shape, byteLength, chunks) => ({
+      name,
+      dtype,
+      shape,
+      data: gather(`tensor "${name}"`, byteLength, chunks),
+    }),
     close: () => null,
   };
 }
@@ -50,7 +61,13 @@ export function externalStore(path: string, inlineBelow = 1024): TensorStore {
     let done = 0;
     while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done, at + done);
   };
-  const putChunks = (name: string, dtype: DType, shape: number[], byteLength: number, chunks: Iterable<Uint8Array>): InitializerRef => {
+  const putChunks = (
+    name: string,
+    dtype: DType,
+    shape: number[],
+    byteLength: number,
+    chunks: Iterable<Uint8Array>,
+  ): InitializerRef => {
     const where = `${path}: tensor "${name}"`;
     if (!open) throw new TensorStoreError(`${path}: external data file already closed; cannot add tensor "${name}"`);
     if (byteLength < inlineBelow) return { name, dtype, shape, data: gather(where, byteLength, chunks) };
@@ -60,11 +77,13 @@ export function externalStore(path: string, inlineBelow = 1024): TensorStore {
     if (start > offset) write(new Uint8Array(start - offset), offset);
     let pos = start;
     for (const c of chunks) {
-      if (pos + c.length > start + byteLength) throw new TensorStoreError(`${where}: got more than its ${byteLength} bytes`);
+      if (pos + c.length > start + byteLength)
+        throw new TensorStoreError(`${where}: got more than its ${byteLength} bytes`);
       write(c, pos);
       pos += c.length;
     }
-    if (pos !== start + byteLength) throw new TensorStoreError(`${where}: got ${pos - start} of its ${byteLength} bytes`);
+    if (pos !== start + byteLength)
+      throw new TensorStoreError(`${where}: got ${pos - start} of its ${byteLength} bytes`);
     offset = pos;
     return { name, dtype, shape, external: { location, offset: start, length: byteLength } };
   };

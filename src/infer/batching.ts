@@ -18,7 +18,8 @@ export interface BatchPlanOptions {
 }
 
 export function planBatches(lengths: ArrayLike<number>, opts: BatchPlanOptions): Batch[] {
-  if (!(opts.tokenBudget > 0)) throw new RangeError(`--token-budget must be a positive number, got ${opts.tokenBudget}`);
+  if (!(opts.tokenBudget > 0))
+    throw new RangeError(`--token-budget must be a positive number, got ${opts.tokenBudget}`);
   const maxRows = opts.maxRows ?? Infinity;
   const order = Array.from({ length: lengths.length }, (_, i) => i).sort((a, b) => lengths[b] - lengths[a] || a - b);
   const batches: Batch[] = [];
@@ -63,7 +64,11 @@ export function paddingEfficiency(lengths: ArrayLike<number>, batches: Batch[]):
 }
 
 /** Right-padded int64 feeds for one batch. */
-export function padBatch(ids: Int32Array[], batch: Batch, padId: number): { inputIds: BigInt64Array; attentionMask: BigInt64Array } {
+export function padBatch(
+  ids: Int32Array[],
+  batch: Batch,
+  padId: number,
+): { inputIds: BigInt64Array; attentionMask: BigInt64Array } {
   const n = batch.rows.length;
   const L = batch.seqLen;
   const inputIds = new BigInt64Array(n * L).fill(BigInt(padId));

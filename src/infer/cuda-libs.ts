@@ -16,7 +16,13 @@ import { delimiter, join } from 'node:path';
 export const ORT_PROVIDER_LIBS = ['libonnxruntime_providers_shared.so', 'libonnxruntime_providers_cuda.so'] as const;
 
 /** CUDA 13 runtime sonames the ORT 1.29 CUDA provider needs, in load order. */
-export const CUDA_RUNTIME_SONAMES = ['libcudart.so.13', 'libcublasLt.so.13', 'libcublas.so.13', 'libcurand.so.10', 'libcudnn.so.9'] as const;
+export const CUDA_RUNTIME_SONAMES = [
+  'libcudart.so.13',
+  'libcublasLt.so.13',
+  'libcublas.so.13',
+  'libcurand.so.10',
+  'libcudnn.so.9',
+] as const;
 
 /** The NVIDIA driver's user-space library; provided by the machine, never by a package. */
 export const CUDA_DRIVER_SONAME = 'libcuda.so.1';
@@ -25,7 +31,14 @@ export const CUDA_DRIVER_SONAME = 'libcuda.so.1';
 export const CUDA_ENV_MARKER = 'ARENAKIT_CUDA_ENV';
 
 /** Folders the loader searches without LD_LIBRARY_PATH: a library found there needs no env change. */
-const LOADER_DEFAULT_DIRS = ['/lib/x86_64-linux-gnu', '/usr/lib/x86_64-linux-gnu', '/lib64', '/usr/lib64', '/lib', '/usr/lib'];
+const LOADER_DEFAULT_DIRS = [
+  '/lib/x86_64-linux-gnu',
+  '/usr/lib/x86_64-linux-gnu',
+  '/lib64',
+  '/usr/lib64',
+  '/lib',
+  '/usr/lib',
+];
 
 export interface CudaLibsOptions {
   /** Folder holding libonnxruntime.so.1 (dist/ort or the pack's ort/): the provider libraries must be here. */
@@ -86,10 +99,16 @@ function nvidiaLibDirs(sitePackages: string): string[] {
 /** Python site-packages folders where PyTorch / pip install the nvidia-* wheels. */
 export function defaultSitePackages(env: NodeJS.ProcessEnv): string[] {
   const out: string[] = [];
-  const pyLibs = (libRoot: string) => globChildren(libRoot, 'python3').flatMap((d) => [join(d, 'site-packages'), join(d, 'dist-packages')]);
+  const pyLibs = (libRoot: string) =>
+    globChildren(libRoot, 'python3').flatMap((d) => [join(d, 'site-packages'), join(d, 'dist-packages')]);
   if (env.VIRTUAL_ENV) out.push(...pyLibs(join(env.VIRTUAL_ENV, 'lib')));
   if (env.CONDA_PREFIX) out.push(...pyLibs(join(env.CONDA_PREFIX, 'lib')));
-  out.push(...pyLibs('/usr/local/lib'), '/usr/lib/python3/dist-packages', ...pyLibs('/usr/lib'), ...pyLibs('/opt/conda/lib'));
+  out.push(
+    ...pyLibs('/usr/local/lib'),
+    '/usr/lib/python3/dist-packages',
+    ...pyLibs('/usr/lib'),
+    ...pyLibs('/opt/conda/lib'),
+  );
   if (env.HOME) out.push(...pyLibs(join(env.HOME, '.local', 'lib')));
   return out.filter(isDir);
 }
@@ -102,7 +121,9 @@ export function candidateDirs(opts: CudaLibsOptions): string[] {
   const dirs = [...ld, ...extra];
   if (opts.defaults !== false) {
     dirs.push(...defaultSitePackages(env).flatMap(nvidiaLibDirs));
-    for (const root of [env.CUDA_HOME, env.CUDA_PATH, env.CONDA_PREFIX, '/usr/local/cuda'].filter((x): x is string => !!x))
+    for (const root of [env.CUDA_HOME, env.CUDA_PATH, env.CONDA_PREFIX, '/usr/local/cuda'].filter(
+      (x): x is string => !!x,
+    ))
       dirs.push(join(root, 'lib64'), join(root, 'lib'), join(root, 'targets', 'x86_64-linux', 'lib'));
     dirs.push(...globChildren('/usr/local', 'cuda-').map((d) => join(d, 'lib64')));
     dirs.push('/usr/local/nvidia/lib64', '/usr/lib/wsl/lib', ...LOADER_DEFAULT_DIRS);
@@ -122,7 +143,8 @@ function otherMajors(dirs: string[], soname: string): string[] {
   const base = soname.replace(/\.so\.\d+$/, '.so.');
   const out: string[] = [];
   for (const d of dirs)
-    for (const n of listDir(d)) if (n.startsWith(base) && n !== soname && /^\d+$/.test(n.slice(base.length))) out.push(join(d, n));
+    for (const n of listDir(d))
+      if (n.startsWith(base) && n !== soname && /^\d+$/.test(n.slice(base.length))) out.push(join(d, n));
   return out;
 }
 
@@ -163,7 +185,12 @@ export function findCudaLibraries(opts: CudaLibsOptions): CudaLibsResult {
     if (others.length) otherVersions[so] = others;
   }
   const onPath = new Set((env.LD_LIBRARY_PATH ?? '').split(delimiter).filter(Boolean));
-  return { found, missing, dirs: needDirs.filter((d) => !onPath.has(d) && !LOADER_DEFAULT_DIRS.includes(d)), otherVersions };
+  return {
+    found,
+    missing,
+    dirs: needDirs.filter((d) => !onPath.has(d) && !LOADER_DEFAULT_DIRS.includes(d)),
+    otherVersions,
+  };
 }
 
 /** The environment a child process needs to load what was found: LD_LIBRARY_PATH with `dirs` added, plus the re-exec marker. */
@@ -175,7 +202,10 @@ export function cudaEnv(result: Pick<CudaLibsResult, 'dirs'>, env: NodeJS.Proces
 }
 
 /** True when the current process cannot load what was found without a re-exec (and has not re-exec'ed yet). */
-export function needsReexec(result: Pick<CudaLibsResult, 'dirs' | 'missing'>, env: NodeJS.ProcessEnv = process.env): boolean {
+export function needsReexec(
+  result: Pick<CudaLibsResult, 'dirs' | 'missing'>,
+  env: NodeJS.ProcessEnv = process.env,
+): boolean {
   return result.missing.length === 0 && result.dirs.length > 0 && env[CUDA_ENV_MARKER] !== '1';
 }
 
@@ -195,7 +225,8 @@ const PIP_SOURCE: Record<string, string> = {
 /** The pip wheel (or pack option) that provides `so` for a core built against CUDA `cudaMajor`. */
 export function wheelHint(so: string, cudaMajor: 12 | 13 | number): string {
   const cu = cudaMajor === 12 ? 'cu12' : 'cu13';
-  if ((ORT_PROVIDER_LIBS as readonly string[]).includes(so)) return `ONNX Runtime CUDA provider: \`npm run pack -- --cuda ${cu}\``;
+  if ((ORT_PROVIDER_LIBS as readonly string[]).includes(so))
+    return `ONNX Runtime CUDA provider: \`npm run pack -- --cuda ${cu}\``;
   if (so === CUDA_DRIVER_SONAME) return 'the NVIDIA driver (on Kaggle: a GPU accelerator)';
   const base = so.replace(/\.so\.\d+$/, '');
   const wheels: Record<string, [string, string]> = {
@@ -220,9 +251,12 @@ export function describeCudaStatus(result: CudaLibsResult): string {
   const why = (so: string): string => {
     if ((ORT_PROVIDER_LIBS as readonly string[]).includes(so))
       return 'ONNX Runtime CUDA provider of the chosen core; put it beside libonnxruntime.so.1: build the kit with `npm run pack -- --cuda`';
-    if (so === CUDA_DRIVER_SONAME) return 'NVIDIA driver: no GPU driver on this machine (on Kaggle, choose a GPU accelerator)';
+    if (so === CUDA_DRIVER_SONAME)
+      return 'NVIDIA driver: no GPU driver on this machine (on Kaggle, choose a GPU accelerator)';
     const other = result.otherVersions[so];
-    const seen = other ? `; found only ${other.join(', ')}: another CUDA major version, which this ONNX Runtime build cannot use` : '';
+    const seen = other
+      ? `; found only ${other.join(', ')}: another CUDA major version, which this ONNX Runtime build cannot use`
+      : '';
     return `${PIP_SOURCE[so] ?? 'CUDA 13 runtime'}${seen}`;
   };
   const lines = result.missing.map((so) => `  missing ${so}: ${why(so)}`);

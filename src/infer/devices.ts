@@ -20,9 +20,16 @@ export function parseDeviceOption(s: string | undefined): DeviceOption {
  * the same), else [0] (one process); with --ep cpu, auto is one process: CPU workers are asked for
  * with an explicit list.
  */
-export function resolveDevices(opt: DeviceOption, gpus: readonly string[], ep: string): { ids: number[]; reason: string } {
+export function resolveDevices(
+  opt: DeviceOption,
+  gpus: readonly string[],
+  ep: string,
+): { ids: number[]; reason: string } {
   if (opt.kind === 'list') return { ids: opt.ids, reason: `--devices ${opt.ids.join(',')}` };
   if (ep === 'cpu') return { ids: [0], reason: '--devices auto with --ep cpu: one process' };
   if (!gpus.length) return { ids: [0], reason: '--devices auto: nvidia-smi lists no GPU: one process' };
-  return { ids: gpus.map((_, i) => i), reason: `--devices auto: ${gpus.length} GPU(s) listed by nvidia-smi (${gpus.join('; ')}): one worker each` };
+  return {
+    ids: gpus.map((_, i) => i),
+    reason: `--devices auto: ${gpus.length} GPU(s) listed by nvidia-smi (${gpus.join('; ')}): one worker each`,
+  };
 }

@@ -60,7 +60,8 @@ export function tokenCost(spec: ModelSpec): number {
 }
 
 /** Model indices cheapest first (ties keep the command-line order): what a cheap model leaves, the others use. */
-export const budgetOrder = (cost: number[]): number[] => cost.map((_, k) => k).sort((a, b) => cost[a] - cost[b] || a - b);
+export const budgetOrder = (cost: number[]): number[] =>
+  cost.map((_, k) => k).sort((a, b) => cost[a] - cost[b] || a - b);
 
 /**
  * The fraction of the time left that the i-th model of `order` may use: its cost over the cost of the
@@ -77,16 +78,38 @@ export function shareOfTimeLeft(cost: number[], order: number[], i: number): num
  * not reach in time takes the other models' blend (weights renormalised over the models that have
  * it), else the task prior; both are warned about with their ids.
  */
-export function blendRuns(rows: ArenaRow[], runs: ModelRun[], blend: number[], task: Task, warn: (m: string) => void, figure: (r: ModelRun) => Probs = (r) => r.probs): Ensemble {
+export function blendRuns(
+  rows: ArenaRow[],
+  runs: ModelRun[],
+  blend: number[],
+  task: Task,
+  warn: (m: string) => void,
+  figure: (r: ModelRun) => Probs = (r) => r.probs,
+): Ensemble {
   const k = task.labels.length;
-  const { probs, empty: priorRows } = blendPartial(runs.map(figure), blend, k, runs.map((r) => r.unreachedRows));
+  const { probs, empty: priorRows } = blendPartial(
+    runs.map(figure),
+    blend,
+    k,
+    runs.map((r) => r.unreachedRows),
+  );
   for (const i of priorRows) probs.set(task.prior, i * k);
-  const ids = (idx: number[]) => idx.slice(0, 5).map((i) => rows[i].id).join(', ') + (idx.length > 5 ? `, ... (${idx.length - 5} more)` : '');
+  const ids = (idx: number[]) =>
+    idx
+      .slice(0, 5)
+      .map((i) => rows[i].id)
+      .join(', ') + (idx.length > 5 ? `, ... (${idx.length - 5} more)` : '');
   const prior = new Set(priorRows);
   runs.forEach((r) => {
     const byOthers = r.unreachedRows.filter((i) => !prior.has(i));
-    if (byOthers.length) warn(`--time-budget: ${r.spec.dir} did not reach ${byOthers.length} row(s) in time (ids ${ids(byOthers)}); they take the other models' blend`);
+    if (byOthers.length)
+      warn(
+        `--time-budget: ${r.spec.dir} did not reach ${byOthers.length} row(s) in time (ids ${ids(byOthers)}); they take the other models' blend`,
+      );
   });
-  if (priorRows.length) warn(`--time-budget: no model reached ${priorRows.length} of ${rows.length} row(s) in time (ids ${ids(priorRows)}); they get the ${task.name} prior [${task.prior.join(', ')}]`);
+  if (priorRows.length)
+    warn(
+      `--time-budget: no model reached ${priorRows.length} of ${rows.length} row(s) in time (ids ${ids(priorRows)}); they get the ${task.name} prior [${task.prior.join(', ')}]`,
+    );
   return { probs, runs, priorRows };
 }

@@ -26,10 +26,13 @@ export interface LogitsCache {
 }
 
 export function rowKey(ids: Int32Array): string {
-  return createHash('sha1').update(new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength)).digest('base64url');
+  return createHash('sha1')
+    .update(new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength))
+    .digest('base64url');
 }
 
-const checksum = (key: string, data: string) => createHash('sha1').update(key).update('\t').update(data).digest('hex').slice(0, 12);
+const checksum = (key: string, data: string) =>
+  createHash('sha1').update(key).update('\t').update(data).digest('hex').slice(0, 12);
 
 export function cacheLine(key: string, logits: Float32Array): string {
   const data = Buffer.from(logits.buffer, logits.byteOffset, logits.byteLength).toString('base64');
@@ -64,7 +67,8 @@ export function openLogitsCache(dir: string, modelIdentity: string): LogitsCache
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CacheError(`--cache ${file}: cannot be read (${fsReason(e)})`);
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new CacheError(`--cache ${file}: cannot be read (${fsReason(e)})`);
   }
   // A line cut short by an interruption has no newline: the next append starts on a fresh line.
   let prefix = text && !text.endsWith('\n') ? '\n' : '';
@@ -88,7 +92,9 @@ export function openLogitsCache(dir: string, modelIdentity: string): LogitsCache
         appendFileSync(file, prefix + lines.join('\n') + '\n');
         prefix = '';
       } catch (e) {
-        throw new CacheError(`--cache ${file}: cannot be written (${fsReason(e)}); the run stops so no row is lost. Free space or point --cache elsewhere, then run the same command again to resume.`);
+        throw new CacheError(
+          `--cache ${file}: cannot be written (${fsReason(e)}); the run stops so no row is lost. Free space or point --cache elsewhere, then run the same command again to resume.`,
+        );
       }
       entries.forEach(({ ids, logits }) => map.set(rowKey(ids), logits));
     },

@@ -16,7 +16,15 @@ import { softmaxRows, type Probs } from '../util/probs';
 import { graphSha256, readManifest, type Manifest } from '../weights/manifest';
 import { openLogitsCache } from './logits-cache';
 import { runPass, type PassResult } from './pass';
-import { createSession, graphForEp, graphVariants, openGraph, runLogits, type EpChoice, type OpenedGraph } from './session';
+import {
+  createSession,
+  graphForEp,
+  graphVariants,
+  openGraph,
+  runLogits,
+  type EpChoice,
+  type OpenedGraph,
+} from './session';
 import { textLength } from '../util/text';
 import { checkRows, selfCheck, type SelfCheck } from './selfcheck';
 import type { AttentionVariant, Ep, RuntimeName } from './runtime';
@@ -46,7 +54,11 @@ export interface ModelSpec {
  * Unknown names are refused; a model with more outcomes than the task (tie) is renormalised over the
  * task's columns.
  */
-export function labelColumns(labels: string[], where: string, task: Task): { columns: number[] | null; renormalise: boolean } {
+export function labelColumns(
+  labels: string[],
+  where: string,
+  task: Task,
+): { columns: number[] | null; renormalise: boolean } {
   if (Array.isArray(labels) && labels.length === 1) return { columns: null, renormalise: task.labels.length < 3 };
   if (!Array.isArray(labels) || labels.length < task.labels.length || labels.length > 3)
     throw new ModelError(
@@ -71,11 +83,14 @@ export function openSpec(dir: string, opts: SpecOptions): ModelSpec {
   const task = opts.task;
   const { columns, renormalise } = labelColumns(manifest.labels, where, task);
   const spec: ModelSpec = { dir, manifest, task, columns, renormalise };
-  if (opts.calibrate && manifest.calibration !== undefined) spec.calibration = checkCalibration(manifest.calibration, `${where} (calibration)`, true, task.labels);
+  if (opts.calibrate && manifest.calibration !== undefined)
+    spec.calibration = checkCalibration(manifest.calibration, `${where} (calibration)`, true, task.labels);
   if (columns === null) {
     if (manifest.tie !== undefined) spec.tie = checkTie(manifest.tie, `${where} (tie)`);
     else if (opts.needTie)
-      throw new ModelError(`${dir}: single-score head (num_labels 1) without a tie model; fit one on labelled data with \`runner.cjs validate --data labelled.csv --weights ${dir} --fit-tie\``);
+      throw new ModelError(
+        `${dir}: single-score head (num_labels 1) without a tie model; fit one on labelled data with \`runner.cjs validate --data labelled.csv --weights ${dir} --fit-tie\``,
+      );
   }
   if (manifest.kind === 'neural' && manifest.config && manifest.maxTokens > manifest.config.maxPositions)
     process.stderr.write(
@@ -146,7 +161,14 @@ function openFeatureHandle(spec: ModelSpec): ModelHandle {
     async score(rows, swap) {
       const t0 = Date.now();
       const logits = featureLogits(model, swap ? rows.map(swapRow) : rows);
-      return { logits, numLabels: spec.manifest.labels.length, tokens: 0, computedTokens: 0, seconds: (Date.now() - t0) / 1000, failedRows: [] };
+      return {
+        logits,
+        numLabels: spec.manifest.labels.length,
+        tokens: 0,
+        computedTokens: 0,
+        seconds: (Date.now() - t0) / 1000,
+        failedRows: [],
+      };
     },
     async close() {},
   };
@@ -158,28 +180,54 @@ async function openNeuralHandle(spec: ModelSpec, opts: HandleOptions): Promise<M
     try {
       accessSync(join(dir, f), constants.R_OK);
     } catch (e) {
-      throw new ModelError(`${join(dir, f)}: cannot be read (${fsReason(e)}); the weights directory needs its tokenizer files`);
+      throw new ModelError(
+        `${join(dir, f)}: cannot be read (${fsReason(e)}); the weights directory needs its tokenizer files`,
+      );
     }
   }
   const tok = loadTokenizer(dir, m.template);
   const padId = m.config?.padTokenId ?? 0;
-  const encode = (row: ArenaRow, sw: boolean) => encodeRow(tok, row, { template: m.template, maxTokens: m.maxTokens, swap: sw });
-  const sessionOpts = { ep: opts.ep, threads: opts.threads, deviceId: opts.deviceId, attention: opts.attention, warn: opts.warn };
+  const encode = (row: ArenaRow, sw: boolean) =>
+    encodeRow(tok, row, { template: m.template, truncation: m.truncation, maxTokens: m.maxTokens, swap: sw });
+  const sessionOpts = {
+    ep: opts.ep,
+    threads: opts.threads,
+    deviceId: opts.deviceId,
+    attention: opts.attention,
+    warn: opts.warn,
+  };
   const opened = await openGraph(dir, m, sessionOpts);
   const checkIds = sampleIds(opts.checkRows ?? [], opts.selfCheckRows ?? 8, encode);
   const { graph: g, check } = await selfCheck(dir, m, opened, checkIds, { ...sessionOpts, padId });
   const numLabels = m.labels.length;
-  const cache = opts.cacheDir ? openLogitsCache(opts.cacheDir, ['arenakit-logits-2', graphSha256(dir, g.graph), g.ep, numLabels].join('\n')) : undefined;
-  if (cache?.corrupted) opts.warn(`--cache ${cache.file}: ${cache.corrupted} line(s) cut short or corrupted were ignored; those rows are scored again`);
-  process.stderr.write(`model ${dir}: ${m.architecture}, ${m.quantization?.kind ?? '?'} weights, template ${m.template}, max_tokens ${m.maxTokens}, EP ${g.ep}, ${g.graph.variant} attention (${g.runtime})\n`);
+  const cache = opts.cacheDir
+    ? openLogitsCache(opts.cacheDir, ['arenakit-logits-2', graphSha256(dir, g.graph), g.ep, numLabels].join('\n'))
+    : undefined;
+  if (cache?.corrupted)
+    opts.warn(
+      `--cache ${cache.file}: ${cache.corrupted} line(s) cut short or corrupted were ignored; those rows are scored again`,
+    );
+  process.stderr.write(
+    `model ${dir}: ${m.architecture}, ${m.quantization?.kind ?? '?'} weights, template ${m.template}, max_tokens ${m.maxTokens}, EP ${g.ep}, ${g.graph.variant} attention (${g.runtime})\n`,
+  );
   // Non-finite logits in a batch: rescored on the explicit variant of the same graph, then on the fp32 CPU graph (opened on first need).
   const rescuers: { by: string; open: () => Promise<OpenedGraph> }[] = [];
   const own = graphForEp(m, g.ep)!;
   if (g.graph.variant !== 'explicit' && graphVariants(own).includes('explicit'))
-    rescuers.push({ by: `the explicit ${g.ep} graph`, open: () => createSession(dir, own, 'explicit', g.ep, sessionOpts) });
+    rescuers.push({
+      by: `the explicit ${g.ep} graph`,
+      open: () => createSession(dir, own, 'explicit', g.ep, sessionOpts),
+    });
   if (!(g.ep === 'cpu' && g.graph.activations === 'float32') && m.graphs.cpu) {
     const cpu = m.graphs.cpu;
-    rescuers.push({ by: 'the fp32 CPU graph', open: () => createSession(dir, cpu, graphVariants(cpu).includes('explicit') ? 'explicit' : 'fused', 'cpu', { ...sessionOpts, ep: 'cpu' }) });
+    rescuers.push({
+      by: 'the fp32 CPU graph',
+      open: () =>
+        createSession(dir, cpu, graphVariants(cpu).includes('explicit') ? 'explicit' : 'fused', 'cpu', {
+          ...sessionOpts,
+          ep: 'cpu',
+        }),
+    });
   }
   const opened2: (OpenedGraph | null)[] = [];
   const rescue = async (inputIds: BigInt64Array, mask: BigInt64Array, n: number, seqLen: number) => {
@@ -236,6 +284,9 @@ export async function openHandle(spec: ModelSpec, opts: HandleOptions): Promise<
     process.stderr.write(`model ${spec.dir}: feature model (${spec.manifest.architecture})\n`);
     return openFeatureHandle(spec);
   }
-  if (spec.manifest.kind !== 'neural') throw new ModelError(`${spec.dir}: unknown weights kind ${JSON.stringify(spec.manifest.kind)} (expected neural or features)`);
+  if (spec.manifest.kind !== 'neural')
+    throw new ModelError(
+      `${spec.dir}: unknown weights kind ${JSON.stringify(spec.manifest.kind)} (expected neural or features)`,
+    );
   return openNeuralHandle(spec, opts);
 }

@@ -33,7 +33,12 @@ export interface PassOptions {
   /** Resumable runs: logits of rows already scored by this model are taken from here, new ones added. */
   cache?: LogitsCache;
   /** Rescores a batch whose logits are not all finite on a safer graph (explicit attention, then fp32 on the CPU); null when none helps. */
-  rescue?: (inputIds: BigInt64Array, attentionMask: BigInt64Array, n: number, seqLen: number) => Promise<{ logits: Float32Array; by: string } | null>;
+  rescue?: (
+    inputIds: BigInt64Array,
+    attentionMask: BigInt64Array,
+    n: number,
+    seqLen: number,
+  ) => Promise<{ logits: Float32Array; by: string } | null>;
 }
 
 const allFinite = (x: Float32Array): boolean => x.every(Number.isFinite);
@@ -43,10 +48,22 @@ export class PassError extends Error {
 }
 
 /** Warns once per kind of failure: the count, the first row ids and the first reason. */
-function warnFailures(warn: (m: string) => void, what: string, rows: ArenaRow[], idx: number[], reason: string, fix: string): void {
+function warnFailures(
+  warn: (m: string) => void,
+  what: string,
+  rows: ArenaRow[],
+  idx: number[],
+  reason: string,
+  fix: string,
+): void {
   if (!idx.length) return;
-  const first = idx.slice(0, 5).map((i) => `${rows[i].id} (line ${rows[i].line})`).join(', ');
-  warn(`${idx.length} row(s) ${what} (${reason}); first: ${first}${idx.length > 5 ? ', ...' : ''}. They count as failed rows (uniform prediction unless the other TTA pass works). ${fix}`);
+  const first = idx
+    .slice(0, 5)
+    .map((i) => `${rows[i].id} (line ${rows[i].line})`)
+    .join(', ');
+  warn(
+    `${idx.length} row(s) ${what} (${reason}); first: ${first}${idx.length > 5 ? ', ...' : ''}. They count as failed rows (uniform prediction unless the other TTA pass works). ${fix}`,
+  );
 }
 
 export async function runPass(session: ort.InferenceSession, rows: ArenaRow[], opts: PassOptions): Promise<PassResult> {
@@ -64,13 +81,22 @@ export async function runPass(session: ort.InferenceSession, rows: ArenaRow[], o
       return Int32Array.of(padId);
     }
   });
-  warnFailures(opts.warn, 'could not be encoded', rows, unencodable, encodeReason, `The weights directory's maxTokens is fixed at import: re-import with \`trainer.cjs import --max-tokens N\` if it is too small.`);
+  warnFailures(
+    opts.warn,
+    'could not be encoded',
+    rows,
+    unencodable,
+    encodeReason,
+    `The weights directory's maxTokens is fixed at import: re-import with \`trainer.cjs import --max-tokens N\` if it is too small.`,
+  );
   const lengths = ids.map((x) => x.length);
   if (opts.vocabSize) {
     let maxId = 0;
     for (const x of ids) for (let t = 0; t < x.length; t++) if (x[t] > maxId) maxId = x[t];
     if (maxId >= opts.vocabSize)
-      throw new PassError(`${opts.dir}: the tokenizer produced id ${maxId} but the model's vocabulary has ${opts.vocabSize} rows; the tokenizer files do not belong to this model (re-import with the checkpoint's own tokenizer: trainer.cjs import --tokenizer DIR)`);
+      throw new PassError(
+        `${opts.dir}: the tokenizer produced id ${maxId} but the model's vocabulary has ${opts.vocabSize} rows; the tokenizer files do not belong to this model (re-import with the checkpoint's own tokenizer: trainer.cjs import --tokenizer DIR)`,
+      );
   }
   const logits = new Float32Array(rows.length * numLabels).fill(NaN);
   const todo: number[] = [];
@@ -80,8 +106,12 @@ export async function runPass(session: ort.InferenceSession, rows: ArenaRow[], o
     else if (!failed.has(i)) todo.push(i);
   });
   const cached = rows.length - failed.size - todo.length;
-  if (cached > 0) process.stderr.write(`${opts.label}: ${cached} rows taken from the logits cache ${opts.cache!.file}\n`);
-  const batches = planBatches(todo.map((i) => lengths[i]), { tokenBudget: opts.tokenBudget }).map((b) => ({ ...b, rows: b.rows.map((k) => todo[k]) }));
+  if (cached > 0)
+    process.stderr.write(`${opts.label}: ${cached} rows taken from the logits cache ${opts.cache!.file}\n`);
+  const batches = planBatches(
+    todo.map((i) => lengths[i]),
+    { tokenBudget: opts.tokenBudget },
+  ).map((b) => ({ ...b, rows: b.rows.map((k) => todo[k]) }));
   const progress = new Progress(opts.label, todo.length);
   let done = 0;
   const inferenceFailed: number[] = [];
@@ -98,7 +128,8 @@ export async function runPass(session: ort.InferenceSession, rows: ArenaRow[], o
       if (b.rows.length > 1) {
         const half = Math.ceil(b.rows.length / 2);
         opts.warn(`batch of ${b.rows.length} rows x ${b.seqLen} tokens failed (${msg}); retrying in halves`);
-        for (const part of [b.rows.slice(0, half), b.rows.slice(half)]) await runBatch({ rows: part, seqLen: Math.max(...part.map((r) => lengths[r])) });
+        for (const part of [b.rows.slice(0, half), b.rows.slice(half)])
+          await runBatch({ rows: part, seqLen: Math.max(...part.map((r) => lengths[r])) });
         return;
       }
       inferenceFailed.push(b.rows[0]);
@@ -126,7 +157,12 @@ export async function runPass(session: ort.InferenceSession, rows: ArenaRow[], o
   const seconds = progress.done(done);
   warnFailures(opts.warn, 'failed in inference', rows, inferenceFailed, inferReason, '');
   if (rescued.length)
-    opts.warn(`${rescued.length} row(s) got non-finite logits on the chosen graph and were rescored with ${rescuedBy} (first: ${rescued.slice(0, 5).map((i) => rows[i].id).join(', ')})`);
+    opts.warn(
+      `${rescued.length} row(s) got non-finite logits on the chosen graph and were rescored with ${rescuedBy} (first: ${rescued
+        .slice(0, 5)
+        .map((i) => rows[i].id)
+        .join(', ')})`,
+    );
   const nonFinite: number[] = [];
   for (let i = 0; i < rows.length; i++) {
     if (failed.has(i)) continue;
@@ -138,9 +174,23 @@ export async function runPass(session: ort.InferenceSession, rows: ArenaRow[], o
         break;
       }
   }
-  warnFailures(opts.warn, 'got non-finite logits (NaN/Inf)', rows, nonFinite, 'the weights or the graph produce NaN/Inf for them', 'Check the weights (non-finite tensors) and the graph precision.');
+  warnFailures(
+    opts.warn,
+    'got non-finite logits (NaN/Inf)',
+    rows,
+    nonFinite,
+    'the weights or the graph produce NaN/Inf for them',
+    'Check the weights (non-finite tensors) and the graph precision.',
+  );
   let tokens = 0;
   for (const i of todo) tokens += lengths[i];
   const eff = batches.length ? paddingEfficiency(lengths, batches) : 1;
-  return { logits, numLabels, tokens, computedTokens: Math.round(tokens / eff), seconds, failedRows: [...failed].sort((a, b) => a - b) };
+  return {
+    logits,
+    numLabels,
+    tokens,
+    computedTokens: Math.round(tokens / eff),
+    seconds,
+    failedRows: [...failed].sort((a, b) => a - b),
+  };
 }

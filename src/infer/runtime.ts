@@ -11,7 +11,8 @@ import type * as Ort from 'onnxruntime-node';
 
 export type RuntimeName = 'cu12' | 'cu13';
 export type Ep = 'cpu' | 'cuda' | 'webgpu';
-export type AttentionVariant = 'fused' | 'explicit';
+import type { AttentionVariant } from '../model/lower';
+export type { AttentionVariant };
 
 export class RuntimeError extends Error {
   override name = 'RuntimeError';
@@ -52,7 +53,14 @@ export const RUNTIMES: Record<RuntimeName, RuntimeSpec> = {
     cudaMajor: 12,
     minDriver: 525,
     nativeDir: 'ort-cu12',
-    cudaSonames: ['libcudart.so.12', 'libcublasLt.so.12', 'libcublas.so.12', 'libcurand.so.10', 'libcufft.so.11', 'libcudnn.so.9'],
+    cudaSonames: [
+      'libcudart.so.12',
+      'libcublasLt.so.12',
+      'libcublas.so.12',
+      'libcurand.so.10',
+      'libcufft.so.11',
+      'libcudnn.so.9',
+    ],
     attention: { cpu: ['explicit'], cuda: ['explicit'] },
   },
 };
@@ -79,12 +87,32 @@ export function parseNvidiaSmi(text: string): { driver?: string; cuda?: string }
 /** Asks nvidia-smi (found on PATH, or ARENAKIT_NVIDIA_SMI) for the driver; never throws. */
 export function readDriver(env: NodeJS.ProcessEnv = process.env): DriverInfo {
   const cmd = env.ARENAKIT_NVIDIA_SMI || 'nvidia-smi';
-  const head = spawnSync(cmd, [], { encoding: 'utf8', env, timeout: 20000 });
+  // A wedged driver can leave nvidia-smi deaf to SIGTERM: the deadline ends in SIGKILL.
+  const ms = Number(env.ARENAKIT_NVIDIA_SMI_TIMEOUT_MS) || 15000;
+  const opts = { encoding: 'utf8' as const, env, timeout: ms, killSignal: 'SIGKILL' as const };
+  const head = spawnSync(cmd, [], opts);
+  if ((head.error as NodeJS.ErrnoException | undefined)?.code === 'ETIMEDOUT' || head.signal === 'SIGKILL')
+    return {
+      found: false,
+      gpus: [],
+      note: `${cmd} did not answer within ${ms / 1000} s (killed): the driver may be wedged; treated as no GPU`,
+    };
   if (head.error) return { found: false, gpus: [], note: `${cmd} not found: no NVIDIA driver on this machine` };
-  if (head.status !== 0) return { found: false, gpus: [], note: `${cmd} failed (exit ${head.status}): ${(head.stderr || head.stdout).trim().split('\n')[0]}` };
+  if (head.status !== 0)
+    return {
+      found: false,
+      gpus: [],
+      note: `${cmd} failed (exit ${head.status}): ${(head.stderr || head.stdout).trim().split('\n')[0]}`,
+    };
   const { driver, cuda } = parseNvidiaSmi(head.stdout);
-  const list = spawnSync(cmd, ['--query-gpu=name,memory.total', '--format=csv,noheader'], { encoding: 'utf8', env, timeout: 20000 });
-  const gpus = list.status === 0 ? list.stdout.split('\n').map((l) => l.trim()).filter(Boolean) : [];
+  const list = spawnSync(cmd, ['--query-gpu=name,memory.total', '--format=csv,noheader'], opts);
+  const gpus =
+    list.status === 0
+      ? list.stdout
+          .split('\n')
+          .map((l) => l.trim())
+          .filter(Boolean)
+      : [];
   return { found: true, driver, cuda, gpus, ...(driver ? {} : { note: `${cmd} printed no driver version` }) };
 }
 
@@ -94,20 +122,35 @@ const major = (v: string | undefined): number => (v ? Number(v.split('.')[0]) : 
  * The core to load: `forced` when given (--runtime), else the newest whose CUDA major the driver
  * supports among the cores present; without a usable driver, the bundled core (cu13) for the CPU.
  */
-export function chooseRuntime(driver: DriverInfo, available: RuntimeName[], forced?: RuntimeName): { runtime: RuntimeName; reason: string } {
+export function chooseRuntime(
+  driver: DriverInfo,
+  available: RuntimeName[],
+  forced?: RuntimeName,
+): { runtime: RuntimeName; reason: string } {
   if (forced) {
     if (!available.includes(forced))
-      throw new RuntimeError(`--runtime ${forced}: this build has no ${forced} core (has: ${available.join(', ')}); pack with \`npm run pack -- --cuda\` to ship both`);
+      throw new RuntimeError(
+        `--runtime ${forced}: this build has no ${forced} core (has: ${available.join(', ')}); pack with \`npm run pack -- --cuda\` to ship both`,
+      );
     return { runtime: forced, reason: `--runtime ${forced}` };
   }
   const fallback: RuntimeName = available.includes('cu13') ? 'cu13' : available[0];
-  if (!driver.found || !driver.driver) return { runtime: fallback, reason: `${driver.note ?? 'no NVIDIA driver'}; ${fallback} core (ORT ${RUNTIMES[fallback].ort}) for the CPU` };
+  if (!driver.found || !driver.driver)
+    return {
+      runtime: fallback,
+      reason: `${driver.note ?? 'no NVIDIA driver'}; ${fallback} core (ORT ${RUNTIMES[fallback].ort}) for the CPU`,
+    };
   const cudaMajor = major(driver.cuda);
   const drv = major(driver.driver);
-  const fits = (['cu13', 'cu12'] as const).filter((r) => available.includes(r) && (cudaMajor >= RUNTIMES[r].cudaMajor || drv >= RUNTIMES[r].minDriver));
+  const fits = (['cu13', 'cu12'] as const).filter(
+    (r) => available.includes(r) && (cudaMajor >= RUNTIMES[r].cudaMajor || drv >= RUNTIMES[r].minDriver),
+  );
   const seen = `driver ${driver.driver}${driver.cuda ? ` (CUDA ${driver.cuda})` : ''}`;
   if (!fits.length)
-    return { runtime: fallback, reason: `${seen} is too old for every packed core (CUDA 12 needs driver >= 525); ${fallback} core for the CPU` };
+    return {
+      runtime: fallback,
+      reason: `${seen} is too old for every packed core (CUDA 12 needs driver >= 525); ${fallback} core for the CPU`,
+    };
   const r = fits[0];
   return { runtime: r, reason: `${seen} supports CUDA ${RUNTIMES[r].cudaMajor}: ${r} core (ORT ${RUNTIMES[r].ort})` };
 }
@@ -152,18 +195,34 @@ export function chooseRuntimeByLibraries(
     steps.push(`${r}: ${seen} supports CUDA ${spec.cudaMajor} and its libraries resolve`);
     return { runtime: r, reason: `${steps.join('; ')}: ${r} core (ORT ${spec.ort})`, steps, target };
   }
-  return { runtime: fallback, reason: `${steps.join('; ')}: no CUDA core can load, ${fallback} core (ORT ${RUNTIMES[fallback].ort}) for the CPU`, steps, target };
+  return {
+    runtime: fallback,
+    reason: `${steps.join('; ')}: no CUDA core can load, ${fallback} core (ORT ${RUNTIMES[fallback].ort}) for the CPU`,
+    steps,
+    target,
+  };
 }
 
 /**
  * The attention variant to run: `forced` (--attention) when the core runs it on this EP, else the
  * first variant of the capability table that the weights directory has.
  */
-export function chooseAttention(runtime: RuntimeName, ep: Ep, have: AttentionVariant[], forced?: AttentionVariant): { variant: AttentionVariant; reason: string } {
+export function chooseAttention(
+  runtime: RuntimeName,
+  ep: Ep,
+  have: AttentionVariant[],
+  forced?: AttentionVariant,
+): { variant: AttentionVariant; reason: string } {
   const ok = RUNTIMES[runtime].attention[ep] ?? [];
   if (forced) {
-    if (!have.includes(forced)) throw new RuntimeError(`--attention ${forced}: the weights directory has no ${forced} graph (has: ${have.join(', ')}); re-import to add it`);
-    return { variant: forced, reason: `--attention ${forced}${ok.includes(forced) ? '' : ` (not validated for ${ep} on ORT ${RUNTIMES[runtime].ort}; the self-check decides)`}` };
+    if (!have.includes(forced))
+      throw new RuntimeError(
+        `--attention ${forced}: the weights directory has no ${forced} graph (has: ${have.join(', ')}); re-import to add it`,
+      );
+    return {
+      variant: forced,
+      reason: `--attention ${forced}${ok.includes(forced) ? '' : ` (not validated for ${ep} on ORT ${RUNTIMES[runtime].ort}; the self-check decides)`}`,
+    };
   }
   const v = ok.find((x) => have.includes(x));
   if (!v)
@@ -198,7 +257,9 @@ let loaded: { name: RuntimeName; ort: typeof Ort } | undefined;
 export function loadOrt(runtime: RuntimeName = 'cu13'): typeof Ort {
   if (loaded) {
     if (loaded.name !== runtime)
-      throw new RuntimeError(`ONNX Runtime core ${loaded.name} is already loaded in this process; ${runtime} needs its own process`);
+      throw new RuntimeError(
+        `ONNX Runtime core ${loaded.name} is already loaded in this process; ${runtime} needs its own process`,
+      );
     return loaded.ort;
   }
   let ort: typeof Ort;
@@ -209,14 +270,11 @@ export function loadOrt(runtime: RuntimeName = 'cu13'): typeof Ort {
     try {
       ort = existsSync(bundled) ? require(bundled) : require('onnxruntime-node-cu12');
     } catch (e) {
-      throw new RuntimeError(`the cu12 core (onnxruntime-node ${RUNTIMES.cu12.ort}) is not in this build (${(e as Error).message.split('\n')[0]}); pack with \`npm run pack -- --cuda\``);
+      throw new RuntimeError(
+        `the cu12 core (onnxruntime-node ${RUNTIMES.cu12.ort}) is not in this build (${(e as Error).message.split('\n')[0]}); pack with \`npm run pack -- --cuda\``,
+      );
     }
   }
   loaded = { name: runtime, ort };
   return ort;
-}
-
-/** The core loaded so far, if any. */
-export function loadedRuntime(): RuntimeName | undefined {
-  return loaded?.name;
 }

@@ -10,7 +10,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { graphSha256, type Manifest } from '../weights/manifest';
 import { padBatch } from './batching';
-import { createSession, graphForEp, graphVariants, runLogits, SessionError, type OpenedGraph, type SessionOptions } from './session';
+import {
+  createSession,
+  graphForEp,
+  graphVariants,
+  runLogits,
+  SessionError,
+  type OpenedGraph,
+  type SessionOptions,
+} from './session';
 import type { Ep } from './runtime';
 
 export interface SelfCheck {
@@ -36,7 +44,10 @@ export const CHECK_MAX_TOKENS = 64;
  * the same inputs, so the comparison stays exact; the cost is at most maxRows x maxTokens tokens.
  */
 export function boundCheckIds(ids: Int32Array[], maxRows = CHECK_MAX_ROWS, maxTokens = CHECK_MAX_TOKENS): Int32Array[] {
-  const pick = ids.length <= maxRows ? ids : [...ids.slice(0, Math.ceil(maxRows / 2)), ...ids.slice(ids.length - Math.floor(maxRows / 2))];
+  const pick =
+    ids.length <= maxRows
+      ? ids
+      : [...ids.slice(0, Math.ceil(maxRows / 2)), ...ids.slice(ids.length - Math.floor(maxRows / 2))];
   return pick.map((x) => (x.length > maxTokens ? x.subarray(x.length - maxTokens) : x));
 }
 
@@ -49,11 +60,15 @@ export interface Verdict {
 }
 
 /** Folder of verdict files: ARENAKIT_SELFCHECK_DIR, else <tmp>/arenakit-selfcheck (one machine, one run). */
-export const verdictDir = (env: NodeJS.ProcessEnv = process.env): string => env.ARENAKIT_SELFCHECK_DIR || join(tmpdir(), 'arenakit-selfcheck');
+export const verdictDir = (env: NodeJS.ProcessEnv = process.env): string =>
+  env.ARENAKIT_SELFCHECK_DIR || join(tmpdir(), 'arenakit-selfcheck');
 
 /** The verdict's key: the graph's sha256, the core, the EP, the attention variant and the check's bound. */
 export function verdictKey(graphSha: string, runtime: string, ep: string, variant: string): string {
-  return createHash('sha256').update(['arenakit-selfcheck-1', graphSha, runtime, ep, variant, CHECK_MAX_ROWS, CHECK_MAX_TOKENS].join('\n')).digest('hex').slice(0, 32);
+  return createHash('sha256')
+    .update(['arenakit-selfcheck-1', graphSha, runtime, ep, variant, CHECK_MAX_ROWS, CHECK_MAX_TOKENS].join('\n'))
+    .digest('hex')
+    .slice(0, 32);
 }
 
 function readVerdict(file: string): Verdict | null {
@@ -84,7 +99,10 @@ export function checkTolerance(g: { activations: 'float32' | 'float16' }): numbe
 /** Indices of the k/2 shortest and k/2 longest rows (by token count), each once. */
 export function checkRows(lengths: number[], k: number): number[] {
   const order = lengths.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b] || a - b);
-  const pick = new Set([...order.slice(0, Math.ceil(k / 2)), ...order.slice(Math.max(0, order.length - Math.floor(k / 2)))]);
+  const pick = new Set([
+    ...order.slice(0, Math.ceil(k / 2)),
+    ...order.slice(Math.max(0, order.length - Math.floor(k / 2))),
+  ]);
   return [...pick].sort((a, b) => a - b);
 }
 
@@ -117,29 +135,42 @@ export async function selfCheck(
 ): Promise<{ graph: OpenedGraph; check: SelfCheck }> {
   const t0 = Date.now();
   const ref = manifest.graphs.cpu;
-  if (!ref || !ids.length) return { graph: opened, check: { rows: 0, maxDiff: null, tolerance: 0, rejected: [], seconds: 0 } };
+  if (!ref || !ids.length)
+    return { graph: opened, check: { rows: 0, maxDiff: null, tolerance: 0, rejected: [], seconds: 0 } };
   const refVariant = graphVariants(ref).includes('explicit') ? 'explicit' : 'fused';
   // The CPU EP running an fp32 graph is the reference platform itself (both variants are tested against HF).
-  if (opened.ep === 'cpu' && opened.graph.activations === 'float32') return { graph: opened, check: { rows: 0, maxDiff: null, tolerance: 0, rejected: [], seconds: 0 } };
+  if (opened.ep === 'cpu' && opened.graph.activations === 'float32')
+    return { graph: opened, check: { rows: 0, maxDiff: null, tolerance: 0, rejected: [], seconds: 0 } };
   ids = boundCheckIds(ids);
   const dirOfVerdicts = verdictDir();
   // The reference session and its logits: opened only when some graph has no verdict yet.
   let refSession: OpenedGraph | undefined;
   let want: Float32Array | undefined;
-  const reference = async (): Promise<OpenedGraph> => (refSession ??= await createSession(dir, ref, refVariant, 'cpu', { ...opts, ep: 'cpu' }));
+  const reference = async (): Promise<OpenedGraph> =>
+    (refSession ??= await createSession(dir, ref, refVariant, 'cpu', { ...opts, ep: 'cpu' }));
   const rejected: SelfCheck['rejected'] = [];
   let passed = 0;
   let reused = true;
   const attempt = async (g: OpenedGraph): Promise<boolean> => {
     const tol = checkTolerance(g.graph);
     // The files' sizes and times join the recorded sha256: a graph rewritten in place is checked again.
-    const stamp = [g.graph.file, ...g.graph.externalData].map((f) => { const st = statSync(join(dir, f)); return `${f}:${st.size}:${st.mtimeMs}`; }).join(',');
-    const file = join(dirOfVerdicts, `${verdictKey(`${graphSha256(dir, g.graph)}|${stamp}`, g.runtime, g.ep, g.graph.variant)}.json`);
+    const stamp = [g.graph.file, ...g.graph.externalData]
+      .map((f) => {
+        const st = statSync(join(dir, f));
+        return `${f}:${st.size}:${st.mtimeMs}`;
+      })
+      .join(',');
+    const file = join(
+      dirOfVerdicts,
+      `${verdictKey(`${graphSha256(dir, g.graph)}|${stamp}`, g.runtime, g.ep, g.graph.variant)}.json`,
+    );
     const earlier = readVerdict(file);
     let d: number;
     if (earlier) {
       d = earlier.maxDiff;
-      process.stderr.write(`self-check: ${g.runtime} ${g.ep} ${g.graph.variant}: verdict of an earlier process of this run reused (${file})\n`);
+      process.stderr.write(
+        `self-check: ${g.runtime} ${g.ep} ${g.graph.variant}: verdict of an earlier process of this run reused (${file})\n`,
+      );
     } else {
       reused = false;
       const t = Date.now();
@@ -147,13 +178,17 @@ export async function selfCheck(
         want ??= await logitsOf((await reference()).session, ids, opts.padId);
         d = maxAbsDiff(await logitsOf(g.session, ids, opts.padId), want);
       } catch (e) {
-        opts.warn(`self-check: ${g.ep} ${g.graph.variant} graph failed to run (${(e as Error).message.split('\n')[0]})`);
+        opts.warn(
+          `self-check: ${g.ep} ${g.graph.variant} graph failed to run (${(e as Error).message.split('\n')[0]})`,
+        );
         d = Infinity;
       }
       writeVerdict(file, { maxDiff: d, tolerance: tol, rows: ids.length, seconds: (Date.now() - t) / 1000 });
     }
     const ok = d <= tol;
-    process.stderr.write(`self-check: ${ids.length} rows (<= ${CHECK_MAX_TOKENS} tokens each) on ${g.runtime} ${g.ep} ${g.graph.variant} (${g.graph.activations}) vs fp32 CPU ${refVariant}: max |diff| ${d.toExponential(2)} (tolerance ${tol}) ${ok ? 'ok' : 'FAILED'}\n`);
+    process.stderr.write(
+      `self-check: ${ids.length} rows (<= ${CHECK_MAX_TOKENS} tokens each) on ${g.runtime} ${g.ep} ${g.graph.variant} (${g.graph.activations}) vs fp32 CPU ${refVariant}: max |diff| ${d.toExponential(2)} (tolerance ${tol}) ${ok ? 'ok' : 'FAILED'}\n`,
+    );
     if (ok) passed = d;
     else rejected.push({ ep: g.ep, variant: g.graph.variant, maxDiff: d });
     return ok;
@@ -162,7 +197,17 @@ export async function selfCheck(
     if (refSession && g !== refSession) await refSession.session.release();
     const seconds = (Date.now() - t0) / 1000;
     process.stderr.write(`self-check: ${seconds.toFixed(2)} s${reused ? ' (verdict reused)' : ''}\n`);
-    return { graph: g, check: { rows: ids.length, maxDiff: g === refSession ? null : passed, tolerance: checkTolerance(g.graph), rejected, seconds, ...(reused ? { reused } : {}) } };
+    return {
+      graph: g,
+      check: {
+        rows: ids.length,
+        maxDiff: g === refSession ? null : passed,
+        tolerance: checkTolerance(g.graph),
+        rejected,
+        seconds,
+        ...(reused ? { reused } : {}),
+      },
+    };
   };
   if (await attempt(opened)) return use(opened);
   await opened.session.release();

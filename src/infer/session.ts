@@ -15,6 +15,7 @@ import {
   chooseRuntimeByLibraries,
   loadOrt,
   readDriver,
+  type DriverInfo,
   runtimeDir,
   RUNTIMES,
   type AttentionVariant,
@@ -75,13 +76,25 @@ let chosen: { runtime: RuntimeName; reason: string; target?: RuntimeName | null 
  * The core this process runs, chosen once from the NVIDIA driver (or --runtime) and announced; every
  * session of the process uses it. ARENAKIT_RUNTIME carries a forced choice to shard workers.
  */
-export function processRuntime(forced?: RuntimeName): { runtime: RuntimeName; reason: string; target?: RuntimeName | null } {
+/** `driver`: what the command already read (one nvidia-smi call per run), or a stand-in for --ep cpu. */
+export function processRuntime(
+  forced?: RuntimeName,
+  driver?: DriverInfo,
+): { runtime: RuntimeName; reason: string; target?: RuntimeName | null } {
   if (chosen) {
-    if (forced && forced !== chosen.runtime) throw new SessionError(`ONNX Runtime core ${chosen.runtime} is already in use in this process; --runtime ${forced} needs a new process`);
+    if (forced && forced !== chosen.runtime)
+      throw new SessionError(
+        `ONNX Runtime core ${chosen.runtime} is already in use in this process; --runtime ${forced} needs a new process`,
+      );
     return chosen;
   }
   const want = forced ?? parseRuntime(process.env.ARENAKIT_RUNTIME || undefined);
-  chosen = chooseRuntimeByLibraries(want ? { found: false, gpus: [] } : readDriver(), availableRuntimes(), coreMissingLibraries, want);
+  chosen = chooseRuntimeByLibraries(
+    want ? { found: false, gpus: [] } : (driver ?? readDriver()),
+    availableRuntimes(),
+    coreMissingLibraries,
+    want,
+  );
   process.stderr.write(`runtime: ${chosen.runtime} (${chosen.reason})\n`);
   return chosen;
 }
@@ -112,8 +125,13 @@ export function ensureCudaEnv(ep: EpChoice, runtime?: RuntimeName): void {
   const r = processRuntime(runtime).runtime;
   const libs = findCudaLibraries({ ortDir: ortNativeDir(), sonames: RUNTIMES[r].cudaSonames });
   if (!needsReexec(libs)) return;
-  process.stderr.write(`CUDA libraries found outside the loader path; restarting with LD_LIBRARY_PATH += ${libs.dirs.join(':')}\n`);
-  const r2 = spawnSync(process.execPath, process.argv.slice(1), { stdio: 'inherit', env: { ...cudaEnv(libs), ARENAKIT_RUNTIME: r } });
+  process.stderr.write(
+    `CUDA libraries found outside the loader path; restarting with LD_LIBRARY_PATH += ${libs.dirs.join(':')}\n`,
+  );
+  const r2 = spawnSync(process.execPath, process.argv.slice(1), {
+    stdio: 'inherit',
+    env: { ...cudaEnv(libs), ARENAKIT_RUNTIME: r },
+  });
   process.exit(r2.status ?? 1);
 }
 
@@ -134,7 +152,9 @@ function checkGraphFiles(dir: string, g: GraphEntry): void {
     try {
       accessSync(join(dir, f), constants.R_OK);
     } catch (e) {
-      throw new SessionError(`${join(dir, f)}: cannot be read (${fsReason(e)}); the weights directory's graph needs it`);
+      throw new SessionError(
+        `${join(dir, f)}: cannot be read (${fsReason(e)}); the weights directory's graph needs it`,
+      );
     }
   }
 }
@@ -155,13 +175,24 @@ export function graphForEp(manifest: Manifest, ep: Ep): GraphEntry | undefined {
 }
 
 function providerOptions(ep: Ep, opts: SessionOptions): Ort.InferenceSession.SessionOptions {
-  if (ep === 'cuda') return { executionProviders: [{ name: 'cuda', deviceId: opts.deviceId ?? 0 }], graphOptimizationLevel: 'all' };
+  if (ep === 'cuda')
+    return { executionProviders: [{ name: 'cuda', deviceId: opts.deviceId ?? 0 }], graphOptimizationLevel: 'all' };
   if (ep === 'webgpu') return { executionProviders: ['webgpu'], graphOptimizationLevel: 'all' };
-  return { executionProviders: ['cpu'], graphOptimizationLevel: 'all', ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}) };
+  return {
+    executionProviders: ['cpu'],
+    graphOptimizationLevel: 'all',
+    ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
+  };
 }
 
 /** A session of one variant of one manifest graph on one EP; load failures name the file. */
-export async function createSession(dir: string, g: GraphEntry, variant: AttentionVariant, ep: Ep, opts: SessionOptions): Promise<OpenedGraph> {
+export async function createSession(
+  dir: string,
+  g: GraphEntry,
+  variant: AttentionVariant,
+  ep: Ep,
+  opts: SessionOptions,
+): Promise<OpenedGraph> {
   const graph = resolveGraph(g, variant);
   checkGraphFiles(dir, graph);
   process.env.XDG_RUNTIME_DIR ??= '/tmp'; // Dawn's Vulkan loader wants it; harmless elsewhere
@@ -169,12 +200,18 @@ export async function createSession(dir: string, g: GraphEntry, variant: Attenti
     const session = await ort().InferenceSession.create(join(dir, graph.file), providerOptions(ep, opts));
     return { session, ep, graph, runtime: processRuntime().runtime };
   } catch (e) {
-    throw new SessionError(`${join(dir, graph.file)}: ONNX Runtime ${RUNTIMES[processRuntime().runtime].ort} cannot load the ${variant} graph on ${ep} (${(e as Error).message.split('\n')[0]})`);
+    throw new SessionError(
+      `${join(dir, graph.file)}: ONNX Runtime ${RUNTIMES[processRuntime().runtime].ort} cannot load the ${variant} graph on ${ep} (${(e as Error).message.split('\n')[0]})`,
+    );
   }
 }
 
 /** The variant this core runs on `ep` for this graph (capability table, or --attention). */
-export function variantFor(g: GraphEntry, ep: Ep, forced?: AttentionVariant): { variant: AttentionVariant; reason: string } {
+export function variantFor(
+  g: GraphEntry,
+  ep: Ep,
+  forced?: AttentionVariant,
+): { variant: AttentionVariant; reason: string } {
   return chooseAttention(processRuntime().runtime, ep, graphVariants(g), forced);
 }
 
@@ -183,7 +220,8 @@ export async function openGraph(dir: string, manifest: Manifest, opts: SessionOp
   const rt = RUNTIMES[processRuntime().runtime];
   const tryEp = async (ep: Ep): Promise<OpenedGraph> => {
     const g = graphForEp(manifest, ep);
-    if (!g) throw new SessionError(`${dir}: manifest has no graph for ${ep} (graphs.cpu); rebuild the weights directory`);
+    if (!g)
+      throw new SessionError(`${dir}: manifest has no graph for ${ep} (graphs.cpu); rebuild the weights directory`);
     const { variant, reason } = variantFor(g, ep, opts.attention);
     const opened = await createSession(dir, g, variant, ep, opts);
     process.stderr.write(`graph: ${opened.graph.file} (${reason})\n`);
@@ -202,7 +240,9 @@ export async function openGraph(dir: string, manifest: Manifest, opts: SessionOp
     }
     const msg = `CUDA execution provider unavailable: ${err.message.replace(/\.+\s*$/, '')}`;
     if (opts.ep === 'cuda')
-      throw new SessionError(`${msg}. Install the CUDA provider libraries matching the ${rt.name} core (ORT ${rt.ort}: npm run pack -- --cuda) and the CUDA ${rt.cudaMajor} / cuDNN 9 runtime, or run with --ep cpu.`);
+      throw new SessionError(
+        `${msg}. Install the CUDA provider libraries matching the ${rt.name} core (ORT ${rt.ort}: npm run pack -- --cuda) and the CUDA ${rt.cudaMajor} / cuDNN 9 runtime, or run with --ep cpu.`,
+      );
     warn(`${msg}\n*** FALLING BACK TO THE CPU EXECUTION PROVIDER: this is far slower than a GPU. ***`);
   }
   return tryEp('cpu');

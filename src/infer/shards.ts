@@ -37,13 +37,21 @@ export interface WorkerInit {
   /** The task of the rows (the worker checks each model's labels against it). */
   task: TaskName;
 }
-export type ToWorker = { type: 'init'; init: WorkerInit } | { type: 'pass'; id: number; model: number; rows: number[]; swap: boolean; label: string } | { type: 'release'; model: number };
-export type FromWorker = { type: 'result'; id: number; result: PassResult; ep: string; info: RunInfo } | { type: 'error'; name: string; message: string };
+export type ToWorker =
+  | { type: 'init'; init: WorkerInit }
+  | { type: 'pass'; id: number; model: number; rows: number[]; swap: boolean; label: string }
+  | { type: 'release'; model: number };
+export type FromWorker =
+  | { type: 'result'; id: number; result: PassResult; ep: string; info: RunInfo }
+  | { type: 'error'; name: string; message: string };
 
 interface Worker {
   child: ChildProcess;
   label: string;
-  pending: Map<number, { resolve: (r: { result: PassResult; ep: string; info: RunInfo }) => void; reject: (e: Error) => void }>;
+  pending: Map<
+    number,
+    { resolve: (r: { result: PassResult; ep: string; info: RunInfo }) => void; reject: (e: Error) => void }
+  >;
 }
 
 const live = new Set<ChildProcess>();
@@ -61,7 +69,14 @@ export interface ShardedRunner extends PassRunner {
   close(): void;
 }
 
-export function shardedRunner(dirs: string[], rows: ArenaRow[], lengths: ArrayLike<number>, devices: number[], opts: HandleOptions & { task: TaskName }, script = process.argv[1]): ShardedRunner {
+export function shardedRunner(
+  dirs: string[],
+  rows: ArenaRow[],
+  lengths: ArrayLike<number>,
+  devices: number[],
+  opts: HandleOptions & { task: TaskName },
+  script = process.argv[1],
+): ShardedRunner {
   const tmp = mkdtempSync(join(tmpdir(), 'arenakit-shards-'));
   tmpDirs.add(tmp);
   const rowsFile = join(tmp, 'rows.json');
@@ -72,7 +87,11 @@ export function shardedRunner(dirs: string[], rows: ArenaRow[], lengths: ArrayLi
   let nextId = 0;
   const workers: Worker[] = devices.map((device) => {
     const label = `${opts.ep === 'cpu' ? 'cpu worker' : 'device'} ${device}`;
-    const child = fork(script, ['_shard-worker'], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], serialization: 'advanced', env: { ...process.env, ARENAKIT_RUNTIME: processRuntime().runtime } });
+    const child = fork(script, ['_shard-worker'], {
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      serialization: 'advanced',
+      env: { ...process.env, ARENAKIT_RUNTIME: processRuntime().runtime },
+    });
     live.add(child);
     const w: Worker = { child, label, pending: new Map() };
     const failAll = (e: Error) => {
@@ -84,14 +103,38 @@ export function shardedRunner(dirs: string[], rows: ArenaRow[], lengths: ArrayLi
       if (m.type === 'result') {
         w.pending.get(m.id)?.resolve({ result: m.result, ep: m.ep, info: m.info });
         w.pending.delete(m.id);
-      } else failAll(Object.assign(new ShardError(`${label}: ${m.message}`), { name: m.name === 'Error' || m.name === 'TypeError' ? 'ShardError' : m.name }));
+      } else
+        failAll(
+          Object.assign(new ShardError(`${label}: ${m.message}`), {
+            name: m.name === 'Error' || m.name === 'TypeError' ? 'ShardError' : m.name,
+          }),
+        );
     });
     child.on('error', (e) => failAll(new ShardError(`${label}: ${e.message}`)));
     child.on('exit', (code, signal) => {
       live.delete(child);
-      if (w.pending.size || code !== 0) failAll(new ShardError(`${label} stopped with ${signal ?? `exit code ${code}`}; see its messages above. Nothing was written.`));
+      if (w.pending.size || code !== 0)
+        failAll(
+          new ShardError(
+            `${label} stopped with ${signal ?? `exit code ${code}`}; see its messages above. Nothing was written.`,
+          ),
+        );
     });
-    const init: WorkerInit = { rowsFile, dirs, label, task: opts.task, handle: { ep: opts.ep, attention: opts.attention, selfCheckRows: opts.selfCheckRows, tokenBudget: opts.tokenBudget, cacheDir: opts.cacheDir, deviceId: device, threads: opts.threads ?? (opts.ep === 'cpu' ? 1 : undefined) } };
+    const init: WorkerInit = {
+      rowsFile,
+      dirs,
+      label,
+      task: opts.task,
+      handle: {
+        ep: opts.ep,
+        attention: opts.attention,
+        selfCheckRows: opts.selfCheckRows,
+        tokenBudget: opts.tokenBudget,
+        cacheDir: opts.cacheDir,
+        deviceId: device,
+        threads: opts.threads ?? (opts.ep === 'cpu' ? 1 : undefined),
+      },
+    };
     child.send({ type: 'init', init } satisfies ToWorker);
     return w;
   });
@@ -106,19 +149,29 @@ export function shardedRunner(dirs: string[], rows: ArenaRow[], lengths: ArrayLi
     async pass(model, idx, swap, label) {
       const shards = shardRows(lengths, idx, workers.length);
       shards.forEach((s, k) => process.stderr.write(`${workers[k].label}: ${s.length} rows (${label})\n`));
-      const parts = await Promise.all(shards.map((s, k) => (s.length ? ask(workers[k], { type: 'pass', model, rows: s, swap, label: `${label} [${workers[k].label}]` }) : null)));
+      const parts = await Promise.all(
+        shards.map((s, k) =>
+          s.length
+            ? ask(workers[k], { type: 'pass', model, rows: s, swap, label: `${label} [${workers[k].label}]` })
+            : null,
+        ),
+      );
       const pos = new Map(idx.map((r, j) => [r, j]));
       // No rows in any shard: an empty result (no row, so no width).
       const numLabels = parts.find((p) => p)?.result.numLabels ?? 0;
       const logits = new Float64Array(idx.length * numLabels).fill(NaN);
       const failedRows: number[] = [];
-      let tokens = 0, computedTokens = 0, seconds = 0;
+      let tokens = 0,
+        computedTokens = 0,
+        seconds = 0;
       parts.forEach((p, k) => {
         if (!p) return;
         eps.set(model, p.ep);
         infos.set(model, p.info);
         const r = p.result;
-        shards[k].forEach((row, j) => logits.set(r.logits.subarray(j * numLabels, (j + 1) * numLabels), pos.get(row)! * numLabels));
+        shards[k].forEach((row, j) =>
+          logits.set(r.logits.subarray(j * numLabels, (j + 1) * numLabels), pos.get(row)! * numLabels),
+        );
         for (const j of r.failedRows) failedRows.push(pos.get(shards[k][j])!);
         tokens += r.tokens;
         computedTokens += r.computedTokens;

@@ -82,7 +82,12 @@ function calibratePass(spec: ModelSpec, p: Probs, lengths: ArrayLike<number>): P
  * Merge rule per row: both passes -> mean; one pass -> that pass; none -> uniform (failed), except
  * rows in `unreached` (never scored, left NaN for the blend to fill).
  */
-function mergePasses(first: Probs, swappedFlipped: Probs, k: number, unreached: Iterable<number> = []): { probs: Probs; failedRows: number[] } {
+function mergePasses(
+  first: Probs,
+  swappedFlipped: Probs,
+  k: number,
+  unreached: Iterable<number> = [],
+): { probs: Probs; failedRows: number[] } {
   const n = first.length / k;
   const probs = new Float64Array(n * k);
   const failedRows: number[] = [];
@@ -96,7 +101,14 @@ function mergePasses(first: Probs, swappedFlipped: Probs, k: number, unreached: 
     const a = rowOk(first, i, k);
     const b = rowOk(swappedFlipped, i, k);
     for (let c = 0; c < k; c++)
-      probs[i * k + c] = a && b ? (first[i * k + c] + swappedFlipped[i * k + c]) / 2 : a ? first[i * k + c] : b ? swappedFlipped[i * k + c] : u[c];
+      probs[i * k + c] =
+        a && b
+          ? (first[i * k + c] + swappedFlipped[i * k + c]) / 2
+          : a
+            ? first[i * k + c]
+            : b
+              ? swappedFlipped[i * k + c]
+              : u[c];
     if (!a && !b) failedRows.push(i);
   }
   return { probs, failedRows };
@@ -115,7 +127,15 @@ function chooseSwapped(first: Probs, tta: Tta, k: number): number[] {
  * cost (text length x measured milliseconds per character) fits in `msLeft`; ascending row order.
  * Unreached rows (NaN, no first pass) are never swapped.
  */
-function chooseSwappedInTime(first: Probs, tta: Tta, k: number, lengths: ArrayLike<number>, msPerChar: number, msLeft: number, unreached: Set<number>): number[] {
+function chooseSwappedInTime(
+  first: Probs,
+  tta: Tta,
+  k: number,
+  lengths: ArrayLike<number>,
+  msPerChar: number,
+  msLeft: number,
+  unreached: Set<number>,
+): number[] {
   const wanted = new Set(chooseSwapped(first, tta, k));
   const out: number[] = [];
   let cost = 0;
@@ -177,21 +197,28 @@ async function passUntil(
     if (left <= 0 || take === 0) break;
     const at = left === Infinity ? order.slice(done).sort((a, b) => a - b) : order.slice(done, done + take);
     const t0 = limit.now();
-    const r = await runner.pass(k, at.map((j) => idx[j]), swap, label);
+    const r = await runner.pass(
+      k,
+      at.map((j) => idx[j]),
+      swap,
+      label,
+    );
     const ms = limit.now() - t0;
     parts.push({ at, r });
     numLabels = r.numLabels;
     done += at.length;
     // The first chunk also opens the model: measure from the later chunks once there are some.
     const c = at.reduce((s, j) => s + rowCost(lengths[idx[j]]), 0);
-    if (parts.length === 2 && known === null) (msSpent = 0), (chars = 0);
+    if (parts.length === 2 && known === null) ((msSpent = 0), (chars = 0));
     msSpent += ms;
     chars += c;
     msPerChar = msSpent / Math.max(chars, 1);
   }
   const logits = new Float64Array(idx.length * numLabels).fill(NaN);
   const failedRows: number[] = [];
-  let tokens = 0, computedTokens = 0, seconds = 0;
+  let tokens = 0,
+    computedTokens = 0,
+    seconds = 0;
   for (const { at, r } of parts) {
     at.forEach((j, m) => logits.set(r.logits.subarray(m * numLabels, (m + 1) * numLabels), j * numLabels));
     for (const m of r.failedRows) failedRows.push(at[m]);
@@ -200,24 +227,57 @@ async function passUntil(
     seconds += r.seconds;
   }
   const unreached = order.slice(done).sort((a, b) => a - b);
-  return { result: { logits, numLabels, tokens, computedTokens, seconds, failedRows: failedRows.sort((a, b) => a - b) }, unreached, msPerChar };
+  return {
+    result: { logits, numLabels, tokens, computedTokens, seconds, failedRows: failedRows.sort((a, b) => a - b) },
+    unreached,
+    msPerChar,
+  };
 }
 
-export async function predictModel(k: number, spec: ModelSpec, rows: ArenaRow[], lengths: ArrayLike<number>, tta: Tta, runner: PassRunner, limit: Deadline = NO_DEADLINE): Promise<ModelRun> {
+export async function predictModel(
+  k: number,
+  spec: ModelSpec,
+  rows: ArenaRow[],
+  lengths: ArrayLike<number>,
+  tta: Tta,
+  runner: PassRunner,
+  limit: Deadline = NO_DEADLINE,
+): Promise<ModelRun> {
   const n = rows.length;
   const w = spec.task.labels.length;
   const all = Array.from({ length: n }, (_, i) => i);
-  const { result: firstPass, unreached: unreachedRows, msPerChar } = await passUntil(runner, k, all, false, 'predict', lengths, limit, spec.manifest.labels.length);
+  const {
+    result: firstPass,
+    unreached: unreachedRows,
+    msPerChar,
+  } = await passUntil(runner, k, all, false, 'predict', lengths, limit, spec.manifest.labels.length);
   const raw = passProbs(spec, firstPass.logits, n);
   const first = calibratePass(spec, raw, lengths);
-  let swappedRows = msPerChar === null ? [] : chooseSwappedInTime(first, tta, w, lengths, msPerChar, limit.deadline - limit.now(), new Set(unreachedRows));
+  let swappedRows =
+    msPerChar === null
+      ? []
+      : chooseSwappedInTime(first, tta, w, lengths, msPerChar, limit.deadline - limit.now(), new Set(unreachedRows));
   const swappedRaw = new Float64Array(n * w).fill(NaN);
   let swapPass: PassResult | undefined;
   if (swappedRows.length) {
-    const r = await passUntil(runner, k, swappedRows, true, 'predict (swapped)', lengths, limit, spec.manifest.labels.length, msPerChar);
+    const r = await passUntil(
+      runner,
+      k,
+      swappedRows,
+      true,
+      'predict (swapped)',
+      lengths,
+      limit,
+      spec.manifest.labels.length,
+      msPerChar,
+    );
     swapPass = r.result;
     const cut = new Set(r.unreached);
-    const sub = calibratePass(spec, passProbs(spec, swapPass.logits, swappedRows.length), swappedRows.map((i) => lengths[i]));
+    const sub = calibratePass(
+      spec,
+      passProbs(spec, swapPass.logits, swappedRows.length),
+      swappedRows.map((i) => lengths[i]),
+    );
     swappedRows.forEach((r, j) => swappedRaw.set(sub.subarray(j * w, j * w + w), r * w));
     // Rows the swapped pass did not reach in time keep their first pass only.
     if (cut.size) swappedRows = swappedRows.filter((_, j) => !cut.has(j));
@@ -226,5 +286,20 @@ export async function predictModel(k: number, spec: ModelSpec, rows: ArenaRow[],
   const swappedFlipped = flipAB(swappedRaw, swapColumns(spec.task));
   const { probs, failedRows } = mergePasses(first, swappedFlipped, w, unreachedRows);
   const noTta = mergePasses(first, new Float64Array(n * w).fill(NaN), w, unreachedRows).probs;
-  return { spec, ep: runner.ep(k), info: runner.info(k), raw, first, swappedRaw, swappedFlipped, swappedRows, probs, noTta, failedRows, unreachedRows, firstPass, swapPass };
+  return {
+    spec,
+    ep: runner.ep(k),
+    info: runner.info(k),
+    raw,
+    first,
+    swappedRaw,
+    swappedFlipped,
+    swappedRows,
+    probs,
+    noTta,
+    failedRows,
+    unreachedRows,
+    firstPass,
+    swapPass,
+  };
 }

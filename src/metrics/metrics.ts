@@ -42,7 +42,13 @@ export interface SwapConsistency {
 }
 
 /** `swappedFlipped` is the swapped pass with its A/B columns already exchanged back; columns 0 and 1 are A and B. */
-export function swapConsistency(probs: Probs, swappedFlipped: Probs, swappedRaw: Probs, n: number, k: number): SwapConsistency {
+export function swapConsistency(
+  probs: Probs,
+  swappedFlipped: Probs,
+  swappedRaw: Probs,
+  n: number,
+  k: number,
+): SwapConsistency {
   let agree = 0;
   let diff = 0;
   let bias = 0;
@@ -55,7 +61,12 @@ export function swapConsistency(probs: Probs, swappedFlipped: Probs, swappedRaw:
 }
 
 /** Accuracy per group (e.g. the WSDM `language` column), largest group first. */
-export function accuracyByGroup(probs: Probs, labels: ArrayLike<number>, groups: readonly string[], k: number): { group: string; rows: number; accuracy: number }[] {
+export function accuracyByGroup(
+  probs: Probs,
+  labels: ArrayLike<number>,
+  groups: readonly string[],
+  k: number,
+): { group: string; rows: number; accuracy: number }[] {
   const hit = new Map<string, [number, number]>();
   for (let i = 0; i < labels.length; i++) {
     const g = hit.get(groups[i]) ?? [0, 0];
@@ -63,7 +74,9 @@ export function accuracyByGroup(probs: Probs, labels: ArrayLike<number>, groups:
     if (argmaxRow(probs, i, k) === labels[i]) g[1]++;
     hit.set(groups[i], g);
   }
-  return [...hit].map(([group, [rows, h]]) => ({ group, rows, accuracy: h / rows })).sort((a, b) => b.rows - a.rows || a.group.localeCompare(b.group));
+  return [...hit]
+    .map(([group, [rows, h]]) => ({ group, rows, accuracy: h / rows }))
+    .sort((a, b) => b.rows - a.rows || a.group.localeCompare(b.group));
 }
 
 /** Log loss of always predicting the given class shares (the "predict the prior" baseline). */

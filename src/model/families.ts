@@ -30,6 +30,8 @@ export interface Family {
   finalNorm: string;
   /** Untied language-model head (causal LMs); tied models use `embed`. */
   lmHead: string;
+  /** Prompt template (src/format/templates.ts) import records when neither --template nor the adapter's training says. */
+  defaultTemplate: string;
   layer(i: number): LayerModules;
 }
 
@@ -65,11 +67,41 @@ const gemma2Layer = (i: number): LayerModules => {
 const common = { embed: 'model.embed_tokens', finalNorm: 'model.norm', lmHead: 'lm_head' };
 
 export const FAMILIES: Record<string, Family> = {
-  gemma: { seqCls: 'GemmaForSequenceClassification', causalLm: 'GemmaForCausalLM', ...common, layer: llamaLayer },
-  gemma2: { seqCls: 'Gemma2ForSequenceClassification', causalLm: 'Gemma2ForCausalLM', ...common, layer: gemma2Layer },
-  llama: { seqCls: 'LlamaForSequenceClassification', causalLm: 'LlamaForCausalLM', ...common, layer: llamaLayer },
-  qwen2: { seqCls: 'Qwen2ForSequenceClassification', causalLm: 'Qwen2ForCausalLM', ...common, layer: llamaLayer },
-  mistral: { seqCls: 'MistralForSequenceClassification', causalLm: 'MistralForCausalLM', ...common, layer: llamaLayer },
+  gemma: {
+    seqCls: 'GemmaForSequenceClassification',
+    causalLm: 'GemmaForCausalLM',
+    ...common,
+    defaultTemplate: 'gemma-chat',
+    layer: llamaLayer,
+  },
+  gemma2: {
+    seqCls: 'Gemma2ForSequenceClassification',
+    causalLm: 'Gemma2ForCausalLM',
+    ...common,
+    defaultTemplate: 'gemma-chat',
+    layer: gemma2Layer,
+  },
+  llama: {
+    seqCls: 'LlamaForSequenceClassification',
+    causalLm: 'LlamaForCausalLM',
+    ...common,
+    defaultTemplate: 'llama3-chat',
+    layer: llamaLayer,
+  },
+  qwen2: {
+    seqCls: 'Qwen2ForSequenceClassification',
+    causalLm: 'Qwen2ForCausalLM',
+    ...common,
+    defaultTemplate: 'chatml-chat',
+    layer: llamaLayer,
+  },
+  mistral: {
+    seqCls: 'MistralForSequenceClassification',
+    causalLm: 'MistralForCausalLM',
+    ...common,
+    defaultTemplate: 'mistral-chat',
+    layer: llamaLayer,
+  },
 };
 
 export class FamilyError extends Error {
@@ -105,7 +137,8 @@ export function requiredNames(c: ModelConfig): string[] {
   const names = [`${f.embed}.weight`];
   for (let i = 0; i < c.numLayers; i++) {
     const l = f.layer(i);
-    for (const m of [l.attnNorm, l.postAttnNorm, l.mlpNorm, l.postMlpNorm, l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) if (m) names.push(`${m}.weight`);
+    for (const m of [l.attnNorm, l.postAttnNorm, l.mlpNorm, l.postMlpNorm, l.q, l.k, l.v, l.o, l.gate, l.up, l.down])
+      if (m) names.push(`${m}.weight`);
     if (c.qkvBias) names.push(`${l.q}.bias`, `${l.k}.bias`, `${l.v}.bias`);
   }
   names.push(`${f.finalNorm}.weight`);

@@ -28,11 +28,15 @@ export function chooseScoreHead(view: HeadView, o: { activation?: Activation; co
     const s = view.shape(w)!;
     if (s.length !== 2) throw new HeadError(`${o.configFile}: head tensor "${w}" has shape [${s}], expected [out, in]`);
     const bs = view.shape(b);
-    if (bs && (bs.length !== 1 || bs[0] !== s[0])) throw new HeadError(`head tensor "${b}" has shape [${bs}], expected [${s[0]}]`);
+    if (bs && (bs.length !== 1 || bs[0] !== s[0]))
+      throw new HeadError(`head tensor "${b}" has shape [${bs}], expected [${s[0]}]`);
     return { weight: w, bias: bs ? b : null, inFeatures: s[1], outFeatures: s[0] };
   };
   if (names.has('score.weight')) {
-    if (o.activation) throw new HeadError('--head-activation is for multi-layer score.N.* heads; this checkpoint has a single score.weight');
+    if (o.activation)
+      throw new HeadError(
+        '--head-activation is for multi-layer score.N.* heads; this checkpoint has a single score.weight',
+      );
     return { kind: 'classifier', layers: [layer('score.weight', 'score.bias')], activation: null };
   }
   const idx = [...names]
@@ -49,12 +53,17 @@ export function chooseScoreHead(view: HeadView, o: { activation?: Activation; co
     );
   for (let i = 1; i < layers.length; i++)
     if (layers[i].inFeatures !== layers[i - 1].outFeatures)
-      throw new HeadError(`head layer ${layers[i].weight} takes ${layers[i].inFeatures} features but ${layers[i - 1].weight} gives ${layers[i - 1].outFeatures}`);
+      throw new HeadError(
+        `head layer ${layers[i].weight} takes ${layers[i].inFeatures} features but ${layers[i - 1].weight} gives ${layers[i - 1].outFeatures}`,
+      );
   return { kind: 'classifier', layers, activation: o.activation };
 }
 
 /** The head with its last layer giving `n` outputs (the layer's tensors are replaced by the caller). */
-export function relabelledHead(head: Extract<HeadSpec, { kind: 'classifier' }>, n: number): Extract<HeadSpec, { kind: 'classifier' }> {
+export function relabelledHead(
+  head: Extract<HeadSpec, { kind: 'classifier' }>,
+  n: number,
+): Extract<HeadSpec, { kind: 'classifier' }> {
   const last = head.layers[head.layers.length - 1];
   return { ...head, layers: [...head.layers.slice(0, -1), { ...last, outFeatures: n }] };
 }
@@ -82,7 +91,11 @@ export function defaultLabels(n: number): string[] {
 }
 
 /** config.json's id2label / label2id / num_labels for these output names (logit order): the inverse of hfLabelNames. */
-export function labelKeys(labels: readonly string[]): { id2label: Record<string, string>; label2id: Record<string, number>; num_labels: number } {
+export function labelKeys(labels: readonly string[]): {
+  id2label: Record<string, string>;
+  label2id: Record<string, number>;
+  num_labels: number;
+} {
   return {
     id2label: Object.fromEntries(labels.map((l, i) => [String(i), l])),
     label2id: Object.fromEntries(labels.map((l, i) => [l, i])),

@@ -41,7 +41,8 @@ export function linearModules(c: ModelConfig): { module: string; name: string; i
       [l.up, H, I],
       [l.down, I, H],
     ];
-    for (const [module, inF, outF] of rows) out.push({ module, name: module.slice(module.lastIndexOf('.') + 1), inF, outF });
+    for (const [module, inF, outF] of rows)
+      out.push({ module, name: module.slice(module.lastIndexOf('.') + 1), inF, outF });
   }
   return out;
 }

@@ -69,22 +69,34 @@ export function buildDecoderGraph(config: ModelConfig, weights: WeightSource, op
 }
 
 /** The ONNX Runtime lowering; `residualAdds` names the residual Add nodes for the fusion pass. */
-function ortLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, opts: DecoderGraphOptions): Lowering & { residualAdds: Set<string> } {
+function ortLowering(
+  b: GraphBuilder,
+  c: ModelConfig,
+  weights: WeightSource,
+  opts: DecoderGraphOptions,
+): Lowering & { residualAdds: Set<string> } {
   const act = opts.activations;
   const variant = opts.attention ?? 'fused';
   const f = familyOf(c);
   const H = c.hiddenSize;
   const D = c.headDim;
   if (D % 2) throw new DecoderGraphError(`head_dim ${D} must be even for rotary embeddings`);
-  if (c.numHeads % c.numKvHeads) throw new DecoderGraphError(`num_attention_heads ${c.numHeads} is not a multiple of num_key_value_heads ${c.numKvHeads}`);
+  if (c.numHeads % c.numKvHeads)
+    throw new DecoderGraphError(
+      `num_attention_heads ${c.numHeads} is not a multiple of num_key_value_heads ${c.numKvHeads}`,
+    );
   const get = (name: string, shape: number[]) => expectShape(weights(name), shape, name);
   const reused = (name: string) => {
     const r = opts.reuse?.get(name);
     return r ? b.existing(r) : null;
   };
   /** A float initializer from data computed only when no other variant stored it yet. */
-  const floatInit = (name: string, data: Float32Array | (() => Float32Array), shape: number[], dtype: 'float32' | 'float16') =>
-    reused(name) ?? b.initializer(name, dtype, shape, floatBytes(typeof data === 'function' ? data() : data, dtype));
+  const floatInit = (
+    name: string,
+    data: Float32Array | (() => Float32Array),
+    shape: number[],
+    dtype: 'float32' | 'float16',
+  ) => reused(name) ?? b.initializer(name, dtype, shape, floatBytes(typeof data === 'function' ? data() : data, dtype));
   const toAct = (x: Value) => (x.dtype === act ? x : b.cast(x, act));
   const toF32 = (x: Value) => (x.dtype === 'float32' ? x : b.cast(x, 'float32'));
   const residualAdds = new Set<string>();
@@ -96,8 +108,10 @@ function ortLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, opt
   let mask: Value;
   const memo = new Map<string, Value>();
   const once = (key: string, make: () => Value) => memo.get(key) ?? (memo.set(key, make()), memo.get(key)!);
-  const lastIndex = () => once('last', () => b.sub(b.reduceSum(mask, [1], true, 'lengths'), b.constInt64('one', [1], []), 'last_index')); // [B, 1]
-  const seqLen = () => once('seq', () => b.gather(b.shape(ids, 'ids_shape'), b.constInt64('axis1', [1], []), 0, 'seq_len'));
+  const lastIndex = () =>
+    once('last', () => b.sub(b.reduceSum(mask, [1], true, 'lengths'), b.constInt64('one', [1], []), 'last_index')); // [B, 1]
+  const seqLen = () =>
+    once('seq', () => b.gather(b.shape(ids, 'ids_shape'), b.constInt64('axis1', [1], []), 0, 'seq_len'));
   const ropeRows = opts.maxSeqLen ?? c.maxPositions;
   let tables: { cos: Float32Array; sin: Float32Array } | undefined;
   const ropeTables = () => (tables ??= rotaryTables(c.rope, D, ropeRows));
@@ -110,9 +124,22 @@ function ortLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, opt
     const w = layerWindow(c, layer);
     return w !== null && opts.maxTokens !== undefined && opts.maxTokens <= w ? null : w;
   };
-  const shared: AttentionContext = { b, c, act, once, mask: () => mask, seqLen, lastIndex, rope, windowOf, toF32, toAct };
+  const shared: AttentionContext = {
+    b,
+    c,
+    act,
+    once,
+    mask: () => mask,
+    seqLen,
+    lastIndex,
+    rope,
+    windowOf,
+    toF32,
+    toAct,
+  };
   const attend = ATTENTION[variant];
-  if (!attend) throw new DecoderGraphError(`unknown attention variant "${variant}"; one of ${ATTENTION_VARIANTS.join(', ')}`);
+  if (!attend)
+    throw new DecoderGraphError(`unknown attention variant "${variant}"; one of ${ATTENTION_VARIANTS.join(', ')}`);
 
   return {
     b,
@@ -124,10 +151,23 @@ function ortLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, opt
     },
     embed(x) {
       const name = `${f.embed}.weight`;
-      const table = reused(name) ?? embeddingInit(b, weights, name, [c.vocabSize, H], opts.embedding ?? act, opts.embedChunkRows ?? EMBED_CHUNK_ROWS);
+      const table =
+        reused(name) ??
+        embeddingInit(
+          b,
+          weights,
+          name,
+          [c.vocabSize, H],
+          opts.embedding ?? act,
+          opts.embedChunkRows ?? EMBED_CHUNK_ROWS,
+        );
       const e = toF32(b.gather(table, x, 0, 'embed'));
       if (!c.embedScale) return e;
-      return b.mul(e, b.scalar('embed_scale', roundTo(Math.sqrt(H), opts.embedScaleDtype ?? 'float32')), 'embed_scaled');
+      return b.mul(
+        e,
+        b.scalar('embed_scale', roundTo(Math.sqrt(H), opts.embedScaleDtype ?? 'float32')),
+        'embed_scaled',
+      );
     },
     norm(module, x) {
       const gamma = () => {
@@ -147,7 +187,10 @@ function ortLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, opt
       const K = shapes[0][1];
       const outs = shapes.map((s) => s[0]);
       const N = outs.reduce((a, n) => a + n, 0);
-      const tag = modules.length === 1 ? modules[0] : `${modules[0].slice(0, modules[0].lastIndexOf('.'))}.${modules.map((m) => m.slice(m.lastIndexOf('.') + 1)).join('+')}`;
+      const tag =
+        modules.length === 1
+          ? modules[0]
+          : `${modules[0].slice(0, modules[0].lastIndexOf('.'))}.${modules.map((m) => m.slice(m.lastIndexOf('.') + 1)).join('+')}`;
       const xa = toAct(x);
       let y: Value;
       const lin = opts.linear;
@@ -186,7 +229,9 @@ function ortLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, opt
             let r0 = 0;
             modules.forEach((m, i) => {
               const r1 = r0 + outs[i];
-              opts.quantReport!.push(reconstructionError(`${m}.weight`, w.subarray(r0 * K, r1 * K), wq.subarray(r0 * K, r1 * K)));
+              opts.quantReport!.push(
+                reconstructionError(`${m}.weight`, w.subarray(r0 * K, r1 * K), wq.subarray(r0 * K, r1 * K)),
+              );
               r0 = r1;
             });
           }
@@ -194,7 +239,12 @@ function ortLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, opt
           scales = floatInit(`${tag}.scales`, q.scales, [N, nBlocks], act);
           zp = q.zeroPoints ? b.initializer(`${tag}.qzeros`, 'uint8', zpShape, q.zeroPoints) : null;
         }
-        y = b.matmulNBits(xa, { b: qb, scales, zeroPoints: zp }, { K, N, bits: lin.bits, blockSize: lin.blockSize, accuracyLevel: opts.accuracyLevel }, tag);
+        y = b.matmulNBits(
+          xa,
+          { b: qb, scales, zeroPoints: zp },
+          { K, N, bits: lin.bits, blockSize: lin.blockSize, accuracyLevel: opts.accuracyLevel },
+          tag,
+        );
       }
       if (bias) {
         const bv = () => {
@@ -242,10 +292,13 @@ function ortLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, opt
         const one = rows && full && weights.rows ? (r: number) => weights.rows!(weight, r, 1).data : null;
         const t = one ? null : weights(weight);
         const shp = full ?? t!.shape;
-        if (shp.length !== 2) throw new DecoderGraphError(`head weight "${weight}" has shape [${shp}], expected [out, in]`);
+        if (shp.length !== 2)
+          throw new DecoderGraphError(`head weight "${weight}" has shape [${shp}], expected [out, in]`);
         const [out, K] = shp;
         const pick = rows ?? Array.from({ length: out }, (_, i) => i);
-        for (const r of pick) if (!(Number.isInteger(r) && r >= 0 && r < out)) throw new DecoderGraphError(`head row ${r} is outside "${weight}" [${shp}]`);
+        for (const r of pick)
+          if (!(Number.isInteger(r) && r >= 0 && r < out))
+            throw new DecoderGraphError(`head row ${r} is outside "${weight}" [${shp}]`);
         const N = pick.length;
         const m = new Float32Array(K * N);
         pick.forEach((r, n) => {
@@ -255,14 +308,20 @@ function ortLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, opt
         shape = [K, N];
         return m;
       };
-      const init = reused(wName) ?? (() => {
-        const m = wt();
-        return b.initializer(wName, 'float32', shape, f32Bytes(m));
-      })();
+      const init =
+        reused(wName) ??
+        (() => {
+          const m = wt();
+          return b.initializer(wName, 'float32', shape, f32Bytes(m));
+        })();
       let y = b.matmul(toF32(x), init, base);
       if (bias) {
         const out = init.shape![1] as number;
-        y = b.add(y, floatInit(`${base}.bias`, () => get(bias, [out]).data, [out], 'float32'), `${base}.biased`);
+        y = b.add(
+          y,
+          floatInit(`${base}.bias`, () => get(bias, [out]).data, [out], 'float32'),
+          `${base}.biased`,
+        );
       }
       return y;
     },

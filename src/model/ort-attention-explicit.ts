@@ -16,7 +16,12 @@ function allowed(x: AttentionContext, window: number | null): Value {
     const kj = once('kj', () => b.unsqueeze(pos, [0], 'key_pos')); // [1, S]
     let ok = once('causal', () => b.compare('GreaterOrEqual', qi, kj, 'causal'));
     if (window !== null)
-      ok = b.compare('And', ok, b.compare('Less', b.sub(qi, kj, `distance.${window}`), i64('window', window), `in_window.${window}`), `causal_window.${window}`);
+      ok = b.compare(
+        'And',
+        ok,
+        b.compare('Less', b.sub(qi, kj, `distance.${window}`), i64('window', window), `in_window.${window}`),
+        `causal_window.${window}`,
+      );
     const keys = once('key_valid', () => b.unsqueeze(b.cast(x.mask(), 'bool', 'mask_bool'), [1, 2, 3], 'key_valid')); // [B, 1, 1, 1, S]
     return b.compare('And', b.unsqueeze(ok, [0, 1, 2], `pairs.${window}`), keys, `allowed.${window}`);
   });
@@ -30,7 +35,9 @@ export function explicitAttention(x: AttentionContext, layer: number, q: Value, 
   const nKV = c.numKvHeads;
   const rep = nH / nKV;
   const { cos, sin } = x.rope();
-  const pos = once('positions', () => b.range(b.constInt64('zero', [0], []), x.seqLen(), b.constInt64('step', [1], []), 'positions'));
+  const pos = once('positions', () =>
+    b.range(b.constInt64('zero', [0], []), x.seqLen(), b.constInt64('step', [1], []), 'positions'),
+  );
   const c0 = once('cos_rows', () => b.gather(cos, pos, 0, 'rotary.cos')); // [S, D/2]
   const s0 = once('sin_rows', () => b.gather(sin, pos, 0, 'rotary.sin'));
   // x * cos + rotate_half(x) * sin, with rotate_half(x) = cat(-x2, x1)
@@ -40,7 +47,8 @@ export function explicitAttention(x: AttentionContext, layer: number, q: Value, 
     const o2 = b.add(b.mul(x2, c0), b.mul(x1, s0), `${n}.rot2`);
     return b.concat([o1, o2], -1, `${n}.rotated`);
   };
-  const heads = (h: Value, n: number, name: string) => b.transpose(b.reshape(h, [0, 0, n, D], `${name}.split_heads`), [0, 2, 1, 3], `${name}.bhsd`); // [B, n, S, D]
+  const heads = (h: Value, n: number, name: string) =>
+    b.transpose(b.reshape(h, [0, 0, n, D], `${name}.split_heads`), [0, 2, 1, 3], `${name}.bhsd`); // [B, n, S, D]
   let qh = rotary(heads(q, nH, `${t}.q`), `${t}.q`);
   const kh = rotary(heads(k, nKV, `${t}.k`), `${t}.k`);
   const vh = heads(v, nKV, `${t}.v`);

@@ -11,7 +11,9 @@ export class DecoderGraphError extends Error {
 
 export function expectShape(t: HostTensor, shape: number[], name: string): HostTensor {
   if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))
-    throw new DecoderGraphError(`weight "${name}" has shape [${t.shape}], config expects [${shape}]; the checkpoint does not match its config.json`);
+    throw new DecoderGraphError(
+      `weight "${name}" has shape [${t.shape}], config expects [${shape}]; the checkpoint does not match its config.json`,
+    );
   return t;
 }
 
@@ -36,9 +38,17 @@ export const EMBED_CHUNK_ROWS = 4096;
  * store (an external store appends it to the data file, so only one chunk is ever resident).
  * Otherwise the whole tensor is read. Byte-identical either way.
  */
-export function embeddingInit(b: GraphBuilder, weights: WeightSource, name: string, shape: [number, number], dtype: 'float32' | 'float16', chunkRows: number): Value {
+export function embeddingInit(
+  b: GraphBuilder,
+  weights: WeightSource,
+  name: string,
+  shape: [number, number],
+  dtype: 'float32' | 'float16',
+  chunkRows: number,
+): Value {
   const { rows, shape: shapeOf } = weights;
-  if (!rows || !shapeOf) return b.initializer(name, dtype, shape, floatBytes(expectShape(weights(name), shape, name).data, dtype));
+  if (!rows || !shapeOf)
+    return b.initializer(name, dtype, shape, floatBytes(expectShape(weights(name), shape, name).data, dtype));
   expectShape({ shape: shapeOf(name), data: new Float32Array(0) }, shape, name);
   const [V, H] = shape;
   function* chunks(): Generator<Uint8Array> {

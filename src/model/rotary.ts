@@ -25,7 +25,11 @@ export function ropeInvFreq(rope: RopeSpec, headDim: number): Float32Array {
 }
 
 /** cos / sin tables [maxSeq, headDim / 2] of angle = pos * inv_freq (float32 product, as HF). */
-export function rotaryTables(rope: RopeSpec, headDim: number, maxSeq: number): { cos: Float32Array; sin: Float32Array } {
+export function rotaryTables(
+  rope: RopeSpec,
+  headDim: number,
+  maxSeq: number,
+): { cos: Float32Array; sin: Float32Array } {
   const inv = ropeInvFreq(rope, headDim);
   const half = headDim / 2;
   const cos = new Float32Array(maxSeq * half);

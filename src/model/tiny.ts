@@ -29,7 +29,11 @@ export function tinyConfig(opts: { vocabSize?: number; slidingWindow?: number } 
     slidingLayers: 'even',
     rope: { theta: 10000, scaling: null },
     numLabels: 3,
-    head: { kind: 'classifier', layers: [{ weight: 'score.weight', bias: null, inFeatures: 64, outFeatures: 3 }], activation: null },
+    head: {
+      kind: 'classifier',
+      layers: [{ weight: 'score.weight', bias: null, inFeatures: 64, outFeatures: 3 }],
+      activation: null,
+    },
     padTokenId: 0,
     maxPositions: 8192,
   };
@@ -79,7 +83,8 @@ export function tinyWeights(c: ModelConfig, seed: number): WeightSource {
  * id2label names the task's columns (import maps logits to columns by name).
  */
 export function tinyHfConfig(c: ModelConfig, labels: readonly string[]): Record<string, unknown> {
-  if (c.family !== 'gemma2' || c.head.kind !== 'classifier') throw new Error('tinyHfConfig: the tiny model is a Gemma-2 classifier');
+  if (c.family !== 'gemma2' || c.head.kind !== 'classifier')
+    throw new Error('tinyHfConfig: the tiny model is a Gemma-2 classifier');
   return {
     architectures: [c.architecture],
     model_type: 'gemma2',

@@ -5,10 +5,12 @@ import { logLoss } from '../metrics/metrics';
 import { PROB_EPS } from './fit';
 
 export function blendProbs(sets: Float64Array[], weights: number[]): Float64Array {
-  if (sets.length !== weights.length) throw new RangeError(`blend: ${sets.length} prediction sets but ${weights.length} weights`);
+  if (sets.length !== weights.length)
+    throw new RangeError(`blend: ${sets.length} prediction sets but ${weights.length} weights`);
   const out = new Float64Array(sets[0].length);
   sets.forEach((s, k) => {
-    if (s.length !== out.length) throw new RangeError(`blend: prediction set ${k} has ${s.length} values, set 0 has ${out.length}`);
+    if (s.length !== out.length)
+      throw new RangeError(`blend: prediction set ${k} has ${s.length} values, set 0 has ${out.length}`);
     for (let j = 0; j < out.length; j++) out[j] += weights[k] * s[j];
   });
   return out;
@@ -19,7 +21,12 @@ export function blendProbs(sets: Float64Array[], weights: number[]): Float64Arra
  * row takes the other sets' blend, weights renormalised over them; `empty` lists the rows no set has
  * (ascending; left NaN for the caller to fill).
  */
-export function blendPartial(sets: Float64Array[], weights: number[], width: number, absent: readonly (readonly number[])[]): { probs: Float64Array; empty: number[] } {
+export function blendPartial(
+  sets: Float64Array[],
+  weights: number[],
+  width: number,
+  absent: readonly (readonly number[])[],
+): { probs: Float64Array; empty: number[] } {
   const probs = blendProbs(sets, weights);
   const empty: number[] = [];
   if (!absent.some((a) => a.length)) return { probs, empty };
@@ -41,10 +48,16 @@ export function blendPartial(sets: Float64Array[], weights: number[], width: num
   return { probs, empty: empty.sort((a, b) => a - b) };
 }
 
-const blendLoss = (sets: Float64Array[], labels: ArrayLike<number>, w: number[], width: number): number => logLoss(blendProbs(sets, w), labels, width);
+const blendLoss = (sets: Float64Array[], labels: ArrayLike<number>, w: number[], width: number): number =>
+  logLoss(blendProbs(sets, w), labels, width);
 
 /** Blend weights of K prediction sets of `width` columns (the task's labels) minimising log loss. */
-export function fitBlendWeights(sets: Float64Array[], labels: ArrayLike<number>, width: number, iters = 2000): number[] {
+export function fitBlendWeights(
+  sets: Float64Array[],
+  labels: ArrayLike<number>,
+  width: number,
+  iters = 2000,
+): number[] {
   const K = sets.length;
   let w = new Array(K).fill(1 / K);
   if (K === 1) return w;

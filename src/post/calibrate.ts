@@ -72,7 +72,13 @@ const LMSYS_LABELS: readonly string[] = TASKS.lmsys.labels;
 /** Columns of a calibration: the recorded labels; a stored calibration without them was fitted on the LMSYS three (the file format before WSDM). */
 export const calibrationLabels = (cal: Calibration): readonly string[] => cal.labels ?? LMSYS_LABELS;
 
-function fitParams(method: MethodName, probs: Float64Array, labels: ArrayLike<number>, lengths: ArrayLike<number> | undefined, k: number): MethodParams {
+function fitParams(
+  method: MethodName,
+  probs: Float64Array,
+  labels: ArrayLike<number>,
+  lengths: ArrayLike<number> | undefined,
+  k: number,
+): MethodParams {
   switch (method) {
     case 'identity':
       return {};
@@ -81,7 +87,10 @@ function fitParams(method: MethodName, probs: Float64Array, labels: ArrayLike<nu
     case 'vector':
       return fitVector(probs, labels, k);
     case 'length-bins':
-      if (!lengths) throw new CalibrationError('length-bins needs text lengths: give a labels CSV with prompt/response_a/response_b columns');
+      if (!lengths)
+        throw new CalibrationError(
+          'length-bins needs text lengths: give a labels CSV with prompt/response_a/response_b columns',
+        );
       return fitLengthBins(probs, labels, lengths, k);
     case 'multipliers':
       return fitMultipliers(probs, labels, k);
@@ -90,7 +99,12 @@ function fitParams(method: MethodName, probs: Float64Array, labels: ArrayLike<nu
   }
 }
 
-function pick<T extends Float64Array | Int32Array | number[]>(src: ArrayLike<number>, rows: number[], width: number, make: (n: number) => T): T {
+function pick<T extends Float64Array | Int32Array | number[]>(
+  src: ArrayLike<number>,
+  rows: number[],
+  width: number,
+  make: (n: number) => T,
+): T {
   const out = make(rows.length * width);
   rows.forEach((r, j) => {
     for (let c = 0; c < width; c++) out[j * width + c] = src[r * width + c];
@@ -116,23 +130,36 @@ function crossValidate(
     const te: number[] = [];
     for (let i = 0; i < n; i++) (fold[i] === f ? te : tr).push(i);
     const mk = (m: number) => new Float64Array(m);
-    const params = fitParams(method, pick(probs, tr, k, mk), pick(labels, tr, 1, mk), lengths && pick(lengths, tr, 1, mk), k);
+    const params = fitParams(
+      method,
+      pick(probs, tr, k, mk),
+      pick(labels, tr, 1, mk),
+      lengths && pick(lengths, tr, 1, mk),
+      k,
+    );
     const out = applyMethod(method, params, pick(probs, te, k, mk), k, lengths && pick(lengths, te, 1, mk));
     total += logLoss(out, pick(labels, te, 1, mk), k) * te.length;
   }
   return total / n;
 }
 
-export function fitCalibration(sets: Float64Array | Float64Array[], labels: ArrayLike<number>, opts: FitCalibrationOptions): Calibration {
+export function fitCalibration(
+  sets: Float64Array | Float64Array[],
+  labels: ArrayLike<number>,
+  opts: FitCalibrationOptions,
+): Calibration {
   const list = Array.isArray(sets) ? sets : [sets];
   const n = labels.length;
   const cols = opts.labels;
   const K = cols.length;
   list.forEach((s, k) => {
     if (s.length !== n * K)
-      throw new CalibrationError(`prediction set ${opts.sources?.[k] ?? k} has ${s.length / K} rows but there are ${n} labels; predictions and labels must cover the same ids`);
+      throw new CalibrationError(
+        `prediction set ${opts.sources?.[k] ?? k} has ${s.length / K} rows but there are ${n} labels; predictions and labels must cover the same ids`,
+      );
   });
-  if (opts.lengths && opts.lengths.length !== n) throw new CalibrationError(`${opts.lengths.length} lengths for ${n} labelled rows`);
+  if (opts.lengths && opts.lengths.length !== n)
+    throw new CalibrationError(`${opts.lengths.length} lengths for ${n} labelled rows`);
   const requested = opts.method ?? 'auto';
   const folds = opts.folds ?? 5;
   const seed = opts.seed ?? 42;
@@ -144,7 +171,9 @@ export function fitCalibration(sets: Float64Array | Float64Array[], labels: Arra
     const candidates: MethodName[] = ['identity', 'temperature', 'vector', 'multipliers'];
     if (opts.lengths) candidates.push('length-bins');
     cv = {};
-    for (const m of candidates) cv[m] = m === 'identity' ? logLoss(probs, labels, K) : crossValidate(m, probs, labels, opts.lengths, folds, seed, K);
+    for (const m of candidates)
+      cv[m] =
+        m === 'identity' ? logLoss(probs, labels, K) : crossValidate(m, probs, labels, opts.lengths, folds, seed, K);
     method = 'identity';
     const minGain = opts.minGain ?? 2e-4;
     for (const m of candidates) if (cv[m]! < cv[method]! - (method === 'identity' ? minGain : 0)) method = m;
@@ -175,13 +204,19 @@ const finite = (x: unknown): x is number => typeof x === 'number' && Number.isFi
  * complete finite parameters; with `forModel` (stored in a weights directory, applied per pass by
  * predict) also no blend and fitted on single passes in the scored frame. Throws naming `where`.
  */
-export function checkCalibration(cal: unknown, where: string, forModel: boolean, columns?: readonly string[]): Calibration {
+export function checkCalibration(
+  cal: unknown,
+  where: string,
+  forModel: boolean,
+  columns?: readonly string[],
+): Calibration {
   const bad = (why: string, fix = 'fit it again with `runner.cjs calibrate`'): never => {
     throw new CalibrationError(`${where}: ${why}; ${fix}`);
   };
   if (!cal || typeof cal !== 'object') bad('the calibration is not a JSON object');
   const c = cal as Calibration;
-  if (!(METHODS as readonly string[]).includes(c.method)) bad(`unknown calibration method ${JSON.stringify(c.method)} (expected one of ${METHODS.join(', ')})`);
+  if (!(METHODS as readonly string[]).includes(c.method))
+    bad(`unknown calibration method ${JSON.stringify(c.method)} (expected one of ${METHODS.join(', ')})`);
   const p = c.params as unknown as Record<string, unknown> | undefined;
   if (!p || typeof p !== 'object') bad(`calibration ${c.method} has no parameters ("params")`);
   const need = (keys: string[]) => {
@@ -190,18 +225,34 @@ export function checkCalibration(cal: unknown, where: string, forModel: boolean,
   };
   const list = (k: string, n?: number) => {
     const v = p![k];
-    if (!Array.isArray(v) || !v.every(finite) || (n !== undefined && v.length !== n)) bad(`calibration ${c.method}: params.${k} must be ${n ?? 'a list of'} finite numbers`);
+    if (!Array.isArray(v) || !v.every(finite) || (n !== undefined && v.length !== n))
+      bad(`calibration ${c.method}: params.${k} must be ${n ?? 'a list of'} finite numbers`);
   };
-  if (c.labels !== undefined && (!Array.isArray(c.labels) || !c.labels.every((l) => typeof l === 'string'))) bad('labels must be a list of column names');
+  if (c.labels !== undefined && (!Array.isArray(c.labels) || !c.labels.every((l) => typeof l === 'string')))
+    bad('labels must be a list of column names');
   const cols = calibrationLabels(c);
   if (columns && cols.join() !== columns.join())
-    bad(`fitted on the columns ${cols.join(', ')}, but this run's task has ${columns.join(', ')}`, 'fit a calibration on predictions of this task (validate --predictions-out on its labelled data, then calibrate)');
-  if (c.method === 'temperature') need(['temperature']);
-  else if (c.method === 'vector') (need(['temperature']), list('bias', cols.length));
-  else if (c.method === 'multipliers') need(['threshold', 'multiplier', 'tieMultiplier']);
+    bad(
+      `fitted on the columns ${cols.join(', ')}, but this run's task has ${columns.join(', ')}`,
+      'fit a calibration on predictions of this task (validate --predictions-out on its labelled data, then calibrate)',
+    );
+  // Values a fit never produces: a temperature <= 0 inverts or flattens every prediction.
+  const positive = (k: string) => {
+    const v = p![k];
+    if (!((Array.isArray(v) ? v : [v]) as number[]).every((x) => x > 0))
+      bad(`calibration ${c.method}: params.${k} must be > 0, got ${JSON.stringify(v)}`);
+  };
+  if (c.method === 'temperature') (need(['temperature']), positive('temperature'));
+  else if (c.method === 'vector') (need(['temperature']), positive('temperature'), list('bias', cols.length));
+  else if (c.method === 'multipliers')
+    (need(['threshold', 'multiplier', 'tieMultiplier']), positive('multiplier'), positive('tieMultiplier'));
   else if (c.method === 'length-bins') {
     list('edges');
     list('temperatures', (p!.edges as number[]).length + 1);
+    positive('temperatures');
+    const e = p!.edges as number[];
+    if (e.some((x, i) => i > 0 && x < e[i - 1]))
+      bad(`calibration length-bins: params.edges must be increasing, got ${JSON.stringify(e)}`);
   }
   if (c.blend) {
     if (!Array.isArray(c.blend.weights) || !c.blend.weights.every(finite)) bad('blend.weights must be finite numbers');
@@ -220,7 +271,11 @@ export function checkCalibration(cal: unknown, where: string, forModel: boolean,
 }
 
 /** Applies a fitted calibration; pass one prediction set per blend weight when the calibration has a blend. */
-export function applyCalibration(cal: Calibration, probs: Float64Array | Float64Array[], lengths?: ArrayLike<number>): Float64Array {
+export function applyCalibration(
+  cal: Calibration,
+  probs: Float64Array | Float64Array[],
+  lengths?: ArrayLike<number>,
+): Float64Array {
   const list = Array.isArray(probs) ? probs : [probs];
   const k = cal.blend?.weights.length ?? 1;
   if (list.length !== k)

@@ -29,7 +29,6 @@ export function logProbs(probs: ArrayLike<number>): Float64Array {
   return out;
 }
 
-
 /**
  * Minimises sum_i -log softmax(z_i)[y_i] + ridge/2 * |theta - theta0|^2 where z_ic = theta . phi(i, c).
  * The objective is convex, so Newton with backtracking finds the optimum in a few steps.

@@ -26,7 +26,9 @@ async function readCsv(path: string, onRow: (row: Record<string, string>, line: 
     createReadStream(path)
       .pipe(parse({ headers: true }))
       .on('headers', (h: string[]) => (headers = h))
-      .on('error', (e: Error) => reject(new PredictionFileError(`${path}: CSV parse error near line ${line + 1}: ${e.message}`)))
+      .on('error', (e: Error) =>
+        reject(new PredictionFileError(`${path}: CSV parse error near line ${line + 1}: ${e.message}`)),
+      )
       .on('data', (row: Record<string, string>) => {
         line++;
         try {
@@ -57,7 +59,8 @@ function uniqueIds(path: string): (id: string, line: number) => void {
   return (id, line) => {
     if (id === undefined || id === '') throw new PredictionFileError(`${path} line ${line}: empty id`);
     const before = seen.get(id);
-    if (before !== undefined) throw new PredictionFileError(`${path} line ${line}: id ${id} already appeared on line ${before}; each id once`);
+    if (before !== undefined)
+      throw new PredictionFileError(`${path} line ${line}: id ${id} already appeared on line ${before}; each id once`);
     seen.set(id, line);
   };
 }
@@ -109,7 +112,11 @@ function cellTextLength(cell: string | undefined): number {
 export async function readLabels(path: string): Promise<LabelSet> {
   if (/\.parquet$/i.test(path)) {
     const { rows } = await readRows(path, { requireLabels: true });
-    return { ids: rows.map((r) => r.id), labels: Uint8Array.from(rows, (r) => r.label!), lengths: Float64Array.from(rows, textLength) };
+    return {
+      ids: rows.map((r) => r.id),
+      labels: Uint8Array.from(rows, (r) => r.label!),
+      lengths: Float64Array.from(rows, textLength),
+    };
   }
   const ids: string[] = [];
   const labels: number[] = [];
@@ -119,14 +126,19 @@ export async function readLabels(path: string): Promise<LabelSet> {
     const oneHot = LABEL_COLUMNS.map((c) => cellNumber(row[c]));
     const k = oneHot.indexOf(1);
     if (!oneHot.every((x) => x === 0 || x === 1) || oneHot.reduce((a: number, b) => a + b, 0) !== 1)
-      throw new PredictionFileError(`${path} line ${line} (id ${row.id}): label columns ${JSON.stringify(LABEL_COLUMNS.map((c) => row[c]))} are not one-hot (each 0 or 1, exactly one 1)`);
+      throw new PredictionFileError(
+        `${path} line ${line} (id ${row.id}): label columns ${JSON.stringify(LABEL_COLUMNS.map((c) => row[c]))} are not one-hot (each 0 or 1, exactly one 1)`,
+      );
     once(row.id, line);
     ids.push(row.id);
     labels.push(k);
     lengths.push(cellTextLength(row.prompt) + cellTextLength(row.response_a) + cellTextLength(row.response_b));
   });
   const missing = ['id', ...LABEL_COLUMNS].filter((c) => !headers.includes(c));
-  if (missing.length) throw new PredictionFileError(`${path}: missing column(s) ${missing.join(', ')}; the labels file is a train.csv-style file`);
+  if (missing.length)
+    throw new PredictionFileError(
+      `${path}: missing column(s) ${missing.join(', ')}; the labels file is a train.csv-style file`,
+    );
   const hasText = ['prompt', 'response_a', 'response_b'].every((c) => headers.includes(c));
   return { ids, labels: Uint8Array.from(labels), ...(hasText ? { lengths: Float64Array.from(lengths) } : {}) };
 }
@@ -136,7 +148,9 @@ export function alignPredictions(pred: Predictions, ids: string[], source: strin
   const at = new Map(pred.ids.map((id, i) => [id, i]));
   const missing = ids.filter((id) => !at.has(id));
   if (missing.length)
-    throw new PredictionFileError(`${source}: ${missing.length} labelled id(s) have no prediction (first: ${missing.slice(0, 5).join(', ')}); predict the same rows as the labels file`);
+    throw new PredictionFileError(
+      `${source}: ${missing.length} labelled id(s) have no prediction (first: ${missing.slice(0, 5).join(', ')}); predict the same rows as the labels file`,
+    );
   const k = pred.columns.length;
   const out = new Float64Array(ids.length * k);
   ids.forEach((id, j) => out.set(pred.probs.subarray(at.get(id)! * k, at.get(id)! * k + k), j * k));
@@ -150,7 +164,10 @@ export async function readTextLengths(path: string): Promise<Map<string, number>
     out.set(row.id, cellTextLength(row.prompt) + cellTextLength(row.response_a) + cellTextLength(row.response_b)),
   );
   const missing = ['id', 'prompt', 'response_a', 'response_b'].filter((c) => !headers.includes(c));
-  if (missing.length) throw new PredictionFileError(`${path}: missing column(s) ${missing.join(', ')}; give the competition CSV the predictions were made from`);
+  if (missing.length)
+    throw new PredictionFileError(
+      `${path}: missing column(s) ${missing.join(', ')}; give the competition CSV the predictions were made from`,
+    );
   return out;
 }
 
@@ -177,6 +194,8 @@ export function readPredictionsMeta(path: string): PredictionsMeta | undefined {
   try {
     return JSON.parse(text) as PredictionsMeta;
   } catch (e) {
-    throw new PredictionFileError(`${p}: not valid JSON (${(e as Error).message}); delete it or write the predictions again with validate --predictions-out`);
+    throw new PredictionFileError(
+      `${p}: not valid JSON (${(e as Error).message}); delete it or write the predictions again with validate --predictions-out`,
+    );
   }
 }

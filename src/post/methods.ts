@@ -30,13 +30,20 @@ export interface MultiplierParams {
   /** winner_tie is always multiplied by this (seeds: 0.75, 1.125, 1.325); 1 on a task without ties. */
   tieMultiplier: number;
 }
-export type MethodParams = Record<string, never> | TemperatureParams | VectorParams | LengthBinsParams | MultiplierParams;
+export type MethodParams =
+  Record<string, never> | TemperatureParams | VectorParams | LengthBinsParams | MultiplierParams;
 
 export class CalibrationError extends Error {
   override name = 'CalibrationError';
 }
 
-function scaleLogits(lp: Float64Array, n: number, temps: (i: number) => number, bias: number[] | undefined, k: number): Float64Array {
+function scaleLogits(
+  lp: Float64Array,
+  n: number,
+  temps: (i: number) => number,
+  bias: number[] | undefined,
+  k: number,
+): Float64Array {
   const z = new Float64Array(n * k);
   const out = new Float64Array(n * k);
   for (let i = 0; i < n; i++) {
@@ -53,7 +60,13 @@ export function binOf(edges: number[], length: number): number {
   return b;
 }
 
-export function applyMethod(method: MethodName, params: MethodParams, probs: Float64Array, k: number, lengths?: ArrayLike<number>): Float64Array {
+export function applyMethod(
+  method: MethodName,
+  params: MethodParams,
+  probs: Float64Array,
+  k: number,
+  lengths?: ArrayLike<number>,
+): Float64Array {
   const n = probs.length / k;
   switch (method) {
     case 'identity':
@@ -94,13 +107,20 @@ export function applyMethod(method: MethodName, params: MethodParams, probs: Flo
       return out;
     }
     default:
-      throw new CalibrationError(`Unknown calibration method: ${String(method)} (expected one of ${METHODS.join(', ')})`);
+      throw new CalibrationError(
+        `Unknown calibration method: ${String(method)} (expected one of ${METHODS.join(', ')})`,
+      );
   }
 }
 
 const all = (n: number) => Int32Array.from({ length: n }, (_, i) => i);
 
-export function fitTemperature(probs: Float64Array, labels: ArrayLike<number>, k: number, rows: ArrayLike<number> = all(labels.length)): TemperatureParams {
+export function fitTemperature(
+  probs: Float64Array,
+  labels: ArrayLike<number>,
+  k: number,
+  rows: ArrayLike<number> = all(labels.length),
+): TemperatureParams {
   const lp = logProbs(probs);
   const [a] = fitLinearSoftmax(rows, labels, 1, (i, c, f) => (f[0] = lp[i * k + c]), [1], k);
   return { temperature: 1 / Math.max(a, 1e-3) };
@@ -127,7 +147,14 @@ export function fitVector(probs: Float64Array, labels: ArrayLike<number>, k: num
  * One temperature per quantile bin of text length. Each bin's inverse temperature is pulled towards
  * the global one (ridge = `shrink` pseudo-rows), so a thin bin cannot drift far on noise.
  */
-export function fitLengthBins(probs: Float64Array, labels: ArrayLike<number>, lengths: ArrayLike<number>, k: number, bins = 4, shrink = 20): LengthBinsParams {
+export function fitLengthBins(
+  probs: Float64Array,
+  labels: ArrayLike<number>,
+  lengths: ArrayLike<number>,
+  k: number,
+  bins = 4,
+  shrink = 20,
+): LengthBinsParams {
   const n = labels.length;
   if (lengths.length !== n) throw new CalibrationError(`length-bins: ${lengths.length} lengths for ${n} rows`);
   const sorted = Float64Array.from(lengths).sort();

@@ -48,7 +48,12 @@ function tieProbs(model: TieModel, params: DavidsonParams | RaoKupperParams, sco
   return out;
 }
 
-export function tieLoss(model: TieModel, params: DavidsonParams | RaoKupperParams, scores: ArrayLike<number>, labels: ArrayLike<number>): number {
+export function tieLoss(
+  model: TieModel,
+  params: DavidsonParams | RaoKupperParams,
+  scores: ArrayLike<number>,
+  labels: ArrayLike<number>,
+): number {
   return logLoss(tieProbs(model, params, scores), labels, TIE_OUTCOMES);
 }
 
@@ -60,11 +65,18 @@ export class TieError extends Error {
 const MIN_TIE_ROWS = 10;
 
 /** Fits on finite scores only (a failed row's NaN would stall the fit at its starting point). */
-export function fitTieModel(allScores: ArrayLike<number>, allLabels: ArrayLike<number>, model: TieModel = 'davidson'): TieCalibration {
-  if (allScores.length !== allLabels.length) throw new TieError(`tie model: ${allScores.length} scores for ${allLabels.length} labels`);
+export function fitTieModel(
+  allScores: ArrayLike<number>,
+  allLabels: ArrayLike<number>,
+  model: TieModel = 'davidson',
+): TieCalibration {
+  if (allScores.length !== allLabels.length)
+    throw new TieError(`tie model: ${allScores.length} scores for ${allLabels.length} labels`);
   const keep = Array.from({ length: allScores.length }, (_, i) => i).filter((i) => Number.isFinite(allScores[i]));
   if (keep.length < MIN_TIE_ROWS)
-    throw new TieError(`tie model: only ${keep.length} of ${allScores.length} rows have a finite score (need ${MIN_TIE_ROWS}); see the warnings about failed rows`);
+    throw new TieError(
+      `tie model: only ${keep.length} of ${allScores.length} rows have a finite score (need ${MIN_TIE_ROWS}); see the warnings about failed rows`,
+    );
   const scores = Float64Array.from(keep, (i) => allScores[i]);
   const labels = Uint8Array.from(keep, (i) => allLabels[i]);
   const n = labels.length;
@@ -102,7 +114,8 @@ export function checkTie(tie: unknown, where: string): TieCalibration {
   const keys = ['scale', 'bias', t.method === 'davidson' ? 'logNu' : 'logEta'];
   const p = (t.params ?? {}) as unknown as Record<string, unknown>;
   const missing = keys.filter((k) => typeof p[k] !== 'number' || !Number.isFinite(p[k] as number));
-  if (missing.length) throw new TieError(`${where}: tie model ${t.method} lacks finite parameter(s) ${missing.join(', ')}; ${fix}`);
+  if (missing.length)
+    throw new TieError(`${where}: tie model ${t.method} lacks finite parameter(s) ${missing.join(', ')}; ${fix}`);
   return t;
 }
 

@@ -41,7 +41,8 @@ export function isBlockSize(bs: number): bs is BlockSize {
 
 function checkSpec(spec: NBitsSpec, where: string): void {
   if (spec.bits !== 4 && spec.bits !== 8) throw new QuantError(`${where}: bits must be 4 or 8, got ${spec.bits}`);
-  if (!isBlockSize(spec.blockSize)) throw new QuantError(`${where}: block size must be one of ${BLOCK_SIZES.join(', ')}, got ${spec.blockSize}`);
+  if (!isBlockSize(spec.blockSize))
+    throw new QuantError(`${where}: block size must be one of ${BLOCK_SIZES.join(', ')}, got ${spec.blockSize}`);
 }
 
 /** Scales are rounded to fp16 before the codes are chosen, in every graph: the fp16 (CUDA) graph stores
@@ -52,7 +53,8 @@ const roundScale = (s: number) => roundTo(s, 'float16');
 /** Quantizes a row-major HF weight W [N, K] (y = x W^T). */
 export function quantizeNBits(w: Float32Array, N: number, K: number, spec: NBitsSpec): NBitsWeight {
   checkSpec(spec, 'quantizeNBits');
-  if (w.length !== N * K) throw new QuantError(`quantizeNBits: weight has ${w.length} values, expected N*K = ${N}*${K}`);
+  if (w.length !== N * K)
+    throw new QuantError(`quantizeNBits: weight has ${w.length} values, expected N*K = ${N}*${K}`);
   const { bits, blockSize: bs, symmetric } = spec;
   const nBlocks = Math.ceil(K / bs);
   const blobBytes = (bs * bits) / 8;
@@ -151,5 +153,10 @@ export function reconstructionError(name: string, w: Float32Array, wq: Float32Ar
 }
 
 export function formatErrorReport(rows: ReconstructionError[]): string {
-  return rows.map((r) => `${r.name.padEnd(48)} maxAbs ${r.maxAbs.toExponential(3)}  rmse ${r.rmse.toExponential(3)}  rel ${(100 * r.relRmse).toFixed(2)}%`).join('\n');
+  return rows
+    .map(
+      (r) =>
+        `${r.name.padEnd(48)} maxAbs ${r.maxAbs.toExponential(3)}  rmse ${r.rmse.toExponential(3)}  rel ${(100 * r.relRmse).toFixed(2)}%`,
+    )
+    .join('\n');
 }

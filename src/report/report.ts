@@ -24,7 +24,14 @@ export interface ReportInput {
   title?: string;
 }
 
-export const REPORT_PANELS = ['report-summary', 'report-confusion', 'report-reliability', 'report-length', 'report-position', 'report-verbosity'] as const;
+export const REPORT_PANELS = [
+  'report-summary',
+  'report-confusion',
+  'report-reliability',
+  'report-length',
+  'report-position',
+  'report-verbosity',
+] as const;
 /** The extra panel of a task scored by accuracy (WSDM). */
 export const LANGUAGE_PANEL = 'report-language';
 
@@ -33,7 +40,6 @@ const COLORS = ['#1f77b4', '#d62728', '#7f7f7f'];
 
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const f4 = (x: number) => (Number.isFinite(x) ? x.toFixed(4) : 'n/a');
-
 
 /** Indices of rows split into `k` equal-count buckets by `key`. */
 function quantileBuckets(key: ArrayLike<number>, k: number): number[][] {
@@ -54,51 +60,99 @@ interface Series {
 }
 
 /** A small x/y chart; `diagonal` draws y = x (reliability, swap agreement). */
-function chart(opts: { id: string; xLabel: string; yLabel: string; x: [number, number]; y: [number, number]; series: Series[]; diagonal?: boolean; xTicks?: string[] }): string {
-  const W = 420, H = 280, L = 52, R = 12, T = 12, B = 42;
+function chart(opts: {
+  id: string;
+  xLabel: string;
+  yLabel: string;
+  x: [number, number];
+  y: [number, number];
+  series: Series[];
+  diagonal?: boolean;
+  xTicks?: string[];
+}): string {
+  const W = 420,
+    H = 280,
+    L = 52,
+    R = 12,
+    T = 12,
+    B = 42;
   const sx = (v: number) => L + ((v - opts.x[0]) / (opts.x[1] - opts.x[0] || 1)) * (W - L - R);
   const sy = (v: number) => H - B - ((v - opts.y[0]) / (opts.y[1] - opts.y[0] || 1)) * (H - T - B);
-  const parts: string[] = [`<svg class="chart" id="${opts.id}" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" xmlns="http://www.w3.org/2000/svg">`];
+  const parts: string[] = [
+    `<svg class="chart" id="${opts.id}" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" xmlns="http://www.w3.org/2000/svg">`,
+  ];
   parts.push(`<rect x="${L}" y="${T}" width="${W - L - R}" height="${H - T - B}" fill="#fafafa" stroke="#ccc"/>`);
   for (let t = 0; t <= 4; t++) {
     const yv = opts.y[0] + ((opts.y[1] - opts.y[0]) * t) / 4;
     parts.push(`<line x1="${L}" x2="${W - R}" y1="${sy(yv).toFixed(1)}" y2="${sy(yv).toFixed(1)}" stroke="#e5e5e5"/>`);
-    parts.push(`<text x="${L - 4}" y="${(sy(yv) + 4).toFixed(1)}" text-anchor="end" class="tick">${yv.toFixed(2)}</text>`);
+    parts.push(
+      `<text x="${L - 4}" y="${(sy(yv) + 4).toFixed(1)}" text-anchor="end" class="tick">${yv.toFixed(2)}</text>`,
+    );
     if (!opts.xTicks) {
       const xv = opts.x[0] + ((opts.x[1] - opts.x[0]) * t) / 4;
-      parts.push(`<text x="${sx(xv).toFixed(1)}" y="${H - B + 14}" text-anchor="middle" class="tick">${Math.abs(xv) >= 1000 ? xv.toFixed(0) : xv.toFixed(2)}</text>`);
+      parts.push(
+        `<text x="${sx(xv).toFixed(1)}" y="${H - B + 14}" text-anchor="middle" class="tick">${Math.abs(xv) >= 1000 ? xv.toFixed(0) : xv.toFixed(2)}</text>`,
+      );
     }
   }
   opts.xTicks?.forEach((lab, j) => {
     const xv = opts.x[0] + ((j + 0.5) * (opts.x[1] - opts.x[0])) / opts.xTicks!.length;
     parts.push(`<text x="${sx(xv).toFixed(1)}" y="${H - B + 14}" text-anchor="middle" class="tick">${esc(lab)}</text>`);
   });
-  if (opts.diagonal) parts.push(`<line class="diagonal" x1="${sx(opts.x[0])}" y1="${sy(opts.y[0])}" x2="${sx(opts.x[1])}" y2="${sy(opts.y[1])}" stroke="#999" stroke-dasharray="4 3"/>`);
+  if (opts.diagonal)
+    parts.push(
+      `<line class="diagonal" x1="${sx(opts.x[0])}" y1="${sy(opts.y[0])}" x2="${sx(opts.x[1])}" y2="${sy(opts.y[1])}" stroke="#999" stroke-dasharray="4 3"/>`,
+    );
   opts.series.forEach((s, k) => {
     if (s.kind === 'line' && s.points.length)
-      parts.push(`<polyline class="series" fill="none" stroke="${s.color}" stroke-width="2" points="${s.points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ')}"/>`);
+      parts.push(
+        `<polyline class="series" fill="none" stroke="${s.color}" stroke-width="2" points="${s.points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ')}"/>`,
+      );
     if (s.kind !== 'bars')
-      for (const [x, y] of s.points) parts.push(`<circle class="point" cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="${s.kind === 'dots' ? 1.8 : 3}" fill="${s.color}" fill-opacity="${s.kind === 'dots' ? 0.45 : 1}"/>`);
+      for (const [x, y] of s.points)
+        parts.push(
+          `<circle class="point" cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="${s.kind === 'dots' ? 1.8 : 3}" fill="${s.color}" fill-opacity="${s.kind === 'dots' ? 0.45 : 1}"/>`,
+        );
     else {
       const bw = ((W - L - R) / Math.max(s.points.length, 1)) * 0.7;
       for (const [x, y] of s.points)
-        parts.push(`<rect class="bar" x="${(sx(x) - bw / 2).toFixed(1)}" y="${sy(y).toFixed(1)}" width="${bw.toFixed(1)}" height="${(sy(opts.y[0]) - sy(y)).toFixed(1)}" fill="${s.color}"/>`);
+        parts.push(
+          `<rect class="bar" x="${(sx(x) - bw / 2).toFixed(1)}" y="${sy(y).toFixed(1)}" width="${bw.toFixed(1)}" height="${(sy(opts.y[0]) - sy(y)).toFixed(1)}" fill="${s.color}"/>`,
+        );
     }
     parts.push(`<text x="${L + 8}" y="${T + 16 + 14 * k}" fill="${s.color}" class="legend">${esc(s.name)}</text>`);
   });
   parts.push(`<text x="${(L + W - R) / 2}" y="${H - 8}" text-anchor="middle" class="axis">${esc(opts.xLabel)}</text>`);
-  parts.push(`<text x="14" y="${(T + H - B) / 2}" text-anchor="middle" transform="rotate(-90 14 ${(T + H - B) / 2})" class="axis">${esc(opts.yLabel)}</text>`);
+  parts.push(
+    `<text x="14" y="${(T + H - B) / 2}" text-anchor="middle" transform="rotate(-90 14 ${(T + H - B) / 2})" class="axis">${esc(opts.yLabel)}</text>`,
+  );
   parts.push('</svg>');
   return parts.join('');
 }
 
-const panel = (id: string, title: string, body: string) => `<section class="panel" id="${id}"><h2>${esc(title)}</h2>${body}</section>`;
+const panel = (id: string, title: string, body: string) =>
+  `<section class="panel" id="${id}"><h2>${esc(title)}</h2>${body}</section>`;
 const missing = (what: string) => `<p class="missing">Not available: ${esc(what)}</p>`;
 
 /** One bar per value (named by its tick), y from 0 to yMax; the series is named after the y axis. */
-function barChart(id: string, xLabel: string, yLabel: string, values: number[], xTicks: string[], yMax: number): string {
+function barChart(
+  id: string,
+  xLabel: string,
+  yLabel: string,
+  values: number[],
+  xTicks: string[],
+  yMax: number,
+): string {
   const points = values.map((v, j): [number, number] => [j + 0.5, v]);
-  return chart({ id, xLabel, yLabel, x: [0, values.length], y: [0, yMax], series: [{ name: yLabel, color: COLORS[0], points, kind: 'bars' }], xTicks });
+  return chart({
+    id,
+    xLabel,
+    yLabel,
+    x: [0, values.length],
+    y: [0, yMax],
+    series: [{ name: yLabel, color: COLORS[0], points, kind: 'bars' }],
+    xTicks,
+  });
 }
 
 export function renderReport(input: ReportInput): string {
@@ -142,7 +196,10 @@ export function renderReport(input: ReportInput): string {
         .map(
           (y) =>
             `<tr><th>${SHORT[y]}</th>${cls
-              .map((k) => `<td class="cm-cell" data-label="${y}" data-pred="${k}" style="background: rgba(31,119,180,${(cm[y * K + k] / maxCell).toFixed(3)})">${cm[y * K + k]}</td>`)
+              .map(
+                (k) =>
+                  `<td class="cm-cell" data-label="${y}" data-pred="${k}" style="background: rgba(31,119,180,${(cm[y * K + k] / maxCell).toFixed(3)})">${cm[y * K + k]}</td>`,
+              )
               .join('')}</tr>`,
         )
         .join('') +
@@ -151,7 +208,9 @@ export function renderReport(input: ReportInput): string {
 
   // Reliability: per class, 10 equal-width bins of predicted probability vs observed frequency.
   const rel: Series[] = cls.map((c) => {
-    const sp = new Float64Array(10), sy = new Float64Array(10), cnt = new Float64Array(10);
+    const sp = new Float64Array(10),
+      sy = new Float64Array(10),
+      cnt = new Float64Array(10);
     for (let i = 0; i < n; i++) {
       const p = probs[i * K + c];
       const b = Math.min(9, Math.floor(p * 10));
@@ -166,7 +225,15 @@ export function renderReport(input: ReportInput): string {
   const reliability = panel(
     'report-reliability',
     'Reliability diagram',
-    chart({ id: 'chart-reliability', xLabel: 'predicted probability', yLabel: 'observed frequency', x: [0, 1], y: [0, 1], series: rel, diagonal: true }),
+    chart({
+      id: 'chart-reliability',
+      xLabel: 'predicted probability',
+      yLabel: 'observed frequency',
+      x: [0, 1],
+      y: [0, 1],
+      series: rel,
+      diagonal: true,
+    }),
   );
 
   let lengthBody = missing('text lengths (pass `lengths`)');
@@ -175,7 +242,14 @@ export function renderReport(input: ReportInput): string {
     const loss = buckets.map((b) => b.reduce((s, i) => s + losses[i], 0) / b.length);
     const ticks = buckets.map((b) => `≤${Math.round(input.lengths![b[b.length - 1]])}`);
     lengthBody =
-      barChart('chart-length', 'text length bucket (characters, quintiles)', 'log loss', loss, ticks, Math.max(1.2, ...loss)) +
+      barChart(
+        'chart-length',
+        'text length bucket (characters, quintiles)',
+        'log loss',
+        loss,
+        ticks,
+        Math.max(1.2, ...loss),
+      ) +
       `<table class="length-table"><tr><th>bucket</th><th>rows</th><th>log loss</th></tr>${buckets.map((b, j) => `<tr><td>${esc(ticks[j])}</td><td>${b.length}</td><td>${f4(loss[j])}</td></tr>`).join('')}</table>`;
   }
   const lengthPanel = panel('report-length', 'Log loss by length bucket', lengthBody);
@@ -186,7 +260,10 @@ export function renderReport(input: ReportInput): string {
     const swap = swapColumns(task);
     // P(A wins) seen from the swapped pass is its column 1 (A sits in the second position there).
     const pts: [number, number][] = [];
-    let firstBefore = 0, firstAfter = 0, agree = 0, absDiff = 0;
+    let firstBefore = 0,
+      firstAfter = 0,
+      agree = 0,
+      absDiff = 0;
     for (let i = 0; i < n; i++) {
       const a2 = sw[i * K + 1];
       if (pts.length < 2000) pts.push([probs[i * K], a2]);
@@ -197,7 +274,15 @@ export function renderReport(input: ReportInput): string {
       if (argmax(probs, i) === argmax(flipped, 0)) agree++;
     }
     positionBody =
-      chart({ id: 'chart-position', xLabel: 'P(A wins), original order', yLabel: 'P(A wins), swapped pass', x: [0, 1], y: [0, 1], series: [{ name: 'rows', color: COLORS[0], points: pts, kind: 'dots' }], diagonal: true }) +
+      chart({
+        id: 'chart-position',
+        xLabel: 'P(A wins), original order',
+        yLabel: 'P(A wins), swapped pass',
+        x: [0, 1],
+        y: [0, 1],
+        series: [{ name: 'rows', color: COLORS[0], points: pts, kind: 'dots' }],
+        diagonal: true,
+      }) +
       `<table class="position-table"><tr><th>mean P(first position wins), original</th><td id="metric-first-before">${f4(firstBefore)}</td></tr>` +
       `<tr><th>mean P(first position wins), swapped</th><td id="metric-first-after">${f4(firstAfter)}</td></tr>` +
       `<tr><th>mean |P(A) - P'(A)|</th><td>${f4(absDiff)}</td></tr><tr><th>verdict agreement</th><td id="metric-swap-agreement">${f4(agree / n)}</td></tr></table>`;
@@ -236,12 +321,27 @@ export function renderReport(input: ReportInput): string {
   if (task.metric.name === 'accuracy') {
     let body = missing('languages (pass `languages`: the file has no `language` column)');
     if (input.languages && input.languages.length === n && input.languages.some((l) => l)) {
-      const groups = accuracyByGroup(probs, labels, input.languages.map((l) => l || '(none)'), K);
+      const groups = accuracyByGroup(
+        probs,
+        labels,
+        input.languages.map((l) => l || '(none)'),
+        K,
+      );
       const shown = groups.slice(0, 12);
       body =
-        barChart('chart-language', 'language (most rows first)', 'accuracy', shown.map((g) => g.accuracy), shown.map((g) => g.group.slice(0, 8)), 1) +
+        barChart(
+          'chart-language',
+          'language (most rows first)',
+          'accuracy',
+          shown.map((g) => g.accuracy),
+          shown.map((g) => g.group.slice(0, 8)),
+          1,
+        ) +
         `<table class="language-table"><tr><th>language</th><th>rows</th><th>accuracy</th></tr>${groups
-          .map((g) => `<tr class="language-row" data-language="${esc(g.group)}" data-accuracy="${g.accuracy}"><td>${esc(g.group)}</td><td>${g.rows}</td><td>${f4(g.accuracy)}</td></tr>`)
+          .map(
+            (g) =>
+              `<tr class="language-row" data-language="${esc(g.group)}" data-accuracy="${g.accuracy}"><td>${esc(g.group)}</td><td>${g.rows}</td><td>${f4(g.accuracy)}</td></tr>`,
+          )
           .join('')}</table>`;
     }
     language = '\n' + panel(LANGUAGE_PANEL, 'Accuracy per language', body);

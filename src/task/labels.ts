@@ -27,7 +27,8 @@ export function winnerLabel(cell: string): RowLabel | null | undefined {
 export function oneHotLabel(cells: readonly string[]): RowLabel | null | undefined {
   if (cells.every((c) => c === '')) return null;
   const vals = cells.map((c) => Number(c || NaN));
-  if (vals.filter((v) => v === 1).length !== 1 || vals.filter((v) => v === 0).length !== LABEL_COLUMNS.length - 1) return undefined;
+  if (vals.filter((v) => v === 1).length !== 1 || vals.filter((v) => v === 0).length !== LABEL_COLUMNS.length - 1)
+    return undefined;
   return vals.indexOf(1) as RowLabel;
 }
 

@@ -87,21 +87,34 @@ export function outcomeOf(label: string): Outcome | undefined {
  * logit order), plus whether the row must be renormalised (a 3-outcome model on a 2-outcome task
  * drops the tie). Refuses a model that cannot give every outcome of the task.
  */
-export function modelToTask(task: Task, modelLabels: readonly string[], where = 'model'): { perm: number[]; renormalise: boolean } {
+export function modelToTask(
+  task: Task,
+  modelLabels: readonly string[],
+  where = 'model',
+): { perm: number[]; renormalise: boolean } {
   const outcomes = modelLabels.map(outcomeOf);
   const unknown = modelLabels.filter((_, i) => !outcomes[i]);
   if (unknown.length)
-    throw new TaskError(`${where}: labels ${JSON.stringify(modelLabels)} include ${unknown.map((u) => JSON.stringify(u)).join(', ')}, which names no outcome (winner_model_a / winner_model_b / winner_tie, or model_a / model_b); fix id2label in config.json and re-import`);
-  if (new Set(outcomes).size !== outcomes.length) throw new TaskError(`${where}: labels ${JSON.stringify(modelLabels)} name one outcome twice`);
+    throw new TaskError(
+      `${where}: labels ${JSON.stringify(modelLabels)} include ${unknown.map((u) => JSON.stringify(u)).join(', ')}, which names no outcome (winner_model_a / winner_model_b / winner_tie, or model_a / model_b); fix id2label in config.json and re-import`,
+    );
+  if (new Set(outcomes).size !== outcomes.length)
+    throw new TaskError(`${where}: labels ${JSON.stringify(modelLabels)} name one outcome twice`);
   const perm = task.outcomes.map((o) => outcomes.indexOf(o));
   const missing = task.outcomes.filter((_, j) => perm[j] < 0);
   if (missing.length)
-    throw new TaskError(`${where}: its labels ${JSON.stringify(modelLabels)} cannot give the ${task.name} task's ${missing.join(', ')} column; a ${outcomes.length}-label model cannot serve a task with ${task.outcomes.length} outcomes`);
+    throw new TaskError(
+      `${where}: its labels ${JSON.stringify(modelLabels)} cannot give the ${task.name} task's ${missing.join(', ')} column; a ${outcomes.length}-label model cannot serve a task with ${task.outcomes.length} outcomes`,
+    );
   return { perm, renormalise: outcomes.length > task.outcomes.length };
 }
 
 /** Applies modelToTask's mapping to flat rows [n * modelLabels.length] -> [n * task.labels.length]. */
-export function mapProbs(p: ArrayLike<number>, width: number, map: { perm: number[]; renormalise: boolean }): Float64Array {
+export function mapProbs(
+  p: ArrayLike<number>,
+  width: number,
+  map: { perm: number[]; renormalise: boolean },
+): Float64Array {
   const n = p.length / width;
   const k = map.perm.length;
   const out = new Float64Array(n * k);

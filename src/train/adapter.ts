@@ -60,7 +60,9 @@ export function writeAdapter(dir: string, o: AdapterOutput): void {
   const doubled = o.pissaStart !== null;
   const twiceAlpha = (a: number) => (s.use_rslora ? a * Math.SQRT2 : a * 2);
   const config = {
-    alpha_pattern: Object.fromEntries(Object.entries(s.alpha_pattern ?? {}).map(([k, a]) => [k, doubled ? twiceAlpha(a) : a])),
+    alpha_pattern: Object.fromEntries(
+      Object.entries(s.alpha_pattern ?? {}).map(([k, a]) => [k, doubled ? twiceAlpha(a) : a]),
+    ),
     auto_mapping: null,
     base_model_name_or_path: o.baseModelNameOrPath,
     bias: 'none',
@@ -91,5 +93,8 @@ export function writeAdapter(dir: string, o: AdapterOutput): void {
   writeFileSync(join(dir, ADAPTER_CONFIG_FILE), JSON.stringify(config, null, 2) + '\n');
   // What each output was trained to mean: import reads it before the base's id2label (a relabelled
   // head has another number of outputs than config.json says).
-  writeFileSync(join(dir, ADAPTER_LABELS_FILE), JSON.stringify({ id2label: labelKeys(o.labels).id2label }, null, 2) + '\n');
+  writeFileSync(
+    join(dir, ADAPTER_LABELS_FILE),
+    JSON.stringify({ id2label: labelKeys(o.labels).id2label }, null, 2) + '\n',
+  );
 }

@@ -64,10 +64,20 @@ export function loadBase(dir: string, ck: Checkpoint, o: TrainOptions): TrainBas
   const adapterLabels = o.adapter ? readAdapterLabels(o.adapter) : null;
   if (adapterLabels) json = { ...json, ...labelKeys(adapterLabels) };
   if (!head && causal) {
-    if (!o.numLabels) throw new LoraSetupError(`${file}: a causal-LM base has no score head; pass --num-labels 3 (or 2) to train a new one`);
+    if (!o.numLabels)
+      throw new LoraSetupError(
+        `${file}: a causal-LM base has no score head; pass --num-labels 3 (or 2) to train a new one`,
+      );
     const rng = forName(o.seed, 'score.weight');
-    extra.set('score.weight', { shape: [o.numLabels, H], data: Float32Array.from({ length: o.numLabels * H }, () => rng.normal() * std) });
-    head = { kind: 'classifier', layers: [{ weight: 'score.weight', bias: null, inFeatures: H, outFeatures: o.numLabels }], activation: null };
+    extra.set('score.weight', {
+      shape: [o.numLabels, H],
+      data: Float32Array.from({ length: o.numLabels * H }, () => rng.normal() * std),
+    });
+    head = {
+      kind: 'classifier',
+      layers: [{ weight: 'score.weight', bias: null, inFeatures: H, outFeatures: o.numLabels }],
+      activation: null,
+    };
     json = { ...json, ...labelKeys(defaultLabels(o.numLabels)) };
   } else if (o.numLabels) {
     // config.json's plain score linear when chooseScoreHead found nothing more
@@ -76,7 +86,8 @@ export function loadBase(dir: string, ck: Checkpoint, o: TrainOptions): TrainBas
       layers: [{ weight: 'score.weight', bias: null, inFeatures: H, outFeatures: ck.info('score.weight').shape[0] }],
       activation: null,
     };
-    if (current.kind !== 'classifier') throw new LoraSetupError('--num-labels: this model scores with label tokens; train a classifier base');
+    if (current.kind !== 'classifier')
+      throw new LoraSetupError('--num-labels: this model scores with label tokens; train a classifier base');
     const last = current.layers[current.layers.length - 1];
     if (last.outFeatures !== o.numLabels) {
       const labels = defaultLabels(o.numLabels);
@@ -90,7 +101,10 @@ export function loadBase(dir: string, ck: Checkpoint, o: TrainOptions): TrainBas
       extra.set(last.weight, { shape: [o.numLabels, I], data: weight });
       if (last.bias) {
         const b = extra.get(last.bias) ?? ck.get(last.bias);
-        extra.set(last.bias, { shape: [o.numLabels], data: rows ? Float32Array.from(rows, (r) => b.data[r]) : new Float32Array(o.numLabels) });
+        extra.set(last.bias, {
+          shape: [o.numLabels],
+          data: rows ? Float32Array.from(rows, (r) => b.data[r]) : new Float32Array(o.numLabels),
+        });
       }
       o.log(
         `train: the head's last layer ${last.weight} relabelled from ${last.outFeatures} to ${o.numLabels} outputs (${labels.join(', ')}), ` +
@@ -101,13 +115,18 @@ export function loadBase(dir: string, ck: Checkpoint, o: TrainOptions): TrainBas
     }
   }
   const config = parseHfConfig(json, file, head ? { head } : {});
-  if (config.numLabels < 2) throw new LoraSetupError(`${file}: num_labels ${config.numLabels}; cross-entropy training needs 2 or more labels`);
+  if (config.numLabels < 2)
+    throw new LoraSetupError(`${file}: num_labels ${config.numLabels}; cross-entropy training needs 2 or more labels`);
   // CSV outcomes go to the logit id2label names them by; generic names (LABEL_0..) keep Kaggle's order.
   const labelNames = hfLabelNames(json) ?? [];
   const idx = (outcome: string) => labelNames.findIndex((n) => outcomeOf(n) === outcome);
   const named = ['a', 'b'].every((x) => idx(x) >= 0) && (config.numLabels === 2 || idx('tie') >= 0);
   const labelIndex = (
-    named ? [idx('a'), idx('b'), config.numLabels === 2 ? -1 : idx('tie')] : config.numLabels === 2 ? [0, 1, -1] : [0, 1, 2]
+    named
+      ? [idx('a'), idx('b'), config.numLabels === 2 ? -1 : idx('tie')]
+      : config.numLabels === 2
+        ? [0, 1, -1]
+        : [0, 1, 2]
   ) as [number, number, number];
   const labels = named ? labelNames : defaultLabels(config.numLabels);
   return { config, labelIndex, extra, labels };

@@ -1,9 +1,11 @@
 // Training rows: `--tokenized` JSON lines {"input_ids": [...], "label": k}, or a competition CSV
-// formatted and tokenized like the runner does (template, head+tail truncation) with the base
+// formatted and tokenized like the runner does (the same recipe: template + truncation) with the base
 // folder's tokenizer; optional swap augmentation (responses swapped, A/B labels swapped, tie kept).
 // A bad line is skipped with a warning naming it; the rest still train. Also: seeded shuffling and
 // micro-batching in the order HF Trainer consumes them.
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { StringDecoder } from 'node:string_decoder';
+import { fsReason } from '../util/files';
 import { readRows } from '../data/rows';
 import { encodeRowInfo, loadTokenizer, type ArenaTokenizer } from '../format/encode';
 import type { Example } from './feeds';
@@ -21,33 +23,82 @@ export interface LoadedRows {
   truncated?: number;
 }
 
-export function readTokenized(path: string, numLabels: number, vocabSize: number): LoadedRows {
+/** JSON lines of one file, read in 1 MiB chunks (a file past the string-length limit still reads); a UTF-8 BOM is dropped. */
+function* jsonLines(path: string): Generator<[string, number]> {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    throw new TrainDataError(`${path}: cannot be read (${fsReason(e)})`);
+  }
+  try {
+    if (fstatSync(fd).isDirectory()) throw new TrainDataError(`${path}: is a folder; --tokenized takes a .jsonl file`);
+    const decoder = new StringDecoder('utf8');
+    const buf = Buffer.alloc(1 << 20);
+    let rest = '';
+    let line = 0;
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) {
+      const parts = (rest + decoder.write(buf.subarray(0, n))).split('\n');
+      rest = parts.pop()!;
+      if (rest.length > MAX_LINE_CHARS)
+        throw new TrainDataError(
+          `${path}:${line + 1}: a line over ${MAX_LINE_CHARS / 1e6} million characters; split or truncate its input_ids`,
+        );
+      for (const t of parts) yield [line === 0 ? t.replace(/^\uFEFF/, '') : t, ++line];
+    }
+    rest += decoder.end();
+    if (rest) yield [line === 0 ? rest.replace(/^\uFEFF/, '') : rest, ++line];
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const MAX_LINE_CHARS = 64e6;
+
+/** `--tokenized` rows; ids past maxTokens are cut from the right (as `tokenizer(..., truncation=True)`), counted. */
+export function readTokenized(path: string, numLabels: number, vocabSize: number, maxTokens = Infinity): LoadedRows {
   const rows: Example[] = [];
   const warnings: string[] = [];
-  const lines = readFileSync(path, 'utf8').split('\n');
-  lines.forEach((text, i) => {
-    if (!text.trim()) return;
-    const where = `${path}:${i + 1}`;
-    let j: { input_ids?: unknown; label?: unknown };
+  let truncated = 0;
+  for (const [text, lineNo] of jsonLines(path)) {
+    if (!text.trim()) continue;
+    const where = `${path}:${lineNo}`;
+    let j: unknown;
     try {
       j = JSON.parse(text);
     } catch (e) {
-      warnings.push(`${where}: not JSON (${(e as Error).message}); line skipped`);
-      return;
+      warnings.push(`${where}: not JSON (${(e as Error).message.slice(0, 120)}); line skipped`);
+      continue;
     }
-    const ids = j.input_ids;
+    if (!j || typeof j !== 'object' || Array.isArray(j)) {
+      warnings.push(
+        `${where}: expected an object {"input_ids": [...], "label": k}, got ${JSON.stringify(j)?.slice(0, 40)}; line skipped`,
+      );
+      continue;
+    }
+    const { input_ids: ids, label } = j as { input_ids?: unknown; label?: unknown };
     if (!Array.isArray(ids) || ids.length === 0 || !ids.every((x) => Number.isInteger(x) && x >= 0 && x < vocabSize)) {
       warnings.push(`${where}: "input_ids" must be a non-empty list of token ids in 0..${vocabSize - 1}; line skipped`);
-      return;
+      continue;
     }
-    if (!(Number.isInteger(j.label) && (j.label as number) >= 0 && (j.label as number) < numLabels)) {
-      warnings.push(`${where}: "label" must be an integer in 0..${numLabels - 1}, got ${JSON.stringify(j.label)}; line skipped`);
-      return;
+    if (!(Number.isInteger(label) && (label as number) >= 0 && (label as number) < numLabels)) {
+      warnings.push(
+        `${where}: "label" must be an integer in 0..${numLabels - 1}, got ${JSON.stringify(label)}; line skipped`,
+      );
+      continue;
     }
-    rows.push({ inputIds: ids as number[], label: j.label as number });
-  });
+    if (ids.length > maxTokens) truncated++;
+    rows.push({
+      inputIds: (ids.length > maxTokens ? ids.slice(0, maxTokens) : ids) as number[],
+      label: label as number,
+    });
+  }
+  if (truncated)
+    warnings.push(
+      `${path}: ${truncated} rows longer than --max-tokens ${maxTokens} cut to their first ${maxTokens} ids`,
+    );
   if (!rows.length) throw new TrainDataError(`${path}: no usable rows${warnings.length ? ` (${warnings[0]})` : ''}`);
-  return { rows, warnings };
+  return { rows, warnings, truncated };
 }
 
 export interface CsvOptions {
@@ -55,6 +106,8 @@ export interface CsvOptions {
   /** The tokenizer of tokenizerDir when already loaded (training and validation files share one; Gemma's takes seconds to load). */
   tokenizer?: ArenaTokenizer;
   template: string;
+  /** Truncation rule (default: the template's own). */
+  truncation?: string;
   maxTokens: number;
   /** Add every row a second time with the responses swapped (label A <-> B). */
   swapAugment: boolean;
@@ -72,12 +125,19 @@ export async function readCsv(path: string, o: CsvOptions): Promise<LoadedRows> 
   for (const row of r.rows) {
     for (const swap of o.swapAugment ? [false, true] : [false]) {
       try {
-        const enc = encodeRowInfo(tok, row, { template: o.template, maxTokens: o.maxTokens, swap });
+        const enc = encodeRowInfo(tok, row, {
+          template: o.template,
+          truncation: o.truncation,
+          maxTokens: o.maxTokens,
+          swap,
+        });
         const ids = enc.ids;
         if (enc.truncated) truncated++;
         const outcome = swap && row.label !== 2 ? 1 - row.label! : row.label!;
         if (o.labelIndex[outcome] < 0) {
-          warnings.push(`${path}: row ${row.id} (line ${row.line}) is a tie, which a 2-label head cannot learn; row skipped`);
+          warnings.push(
+            `${path}: row ${row.id} (line ${row.line}) is a tie, which a 2-label head cannot learn; row skipped`,
+          );
           break;
         }
         rows.push({ inputIds: Array.from(ids), label: o.labelIndex[outcome] });
@@ -86,7 +146,8 @@ export async function readCsv(path: string, o: CsvOptions): Promise<LoadedRows> 
       }
     }
   }
-  if (!rows.length) throw new TrainDataError(`${path}: no usable rows${warnings.length ? ` (first problem: ${warnings.at(-1)})` : ''}`);
+  if (!rows.length)
+    throw new TrainDataError(`${path}: no usable rows${warnings.length ? ` (first problem: ${warnings.at(-1)})` : ''}`);
   return { rows, warnings, truncated };
 }
 

@@ -11,7 +11,8 @@ export interface Example {
   label: number;
 }
 
-export type FeedTensor = { dtype: 'int64'; dims: number[]; data: BigInt64Array } | { dtype: 'float32'; dims: number[]; data: Float32Array };
+export type FeedTensor =
+  { dtype: 'int64'; dims: number[]; data: BigInt64Array } | { dtype: 'float32'; dims: number[]; data: Float32Array };
 export type Feeds = Record<string, FeedTensor>;
 
 /** float32 min, what HF 4.45 adds for masked positions. */
@@ -75,7 +76,13 @@ export function batchFeeds(c: ModelConfig, rows: Example[]): Feeds {
 }
 
 /** Inverted-dropout masks (keep with 1 - p, scaled by 1 / (1 - p)) per LoRA module, from one seed. */
-export function dropoutFeeds(modules: { module: string; inFeatures: number }[], p: number, B: number, S: number, seed: number): Feeds {
+export function dropoutFeeds(
+  modules: { module: string; inFeatures: number }[],
+  p: number,
+  B: number,
+  S: number,
+  seed: number,
+): Feeds {
   const f: Feeds = {};
   const rnd = mulberry32(seed).next;
   const keep = Math.fround(1 / (1 - p));

@@ -46,18 +46,30 @@ function transposed(w: Float32Array, out: number, inn: number): Float32Array {
 export const TRAIN_ACTIVATIONS: Record<Activation, (b: GraphBuilder, x: Value) => Value> = {
   // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
   gelu_tanh: (b, x) => {
-    const inner = b.mul(b.add(x, b.mul(b.mul(b.mul(x, x), x), b.scalar('c', 0.044715))), b.scalar('c', Math.sqrt(2 / Math.PI)));
+    const inner = b.mul(
+      b.add(x, b.mul(b.mul(b.mul(x, x), x), b.scalar('c', 0.044715))),
+      b.scalar('c', Math.sqrt(2 / Math.PI)),
+    );
     return b.mul(b.mul(x, b.scalar('c', 0.5)), b.add(b.tanh(inner), b.scalar('c', 1)));
   },
   // torch's exact GELU: x * 0.5 * (1 + erf(x * M_SQRT1_2))
-  gelu: (b, x) => b.mul(b.mul(x, b.scalar('c', 0.5)), b.add(b.unary('Erf', b.mul(x, b.scalar('c', Math.SQRT1_2))), b.scalar('c', 1))),
+  gelu: (b, x) =>
+    b.mul(b.mul(x, b.scalar('c', 0.5)), b.add(b.unary('Erf', b.mul(x, b.scalar('c', Math.SQRT1_2))), b.scalar('c', 1))),
   relu: (b, x) => b.unary('Relu', x),
   silu: (b, x) => b.mul(x, b.unary('Sigmoid', x)),
   tanh: (b, x) => b.tanh(x),
 };
 
 /** The training Lowering plus what the loss needs (pooled features). */
-function trainLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, spec: TrainableSpec, opts: TrainGraphOptions, params: Value[], dropoutModules: TrainGraph['dropoutModules']) {
+function trainLowering(
+  b: GraphBuilder,
+  c: ModelConfig,
+  weights: WeightSource,
+  spec: TrainableSpec,
+  opts: TrainGraphOptions,
+  params: Value[],
+  dropoutModules: TrainGraph['dropoutModules'],
+) {
   const H = c.hiddenSize;
   const D = c.headDim;
   const kvh = c.numKvHeads;
@@ -70,7 +82,8 @@ function trainLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, s
     params.push(v);
     return v;
   };
-  const frozen = (name: string, data: Float32Array, shape: number[]) => b.initializer(name, 'float32', shape, f32(data));
+  const frozen = (name: string, data: Float32Array, shape: number[]) =>
+    b.initializer(name, 'float32', shape, f32(data));
 
   // per-batch inputs (src/train/feeds.ts)
   let biasGlobal: Value;
@@ -138,7 +151,10 @@ function trainLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, s
       const q5 = b.transpose(b.reshape(q, [0, 0, kvh, groups, D]), [0, 2, 3, 1, 4]);
       const k5 = b.transpose(b.reshape(k, [0, 0, kvh, 1, D]), [0, 2, 3, 1, 4]);
       const v5 = b.transpose(b.reshape(v, [0, 0, kvh, 1, D]), [0, 2, 3, 1, 4]);
-      let s = b.mul(b.matmul(rotary(q5), b.transpose(rotary(k5), [0, 1, 2, 4, 3])), b.scalar('attn_scale', c.attnScale));
+      let s = b.mul(
+        b.matmul(rotary(q5), b.transpose(rotary(k5), [0, 1, 2, 4, 3])),
+        b.scalar('attn_scale', c.attnScale),
+      );
       if (c.attnSoftcap !== null) {
         const cap = b.scalar('softcap', c.attnSoftcap);
         s = b.mul(b.tanh(b.div(s, cap)), cap);
@@ -152,7 +168,13 @@ function trainLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, s
     // named 'pooled' (no Identity rename for the graph output): onnxruntime 1.29's basic optimizer loses a
     // renamed 'pooled' in a forward-only graph with a ReLU head ("pooled_out0 is not ... a previous node").
     lastToken: (x) =>
-      (pooled = b.op('Reshape', [b.matmul(pool, x), b.constInt64('pooled_shape', [0, H])], [{ dtype: x.dtype, shape: [x.shape?.[0] ?? null, H] }], {}, { name: 'pool', outNames: ['pooled'] })[0]),
+      (pooled = b.op(
+        'Reshape',
+        [b.matmul(pool, x), b.constInt64('pooled_shape', [0, H])],
+        [{ dtype: x.dtype, shape: [x.shape?.[0] ?? null, H] }],
+        {},
+        { name: 'pool', outNames: ['pooled'] },
+      )[0]),
     dense(weight, bias, x, rows) {
       if (rows) throw new GraphBuildError('training a causal-LM label-token head is not supported; train a score head');
       const t = headBy.get(weight);
@@ -170,7 +192,12 @@ function trainLowering(b: GraphBuilder, c: ModelConfig, weights: WeightSource, s
   return { L, pooled: () => pooled! };
 }
 
-export function buildTrainGraph(c: ModelConfig, weights: WeightSource, spec: TrainableSpec, opts: TrainGraphOptions = {}): TrainGraph {
+export function buildTrainGraph(
+  c: ModelConfig,
+  weights: WeightSource,
+  spec: TrainableSpec,
+  opts: TrainGraphOptions = {},
+): TrainGraph {
   const b = new GraphBuilder('train', opts.store);
   const params: Value[] = [];
   const dropoutModules: TrainGraph['dropoutModules'] = [];
@@ -189,7 +216,12 @@ export function buildTrainGraph(c: ModelConfig, weights: WeightSource, spec: Tra
  * forward-only graph outputs): the same head lowering, loss and gradients as the full graph, for
  * head-only training (`--train head`), which fits any head (linear or score.N.* stack) in seconds.
  */
-export function buildHeadGraph(c: ModelConfig, weights: WeightSource, spec: TrainableSpec, opts: TrainGraphOptions = {}): TrainGraph {
+export function buildHeadGraph(
+  c: ModelConfig,
+  weights: WeightSource,
+  spec: TrainableSpec,
+  opts: TrainGraphOptions = {},
+): TrainGraph {
   const b = new GraphBuilder('train-head', opts.store);
   const params: Value[] = [];
   const { L } = trainLowering(b, c, weights, { ...spec, lora: new Map(), dropout: 0 }, opts, params, []);
@@ -201,7 +233,13 @@ export function buildHeadGraph(c: ModelConfig, weights: WeightSource, spec: Trai
 }
 
 /** Mean cross-entropy over the labelled rows (output `loss`) and, unless forward-only, `grad.<key>` per parameter. */
-function lossAndGradients(b: GraphBuilder, c: ModelConfig, logits: Value, params: Value[], opts: TrainGraphOptions): void {
+function lossAndGradients(
+  b: GraphBuilder,
+  c: ModelConfig,
+  logits: Value,
+  params: Value[],
+  opts: TrainGraphOptions,
+): void {
   const onehot = b.input('labels_onehot', 'float32', ['batch', c.numLabels]);
   const nll = b.neg(b.reduceSum(b.mul(b.logSoftmax(logits, -1), onehot), [0, 1], false, 'nll_sum'));
   const loss = b.div(nll, b.reduceSum(onehot, [0, 1], false, 'rows'), 'loss_mean');

@@ -16,9 +16,16 @@ import { TrainSession } from './session';
 import type { StepLog } from './step';
 
 /** Pooled features of `rows` (one forward pass, eval mode) with the current LoRA tensors. */
-async function features(c: ModelConfig, s: TrainSession, params: Params, rows: Example[], batch: number): Promise<Float32Array> {
+async function features(
+  c: ModelConfig,
+  s: TrainSession,
+  params: Params,
+  rows: Example[],
+  batch: number,
+): Promise<Float32Array> {
   const x = new Float32Array(rows.length * c.hiddenSize);
-  for (let i = 0; i < rows.length; i += batch) x.set((await s.run(batchFeeds(c, rows.slice(i, i + batch)), params, 0)).pooled!, i * c.hiddenSize);
+  for (let i = 0; i < rows.length; i += batch)
+    x.set((await s.run(batchFeeds(c, rows.slice(i, i + batch)), params, 0)).pooled!, i * c.hiddenSize);
   return x;
 }
 
@@ -50,11 +57,18 @@ export async function headOnly(
   labels: string[],
 ): Promise<TrainResult> {
   const t0 = Date.now();
-  const s = await TrainSession.create(buildTrainGraph(c, weights, spec, { forwardOnly: true }), o.threads, undefined, o.ep);
+  const s = await TrainSession.create(
+    buildTrainGraph(c, weights, spec, { forwardOnly: true }),
+    o.threads,
+    undefined,
+    o.ep,
+  );
   const x = await features(c, s, params, train.rows, o.batchSize);
   const vx = valid ? await features(c, s, params, valid.rows, o.batchSize) : null;
   await s.release();
-  o.log(`train: pooled features of ${train.rows.length}${valid ? ` + ${valid.rows.length}` : ''} rows in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  o.log(
+    `train: pooled features of ${train.rows.length}${valid ? ` + ${valid.rows.length}` : ''} rows in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+  );
   const headParams: Params = new Map(spec.head.map((t) => [t.key, params.get(t.key)!]));
   const hs = await TrainSession.create(buildHeadGraph(c, weights, spec), o.threads, undefined, o.ep);
   const feeds = headFeeds(c, x, train.rows);
@@ -72,20 +86,37 @@ export async function headOnly(
     log.push({ step, lr, loss: r.loss, microLosses: [r.loss], gradNorm });
     if (step % Math.max(1, Math.round(steps / 10)) === 0 || step === steps) {
       const per = (Date.now() - t1) / 1000 / step;
-      o.log(`train: head step ${step}/${steps} loss ${r.loss.toFixed(4)} lr ${lr.toExponential(2)} ${(per * 1000).toFixed(1)} ms/step ETA ${fmt(per * (steps - step))}`);
+      o.log(
+        `train: head step ${step}/${steps} loss ${r.loss.toFixed(4)} lr ${lr.toExponential(2)} ${(per * 1000).toFixed(1)} ms/step ETA ${fmt(per * (steps - step))}`,
+      );
     }
   }
   const loss = (await hs.run(feeds, headParams, 0)).loss;
-  o.log(`train: head fitted in ${steps} full-batch AdamW steps: training log loss ${startLoss.toFixed(6)} -> ${loss.toFixed(6)}`);
+  o.log(
+    `train: head fitted in ${steps} full-batch AdamW steps: training log loss ${startLoss.toFixed(6)} -> ${loss.toFixed(6)}`,
+  );
   for (const [k, v] of headParams) params.set(k, v);
-  const result: TrainResult = { steps, seconds: (Date.now() - t0) / 1000, secondsPerStep: (Date.now() - t1) / 1000 / steps, log, valid: [] };
+  const result: TrainResult = {
+    steps,
+    seconds: (Date.now() - t0) / 1000,
+    secondsPerStep: (Date.now() - t1) / 1000 / steps,
+    log,
+    valid: [],
+  };
   if (valid && vx) {
     const ll = (await hs.run(headFeeds(c, vx, valid.rows), headParams, 0)).loss;
     result.valid.push({ epoch: 1, logLoss: ll });
-    o.log(`train: validation log loss ${ll.toFixed(4)} (${valid.rows.length} rows; uniform ${Math.log(c.numLabels).toFixed(4)})`);
+    o.log(
+      `train: validation log loss ${ll.toFixed(4)} (${valid.rows.length} rows; uniform ${Math.log(c.numLabels).toFixed(4)})`,
+    );
   }
   await hs.release();
   writeAdapter(out, { spec, params, config: c, pissaStart: null, baseModelNameOrPath: resolve(o.base), labels });
-  writeTrainingRecord(out, o, { rows: train.rows.length, head_fit: { steps, start_loss: startLoss, loss }, valid: result.valid, seconds: result.seconds });
+  writeTrainingRecord(out, o, {
+    rows: train.rows.length,
+    head_fit: { steps, start_loss: startLoss, loss },
+    valid: result.valid,
+    seconds: result.seconds,
+  });
   return result;
 }

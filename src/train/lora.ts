@@ -7,7 +7,17 @@ import { join } from 'node:path';
 import type { ModelConfig, WeightSource } from '../types';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from '../weights/peft';
 import { openSafetensors } from '../weights/safetensors';
-import { expandTargets, linearModules, loraKeys, loraScale, PEFT_PREFIX, peftLayerIndex, plainAdapterKey, projectionNames, type LoraPair } from '../model/lora';
+import {
+  expandTargets,
+  linearModules,
+  loraKeys,
+  loraScale,
+  PEFT_PREFIX,
+  peftLayerIndex,
+  plainAdapterKey,
+  projectionNames,
+  type LoraPair,
+} from '../model/lora';
 import { forName } from '../util/rng';
 import { svd } from './svd';
 
@@ -60,16 +70,28 @@ export interface TrainableSpec {
 
 export function planLora(c: ModelConfig, s: LoraSettings): TrainableSpec {
   if (!Number.isInteger(s.r) || s.r <= 0) throw new LoraSetupError(`r = ${s.r}: expected a positive integer`);
-  if (!(s.lora_dropout >= 0 && s.lora_dropout < 1)) throw new LoraSetupError(`lora_dropout = ${s.lora_dropout}: expected 0 <= p < 1`);
+  if (!(s.lora_dropout >= 0 && s.lora_dropout < 1))
+    throw new LoraSetupError(`lora_dropout = ${s.lora_dropout}: expected 0 <= p < 1`);
   const projections = projectionNames(c);
   const targets = expandTargets(s.target_modules, projections);
   const unknown = targets.filter((t) => !projections.includes(t));
-  if (unknown.length) throw new LoraSetupError(`target_modules ${JSON.stringify(unknown)} are not linears of this model (${projections.join(', ')})`);
+  if (unknown.length)
+    throw new LoraSetupError(
+      `target_modules ${JSON.stringify(unknown)} are not linears of this model (${projections.join(', ')})`,
+    );
   for (const l of s.layers_to_transform ?? [])
-    if (!Number.isInteger(l) || l < 0 || l >= c.numLayers) throw new LoraSetupError(`layers_to_transform has ${l}; the model has layers 0..${c.numLayers - 1}`);
+    if (!Number.isInteger(l) || l < 0 || l >= c.numLayers)
+      throw new LoraSetupError(`layers_to_transform has ${l}; the model has layers 0..${c.numLayers - 1}`);
   for (const [k, r] of Object.entries(s.rank_pattern ?? {}))
-    if (!Number.isInteger(r) || r <= 0) throw new LoraSetupError(`rank_pattern["${k}"] = ${r}: expected a positive integer`);
-  const patterns = { r: s.r, loraAlpha: s.lora_alpha, useRslora: s.use_rslora, rankPattern: s.rank_pattern ?? {}, alphaPattern: s.alpha_pattern ?? {} };
+    if (!Number.isInteger(r) || r <= 0)
+      throw new LoraSetupError(`rank_pattern["${k}"] = ${r}: expected a positive integer`);
+  const patterns = {
+    r: s.r,
+    loraAlpha: s.lora_alpha,
+    useRslora: s.use_rslora,
+    rankPattern: s.rank_pattern ?? {},
+    alphaPattern: s.alpha_pattern ?? {},
+  };
   const lora = new Map<string, LoraPair>();
   for (const m of linearModules(c)) {
     if (!targets.includes(m.name)) continue;
@@ -85,10 +107,14 @@ export function planLora(c: ModelConfig, s: LoraSettings): TrainableSpec {
     });
   }
   const badSave = s.modules_to_save.filter((m) => m !== 'score' && m !== 'classifier');
-  if (badSave.length) throw new LoraSetupError(`modules_to_save ${JSON.stringify(badSave)}: only the score head can be trained in full`);
+  if (badSave.length)
+    throw new LoraSetupError(`modules_to_save ${JSON.stringify(badSave)}: only the score head can be trained in full`);
   const head: HeadTensor[] = [];
   if (s.modules_to_save.includes('score')) {
-    if (c.head.kind !== 'classifier') throw new LoraSetupError('modules_to_save ["score"]: this model scores with label tokens of its LM head; train a classifier base');
+    if (c.head.kind !== 'classifier')
+      throw new LoraSetupError(
+        'modules_to_save ["score"]: this model scores with label tokens of its LM head; train a classifier base',
+      );
     for (const l of c.head.layers) {
       head.push({ key: `${PEFT_PREFIX}${l.weight}`, hf: l.weight, shape: [l.outFeatures, l.inFeatures] });
       if (l.bias) head.push({ key: `${PEFT_PREFIX}${l.bias}`, hf: l.bias, shape: [l.outFeatures] });
@@ -105,7 +131,10 @@ export function defaultInit(spec: TrainableSpec, weights: WeightSource, seed: nu
   for (const m of spec.lora.values()) {
     const rng = forName(seed, m.aKey);
     const bound = 1 / Math.sqrt(m.inFeatures);
-    p.set(m.aKey, Float32Array.from({ length: m.rank * m.inFeatures }, () => (2 * rng.next() - 1) * bound));
+    p.set(
+      m.aKey,
+      Float32Array.from({ length: m.rank * m.inFeatures }, () => (2 * rng.next() - 1) * bound),
+    );
     p.set(m.bKey, new Float32Array(m.outFeatures * m.rank));
   }
   for (const t of spec.head) p.set(t.key, Float32Array.from(weights(t.hf).data));
@@ -127,14 +156,18 @@ export function pissaSettings(c: ModelConfig, s: LoraSettings): { settings: Lora
     const name = m.module.slice(m.module.lastIndexOf('.') + 1);
     const k = Math.min(m.inFeatures, m.outFeatures);
     if (m.rank <= k) continue;
-    if (rank[name] !== undefined && rank[name] !== k) throw new LoraSetupError(`${m.module}: PiSSA rank ${k} differs between layers; set a rank_pattern per module`);
+    if (rank[name] !== undefined && rank[name] !== k)
+      throw new LoraSetupError(`${m.module}: PiSSA rank ${k} differs between layers; set a rank_pattern per module`);
     rank[name] = k;
     // the scale of r: alpha / r = alpha' / k (rsLoRA: alpha / sqrt r = alpha' / sqrt k)
     alpha[name] = s.use_rslora ? (s.lora_alpha * Math.sqrt(k)) / Math.sqrt(m.rank) : (s.lora_alpha * k) / m.rank;
   }
   const clamped = Object.keys(rank);
   if (!clamped.length) return { settings: s, clamped };
-  return { settings: { ...s, rank_pattern: { ...s.rank_pattern, ...rank }, alpha_pattern: { ...s.alpha_pattern, ...alpha } }, clamped };
+  return {
+    settings: { ...s, rank_pattern: { ...s.rank_pattern, ...rank }, alpha_pattern: { ...s.alpha_pattern, ...alpha } },
+    clamped,
+  };
 }
 
 /**
@@ -142,14 +175,20 @@ export function pissaSettings(c: ModelConfig, s: LoraSettings): { settings: Lora
  * B = U[:, :r] diag(sqrt Sr); the frozen base becomes W - scale * B A. Returns the A/B values and
  * the residual weights by HF name.
  */
-export function pissaInit(spec: TrainableSpec, weights: WeightSource): { params: Params; residual: Map<string, Float32Array> } {
+export function pissaInit(
+  spec: TrainableSpec,
+  weights: WeightSource,
+): { params: Params; residual: Map<string, Float32Array> } {
   const params: Params = new Map();
   const residual = new Map<string, Float32Array>();
   for (const m of spec.lora.values()) {
     const w = weights(`${m.module}.weight`).data;
     const { u, s, vt, k } = svd(w, m.outFeatures, m.inFeatures);
     const r = m.rank;
-    if (r > k) throw new LoraSetupError(`${m.module}: r = ${r} exceeds the rank ${k} of its [${m.outFeatures}, ${m.inFeatures}] weight; plan PiSSA with pissaSettings`);
+    if (r > k)
+      throw new LoraSetupError(
+        `${m.module}: r = ${r} exceeds the rank ${k} of its [${m.outFeatures}, ${m.inFeatures}] weight; plan PiSSA with pissaSettings`,
+      );
     const A = new Float32Array(r * m.inFeatures);
     const B = new Float32Array(m.outFeatures * r);
     for (let i = 0; i < r; i++) {
@@ -185,9 +224,14 @@ export function readAdapter(dir: string): { settings: LoraSettings; params: Para
   const cfgFile = join(dir, ADAPTER_CONFIG_FILE);
   const wFile = join(dir, ADAPTER_WEIGHTS_FILE);
   if (!existsSync(cfgFile) || !existsSync(wFile))
-    throw new LoraSetupError(`${dir}: needs adapter_config.json and adapter_model.safetensors (a folder PEFT's save_pretrained wrote)`);
+    throw new LoraSetupError(
+      `${dir}: needs adapter_config.json and adapter_model.safetensors (a folder PEFT's save_pretrained wrote)`,
+    );
   const j = JSON.parse(readFileSync(cfgFile, 'utf8'));
-  if (j.peft_type !== 'LORA') throw new LoraSetupError(`${cfgFile}: peft_type ${JSON.stringify(j.peft_type)}; only LORA adapters continue training`);
+  if (j.peft_type !== 'LORA')
+    throw new LoraSetupError(
+      `${cfgFile}: peft_type ${JSON.stringify(j.peft_type)}; only LORA adapters continue training`,
+    );
   const f = openSafetensors(wFile);
   const params: Params = new Map();
   try {
@@ -196,10 +240,13 @@ export function readAdapter(dir: string): { settings: LoraSettings; params: Para
     f.close();
   }
   let targets: string[] = typeof j.target_modules === 'string' ? [j.target_modules] : j.target_modules;
-  let layers: number[] | null = j.layers_to_transform === null || j.layers_to_transform === undefined ? null : [j.layers_to_transform].flat();
+  let layers: number[] | null =
+    j.layers_to_transform === null || j.layers_to_transform === undefined ? null : [j.layers_to_transform].flat();
   if (typeof j.target_modules === 'string' && j.target_modules !== 'all-linear') {
     // A regex (how writeAdapter saves layers_to_transform): the LoRA tensors present say which modules it named.
-    const found = [...params.keys()].map((k) => /\.layers\.(\d+)\.\w+\.(\w+)\.lora_A\.weight$/.exec(k)).filter((m) => m !== null);
+    const found = [...params.keys()]
+      .map((k) => /\.layers\.(\d+)\.\w+\.(\w+)\.lora_A\.weight$/.exec(k))
+      .filter((m) => m !== null);
     targets = [...new Set(found.map((m) => m![2]))];
     layers = [...new Set(found.map((m) => Number(m![1])))].sort((a, b) => a - b);
   }
@@ -224,11 +271,17 @@ export function checkParams(spec: TrainableSpec, params: Params, where: string):
     want.set(m.aKey, m.rank * m.inFeatures);
     want.set(m.bKey, m.outFeatures * m.rank);
   }
-  for (const t of spec.head) want.set(t.key, t.shape.reduce((a, d) => a * d, 1));
+  for (const t of spec.head)
+    want.set(
+      t.key,
+      t.shape.reduce((a, d) => a * d, 1),
+    );
   for (const [k, n] of want) {
     const p = params.get(k);
     if (!p) throw new LoraSetupError(`${where}: tensor "${k}" is missing`);
-    if (p.length !== n) throw new LoraSetupError(`${where}: tensor "${k}" has ${p.length} values, the model needs ${n}`);
+    if (p.length !== n)
+      throw new LoraSetupError(`${where}: tensor "${k}" has ${p.length} values, the model needs ${n}`);
   }
-  for (const k of params.keys()) if (!want.has(k)) throw new LoraSetupError(`${where}: tensor "${k}" is not trained by this configuration`);
+  for (const k of params.keys())
+    if (!want.has(k)) throw new LoraSetupError(`${where}: tensor "${k}" is not trained by this configuration`);
 }

@@ -9,22 +9,38 @@ import type { Activation, ModelConfig, WeightSource } from '../types';
 import { openCheckpoint } from '../weights/safetensors';
 import { writeAdapter } from './adapter';
 import { loadBase } from './base';
-import { loadCheckpoint, saveCheckpoint, writeTrainingRecord } from './checkpoint';
+import { loadCheckpoint, runFingerprint, saveCheckpoint, writeTrainingRecord } from './checkpoint';
 import { epochOrder, epochSteps, readCsv, readTokenized, type LoadedRows } from './data';
 import { batchFeeds, type Example } from './feeds';
 import { buildTrainGraph } from './graph';
 import { headOnly } from './head-fit';
-import { checkParams, DEFAULT_LORA, defaultInit, LoraSetupError, overlay, pissaInit, pissaSettings, planLora, readAdapter, type LoraSettings, type Params } from './lora';
+import {
+  checkParams,
+  DEFAULT_LORA,
+  defaultInit,
+  LoraSetupError,
+  overlay,
+  pissaInit,
+  pissaSettings,
+  planLora,
+  readAdapter,
+  type LoraSettings,
+  type Params,
+} from './lora';
 import { adamState, lrAt, type Schedule } from './optim';
 import { TrainSession, type TrainEp } from './session';
 import { trainStep, type StepLog } from './step';
 import { fmt } from '../util/progress';
 import { loadTokenizer, type ArenaTokenizer } from '../format/encode';
+import { getRecipe } from '../format/templates';
+import { familyOf } from '../model/families';
 
 export interface TrainOptions {
   base: string;
   /** Continue from this PEFT adapter (its LoRA settings win). */
   adapter?: string;
+  /** With --adapter: false = continue with the adapter's own lora_dropout (the CLI without --lora-dropout); true or unset = lora.lora_dropout. */
+  loraDropoutGiven?: boolean;
   /** Labelled competition file (CSV or WSDM parquet), tokenized with the base folder's tokenizer ... */
   data?: string;
   /** ... or JSON lines {"input_ids": [...], "label": k}. */
@@ -54,8 +70,9 @@ export interface TrainOptions {
   shuffle: boolean; // true: seeded shuffle per epoch; false keeps file order
   swapAugment: boolean; // false: CSV rows also trained with responses swapped
   seed: number; // 0: LoRA init, shuffling, dropout masks
-  template: string; // 'gemma-chat' prompt template for --data
-  maxTokens: number; // 512 tokens per row for --data
+  template?: string; // input recipe for --data (src/format/templates.ts); default: the base family's defaultTemplate
+  truncation?: string; // its truncation rule (head-tail, right, left, part-budget); default: the template's own
+  maxTokens: number; // 512 tokens per row: --data truncates by its recipe, --tokenized rows are cut from the right
   tokenizer?: string; // folder with tokenizer.json when the base folder has none
   checkpointEvery: number; // 0 = none; else save out/checkpoint every N steps
   resume: boolean; // continue from out/checkpoint
@@ -82,7 +99,6 @@ export const DEFAULT_TRAIN: Omit<TrainOptions, 'base' | 'out' | 'log'> = {
   shuffle: true,
   swapAugment: false,
   seed: 0,
-  template: 'gemma-chat',
   maxTokens: 512,
   checkpointEvery: 0,
   resume: false,
@@ -98,16 +114,52 @@ export interface TrainResult {
   valid: { epoch: number; logLoss: number }[];
 }
 
-async function loadRows(path: string, kind: 'csv' | 'jsonl', c: ModelConfig, o: TrainOptions, labelIndex: [number, number, number], tok: () => ArenaTokenizer): Promise<LoadedRows> {
-  if (kind === 'jsonl') return readTokenized(path, c.numLabels, c.vocabSize);
-  if (c.numLabels > 3) throw new LoraSetupError(`${path}: competition rows have 3 outcomes but the base has ${c.numLabels} labels; pass --tokenized rows with labels in 0..${c.numLabels - 1}`);
-  const r = await readCsv(path, { tokenizerDir: o.tokenizer ?? o.base, tokenizer: tok(), template: o.template, maxTokens: o.maxTokens, swapAugment: o.swapAugment, labelIndex });
-  o.log(`train: ${path}: ${r.truncated} of ${r.rows.length} rows cut to --max-tokens ${o.maxTokens} by head+tail truncation`);
+async function loadRows(
+  path: string,
+  kind: 'csv' | 'jsonl',
+  c: ModelConfig,
+  o: TrainOptions,
+  labelIndex: [number, number, number],
+  tok: () => ArenaTokenizer,
+): Promise<LoadedRows> {
+  if (kind === 'jsonl') return readTokenized(path, c.numLabels, c.vocabSize, o.maxTokens);
+  if (c.numLabels > 3)
+    throw new LoraSetupError(
+      `${path}: competition rows have 3 outcomes but the base has ${c.numLabels} labels; pass --tokenized rows with labels in 0..${c.numLabels - 1}`,
+    );
+  const r = await readCsv(path, {
+    tokenizerDir: o.tokenizer ?? o.base,
+    tokenizer: tok(),
+    template: o.template!,
+    truncation: o.truncation,
+    maxTokens: o.maxTokens,
+    swapAugment: o.swapAugment,
+    labelIndex,
+  });
+  o.log(
+    `train: ${path}: ${r.truncated} of ${r.rows.length} rows cut to --max-tokens ${o.maxTokens} (${o.template}, ${o.truncation} truncation)`,
+  );
   return r;
 }
 
+/** A run whose loss, gradients or weights stopped being finite: stopped before any adapter is written. */
+export class TrainDivergedError extends Error {
+  override name = 'TrainDivergedError';
+}
+
+function finiteParams(params: Params): boolean {
+  for (const p of params.values()) for (let i = 0; i < p.length; i++) if (!Number.isFinite(p[i])) return false;
+  return true;
+}
+
 /** Mean cross-entropy over rows, in batches, with the loss output of a forward-only session. */
-async function logLoss(c: ModelConfig, s: TrainSession, params: Params, rows: Example[], batch: number): Promise<number> {
+async function logLoss(
+  c: ModelConfig,
+  s: TrainSession,
+  params: Params,
+  rows: Example[],
+  batch: number,
+): Promise<number> {
   let sum = 0;
   for (let i = 0; i < rows.length; i += batch) {
     const mb = rows.slice(i, i + batch);
@@ -118,16 +170,26 @@ async function logLoss(c: ModelConfig, s: TrainSession, params: Params, rows: Ex
 
 export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   const out = resolve(o.out);
-  assertOutDir({ flag: '--out', path: o.out }, [
-    { flag: '--base', path: o.base },
-    { flag: '--adapter', path: o.adapter },
-    { flag: '--data', path: o.data },
-    { flag: '--tokenized', path: o.tokenized },
-    { flag: '--valid', path: o.valid },
-  ], ['adapter_config.json', 'training.json', 'checkpoint']);
+  assertOutDir(
+    { flag: '--out', path: o.out },
+    [
+      { flag: '--base', path: o.base },
+      { flag: '--adapter', path: o.adapter },
+      { flag: '--data', path: o.data },
+      { flag: '--tokenized', path: o.tokenized },
+      { flag: '--valid', path: o.valid },
+    ],
+    ['adapter_config.json', 'training.json', 'checkpoint'],
+  );
   mkdirSync(out, { recursive: true });
   const ck = openCheckpoint(o.base);
   const { config: c, labelIndex, extra, labels } = loadBase(o.base, ck, o);
+  // The recipe is resolved (and checked) once, and recorded in training.json for import.
+  o = {
+    ...o,
+    template: o.template ?? familyOf(c).defaultTemplate,
+    truncation: getRecipe(o.template ?? familyOf(c).defaultTemplate, o.truncation).truncation,
+  };
   try {
     // ---- trainable tensors and their starting values
     let settings = o.lora;
@@ -137,11 +199,17 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     if (o.adapter) {
       const ad = readAdapter(o.adapter);
       if (ad.init !== true && ad.init !== false && ad.init !== undefined && ad.init !== 'gaussian')
-        throw new LoraSetupError(`${o.adapter}: init_lora_weights ${JSON.stringify(ad.init)} needs its residual base; save it converted (PEFT path_initial_model_for_weight_conversion) first`);
-      settings = { ...ad.settings, lora_dropout: o.lora.lora_dropout };
+        throw new LoraSetupError(
+          `${o.adapter}: init_lora_weights ${JSON.stringify(ad.init)} needs its residual base; save it converted (PEFT path_initial_model_for_weight_conversion) first`,
+        );
+      const dropout = o.loraDropoutGiven === false ? ad.settings.lora_dropout : o.lora.lora_dropout;
+      if (dropout !== ad.settings.lora_dropout)
+        o.log(`train: lora_dropout ${dropout} (given) instead of the adapter's ${ad.settings.lora_dropout}`);
+      settings = { ...ad.settings, lora_dropout: dropout };
       params = ad.params;
       // a relabelled head (--num-labels) starts from loadBase's tensors, not the adapter's old shape
-      for (const t of planLora(c, settings).head) if (extra.has(t.hf)) params.set(t.key, Float32Array.from(extra.get(t.hf)!.data));
+      for (const t of planLora(c, settings).head)
+        if (extra.has(t.hf)) params.set(t.key, Float32Array.from(extra.get(t.hf)!.data));
       checkParams(planLora(c, settings), params, o.adapter);
     } else if (o.init === 'pissa') {
       const planned = pissaSettings(c, settings);
@@ -159,14 +227,19 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       params = defaultInit(planLora(c, settings), weights, o.seed);
     }
     const spec = planLora(c, settings);
-    if (o.train === 'head' && !spec.head.length) throw new LoraSetupError('--train head needs a trainable score head (drop --frozen-head)');
-    o.log(`train: ${spec.lora.size} LoRA modules (r ${settings.r}, alpha ${settings.lora_alpha}${settings.use_rslora ? ', rsLoRA' : ''}), head ${spec.head.length ? 'trained' : 'frozen'}, ${[...params.values()].reduce((a, p) => a + p.length, 0)} trainable values`);
+    if (o.train === 'head' && !spec.head.length)
+      throw new LoraSetupError('--train head needs a trainable score head (drop --frozen-head)');
+    o.log(
+      `train: ${spec.lora.size} LoRA modules (r ${settings.r}, alpha ${settings.lora_alpha}${settings.use_rslora ? ', rsLoRA' : ''}), head ${spec.head.length ? 'trained' : 'frozen'}, ${[...params.values()].reduce((a, p) => a + p.length, 0)} trainable values`,
+    );
 
     // ---- data
     let tokenizer: ArenaTokenizer | undefined; // loaded once, when a competition file needs it
     const tok = () => (tokenizer ??= loadTokenizer(o.tokenizer ?? o.base));
     const train = await loadRows((o.data ?? o.tokenized)!, o.data ? 'csv' : 'jsonl', c, o, labelIndex, tok);
-    const valid = o.valid ? await loadRows(o.valid, /\.jsonl?$/i.test(o.valid) ? 'jsonl' : 'csv', c, o, labelIndex, tok) : null;
+    const valid = o.valid
+      ? await loadRows(o.valid, /\.jsonl?$/i.test(o.valid) ? 'jsonl' : 'csv', c, o, labelIndex, tok)
+      : null;
     for (const w of [...train.warnings, ...(valid?.warnings ?? [])]) o.log(`warning: ${w}`);
     const stepsPerEpoch = Math.ceil(Math.ceil(train.rows.length / o.batchSize) / o.gradAccum);
     const total = o.maxSteps ?? stepsPerEpoch * o.epochs;
@@ -183,17 +256,23 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     // ---- graph and sessions
     const tg = buildTrainGraph(c, weights, spec);
     const session = await TrainSession.create(tg, o.threads, undefined, o.ep);
-    const evalSession = valid ? await TrainSession.create(buildTrainGraph(c, weights, spec, { forwardOnly: true }), o.threads, undefined, o.ep) : null;
+    const evalSession = valid
+      ? await TrainSession.create(buildTrainGraph(c, weights, spec, { forwardOnly: true }), o.threads, undefined, o.ep)
+      : null;
     const state = adamState(params);
     const shapes = session.shapes;
     const ckDir = join(out, 'checkpoint');
+    const fingerprint = runFingerprint(o, o.base, settings, train.rows);
     let done = 0;
     if (o.resume) {
-      done = loadCheckpoint(ckDir, params, state, train.rows.length).step;
+      done = loadCheckpoint(ckDir, params, state, train.rows.length, fingerprint).step;
       o.log(`train: resumed at step ${done}`);
     }
     const logFile = join(out, 'train_log.jsonl');
-    if (!o.resume) rmSync(logFile, { force: true });
+    if (!o.resume) {
+      rmSync(logFile, { force: true });
+      writeTrainingRecord(out, o, { status: 'running' }); // marks the folder as this command's from the start
+    }
 
     const result: TrainResult = { steps: 0, seconds: 0, secondsPerStep: 0, log: [], valid: [] };
     const t0 = Date.now();
@@ -201,7 +280,12 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     let ran = 0;
     let stepSeconds = 0; // optimizer steps only (no validation passes)
     for (let epoch = 0; step < total; epoch++) {
-      const steps = epochSteps(epochOrder(train.rows.length, o.shuffle, o.seed, epoch), train.rows, o.batchSize, o.gradAccum);
+      const steps = epochSteps(
+        epochOrder(train.rows.length, o.shuffle, o.seed, epoch),
+        train.rows,
+        o.batchSize,
+        o.gradAccum,
+      );
       for (const mbs of steps) {
         if (step >= total) break;
         step++;
@@ -215,22 +299,35 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
           seed: o.seed,
           accumulation: o.gradAccum,
         });
+        if (!Number.isFinite(s.loss) || !Number.isFinite(s.gradNorm) || !finiteParams(params))
+          throw new TrainDivergedError(
+            `step ${step} (epoch ${epoch + 1}, rows ${mbs.flat().length}): ${!Number.isFinite(s.loss) ? `loss ${s.loss}` : !Number.isFinite(s.gradNorm) ? `gradient norm ${s.gradNorm}` : 'the LoRA weights became non-finite'} ` +
+              `at lr ${lr.toExponential(2)}; no adapter written. Lower --lr, raise --adam-eps, set --max-grad-norm, or check the base / adapter for NaN values` +
+              (o.checkpointEvery > 0 ? `; the last checkpoint in ${ckDir} is kept` : ''),
+          );
         ran++;
         stepSeconds += (Date.now() - ts) / 1000;
         result.log.push(s);
         const per = stepSeconds / ran;
-        appendFileSync(logFile, JSON.stringify({ step, epoch: epoch + 1, loss: s.loss, lr, grad_norm: s.gradNorm, seconds_per_step: per }) + '\n');
+        appendFileSync(
+          logFile,
+          JSON.stringify({ step, epoch: epoch + 1, loss: s.loss, lr, grad_norm: s.gradNorm, seconds_per_step: per }) +
+            '\n',
+        );
         o.log(
           `train: step ${step}/${total} epoch ${epoch + 1} loss ${s.loss.toFixed(4)} lr ${lr.toExponential(2)} grad-norm ${s.gradNorm.toFixed(3)} ` +
             `${per.toFixed(2)} s/step ETA ${fmt(per * (total - step))}`,
         );
-        if (o.checkpointEvery > 0 && step % o.checkpointEvery === 0) saveCheckpoint(ckDir, params, state, { step, adamT: state.t, rows: train.rows.length }, shapes);
+        if (o.checkpointEvery > 0 && step % o.checkpointEvery === 0)
+          saveCheckpoint(ckDir, params, state, { step, adamT: state.t, rows: train.rows.length, fingerprint }, shapes);
       }
       if (valid && evalSession && step > done) {
         const ll = await logLoss(c, evalSession, params, valid.rows, o.batchSize);
         result.valid.push({ epoch: epoch + 1, logLoss: ll });
         appendFileSync(logFile, JSON.stringify({ epoch: epoch + 1, valid_log_loss: ll }) + '\n');
-        o.log(`train: epoch ${epoch + 1} validation log loss ${ll.toFixed(4)} (${valid.rows.length} rows; uniform ${Math.log(c.numLabels).toFixed(4)})`);
+        o.log(
+          `train: epoch ${epoch + 1} validation log loss ${ll.toFixed(4)} (${valid.rows.length} rows; uniform ${Math.log(c.numLabels).toFixed(4)})`,
+        );
       }
     }
     await session.release();
@@ -241,7 +338,13 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
 
     // ---- the adapter, and how it was made
     writeAdapter(out, { spec, params, config: c, pissaStart, baseModelNameOrPath: resolve(o.base), labels });
-    writeTrainingRecord(out, o, { rows: train.rows.length, steps: step, seconds: result.seconds, final_loss: result.log.at(-1)?.loss ?? null, valid: result.valid });
+    writeTrainingRecord(out, o, {
+      rows: train.rows.length,
+      steps: step,
+      seconds: result.seconds,
+      final_loss: result.log.at(-1)?.loss ?? null,
+      valid: result.valid,
+    });
     return result;
   } finally {
     ck.close();

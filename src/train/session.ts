@@ -35,7 +35,11 @@ export class TrainSession {
   static async create(tg: TrainGraph, threads = 1, modelPath?: string, ep: TrainEp = 'cpu'): Promise<TrainSession> {
     // 'basic' (constant folding, no op fusion) keeps the primitives as written: closer to torch's eager
     // numbers (the fixture gradients differ by 5.7e-6 instead of 6.7e-6 with 'all').
-    const o: ort.InferenceSession.SessionOptions = { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'basic' };
+    const o: ort.InferenceSession.SessionOptions = {
+      intraOpNumThreads: threads,
+      interOpNumThreads: 1,
+      graphOptimizationLevel: 'basic',
+    };
     if (ep === 'webgpu') {
       process.env.XDG_RUNTIME_DIR ??= '/tmp'; // Dawn's Vulkan loader wants it
       o.executionProviders = ['webgpu'];
@@ -45,7 +49,9 @@ export class TrainSession {
       writeModel(modelPath, tg.graph, 'arenakit-train');
       s = await ort.InferenceSession.create(modelPath, o);
     } else s = await ort.InferenceSession.create(serialise(tg.graph, 'arenakit-train'), o);
-    const shapes = new Map(tg.graph.inputs.filter((v) => tg.params.includes(v.name)).map((v) => [v.name, v.shape as number[]]));
+    const shapes = new Map(
+      tg.graph.inputs.filter((v) => tg.params.includes(v.name)).map((v) => [v.name, v.shape as number[]]),
+    );
     return new TrainSession(s, tg, shapes);
   }
 
@@ -59,7 +65,12 @@ export class TrainSession {
     const out = await this.s.run(inputs);
     const grads: Params = new Map();
     if (hasSeed) for (const k of this.tg.params) grads.set(k, out[`grad.${k}`].data as Float32Array);
-    return { loss: (out.loss.data as Float32Array)[0], logits: out.logits.data as Float32Array, grads, pooled: out.pooled?.data as Float32Array | undefined };
+    return {
+      loss: (out.loss.data as Float32Array)[0],
+      logits: out.logits.data as Float32Array,
+      grads,
+      pooled: out.pooled?.data as Float32Array | undefined,
+    };
   }
 
   release(): Promise<void> {

@@ -45,7 +45,10 @@ export async function trainStep(
     const feeds = batchFeeds(c, mb);
     if (o.dropout > 0) {
       const [B, S] = feeds.input_ids.dims;
-      Object.assign(feeds, dropoutFeeds(session.tg.dropoutModules, o.dropout, B, S, hashString(`${o.seed}:${step}:${i}`)));
+      Object.assign(
+        feeds,
+        dropoutFeeds(session.tg.dropoutModules, o.dropout, B, S, hashString(`${o.seed}:${step}:${i}`)),
+      );
     }
     const r = await session.run(feeds, params, seed);
     microLosses.push(r.loss);

@@ -145,20 +145,42 @@ export function assertNotInput(out: PathOption, inputs: PathOption[]): void {
  * between the two renames. A failure removes the temporary folder and names `dir`.
  */
 export async function replaceDir<T>(dir: string, build: (tmp: string) => Promise<T> | T): Promise<T> {
-  recoverDir(dir);
-  const parent = dirname(resolve(dir));
-  mkdirSync(parent, { recursive: true });
-  const tmp = join(parent, `.${basename(resolve(dir))}.${process.pid}.new`);
-  const old = join(parent, `.${basename(resolve(dir))}.old`);
-  rmSync(tmp, { recursive: true, force: true });
+  const tmp = newDirBeside(dir);
   let result: T;
   try {
-    mkdirSync(tmp);
     result = await build(tmp);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
     throw e;
   }
+  swapInDir(dir, tmp);
+  return result;
+}
+
+/** replaceDir for a synchronous build (a training checkpoint: state and metadata in one swap). */
+export function replaceDirSync(dir: string, build: (tmp: string) => void): void {
+  const tmp = newDirBeside(dir);
+  try {
+    build(tmp);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  swapInDir(dir, tmp);
+}
+
+function newDirBeside(dir: string): string {
+  recoverDir(dir);
+  const parent = dirname(resolve(dir));
+  mkdirSync(parent, { recursive: true });
+  const tmp = join(parent, `.${basename(resolve(dir))}.${process.pid}.new`);
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp);
+  return tmp;
+}
+
+function swapInDir(dir: string, tmp: string): void {
+  const old = join(dirname(resolve(dir)), `.${basename(resolve(dir))}.old`);
   try {
     if (existsSync(dir)) renameSync(dir, old);
     renameSync(tmp, dir);
@@ -168,7 +190,6 @@ export async function replaceDir<T>(dir: string, build: (tmp: string) => Promise
     throw new OutputError(`${dir}: the new folder could not be moved into place (${fsReason(e)}); the old one is kept`);
   }
   rmSync(old, { recursive: true, force: true });
-  return result;
 }
 
 /** Puts back a folder that `replaceDir` renamed aside when the process died before the new one moved in. */
@@ -191,7 +212,11 @@ export function recoverDir(dir: string): void {
  * (replacing it would delete the input), and, when it exists and is not empty, holds a previous run
  * of the same command (`marker`, e.g. manifest.json): a folder of other files is refused, not cleared.
  */
-export function assertOutDir(out: PathOption & { path: string }, inputs: PathOption[], marker: string | string[]): void {
+export function assertOutDir(
+  out: PathOption & { path: string },
+  inputs: PathOption[],
+  marker: string | string[],
+): void {
   const markers = typeof marker === 'string' ? [marker] : marker;
   const o = resolve(out.path);
   for (const inp of inputs) {
@@ -204,8 +229,7 @@ export function assertOutDir(out: PathOption & { path: string }, inputs: PathOpt
   }
   let entries: string[] = [];
   try {
-    if (!statSync(o).isDirectory())
-      throw new OutputError(`${out.flag} ${out.path} is a file; give a folder path`);
+    if (!statSync(o).isDirectory()) throw new OutputError(`${out.flag} ${out.path} is a file; give a folder path`);
     entries = readdirSync(o).filter((f) => !f.startsWith('.'));
   } catch (e) {
     if (e instanceof OutputError) throw e;

@@ -19,7 +19,9 @@ export class Progress {
     const rate = done / Math.max(sec, 1e-9);
     const eta = rate > 0 ? (this.total - done) / rate : Infinity;
     const pct = this.total ? ((100 * done) / this.total).toFixed(1) : '100';
-    this.out(`${this.label}: ${done}/${this.total} ${this.unit} (${pct}%), ${rate.toFixed(1)} ${this.unit}/s, elapsed ${fmt(sec)}, ETA ${fmt(eta)}`);
+    this.out(
+      `${this.label}: ${done}/${this.total} ${this.unit} (${pct}%), ${rate.toFixed(1)} ${this.unit}/s, elapsed ${fmt(sec)}, ETA ${fmt(eta)}`,
+    );
   }
 
   done(done = this.total): number {

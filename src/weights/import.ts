@@ -6,7 +6,8 @@
 import { outcomeOf, TASKS } from '../task/task';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { requiredNames } from '../model/families';
+import { chooseRecipe, readTrainedSettings, type Recipe } from '../format/recipe';
+import { familyOf, requiredNames } from '../model/families';
 import { chooseScoreHead, defaultLabels, hfLabelNames, labelKeys } from '../model/heads';
 import type { AttentionVariant } from '../model/lower';
 import type { Activation, HeadSpec, HostTensor, ModelConfig, WeightSource } from '../types';
@@ -35,8 +36,12 @@ export interface ImportOptions {
   /** Symmetric int4 / int8 (no zero points; default true) or asymmetric (per-block zero points). */
   symmetric?: boolean;
   graphs: ('cpu' | 'cuda')[];
-  template: string;
-  maxTokens: number;
+  /** Recipe (src/format/recipe.ts chooseRecipe): default from the adapter's training.json, else the family's template. */
+  template?: string;
+  /** Truncation rule (default: the trained one, else the template's own). */
+  truncation?: string;
+  /** Token budget N (default: the trained one, else 2048). */
+  maxTokens?: number;
   out: string;
   /** Label names in logit order; default from id2label when it names the Kaggle columns, else the Kaggle order. */
   labels?: string[];
@@ -186,7 +191,14 @@ export async function importCheckpoint(opts: ImportOptions): Promise<ImportResul
     if (adapter) checkAdapter(adapter, { names: c.names, shape: (n) => c.info(n).shape }, [...adapter.saved.keys()].filter((n) => /^score\./.test(n)), labels?.length);
     const head = chooseHead(ckpt, adapter, { activation: opts.headActivation, labelTokens: opts.labelTokens, tokenizerDir, configFile });
     const config = parseHfConfig(hf, configFile, head ? { head } : {});
-    return await importWith({ ...opts, labels }, { base, hf, config, adapter, ckpt, tokenizerDir, t0, log });
+    const recipe = chooseRecipe({
+      given: { template: opts.template, truncation: opts.truncation, maxTokens: opts.maxTokens },
+      trained: opts.adapter ? readTrainedSettings(resolve(opts.adapter)) : null,
+      defaultTemplate: familyOf(config).defaultTemplate,
+      tokenizerDir,
+    });
+    log(`import: recipe ${recipe.template} (${recipe.source.template}), truncation ${recipe.truncation} (${recipe.source.truncation}), max tokens ${recipe.maxTokens} (${recipe.source.maxTokens})`);
+    return await importWith({ ...opts, labels }, { base, hf, config, adapter, ckpt, tokenizerDir, t0, log, recipe });
   } finally {
     adapter?.close();
     ckpt?.close();
@@ -219,6 +231,11 @@ export function chooseHead(
     if (o.labelTokens.length !== 2 && o.labelTokens.length !== 3)
       throw new ImportError(`--label-tokens takes 2 or 3 tokens (A,B or A,B,tie), got ${o.labelTokens.length}`);
     const ids = resolveLabelTokens(o.labelTokens, join(o.tokenizerDir, 'tokenizer.json'));
+    const dup = ids.findIndex((id, i) => ids.indexOf(id) !== i);
+    if (dup >= 0)
+      throw new ImportError(
+        `--label-tokens ${o.labelTokens.join(',')}: "${o.labelTokens[dup]}" is the same token (id ${ids[dup]}) as "${o.labelTokens[ids.indexOf(ids[dup])]}"; each outcome needs its own token`,
+      );
     return { kind: 'label-tokens', tokenIds: ids, weight: '', finalSoftcap: null }; // weight and soft-cap: the family parser
   }
   const shape = (n: string): number[] | null => {
@@ -265,9 +282,10 @@ async function importWith(
     tokenizerDir: string;
     t0: number;
     log: (l: string) => void;
+    recipe: Recipe;
   },
 ): Promise<ImportResult> {
-  const { base, hf, config, adapter, ckpt, tokenizerDir, t0, log } = ctx;
+  const { base, hf, config, adapter, ckpt, tokenizerDir, t0, log, recipe } = ctx;
   const warnings: string[] = [];
 
   {
@@ -305,6 +323,7 @@ async function importWith(
         ? { dir: adapter.dir, files: fileRecords(adapter.dir, [ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE]), config: adapter.config.raw }
         : null,
       tokenizer: { dir: tokenizerDir },
+      recipe: recipe.source,
       merge: adapter ? 'W + s * lora_B @ lora_A (s = lora_alpha / r, or / sqrt(r) with use_rslora); modules_to_save from the adapter' : null,
       warnings,
     };
@@ -320,8 +339,9 @@ async function importWith(
       quant,
       graphs: opts.graphs,
       tokenizerDir,
-      template: opts.template,
-      maxTokens: opts.maxTokens,
+      template: recipe.template,
+      truncation: recipe.truncation,
+      maxTokens: recipe.maxTokens,
       labels,
       provenance,
       embedScaleDtype: torchDtype(hf),

@@ -36,7 +36,9 @@ export interface Manifest {
   architecture: string;
   /** Output label names in logit order (usually the three Kaggle columns; one name for single-score heads). */
   labels: string[];
+  /** Input recipe (src/format/templates.ts): template, truncation rule (absent in older manifests: the template's own) and token budget N. */
   template: string;
+  truncation?: string;
   maxTokens: number;
   config?: ModelConfig;
   tokenizer?: { files: string[]; sha256: string };

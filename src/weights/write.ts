@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { TOKENIZER_FILES } from '../format/encode';
 import { writeModel } from '../graph/serialise';
 import type { InitializerRef } from '../graph/ir';
+import { familyOf } from '../model/families';
 import { buildDecoderGraph, type AttentionVariant } from '../model/lower';
 import { externalStore } from '../graph/store';
 import { BLOCK_SIZES, DEFAULT_BLOCK_SIZE, isBlockSize, type ReconstructionError } from '../quant/nbits';
@@ -21,6 +22,8 @@ export interface WriteWeightsOptions {
   /** Folder with tokenizer.json + tokenizer_config.json (special_tokens_map.json copied when present). */
   tokenizerDir: string;
   template?: string;
+  /** Recorded truncation rule (src/format/templates.ts; absent = the template's own). */
+  truncation?: string;
   maxTokens: number;
   labels: string[];
   provenance: Record<string, unknown>;
@@ -111,7 +114,8 @@ export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manife
     kind: 'neural',
     architecture: config.architecture,
     labels: opts.labels,
-    template: opts.template ?? 'gemma-chat',
+    template: opts.template ?? familyOf(config).defaultTemplate,
+    ...(opts.truncation ? { truncation: opts.truncation } : {}),
     maxTokens: opts.maxTokens,
     config,
     tokenizer: { files: tokFiles, sha256: sha256Files(dir, tokFiles) },

@@ -49,7 +49,8 @@ export function byteTokenizerFiles(): ByteTokenizerFiles {
   merge('\u2581t', 'he');
   merge('\u2581a', 'nd');
   const maxId = Object.keys(vocab).length - 1;
-  if (maxId >= BYTE_TOKENIZER_VOCAB) throw new Error(`byte tokenizer has ${maxId + 1} ids, more than ${BYTE_TOKENIZER_VOCAB}`);
+  if (maxId >= BYTE_TOKENIZER_VOCAB)
+    throw new Error(`byte tokenizer has ${maxId + 1} ids, more than ${BYTE_TOKENIZER_VOCAB}`);
 
   const added = [...SPECIAL, ...TURN].map((content) => ({
     id: vocab[content],
@@ -80,7 +81,11 @@ export function byteTokenizerFiles(): ByteTokenizerFiles {
     },
     decoder: {
       type: 'Sequence',
-      decoders: [{ type: 'Replace', pattern: { String: '\u2581' }, content: ' ' }, { type: 'ByteFallback' }, { type: 'Fuse' }],
+      decoders: [
+        { type: 'Replace', pattern: { String: '\u2581' }, content: ' ' },
+        { type: 'ByteFallback' },
+        { type: 'Fuse' },
+      ],
     },
     model: {
       type: 'BPE',

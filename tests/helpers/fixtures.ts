@@ -31,8 +31,15 @@ export interface Inputs {
   attention_mask: number[][];
 }
 
-export async function runLogits(model: Uint8Array | string, inp: Inputs, sessionOpts: ort.InferenceSession.SessionOptions = {}): Promise<Float32Array> {
-  const s = typeof model === 'string' ? await ort.InferenceSession.create(model, { intraOpNumThreads: 1, ...sessionOpts }) : await ort.InferenceSession.create(model, { intraOpNumThreads: 1, ...sessionOpts });
+export async function runLogits(
+  model: Uint8Array | string,
+  inp: Inputs,
+  sessionOpts: ort.InferenceSession.SessionOptions = {},
+): Promise<Float32Array> {
+  const s =
+    typeof model === 'string'
+      ? await ort.InferenceSession.create(model, { intraOpNumThreads: 1, ...sessionOpts })
+      : await ort.InferenceSession.create(model, { intraOpNumThreads: 1, ...sessionOpts });
   const B = inp.input_ids.length;
   const S = inp.input_ids[0].length;
   const t = (rows: number[][]) => new ort.Tensor('int64', BigInt64Array.from(rows.flat().map(BigInt)), [B, S]);

@@ -22,4 +22,3 @@ X
   chmodSync(path, 0o755);
   return path;
 }
-

@@ -34,7 +34,10 @@ function readF32(path: string): Map<string, { shape: number[]; data: Float32Arra
     assert.equal(t.dtype, 'F32', `${path}: ${name} is ${t.dtype}`);
     const [s, e] = t.data_offsets;
     const bytes = b.subarray(8 + n + s, 8 + n + e);
-    out.set(name, { shape: t.shape, data: new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length)) });
+    out.set(name, {
+      shape: t.shape,
+      data: new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length)),
+    });
   }
   return out;
 }
@@ -50,7 +53,14 @@ function writeF32(path: string, tensors: Map<string, { shape: number[]; data: Fl
   hj += ' '.repeat((8 - (hj.length % 8)) % 8);
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(hj.length));
-  writeFileSync(path, Buffer.concat([len, Buffer.from(hj), ...[...tensors.values()].map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength))]));
+  writeFileSync(
+    path,
+    Buffer.concat([
+      len,
+      Buffer.from(hj),
+      ...[...tensors.values()].map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)),
+    ]),
+  );
 }
 
 /** New row r of the score head = old row PERM[r]: tie, A, B. */
@@ -92,18 +102,46 @@ export const permutedFixture = (out: string): string => fixtureCopy(out, PERMUTE
  * both must give the same WSDM probabilities.
  */
 export const binaryFixture = (out: string): string =>
-  fixtureCopy(out, { 0: 'model_a', 1: 'model_b' }, (t) => ({ shape: [2, t.shape[1]], data: t.data.slice(0, 2 * t.shape[1]) }));
+  fixtureCopy(out, { 0: 'model_a', 1: 'model_b' }, (t) => ({
+    shape: [2, t.shape[1]],
+    data: t.data.slice(0, 2 * t.shape[1]),
+  }));
 
 /** Imports the peaked model into `out` (fp32, CPU graph, max 256 tokens = the fixture's positions). */
-export function makePeakedModel(tmp: string, name: string, opts: { permuteLabels?: boolean; binary?: boolean; attention?: string } = {}): string {
+export function makePeakedModel(
+  tmp: string,
+  name: string,
+  opts: { permuteLabels?: boolean; binary?: boolean; attention?: string } = {},
+): string {
   ensureBuilt();
   const tok = join(tmp, 'byte-tokenizer');
   if (!existsSync(join(tok, 'tokenizer.json'))) writeByteTokenizer(tok);
-  const base = opts.permuteLabels ? permutedFixture(join(tmp, `${name}-hf`)) : opts.binary ? binaryFixture(join(tmp, `${name}-hf`)) : PEAKED_FIXTURE;
+  const base = opts.permuteLabels
+    ? permutedFixture(join(tmp, `${name}-hf`))
+    : opts.binary
+      ? binaryFixture(join(tmp, `${name}-hf`))
+      : PEAKED_FIXTURE;
   const out = join(tmp, name);
   const r = spawnSync(
     process.execPath,
-    [TRAINER, 'import', '--base', base, '--adapter', join(base, 'adapter'), '--tokenizer', tok, '--quant', 'fp32', '--max-tokens', '256', ...(opts.attention ? ['--attention', opts.attention] : []), ...(opts.permuteLabels || opts.binary ? [] : ['--labels', 'winner_model_a,winner_model_b,winner_tie']), '--out', out],
+    [
+      TRAINER,
+      'import',
+      '--base',
+      base,
+      '--adapter',
+      join(base, 'adapter'),
+      '--tokenizer',
+      tok,
+      '--quant',
+      'fp32',
+      '--max-tokens',
+      '256',
+      ...(opts.attention ? ['--attention', opts.attention] : []),
+      ...(opts.permuteLabels || opts.binary ? [] : ['--labels', 'winner_model_a,winner_model_b,winner_tie']),
+      '--out',
+      out,
+    ],
     { encoding: 'utf8' },
   );
   assert.equal(r.status, 0, r.stderr);
@@ -111,8 +149,17 @@ export function makePeakedModel(tmp: string, name: string, opts: { permuteLabels
 }
 
 /** Runs a bundle; returns status, stdout, stderr. */
-export function node(script: string, args: string[], env: NodeJS.ProcessEnv = {}): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [script, ...args], { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 << 20, env: { ...process.env, ...env } });
+export function node(
+  script: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [script, ...args], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+    env: { ...process.env, ...env },
+  });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -125,7 +172,11 @@ export function ok(script: string, args: string[]): { stdout: string; stderr: st
 
 /** Submission probabilities as rows of three numbers. */
 export function submissionProbs(path: string): number[][] {
-  return readFileSync(path, 'utf8').trim().split('\n').slice(1).map((l) => l.split(',').slice(-3).map(Number));
+  return readFileSync(path, 'utf8')
+    .trim()
+    .split('\n')
+    .slice(1)
+    .map((l) => l.split(',').slice(-3).map(Number));
 }
 
 export function maxDiff(a: number[][], b: number[][]): number {

@@ -14,7 +14,8 @@ export async function rejectsRows(p: Promise<unknown>, ...parts: (string | RegEx
   const msg = err.message;
   console.log(`      RowsError: ${msg.length > 220 ? msg.slice(0, 220) + '...' : msg}`);
   for (const part of parts) {
-    if (typeof part === 'string') assert.ok(msg.includes(part), `message ${JSON.stringify(msg)} lacks ${JSON.stringify(part)}`);
+    if (typeof part === 'string')
+      assert.ok(msg.includes(part), `message ${JSON.stringify(msg)} lacks ${JSON.stringify(part)}`);
     else assert.match(msg, part);
   }
   return msg;

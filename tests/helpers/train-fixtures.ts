@@ -17,7 +17,10 @@ export const GEMMA2_TRAIN = join(FIXTURES, 'gemma2-train');
 export function fixtureBatch(which: 'padded' | 'single', labels: number[]): Example[] {
   const inp = JSON.parse(readFileSync(join(GEMMA2_TINY, 'inputs.json'), 'utf8'))[which];
   return inp.input_ids.map((ids: number[], i: number) => ({
-    inputIds: ids.slice(0, inp.attention_mask[i].reduce((a: number, v: number) => a + v, 0)),
+    inputIds: ids.slice(
+      0,
+      inp.attention_mask[i].reduce((a: number, v: number) => a + v, 0),
+    ),
     label: labels[i],
   }));
 }
@@ -26,11 +29,19 @@ export function fixtureBatch(which: 'padded' | 'single', labels: number[]): Exam
  * One forward + backward of the `padded` batch (labels 0, 1, 2) through the training graph, against
  * gemma2-tiny/grads.safetensors (HF + PEFT): max abs differences of the 57 gradients, the loss and the logits.
  */
-export async function fixtureGradDiff(rules?: Record<string, GradRule>, ep: TrainEp = 'cpu'): Promise<{ grad: number; loss: number; logits: number }> {
+export async function fixtureGradDiff(
+  rules?: Record<string, GradRule>,
+  ep: TrainEp = 'cpu',
+): Promise<{ grad: number; loss: number; logits: number }> {
   const c = fixtureConfig(GEMMA2_TINY);
   const ck = openCheckpoint(GEMMA2_TINY);
   const ad = readAdapter(join(GEMMA2_TINY, 'adapter'));
-  const s = await TrainSession.create(buildTrainGraph(c, ck.get, planLora(c, ad.settings), { rules }), 1, undefined, ep);
+  const s = await TrainSession.create(
+    buildTrainGraph(c, ck.get, planLora(c, ad.settings), { rules }),
+    1,
+    undefined,
+    ep,
+  );
   const r = await s.run(batchFeeds(c, fixtureBatch('padded', [0, 1, 2])), ad.params, 1);
   await s.release();
   ck.close();

@@ -68,7 +68,11 @@ export async function run(argv: string[]): Promise<void> {
   const say = (s: string) => process.stderr.write(s + '\n');
 
   const driver = readDriver();
-  say(driver.found ? `driver: ${driver.driver} (CUDA ${driver.cuda ?? '?'}); GPUs: ${driver.gpus.join('; ') || 'none listed'}` : `driver: ${driver.note}. No GPU here: everything below runs on the CPU.`);
+  say(
+    driver.found
+      ? `driver: ${driver.driver} (CUDA ${driver.cuda ?? '?'}); GPUs: ${driver.gpus.join('; ') || 'none listed'}`
+      : `driver: ${driver.note}. No GPU here: everything below runs on the CPU.`,
+  );
   const devices = resolveDevices(deviceOpt, driver.gpus, ep);
   say(`devices: ${devices.ids.join(', ')} (${devices.reason})`);
   const { runtime, reason, target } = processRuntime(wrap(() => parseRuntime(v.runtime as string | undefined)));
@@ -76,9 +80,14 @@ export async function run(argv: string[]): Promise<void> {
   const hintCore = target ?? runtime;
   const rt = RUNTIMES[hintCore];
   const libs = findCudaLibraries({ ortDir: runtimeDir(hintCore) ?? ortNativeDir(), sonames: rt.cudaSonames });
-  say(`CUDA libraries for ${hintCore} (ORT ${rt.ort}, CUDA ${rt.cudaMajor})${hintCore === runtime ? '' : `, the core this driver supports (running: ${runtime})`}:`);
+  say(
+    `CUDA libraries for ${hintCore} (ORT ${rt.ort}, CUDA ${rt.cudaMajor})${hintCore === runtime ? '' : `, the core this driver supports (running: ${runtime})`}:`,
+  );
   for (const [so, p] of Object.entries(libs.found)) say(`  found   ${so}: ${p}`);
-  for (const so of libs.missing) say(`  missing ${so}: ${wheelHint(so, rt.cudaMajor)}${libs.otherVersions[so] ? ` (other majors: ${libs.otherVersions[so].join(', ')})` : ''}`);
+  for (const so of libs.missing)
+    say(
+      `  missing ${so}: ${wheelHint(so, rt.cudaMajor)}${libs.otherVersions[so] ? ` (other majors: ${libs.otherVersions[so].join(', ')})` : ''}`,
+    );
 
   let rows: ArenaRow[] = [];
   if (v.data) {
@@ -87,7 +96,11 @@ export async function run(argv: string[]): Promise<void> {
     say(`data: ${rows.length} rows from ${v.data}`);
   }
   // The task of --data: a two-label (WSDM) model is checked against WSDM columns.
-  const spec = openSpec(dir, { calibrate: true, needTie: false, task: detectTask(String(v.data ?? ''), dataColumns(String(v.data ?? ''))) });
+  const spec = openSpec(dir, {
+    calibrate: true,
+    needTie: false,
+    task: detectTask(String(v.data ?? ''), dataColumns(String(v.data ?? ''))),
+  });
   const warn = (m: string) => say(`warning: ${m}`);
   const tLoad = Date.now();
   const handle = await openHandle(spec, {
@@ -106,7 +119,9 @@ export async function run(argv: string[]): Promise<void> {
   let estimate: (ReturnType<typeof runEstimate> & { tokensPerSecond: number; sampleRows: number }) | null = null;
   if (rows.length && spec.manifest.kind === 'neural') {
     const rnd = uniform(7);
-    const idx = [...new Set(Array.from({ length: Math.min(sampleN, rows.length) }, () => Math.floor(rnd() * rows.length)))].sort((a, b) => a - b);
+    const idx = [
+      ...new Set(Array.from({ length: Math.min(sampleN, rows.length) }, () => Math.floor(rnd() * rows.length))),
+    ].sort((a, b) => a - b);
     const sample = idx.map((i) => rows[i]);
     const pass = await handle.score(sample, false, 'doctor: throughput sample');
     const tps = pass.tokens / Math.max(pass.seconds, 1e-3);
@@ -117,10 +132,22 @@ export async function run(argv: string[]): Promise<void> {
     let total = 0;
     for (const r of rows) total += Math.min(maxTokens, textLength(r) * perChar);
     const padEff = pass.computedTokens ? pass.tokens / pass.computedTokens : 1;
-    const e = runEstimate({ tokens: total, tokensPerSecond: tps, ttaPasses: ttaFactor(tta), devices: devices.ids.length, loadSeconds, elapsedSeconds: (tLoad - startedAt) / 1000, budgetSeconds: budget });
+    const e = runEstimate({
+      tokens: total,
+      tokensPerSecond: tps,
+      ttaPasses: ttaFactor(tta),
+      devices: devices.ids.length,
+      loadSeconds,
+      elapsedSeconds: (tLoad - startedAt) / 1000,
+      budgetSeconds: budget,
+    });
     estimate = { ...e, tokensPerSecond: tps, sampleRows: sample.length };
-    say(`throughput: ${tps.toFixed(0)} tokens/s on ${sample.length} sample rows (padding efficiency ${padEff.toFixed(3)}, ${handle.ep})`);
-    say(`estimate: ${fmt(e.seconds)} for ${rows.length} rows with --tta ${v.tta} on ${devices.ids.length} device(s), from the run's start (spent before doctor ${fmt(e.elapsedSeconds)}, load + self-check ${fmt(loadSeconds)}) (budget ${fmt(budget)}): ${e.fits ? 'fits' : 'DOES NOT FIT'}`);
+    say(
+      `throughput: ${tps.toFixed(0)} tokens/s on ${sample.length} sample rows (padding efficiency ${padEff.toFixed(3)}, ${handle.ep})`,
+    );
+    say(
+      `estimate: ${fmt(e.seconds)} for ${rows.length} rows with --tta ${v.tta} on ${devices.ids.length} device(s), from the run's start (spent before doctor ${fmt(e.elapsedSeconds)}, load + self-check ${fmt(loadSeconds)}) (budget ${fmt(budget)}): ${e.fits ? 'fits' : 'DOES NOT FIT'}`,
+    );
     say(`advice: ${e.advice}`);
   }
   await handle.close();

@@ -4,6 +4,7 @@ import { statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { dataColumns, readRows } from '../../data/rows';
+import { assertOutDir } from '../../util/files';
 import { writePredictions } from '../../data/submission';
 import { detectTask } from '../../task/task';
 import { crossValidateFeatures, FeatureModelError, trainFeatureModel, writeFeatureModel } from '../../features/model';
@@ -30,12 +31,27 @@ export async function run(argv: string[]): Promise<void> {
   });
   if (values.help) return void console.log(USAGE);
   if (!values.data || !values.out) throw new FeatureModelError(`features: --data and --out are required\n${USAGE}`);
+  assertOutDir({ flag: '--out', path: values.out }, [{ flag: '--data', path: values.data }], 'manifest.json');
   const folds = Number(values.folds);
   const seed = Number(values.seed);
   const opts: Partial<GbdtOptions> = { seed };
-  if (values.rounds) opts.rounds = Number(values.rounds);
-  if (values.depth) opts.maxDepth = Number(values.depth);
-  if (values.eta) opts.learningRate = Number(values.eta);
+  const setting = (flag: string, text: string | undefined, ok: (n: number) => boolean, want: string) => {
+    if (text === undefined) return undefined;
+    const n = Number(text);
+    if (!ok(n)) throw new FeatureModelError(`features: ${flag} must be ${want}, got "${text}"`);
+    return n;
+  };
+  const intAtLeast1 = (n: number) => Number.isInteger(n) && n >= 1;
+  const rounds = setting('--rounds', values.rounds, intAtLeast1, 'an integer >= 1');
+  const depth = setting('--depth', values.depth, intAtLeast1, 'an integer >= 1');
+  const eta = setting('--eta', values.eta, (n) => n > 0 && n <= 1, 'a number in (0, 1]');
+  if (rounds !== undefined) opts.rounds = rounds;
+  if (depth !== undefined) opts.maxDepth = depth;
+  if (eta !== undefined) opts.learningRate = eta;
+  if (!(Number.isInteger(folds) && folds >= 0))
+    throw new FeatureModelError(
+      `features: --folds must be a whole number (0 or 1: no cross-validation), got "${values.folds}"`,
+    );
   // The task sets the classes: LMSYS A/B/tie, WSDM A/B (the binary objective).
   const task = detectTask(values.data, dataColumns(values.data), values.task);
   const { rows, warnings } = await readRows(values.data, { requireLabels: true });
@@ -52,14 +68,36 @@ export async function run(argv: string[]): Promise<void> {
       `features: ${folds}-fold CV log loss on ${rows.length} rows: gbdt ${cv.gbdt.toFixed(5)}, difference buckets ${cv.buckets.toFixed(5)}, class shares ${cv.prior.toFixed(5)} (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
     );
   const model = trainFeatureModel(rows, task, opts);
-  const manifest = writeFeatureModel(values.out, model, {
-    command: `features ${argv.join(' ')}`,
-    seed,
-    data: { file: resolve(values.data), bytes: statSync(values.data).size, rows: rows.length },
-    options: model.gbdt.options,
-    task: task.name,
-    cv: cv ? { folds, seed, gbdt: cv.gbdt, buckets: cv.buckets, prior: cv.prior, ...(task.metric.name === 'accuracy' ? { gbdtAccuracy: cv.gbdtAccuracy, longerAccuracy: cv.longerAccuracy } : {}) } : null,
-  }, task);
-  if (cv) writePredictions(join(values.out, 'oof.csv'), rows.map((r) => r.id), cv.oof, task);
+  const manifest = writeFeatureModel(
+    values.out,
+    model,
+    {
+      command: `features ${argv.join(' ')}`,
+      seed,
+      data: { file: resolve(values.data), bytes: statSync(values.data).size, rows: rows.length },
+      options: model.gbdt.options,
+      task: task.name,
+      cv: cv
+        ? {
+            folds,
+            seed,
+            gbdt: cv.gbdt,
+            buckets: cv.buckets,
+            prior: cv.prior,
+            ...(task.metric.name === 'accuracy'
+              ? { gbdtAccuracy: cv.gbdtAccuracy, longerAccuracy: cv.longerAccuracy }
+              : {}),
+          }
+        : null,
+    },
+    task,
+  );
+  if (cv)
+    writePredictions(
+      join(values.out, 'oof.csv'),
+      rows.map((r) => r.id),
+      cv.oof,
+      task,
+    );
   console.log(`features: wrote ${values.out} (${Object.keys(manifest.files).join(', ')}${cv ? ', oof.csv' : ''})`);
 }

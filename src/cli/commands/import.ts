@@ -3,6 +3,7 @@ import { need, num, parse, UsageError } from '../args';
 import { ATTENTION_VARIANTS, type AttentionVariant } from '../../model/lower';
 import { BLOCK_SIZES, DEFAULT_BLOCK_SIZE, isBlockSize } from '../../quant/nbits';
 import { ACTIVATIONS, type Activation } from '../../types';
+import { TEMPLATE_NAMES } from '../../format/templates';
 import { importCheckpoint } from '../../weights/import';
 
 const USAGE = `usage: node dist/trainer.cjs import --base HF_DIR [--adapter PEFT_DIR] --quant int4|int8|fp16|fp32 --out DIR
@@ -12,8 +13,11 @@ const USAGE = `usage: node dist/trainer.cjs import --base HF_DIR [--adapter PEFT
   --quant KIND       int4 | int8 (MatMulNBits) | fp16 | fp32 weights
   --block-size N     quantization block size for int4/int8: ${BLOCK_SIZES.join(', ')} (default ${DEFAULT_BLOCK_SIZE})
   --asymmetric       int4/int8 with per-block zero points (default: symmetric, no zero points)
-  --max-tokens N     token budget per row recorded in the manifest (default 2048)
-  --template NAME    prompt template name (default gemma-chat)
+  --template NAME    input recipe (README "Templates and recipes"): ${TEMPLATE_NAMES.join(', ')}
+                     (default: the one the adapter was trained with (its training.json), else the model family's)
+  --truncation RULE  head-tail | right | left (whole-string recipes), part-budget (notebook-parts)
+                     (default: the trained one, else the template's own)
+  --max-tokens N     token budget N per row recorded in the manifest (default: the trained one, else 2048)
   --graphs LIST      cpu,cuda (default cpu): float32 CPU graph and/or float16 CUDA graph
   --labels LIST      Kaggle column of each output in logit order (default: config.json id2label, which must name
                      winner_model_a / winner_model_b / winner_tie; HF's LABEL_0.. says nothing and is refused)
@@ -37,6 +41,7 @@ export async function run(argv: string[]): Promise<void> {
       asymmetric: { type: 'boolean' },
       'max-tokens': { type: 'string' },
       template: { type: 'string' },
+      truncation: { type: 'string' },
       graphs: { type: 'string' },
       labels: { type: 'string' },
       'head-activation': { type: 'string' },
@@ -47,23 +52,35 @@ export async function run(argv: string[]): Promise<void> {
     USAGE,
   );
   const quant = need(v.quant, '--quant', USAGE);
-  if (!['int4', 'int8', 'fp16', 'fp32'].includes(quant)) throw new UsageError(`--quant must be int4, int8, fp16 or fp32, got "${quant}"\n\n${USAGE}`);
+  if (!['int4', 'int8', 'fp16', 'fp32'].includes(quant))
+    throw new UsageError(`--quant must be int4, int8, fp16 or fp32, got "${quant}"\n\n${USAGE}`);
   const blockSize = num(v['block-size'], '--block-size', DEFAULT_BLOCK_SIZE);
-  if (!isBlockSize(blockSize)) throw new UsageError(`--block-size must be one of ${BLOCK_SIZES.join(', ')}, got ${blockSize}`);
+  if (!isBlockSize(blockSize))
+    throw new UsageError(`--block-size must be one of ${BLOCK_SIZES.join(', ')}, got ${blockSize}`);
   if ((v['block-size'] !== undefined || v.asymmetric) && quant !== 'int4' && quant !== 'int8')
     throw new UsageError(`--block-size and --asymmetric only apply to --quant int4 or int8`);
-  const maxTokens = num(v['max-tokens'], '--max-tokens', 2048);
-  if (!Number.isInteger(maxTokens) || maxTokens < 16) throw new UsageError(`--max-tokens must be an integer >= 16, got ${maxTokens}`);
-  const graphs = String(v.graphs ?? 'cpu').split(',').map((s) => s.trim()).filter(Boolean);
-  for (const g of graphs) if (g !== 'cpu' && g !== 'cuda') throw new UsageError(`--graphs takes cpu and/or cuda, got "${g}"`);
+  const maxTokens = v['max-tokens'] === undefined ? undefined : num(v['max-tokens'], '--max-tokens', 0);
+  if (maxTokens !== undefined && (!Number.isInteger(maxTokens) || maxTokens < 16))
+    throw new UsageError(`--max-tokens must be an integer >= 16, got ${maxTokens}`);
+  const graphs = String(v.graphs ?? 'cpu')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const g of graphs)
+    if (g !== 'cpu' && g !== 'cuda') throw new UsageError(`--graphs takes cpu and/or cuda, got "${g}"`);
   if (!graphs.length) throw new UsageError('--graphs is empty');
   const labels = typeof v.labels === 'string' ? v.labels.split(',').map((s) => s.trim()) : undefined;
   const headActivation = v['head-activation'] as string | undefined;
   if (headActivation !== undefined && !(ACTIVATIONS as readonly string[]).includes(headActivation))
     throw new UsageError(`--head-activation must be one of ${ACTIVATIONS.join(', ')}, got "${headActivation}"`);
   const labelTokens = typeof v['label-tokens'] === 'string' ? v['label-tokens'].split(',') : undefined;
-  const attention = String(v.attention ?? 'fused,explicit').split(',').map((s) => s.trim()).filter(Boolean);
-  for (const a of attention) if (!(ATTENTION_VARIANTS as string[]).includes(a)) throw new UsageError(`--attention takes ${ATTENTION_VARIANTS.join(' and/or ')}, got "${a}"`);
+  const attention = String(v.attention ?? 'fused,explicit')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const a of attention)
+    if (!(ATTENTION_VARIANTS as string[]).includes(a))
+      throw new UsageError(`--attention takes ${ATTENTION_VARIANTS.join(' and/or ')}, got "${a}"`);
 
   const tty = process.stderr.isTTY;
   const r = await importCheckpoint({
@@ -74,15 +91,19 @@ export async function run(argv: string[]): Promise<void> {
     blockSize,
     symmetric: !v.asymmetric,
     graphs: [...new Set(graphs)] as ('cpu' | 'cuda')[],
-    template: typeof v.template === 'string' ? v.template : 'gemma-chat',
+    template: typeof v.template === 'string' ? v.template : undefined,
+    truncation: typeof v.truncation === 'string' ? v.truncation : undefined,
     maxTokens,
     out: need(v.out, '--out', USAGE),
     labels,
     headActivation: headActivation as Activation | undefined,
     labelTokens,
     attention: [...new Set(attention)] as AttentionVariant[],
-    command: ['node', 'dist/trainer.cjs', 'import', ...argv].map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a)).join(' '),
-    log: (line) => process.stderr.write(tty && line.startsWith('import: ') ? `\r${line.slice(0, 160).padEnd(160)}` : `${line}\n`),
+    command: ['node', 'dist/trainer.cjs', 'import', ...argv]
+      .map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a))
+      .join(' '),
+    log: (line) =>
+      process.stderr.write(tty && line.startsWith('import: ') ? `\r${line.slice(0, 160).padEnd(160)}` : `${line}\n`),
   });
   if (tty) process.stderr.write('\n');
   process.stderr.write(

@@ -38,10 +38,15 @@ export async function run(argv: string[]): Promise<void> {
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  const settings = scoreSettings(v, { columns: dataColumns(data), startedAt, gpus: v.devices === undefined || v.devices === 'auto' ? readDriver().gpus : [] });
-  prepareRuntime(settings);
+  // One nvidia-smi call per run, and none with --ep cpu (a wedged driver cannot stall a CPU run).
+  const driver = v.ep === 'cpu' ? undefined : readDriver();
+  const settings = scoreSettings(v, { columns: dataColumns(data), startedAt, gpus: driver?.gpus ?? [] });
+  prepareRuntime(settings, driver);
   const out = v.out as string;
-  if (samePath(out, data)) throw new UsageError(`--out ${out} is the input --data file; it would be overwritten. Write the submission elsewhere.`);
+  if (samePath(out, data))
+    throw new UsageError(
+      `--out ${out} is the input --data file; it would be overwritten. Write the submission elsewhere.`,
+    );
   // Before hours of inference: the submission must be writable where asked.
   assertWritableFile(out, '--out');
   const specs = openSpecs(settings);
@@ -50,11 +55,18 @@ export async function run(argv: string[]): Promise<void> {
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
   process.stderr.write(`read ${rows.length} rows from ${data}\n`);
   exitOnSignals('no submission written.', settings.cacheDir);
-  const { probs, runs, priorRows } = await scoreRows(rows, specs, settings, (m) => process.stderr.write(`warning: ${m}\n`));
+  const { probs, runs, priorRows } = await scoreRows(rows, specs, settings, (m) =>
+    process.stderr.write(`warning: ${m}\n`),
+  );
   for (const r of runs)
     if (rows.length > 0 && r.failedRows.length === rows.length)
       throw new PredictError(`${r.spec.dir}: every row failed (see the warnings above); no submission written.`);
-  writeSubmission(out, rows.map((r) => r.id), probs, settings.task);
+  writeSubmission(
+    out,
+    rows.map((r) => r.id),
+    probs,
+    settings.task,
+  );
   const sec = (Date.now() - t0) / 1000;
   const first = runs[0].firstPass;
   const summary = {
@@ -75,7 +87,12 @@ export async function run(argv: string[]): Promise<void> {
     failed_rows: runs.reduce((a, r) => a + r.failedRows.length, 0),
     ...(settings.deadline === Infinity
       ? {}
-      : { time_budget_s: parseDurationOpt(v['time-budget']), swapped_rows_per_model: runs.map((r) => r.swappedRows.length), unreached_rows: runs.map((r) => r.unreachedRows.length), prior_rows: priorRows.length }),
+      : {
+          time_budget_s: parseDurationOpt(v['time-budget']),
+          swapped_rows_per_model: runs.map((r) => r.swappedRows.length),
+          unreached_rows: runs.map((r) => r.unreachedRows.length),
+          prior_rows: priorRows.length,
+        }),
   };
   process.stderr.write(`wrote ${out} (${rows.length} rows) in ${fmt(sec)}\n`);
   process.stdout.write(JSON.stringify(summary) + '\n');

@@ -3,8 +3,15 @@
 // spec (manifest, label order, calibration, tie model: all checked before any row is scored) and run
 // the ensemble (src/infer/ensemble.ts) on one process or one worker per device.
 import type { ArenaRow } from '../../types';
-import { ensureCudaEnv, parseAttention, parseEp, parseRuntime, processRuntime, type EpChoice } from '../../infer/session';
-import type { AttentionVariant, RuntimeName } from '../../infer/runtime';
+import {
+  ensureCudaEnv,
+  parseAttention,
+  parseEp,
+  parseRuntime,
+  processRuntime,
+  type EpChoice,
+} from '../../infer/session';
+import type { AttentionVariant, DriverInfo, RuntimeName } from '../../infer/runtime';
 import { openSpec, type ModelSpec } from '../../infer/model';
 import { localRunner } from '../../infer/local';
 import { shardedRunner } from '../../infer/shards';
@@ -69,13 +76,24 @@ const budgetReserveMs = (budgetMs: number) => Math.min(60_000, budgetMs * 0.02);
 
 /** The options as settings; pure (the task from --task or the data's columns given in `ctx`). */
 export function scoreSettings(v: Record<string, unknown>, ctx: ScoreContext): ScoreSettings {
-  const budget = v['time-budget'] === undefined ? undefined : usage(() => parseDuration(String(v['time-budget']), '--time-budget'));
-  if (budget !== undefined && !(budget > 0)) throw new UsageError(`--time-budget must be a positive duration, got "${v['time-budget']}"`);
+  const budget =
+    v['time-budget'] === undefined ? undefined : usage(() => parseDuration(String(v['time-budget']), '--time-budget'));
+  if (budget !== undefined && !(budget > 0))
+    throw new UsageError(`--time-budget must be a positive duration, got "${v['time-budget']}"`);
   const weights = (v.weights as string[] | undefined) ?? [];
-  if (!weights.length) throw new UsageError('missing required option --weights DIR (repeat it to blend several models)');
-  const blend = v['blend-weights'] ? String(v['blend-weights']).split(',').map(Number) : weights.map(() => 1 / weights.length);
-  if (blend.length !== weights.length || !blend.every((w) => Number.isFinite(w) && w >= 0) || !(blend.reduce((a, b) => a + b, 0) > 0))
-    throw new UsageError(`--blend-weights needs ${weights.length} non-negative numbers separated by commas, got "${v['blend-weights']}"`);
+  if (!weights.length)
+    throw new UsageError('missing required option --weights DIR (repeat it to blend several models)');
+  const blend = v['blend-weights']
+    ? String(v['blend-weights']).split(',').map(Number)
+    : weights.map(() => 1 / weights.length);
+  if (
+    blend.length !== weights.length ||
+    !blend.every((w) => Number.isFinite(w) && w >= 0) ||
+    !(blend.reduce((a, b) => a + b, 0) > 0)
+  )
+    throw new UsageError(
+      `--blend-weights needs ${weights.length} non-negative numbers separated by commas, got "${v['blend-weights']}"`,
+    );
   const s = blend.reduce((a, b) => a + b, 0);
   let tta: Tta;
   try {
@@ -93,7 +111,10 @@ export function scoreSettings(v: Record<string, unknown>, ctx: ScoreContext): Sc
     threads: v.threads ? num(v.threads, '--threads', 0) : undefined,
     blend: blend.map((w) => w / s),
     calibrate: !v['no-calibration'],
-    devices: usage(() => resolveDevices(parseDeviceOption(v.devices as string | undefined), ctx.gpus ?? [], String(v.ep ?? 'auto')).ids),
+    devices: usage(
+      () =>
+        resolveDevices(parseDeviceOption(v.devices as string | undefined), ctx.gpus ?? [], String(v.ep ?? 'auto')).ids,
+    ),
     cacheDir: v.cache as string | undefined,
     runtime: usage(() => parseRuntime(v.runtime as string | undefined)),
     attention: usage(() => parseAttention(v.attention as string | undefined)),
@@ -105,8 +126,12 @@ export function scoreSettings(v: Record<string, unknown>, ctx: ScoreContext): Sc
 }
 
 /** Loads the ONNX Runtime core the settings ask for; may re-execute the process with the CUDA library path set. */
-export function prepareRuntime(s: ScoreSettings): void {
-  processRuntime(s.runtime);
+export function prepareRuntime(s: ScoreSettings, driver?: DriverInfo): void {
+  // --ep cpu asks nothing of the NVIDIA driver: a wedged nvidia-smi cannot stall a CPU run.
+  processRuntime(
+    s.runtime,
+    s.ep === 'cpu' ? { found: false, gpus: [], note: '--ep cpu: the NVIDIA driver is not asked' } : driver,
+  );
   ensureCudaEnv(s.ep, s.runtime);
 }
 
@@ -125,7 +150,9 @@ function usage<T>(f: () => T): T {
  */
 export function exitOnSignals(what: string, cacheDir?: string): void {
   const onSignal = (sig: string) => {
-    process.stderr.write(`\n${sig}: stopped; ${what}${cacheDir ? ` Rows scored so far are kept in ${cacheDir}: run the same command again to resume.` : ' Add --cache DIR to make a long run resumable.'}\n`);
+    process.stderr.write(
+      `\n${sig}: stopped; ${what}${cacheDir ? ` Rows scored so far are kept in ${cacheDir}: run the same command again to resume.` : ' Add --cache DIR to make a long run resumable.'}\n`,
+    );
     process.exit(130);
   };
   process.once('SIGINT', () => onSignal('SIGINT'));
@@ -138,14 +165,36 @@ export function openSpecs(s: ScoreSettings, needTie = true): ModelSpec[] {
 }
 
 /** The pass runner for these settings: one process, or one worker per device. */
-export function makeRunner(specs: ModelSpec[], rows: ArenaRow[], s: ScoreSettings, warn: (m: string) => void): PassRunner & { close(): void } {
-  const opts = { ep: s.ep, threads: s.threads, deviceId: s.devices[0], tokenBudget: s.tokenBudget, cacheDir: s.cacheDir, attention: s.attention, selfCheckRows: s.selfCheckRows, checkRows: rows, warn };
-  if (s.devices.length > 1) return shardedRunner(s.weights, rows, rows.map(textLength), s.devices, { ...opts, task: s.task.name });
+export function makeRunner(
+  specs: ModelSpec[],
+  rows: ArenaRow[],
+  s: ScoreSettings,
+  warn: (m: string) => void,
+): PassRunner & { close(): void } {
+  const opts = {
+    ep: s.ep,
+    threads: s.threads,
+    deviceId: s.devices[0],
+    tokenBudget: s.tokenBudget,
+    cacheDir: s.cacheDir,
+    attention: s.attention,
+    selfCheckRows: s.selfCheckRows,
+    checkRows: rows,
+    warn,
+  };
+  if (s.devices.length > 1)
+    return shardedRunner(s.weights, rows, rows.map(textLength), s.devices, { ...opts, task: s.task.name });
   return { ...localRunner(specs, rows, opts), close() {} };
 }
 
 /** Every model over the rows with the pass runner these settings choose (closed afterwards). */
-export async function scoreRows(rows: ArenaRow[], specs: ModelSpec[], s: ScoreSettings, warn: (m: string) => void, clock: () => number = Date.now): Promise<Ensemble> {
+export async function scoreRows(
+  rows: ArenaRow[],
+  specs: ModelSpec[],
+  s: ScoreSettings,
+  warn: (m: string) => void,
+  clock: () => number = Date.now,
+): Promise<Ensemble> {
   const runner = makeRunner(specs, rows, s, warn);
   try {
     return await runEnsemble(rows, specs, s, runner, warn, clock);

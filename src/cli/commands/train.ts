@@ -33,7 +33,7 @@ Optimisation (HF TrainingArguments names in brackets):
   --lr X (${D.lr})  --warmup-steps N (${D.warmupSteps})  --schedule linear|constant (${D.schedule})  --weight-decay X (${D.weightDecay})
   --adam-betas B1,B2 (${D.betas.join(',')})  --adam-eps X (${D.eps})  --max-grad-norm X (${D.maxGradNorm}; 0 = off)
   --no-shuffle          keep file order  --swap-augment  also train each CSV row with the responses swapped
-  --seed N (${D.seed})  --template NAME (${D.template})  --max-tokens N (${D.maxTokens})  --tokenizer DIR
+  --seed N (${D.seed})  --template NAME (the base family's)  --truncation RULE (the template's)  --max-tokens N (${D.maxTokens})  --tokenizer DIR
   --checkpoint-every N  save DIR/checkpoint every N steps   --resume  continue from DIR/checkpoint
   --threads N (${D.threads})  ONNX Runtime intra-op threads
   --ep cpu|webgpu (${D.ep})  execution provider of the training graph (the same graph on either)`;
@@ -41,9 +41,16 @@ Optimisation (HF TrainingArguments names in brackets):
 /** "2,3" or "6-25" or "0-2,5" -> indices. */
 function layerList(s: string): number[] {
   const out: number[] = [];
-  for (const part of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const part of s
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const m = /^(\d+)(?:-(\d+))?$/.exec(part);
     if (!m) throw new UsageError(`--layers-to-transform: "${part}" is not an index or a range like 6-25`);
+    if (m[2] !== undefined && Number(m[2]) < Number(m[1]))
+      throw new UsageError(
+        `--layers-to-transform: "${part}" is an empty range; write it low-high, e.g. ${m[2]}-${m[1]}`,
+      );
     for (let i = Number(m[1]); i <= Number(m[2] ?? m[1]); i++) out.push(i);
   }
   return out;
@@ -55,40 +62,99 @@ export async function run(argv: string[]): Promise<void> {
   const v = parse(
     argv,
     {
-      base: s, adapter: s, data: s, tokenized: s, valid: s, out: s, train: s,
-      'lora-r': s, 'lora-alpha': s, 'lora-dropout': s, rslora: b, 'lora-targets': s, 'layers-to-transform': s, 'frozen-head': b, init: s,
-      'batch-size': s, 'grad-accum': s, epochs: s, 'max-steps': s, lr: s, 'warmup-steps': s, schedule: s, 'weight-decay': s,
-      'adam-betas': s, 'adam-eps': s, 'max-grad-norm': s, 'no-shuffle': b, 'swap-augment': b, seed: s, template: s, 'max-tokens': s,
-      tokenizer: s, 'checkpoint-every': s, resume: b, threads: s, ep: s, 'head-activation': s, 'num-labels': s,
+      base: s,
+      adapter: s,
+      data: s,
+      tokenized: s,
+      valid: s,
+      out: s,
+      train: s,
+      'lora-r': s,
+      'lora-alpha': s,
+      'lora-dropout': s,
+      rslora: b,
+      'lora-targets': s,
+      'layers-to-transform': s,
+      'frozen-head': b,
+      init: s,
+      'batch-size': s,
+      'grad-accum': s,
+      epochs: s,
+      'max-steps': s,
+      lr: s,
+      'warmup-steps': s,
+      schedule: s,
+      'weight-decay': s,
+      'adam-betas': s,
+      'adam-eps': s,
+      'max-grad-norm': s,
+      'no-shuffle': b,
+      'swap-augment': b,
+      seed: s,
+      template: s,
+      truncation: s,
+      'max-tokens': s,
+      tokenizer: s,
+      'checkpoint-every': s,
+      resume: b,
+      threads: s,
+      ep: s,
+      'head-activation': s,
+      'num-labels': s,
     },
     USAGE,
   );
-  if ((v.data === undefined) === (v.tokenized === undefined)) throw new UsageError(`pass exactly one of --data and --tokenized\n\n${USAGE}`);
+  if ((v.data === undefined) === (v.tokenized === undefined))
+    throw new UsageError(`pass exactly one of --data and --tokenized\n\n${USAGE}`);
   const int = (flag: string, dflt: number, min: number) => {
     const n = num(v[flag.slice(2)], flag, dflt);
     if (!Number.isInteger(n) || n < min) throw new UsageError(`${flag} must be an integer >= ${min}, got ${n}`);
     return n;
   };
-  const loraFlags = ['lora-r', 'lora-alpha', 'rslora', 'lora-targets', 'layers-to-transform', 'frozen-head', 'init'].filter((f) => v[f] !== undefined);
-  if (v.adapter && loraFlags.length) throw new UsageError(`--adapter keeps the adapter's LoRA settings; drop --${loraFlags.join(', --')}`);
+  const loraFlags = [
+    'lora-r',
+    'lora-alpha',
+    'rslora',
+    'lora-targets',
+    'layers-to-transform',
+    'frozen-head',
+    'init',
+  ].filter((f) => v[f] !== undefined);
+  if (v.adapter && loraFlags.length)
+    throw new UsageError(`--adapter keeps the adapter's LoRA settings; drop --${loraFlags.join(', --')}`);
   const init = (v.init as string | undefined) ?? 'peft';
   if (init !== 'peft' && init !== 'pissa') throw new UsageError(`--init must be peft or pissa, got "${init}"`);
   const schedule = (v.schedule as string | undefined) ?? D.schedule;
-  if (schedule !== 'linear' && schedule !== 'constant') throw new UsageError(`--schedule must be linear or constant, got "${schedule}"`);
+  if (schedule !== 'linear' && schedule !== 'constant')
+    throw new UsageError(`--schedule must be linear or constant, got "${schedule}"`);
   const betas = v['adam-betas'] === undefined ? D.betas : String(v['adam-betas']).split(',').map(Number);
-  if (betas.length !== 2 || !betas.every((x) => x >= 0 && x < 1)) throw new UsageError(`--adam-betas takes two numbers in [0, 1), e.g. 0.9,0.999`);
+  if (betas.length !== 2 || !betas.every((x) => x >= 0 && x < 1))
+    throw new UsageError(`--adam-betas takes two numbers in [0, 1), e.g. 0.9,0.999`);
   const headActivation = v['head-activation'] as string | undefined;
   if (headActivation !== undefined && !(ACTIVATIONS as readonly string[]).includes(headActivation))
     throw new UsageError(`--head-activation must be one of ${ACTIVATIONS.join(', ')}, got "${headActivation}"`);
   const ep = (v.ep as string | undefined) ?? D.ep;
-  if (ep !== 'cpu' && ep !== 'webgpu') throw new UsageError(`--ep must be cpu or webgpu (CUDA training is not wired yet), got "${ep}"`);
+  if (ep !== 'cpu' && ep !== 'webgpu')
+    throw new UsageError(`--ep must be cpu or webgpu (CUDA training is not wired yet), got "${ep}"`);
   const mode = (v.train as string | undefined) ?? 'lora';
   if (mode !== 'lora' && mode !== 'head') throw new UsageError(`--train must be lora or head, got "${mode}"`);
   const maxGradNorm = num(v['max-grad-norm'], '--max-grad-norm', D.maxGradNorm ?? 0);
+  // As torch.optim.AdamW and transformers' TrainingArguments check them (a bad value trains silently wrong).
+  const positive = (flag: string, dflt: number, min: number, strict: boolean) => {
+    const n = num(v[flag.slice(2)], flag, dflt);
+    if (!Number.isFinite(n) || (strict ? n <= min : n < min))
+      throw new UsageError(`${flag} must be a finite number ${strict ? '>' : '>='} ${min}, got ${v[flag.slice(2)]}`);
+    return n;
+  };
+  positive('--lr', D.lr, 0, true);
+  positive('--weight-decay', D.weightDecay, 0, false);
+  positive('--adam-eps', D.eps, 0, true);
+  positive('--max-grad-norm', D.maxGradNorm ?? 0, 0, false);
   const opts: TrainOptions = {
     ...D,
     base: need(v.base, '--base', USAGE),
     adapter: v.adapter as string | undefined,
+    loraDropoutGiven: v['lora-dropout'] !== undefined,
     data: v.data as string | undefined,
     tokenized: v.tokenized as string | undefined,
     valid: v.valid as string | undefined,
@@ -100,7 +166,12 @@ export async function run(argv: string[]): Promise<void> {
       r: int('--lora-r', L.r, 1),
       lora_alpha: num(v['lora-alpha'], '--lora-alpha', L.lora_alpha),
       lora_dropout: num(v['lora-dropout'], '--lora-dropout', L.lora_dropout),
-      target_modules: v['lora-targets'] === undefined ? L.target_modules : String(v['lora-targets']).split(',').map((t) => t.trim()),
+      target_modules:
+        v['lora-targets'] === undefined
+          ? L.target_modules
+          : String(v['lora-targets'])
+              .split(',')
+              .map((t) => t.trim()),
       layers_to_transform: v['layers-to-transform'] === undefined ? null : layerList(String(v['layers-to-transform'])),
       use_rslora: !!v.rslora,
       modules_to_save: v['frozen-head'] ? [] : ['score'],
@@ -120,7 +191,8 @@ export async function run(argv: string[]): Promise<void> {
     shuffle: !v['no-shuffle'],
     swapAugment: !!v['swap-augment'],
     seed: int('--seed', D.seed, 0),
-    template: (v.template as string | undefined) ?? D.template,
+    template: v.template as string | undefined,
+    truncation: v.truncation as string | undefined,
     maxTokens: int('--max-tokens', D.maxTokens, 16),
     tokenizer: v.tokenizer as string | undefined,
     checkpointEvery: int('--checkpoint-every', 0, 0),
@@ -131,6 +203,13 @@ export async function run(argv: string[]): Promise<void> {
   };
   const r = await runTraining(opts);
   process.stdout.write(
-    JSON.stringify({ out: opts.out, steps: r.steps, seconds: +r.seconds.toFixed(2), seconds_per_step: +r.secondsPerStep.toFixed(3), final_loss: r.log.at(-1)?.loss ?? null, valid: r.valid }) + '\n',
+    JSON.stringify({
+      out: opts.out,
+      steps: r.steps,
+      seconds: +r.seconds.toFixed(2),
+      seconds_per_step: +r.secondsPerStep.toFixed(3),
+      final_loss: r.log.at(-1)?.loss ?? null,
+      valid: r.valid,
+    }) + '\n',
   );
 }

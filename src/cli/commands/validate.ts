@@ -10,7 +10,7 @@ import { fitTieModel } from '../../post/tie';
 import { PASS_INPUT } from '../../post/calibrate';
 import { predictionsMeta } from '../../post/io';
 import { updateManifest } from '../../weights/manifest';
-import { assertWritableFile, writeFileAtomic } from '../../util/files';
+import { assertNotInput, assertWritableFile, writeFileAtomic } from '../../util/files';
 import { fillUniform } from '../../util/probs';
 import { blendProbs } from '../../post/blend';
 import { blendRuns } from '../../infer/ensemble';
@@ -18,7 +18,16 @@ import { lengthDifference, textLength } from '../../util/text';
 import type { ArenaRow } from '../../types';
 import type { ModelSpec } from '../../infer/model';
 import { num, parse, need, UsageError } from '../args';
-import { exitOnSignals, makeRunner, openSpecs, prepareRuntime, SCORE_OPTIONS, scoreRows, scoreSettings, type ScoreSettings } from './score';
+import {
+  exitOnSignals,
+  makeRunner,
+  openSpecs,
+  prepareRuntime,
+  SCORE_OPTIONS,
+  scoreRows,
+  scoreSettings,
+  type ScoreSettings,
+} from './score';
 
 const USAGE = `usage: node runner.cjs validate --data labelled.csv|train.parquet --weights DIR [--weights DIR2 ...] [--task lmsys|wsdm]
   [--ep cpu|cuda|auto] [--tta swap|none] [--token-budget N] [--predictions-out P.csv] [--report report.html]
@@ -30,30 +39,61 @@ const USAGE = `usage: node runner.cjs validate --data labelled.csv|train.parquet
 const warn = (m: string) => process.stderr.write(`warning: ${m}\n`);
 
 export async function run(argv: string[]): Promise<void> {
-  const v = parse(argv, {
+  const v = parse(
+    argv,
+    {
       ...SCORE_OPTIONS,
       tta: { type: 'string', default: 'swap' },
       'predictions-out': { type: 'string' },
       report: { type: 'string' },
       'fit-tie': { type: 'boolean' },
       'max-rows': { type: 'string' },
-    }, USAGE);
+    },
+    USAGE,
+  );
   const data = need(v.data, '--data', USAGE);
   // Validation scores every row with both passes: a --time-budget does not apply here.
-  const settings: ScoreSettings = { ...scoreSettings(v, { columns: dataColumns(data), startedAt: performance.timeOrigin }), tta: { kind: 'swap' }, deadline: Infinity };
+  const settings: ScoreSettings = {
+    ...scoreSettings(v, { columns: dataColumns(data), startedAt: performance.timeOrigin }),
+    tta: { kind: 'swap' },
+    deadline: Infinity,
+  };
   prepareRuntime(settings);
   const task = settings.task;
   const K = task.labels.length;
   const useTta = (v.tta as string) !== 'none';
-  for (const [flag, path] of [['--predictions-out', v['predictions-out']], ['--report', v.report]] as const)
-    if (typeof path === 'string') assertWritableFile(path, flag);
+  const inputs = [{ flag: '--data', path: data }, ...settings.weights.map((w) => ({ flag: '--weights', path: w }))];
+  if (settings.cacheDir) inputs.push({ flag: '--cache', path: settings.cacheDir });
+  for (const [flag, path] of [
+    ['--predictions-out', v['predictions-out']],
+    ['--report', v.report],
+  ] as const)
+    if (typeof path === 'string') {
+      assertNotInput({ flag, path }, inputs);
+      assertWritableFile(path, flag);
+    }
+  if (typeof v['predictions-out'] === 'string' && typeof v.report === 'string')
+    assertNotInput({ flag: '--report', path: v.report }, [{ flag: '--predictions-out', path: v['predictions-out'] }]);
   const specs = openSpecs(settings, !v['fit-tie']);
   const maxRows = v['max-rows'] === undefined ? Infinity : num(v['max-rows'], '--max-rows', 0);
   if (!(maxRows >= 1)) throw new UsageError(`--max-rows must be a positive number of rows, got "${v['max-rows']}"`);
   const read = await readRows(data, { requireLabels: true });
   const { warnings } = read;
   // A quick look (a Kaggle notebook that is merely saved): the file's first rows.
-  const rows = read.rows.length > maxRows ? read.rows.slice(0, maxRows) : read.rows;
+  // A label the task has no column for (a WSDM 'tie'): scored, it would give a NaN or wrong figure.
+  const outside = read.rows.filter((r) => (r.label as number) >= task.outcomes.length);
+  if (outside.length)
+    warnings.push(
+      `${data}: ${outside.length} rows labelled ${[...new Set(outside.map((r) => (task.name === 'wsdm' ? 'tie' : String(r.label))))].join(', ')} ` +
+        `excluded: the ${task.name} task has only the outcomes ${task.outcomes.join(', ')} (ids ${outside
+          .slice(0, 5)
+          .map((r) => r.id)
+          .join(', ')}${outside.length > 5 ? ', ...' : ''})`,
+    );
+  const kept = outside.length ? read.rows.filter((r) => (r.label as number) < task.outcomes.length) : read.rows;
+  if (!kept.length)
+    throw new UsageError(`${data}: no row has a label of the ${task.name} task (${task.outcomes.join(', ')})`);
+  const rows = kept.length > maxRows ? kept.slice(0, maxRows) : kept;
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
   const labels = rows.map((r) => r.label as number);
   exitOnSignals('nothing written.', settings.cacheDir);
@@ -64,7 +104,11 @@ export async function run(argv: string[]): Promise<void> {
   const n = rows.length;
   const first = blendRuns(rows, runs, settings.blend, task, warn, (r) => r.noTta).probs;
   // Swap consistency and --predictions-out: failed rows as uniform.
-  const blendFilled = (pick: (r: (typeof runs)[number]) => Float64Array) => blendProbs(runs.map((r) => fillUniform(pick(r), K)), settings.blend);
+  const blendFilled = (pick: (r: (typeof runs)[number]) => Float64Array) =>
+    blendProbs(
+      runs.map((r) => fillUniform(pick(r), K)),
+      settings.blend,
+    );
   const swR = blendFilled((r) => r.swappedRaw);
   const swF = blendFilled((r) => r.swappedFlipped);
   const raw = blendFilled((r) => r.raw);
@@ -80,7 +124,9 @@ export async function run(argv: string[]): Promise<void> {
     tta: useTta ? 'swap' : 'none',
     log_loss_no_tta: round(logLoss(first, labels, K)),
     log_loss_swap_tta: round(logLoss(merged, labels, K)),
-    ...(binary ? { accuracy_no_tta: round(accuracy(first, labels, K)), accuracy_swap_tta: round(accuracy(merged, labels, K)) } : {}),
+    ...(binary
+      ? { accuracy_no_tta: round(accuracy(first, labels, K)), accuracy_swap_tta: round(accuracy(merged, labels, K)) }
+      : {}),
     swap_agreement: round(cons.agreement),
     swap_mean_abs_diff_a: round(cons.meanAbsDiffA),
     position_bias: round(cons.positionBias),
@@ -88,13 +134,34 @@ export async function run(argv: string[]): Promise<void> {
     uniform_log_loss: round(Math.log(K)),
     failed_rows: runs.reduce((a, r) => a + r.failedRows.length, 0),
     ...(binary && languages.some((l) => l)
-      ? { accuracy_by_language: Object.fromEntries(accuracyByGroup(probs, labels, languages.map((l) => l || '(none)'), K).map((g) => [g.group, round(g.accuracy)])) }
+      ? {
+          accuracy_by_language: Object.fromEntries(
+            accuracyByGroup(
+              probs,
+              labels,
+              languages.map((l) => l || '(none)'),
+              K,
+            ).map((g) => [g.group, round(g.accuracy)]),
+          ),
+        }
       : {}),
   };
   const pout = v['predictions-out'] as string | undefined;
   if (pout) {
-    writePredictions(pout, rows.map((r) => r.id), raw, task);
-    writeFileAtomic(predictionsMeta(pout), JSON.stringify({ ...PASS_INPUT, calibrated: false, weights: settings.weights, blend: settings.blend, data }, null, 2) + '\n');
+    writePredictions(
+      pout,
+      rows.map((r) => r.id),
+      raw,
+      task,
+    );
+    writeFileAtomic(
+      predictionsMeta(pout),
+      JSON.stringify(
+        { ...PASS_INPUT, calibrated: false, weights: settings.weights, blend: settings.blend, data },
+        null,
+        2,
+      ) + '\n',
+    );
     process.stderr.write(`predictions (uncalibrated first pass, for calibrate) written to ${pout}\n`);
   }
   if (v.report) {
@@ -133,12 +200,19 @@ async function fitTies(specs: ModelSpec[], rows: ArenaRow[], labels: number[], s
     for (let k = 0; k < specs.length; k++) {
       const spec = specs[k];
       if (spec.columns !== null) continue;
-      const pass = await runner.pass(k, rows.map((_, i) => i), false, 'fit-tie');
+      const pass = await runner.pass(
+        k,
+        rows.map((_, i) => i),
+        false,
+        'fit-tie',
+      );
       await runner.release(k);
       const tie = fitTieModel(pass.logits, labels);
       updateManifest(spec.dir, { tie });
       spec.tie = tie;
-      process.stderr.write(`${spec.dir}: fitted ${tie.method} tie model on ${(tie.fittedOn as { rows: number }).rows} of ${rows.length} rows (failed rows left out), stored in manifest.json\n`);
+      process.stderr.write(
+        `${spec.dir}: fitted ${tie.method} tie model on ${(tie.fittedOn as { rows: number }).rows} of ${rows.length} rows (failed rows left out), stored in manifest.json\n`,
+      );
     }
   } finally {
     runner.close();

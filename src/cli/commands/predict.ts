@@ -80,6 +80,7 @@ export async function run(argv: string[]): Promise<void> {
     runtime: runs.map((r) => r.info?.runtime ?? null),
     attention: runs.map((r) => r.info?.variant ?? null),
     self_check_max_diff: runs.map((r) => r.info?.selfCheck?.maxDiff ?? null),
+    self_check_seconds: runs.map((r) => r.info?.selfCheck?.seconds ?? null),
     tta: settings.tta.kind,
     swapped_rows: runs[0].swappedRows.length,
     padding_efficiency: first.computedTokens ? Number((first.tokens / first.computedTokens).toFixed(4)) : 1,

@@ -38,6 +38,15 @@ const GEMMA: ChatFamily = {
 /** No chat markers: the text as it is, framed the way the tokenizer frames any text. */
 export const NONE: ChatFamily = { begin: 'tokenizer', userOpen: '', userClose: '', modelOpen: '', specials: [] };
 
+/** ChatML (Qwen2 / Qwen2.5 / Qwen3). */
+const CHATML: ChatFamily = {
+  begin: [],
+  userOpen: '<|im_start|>user\n',
+  userClose: '<|im_end|>\n',
+  modelOpen: '<|im_start|>assistant\n',
+  specials: ['<|im_start|>', '<|im_end|>'],
+};
+
 /** Chat markers by model family (src/model/families.ts keys; Gemma and Gemma-2 share one format). */
 export const CHAT: Readonly<Record<string, ChatFamily>> = {
   gemma: GEMMA,
@@ -51,13 +60,9 @@ export const CHAT: Readonly<Record<string, ChatFamily>> = {
     specials: ['<|begin_of_text|>', '<|start_header_id|>', '<|end_header_id|>', '<|eot_id|>'],
   },
   // Qwen2/2.5: no BOS (its tokenizer_config has bos_token null and add_bos_token false).
-  qwen2: {
-    begin: [],
-    userOpen: '<|im_start|>user\n',
-    userClose: '<|im_end|>\n',
-    modelOpen: '<|im_start|>assistant\n',
-    specials: ['<|im_start|>', '<|im_end|>'],
-  },
+  qwen2: CHATML,
+  // Qwen3 keeps Qwen2's ChatML markers (its template's empty <think> block with thinking off is not added).
+  qwen3: CHATML,
   // Phi-4: derived from the chat_template text of microsoft/phi-4's tokenizer_config.json (no tokenizer package
   // here to check against): '<|im_start|>' + role + '<|im_sep|>' + content + '<|im_end|>', no newline between
   // turns, generation prompt '<|im_start|>assistant<|im_sep|>', no BOS (add_bos_token false).

@@ -71,3 +71,19 @@ export function chooseGpuPrecision(caps: number[], forced?: string): { precision
         reason: `compute capability ${oldest.toFixed(1)} (${sm}) has no bf16 units: fp16 activations`,
       };
 }
+
+/**
+ * The precision a run's CUDA graph takes: `forced` as given, else from nvidia-smi's compute capabilities; none
+ * for --ep cpu / webgpu (nvidia-smi is not asked: a wedged driver cannot stall a CPU run).
+ */
+export function resolveGpuPrecision(
+  ep: string,
+  forced?: string,
+  env: NodeJS.ProcessEnv = process.env,
+): { precision: GpuPrecision; reason: string } | undefined {
+  if (ep === 'cpu' || ep === 'webgpu') return undefined;
+  if (forced !== undefined) return chooseGpuPrecision([], forced);
+  const { caps, note } = readComputeCaps(env);
+  const c = chooseGpuPrecision(caps);
+  return note ? { ...c, reason: `${c.reason}; ${note}` } : c;
+}

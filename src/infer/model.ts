@@ -28,6 +28,7 @@ import {
 import { textLength } from '../util/text';
 import { checkRows, selfCheck, type SelfCheck } from './selfcheck';
 import type { AttentionVariant, Ep, RuntimeName } from './runtime';
+import type { GpuPrecision } from './gpu-precision';
 
 export class ModelError extends Error {
   override name = 'ModelError';
@@ -126,6 +127,8 @@ export interface HandleOptions {
   cacheDir?: string;
   /** --attention: force an attention variant (the self-check still applies). */
   attention?: AttentionVariant;
+  /** Activations of the CUDA graph (resolved once per run: src/infer/gpu-precision.ts). */
+  gpuPrecision?: GpuPrecision;
   /** Rows scored by the self-check (the shortest and the longest of `checkRows`); 0 = off. Default 8. */
   selfCheckRows?: number;
   /** The rows this handle will score, from which the self-check picks. */
@@ -138,6 +141,8 @@ export interface RunInfo {
   ep: Ep;
   runtime?: RuntimeName;
   variant?: AttentionVariant;
+  /** Activations of the graph that ran (float32 CPU graph, float16 / bfloat16 CUDA graph). */
+  activations?: string;
   selfCheck?: SelfCheck;
 }
 
@@ -194,6 +199,7 @@ async function openNeuralHandle(spec: ModelSpec, opts: HandleOptions): Promise<M
     threads: opts.threads,
     deviceId: opts.deviceId,
     attention: opts.attention,
+    gpuPrecision: opts.gpuPrecision,
     warn: opts.warn,
   };
   const opened = await openGraph(dir, m, sessionOpts);
@@ -212,7 +218,7 @@ async function openNeuralHandle(spec: ModelSpec, opts: HandleOptions): Promise<M
   );
   // Non-finite logits in a batch: rescored on the explicit variant of the same graph, then on the fp32 CPU graph (opened on first need).
   const rescuers: { by: string; open: () => Promise<OpenedGraph> }[] = [];
-  const own = graphForEp(m, g.ep)!;
+  const own = graphForEp(m, g.ep, opts.gpuPrecision)!;
   if (g.graph.variant !== 'explicit' && graphVariants(own).includes('explicit'))
     rescuers.push({
       by: `the explicit ${g.ep} graph`,
@@ -243,7 +249,13 @@ async function openNeuralHandle(spec: ModelSpec, opts: HandleOptions): Promise<M
   return {
     spec,
     ep: g.ep,
-    info: { ep: g.ep, runtime: g.runtime, variant: g.graph.variant, selfCheck: check },
+    info: {
+      ep: g.ep,
+      runtime: g.runtime,
+      variant: g.graph.variant,
+      activations: g.graph.activations,
+      selfCheck: check,
+    },
     score: (rows, swap, label) =>
       runPass(g.session, rows, {
         tokenBudget: opts.tokenBudget,

@@ -7,7 +7,8 @@ import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { cudaEnv, describeCudaStatus, findCudaLibraries, needsReexec } from './cuda-libs';
-import type { Manifest, GraphEntry } from '../weights/manifest';
+import type { Manifest, GraphEntry, GraphKind } from '../weights/manifest';
+import type { GpuPrecision } from './gpu-precision';
 import { fsReason } from '../util/files';
 import {
   availableRuntimes,
@@ -49,6 +50,8 @@ export interface SessionOptions {
   deviceId?: number;
   /** --attention: run this variant whatever the capability table says (the self-check still applies). */
   attention?: AttentionVariant;
+  /** Activations of the CUDA graph to prefer (src/infer/gpu-precision.ts; default fp16). */
+  gpuPrecision?: GpuPrecision;
   warn?: (msg: string) => void;
 }
 
@@ -169,9 +172,29 @@ export function resolveGraph(g: GraphEntry, variant: AttentionVariant): Resolved
   return { ...g, ...(v ? { file: v.file, sha256: v.sha256 } : {}), variant };
 }
 
-/** The manifest graph an EP runs: the fp16 (cuda) graph on CUDA when present, else the fp32 one. */
-export function graphForEp(manifest: Manifest, ep: Ep): GraphEntry | undefined {
-  return ep === 'cuda' ? (manifest.graphs.cuda ?? manifest.graphs.cpu) : manifest.graphs.cpu;
+/**
+ * The manifest graph an EP runs, with a note when it is not the one asked for: on CUDA the GPU graph of the
+ * chosen precision, else the other GPU graph, else the fp32 one; the fp32 graph on every other EP.
+ */
+export function chooseGraph(
+  manifest: Manifest,
+  ep: Ep,
+  precision: GpuPrecision = 'float16',
+): { kind: GraphKind; entry: GraphEntry; note?: string } | undefined {
+  const want: GraphKind = precision === 'bfloat16' ? 'cuda-bf16' : 'cuda';
+  const order: GraphKind[] = ep !== 'cuda' ? ['cpu'] : [want, want === 'cuda' ? 'cuda-bf16' : 'cuda', 'cpu'];
+  const kind = order.find((k) => manifest.graphs[k]);
+  if (!kind) return undefined;
+  const note =
+    ep === 'cuda' && kind !== want
+      ? `the weights have no ${want} graph for ${precision} activations; running the ${kind} graph (import --graphs ${want} writes it)`
+      : undefined;
+  return { kind, entry: manifest.graphs[kind]!, ...(note ? { note } : {}) };
+}
+
+/** The manifest graph an EP runs (chooseGraph without the note). */
+export function graphForEp(manifest: Manifest, ep: Ep, precision?: GpuPrecision): GraphEntry | undefined {
+  return chooseGraph(manifest, ep, precision)?.entry;
 }
 
 function providerOptions(ep: Ep, opts: SessionOptions): Ort.InferenceSession.SessionOptions {
@@ -218,10 +241,12 @@ export function variantFor(
 export async function openGraph(dir: string, manifest: Manifest, opts: SessionOptions): Promise<OpenedGraph> {
   const warn = opts.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`));
   const rt = RUNTIMES[processRuntime().runtime];
-  const tryEp = async (ep: Ep): Promise<OpenedGraph> => {
-    const g = graphForEp(manifest, ep);
-    if (!g)
+  const tryEp = async (ep: Ep, precision = opts.gpuPrecision): Promise<OpenedGraph> => {
+    const chosen = chooseGraph(manifest, ep, precision);
+    if (!chosen)
       throw new SessionError(`${dir}: manifest has no graph for ${ep} (graphs.cpu); rebuild the weights directory`);
+    if (chosen.note) warn(chosen.note);
+    const g = chosen.entry;
     const { variant, reason } = variantFor(g, ep, opts.attention);
     const opened = await createSession(dir, g, variant, ep, opts);
     process.stderr.write(`graph: ${opened.graph.file} (${reason})\n`);
@@ -236,6 +261,15 @@ export async function openGraph(dir: string, manifest: Manifest, opts: SessionOp
         return await tryEp('cuda');
       } catch (e) {
         err = e as Error;
+      }
+      // A core without bf16 kernels (the CUDA 12 core, ORT 1.19) can still run the fp16 graph.
+      if (chooseGraph(manifest, 'cuda', opts.gpuPrecision)?.kind === 'cuda-bf16' && manifest.graphs.cuda) {
+        warn(`the cuda-bf16 graph does not load (${err.message.split('\n')[0]}); trying the fp16 cuda graph`);
+        try {
+          return await tryEp('cuda', 'float16');
+        } catch (e) {
+          err = e as Error;
+        }
       }
     }
     const msg = `CUDA execution provider unavailable: ${err.message.replace(/\.+\s*$/, '')}`;

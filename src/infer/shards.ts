@@ -128,6 +128,7 @@ export function shardedRunner(
       handle: {
         ep: opts.ep,
         attention: opts.attention,
+        gpuPrecision: opts.gpuPrecision,
         selfCheckRows: opts.selfCheckRows,
         tokenBudget: opts.tokenBudget,
         cacheDir: opts.cacheDir,

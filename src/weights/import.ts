@@ -12,7 +12,7 @@ import { chooseScoreHead, defaultLabels, hfLabelNames, labelKeys } from '../mode
 import type { AttentionVariant } from '../model/lower';
 import type { Activation, HeadSpec, HostTensor, ModelConfig, WeightSource } from '../types';
 import { DEFAULT_BLOCK_SIZE, type BlockSize } from '../quant/nbits';
-import { sha256Files, type Quantization } from './manifest';
+import { sha256Files, type GraphKind, type Quantization } from './manifest';
 import { parseHfConfig } from './hfconfig';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, checkAdapter, mergedSource, openAdapter, type Adapter } from './peft';
 import { openCheckpoint, type Checkpoint } from './safetensors';
@@ -35,7 +35,7 @@ export interface ImportOptions {
   blockSize?: BlockSize;
   /** Symmetric int4 / int8 (no zero points; default true) or asymmetric (per-block zero points). */
   symmetric?: boolean;
-  graphs: ('cpu' | 'cuda')[];
+  graphs: GraphKind[];
   /** Recipe (src/format/recipe.ts chooseRecipe): default from the adapter's training.json, else the family's template. */
   template?: string;
   /** Truncation rule (default: the trained one, else the template's own). */

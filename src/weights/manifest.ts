@@ -15,12 +15,25 @@ export interface GraphEntry {
   file: string;
   /** External-data files the graph refers to (same directory). */
   externalData: string[];
-  /** 'float32' CPU graph, 'float16' CUDA graph. */
-  activations: 'float32' | 'float16';
+  /** 'float32' CPU graph, 'float16' / 'bfloat16' CUDA graph (GRAPH_KINDS). */
+  activations: 'float32' | 'float16' | 'bfloat16';
   /** sha256 of the graph file then each external-data file, in that order (recorded at import; the logits cache key). */
   sha256?: string;
   variants?: Partial<Record<'fused' | 'explicit', { file: string; sha256: string }>>; // attention variants (src/model/lower.ts), all on externalData; file/sha256 above = the first
 }
+
+/**
+ * The graphs an import can write, by manifest key: the fp32 CPU graph (also every GPU graph's self-check
+ * reference), the fp16 CUDA graph (every CUDA GPU; a T4 has no bf16 units) and the bf16 CUDA graph (sm80 and
+ * newer: fp32's range, no fp16 overflow). Which GPU graph a run takes: src/infer/gpu-precision.ts.
+ */
+export const GRAPH_KINDS = {
+  cpu: { activations: 'float32', embedding: undefined },
+  cuda: { activations: 'float16', embedding: 'float16' },
+  'cuda-bf16': { activations: 'bfloat16', embedding: 'bfloat16' },
+} as const;
+export type GraphKind = keyof typeof GRAPH_KINDS;
+export const isGraphKind = (k: string): k is GraphKind => Object.hasOwn(GRAPH_KINDS, k);
 
 export interface Quantization {
   kind: 'int4' | 'int8' | 'fp16' | 'fp32';
@@ -43,7 +56,7 @@ export interface Manifest {
   config?: ModelConfig;
   tokenizer?: { files: string[]; sha256: string };
   quantization?: Quantization;
-  graphs: { cpu?: GraphEntry; cuda?: GraphEntry };
+  graphs: Partial<Record<GraphKind, GraphEntry>>;
   /** Sizes of every file the directory must contain, checked on load. */
   files: Record<string, { bytes: number }>;
   /** Fitted post-processing (src/post), applied by predict when present. */

@@ -1,4 +1,4 @@
-// Weights-directory writer: builds the CPU graph (and optionally the fp16 CUDA graph) from a
+// Weights-directory writer: builds the CPU graph (and optionally the fp16 / bf16 CUDA graphs) from a
 // WeightSource, streams initializers to `<graph>.onnx.data`, copies the tokenizer files and writes
 // manifest.json last (so a half-written directory has no manifest and is refused by the runner).
 import { copyFileSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
@@ -11,14 +11,14 @@ import { buildDecoderGraph, type AttentionVariant } from '../model/lower';
 import { externalStore } from '../graph/store';
 import { BLOCK_SIZES, DEFAULT_BLOCK_SIZE, isBlockSize, type ReconstructionError } from '../quant/nbits';
 import type { LinearFormat, ModelConfig, WeightSource } from '../types';
-import { fileSizes, MANIFEST_FORMAT, MANIFEST_VERSION, sha256Files, type GraphEntry, type Manifest, type Quantization } from './manifest';
+import { fileSizes, GRAPH_KINDS, type GraphKind, MANIFEST_FORMAT, MANIFEST_VERSION, sha256Files, type GraphEntry, type Manifest, type Quantization } from './manifest';
 
 export interface WriteWeightsOptions {
   dir: string;
   config: ModelConfig;
   weights: WeightSource;
   quant: Quantization;
-  graphs: ('cpu' | 'cuda')[];
+  graphs: GraphKind[];
   /** Folder with tokenizer.json + tokenizer_config.json (special_tokens_map.json copied when present). */
   tokenizerDir: string;
   template?: string;
@@ -70,7 +70,7 @@ export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manife
   const variants = opts.attention ?? ['fused'];
   if (!variants.length) throw new WeightsWriteError(`${dir}: no attention variant requested`);
   for (const kind of opts.graphs) {
-    const activations = kind === 'cpu' ? 'float32' : 'float16';
+    const { activations, embedding } = GRAPH_KINDS[kind];
     const data = `model.${kind}.onnx.data`;
     const store = externalStore(join(dir, data));
     const entries: NonNullable<GraphEntry['variants']> = {};
@@ -86,7 +86,7 @@ export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manife
           reuse,
           maxTokens: opts.maxTokens,
           embedScaleDtype: opts.embedScaleDtype,
-          embedding: kind === 'cuda' ? 'float16' : (opts.embedding ?? (opts.quant.kind === 'fp32' ? 'float32' : 'float16')),
+          embedding: embedding ?? opts.embedding ?? (opts.quant.kind === 'fp32' ? 'float32' : 'float16'),
           quantReport: kind === 'cpu' && i === 0 ? opts.quantReport : undefined,
         });
         reuse ??= new Map(graph.initializers.map((r) => [r.name, r]));

@@ -18,10 +18,11 @@ import { num, parse, need, UsageError } from '../args';
 import { parseDeviceOption, resolveDevices } from '../../infer/devices';
 import { parseStartedAt } from '../../infer/budget';
 import { runEstimate } from '../../infer/estimate';
+import { resolveGpuPrecision } from '../../infer/gpu-precision';
 
 const USAGE = `usage: node runner.cjs doctor --weights DIR [--data test.csv] [--budget 9h] [--ep auto|cuda|webgpu|cpu] [--runtime cu12|cu13]
   [--attention fused|explicit] [--tta none|swap|swap-uncertain:F] [--sample N] [--token-budget N]
-  [--devices auto|0,1] [--started-at EPOCH_S]
+  [--devices auto|0,1] [--started-at EPOCH_S] [--gpu-precision fp16|bf16]
   Checks the GPU runtime, runs the self-check, and estimates the time for --data against --budget
   (counted from --started-at / ARENAKIT_STARTED_AT when given): model load, self-check and the passes
   over the devices. Advice only: it exits 0 whatever the estimate (predict keeps to its --time-budget).`;
@@ -47,6 +48,7 @@ export async function run(argv: string[]): Promise<void> {
       threads: { type: 'string' },
       devices: { type: 'string' },
       'started-at': { type: 'string' },
+      'gpu-precision': { type: 'string' },
     },
     USAGE,
   );
@@ -73,6 +75,8 @@ export async function run(argv: string[]): Promise<void> {
       ? `driver: ${driver.driver} (CUDA ${driver.cuda ?? '?'}); GPUs: ${driver.gpus.join('; ') || 'none listed'}`
       : `driver: ${driver.note}. No GPU here: everything below runs on the CPU.`,
   );
+  const precision = wrap(() => resolveGpuPrecision(ep, v['gpu-precision'] as string | undefined));
+  if (precision) say(`gpu precision: ${precision.precision} (${precision.reason})`);
   const devices = resolveDevices(deviceOpt, driver.gpus, ep);
   say(`devices: ${devices.ids.join(', ')} (${devices.reason})`);
   const { runtime, reason, target } = processRuntime(wrap(() => parseRuntime(v.runtime as string | undefined)));
@@ -106,6 +110,7 @@ export async function run(argv: string[]): Promise<void> {
   const handle = await openHandle(spec, {
     ep,
     attention,
+    gpuPrecision: precision?.precision,
     threads: v.threads ? num(v.threads, '--threads', 0) : undefined,
     tokenBudget: num(v['token-budget'], '--token-budget', 16384),
     checkRows: rows,

@@ -5,6 +5,7 @@ import { BLOCK_SIZES, DEFAULT_BLOCK_SIZE, isBlockSize } from '../../quant/nbits'
 import { ACTIVATIONS, type Activation } from '../../types';
 import { TEMPLATE_NAMES } from '../../format/templates';
 import { importCheckpoint } from '../../weights/import';
+import { GRAPH_KINDS, isGraphKind, type GraphKind } from '../../weights/manifest';
 
 const USAGE = `usage: node dist/trainer.cjs import --base HF_DIR [--adapter PEFT_DIR] --quant int4|int8|fp16|fp32 --out DIR
   --base DIR         Hugging Face model folder (config.json + model.safetensors or a sharded index)
@@ -18,7 +19,8 @@ const USAGE = `usage: node dist/trainer.cjs import --base HF_DIR [--adapter PEFT
   --truncation RULE  head-tail | right | left (whole-string recipes), part-budget (notebook-parts)
                      (default: the trained one, else the template's own)
   --max-tokens N     token budget N per row recorded in the manifest (default: the trained one, else 2048)
-  --graphs LIST      cpu,cuda (default cpu): float32 CPU graph and/or float16 CUDA graph
+  --graphs LIST      cpu,cuda,cuda-bf16 (default cpu): float32 CPU graph, float16 CUDA graph (every GPU; the T4's),
+                     bfloat16 CUDA graph (sm80+: L4, A100, H100); predict picks the GPU graph by compute capability
   --labels LIST      Kaggle column of each output in logit order (default: config.json id2label, which must name
                      winner_model_a / winner_model_b / winner_tie; HF's LABEL_0.. says nothing and is refused)
   --head-activation A  activation between the linears of a multi-layer score.N.* head: ${ACTIVATIONS.join('|')}
@@ -67,7 +69,8 @@ export async function run(argv: string[]): Promise<void> {
     .map((s) => s.trim())
     .filter(Boolean);
   for (const g of graphs)
-    if (g !== 'cpu' && g !== 'cuda') throw new UsageError(`--graphs takes cpu and/or cuda, got "${g}"`);
+    if (!isGraphKind(g))
+      throw new UsageError(`--graphs takes ${Object.keys(GRAPH_KINDS).join(', ')} (comma-separated), got "${g}"`);
   if (!graphs.length) throw new UsageError('--graphs is empty');
   const labels = typeof v.labels === 'string' ? v.labels.split(',').map((s) => s.trim()) : undefined;
   const headActivation = v['head-activation'] as string | undefined;
@@ -90,7 +93,7 @@ export async function run(argv: string[]): Promise<void> {
     quant: quant as 'int4' | 'int8' | 'fp16' | 'fp32',
     blockSize,
     symmetric: !v.asymmetric,
-    graphs: [...new Set(graphs)] as ('cpu' | 'cuda')[],
+    graphs: [...new Set(graphs)] as GraphKind[],
     template: typeof v.template === 'string' ? v.template : undefined,
     truncation: typeof v.truncation === 'string' ? v.truncation : undefined,
     maxTokens,

@@ -22,6 +22,7 @@ import { detectTask } from '../../task/task';
 import { parseDuration } from '../../util/duration';
 import { num, UsageError, type OptionSpec } from '../args';
 import { parseDeviceOption, resolveDevices } from '../../infer/devices';
+import { chooseGpuPrecision, resolveGpuPrecision, type GpuPrecision } from '../../infer/gpu-precision';
 
 export const SCORE_OPTIONS: OptionSpec = {
   data: { type: 'string' },
@@ -40,6 +41,7 @@ export const SCORE_OPTIONS: OptionSpec = {
   task: { type: 'string' },
   'time-budget': { type: 'string' },
   'started-at': { type: 'string' },
+  'gpu-precision': { type: 'string' },
 };
 
 export interface ScoreSettings extends EnsembleOptions {
@@ -58,6 +60,8 @@ export interface ScoreSettings extends EnsembleOptions {
   attention?: AttentionVariant;
   /** Rows the self-check scores on the chosen graph and on the fp32 CPU graph (0 = off). */
   selfCheckRows: number;
+  /** --gpu-precision (fp16 | bf16) when given; else filled by prepareRuntime from the GPUs' compute capability. */
+  gpuPrecision?: GpuPrecision;
 }
 
 /** What option parsing needs from outside the options: the --data file's columns (dataColumns) and when the process started (ms, Date.now()'s clock). */
@@ -119,13 +123,20 @@ export function scoreSettings(v: Record<string, unknown>, ctx: ScoreContext): Sc
     runtime: usage(() => parseRuntime(v.runtime as string | undefined)),
     attention: usage(() => parseAttention(v.attention as string | undefined)),
     selfCheckRows: num(v['self-check'] === 'off' ? '0' : v['self-check'], '--self-check', 8),
+    gpuPrecision:
+      v['gpu-precision'] === undefined
+        ? undefined
+        : usage(() => chooseGpuPrecision([], String(v['gpu-precision'])).precision),
     task: usage(() => detectTask(String(v.data ?? ''), ctx.columns, v.task as string | undefined)),
     // The budget counts from process start: reading the data and opening models spend it too.
     deadline: budget === undefined ? Infinity : ctx.startedAt + budget * 1000 - budgetReserveMs(budget * 1000),
   };
 }
 
-/** Loads the ONNX Runtime core the settings ask for; may re-execute the process with the CUDA library path set. */
+/**
+ * Loads the ONNX Runtime core the settings ask for (may re-execute the process with the CUDA library path set)
+ * and settles the CUDA graph's precision once for the run (workers are handed it).
+ */
 export function prepareRuntime(s: ScoreSettings, driver?: DriverInfo): void {
   // --ep cpu asks nothing of the NVIDIA driver: a wedged nvidia-smi cannot stall a CPU run.
   processRuntime(
@@ -133,6 +144,11 @@ export function prepareRuntime(s: ScoreSettings, driver?: DriverInfo): void {
     s.ep === 'cpu' ? { found: false, gpus: [], note: '--ep cpu: the NVIDIA driver is not asked' } : driver,
   );
   ensureCudaEnv(s.ep, s.runtime);
+  const p = resolveGpuPrecision(s.ep, s.gpuPrecision);
+  if (p) {
+    s.gpuPrecision = p.precision;
+    process.stderr.write(`gpu precision: ${p.precision} (${p.reason})\n`);
+  }
 }
 
 /** Parser errors of options become usage errors (exit 2, no stack). */
@@ -178,6 +194,7 @@ export function makeRunner(
     tokenBudget: s.tokenBudget,
     cacheDir: s.cacheDir,
     attention: s.attention,
+    gpuPrecision: s.gpuPrecision,
     selfCheckRows: s.selfCheckRows,
     checkRows: rows,
     warn,

@@ -81,7 +81,7 @@ export async function run(argv: string[]): Promise<void> {
     config,
     weights: tinyWeights(config, seed),
     quant,
-    graphs: v.cuda ? ['cpu', 'cuda'] : ['cpu'],
+    graphs: v.cuda ? ['cpu', 'cuda', 'cuda-bf16'] : ['cpu'],
     // both attention variants (one data file): WebGPU and the CUDA 12 core run the explicit one
     attention: ['fused', 'explicit'],
     tokenizerDir: tokenizerAssetsDir(),

@@ -51,6 +51,8 @@ export interface ImportOptions {
   labelTokens?: string[];
   /** Attention variants to write (default fused); one shared data file per graph. */
   attention?: AttentionVariant[];
+  /** Per graph kind, overriding `attention` (import --target: src/weights/targets.ts). */
+  attentionByGraph?: Partial<Record<GraphKind, AttentionVariant[]>>;
   /** The command line, recorded in the manifest. */
   command?: string;
   /** Progress lines (default: none). */
@@ -346,6 +348,7 @@ async function importWith(
       provenance,
       embedScaleDtype: torchDtype(hf),
       attention: opts.attention,
+      attentionByGraph: opts.attentionByGraph,
     }));
     const seconds = (Date.now() - t0) / 1000;
     return { out: resolve(opts.out), config, sourceBytes, seconds, warnings };

@@ -1,5 +1,7 @@
 // Weights-directory writer: builds the CPU graph (and optionally the fp16 / bf16 CUDA graphs) from a
-// WeightSource, streams initializers to `<graph>.onnx.data`, copies the tokenizer files and writes
+// WeightSource, streams initializers to `model.<kind>.onnx.data` (one graph kind) or to one shared
+// `model.onnx.data` (both kinds: a tensor both graphs hold, the quantized weights, the embedding, the
+// norms and the head, is stored once and referenced by both), copies the tokenizer files and writes
 // manifest.json last (so a half-written directory has no manifest and is refused by the runner).
 import { copyFileSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -33,6 +35,8 @@ export interface WriteWeightsOptions {
   embedding?: 'float32' | 'float16';
   /** Attention variants to write (default ['fused']); they share one external-data file per graph. */
   attention?: AttentionVariant[];
+  /** Per graph kind, overriding `attention` (import --target: the GPU graph both variants, the CPU reference one). */
+  attentionByGraph?: Partial<Record<GraphKind, AttentionVariant[]>>;
   /** Receives per-weight reconstruction errors of the quantized CPU graph. */
   quantReport?: ReconstructionError[];
 }
@@ -67,15 +71,18 @@ export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manife
   const linear = linearFormat(opts.quant);
   const graphs: Manifest['graphs'] = {};
   const files: string[] = [];
-  const variants = opts.attention ?? ['fused'];
-  if (!variants.length) throw new WeightsWriteError(`${dir}: no attention variant requested`);
-  for (const kind of opts.graphs) {
-    const { activations, embedding } = GRAPH_KINDS[kind];
-    const data = `model.${kind}.onnx.data`;
-    const store = externalStore(join(dir, data));
-    const entries: NonNullable<GraphEntry['variants']> = {};
-    try {
-      // Every variant shares the data file: the first writes the weights, the others take them by name.
+  // One data file for every graph kind: equal tensors are stored once (externalStore dedupe).
+  const kinds = [...new Set(opts.graphs)];
+  const data = kinds.length > 1 ? 'model.onnx.data' : `model.${kinds[0]}.onnx.data`;
+  const store = externalStore(join(dir, data), 1024, { dedupe: kinds.length > 1 });
+  const written: { kind: GraphKind; entries: NonNullable<GraphEntry['variants']>; first: AttentionVariant }[] = [];
+  try {
+    for (const kind of kinds) {
+      const variants = opts.attentionByGraph?.[kind] ?? opts.attention ?? ['fused'];
+      if (!variants.length) throw new WeightsWriteError(`${dir}: no attention variant requested for the ${kind} graph`);
+      const { activations, embedding } = GRAPH_KINDS[kind];
+      const entries: NonNullable<GraphEntry['variants']> = {};
+      // Every variant of a kind takes the first variant's initializers by name (the weights are not read again).
       let reuse: Map<string, InitializerRef> | undefined;
       for (const [i, attention] of variants.entries()) {
         const graph = buildDecoderGraph(config, opts.weights, {
@@ -95,13 +102,16 @@ export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manife
         entries[attention] = { file, sha256: '' };
         files.push(file);
       }
-    } finally {
-      store.close();
+      written.push({ kind, entries, first: variants[0] });
     }
-    files.push(data);
+  } finally {
+    store.close();
+  }
+  files.push(data);
+  for (const { kind, entries, first } of written) {
     for (const e of Object.values(entries)) e!.sha256 = sha256Files(dir, [e!.file, data]);
-    const first = entries[variants[0]]!;
-    graphs[kind] = { file: first.file, externalData: [data], activations, sha256: first.sha256, variants: entries };
+    const { activations } = GRAPH_KINDS[kind];
+    graphs[kind] = { file: entries[first]!.file, externalData: [data], activations, sha256: entries[first]!.sha256, variants: entries };
   }
 
   const tokFiles = [...TOKENIZER_FILES, ...OPTIONAL_TOKENIZER_FILES.filter((f) => existsSync(join(opts.tokenizerDir, f)))];

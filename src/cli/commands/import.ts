@@ -6,11 +6,15 @@ import { ACTIVATIONS, type Activation } from '../../types';
 import { TEMPLATE_NAMES } from '../../format/templates';
 import { importCheckpoint } from '../../weights/import';
 import { GRAPH_KINDS, isGraphKind, type GraphKind } from '../../weights/manifest';
+import { planTarget, TARGET_NAMES, TARGETS } from '../../weights/targets';
 
-const USAGE = `usage: node dist/trainer.cjs import --base HF_DIR [--adapter PEFT_DIR] --quant int4|int8|fp16|fp32 --out DIR
+const USAGE = `usage: node dist/trainer.cjs import --base HF_DIR [--adapter PEFT_DIR] (--target ${TARGET_NAMES.join('|')} | --quant int4|int8|fp16|fp32) --out DIR
   --base DIR         Hugging Face model folder (config.json + model.safetensors or a sharded index)
   --adapter DIR      PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors), merged in
   --tokenizer DIR    folder with tokenizer.json (+ tokenizer_config.json) when HF_DIR has none
+  --target NAME      write what that machine runs and nothing else (--graphs / --attention follow from it;
+                     CPU and GPU graphs share one data file, so the quantized weights are stored once):
+${TARGET_NAMES.map((t) => `                       ${t.padEnd(5)} ${TARGETS[t].what} (default --quant ${TARGETS[t].quant})`).join('\n')}
   --quant KIND       int4 | int8 (MatMulNBits) | fp16 | fp32 weights
   --block-size N     quantization block size for int4/int8: ${BLOCK_SIZES.join(', ')} (default ${DEFAULT_BLOCK_SIZE})
   --asymmetric       int4/int8 with per-block zero points (default: symmetric, no zero points)
@@ -20,7 +24,8 @@ const USAGE = `usage: node dist/trainer.cjs import --base HF_DIR [--adapter PEFT
                      (default: the trained one, else the template's own)
   --max-tokens N     token budget N per row recorded in the manifest (default: the trained one, else 2048)
   --graphs LIST      cpu,cuda,cuda-bf16 (default cpu): float32 CPU graph, float16 CUDA graph (every GPU; the T4's),
-                     bfloat16 CUDA graph (sm80+: L4, A100, H100); predict picks the GPU graph by compute capability
+                     bfloat16 CUDA graph (sm80+: L4, A100, H100); predict picks the GPU graph by compute capability;
+                     several graphs share one data file
   --labels LIST      Kaggle column of each output in logit order (default: config.json id2label, which must name
                      winner_model_a / winner_model_b / winner_tie; HF's LABEL_0.. says nothing and is refused)
   --head-activation A  activation between the linears of a multi-layer score.N.* head: ${ACTIVATIONS.join('|')}
@@ -49,13 +54,25 @@ export async function run(argv: string[]): Promise<void> {
       'head-activation': { type: 'string' },
       'label-tokens': { type: 'string' },
       attention: { type: 'string' },
+      target: { type: 'string' },
       out: { type: 'string' },
     },
     USAGE,
   );
-  const quant = need(v.quant, '--quant', USAGE);
-  if (!['int4', 'int8', 'fp16', 'fp32'].includes(quant))
-    throw new UsageError(`--quant must be int4, int8, fp16 or fp32, got "${quant}"\n\n${USAGE}`);
+  const target = typeof v.target === 'string' ? v.target : undefined;
+  if (target && (v.graphs !== undefined || v.attention !== undefined))
+    throw new UsageError(
+      `--target ${target} chooses the graphs and attention variants; drop --graphs / --attention (or drop --target)`,
+    );
+  if (v.quant !== undefined && !['int4', 'int8', 'fp16', 'fp32'].includes(String(v.quant)))
+    throw new UsageError(`--quant must be int4, int8, fp16 or fp32, got "${v.quant}"\n\n${USAGE}`);
+  let plan: ReturnType<typeof planTarget> | undefined;
+  try {
+    plan = target ? planTarget(target, v.quant as 'int4' | 'int8' | 'fp16' | 'fp32' | undefined) : undefined;
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const quant = plan?.quantKind ?? need(v.quant, '--quant', USAGE);
   const blockSize = num(v['block-size'], '--block-size', DEFAULT_BLOCK_SIZE);
   if (!isBlockSize(blockSize))
     throw new UsageError(`--block-size must be one of ${BLOCK_SIZES.join(', ')}, got ${blockSize}`);
@@ -64,7 +81,7 @@ export async function run(argv: string[]): Promise<void> {
   const maxTokens = v['max-tokens'] === undefined ? undefined : num(v['max-tokens'], '--max-tokens', 0);
   if (maxTokens !== undefined && (!Number.isInteger(maxTokens) || maxTokens < 16))
     throw new UsageError(`--max-tokens must be an integer >= 16, got ${maxTokens}`);
-  const graphs = String(v.graphs ?? 'cpu')
+  const graphs = (plan ? plan.graphs.join(',') : String(v.graphs ?? 'cpu'))
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean);
@@ -102,6 +119,7 @@ export async function run(argv: string[]): Promise<void> {
     headActivation: headActivation as Activation | undefined,
     labelTokens,
     attention: [...new Set(attention)] as AttentionVariant[],
+    attentionByGraph: plan?.attention,
     command: ['node', 'dist/trainer.cjs', 'import', ...argv]
       .map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a))
       .join(' '),

@@ -1,7 +1,15 @@
 // `trainer import`: HF checkpoint (+ PEFT adapter) -> merged, quantized arenakit weights directory.
 import { need, num, parse, UsageError } from '../args';
 import { ATTENTION_VARIANTS, type AttentionVariant } from '../../model/lower';
-import { BLOCK_SIZES, DEFAULT_BLOCK_SIZE, isBlockSize } from '../../quant/nbits';
+import {
+  ACCURACY_LEVELS,
+  BLOCK_SIZES,
+  CPU_ACCURACY_LEVEL,
+  CPU_BLOCK_SIZE,
+  GPU_BLOCK_SIZE,
+  isBlockSize,
+  type AccuracyLevel,
+} from '../../quant/nbits';
 import { ACTIVATIONS, type Activation } from '../../types';
 import { TEMPLATE_NAMES } from '../../format/templates';
 import { importCheckpoint } from '../../weights/import';
@@ -11,7 +19,10 @@ const USAGE = `usage: node dist/trainer.cjs import --base HF_DIR [--adapter PEFT
   --adapter DIR      PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors), merged in
   --tokenizer DIR    folder with tokenizer.json (+ tokenizer_config.json) when HF_DIR has none
   --quant KIND       int4 | int8 (MatMulNBits) | fp16 | fp32 weights
-  --block-size N     quantization block size for int4/int8: ${BLOCK_SIZES.join(', ')} (default ${DEFAULT_BLOCK_SIZE})
+  --block-size N     quantization block size for int4/int8: ${BLOCK_SIZES.join(', ')} (default ${CPU_BLOCK_SIZE} for a CPU-only
+                     import, ${GPU_BLOCK_SIZE} when a cuda graph is written)
+  --accuracy-level N MatMulNBits accuracy_level of the CPU graph: ${ACCURACY_LEVELS.join(', ')} (default ${CPU_ACCURACY_LEVEL}: int8
+                     activations, the fast CPU path; 0: the weights dequantized to fp32, exact against the JS reference)
   --asymmetric       int4/int8 with per-block zero points (default: symmetric, no zero points)
   --template NAME    input recipe (README "Templates and recipes"): ${TEMPLATE_NAMES.join(', ')}
                      (default: the one the adapter was trained with (its training.json), else the model family's)
@@ -38,6 +49,7 @@ export async function run(argv: string[]): Promise<void> {
       tokenizer: { type: 'string' },
       quant: { type: 'string' },
       'block-size': { type: 'string' },
+      'accuracy-level': { type: 'string' },
       asymmetric: { type: 'boolean' },
       'max-tokens': { type: 'string' },
       template: { type: 'string' },
@@ -54,11 +66,18 @@ export async function run(argv: string[]): Promise<void> {
   const quant = need(v.quant, '--quant', USAGE);
   if (!['int4', 'int8', 'fp16', 'fp32'].includes(quant))
     throw new UsageError(`--quant must be int4, int8, fp16 or fp32, got "${quant}"\n\n${USAGE}`);
-  const blockSize = num(v['block-size'], '--block-size', DEFAULT_BLOCK_SIZE);
-  if (!isBlockSize(blockSize))
+  const blockSize = v['block-size'] === undefined ? undefined : num(v['block-size'], '--block-size', 0);
+  if (blockSize !== undefined && !isBlockSize(blockSize))
     throw new UsageError(`--block-size must be one of ${BLOCK_SIZES.join(', ')}, got ${blockSize}`);
-  if ((v['block-size'] !== undefined || v.asymmetric) && quant !== 'int4' && quant !== 'int8')
-    throw new UsageError(`--block-size and --asymmetric only apply to --quant int4 or int8`);
+  if (
+    (v['block-size'] !== undefined || v.asymmetric || v['accuracy-level'] !== undefined) &&
+    quant !== 'int4' &&
+    quant !== 'int8'
+  )
+    throw new UsageError(`--block-size, --asymmetric and --accuracy-level only apply to --quant int4 or int8`);
+  const accuracyLevel = v['accuracy-level'] === undefined ? undefined : num(v['accuracy-level'], '--accuracy-level', 0);
+  if (accuracyLevel !== undefined && !(ACCURACY_LEVELS as readonly number[]).includes(accuracyLevel))
+    throw new UsageError(`--accuracy-level must be one of ${ACCURACY_LEVELS.join(', ')}, got ${accuracyLevel}`);
   const maxTokens = v['max-tokens'] === undefined ? undefined : num(v['max-tokens'], '--max-tokens', 0);
   if (maxTokens !== undefined && (!Number.isInteger(maxTokens) || maxTokens < 16))
     throw new UsageError(`--max-tokens must be an integer >= 16, got ${maxTokens}`);
@@ -89,6 +108,7 @@ export async function run(argv: string[]): Promise<void> {
     tokenizer: v.tokenizer as string | undefined,
     quant: quant as 'int4' | 'int8' | 'fp16' | 'fp32',
     blockSize,
+    accuracyLevel: accuracyLevel as AccuracyLevel | undefined,
     symmetric: !v.asymmetric,
     graphs: [...new Set(graphs)] as ('cpu' | 'cuda')[],
     template: typeof v.template === 'string' ? v.template : undefined,

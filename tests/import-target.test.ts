@@ -66,10 +66,22 @@ describe('import --target', function () {
         .sort(),
       ['model.cpu.onnx', 'model.cuda.explicit.onnx', 'model.cuda.onnx', 'model.onnx.data'],
     );
-    assert.deepEqual(m.quantization, { kind: 'int4', blockSize: 32, symmetric: true });
+    assert.deepEqual(m.quantization, { kind: 'int4', blockSize: 32, symmetric: true, accuracyLevel: 0 });
 
     // Today's layout: each kind imported alone, each with its own copy of the weights.
-    const cpu = await imp('cpu-alone', ['--quant', 'int4', '--graphs', 'cpu', '--attention', 'explicit']);
+    // (the CPU graph alone in the layout it has beside a GPU graph: block 32, exact activations)
+    const cpu = await imp('cpu-alone', [
+      '--quant',
+      'int4',
+      '--block-size',
+      '32',
+      '--accuracy-level',
+      '0',
+      '--graphs',
+      'cpu',
+      '--attention',
+      'explicit',
+    ]);
     const cuda = await imp('cuda-alone', ['--quant', 'int4', '--graphs', 'cuda', '--attention', 'fused,explicit']);
     const shared = dataBytes(t4);
     const apart = dataBytes(cpu) + dataBytes(cuda);

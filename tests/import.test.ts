@@ -190,7 +190,7 @@ describe('import: HF folder (+ adapter) -> weights directory -> ORT CPU', functi
     model: string,
     quant: 'fp32' | 'int4' | 'int8',
     adapter: boolean,
-    extra: { blockSize?: 32 | 64 | 128; symmetric?: boolean } = {},
+    extra: { blockSize?: 32 | 64 | 128; symmetric?: boolean; accuracyLevel?: 0 | 4 } = {},
   ) => {
     const out = join(
       tmp,
@@ -204,6 +204,7 @@ describe('import: HF folder (+ adapter) -> weights directory -> ORT CPU', functi
       quant,
       blockSize: extra.blockSize,
       symmetric: extra.symmetric,
+      accuracyLevel: extra.accuracyLevel,
       graphs: ['cpu'],
       template: 'gemma-chat',
       maxTokens: 256,
@@ -252,7 +253,8 @@ describe('import: HF folder (+ adapter) -> weights directory -> ORT CPU', functi
     it(`gemma2-tiny + LoRA ${quant} (block ${bs}, ${symmetric ? 'symmetric' : 'zero points'}) matches the fp32 graph of the JS-dequantized weights`, async () => {
       const model = 'gemma2-tiny';
       const dir = join(FIXTURES, model);
-      const { m, graph } = await importTo(model, quant, true, { blockSize: bs, symmetric });
+      // accuracy_level 0: the exact path (level 4, the CPU default, quantizes the activations too; tests/cpu-defaults.test.ts)
+      const { m, graph } = await importTo(model, quant, true, { blockSize: bs, symmetric, accuracyLevel: 0 });
       assert.equal(m.quantization?.symmetric, symmetric);
       assert.equal(m.quantization?.kind, quant);
       // Reference: same merged weights, every linear projection quantized + dequantized in JS, float graph.

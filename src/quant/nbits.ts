@@ -8,8 +8,39 @@ import { roundTo } from '../util/fp16';
 /** The block sizes (weights per scale, along K) an import may choose: ORT's MatMulNBits takes powers of two >= 16; larger blocks lose accuracy for no speed. */
 export const BLOCK_SIZES = [16, 32, 64, 128] as const;
 export type BlockSize = (typeof BLOCK_SIZES)[number];
-/** What `import --quant int4|int8` uses without --block-size. */
-export const DEFAULT_BLOCK_SIZE: BlockSize = 32;
+/** The block size of weights a GPU graph reads (the CUDA kernels' and the fp16 graph's; also a CPU graph written beside one). */
+export const GPU_BLOCK_SIZE: BlockSize = 32;
+/** The block size of a CPU-only import: 1.3x faster than 32 with int8 activations (BENCHMARKS.md, issue 21). */
+export const CPU_BLOCK_SIZE: BlockSize = 128;
+
+/**
+ * What `import --quant int4|int8` uses without --block-size, from the graphs it writes: block 32 when a
+ * CUDA graph is written (its kernels and, when the CPU graph is written too, the bytes both share), else 128.
+ */
+export function defaultBlockSize(graphs: readonly string[]): BlockSize {
+  return graphs.some((g) => g !== 'cpu') ? GPU_BLOCK_SIZE : CPU_BLOCK_SIZE;
+}
+
+/**
+ * MatMulNBits accuracy_level written into CPU graphs: 4 = the activations quantized to int8 per block and
+ * int8 dot products (VNNI / AMX), against 0 = the weights dequantized to fp32 on every call for SGEMM
+ * (int8 weights) or fp32 accumulation. Measured in BENCHMARKS.md ("CPU prefill"); its logit cost is printed
+ * by tests/cpu-defaults.test.ts. GPU graphs leave it unset (the CUDA kernels do not read it).
+ */
+export const CPU_ACCURACY_LEVEL = 4;
+
+/**
+ * What `import --quant int4|int8` writes without --accuracy-level: 4 into a CPU-only import; 0 (exact
+ * fp32 activations) when a GPU graph is written beside it, because that CPU graph is then the GPU graph's
+ * self-check reference and its CPU fallback: int8 activations there cost up to ~1e-1 logit on the fixtures
+ * (tests/cpu-defaults.test.ts), more than the fp16 self-check's whole tolerance (5e-2).
+ */
+export function defaultAccuracyLevel(graphs: readonly string[]): AccuracyLevel {
+  return graphs.some((g) => g !== 'cpu') ? 0 : CPU_ACCURACY_LEVEL;
+}
+/** The accuracy levels ORT's MatMulNBits accepts (0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8). */
+export const ACCURACY_LEVELS = [0, 1, 2, 3, 4] as const;
+export type AccuracyLevel = (typeof ACCURACY_LEVELS)[number];
 
 export interface NBitsSpec {
   bits: 4 | 8;

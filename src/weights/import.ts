@@ -11,7 +11,7 @@ import { familyOf, requiredNames } from '../model/families';
 import { chooseScoreHead, defaultLabels, hfLabelNames, labelKeys } from '../model/heads';
 import type { AttentionVariant } from '../model/lower';
 import type { Activation, HeadSpec, HostTensor, ModelConfig, WeightSource } from '../types';
-import { DEFAULT_BLOCK_SIZE, type BlockSize } from '../quant/nbits';
+import { defaultAccuracyLevel, defaultBlockSize, type AccuracyLevel, type BlockSize } from '../quant/nbits';
 import { sha256Files, type GraphKind, type Quantization } from './manifest';
 import { parseHfConfig } from './hfconfig';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, checkAdapter, mergedSource, openAdapter, type Adapter } from './peft';
@@ -31,8 +31,10 @@ export interface ImportOptions {
   /** Tokenizer folder when `base` has no tokenizer.json. */
   tokenizer?: string;
   quant: Quantization['kind'];
-  /** MatMulNBits block size for int4 / int8 (default DEFAULT_BLOCK_SIZE). */
+  /** MatMulNBits block size for int4 / int8 (default defaultBlockSize(graphs): 128 CPU-only, 32 with a CUDA graph). */
   blockSize?: BlockSize;
+  /** MatMulNBits accuracy_level of the CPU graph (default defaultAccuracyLevel(graphs): 4 CPU-only, 0 beside a GPU graph). */
+  accuracyLevel?: AccuracyLevel;
   /** Symmetric int4 / int8 (no zero points; default true) or asymmetric (per-block zero points). */
   symmetric?: boolean;
   graphs: GraphKind[];
@@ -331,7 +333,7 @@ async function importWith(
     };
 
     const quant: Quantization =
-      opts.quant === 'int4' || opts.quant === 'int8' ? { kind: opts.quant, blockSize: opts.blockSize ?? DEFAULT_BLOCK_SIZE, symmetric: opts.symmetric ?? true } : { kind: opts.quant };
+      opts.quant === 'int4' || opts.quant === 'int8' ? { kind: opts.quant, blockSize: opts.blockSize ?? defaultBlockSize(opts.graphs), symmetric: opts.symmetric ?? true, accuracyLevel: opts.accuracyLevel ?? defaultAccuracyLevel(opts.graphs) } : { kind: opts.quant };
     const progress = withProgress(weights, bytesOf, sourceBytes * opts.graphs.length, log);
     // Written beside --out and swapped in when complete: a killed re-import leaves the old weights usable.
     await replaceDir(resolve(opts.out), (dir) => writeWeightsDir({

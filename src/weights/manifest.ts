@@ -39,6 +39,8 @@ export interface Quantization {
   kind: 'int4' | 'int8' | 'fp16' | 'fp32';
   blockSize?: number;
   symmetric?: boolean;
+  /** MatMulNBits accuracy_level of the CPU graph (absent in imports before issue 21: 0, unset). */
+  accuracyLevel?: number;
 }
 
 export interface Manifest {

@@ -11,7 +11,7 @@ import type { InitializerRef } from '../graph/ir';
 import { familyOf } from '../model/families';
 import { buildDecoderGraph, type AttentionVariant } from '../model/lower';
 import { externalStore } from '../graph/store';
-import { BLOCK_SIZES, DEFAULT_BLOCK_SIZE, isBlockSize, type ReconstructionError } from '../quant/nbits';
+import { BLOCK_SIZES, defaultAccuracyLevel, GPU_BLOCK_SIZE, isBlockSize, type ReconstructionError } from '../quant/nbits';
 import type { LinearFormat, ModelConfig, WeightSource } from '../types';
 import { fileSizes, GRAPH_KINDS, type GraphKind, MANIFEST_FORMAT, MANIFEST_VERSION, sha256Files, type GraphEntry, type Manifest, type Quantization } from './manifest';
 
@@ -49,7 +49,7 @@ const OPTIONAL_TOKENIZER_FILES = ['special_tokens_map.json'];
 
 export function linearFormat(q: Quantization): LinearFormat {
   if (q.kind === 'int4' || q.kind === 'int8') {
-    const blockSize = q.blockSize ?? DEFAULT_BLOCK_SIZE;
+    const blockSize = q.blockSize ?? GPU_BLOCK_SIZE; // manifests before issue 21 recorded none only for block 32
     if (!isBlockSize(blockSize)) throw new WeightsWriteError(`quantization block size ${blockSize} is not one of ${BLOCK_SIZES.join(', ')}`);
     return { kind: 'nbits', bits: q.kind === 'int4' ? 4 : 8, blockSize, symmetric: q.symmetric ?? true };
   }
@@ -69,6 +69,12 @@ export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manife
   if (existsSync(manifestPath)) renameSync(manifestPath, manifestPath + '.old'); // a stale manifest must not vouch for new files
 
   const linear = linearFormat(opts.quant);
+  // int4 / int8 CPU graphs: int8 activations (accuracy_level 4) when CPU-only, exact beside a GPU graph (its
+  // self-check reference), unless the import asked otherwise; recorded in the manifest.
+  const quant: Quantization =
+    linear.kind === 'nbits'
+      ? { ...opts.quant, accuracyLevel: opts.quant.accuracyLevel ?? defaultAccuracyLevel(opts.graphs) }
+      : opts.quant;
   const graphs: Manifest['graphs'] = {};
   const files: string[] = [];
   // One data file for every graph kind: equal tensors are stored once (externalStore dedupe).
@@ -93,6 +99,7 @@ export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manife
           reuse,
           maxTokens: opts.maxTokens,
           embedScaleDtype: opts.embedScaleDtype,
+          accuracyLevel: kind === 'cpu' ? quant.accuracyLevel : undefined,
           embedding: embedding ?? opts.embedding ?? (opts.quant.kind === 'fp32' ? 'float32' : 'float16'),
           quantReport: kind === 'cpu' && i === 0 ? opts.quantReport : undefined,
         });
@@ -129,7 +136,7 @@ export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manife
     maxTokens: opts.maxTokens,
     config,
     tokenizer: { files: tokFiles, sha256: sha256Files(dir, tokFiles) },
-    quantization: opts.quant,
+    quantization: quant,
     graphs,
     files: fileSizes(dir, files),
     provenance: opts.provenance,

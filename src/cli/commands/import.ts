@@ -1,7 +1,15 @@
 // `trainer import`: HF checkpoint (+ PEFT adapter) -> merged, quantized arenakit weights directory.
 import { need, num, parse, UsageError } from '../args';
 import { ATTENTION_VARIANTS, type AttentionVariant } from '../../model/lower';
-import { BLOCK_SIZES, DEFAULT_BLOCK_SIZE, isBlockSize } from '../../quant/nbits';
+import {
+  ACCURACY_LEVELS,
+  BLOCK_SIZES,
+  CPU_ACCURACY_LEVEL,
+  CPU_BLOCK_SIZE,
+  GPU_BLOCK_SIZE,
+  isBlockSize,
+  type AccuracyLevel,
+} from '../../quant/nbits';
 import { ACTIVATIONS, type Activation } from '../../types';
 import { TEMPLATE_NAMES } from '../../format/templates';
 import { importCheckpoint } from '../../weights/import';
@@ -16,7 +24,11 @@ const USAGE = `usage: node dist/trainer.cjs import --base HF_DIR [--adapter PEFT
                      CPU and GPU graphs share one data file, so the quantized weights are stored once):
 ${TARGET_NAMES.map((t) => `                       ${t.padEnd(5)} ${TARGETS[t].what} (default --quant ${TARGETS[t].quant})`).join('\n')}
   --quant KIND       int4 | int8 (MatMulNBits) | fp16 | fp32 weights
-  --block-size N     quantization block size for int4/int8: ${BLOCK_SIZES.join(', ')} (default ${DEFAULT_BLOCK_SIZE})
+  --block-size N     quantization block size for int4/int8: ${BLOCK_SIZES.join(', ')} (default ${CPU_BLOCK_SIZE} for a CPU-only
+                     import, ${GPU_BLOCK_SIZE} when a cuda graph is written)
+  --accuracy-level N MatMulNBits accuracy_level of the CPU graph: ${ACCURACY_LEVELS.join(', ')} (default ${CPU_ACCURACY_LEVEL}: int8
+                     activations, the fast CPU path, for a CPU-only import; 0 when a GPU graph is written: that CPU graph
+                     is the GPU self-check's exact reference)
   --asymmetric       int4/int8 with per-block zero points (default: symmetric, no zero points)
   --template NAME    input recipe (README "Templates and recipes"): ${TEMPLATE_NAMES.join(', ')}
                      (default: the one the adapter was trained with (its training.json), else the model family's)
@@ -45,6 +57,7 @@ export async function run(argv: string[]): Promise<void> {
       tokenizer: { type: 'string' },
       quant: { type: 'string' },
       'block-size': { type: 'string' },
+      'accuracy-level': { type: 'string' },
       asymmetric: { type: 'boolean' },
       'max-tokens': { type: 'string' },
       template: { type: 'string' },
@@ -73,11 +86,18 @@ export async function run(argv: string[]): Promise<void> {
     throw new UsageError((e as Error).message);
   }
   const quant = plan?.quantKind ?? need(v.quant, '--quant', USAGE);
-  const blockSize = num(v['block-size'], '--block-size', DEFAULT_BLOCK_SIZE);
-  if (!isBlockSize(blockSize))
+  const blockSize = v['block-size'] === undefined ? undefined : num(v['block-size'], '--block-size', 0);
+  if (blockSize !== undefined && !isBlockSize(blockSize))
     throw new UsageError(`--block-size must be one of ${BLOCK_SIZES.join(', ')}, got ${blockSize}`);
-  if ((v['block-size'] !== undefined || v.asymmetric) && quant !== 'int4' && quant !== 'int8')
-    throw new UsageError(`--block-size and --asymmetric only apply to --quant int4 or int8`);
+  if (
+    (v['block-size'] !== undefined || v.asymmetric || v['accuracy-level'] !== undefined) &&
+    quant !== 'int4' &&
+    quant !== 'int8'
+  )
+    throw new UsageError(`--block-size, --asymmetric and --accuracy-level only apply to --quant int4 or int8`);
+  const accuracyLevel = v['accuracy-level'] === undefined ? undefined : num(v['accuracy-level'], '--accuracy-level', 0);
+  if (accuracyLevel !== undefined && !(ACCURACY_LEVELS as readonly number[]).includes(accuracyLevel))
+    throw new UsageError(`--accuracy-level must be one of ${ACCURACY_LEVELS.join(', ')}, got ${accuracyLevel}`);
   const maxTokens = v['max-tokens'] === undefined ? undefined : num(v['max-tokens'], '--max-tokens', 0);
   if (maxTokens !== undefined && (!Number.isInteger(maxTokens) || maxTokens < 16))
     throw new UsageError(`--max-tokens must be an integer >= 16, got ${maxTokens}`);
@@ -109,6 +129,7 @@ export async function run(argv: string[]): Promise<void> {
     tokenizer: v.tokenizer as string | undefined,
     quant: quant as 'int4' | 'int8' | 'fp16' | 'fp32',
     blockSize,
+    accuracyLevel: accuracyLevel as AccuracyLevel | undefined,
     symmetric: !v.asymmetric,
     graphs: [...new Set(graphs)] as GraphKind[],
     template: typeof v.template === 'string' ? v.template : undefined,

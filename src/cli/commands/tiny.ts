@@ -11,8 +11,8 @@ import { defaultLabels } from '../../model/heads';
 import { tinyConfig, tinyHfConfig, tinyWeights } from '../../model/tiny';
 import type { ModelConfig } from '../../types';
 import { writeSafetensors } from '../../weights/safetensors-write';
-import { DEFAULT_BLOCK_SIZE } from '../../quant/nbits';
-import type { Quantization } from '../../weights/manifest';
+import { defaultBlockSize } from '../../quant/nbits';
+import type { GraphKind, Quantization } from '../../weights/manifest';
 import { writeWeightsDir } from '../../weights/write';
 import { need, num, parse, UsageError } from '../args';
 
@@ -72,8 +72,9 @@ export async function run(argv: string[]): Promise<void> {
   const maxTokens = num(v['max-tokens'], '--max-tokens', 512);
   const q = (v.quant as string | undefined) ?? 'int4';
   if (q !== 'int4' && q !== 'fp32') throw new UsageError(`--quant must be int4 or fp32, got "${q}"\n\n${USAGE}`);
+  const graphs: GraphKind[] = v.cuda ? ['cpu', 'cuda', 'cuda-bf16'] : ['cpu'];
   const quant: Quantization =
-    q === 'int4' ? { kind: 'int4', blockSize: DEFAULT_BLOCK_SIZE, symmetric: true } : { kind: 'fp32' };
+    q === 'int4' ? { kind: 'int4', blockSize: defaultBlockSize(graphs), symmetric: true } : { kind: 'fp32' };
   const config = tinyConfig({ slidingWindow: Math.min(32, Math.max(2, Math.floor(maxTokens / 4))) });
   const t0 = Date.now();
   await writeWeightsDir({
@@ -81,7 +82,7 @@ export async function run(argv: string[]): Promise<void> {
     config,
     weights: tinyWeights(config, seed),
     quant,
-    graphs: v.cuda ? ['cpu', 'cuda', 'cuda-bf16'] : ['cpu'],
+    graphs,
     // both attention variants (one data file): WebGPU and the CUDA 12 core run the explicit one
     attention: ['fused', 'explicit'],
     tokenizerDir: tokenizerAssetsDir(),

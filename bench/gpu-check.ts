@@ -204,7 +204,9 @@ export async function gpuCheck(o: {
             padId: 0,
             warn: (x) => o.log(`warning: ${x}`),
           });
-          r.self_check = { ...check, kept: graph === opened };
+          // The self-check may switch (explicit variant, CPU): recorded; this entry keeps measuring its own variant.
+          r.self_check = { ...check, chose: `${graph.ep} ${graph.graph.variant}` };
+          if (graph !== opened) await graph.session.release();
           const got = await runLogits(opened.session, long.ids, long.mask, long.n, long.L);
           r.parity_max_abs = maxAbsDiff(got, want);
           const times: number[] = [];

@@ -181,62 +181,67 @@ export async function gpuCheck(o: {
           continue;
         }
       }
-      // The GPU graph on every EP (fp16); on the CPU EP also the fp32 graph's fused variant is not written: the reference is enough.
-      const g = m.graphs.cuda!;
-      for (const variant of graphVariants(g)) {
-        const r: Record<string, unknown> = { ep, graph: g.file, variant, activations: g.activations };
-        results.push(r);
-        let opened: OpenedGraph;
-        try {
-          t = Date.now();
-          opened = await createSession(w, g, variant, ep, { ep });
-          r.load_seconds = (Date.now() - t) / 1000;
-          r.loaded = true;
-        } catch (e) {
-          r.loaded = false;
-          r.error = (e as Error).message.split('\n')[0];
-          o.log(`gpu-check: ${ep} ${variant}: ${r.error}`);
-          continue;
-        }
-        try {
-          const { graph, check } = await selfCheck(w, m, opened, checkRows, {
-            ep,
-            padId: 0,
-            warn: (x) => o.log(`warning: ${x}`),
-          });
-          // The self-check may switch (explicit variant, CPU): recorded; this entry keeps measuring its own variant.
-          r.self_check = { ...check, chose: `${graph.ep} ${graph.graph.variant}` };
-          if (graph !== opened) await graph.session.release();
-          const got = await runLogits(opened.session, long.ids, long.mask, long.n, long.L);
-          r.parity_max_abs = maxAbsDiff(got, want);
-          const times: number[] = [];
-          for (let i = 0; i < o.reps; i++) {
-            const s = process.hrtime.bigint();
-            await runLogits(opened.session, long.ids, long.mask, long.n, long.L);
-            times.push(Number(process.hrtime.bigint() - s) / 1e9);
+      // Every EP runs the fp16 GPU graph (both variants); WebGPU also the fp32 graph, which the runner gives it (graphForEp).
+      const entries = ep === 'webgpu' ? [m.graphs.cuda!, m.graphs.cpu!] : [m.graphs.cuda!];
+      for (const g of entries)
+        for (const variant of graphVariants(g)) {
+          const r: Record<string, unknown> = { ep, graph: g.file, variant, activations: g.activations };
+          results.push(r);
+          let s: OpenedGraph | null = null;
+          try {
+            t = Date.now();
+            s = await createSession(w, g, variant, ep, { ep });
+            r.load_seconds = (Date.now() - t) / 1000;
+            r.loaded = true;
+          } catch (e) {
+            r.loaded = false;
+            r.error = (e as Error).message.split('\n')[0];
+            o.log(`gpu-check: ${ep} ${variant}: ${r.error}`);
+            continue;
           }
-          times.sort((a, b) => a - b);
-          const med = times[Math.floor(times.length / 2)];
-          r.throughput = {
-            batch: long.n,
-            seq: long.L,
-            median_seconds: med,
-            tokens_per_s: (long.n * long.L) / med,
-            rows_per_s: long.n / med,
-          };
-          o.log(
-            `gpu-check: ${ep} ${variant}: self-check ${check.maxDiff}, parity ${r.parity_max_abs}, ${((long.n * long.L) / med).toFixed(0)} tokens/s`,
-          );
-        } catch (e) {
-          r.error = (e as Error).message.split('\n')[0];
-          o.log(`gpu-check: ${ep} ${variant}: ${r.error}`);
-        } finally {
-          await opened.session.release();
+          try {
+            const { graph, check } = await selfCheck(w, m, s, checkRows, {
+              ep,
+              padId: 0,
+              warn: (x) => o.log(`warning: ${x}`),
+            });
+            // A rejected graph is released by the self-check, which may switch (explicit, CPU): recorded, and this
+            // entry goes on measuring its own graph and variant in a new session.
+            r.self_check = { ...check, chose: `${graph.ep} ${graph.graph.variant} ${graph.graph.activations}` };
+            if (graph !== s) {
+              await graph.session.release();
+              s = await createSession(w, g, variant, ep, { ep });
+            }
+            const got = await runLogits(s.session, long.ids, long.mask, long.n, long.L);
+            r.parity_max_abs = maxAbsDiff(got, want);
+            const times: number[] = [];
+            for (let i = 0; i < o.reps; i++) {
+              const t1 = process.hrtime.bigint();
+              await runLogits(s.session, long.ids, long.mask, long.n, long.L);
+              times.push(Number(process.hrtime.bigint() - t1) / 1e9);
+            }
+            times.sort((a, b) => a - b);
+            const med = times[Math.floor(times.length / 2)];
+            r.throughput = {
+              batch: long.n,
+              seq: long.L,
+              median_seconds: med,
+              tokens_per_s: (long.n * long.L) / med,
+              rows_per_s: long.n / med,
+            };
+            o.log(
+              `gpu-check: ${ep} ${g.file} ${variant}: self-check ${check.maxDiff} (${r.self_check && (r.self_check as { chose: string }).chose}), parity ${r.parity_max_abs}, ${((long.n * long.L) / med).toFixed(0)} tokens/s`,
+            );
+          } catch (e) {
+            r.error = (e as Error).message.split('\n')[0];
+            o.log(`gpu-check: ${ep} ${variant}: ${r.error}`);
+          } finally {
+            await s?.session.release().catch(() => {});
+          }
         }
-      }
     }
     report.results = results;
-    report.ran = results.filter((r) => r.throughput).map((r) => `${r.ep} ${r.variant}`);
+    report.ran = results.filter((r) => r.throughput).map((r) => `${r.ep} ${r.variant} ${r.activations}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

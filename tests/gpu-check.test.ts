@@ -33,7 +33,7 @@ describe('GPU check script (bench/gpu-check.sh local, CPU EP, tiny width)', func
     console.log(`      upload ${size![1]} MiB`);
     assert.ok(Number(size![1]) < 60);
     const report = JSON.parse(r.stdout.slice(r.stdout.indexOf('\n{') + 1));
-    assert.deepEqual(report.ran, ['cpu fused', 'cpu explicit']);
+    assert.deepEqual(report.ran, ['cpu fused float16', 'cpu explicit float16']);
     assert.ok(Object.keys(report.model.files).includes('model.onnx.data'), 'the t4 layout: one shared data file');
     for (const x of report.results.filter((x: { ep: string }) => x.ep === 'cpu')) {
       console.log(

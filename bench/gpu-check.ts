@@ -109,9 +109,11 @@ export async function gpuCheck(o: {
   quant: 'int4' | 'int8';
   seed: number;
   log: (l: string) => void;
+  /** Called with the report so far after each step: a run cut short by its time limit still leaves one. */
+  save?: (report: Record<string, unknown>) => void;
 }): Promise<Record<string, unknown>> {
   const t0 = Date.now();
-  const report: Record<string, unknown> = { options: { ...o, log: undefined }, machine: machine() };
+  const report: Record<string, unknown> = { options: { ...o, log: undefined, save: undefined }, machine: machine() };
   const rt = processRuntime();
   report.runtime = { core: rt.runtime, ort: RUNTIMES[rt.runtime].ort, reason: rt.reason };
   const dir = mkdtempSync(join(tmpdir(), 'arenakit-gpu-check-'));
@@ -172,6 +174,8 @@ export async function gpuCheck(o: {
     await ref.session.release();
 
     const results: Record<string, unknown>[] = [];
+    report.results = results;
+    o.save?.({ ...report, partial: true });
     for (const ep of o.eps) {
       if (ep === 'cuda') {
         const why = cudaUnavailableReason();
@@ -237,6 +241,7 @@ export async function gpuCheck(o: {
             o.log(`gpu-check: ${ep} ${variant}: ${r.error}`);
           } finally {
             await s?.session.release().catch(() => {});
+            o.save?.({ ...report, partial: true });
           }
         }
     }
@@ -282,6 +287,7 @@ async function main(): Promise<void> {
     quant: v.quant,
     seed: Number(v.seed),
     log: (l) => process.stderr.write(`${l}\n`),
+    save: (r) => writeFileSync(v.out!, JSON.stringify(r, null, 2) + '\n'),
   });
   writeFileSync(v.out, JSON.stringify(report, null, 2) + '\n');
   process.stderr.write(

@@ -30,7 +30,12 @@ const ortBindingPlugin = {
   },
 };
 
-const entries = { runner: 'src/cli/runner.ts', trainer: 'src/cli/trainer.ts', bench: 'bench/bench.ts' };
+const entries = {
+  runner: 'src/cli/runner.ts',
+  trainer: 'src/cli/trainer.ts',
+  bench: 'bench/bench.ts',
+  'gpu-check': 'bench/gpu-check.ts',
+};
 rmSync(dist, { recursive: true, force: true });
 mkdirSync(dist, { recursive: true });
 // The parquet decoder thread (src/data/parquet-worker.ts) bundled on its own and carried inside each

@@ -20,6 +20,8 @@ import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import { CUDA_PIN, CUDA12_PIN, NODE_PIN, PackError, cacheDir, checkCudaPairing, fetchPinned } from './pack-fetch.mjs';
+import { packAdapter, parseAdapterArg, parseImportArgs } from './pack-adapters.mjs';
+import { datasetReadme, writeKernels } from './pack-docs.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(join(root, 'package.json'));
@@ -29,6 +31,11 @@ const USAGE = `usage: npm run pack -- --weights DIR [--weights NAME=DIR ...] [--
   [--user KAGGLE_USER] [--slug arenakit] [--title TITLE] [--license other]
   --weights     a weights directory (manifest.json); copied to weights/<NAME> (default NAME: the folder's name).
                 Repeat for a blend; the order is kept in pack.json and the notebooks pass them in that order.
+  --adapter     [NAME=]DIR, a PEFT adapter folder carried instead of merged weights (repeatable; after the --weights
+                in pack.json): the notebooks import it onto its base model, attached from Kaggle Models, into
+                /kaggle/working before predicting (trainer.cjs prepare: base found by the adapter's tensors, disk checked)
+  --import=ARGS the import flags for the adapters (default "--target t4"; give them after =), e.g.
+                --import="--target t4 --quant int8 --labels winner_model_a,winner_model_b,winner_tie"
   --with-node   add Node.js ${NODE_PIN.version} for linux-x64 (npm package ${NODE_PIN.pkg}) as node/bin/node
   --cuda [cu12|cu13|both]  the CUDA runtimes to add (bare --cuda: both; the sizes are printed):
                 cu13: ONNX Runtime ${CUDA_PIN.ort} CUDA 13 provider (${CUDA_PIN.pkg}@${CUDA_PIN.version}) to ort/ (driver >= 580);
@@ -108,58 +115,6 @@ function parseWeightsArg(s) {
   return { name, dir };
 }
 
-function datasetReadme({ pack, user, slug }) {
-  const w = pack.weights
-    .map(
-      (x) =>
-        `| \`weights/${x.name}\` | ${x.architecture} | ${x.quantization ?? '-'} | ${x.graphs.join(', ')} | ${mb(x.bytes)} |`,
-    )
-    .join('\n');
-  return `# arenakit: offline Gemma-2 preference runner for Chatbot Arena competitions
-
-Everything a Kaggle notebook needs to score \`test.csv\` of the LMSYS Chatbot Arena competition with
-no internet: the runner (a single-file Node.js bundle), ONNX Runtime ${pack.onnxruntime} native libraries,
-${pack.node ? `Node.js ${pack.node.version} for linux-x64, ` : ''}${pack.cuda ? `the ONNX Runtime CUDA provider (${Object.keys(pack.cuda.runtimes).join(', ')}), ` : ''}and the model weights.
-
-## Use it in a notebook
-Attach this dataset (\`${user}/${slug}\`) and the competition, then run the \`arenakit-inference\` notebook
-(kernels/arenakit-inference in the arenakit repository). It does only this:
-
-\`\`\`
-node runner.cjs predict --data /kaggle/input/lmsys-chatbot-arena/test.csv \\
-${pack.weights.map((x) => `  --weights /kaggle/input/${slug}/weights/${x.name} \\`).join('\n')}
-  --out /kaggle/working/submission.csv --ep auto --tta swap
-\`\`\`
-
-\`--ep auto\` uses the GPU when a CUDA provider and its CUDA / cuDNN 9 libraries can be loaded (the runner reads the
-driver's CUDA version and picks the CUDA 12 or CUDA 13 runtime, and says which and why) and
-otherwise says loudly that it falls back to the CPU; \`--ep cuda\` makes a missing GPU runtime an error.
-\`validate --data labelled.csv --weights DIR\` scores a labelled file (log loss, accuracy, swap consistency).
-
-## Contents
-| path | what |
-|---|---|
-| \`runner.cjs\` | predict / validate / calibrate (no node_modules needed) |
-| \`trainer.cjs\` | tiny / import / features (makes weights directories) |
-| \`ort/\` | onnxruntime-node ${pack.onnxruntime}: \`onnxruntime_binding.node\`, \`libonnxruntime.so.1\`${pack.cuda?.runtimes.cu13 ? `, CUDA provider libraries from ${CUDA_PIN.pkg}@${CUDA_PIN.version} (ORT ${CUDA_PIN.ort}, built for CUDA 13)` : ''} |
-${pack.cuda?.runtimes.cu12 ? `| \`ort-cu12/\` | the CUDA 12 runtime: onnxruntime-node ${CUDA12_PIN.ort} core (\`ort.cjs\`, binding, \`libonnxruntime.so.1\`) + CUDA 12 provider from ${CUDA12_PIN.pkg}@${CUDA12_PIN.version}; used when the driver is older than 580 |\n` : ''}
-${pack.assets ? '| \`assets/\` | Gemma-2 tokenizer files (for `trainer.cjs tiny`) |\n' : ''}${pack.node ? `| \`node/bin/node\` | Node.js ${pack.node.version} linux-x64 (from npm package ${pack.node.package}) |\n` : ''}| \`pack.json\` | versions, weights order and every file's size |
-
-| weights | architecture | quantization | graphs | size |
-|---|---|---|---|---|
-${w}
-
-Kaggle may mount datasets without the executable bit: the notebooks copy the code (not the weights) to
-a local folder and mark \`node\` executable before running it.
-
-## Licenses
-arenakit code: Apache-2.0. ONNX Runtime: MIT. Node.js: MIT and bundled third-party licenses (node/LICENSE).
-Model weights derived from Gemma are subject to the Gemma Terms of Use. Competition data is not included.
-
-Packed ${pack.created} with arenakit ${pack.arenakit}.
-`;
-}
-
 async function main() {
   let v;
   try {
@@ -167,6 +122,8 @@ async function main() {
       args: cudaArgs(process.argv.slice(2)),
       options: {
         weights: { type: 'string', multiple: true },
+        adapter: { type: 'string', multiple: true },
+        import: { type: 'string' },
         'with-node': { type: 'boolean', default: false },
         cuda: { type: 'string' },
         out: { type: 'string', default: join('dist', 'kaggle') },
@@ -189,10 +146,14 @@ async function main() {
   if (!cudaSet || v.cuda === 'none')
     fail(`--cuda takes cu12, cu13 or both (bare --cuda: both), got "${v.cuda}"\n\n${USAGE}`);
   v.cuda = cudaSet.length ? cudaSet : null;
-  if (!v.weights?.length) fail(`missing --weights DIR\n\n${USAGE}`);
-  const weights = v.weights.map(parseWeightsArg);
-  const dupe = weights.find((w, i) => weights.findIndex((x) => x.name === w.name) !== i);
-  if (dupe) throw new PackError(`two --weights are named "${dupe.name}"; name them with NAME=DIR`);
+  if (!v.weights?.length && !v.adapter?.length) fail(`missing --weights DIR (or --adapter DIR)\n\n${USAGE}`);
+  const weights = (v.weights ?? []).map(parseWeightsArg);
+  const adapters = (v.adapter ?? []).map(parseAdapterArg);
+  const importArgs = adapters.length ? parseImportArgs(v.import) : null;
+  if (!adapters.length && v.import) fail('--import applies to --adapter folders; there are none');
+  const names = [...weights, ...adapters].map((w) => w.name);
+  const twice = names.find((n, i) => names.indexOf(n) !== i);
+  if (twice) throw new PackError(`two --weights / --adapter are named "${twice}"; name them with NAME=DIR`);
   // Check every weights directory before touching --out.
   for (const w of weights) Object.assign(w, weightsFiles(w.dir));
   const user = v.user ?? process.env.KAGGLE_USERNAME ?? 'YOUR_KAGGLE_USERNAME';
@@ -342,6 +303,14 @@ async function main() {
     });
   }
 
+  for (const a of adapters) {
+    const entry = packAdapter(out, a, importArgs);
+    console.log(
+      `pack: adapter ${a.name} (${mb(entry.bytes)}; base ${entry.base ?? 'not named'}): the notebook imports it with ${importArgs.join(' ')}`,
+    );
+    packedWeights.push(entry);
+  }
+
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
   const pack = {
     kind: 'arenakit-kaggle-pack',
@@ -394,31 +363,6 @@ async function main() {
     `upload: kaggle datasets create -p ${shown(out)} --dir-mode tar   (new version: kaggle datasets version -p ... --dir-mode tar -m MSG)`,
   );
   for (const k of kernels) console.log(`push:   kaggle kernels push -p ${shown(join(kernelsOut, k))}`);
-}
-
-/**
- * Copies each notebook folder of `src` (kernel-metadata.json + its code file) to `dest`, with the
- * placeholder user replaced everywhere (id, dataset_sources) and the dataset source pointing at
- * <user>/<slug>. Returns the folder names written.
- */
-function writeKernels(src, dest, user, slug) {
-  const names = readdirSync(src, { withFileTypes: true })
-    .filter((e) => e.isDirectory() && existsSync(join(src, e.name, 'kernel-metadata.json')))
-    .map((e) => e.name)
-    .sort();
-  for (const name of names) {
-    const meta = JSON.parse(readFileSync(join(src, name, 'kernel-metadata.json'), 'utf8'));
-    const fix = (s) =>
-      s.replace(/^YOUR_KAGGLE_USERNAME\/arenakit$/, `${user}/${slug}`).replace(/^YOUR_KAGGLE_USERNAME\//, `${user}/`);
-    meta.id = fix(meta.id);
-    meta.dataset_sources = (meta.dataset_sources ?? []).map(fix);
-    const to = join(dest, name);
-    rmSync(to, { recursive: true, force: true });
-    mkdirSync(to, { recursive: true });
-    copyFileSync(join(src, name, meta.code_file), join(to, meta.code_file));
-    writeFileSync(join(to, 'kernel-metadata.json'), JSON.stringify(meta, null, 2) + '\n');
-  }
-  return names;
 }
 
 main().catch((e) => {

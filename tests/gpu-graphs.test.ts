@@ -15,6 +15,7 @@ import { checkTolerance } from '../src/infer/selfcheck';
 import { chooseGraph } from '../src/infer/session';
 import { importCheckpoint } from '../src/weights/import';
 import { readManifest, type Manifest } from '../src/weights/manifest';
+import { planTarget } from '../src/weights/targets';
 import { FIXTURES, maxAbsDiff, runLogits } from './helpers/fixtures';
 import { fakeComputeCapSmi } from './helpers/nvidia-smi-cc';
 import { ensureBuilt, RUNNER } from './helpers/peaked';
@@ -77,6 +78,42 @@ describe('bf16 CUDA graph: import, choice by compute capability, self-check tole
       `      fp16 graph vs fp32 graph: ${d.toExponential(3)} (tolerance ${checkTolerance({ activations: 'float16' })})`,
     );
     assert.ok(d <= checkTolerance({ activations: 'float16' }));
+  });
+
+  it('--target l4: the bf16 GPU graph + the fp32 CPU reference, sharing one data file (embedding stored once, in bf16)', async () => {
+    const imp = async (target: 't4' | 'l4') => {
+      const plan = planTarget(target);
+      const dir = join(tmp, target);
+      await importCheckpoint({
+        base: join(FIXTURES, 'gemma2-tiny'),
+        tokenizer: join(tmp, 'tok'),
+        quant: plan.quantKind,
+        graphs: plan.graphs,
+        attentionByGraph: plan.attention,
+        template: 'gemma-chat',
+        maxTokens: 256,
+        labels: ['winner_model_a', 'winner_model_b', 'winner_tie'],
+        out: dir,
+      });
+      return { dir, m: readManifest(dir) };
+    };
+    const l4 = await imp('l4');
+    const t4 = await imp('t4');
+    assert.deepEqual(Object.keys(l4.m.graphs).sort(), ['cpu', 'cuda-bf16']);
+    const bytes = (x: { m: Manifest }) => x.m.files['model.onnx.data'].bytes;
+    console.log(`      data bytes: l4 ${bytes(l4)}, t4 ${bytes(t4)}`);
+    assert.ok(Math.abs(bytes(l4) - bytes(t4)) <= 0.02 * bytes(t4), 'the l4 folder stores a tensor twice');
+    // Its CPU graph (bf16 embedding table, Gather + Cast on the CPU EP) runs and agrees with the t4 one.
+    const inputs = json(join(FIXTURES, 'gemma2-tiny', 'inputs.json'));
+    const hf = (json(join(FIXTURES, 'gemma2-tiny', 'expected.json')).base_logits.padded as number[][]).flat();
+    const a = await runLogits(join(l4.dir, l4.m.graphs.cpu!.file), inputs.padded);
+    const b = await runLogits(join(t4.dir, t4.m.graphs.cpu!.file), inputs.padded);
+    const d = maxAbsDiff(a, b);
+    console.log(
+      `      l4 CPU graph (bf16 table) vs t4 CPU graph (fp16 table): ${d.toExponential(3)}; vs HF ${maxAbsDiff(a, hf).toExponential(3)} (t4 ${maxAbsDiff(b, hf).toExponential(3)}: int4, informative); tolerance 5e-2 (the tables' bf16 vs fp16 rounding of the fixture's fp32 values; a bf16 checkpoint's are exact in both)`,
+    );
+    assert.ok(d <= 5e-2);
+    assert.ok(Math.abs(maxAbsDiff(a, hf) - maxAbsDiff(b, hf)) <= 5e-2);
   });
 
   it('T4 (7.5) runs the cuda graph, L4 (8.9) / A100 (8.0) / H100 (9.0) the cuda-bf16 graph; --gpu-precision overrides', () => {

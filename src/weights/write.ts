@@ -56,6 +56,16 @@ export function linearFormat(q: Quantization): LinearFormat {
   return { kind: 'float' };
 }
 
+/**
+ * The CPU graph's embedding storage when the import does not say: fp32 for fp32 weights, else the half
+ * type of the GPU graph written beside it (so the shared data file holds the table once: bf16 beside a
+ * cuda-bf16 graph alone, else fp16). Both halve the table and hold bf16 / fp16 checkpoints' values.
+ */
+function cpuEmbedding(q: Quantization, kinds: GraphKind[]): 'float32' | 'float16' | 'bfloat16' {
+  if (q.kind === 'fp32') return 'float32';
+  return kinds.includes('cuda-bf16') && !kinds.includes('cuda') ? 'bfloat16' : 'float16';
+}
+
 export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manifest> {
   const { dir, config } = opts;
   if (!opts.graphs.length) throw new WeightsWriteError(`${dir}: no graphs requested; pass graphs: ['cpu'] and/or ['cuda']`);
@@ -100,7 +110,7 @@ export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manife
           maxTokens: opts.maxTokens,
           embedScaleDtype: opts.embedScaleDtype,
           accuracyLevel: kind === 'cpu' ? quant.accuracyLevel : undefined,
-          embedding: embedding ?? opts.embedding ?? (opts.quant.kind === 'fp32' ? 'float32' : 'float16'),
+          embedding: embedding ?? opts.embedding ?? cpuEmbedding(opts.quant, kinds),
           quantReport: kind === 'cpu' && i === 0 ? opts.quantReport : undefined,
         });
         reuse ??= new Map(graph.initializers.map((r) => [r.name, r]));

@@ -140,8 +140,9 @@ export async function gpuCheck(o: {
       config: cfg,
       weights: tinyWeights(cfg, o.seed),
       quant: { kind: o.quant, blockSize: 32, symmetric: true },
-      graphs: plan.graphs,
-      attentionByGraph: plan.attention,
+      // t4's layout plus the bf16 GPU graph (sm80+: the lent H200 runs it natively), over one data file.
+      graphs: [...plan.graphs, 'cuda-bf16'],
+      attentionByGraph: { ...plan.attention, 'cuda-bf16': plan.attention.cuda },
       tokenizerDir: tok,
       maxTokens: Math.max(o.seq, CHECK_MAX_TOKENS),
       labels: ['winner_model_a', 'winner_model_b', 'winner_tie'],
@@ -185,8 +186,14 @@ export async function gpuCheck(o: {
           continue;
         }
       }
-      // Every EP runs the fp16 GPU graph (both variants); WebGPU also the fp32 graph, which the runner gives it (graphForEp).
-      const entries = ep === 'webgpu' ? [m.graphs.cuda!, m.graphs.cpu!] : [m.graphs.cuda!];
+      // Every EP runs the fp16 GPU graph (both variants); CUDA also the bf16 one; WebGPU also the fp32 graph, which
+      // the runner gives it (graphForEp).
+      const entries =
+        ep === 'webgpu'
+          ? [m.graphs.cuda!, m.graphs.cpu!]
+          : ep === 'cuda'
+            ? [m.graphs.cuda!, m.graphs['cuda-bf16']!]
+            : [m.graphs.cuda!];
       for (const g of entries)
         for (const variant of graphVariants(g)) {
           const r: Record<string, unknown> = { ep, graph: g.file, variant, activations: g.activations };
@@ -206,6 +213,7 @@ export async function gpuCheck(o: {
           try {
             const { graph, check } = await selfCheck(w, m, s, checkRows, {
               ep,
+              gpuPrecision: g.activations === 'bfloat16' ? 'bfloat16' : 'float16',
               padId: 0,
               warn: (x) => o.log(`warning: ${x}`),
             });

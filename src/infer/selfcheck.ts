@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { graphSha256, type GraphEntry, type Manifest } from '../weights/manifest';
+import { graphSha256, type Manifest } from '../weights/manifest';
 import { padBatch } from './batching';
 import {
   createSession,
@@ -16,7 +16,6 @@ import {
   graphVariants,
   runLogits,
   SessionError,
-  variantFor,
   type OpenedGraph,
   type SessionOptions,
 } from './session';
@@ -142,11 +141,7 @@ export async function selfCheck(
   const ref = manifest.graphs.cpu;
   if (!ref || !ids.length)
     return { graph: opened, check: { rows: 0, maxDiff: null, tolerance: 0, rejected: [], seconds: 0 } };
-  // The exact reference: the CPU graph's exact copy when its own MatMulNBits run int8 activations.
-  const refVariant = ref.reference?.variant ?? (graphVariants(ref).includes('explicit') ? 'explicit' : 'fused');
-  const refEntry: GraphEntry = ref.reference
-    ? { ...ref, variants: { [refVariant]: { file: ref.reference.file, sha256: ref.reference.sha256 } } }
-    : ref;
+  const refVariant = graphVariants(ref).includes('explicit') ? 'explicit' : 'fused';
   // The CPU EP running an fp32 graph is the reference platform itself (both variants are tested against HF).
   if (opened.ep === 'cpu' && opened.graph.activations === 'float32')
     return { graph: opened, check: { rows: 0, maxDiff: null, tolerance: 0, rejected: [], seconds: 0 } };
@@ -156,7 +151,7 @@ export async function selfCheck(
   let refSession: OpenedGraph | undefined;
   let want: Float32Array | undefined;
   const reference = async (): Promise<OpenedGraph> =>
-    (refSession ??= await createSession(dir, refEntry, refVariant, 'cpu', { ...opts, ep: 'cpu' }));
+    (refSession ??= await createSession(dir, ref, refVariant, 'cpu', { ...opts, ep: 'cpu' }));
   const rejected: SelfCheck['rejected'] = [];
   let passed = 0;
   let reused = true;
@@ -229,11 +224,7 @@ export async function selfCheck(
   }
   if (opts.ep === 'auto' || opts.ep === 'cpu') {
     opts.warn(`self-check failed on ${opened.ep}: *** FALLING BACK TO THE CPU (fp32 ${refVariant} graph) ***`);
-    if (!ref.reference) return use(await reference());
-    // The CPU graph itself (int8 activations, faster) runs the rows; its exact copy only checked.
-    if (refSession) await refSession.session.release();
-    refSession = await createSession(dir, ref, variantFor(ref, 'cpu').variant, 'cpu', { ...opts, ep: 'cpu' });
-    return use(refSession);
+    return use(await reference());
   }
   if (refSession) await refSession.session.release();
   throw new SessionError(

@@ -20,8 +20,6 @@ export interface GraphEntry {
   /** sha256 of the graph file then each external-data file, in that order (recorded at import; the logits cache key). */
   sha256?: string;
   variants?: Partial<Record<'fused' | 'explicit', { file: string; sha256: string }>>; // attention variants (src/model/lower.ts), all on externalData; file/sha256 above = the first
-  /** CPU graphs with int8 activations (accuracy_level 4): an exact copy of one variant (accuracy_level 0), the self-check's reference. */
-  reference?: { file: string; sha256: string; variant: 'fused' | 'explicit' };
 }
 
 /**

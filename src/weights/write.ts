@@ -91,12 +91,7 @@ export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manife
   const kinds = [...new Set(opts.graphs)];
   const data = kinds.length > 1 ? 'model.onnx.data' : `model.${kinds[0]}.onnx.data`;
   const store = externalStore(join(dir, data), 1024, { dedupe: kinds.length > 1 });
-  const written: {
-    kind: GraphKind;
-    entries: NonNullable<GraphEntry['variants']>;
-    first: AttentionVariant;
-    reference?: GraphEntry['reference'];
-  }[] = [];
+  const written: { kind: GraphKind; entries: NonNullable<GraphEntry['variants']>; first: AttentionVariant }[] = [];
   try {
     for (const kind of kinds) {
       const variants = opts.attentionByGraph?.[kind] ?? opts.attention ?? ['fused'];
@@ -124,45 +119,16 @@ export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manife
         entries[attention] = { file, sha256: '' };
         files.push(file);
       }
-      // int8 activations (accuracy_level 4) make the CPU graph inexact: the self-check compares other EPs
-      // against this exact copy of one variant instead (same weights, accuracy_level 0; a few KB of graph).
-      let reference: GraphEntry['reference'];
-      if (kind === 'cpu' && linear.kind === 'nbits' && (quant.accuracyLevel ?? 0) !== 0) {
-        const variant = variants.includes('explicit') ? 'explicit' : variants[0];
-        const file = `model.cpu.exact.onnx`;
-        const graph = buildDecoderGraph(config, opts.weights, {
-          linear,
-          activations,
-          attention: variant,
-          store,
-          reuse,
-          maxTokens: opts.maxTokens,
-          embedScaleDtype: opts.embedScaleDtype,
-          accuracyLevel: 0,
-          embedding: embedding ?? opts.embedding ?? cpuEmbedding(opts.quant, kinds),
-        });
-        writeModel(join(dir, file), graph);
-        files.push(file);
-        reference = { file, sha256: '', variant };
-      }
-      written.push({ kind, entries, first: variants[0], ...(reference ? { reference } : {}) });
+      written.push({ kind, entries, first: variants[0] });
     }
   } finally {
     store.close();
   }
   files.push(data);
-  for (const { kind, entries, first, reference } of written) {
-    for (const e of [...Object.values(entries), ...(reference ? [reference] : [])])
-      e!.sha256 = sha256Files(dir, [e!.file, data]);
+  for (const { kind, entries, first } of written) {
+    for (const e of Object.values(entries)) e!.sha256 = sha256Files(dir, [e!.file, data]);
     const { activations } = GRAPH_KINDS[kind];
-    graphs[kind] = {
-      file: entries[first]!.file,
-      externalData: [data],
-      activations,
-      sha256: entries[first]!.sha256,
-      variants: entries,
-      ...(reference ? { reference } : {}),
-    };
+    graphs[kind] = { file: entries[first]!.file, externalData: [data], activations, sha256: entries[first]!.sha256, variants: entries };
   }
 
   const tokFiles = [...TOKENIZER_FILES, ...OPTIONAL_TOKENIZER_FILES.filter((f) => existsSync(join(opts.tokenizerDir, f)))];

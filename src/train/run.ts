@@ -6,7 +6,9 @@ import { mkdirSync, appendFileSync, rmSync } from 'node:fs';
 import { assertOutDir } from '../util/files';
 import { join, resolve } from 'node:path';
 import type { Activation, ModelConfig, WeightSource } from '../types';
-import { openCheckpoint } from '../weights/safetensors';
+import { openCheckpoint, type Checkpoint } from '../weights/safetensors';
+import { finiteSource } from '../weights/checks';
+import { checkAdapter, openAdapter } from '../weights/peft';
 import { writeAdapter } from './adapter';
 import { loadBase } from './base';
 import { loadCheckpoint, runFingerprint, saveCheckpoint, writeTrainingRecord } from './checkpoint';
@@ -142,6 +144,17 @@ async function loadRows(
   return r;
 }
 
+/** The --adapter folder through import's checks against the base (src/weights/peft.ts), before any work. */
+function checkTrainAdapter(dir: string, ck: Checkpoint, numLabels: number | undefined): void {
+  const ad = openAdapter(resolve(dir));
+  try {
+    const heads = [...ad.saved.keys()].filter((n) => /^score\./.test(n));
+    checkAdapter(ad, { names: ck.names, shape: (n) => ck.info(n).shape }, heads, numLabels ?? ad.labels?.length);
+  } finally {
+    ad.close();
+  }
+}
+
 /** A run whose loss, gradients or weights stopped being finite: stopped before any adapter is written. */
 export class TrainDivergedError extends Error {
   override name = 'TrainDivergedError';
@@ -183,6 +196,8 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   );
   mkdirSync(out, { recursive: true });
   const ck = openCheckpoint(o.base);
+  // import's adapter checks: config features (DoRA, ...), every tensor placed on a base tensor of its shape, finite
+  if (o.adapter) checkTrainAdapter(o.adapter, ck, o.numLabels);
   const { config: c, labelIndex, extra, labels } = loadBase(o.base, ck, o);
   // The recipe is resolved (and checked) once, and recorded in training.json for import.
   o = {
@@ -194,10 +209,11 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     // ---- trainable tensors and their starting values
     let settings = o.lora;
     let params: Params;
-    let weights: WeightSource = extra.size ? (name) => extra.get(name) ?? ck.get(name) : ck.get;
+    const base = finiteSource(ck.get, (n) => ck.info(n).file);
+    let weights: WeightSource = extra.size ? (name) => extra.get(name) ?? base(name) : base;
     let pissaStart: Params | null = null;
     if (o.adapter) {
-      const ad = readAdapter(o.adapter);
+      const ad = readAdapter(o.adapter, c);
       if (ad.init !== true && ad.init !== false && ad.init !== undefined && ad.init !== 'gaussian')
         throw new LoraSetupError(
           `${o.adapter}: init_lora_weights ${JSON.stringify(ad.init)} needs its residual base; save it converted (PEFT path_initial_model_for_weight_conversion) first`,

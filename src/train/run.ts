@@ -2,8 +2,9 @@
 // LoRA setup, data, the epoch/step loop of HF Trainer (shuffle, micro-batches, accumulation, clip,
 // AdamW, schedule), progress with loss / lr / ETA, checkpoints + resume (checkpoint.ts), validation log
 // loss per epoch, and the PEFT adapter folder at the end; `--train head` hands over to head-fit.ts.
-import { mkdirSync, appendFileSync, rmSync } from 'node:fs';
-import { assertOutDir } from '../util/files';
+import { existsSync, rmSync } from 'node:fs';
+import { appendLog, finishOut, prepareOut, RUNNING_LOG, writeFailure } from './output';
+import { assertOutDir, recoverDir } from '../util/files';
 import { join, resolve } from 'node:path';
 import type { Activation, ModelConfig, WeightSource } from '../types';
 import { openCheckpoint, type Checkpoint } from '../weights/safetensors';
@@ -194,7 +195,19 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     ],
     ['adapter_config.json', 'training.json', 'checkpoint'],
   );
-  mkdirSync(out, { recursive: true });
+  recoverDir(out);
+  // A folder this run created goes again when it fails before its first checkpoint: nothing partial stays.
+  const created = !existsSync(out);
+  try {
+    return await trainInto(o, out);
+  } catch (e) {
+    if (created && !existsSync(join(out, 'checkpoint'))) rmSync(out, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+async function trainInto(o: TrainOptions, out: string): Promise<TrainResult> {
+  prepareOut(out);
   const ck = openCheckpoint(o.base);
   // import's adapter checks: config features (DoRA, ...), every tensor placed on a base tensor of its shape, finite
   if (o.adapter) checkTrainAdapter(o.adapter, ck, o.numLabels);
@@ -284,10 +297,15 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       done = loadCheckpoint(ckDir, params, state, train.rows.length, fingerprint).step;
       o.log(`train: resumed at step ${done}`);
     }
-    const logFile = join(out, 'train_log.jsonl');
     if (!o.resume) {
-      rmSync(logFile, { force: true });
-      writeTrainingRecord(out, o, { status: 'running' }); // marks the folder as this command's from the start
+      rmSync(join(out, RUNNING_LOG), { force: true });
+      // marks a new folder as this command's from the start; a previous run's output stays whole until the swap
+      if (!existsSync(join(out, 'adapter_config.json')))
+        try {
+          writeTrainingRecord(out, o, { status: 'running' });
+        } catch (e) {
+          throw writeFailure(e, join(out, 'training.json'));
+        }
     }
 
     const result: TrainResult = { steps: 0, seconds: 0, secondsPerStep: 0, log: [], valid: [] };
@@ -325,22 +343,31 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
         stepSeconds += (Date.now() - ts) / 1000;
         result.log.push(s);
         const per = stepSeconds / ran;
-        appendFileSync(
-          logFile,
-          JSON.stringify({ step, epoch: epoch + 1, loss: s.loss, lr, grad_norm: s.gradNorm, seconds_per_step: per }) +
-            '\n',
+        appendLog(
+          out,
+          JSON.stringify({ step, epoch: epoch + 1, loss: s.loss, lr, grad_norm: s.gradNorm, seconds_per_step: per }),
         );
         o.log(
           `train: step ${step}/${total} epoch ${epoch + 1} loss ${s.loss.toFixed(4)} lr ${lr.toExponential(2)} grad-norm ${s.gradNorm.toFixed(3)} ` +
             `${per.toFixed(2)} s/step ETA ${fmt(per * (total - step))}`,
         );
         if (o.checkpointEvery > 0 && step % o.checkpointEvery === 0)
-          saveCheckpoint(ckDir, params, state, { step, adamT: state.t, rows: train.rows.length, fingerprint }, shapes);
+          try {
+            saveCheckpoint(
+              ckDir,
+              params,
+              state,
+              { step, adamT: state.t, rows: train.rows.length, fingerprint },
+              shapes,
+            );
+          } catch (e) {
+            throw writeFailure(e, ckDir);
+          }
       }
       if (valid && evalSession && step > done) {
         const ll = await logLoss(c, evalSession, params, valid.rows, o.batchSize);
         result.valid.push({ epoch: epoch + 1, logLoss: ll });
-        appendFileSync(logFile, JSON.stringify({ epoch: epoch + 1, valid_log_loss: ll }) + '\n');
+        appendLog(out, JSON.stringify({ epoch: epoch + 1, valid_log_loss: ll }));
         o.log(
           `train: epoch ${epoch + 1} validation log loss ${ll.toFixed(4)} (${valid.rows.length} rows; uniform ${Math.log(c.numLabels).toFixed(4)})`,
         );
@@ -353,13 +380,15 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     result.secondsPerStep = ran ? stepSeconds / ran : 0;
 
     // ---- the adapter, and how it was made
-    writeAdapter(out, { spec, params, config: c, pissaStart, baseModelNameOrPath: resolve(o.base), labels });
-    writeTrainingRecord(out, o, {
-      rows: train.rows.length,
-      steps: step,
-      seconds: result.seconds,
-      final_loss: result.log.at(-1)?.loss ?? null,
-      valid: result.valid,
+    await finishOut(out, (dir) => {
+      writeAdapter(dir, { spec, params, config: c, pissaStart, baseModelNameOrPath: resolve(o.base), labels });
+      writeTrainingRecord(dir, o, {
+        rows: train.rows.length,
+        steps: step,
+        seconds: result.seconds,
+        final_loss: result.log.at(-1)?.loss ?? null,
+        valid: result.valid,
+      });
     });
     return result;
   } finally {

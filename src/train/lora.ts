@@ -288,6 +288,20 @@ export function readAdapter(dir: string, c?: ModelConfig): { settings: LoraSetti
   return { settings, params, init: j.init_lora_weights };
 }
 
+/** An --adapter folder to continue: readAdapter, and its settings planned on `c` (errors name the adapter's config file). */
+export function adapterSettings(
+  dir: string,
+  c: ModelConfig,
+): { settings: LoraSettings; params: Params; init: unknown; spec: TrainableSpec } {
+  const ad = readAdapter(dir, c);
+  try {
+    return { ...ad, spec: planLora(c, ad.settings) };
+  } catch (e) {
+    if (e instanceof LoraSetupError) throw new LoraSetupError(`${join(dir, ADAPTER_CONFIG_FILE)}: ${e.message}`);
+    throw e;
+  }
+}
+
 /** Checks that `params` holds exactly the tensors `spec` trains, with the right sizes. */
 export function checkParams(spec: TrainableSpec, params: Params, where: string): void {
   const want = new Map<string, number>();

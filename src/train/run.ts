@@ -26,7 +26,7 @@ import {
   pissaInit,
   pissaSettings,
   planLora,
-  readAdapter,
+  adapterSettings,
   type LoraSettings,
   type Params,
 } from './lora';
@@ -226,7 +226,7 @@ async function trainInto(o: TrainOptions, out: string): Promise<TrainResult> {
     let weights: WeightSource = extra.size ? (name) => extra.get(name) ?? base(name) : base;
     let pissaStart: Params | null = null;
     if (o.adapter) {
-      const ad = readAdapter(o.adapter, c);
+      const ad = adapterSettings(o.adapter, c);
       if (ad.init !== true && ad.init !== false && ad.init !== undefined && ad.init !== 'gaussian')
         throw new LoraSetupError(
           `${o.adapter}: init_lora_weights ${JSON.stringify(ad.init)} needs its residual base; save it converted (PEFT path_initial_model_for_weight_conversion) first`,

@@ -83,10 +83,20 @@ describe('kill -9 during train (issue 19)', function () {
     for (let k = 0; k < 10; k++) {
       const dir = join(tmp, `k${k}`);
       cpSync(prev, dir, { recursive: true });
-      const at = Math.round(full * (0.1 + 0.9 * rnd()));
-      const child = spawn(process.execPath, args(dir, 2), { stdio: 'ignore' });
+      // 5 points anywhere in the run, 5 just after its last step: while the new output is built and swapped in
+      const late = k % 2 === 1;
+      const at = late ? Math.round(30 * rnd()) : Math.round(full * (0.1 + 0.8 * rnd()));
+      const child = spawn(process.execPath, args(dir, 2), { stdio: ['ignore', 'ignore', 'pipe'] });
       const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-      const timer = setTimeout(() => child.kill('SIGKILL'), at);
+      let timer: NodeJS.Timeout | undefined;
+      if (late)
+        child.stderr.on('data', (d: Buffer) => {
+          if (!timer && /step 10\/10/.test(d.toString())) timer = setTimeout(() => child.kill('SIGKILL'), at);
+        });
+      else {
+        child.stderr.resume();
+        timer = setTimeout(() => child.kill('SIGKILL'), at);
+      }
       const code = await exited;
       clearTimeout(timer);
       recoverDir(dir); // what the next command does first
@@ -106,7 +116,9 @@ describe('kill -9 during train (issue 19)', function () {
         assert.deepEqual(logSteps(dir), logSteps(ref));
         verdict = 'new';
       } else verdict = 'MIX';
-      seen.push(`${at} ms: ${code === null ? 'killed' : `exit ${code}`}, ${verdict}`);
+      seen.push(
+        `${late ? `${at} ms after the last step` : `${at} ms`}: ${code === null ? 'killed' : `exit ${code}`}, ${verdict}`,
+      );
       assert.notEqual(verdict, 'MIX', `k${k}: killed at ${at} ms left a mix of the two runs`);
     }
     console.log(`      full run ${full} ms; kill points: ${seen.join('; ')}`);

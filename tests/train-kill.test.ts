@@ -69,9 +69,7 @@ describe('kill -9 during train (issue 19)', function () {
     const prev = join(tmp, 'prev');
     assert.equal(spawnSync(process.execPath, args(prev, 1)).status, 0);
     const ref = join(tmp, 'ref');
-    const t0 = Date.now();
     assert.equal(spawnSync(process.execPath, args(ref, 2)).status, 0);
-    const full = Date.now() - t0;
     const old = files(prev);
     const oldTraining = readFileSync(join(prev, 'training.json'));
     const oldLog = readFileSync(join(prev, 'train_log.jsonl'));
@@ -83,20 +81,19 @@ describe('kill -9 during train (issue 19)', function () {
     for (let k = 0; k < 10; k++) {
       const dir = join(tmp, `k${k}`);
       cpSync(prev, dir, { recursive: true });
-      // 5 points anywhere in the run, 5 just after its last step: while the new output is built and swapped in
-      const late = k % 2 === 1;
-      const at = late ? Math.round(30 * rnd()) : Math.round(full * (0.1 + 0.8 * rnd()));
+      // Kill points tied to the run's own progress lines: after its setup line, after step j of 10 (j random;
+      // 10 = while the new output is built and swapped in), each with a random delay of 0-30 ms.
+      const j = k === 0 ? 0 : k >= 7 ? 10 : 1 + Math.floor(9 * rnd());
+      const at = Math.round(30 * rnd());
+      const mark = j === 0 ? /steps per epoch/ : new RegExp(`step ${j}/10 `);
       const child = spawn(process.execPath, args(dir, 2), { stdio: ['ignore', 'ignore', 'pipe'] });
       const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
       let timer: NodeJS.Timeout | undefined;
-      if (late)
-        child.stderr.on('data', (d: Buffer) => {
-          if (!timer && /step 10\/10/.test(d.toString())) timer = setTimeout(() => child.kill('SIGKILL'), at);
-        });
-      else {
-        child.stderr.resume();
-        timer = setTimeout(() => child.kill('SIGKILL'), at);
-      }
+      let text = '';
+      child.stderr.on('data', (d: Buffer) => {
+        text += d.toString();
+        if (!timer && mark.test(text)) timer = setTimeout(() => child.kill('SIGKILL'), at);
+      });
       const code = await exited;
       clearTimeout(timer);
       recoverDir(dir); // what the next command does first
@@ -116,11 +113,9 @@ describe('kill -9 during train (issue 19)', function () {
         assert.deepEqual(logSteps(dir), logSteps(ref));
         verdict = 'new';
       } else verdict = 'MIX';
-      seen.push(
-        `${late ? `${at} ms after the last step` : `${at} ms`}: ${code === null ? 'killed' : `exit ${code}`}, ${verdict}`,
-      );
+      seen.push(`${j ? `step ${j}` : 'setup'} + ${at} ms: ${code === null ? 'killed' : `exit ${code}`}, ${verdict}`);
       assert.notEqual(verdict, 'MIX', `k${k}: killed at ${at} ms left a mix of the two runs`);
     }
-    console.log(`      full run ${full} ms; kill points: ${seen.join('; ')}`);
+    console.log(`      kill points: ${seen.join('; ')}`);
   });
 });

@@ -1,4 +1,4 @@
-// `npm run fuzz [-- --seconds 600 --cases 10000 --seed 1 --only csv,parquet,safetensors --case N --skip N,M]`: seeded
+// `npm run fuzz [-- --seconds 600 --cases 10000 --seed 1 --only csv,parquet,safetensors,jsonl,adapter-config,train-checkpoint --case N --skip N,M]`: seeded
 // mutation fuzzing of the readers that take files from outside. CSV cases are built from real rows
 // of ../shared/data/arena-sample-999.csv and then broken (byte flips, cut or extra quotes, huge
 // cells, BOMs, UTF-16, NULs, invalid UTF-8, bad JSON, duplicate ids, missing or repeated columns,
@@ -24,10 +24,17 @@ import { mulberry32, type Rng } from '../src/util/rng';
 import type { ReadRowsResult } from '../src/types';
 
 /** The only errors a reader may throw on bad input: each names the file and what to fix. */
-export const ALLOWED_ERRORS: Record<'csv' | 'parquet' | 'safetensors', string[]> = {
+export const ALLOWED_ERRORS: Record<
+  'csv' | 'parquet' | 'safetensors' | 'jsonl' | 'adapter-config' | 'train-checkpoint',
+  string[]
+> = {
   csv: ['RowsError'],
   parquet: ['RowsError'],
   safetensors: ['SafetensorsError'],
+  // the trainer's inputs (bench/fuzz-train.ts)
+  jsonl: ['TrainDataError'],
+  'adapter-config': ['AdapterError', 'CheckpointError', 'LoraSetupError', 'SafetensorsError'],
+  'train-checkpoint': ['LoraSetupError', 'SafetensorsError'],
 };
 export const WSDM_TRAIN = resolve(__dirname, '..', '..', 'shared', 'data', 'wsdm-sample-train.parquet');
 
@@ -50,14 +57,14 @@ export interface FuzzResult {
   slow: { case: number; seconds: number }[];
 }
 
-const SLOW_SECONDS = 5;
+export const SLOW_SECONDS = 5;
 
 /** Independent stream per case: replaying case i needs only (seed, i). */
-function caseRng(seed: number, i: number): Rng {
+export function caseRng(seed: number, i: number): Rng {
   return mulberry32((Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(i + 1, 0x85ebca6b)) >>> 0);
 }
-const int = (r: Rng, n: number) => Math.floor(r.next() * n);
-const pick = <T>(r: Rng, xs: readonly T[]): T => xs[int(r, xs.length)];
+export const int = (r: Rng, n: number) => Math.floor(r.next() * n);
+export const pick = <T>(r: Rng, xs: readonly T[]): T => xs[int(r, xs.length)];
 
 export interface FuzzOptions {
   seed: number;
@@ -531,6 +538,29 @@ const ST_BYTE_MUTATIONS: Record<string, (b: Buffer, r: Rng, headerLen: number) =
   },
 };
 
+/** An existing safetensors file mutated like stCase's (header and / or bytes): the trainer's checkpoint state. */
+export function stMutate(file: Buffer, r: Rng): { bytes: Buffer; mutations: string[] } {
+  const hl = Number(file.readBigUInt64LE(0));
+  const header = JSON.parse(file.subarray(8, 8 + hl).toString('utf8'));
+  const data = file.subarray(8 + hl);
+  const mutations: string[] = [];
+  for (let k = int(r, 3); k > 0; k--) {
+    const m = pick(r, Object.keys(HEADER_MUTATIONS));
+    HEADER_MUTATIONS[m](header, r);
+    mutations.push(m);
+  }
+  const hj = Buffer.from(JSON.stringify(header));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(hj.length));
+  let bytes: Buffer = Buffer.concat([len, hj, data]);
+  for (let k = mutations.length ? int(r, 2) : 1 + int(r, 2); k > 0; k--) {
+    const m = pick(r, Object.keys(ST_BYTE_MUTATIONS));
+    bytes = ST_BYTE_MUTATIONS[m](bytes, r, hj.length);
+    mutations.push(m);
+  }
+  return { bytes, mutations };
+}
+
 export function stCase(seed: number, i: number): { bytes: Buffer; mutations: string[] } {
   const r = caseRng(seed, i);
   const { header, data } = stBase(r);
@@ -611,6 +641,13 @@ async function main(): Promise<void> {
   });
   if (targets.includes('parquet')) results.push(await fuzzParquet({ seed, cases, seconds, only, skip }));
   if (targets.includes('safetensors')) results.push(await fuzzSafetensors({ seed, cases, seconds, only, skip }));
+  // The trainer's inputs (issue 19): loaded on demand, they pull in the training code.
+  const train = await import('./fuzz-train');
+  if (targets.includes('jsonl')) results.push(await train.fuzzJsonl({ seed, cases, seconds, only, skip }));
+  if (targets.includes('adapter-config'))
+    results.push(await train.fuzzAdapterConfig({ seed, cases, seconds, only, skip }));
+  if (targets.includes('train-checkpoint'))
+    results.push(await train.fuzzTrainCheckpoint({ seed, cases, seconds, only, skip }));
   for (const r of results) {
     console.log(
       `fuzz ${r.target}: ${r.cases} cases in ${r.seconds.toFixed(1)} s (seed ${r.seed}): ${r.ok} read, ` +

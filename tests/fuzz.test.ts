@@ -3,6 +3,7 @@
 // SafetensorsError, naming the file). The full run (10,000+ cases each) is recorded in RELIABILITY.md.
 import assert from 'node:assert/strict';
 import { fuzzCsv, fuzzParquet, fuzzSafetensors, type FuzzResult } from '../bench/fuzz';
+import { fuzzAdapterConfig, fuzzJsonl, fuzzTrainCheckpoint } from '../bench/fuzz-train';
 
 function report(r: FuzzResult): void {
   console.log(
@@ -39,4 +40,19 @@ describe('fuzz (CI slice of npm run fuzz)', () => {
     assert.deepEqual(r.failures, []);
     assert.ok(r.ok > 50 && (r.errors.SafetensorsError ?? 0) > 50, 'both outcomes are exercised');
   });
+
+  // The trainer's inputs (issue 19 item 7; bench/fuzz-train.ts).
+  for (const [name, run, allowed] of [
+    ['--tokenized JSONL files', fuzzJsonl, 'TrainDataError'],
+    ['adapter_config.json files (continued training)', fuzzAdapterConfig, 'AdapterError'],
+    ['--resume checkpoints (checkpoint.json + state.safetensors)', fuzzTrainCheckpoint, 'LoraSetupError'],
+  ] as const)
+    it(`300 mutated ${name}: they load, or a named error naming the file`, async function () {
+      this.timeout(120_000);
+      const r = await run({ seed: 7, cases: 300, seconds: 100 });
+      report(r);
+      assert.equal(r.cases, 300);
+      assert.deepEqual(r.failures, []);
+      assert.ok(r.ok > 5 && (r.errors[allowed] ?? 0) > 30, 'both outcomes are exercised');
+    });
 });

@@ -51,7 +51,7 @@ describe('import refuses what would silently change the model (issue 9)', functi
     await assert.rejects(importCheckpoint(opts(dir, 'nan-base-out')), (e: Error) => {
       console.log(`      ${e.name}: ${e.message}`);
       return (
-        e.name === 'ImportError' &&
+        e.name === 'CheckpointError' &&
         /model\.layers\.2\.mlp\.up_proj\.weight/.test(e.message) &&
         e.message.includes(join(dir, 'model.safetensors'))
       );
@@ -83,7 +83,7 @@ describe('import refuses what would silently change the model (issue 9)', functi
     await assert.rejects(importCheckpoint(opts(dir, 'three-out')), (e: Error) => {
       console.log(`      ${e.name}: ${e.message}`);
       return (
-        e.name === 'ImportError' && /model\.layers\.3\./.test(e.message) && /num_hidden_layers = 3/.test(e.message)
+        e.name === 'CheckpointError' && /model\.layers\.3\./.test(e.message) && /num_hidden_layers = 3/.test(e.message)
       );
     });
     assert.ok(!existsSync(join(tmp, 'three-out')));
@@ -100,7 +100,7 @@ describe('import refuses what would silently change the model (issue 9)', functi
     writeSafetensors(join(dir, 'model.safetensors'), all);
     await assert.rejects(
       importCheckpoint(opts(dir, 'extra-out')),
-      (e: Error) => e.name === 'ImportError' && /q_proj\.bias/.test(e.message),
+      (e: Error) => e.name === 'CheckpointError' && /q_proj\.bias/.test(e.message),
     );
   });
 

@@ -214,9 +214,9 @@ describe('--tokenized JSON lines (issue 19)', () => {
       const r = readTokenized(f, 3, 512, 256);
       for (const w of r.warnings) console.log(`      warning: ${w}`);
       assert.equal(r.rows.length, 3);
-      assert.deepEqual(r.rows[0].inputIds, [2, 5, 6]);
+      assert.deepEqual(Array.from(r.rows[0].inputIds), [2, 5, 6]);
       assert.equal(r.rows[1].inputIds.length, 256);
-      assert.deepEqual(r.rows[2].inputIds, [2, 7]);
+      assert.deepEqual(Array.from(r.rows[2].inputIds), [2, 7]);
       assert.ok(r.warnings.some((w) => /rows\.jsonl:2: expected an object .* got null; line skipped/.test(w)));
       assert.ok(r.warnings.some((w) => /1 rows longer than --max-tokens 256 cut/.test(w)));
       assert.throws(() => readTokenized(tmp, 3, 512), /is a folder; --tokenized takes a \.jsonl file/);
@@ -224,6 +224,30 @@ describe('--tokenized JSON lines (issue 19)', () => {
         () => readTokenized(join(tmp, 'missing.jsonl'), 3, 512),
         /missing\.jsonl: cannot be read \(no such file or directory \(ENOENT\)\)/,
       );
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses rows past the memory limit clearly, naming the line reached (a 545 MB file reads: RELIABILITY.md)', () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'arenakit-jsonl-'));
+    try {
+      const f = join(tmp, 'rows.jsonl');
+      const line = JSON.stringify({ input_ids: Array.from({ length: 500 }, (_, i) => i), label: 1 });
+      writeFileSync(f, Array(100).fill(line).join('\n'));
+      // 100 rows of 500 ids: about 210 KB as 4-byte ids; a 100 KB limit stops at the row that crosses it
+      assert.throws(
+        () => readTokenized(f, 3, 512, 512, 100_000),
+        (e: Error) => {
+          console.log(`      ${e.name}: ${e.message}`);
+          return (
+            e.name === 'TrainDataError' &&
+            /rows\.jsonl:48: the 47 rows read so far take 0\.1 MB as token ids, past the 0\.1 MB/.test(e.message) &&
+            /lower --max-tokens/.test(e.message)
+          );
+        },
+      );
+      assert.equal(readTokenized(f, 3, 512, 512, 1e6).rows.length, 100);
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }

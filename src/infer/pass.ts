@@ -17,6 +17,8 @@ export interface PassResult {
   computedTokens: number;
   seconds: number;
   failedRows: number[];
+  /** Rows (indices into the pass's rows) not scored because the time budget ran out first (NaN logits, not failed). */
+  unreached?: number[];
 }
 
 export interface PassOptions {

@@ -30,7 +30,8 @@ export function parseTta(s: string | undefined): Tta {
 
 /** Runs passes of model k over rows (indices into the full row list); in one process or sharded over devices. */
 export interface PassRunner {
-  pass(model: number, rows: number[], swap: boolean, label: string): Promise<PassResult>;
+  /** `msLeft`: the time left on the parent's clock; rows not scored by then come back in `unreached`. */
+  pass(model: number, rows: number[], swap: boolean, label: string, msLeft?: number): Promise<PassResult>;
   /** Model k is done: release its weights (one model in memory at a time). */
   release(model: number): Promise<void>;
   /** Execution provider model k ran on. */
@@ -173,6 +174,7 @@ async function passUntil(
 ): Promise<{ result: PassResult; unreached: number[]; msPerChar: number | null }> {
   const order = idx.map((r, j) => j).sort((a, b) => lengths[idx[a]] - lengths[idx[b]] || a - b);
   const parts: { at: number[]; r: PassResult }[] = [];
+  const late: number[] = [];
   let numLabels = width;
   let done = 0;
   let msSpent = 0;
@@ -202,11 +204,17 @@ async function passUntil(
       at.map((j) => idx[j]),
       swap,
       label,
+      left,
     );
     const ms = limit.now() - t0;
     parts.push({ at, r });
-    numLabels = r.numLabels;
+    numLabels = r.numLabels || numLabels;
     done += at.length;
+    if (r.unreached?.length) {
+      // the time budget ran out inside this chunk (the parent's clock): the rest is unreached
+      late.push(...r.unreached.map((m) => at[m]));
+      break;
+    }
     // The first chunk also opens the model: measure from the later chunks once there are some.
     const c = at.reduce((s, j) => s + rowCost(lengths[idx[j]]), 0);
     if (parts.length === 2 && known === null) ((msSpent = 0), (chars = 0));
@@ -220,13 +228,14 @@ async function passUntil(
     computedTokens = 0,
     seconds = 0;
   for (const { at, r } of parts) {
+    if (!r.numLabels) continue;
     at.forEach((j, m) => logits.set(r.logits.subarray(m * numLabels, (m + 1) * numLabels), j * numLabels));
     for (const m of r.failedRows) failedRows.push(at[m]);
     tokens += r.tokens;
     computedTokens += r.computedTokens;
     seconds += r.seconds;
   }
-  const unreached = order.slice(done).sort((a, b) => a - b);
+  const unreached = [...order.slice(done), ...late].sort((a, b) => a - b);
   return {
     result: { logits, numLabels, tokens, computedTokens, seconds, failedRows: failedRows.sort((a, b) => a - b) },
     unreached,

@@ -1,13 +1,14 @@
 // The base model a run trains on: config.json with its head as import sees it (src/model/heads.ts), the
 // head tensors an --adapter brings, a new or relabelled head's starting values (HF init: normal(0,
 // initializer_range), seeded), and the logit each competition outcome trains.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { chooseScoreHead, defaultLabels, hfLabelNames, labelKeys, relabelledHead, relabelRows } from '../model/heads';
 import { PEFT_PREFIX, plainAdapterKey } from '../model/lora';
 import { outcomeOf } from '../task/task';
 import type { HeadSpec, HostTensor, ModelConfig } from '../types';
 import { forName } from '../util/rng';
+import { checkBase, readJsonObject } from '../weights/checks';
 import { parseHfConfig } from '../weights/hfconfig';
 import { ADAPTER_WEIGHTS_FILE, readAdapterLabels } from '../weights/peft';
 import { openSafetensors, type Checkpoint } from '../weights/safetensors';
@@ -52,7 +53,7 @@ function adapterHead(dir: string | undefined): Map<string, HostTensor> {
 export function loadBase(dir: string, ck: Checkpoint, o: TrainOptions): TrainBase {
   const file = join(dir, 'config.json');
   if (!existsSync(file)) throw new LoraSetupError(`${dir}: no config.json; --base takes a Hugging Face model folder`);
-  let json = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  let json = readJsonObject(file, 'fix or re-save the model folder (save_pretrained)');
   const extra = adapterHead(o.adapter);
   const H = json.hidden_size as number;
   const std = (json.initializer_range as number | undefined) ?? 0.02;
@@ -115,6 +116,8 @@ export function loadBase(dir: string, ck: Checkpoint, o: TrainOptions): TrainBas
     }
   }
   const config = parseHfConfig(json, file, head ? { head } : {});
+  // import's checks: every tensor there with the config's shape, none dropped, pad id in the vocabulary
+  checkBase({ names: ck.names, shape: (n) => ck.info(n).shape }, config, dir, file, new Set(extra.keys()));
   if (config.numLabels < 2)
     throw new LoraSetupError(`${file}: num_labels ${config.numLabels}; cross-entropy training needs 2 or more labels`);
   // CSV outcomes go to the logit id2label names them by; generic names (LABEL_0..) keep Kaggle's order.

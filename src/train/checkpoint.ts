@@ -108,7 +108,12 @@ export function loadCheckpoint(
       `--resume: ${file} is not valid JSON (${(e as Error).message}); run without --resume to start again`,
     );
   }
-  if (!ck || typeof ck !== 'object' || !Number.isInteger(ck.step) || !Number.isInteger(ck.adamT))
+  if (
+    !ck ||
+    typeof ck !== 'object' ||
+    !(Number.isInteger(ck.step) && ck.step >= 0) ||
+    !(Number.isInteger(ck.adamT) && ck.adamT >= 0)
+  )
     throw new LoraSetupError(
       `--resume: ${file} holds no step (got ${JSON.stringify(ck)?.slice(0, 60)}); run without --resume to start again`,
     );
@@ -135,6 +140,10 @@ export function loadCheckpoint(
     ] as const)
       for (const k of m.keys()) {
         const d = f.read(`${prefix}${k}`).data;
+        if (d.length !== m.get(k)!.length)
+          throw new LoraSetupError(
+            `--resume: ${join(dir, 'state.safetensors')}: ${prefix}${k} has ${d.length} values, this run's tensor ${m.get(k)!.length}; start again without --resume`,
+          );
         if (!d.every(Number.isFinite))
           throw new LoraSetupError(
             `--resume: ${join(dir, 'state.safetensors')}: ${prefix}${k} holds NaN or Inf; start again without --resume`,

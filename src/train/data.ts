@@ -4,6 +4,7 @@
 // A bad line is skipped with a warning naming it; the rest still train. Also: seeded shuffling and
 // micro-batching in the order HF Trainer consumes them.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { StringDecoder } from 'node:string_decoder';
 import { fsReason } from '../util/files';
 import { readRows } from '../data/rows';
@@ -56,8 +57,27 @@ function* jsonLines(path: string): Generator<[string, number]> {
 const MAX_LINE_CHARS = 64e6;
 
 /** `--tokenized` rows; ids past maxTokens are cut from the right (as `tokenizer(..., truncation=True)`), counted. */
-export function readTokenized(path: string, numLabels: number, vocabSize: number, maxTokens = Infinity): LoadedRows {
+/** How many bytes of token ids the rows may take: half of this machine's memory (ARENAKIT_TRAIN_ROWS_MAX_BYTES overrides). */
+export function rowsMemoryLimit(): number {
+  const v = Number(process.env.ARENAKIT_TRAIN_ROWS_MAX_BYTES);
+  return Number.isFinite(v) && v > 0 ? v : totalmem() / 2;
+}
+
+const gb = (b: number) => (b >= 1e9 ? `${(b / 1e9).toFixed(2)} GB` : `${(b / 1e6).toFixed(1)} MB`);
+
+/**
+ * `--tokenized` rows; ids past maxTokens are cut from the right (as `tokenizer(..., truncation=True)`),
+ * counted. Ids are kept as 4-byte integers; rows past `maxBytes` of them are refused with the line reached.
+ */
+export function readTokenized(
+  path: string,
+  numLabels: number,
+  vocabSize: number,
+  maxTokens = Infinity,
+  maxBytes = rowsMemoryLimit(),
+): LoadedRows {
   const rows: Example[] = [];
+  let bytes = 0;
   const warnings: string[] = [];
   let truncated = 0;
   for (const [text, lineNo] of jsonLines(path)) {
@@ -88,10 +108,15 @@ export function readTokenized(path: string, numLabels: number, vocabSize: number
       continue;
     }
     if (ids.length > maxTokens) truncated++;
-    rows.push({
-      inputIds: (ids.length > maxTokens ? ids.slice(0, maxTokens) : ids) as number[],
-      label: label as number,
-    });
+    const kept = Int32Array.from((ids.length > maxTokens ? ids.slice(0, maxTokens) : ids) as number[]);
+    bytes += kept.byteLength + 96; // the ids and the row's own objects
+    if (bytes > maxBytes)
+      throw new TrainDataError(
+        `${where}: the ${rows.length} rows read so far take ${gb(bytes)} as token ids, past the ${gb(maxBytes)} this run allows ` +
+          `(half of this machine's memory unless ARENAKIT_TRAIN_ROWS_MAX_BYTES says otherwise; training needs the rest). ` +
+          'Split the file, lower --max-tokens (rows are cut to it as they are read), or train on a machine with more memory',
+      );
+    rows.push({ inputIds: kept, label: label as number });
   }
   if (truncated)
     warnings.push(

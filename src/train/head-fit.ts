@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import type { ModelConfig, WeightSource } from '../types';
 import { fmt } from '../util/progress';
 import { writeAdapter } from './adapter';
+import { finishOut } from './output';
 import { writeTrainingRecord } from './checkpoint';
 import type { LoadedRows } from './data';
 import { batchFeeds, type Example, type Feeds } from './feeds';
@@ -111,12 +112,14 @@ export async function headOnly(
     );
   }
   await hs.release();
-  writeAdapter(out, { spec, params, config: c, pissaStart: null, baseModelNameOrPath: resolve(o.base), labels });
-  writeTrainingRecord(out, o, {
-    rows: train.rows.length,
-    head_fit: { steps, start_loss: startLoss, loss },
-    valid: result.valid,
-    seconds: result.seconds,
+  await finishOut(out, (dir) => {
+    writeAdapter(dir, { spec, params, config: c, pissaStart: null, baseModelNameOrPath: resolve(o.base), labels });
+    writeTrainingRecord(dir, o, {
+      rows: train.rows.length,
+      head_fit: { steps, start_loss: startLoss, loss },
+      valid: result.valid,
+      seconds: result.seconds,
+    });
   });
   return result;
 }

@@ -2,14 +2,17 @@
 // src/model/lora.ts; the trainable head, modules_to_save) and the starting values: PEFT defaults
 // (A kaiming-uniform, B zeros), an existing adapter, or PiSSA (SVD of W; the residual becomes the
 // frozen base). Names are adapter-file keys, as PEFT saves them.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelConfig, WeightSource } from '../types';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from '../weights/peft';
 import { openSafetensors } from '../weights/safetensors';
+import { readJsonObject } from '../weights/checks';
+import { parseAdapterConfig } from '../weights/peft-config';
 import {
   checkpointLinears,
   expandTargets,
+  isTargeted,
   loraKeys,
   loraScale,
   PEFT_PREFIX,
@@ -219,19 +222,22 @@ export function overlay(base: WeightSource, over: Map<string, Float32Array>): We
   };
 }
 
-/** An existing PEFT adapter folder: its settings (as LoraSettings) and tensors by adapter key. */
-export function readAdapter(dir: string): { settings: LoraSettings; params: Params; init: unknown } {
+/**
+ * An existing PEFT adapter folder: its settings (as LoraSettings) and tensors by adapter key. The config
+ * goes through import's parser (src/weights/peft-config.ts), so every feature import refuses (DoRA,
+ * LoftQ, lora_bias, layer_replication, ...) is refused here too. A regex target_modules is taken as the
+ * module names and layers it selects on `c`'s linears, which must be every (name, layer) pair of them:
+ * anything else cannot be written as target_modules + layers_to_transform and is refused.
+ */
+export function readAdapter(dir: string, c?: ModelConfig): { settings: LoraSettings; params: Params; init: unknown } {
   const cfgFile = join(dir, ADAPTER_CONFIG_FILE);
   const wFile = join(dir, ADAPTER_WEIGHTS_FILE);
   if (!existsSync(cfgFile) || !existsSync(wFile))
     throw new LoraSetupError(
       `${dir}: needs adapter_config.json and adapter_model.safetensors (a folder PEFT's save_pretrained wrote)`,
     );
-  const j = JSON.parse(readFileSync(cfgFile, 'utf8'));
-  if (j.peft_type !== 'LORA')
-    throw new LoraSetupError(
-      `${cfgFile}: peft_type ${JSON.stringify(j.peft_type)}; only LORA adapters continue training`,
-    );
+  const j = readJsonObject(cfgFile, "pass the folder PEFT's save_pretrained wrote");
+  const cfg = parseAdapterConfig(j, cfgFile);
   const f = openSafetensors(wFile);
   const params: Params = new Map();
   try {
@@ -239,29 +245,61 @@ export function readAdapter(dir: string): { settings: LoraSettings; params: Para
   } finally {
     f.close();
   }
-  let targets: string[] = typeof j.target_modules === 'string' ? [j.target_modules] : j.target_modules;
-  let layers: number[] | null =
-    j.layers_to_transform === null || j.layers_to_transform === undefined ? null : [j.layers_to_transform].flat();
-  if (typeof j.target_modules === 'string' && j.target_modules !== 'all-linear') {
-    // A regex (how writeAdapter saves layers_to_transform): the LoRA tensors present say which modules it named.
-    const found = [...params.keys()]
-      .map((k) => /\.layers\.(\d+)\.\w+\.(\w+)\.lora_A\.weight$/.exec(k))
-      .filter((m) => m !== null);
-    targets = [...new Set(found.map((m) => m![2]))];
-    layers = [...new Set(found.map((m) => Number(m![1])))].sort((a, b) => a - b);
+  let targets: string[] = typeof cfg.targetModules === 'string' ? [cfg.targetModules] : cfg.targetModules;
+  const ltt = cfg.layersToTransform;
+  let layers: number[] | null = ltt === null || (Array.isArray(ltt) && !ltt.length) ? null : [ltt].flat();
+  if (typeof cfg.targetModules === 'string' && cfg.targetModules !== 'all-linear') {
+    const picked = c
+      ? checkpointLinears(c)
+          .filter((m) => isTargeted(cfg, m.module))
+          .map((m) => ({ name: m.name, layer: peftLayerIndex(m.module)! }))
+      : // without the model: the LoRA tensors present say which modules it named
+        [...params.keys()]
+          .map((k) => /\.layers\.(\d+)\.\w+\.(\w+)\.lora_A\.weight$/.exec(k))
+          .filter((m) => m !== null)
+          .map((m) => ({ name: m![2], layer: Number(m![1]) }));
+    targets = [...new Set(picked.map((m) => m.name))];
+    layers = [...new Set(picked.map((m) => m.layer))].sort((a, b) => a - b);
+    if (!picked.length || picked.length !== targets.length * layers.length)
+      throw new LoraSetupError(
+        `${cfgFile}: target_modules regex ${JSON.stringify(cfg.targetModules)} selects ${picked.length} module(s) ` +
+          `(${picked
+            .slice(0, 4)
+            .map((m) => `layer ${m.layer} ${m.name}`)
+            .join(
+              ', ',
+            )}${picked.length > 4 ? ', ...' : ''}), not every pairing of the names ${JSON.stringify(targets)} with the layers ${JSON.stringify(layers)}; ` +
+          'training cannot continue it (import can merge it): list target_modules and layers_to_transform instead',
+      );
   }
   const settings: LoraSettings = {
-    r: j.r,
-    lora_alpha: j.lora_alpha,
-    lora_dropout: j.lora_dropout ?? 0,
+    r: cfg.r,
+    lora_alpha: cfg.loraAlpha,
+    lora_dropout: (j.lora_dropout ?? 0) as number,
     target_modules: targets,
     layers_to_transform: layers,
-    use_rslora: j.use_rslora ?? false,
-    modules_to_save: (j.modules_to_save ?? []).includes('score') ? ['score'] : [],
-    ...(Object.keys(j.rank_pattern ?? {}).length ? { rank_pattern: j.rank_pattern } : {}),
-    ...(Object.keys(j.alpha_pattern ?? {}).length ? { alpha_pattern: j.alpha_pattern } : {}),
+    use_rslora: cfg.useRslora,
+    modules_to_save: cfg.modulesToSave.includes('score') ? ['score'] : [],
+    ...(Object.keys(cfg.rankPattern).length ? { rank_pattern: cfg.rankPattern } : {}),
+    ...(Object.keys(cfg.alphaPattern).length ? { alpha_pattern: cfg.alphaPattern } : {}),
   };
+  if (!(typeof settings.lora_dropout === 'number' && settings.lora_dropout >= 0 && settings.lora_dropout < 1))
+    throw new LoraSetupError(`${cfgFile}: lora_dropout ${JSON.stringify(j.lora_dropout)}: expected 0 <= p < 1`);
   return { settings, params, init: j.init_lora_weights };
+}
+
+/** An --adapter folder to continue: readAdapter, and its settings planned on `c` (errors name the adapter's config file). */
+export function adapterSettings(
+  dir: string,
+  c: ModelConfig,
+): { settings: LoraSettings; params: Params; init: unknown; spec: TrainableSpec } {
+  const ad = readAdapter(dir, c);
+  try {
+    return { ...ad, spec: planLora(c, ad.settings) };
+  } catch (e) {
+    if (e instanceof LoraSetupError) throw new LoraSetupError(`${join(dir, ADAPTER_CONFIG_FILE)}: ${e.message}`);
+    throw e;
+  }
 }
 
 /** Checks that `params` holds exactly the tensors `spec` trains, with the right sizes. */

@@ -2,11 +2,14 @@
 // LoRA setup, data, the epoch/step loop of HF Trainer (shuffle, micro-batches, accumulation, clip,
 // AdamW, schedule), progress with loss / lr / ETA, checkpoints + resume (checkpoint.ts), validation log
 // loss per epoch, and the PEFT adapter folder at the end; `--train head` hands over to head-fit.ts.
-import { mkdirSync, appendFileSync, rmSync } from 'node:fs';
-import { assertOutDir } from '../util/files';
+import { existsSync, rmSync } from 'node:fs';
+import { appendLog, finishOut, prepareOut, RUNNING_LOG, writeFailure } from './output';
+import { assertOutDir, recoverDir } from '../util/files';
 import { join, resolve } from 'node:path';
 import type { Activation, ModelConfig, WeightSource } from '../types';
-import { openCheckpoint } from '../weights/safetensors';
+import { openCheckpoint, type Checkpoint } from '../weights/safetensors';
+import { finiteSource } from '../weights/checks';
+import { checkAdapter, openAdapter } from '../weights/peft';
 import { writeAdapter } from './adapter';
 import { loadBase } from './base';
 import { loadCheckpoint, runFingerprint, saveCheckpoint, writeTrainingRecord } from './checkpoint';
@@ -23,7 +26,7 @@ import {
   pissaInit,
   pissaSettings,
   planLora,
-  readAdapter,
+  adapterSettings,
   type LoraSettings,
   type Params,
 } from './lora';
@@ -142,6 +145,17 @@ async function loadRows(
   return r;
 }
 
+/** The --adapter folder through import's checks against the base (src/weights/peft.ts), before any work. */
+function checkTrainAdapter(dir: string, ck: Checkpoint, numLabels: number | undefined): void {
+  const ad = openAdapter(resolve(dir));
+  try {
+    const heads = [...ad.saved.keys()].filter((n) => /^score\./.test(n));
+    checkAdapter(ad, { names: ck.names, shape: (n) => ck.info(n).shape }, heads, numLabels ?? ad.labels?.length);
+  } finally {
+    ad.close();
+  }
+}
+
 /** A run whose loss, gradients or weights stopped being finite: stopped before any adapter is written. */
 export class TrainDivergedError extends Error {
   override name = 'TrainDivergedError';
@@ -181,8 +195,22 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     ],
     ['adapter_config.json', 'training.json', 'checkpoint'],
   );
-  mkdirSync(out, { recursive: true });
+  recoverDir(out);
+  // A folder this run created goes again when it fails before its first checkpoint: nothing partial stays.
+  const created = !existsSync(out);
+  try {
+    return await trainInto(o, out);
+  } catch (e) {
+    if (created && !existsSync(join(out, 'checkpoint'))) rmSync(out, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+async function trainInto(o: TrainOptions, out: string): Promise<TrainResult> {
+  prepareOut(out);
   const ck = openCheckpoint(o.base);
+  // import's adapter checks: config features (DoRA, ...), every tensor placed on a base tensor of its shape, finite
+  if (o.adapter) checkTrainAdapter(o.adapter, ck, o.numLabels);
   const { config: c, labelIndex, extra, labels } = loadBase(o.base, ck, o);
   // The recipe is resolved (and checked) once, and recorded in training.json for import.
   o = {
@@ -194,10 +222,11 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     // ---- trainable tensors and their starting values
     let settings = o.lora;
     let params: Params;
-    let weights: WeightSource = extra.size ? (name) => extra.get(name) ?? ck.get(name) : ck.get;
+    const base = finiteSource(ck.get, (n) => ck.info(n).file);
+    let weights: WeightSource = extra.size ? (name) => extra.get(name) ?? base(name) : base;
     let pissaStart: Params | null = null;
     if (o.adapter) {
-      const ad = readAdapter(o.adapter);
+      const ad = adapterSettings(o.adapter, c);
       if (ad.init !== true && ad.init !== false && ad.init !== undefined && ad.init !== 'gaussian')
         throw new LoraSetupError(
           `${o.adapter}: init_lora_weights ${JSON.stringify(ad.init)} needs its residual base; save it converted (PEFT path_initial_model_for_weight_conversion) first`,
@@ -268,10 +297,15 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       done = loadCheckpoint(ckDir, params, state, train.rows.length, fingerprint).step;
       o.log(`train: resumed at step ${done}`);
     }
-    const logFile = join(out, 'train_log.jsonl');
     if (!o.resume) {
-      rmSync(logFile, { force: true });
-      writeTrainingRecord(out, o, { status: 'running' }); // marks the folder as this command's from the start
+      rmSync(join(out, RUNNING_LOG), { force: true });
+      // marks a new folder as this command's from the start; a previous run's output stays whole until the swap
+      if (!existsSync(join(out, 'adapter_config.json')))
+        try {
+          writeTrainingRecord(out, o, { status: 'running' });
+        } catch (e) {
+          throw writeFailure(e, join(out, 'training.json'));
+        }
     }
 
     const result: TrainResult = { steps: 0, seconds: 0, secondsPerStep: 0, log: [], valid: [] };
@@ -309,22 +343,31 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
         stepSeconds += (Date.now() - ts) / 1000;
         result.log.push(s);
         const per = stepSeconds / ran;
-        appendFileSync(
-          logFile,
-          JSON.stringify({ step, epoch: epoch + 1, loss: s.loss, lr, grad_norm: s.gradNorm, seconds_per_step: per }) +
-            '\n',
+        appendLog(
+          out,
+          JSON.stringify({ step, epoch: epoch + 1, loss: s.loss, lr, grad_norm: s.gradNorm, seconds_per_step: per }),
         );
         o.log(
           `train: step ${step}/${total} epoch ${epoch + 1} loss ${s.loss.toFixed(4)} lr ${lr.toExponential(2)} grad-norm ${s.gradNorm.toFixed(3)} ` +
             `${per.toFixed(2)} s/step ETA ${fmt(per * (total - step))}`,
         );
         if (o.checkpointEvery > 0 && step % o.checkpointEvery === 0)
-          saveCheckpoint(ckDir, params, state, { step, adamT: state.t, rows: train.rows.length, fingerprint }, shapes);
+          try {
+            saveCheckpoint(
+              ckDir,
+              params,
+              state,
+              { step, adamT: state.t, rows: train.rows.length, fingerprint },
+              shapes,
+            );
+          } catch (e) {
+            throw writeFailure(e, ckDir);
+          }
       }
       if (valid && evalSession && step > done) {
         const ll = await logLoss(c, evalSession, params, valid.rows, o.batchSize);
         result.valid.push({ epoch: epoch + 1, logLoss: ll });
-        appendFileSync(logFile, JSON.stringify({ epoch: epoch + 1, valid_log_loss: ll }) + '\n');
+        appendLog(out, JSON.stringify({ epoch: epoch + 1, valid_log_loss: ll }));
         o.log(
           `train: epoch ${epoch + 1} validation log loss ${ll.toFixed(4)} (${valid.rows.length} rows; uniform ${Math.log(c.numLabels).toFixed(4)})`,
         );
@@ -337,13 +380,15 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     result.secondsPerStep = ran ? stepSeconds / ran : 0;
 
     // ---- the adapter, and how it was made
-    writeAdapter(out, { spec, params, config: c, pissaStart, baseModelNameOrPath: resolve(o.base), labels });
-    writeTrainingRecord(out, o, {
-      rows: train.rows.length,
-      steps: step,
-      seconds: result.seconds,
-      final_loss: result.log.at(-1)?.loss ?? null,
-      valid: result.valid,
+    await finishOut(out, (dir) => {
+      writeAdapter(dir, { spec, params, config: c, pissaStart, baseModelNameOrPath: resolve(o.base), labels });
+      writeTrainingRecord(dir, o, {
+        rows: train.rows.length,
+        steps: step,
+        seconds: result.seconds,
+        final_loss: result.log.at(-1)?.loss ?? null,
+        valid: result.valid,
+      });
     });
     return result;
   } finally {

@@ -66,6 +66,17 @@ export function fsReason(e: unknown): string {
   return err?.code && why[err.code] ? `${why[err.code]} (${err.code})` : (err?.message ?? String(e));
 }
 
+/** An fs error while writing `path` as one OutputError naming it (other errors pass through). */
+export function writeFailure(e: unknown, path: string): Error {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  if (e instanceof OutputError || typeof code !== 'string') return e as Error;
+  const at = (e as NodeJS.ErrnoException).path;
+  return new OutputError(
+    `${path}: cannot be written (${fsReason(e)}${at && resolve(at) !== resolve(path) ? ` at ${at}` : ''}); ` +
+      'nothing partial was left there. Free space or choose a writable location',
+  );
+}
+
 /**
  * Checks that `path` can be written as a file: not a directory, its folder creatable and writable
  * (probed by writing and removing a temporary file). `what` names the option in the message.

@@ -7,16 +7,17 @@ import { outcomeOf, TASKS } from '../task/task';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { chooseRecipe, readTrainedSettings, type Recipe } from '../format/recipe';
-import { familyOf, requiredNames } from '../model/families';
+import { familyOf } from '../model/families';
 import { chooseScoreHead, defaultLabels, hfLabelNames, labelKeys } from '../model/heads';
 import type { AttentionVariant } from '../model/lower';
-import type { Activation, HeadSpec, HostTensor, ModelConfig, WeightSource } from '../types';
+import type { Activation, HeadSpec, ModelConfig, WeightSource } from '../types';
 import { defaultAccuracyLevel, defaultBlockSize, type AccuracyLevel, type BlockSize } from '../quant/nbits';
 import { sha256Files, type GraphKind, type Quantization } from './manifest';
 import { parseHfConfig } from './hfconfig';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, checkAdapter, mergedSource, openAdapter, type Adapter } from './peft';
 import { openCheckpoint, type Checkpoint } from './safetensors';
 import { writeWeightsDir } from './write';
+import { checkBase, finiteSource, readJsonObject, refuseUnused } from './checks';
 import { assertOutDir, replaceDir } from '../util/files';
 
 export class ImportError extends Error {
@@ -175,12 +176,7 @@ export async function importCheckpoint(opts: ImportOptions): Promise<ImportResul
   ], 'manifest.json');
   const configFile = join(base, 'config.json');
   if (!existsSync(configFile)) throw new ImportError(`${base}: no config.json; --base must be a Hugging Face model folder (save_pretrained output)`);
-  let hf: Record<string, unknown>;
-  try {
-    hf = JSON.parse(readFileSync(configFile, 'utf8'));
-  } catch (e) {
-    throw new ImportError(`${configFile}: not valid JSON (${(e as Error).message})`);
-  }
+  let hf = readJsonObject(configFile, 'fix or re-save the model folder (save_pretrained)');
   const adapter: Adapter | null = opts.adapter ? openAdapter(resolve(opts.adapter)) : null;
   let ckpt: Checkpoint | null = null;
   try {
@@ -296,14 +292,7 @@ async function importWith(
     const labels =
       config.head.kind === 'label-tokens' && !opts.labels ? defaultLabels(config.numLabels) : chooseLabels(config, hf, opts.labels, join(base, 'config.json'));
     const have = new Set(ckpt.names);
-    const required = requiredNames(config);
-    for (const n of required)
-      if (!have.has(n) && !adapter?.saved.has(n))
-        throw new ImportError(
-          `${base}: checkpoint has no tensor "${n}", which ${config.architecture} with num_hidden_layers = ${config.numLayers} needs` +
-            (/^score\./.test(n) ? ' (a causal-LM base needs an adapter whose modules_to_save holds "score", or --label-tokens)' : ''),
-        );
-    refuseUnused(ckpt.names, required, `${base}`, config);
+    const required = checkBase({ names: ckpt.names, shape: (n) => ckpt.info(n).shape }, config, base, join(base, 'config.json'), new Set(adapter?.saved.keys() ?? []));
     let weights: WeightSource = finiteSource(ckpt.get, (n) => ckpt.info(n).file);
     if (adapter) {
       warnings.push(...adapter.config.warnings);
@@ -355,39 +344,4 @@ async function importWith(
     const seconds = (Date.now() - t0) / 1000;
     return { out: resolve(opts.out), config, sourceBytes, seconds, warnings };
   }
-}
-
-/** Tensors a checkpoint may hold that no graph reads, and why that loses nothing. */
-const IGNORABLE: { re: RegExp; why: string }[] = [
-  { re: /^lm_head\.weight$/, why: 'the language-model head of a causal-LM base imported as a classifier' },
-  { re: /\.rotary_emb\.inv_freq$/, why: 'rotary frequencies (recomputed from rope_theta)' },
-];
-
-/** Refuses checkpoint (or adapter) tensors the graph would not use: silently dropping them changes the model. */
-function refuseUnused(names: string[], required: string[], where: string, c: ModelConfig): void {
-  const need = new Set(required);
-  const unused = names.filter((n) => !need.has(n) && !IGNORABLE.some((i) => i.re.test(n)));
-  if (unused.length)
-    throw new ImportError(
-      `${where}: ${unused.length} tensor(s) the ${c.architecture} graph (num_hidden_layers = ${c.numLayers}) would not use: ` +
-        `${unused.slice(0, 8).join(', ')}${unused.length > 8 ? ', ...' : ''}; importing would drop them and change the model ` +
-        '(check num_hidden_layers and the architecture in config.json)',
-    );
-}
-
-/** Wraps a source so every tensor read is checked for NaN / Inf, naming the tensor and its file. */
-function finiteSource(get: WeightSource, fileOf: (name: string) => string): WeightSource {
-  const check = (name: string, t: HostTensor, what = '') => {
-    const d = t.data;
-    for (let i = 0; i < d.length; i++)
-      if (!Number.isFinite(d[i]))
-        throw new ImportError(`${fileOf(name)}: tensor "${name}"${what} holds ${d[i]} at flat index ${i}; a non-finite weight makes every prediction NaN. Fix or re-export the checkpoint`);
-    return t;
-  };
-  const whole = (name: string) => check(name, get(name));
-  const { rows, shape } = get;
-  return Object.assign(whole, {
-    ...(shape ? { shape } : {}),
-    ...(rows ? { rows: (name: string, start: number, count: number) => check(name, rows(name, start, count), ` (rows ${start}..${start + count - 1})`) } : {}),
-  });
 }

@@ -2,7 +2,7 @@
 // little-endian header length, JSON header padded with spaces to a multiple of 8 (as the reference
 // implementation does), tensors in name order. Written to a temporary file and renamed, so a
 // crash never leaves a half-written file under the final name.
-import { closeSync, openSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 
 export function writeSafetensors(path: string, tensors: Map<string, { shape: number[]; data: Float32Array }>, metadata: Record<string, string> = {}): void {
   const names = [...tensors.keys()].sort();
@@ -23,6 +23,7 @@ export function writeSafetensors(path: string, tensors: Map<string, { shape: num
   len.writeBigUInt64LE(BigInt(hb.length));
   const tmp = `${path}.tmp`;
   const fd = openSync(tmp, 'w');
+  let ok = false;
   try {
     const put = (b: Uint8Array) => {
       let done = 0;
@@ -34,8 +35,15 @@ export function writeSafetensors(path: string, tensors: Map<string, { shape: num
       const d = tensors.get(n)!.data;
       put(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
     }
+    ok = true;
   } finally {
     closeSync(fd);
+    if (!ok) rmSync(tmp, { force: true }); // a full disk leaves no partial file
   }
-  renameSync(tmp, path);
+  try {
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
 }

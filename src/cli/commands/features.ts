@@ -4,7 +4,7 @@ import { statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { dataColumns, readRows } from '../../data/rows';
-import { assertOutDir } from '../../util/files';
+import { assertOutDir, replaceDir, writeFailure } from '../../util/files';
 import { writePredictions } from '../../data/submission';
 import { detectTask } from '../../task/task';
 import { crossValidateFeatures, FeatureModelError, trainFeatureModel, writeFeatureModel } from '../../features/model';
@@ -68,36 +68,44 @@ export async function run(argv: string[]): Promise<void> {
       `features: ${folds}-fold CV log loss on ${rows.length} rows: gbdt ${cv.gbdt.toFixed(5)}, difference buckets ${cv.buckets.toFixed(5)}, class shares ${cv.prior.toFixed(5)} (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
     );
   const model = trainFeatureModel(rows, task, opts);
-  const manifest = writeFeatureModel(
-    values.out,
-    model,
-    {
-      command: `features ${argv.join(' ')}`,
-      seed,
-      data: { file: resolve(values.data), bytes: statSync(values.data).size, rows: rows.length },
-      options: model.gbdt.options,
-      task: task.name,
-      cv: cv
-        ? {
-            folds,
-            seed,
-            gbdt: cv.gbdt,
-            buckets: cv.buckets,
-            prior: cv.prior,
-            ...(task.metric.name === 'accuracy'
-              ? { gbdtAccuracy: cv.gbdtAccuracy, longerAccuracy: cv.longerAccuracy }
-              : {}),
-          }
-        : null,
-    },
-    task,
-  );
-  if (cv)
-    writePredictions(
-      join(values.out, 'oof.csv'),
-      rows.map((r) => r.id),
-      cv.oof,
+  const out = resolve(values.out);
+  const data = values.data;
+  // Built beside --out and swapped in whole: a full or read-only disk leaves the old folder (or none), named.
+  const manifest = await replaceDir(out, (dir) => {
+    const m = writeFeatureModel(
+      dir,
+      model,
+      {
+        command: `features ${argv.join(' ')}`,
+        seed,
+        data: { file: resolve(data), bytes: statSync(data).size, rows: rows.length },
+        options: model.gbdt.options,
+        task: task.name,
+        cv: cv
+          ? {
+              folds,
+              seed,
+              gbdt: cv.gbdt,
+              buckets: cv.buckets,
+              prior: cv.prior,
+              ...(task.metric.name === 'accuracy'
+                ? { gbdtAccuracy: cv.gbdtAccuracy, longerAccuracy: cv.longerAccuracy }
+                : {}),
+            }
+          : null,
+      },
       task,
     );
+    if (cv)
+      writePredictions(
+        join(dir, 'oof.csv'),
+        rows.map((r) => r.id),
+        cv.oof,
+        task,
+      );
+    return m;
+  }).catch((e) => {
+    throw writeFailure(e, out);
+  });
   console.log(`features: wrote ${values.out} (${Object.keys(manifest.files).join(', ')}${cv ? ', oof.csv' : ''})`);
 }

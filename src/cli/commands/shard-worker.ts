@@ -6,12 +6,15 @@ import { readFileSync } from 'node:fs';
 import type { ArenaRow } from '../../types';
 import { openHandle, openSpec, type ModelHandle } from '../../infer/model';
 import type { FromWorker, ToWorker, WorkerInit } from '../../infer/shards';
+import { startHeartbeat } from '../../infer/heartbeat';
 
 export async function run(): Promise<void> {
   if (!process.send) throw new Error('_shard-worker is started by predict/validate --devices, not by hand');
   const send = (m: FromWorker) => process.send!(m);
   // The parent is gone (killed, crashed): stop at once instead of scoring for nobody.
   process.on('disconnect', () => process.exit(0));
+  // Heartbeats from a thread of their own: the parent ends a worker that falls silent (src/infer/heartbeat.ts).
+  startHeartbeat();
   let init: WorkerInit | undefined;
   let rows: ArenaRow[] = [];
   const handles = new Map<number, ModelHandle>();

@@ -1,4 +1,4 @@
-// `npm run fuzz [-- --seconds 600 --cases 10000 --seed 1 --only csv,parquet,safetensors,jsonl,adapter-config,train-checkpoint --case N --skip N,M]`: seeded
+// `npm run fuzz [-- --seconds 600 --cases 10000 --seed 1 --only csv,parquet,safetensors,jsonl,adapter-config,train-checkpoint,train-base --case N --skip N,M]`: seeded
 // mutation fuzzing of the readers that take files from outside. CSV cases are built from real rows
 // of ../shared/data/arena-sample-999.csv and then broken (byte flips, cut or extra quotes, huge
 // cells, BOMs, UTF-16, NULs, invalid UTF-8, bad JSON, duplicate ids, missing or repeated columns,
@@ -25,7 +25,7 @@ import type { ReadRowsResult } from '../src/types';
 
 /** The only errors a reader may throw on bad input: each names the file and what to fix. */
 export const ALLOWED_ERRORS: Record<
-  'csv' | 'parquet' | 'safetensors' | 'jsonl' | 'adapter-config' | 'train-checkpoint',
+  'csv' | 'parquet' | 'safetensors' | 'jsonl' | 'adapter-config' | 'train-checkpoint' | 'train-base',
   string[]
 > = {
   csv: ['RowsError'],
@@ -35,6 +35,7 @@ export const ALLOWED_ERRORS: Record<
   jsonl: ['TrainDataError'],
   'adapter-config': ['AdapterError', 'CheckpointError', 'LoraSetupError', 'SafetensorsError'],
   'train-checkpoint': ['LoraSetupError', 'SafetensorsError'],
+  'train-base': ['CheckpointError', 'HfConfigError', 'LoraSetupError', 'HeadError', 'FamilyError'],
 };
 export const WSDM_TRAIN = resolve(__dirname, '..', '..', 'shared', 'data', 'wsdm-sample-train.parquet');
 
@@ -648,6 +649,8 @@ async function main(): Promise<void> {
     results.push(await train.fuzzAdapterConfig({ seed, cases, seconds, only, skip }));
   if (targets.includes('train-checkpoint'))
     results.push(await train.fuzzTrainCheckpoint({ seed, cases, seconds, only, skip }));
+  if (targets.includes('train-base'))
+    results.push(await (await import('./fuzz-train-base')).fuzzTrainBase({ seed, cases, seconds, only, skip }));
   for (const r of results) {
     console.log(
       `fuzz ${r.target}: ${r.cases} cases in ${r.seconds.toFixed(1)} s (seed ${r.seed}): ${r.ok} read, ` +

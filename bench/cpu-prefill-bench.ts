@@ -1,0 +1,217 @@
+// CPU prefill benchmark (issue 21): the kit's CPU graphs on a Llama-architecture model with Gemma-2-2B widths
+// (hidden 2304, intermediate 9216, 8 heads / 4 KV heads, head_dim 256, 4 layers, vocab 32000), weights from a
+// seed (normal, std 0.02 = HF's initializer_range; norms 1), one forward per row, logits at the last token.
+// Settings: fp32, int8 / int4 x accuracy_level 0 / 4 x block 32 / 128. Interleaved rounds (the order rotates
+// each round), tokens/s per setting as the median over rounds, and ratios paired within a round.
+// Also: the accuracy cost of each setting (max |logit diff| against the fp32 graph on the same rows), the
+// 16-row batched set (batch 1 vs one padded batch), and the session start from the plain vs the saved
+// optimized graph (src/infer/optimized.ts).
+// Run: `npx tsx bench/cpu-prefill-bench.ts [--rounds 5] [--threads 2] [--only int8,int4] [--len 512]`
+// (needs ~6 GB of memory and ~1.5 GB under os.tmpdir(); nothing is kept).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { writeModel } from '../src/graph/serialise';
+import { externalStore } from '../src/graph/store';
+import { buildDecoderGraph } from '../src/model/lower';
+import type { HostTensor, LinearFormat, ModelConfig, WeightSource } from '../src/types';
+import { forName } from '../src/util/rng';
+import { parseHfConfig } from '../src/weights/hfconfig';
+
+/** The issue's bench model as an HF config (LlamaForSequenceClassification, 3 labels). */
+export function benchConfig(layers = 4): ModelConfig {
+  return parseHfConfig(
+    {
+      architectures: ['LlamaForSequenceClassification'],
+      model_type: 'llama',
+      hidden_size: 2304,
+      intermediate_size: 9216,
+      num_hidden_layers: layers,
+      num_attention_heads: 8,
+      num_key_value_heads: 4,
+      head_dim: 256,
+      hidden_act: 'silu',
+      rms_norm_eps: 1e-5,
+      rope_theta: 10000,
+      max_position_embeddings: 4096,
+      vocab_size: 32000,
+      pad_token_id: 0,
+      tie_word_embeddings: false,
+      attention_bias: false,
+      mlp_bias: false,
+      id2label: { 0: 'winner_model_a', 1: 'winner_model_b', 2: 'winner_tie' },
+      label2id: { winner_model_a: 0, winner_model_b: 1, winner_tie: 2 },
+      torch_dtype: 'float32',
+    },
+    'bench-config.json',
+  );
+}
+
+/** Seeded weights by HF name (each tensor its own stream), cached: every setting reads the same values. */
+export function benchWeights(c: ModelConfig, seed: number): WeightSource {
+  const cache = new Map<string, HostTensor>();
+  const H = c.hiddenSize;
+  const shapeOf = (n: string): number[] => {
+    if (n === 'model.embed_tokens.weight') return [c.vocabSize, H];
+    if (n === 'score.weight') return [c.numLabels, H];
+    if (/norm\.weight$/.test(n)) return [H];
+    if (/q_proj/.test(n)) return [c.numHeads * c.headDim, H];
+    if (/[kv]_proj/.test(n)) return [c.numKvHeads * c.headDim, H];
+    if (/o_proj/.test(n)) return [H, c.numHeads * c.headDim];
+    if (/(gate|up)_proj/.test(n)) return [c.intermediateSize, H];
+    if (/down_proj/.test(n)) return [H, c.intermediateSize];
+    throw new Error(`bench model: no tensor "${n}"`);
+  };
+  return (name: string) => {
+    let t = cache.get(name);
+    if (!t) {
+      const shape = shapeOf(name);
+      const data = new Float32Array(shape.reduce((a, d) => a * d, 1));
+      if (/norm\.weight$/.test(name)) data.fill(1);
+      else {
+        const rng = forName(seed, name);
+        for (let i = 0; i < data.length; i++) data[i] = rng.normal() * 0.02;
+      }
+      t = { shape, data };
+      cache.set(name, t);
+    }
+    return t;
+  };
+}
+
+export interface Setting {
+  name: string;
+  linear: LinearFormat;
+  accuracyLevel?: number;
+}
+
+const nb = (bits: 4 | 8, blockSize: 32 | 128): LinearFormat => ({ kind: 'nbits', bits, blockSize, symmetric: true });
+export const SETTINGS: Setting[] = [
+  { name: 'fp32', linear: { kind: 'float' } },
+  { name: 'int8 b32 L0', linear: nb(8, 32), accuracyLevel: 0 },
+  { name: 'int8 b32 L4', linear: nb(8, 32), accuracyLevel: 4 },
+  { name: 'int8 b128 L4', linear: nb(8, 128), accuracyLevel: 4 },
+  { name: 'int4 b32 L0', linear: nb(4, 32), accuracyLevel: 0 },
+  { name: 'int4 b32 L4', linear: nb(4, 32), accuracyLevel: 4 },
+  { name: 'int4 b128 L4', linear: nb(4, 128), accuracyLevel: 4 },
+];
+
+/** Writes a setting's graph (external data beside it); returns the .onnx path. */
+export function writeBenchGraph(dir: string, c: ModelConfig, w: WeightSource, s: Setting): string {
+  const file = join(dir, `${s.name.replace(/\s+/g, '_')}.onnx`);
+  const store = externalStore(file + '.data');
+  try {
+    const g = buildDecoderGraph(c, w, {
+      linear: s.linear,
+      activations: 'float32',
+      accuracyLevel: s.accuracyLevel,
+      store,
+      maxTokens: 2048,
+      maxSeqLen: 2048,
+      embedding: s.linear.kind === 'float' ? 'float32' : 'float16',
+    });
+    writeModel(file, g);
+  } finally {
+    store.close();
+  }
+  return file;
+}
+
+/** Seeded token rows (ids 1..31999), all real tokens. */
+export function benchRows(n: number, lengths: (i: number) => number, seed: number): number[][] {
+  const rng = forName(seed, 'rows');
+  return Array.from({ length: n }, (_, i) =>
+    Array.from({ length: lengths(i) }, () => 1 + Math.floor(rng.next() * 31999)),
+  );
+}
+
+/** One padded batch (right padding, pad 0) -> logits and seconds. */
+export async function runBatch(
+  s: ort.InferenceSession,
+  rows: number[][],
+): Promise<{ logits: Float32Array; s: number }> {
+  const B = rows.length;
+  const S = Math.max(...rows.map((r) => r.length));
+  const ids = new BigInt64Array(B * S);
+  const mask = new BigInt64Array(B * S);
+  rows.forEach((r, b) => r.forEach((t, i) => ((ids[b * S + i] = BigInt(t)), (mask[b * S + i] = 1n))));
+  const t0 = process.hrtime.bigint();
+  const out = await s.run({
+    input_ids: new ort.Tensor('int64', ids, [B, S]),
+    attention_mask: new ort.Tensor('int64', mask, [B, S]),
+  });
+  return { logits: out.logits.data as Float32Array, s: Number(process.hrtime.bigint() - t0) / 1e9 };
+}
+
+export const median = (a: number[]) => {
+  const s = [...a].sort((x, y) => x - y);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+export const maxAbs = (a: Float32Array, b: Float32Array) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
+
+function arg(name: string, def: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : def;
+}
+
+export async function cpuPrefillBench(): Promise<Record<string, unknown>> {
+  const rounds = Number(arg('rounds', '5'));
+  const threads = Number(arg('threads', '2'));
+  const len = Number(arg('len', '512'));
+  const only = arg('only', '');
+  const settings = SETTINGS.filter(
+    (s) => s.name === 'fp32' || !only || only.split(',').some((o) => s.name.includes(o)),
+  );
+  const c = benchConfig();
+  const w = benchWeights(c, 21);
+  const dir = mkdtempSync(join(tmpdir(), 'arenakit-prefill-'));
+  const sopt = { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' as const };
+  try {
+    const sessions = new Map<string, ort.InferenceSession>();
+    const start: Record<string, number> = {};
+    for (const s of settings) {
+      const file = writeBenchGraph(dir, c, w, s);
+      const t0 = Date.now();
+      sessions.set(s.name, await ort.InferenceSession.create(file, sopt));
+      start[s.name] = (Date.now() - t0) / 1000;
+      process.stderr.write(`built and loaded ${s.name} (session start ${start[s.name].toFixed(2)} s)\n`);
+    }
+    const row = benchRows(1, () => len, 1);
+    // accuracy: max |logit diff| against fp32 on 4 rows of `len` tokens (one batch)
+    const accRows = benchRows(4, () => len, 2);
+    const ref = (await runBatch(sessions.get('fp32')!, accRows)).logits;
+    const acc: Record<string, number> = {};
+    for (const s of settings) acc[s.name] = maxAbs((await runBatch(sessions.get(s.name)!, accRows)).logits, ref);
+    for (const s of settings) await runBatch(sessions.get(s.name)!, row); // warm-up
+    const tps: Record<string, number[]> = Object.fromEntries(settings.map((s) => [s.name, []]));
+    const ratio: Record<string, number[]> = Object.fromEntries(settings.map((s) => [s.name, []]));
+    for (let r = 0; r < rounds; r++) {
+      const order = settings.map((_, i) => settings[(i + r) % settings.length]);
+      const secs: Record<string, number> = {};
+      for (const s of order) secs[s.name] = (await runBatch(sessions.get(s.name)!, row)).s;
+      for (const s of settings) {
+        tps[s.name].push(len / secs[s.name]);
+        ratio[s.name].push(secs.fp32 / secs[s.name]);
+      }
+      process.stderr.write(
+        `round ${r + 1}: ${settings.map((s) => `${s.name} ${(len / secs[s.name]).toFixed(0)}`).join(', ')} tokens/s\n`,
+      );
+    }
+    const table = settings.map((s) => ({
+      setting: s.name,
+      tokens_per_s: Math.round(median(tps[s.name])),
+      vs_fp32: +median(ratio[s.name]).toFixed(2),
+      max_logit_diff_vs_fp32: +acc[s.name].toExponential(2),
+      session_start_s: +start[s.name].toFixed(2),
+    }));
+    for (const s of sessions.values()) await s.release();
+    return { model: 'Llama, Gemma-2-2B widths, 4 layers, vocab 32000, seed 21', threads, rounds, len, table };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// Run directly with tsx only: in the dist/bench.cjs bundle `require.main === module` holds for every module.
+if (process.argv[1] && /cpu-prefill-bench\.ts$/.test(process.argv[1]))
+  cpuPrefillBench().then((r) => console.log(JSON.stringify(r, null, 2)));

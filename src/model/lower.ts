@@ -43,6 +43,8 @@ export interface DecoderGraphOptions extends GraphOptions {
   embedChunkRows?: number;
   /** Rotary table length; default config.maxPositions. */
   maxSeqLen?: number;
+  /** Run the last layer beyond attention on each row's last real token only (default true; Lowering.lastTokenEarly). */
+  lastTokenEarly?: boolean;
   /** Longest input the graph will see (the manifest's maxTokens): windows at least this long are left out. */
   maxTokens?: number;
   /** MatMulNBits accuracy_level (0 = exact fp32 accumulate, 4 = int8 activations on CPU). */
@@ -145,6 +147,7 @@ function ortLowering(
   return {
     b,
     residualAdds,
+    lastTokenEarly: opts.lastTokenEarly ?? true,
     inputs() {
       ids = b.input('input_ids', 'int64', ['batch', 'seq']);
       mask = b.input('attention_mask', 'int64', ['batch', 'seq']);

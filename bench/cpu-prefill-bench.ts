@@ -18,6 +18,7 @@ import { buildDecoderGraph } from '../src/model/lower';
 import type { HostTensor, LinearFormat, ModelConfig, WeightSource } from '../src/types';
 import { forName } from '../src/util/rng';
 import { parseHfConfig } from '../src/weights/hfconfig';
+import { loadOptions, saveOptions, type OptimizedPaths } from '../src/infer/optimized';
 
 /** The issue's bench model as an HF config (LlamaForSequenceClassification, 3 labels). */
 export function benchConfig(layers = 4): ModelConfig {
@@ -84,6 +85,8 @@ export interface Setting {
   name: string;
   linear: LinearFormat;
   accuracyLevel?: number;
+  /** false: the whole last layer on every token (before issue 21). */
+  lastTokenEarly?: boolean;
 }
 
 const nb = (bits: 4 | 8, blockSize: 32 | 128): LinearFormat => ({ kind: 'nbits', bits, blockSize, symmetric: true });
@@ -95,7 +98,19 @@ export const SETTINGS: Setting[] = [
   { name: 'int4 b32 L0', linear: nb(4, 32), accuracyLevel: 0 },
   { name: 'int4 b32 L4', linear: nb(4, 32), accuracyLevel: 4 },
   { name: 'int4 b128 L4', linear: nb(4, 128), accuracyLevel: 4 },
+  { name: 'int8 b128 L4 whole-last', linear: nb(8, 128), accuracyLevel: 4, lastTokenEarly: false },
 ];
+/** The default CPU import (issue 21): int8, block 128, accuracy_level 4. */
+export const DEFAULT_SETTING = 'int8 b128 L4';
+/** GEMM peaks of this machine type measured in issue 21 (fp32 SGEMM, int8 VNNI), for the fraction-of-peak column. */
+const PEAK_GOPS = { float: 442, int8: 1012 };
+
+/** Multiply-add work of one row of S tokens through the linears (x2 = ops), the whole last layer counted. */
+export function linearOps(c: ModelConfig, S: number): number {
+  const H = c.hiddenSize;
+  const qkvo = H * c.headDim * (2 * c.numHeads + 2 * c.numKvHeads);
+  return 2 * S * c.numLayers * (qkvo + 3 * H * c.intermediateSize) + 2 * c.numLabels * H;
+}
 
 /** Writes a setting's graph (external data beside it); returns the .onnx path. */
 export function writeBenchGraph(dir: string, c: ModelConfig, w: WeightSource, s: Setting): string {
@@ -106,6 +121,7 @@ export function writeBenchGraph(dir: string, c: ModelConfig, w: WeightSource, s:
       linear: s.linear,
       activations: 'float32',
       accuracyLevel: s.accuracyLevel,
+      lastTokenEarly: s.lastTokenEarly,
       store,
       maxTokens: 2048,
       maxSeqLen: 2048,
@@ -149,6 +165,39 @@ export const median = (a: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 export const maxAbs = (a: Float32Array, b: Float32Array) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
+
+/** Session start of the default setting from the plain graph vs from its saved optimized graph (interleaved). */
+async function startBench(
+  dir: string,
+  c: ModelConfig,
+  w: WeightSource,
+  rounds: number,
+  sopt: ort.InferenceSession.SessionOptions,
+): Promise<Record<string, number>> {
+  const s = SETTINGS.find((x) => x.name === DEFAULT_SETTING)!;
+  const file = writeBenchGraph(dir, c, w, s);
+  const p: OptimizedPaths = { model: join(dir, 'opt.onnx'), partial: join(dir, 'opt.partial.onnx'), dataName: 'opt.data' };
+  const t0 = Date.now();
+  await (await ort.InferenceSession.create(file, { ...sopt, ...saveOptions(p) })).release();
+  const save = (Date.now() - t0) / 1000;
+  const plain: number[] = [];
+  const opt: number[] = [];
+  for (let r = 0; r < Math.max(3, rounds); r++)
+    for (const which of r % 2 ? ['opt', 'plain'] : ['plain', 'opt']) {
+      const t = Date.now();
+      const sess = await ort.InferenceSession.create(
+        which === 'plain' ? file : p.partial,
+        which === 'plain' ? sopt : { ...sopt, ...loadOptions },
+      );
+      (which === 'plain' ? plain : opt).push((Date.now() - t) / 1000);
+      await sess.release();
+    }
+  return {
+    plain_s: +median(plain).toFixed(3),
+    from_saved_optimized_s: +median(opt).toFixed(3),
+    first_start_saving_s: +save.toFixed(3),
+  };
+}
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -198,15 +247,45 @@ export async function cpuPrefillBench(): Promise<Record<string, unknown>> {
         `round ${r + 1}: ${settings.map((s) => `${s.name} ${(len / secs[s.name]).toFixed(0)}`).join(', ')} tokens/s\n`,
       );
     }
-    const table = settings.map((s) => ({
-      setting: s.name,
-      tokens_per_s: Math.round(median(tps[s.name])),
-      vs_fp32: +median(ratio[s.name]).toFixed(2),
-      max_logit_diff_vs_fp32: +acc[s.name].toExponential(2),
-      session_start_s: +start[s.name].toFixed(2),
-    }));
+    const ops = linearOps(c, len);
+    const table = settings.map((s) => {
+      const t = median(tps[s.name]);
+      const peak = s.linear.kind === 'float' || !s.accuracyLevel ? PEAK_GOPS.float : PEAK_GOPS.int8;
+      return {
+        setting: s.name,
+        tokens_per_s: Math.round(t),
+        vs_fp32: +median(ratio[s.name]).toFixed(2),
+        linear_gops: Math.round((ops / len) * t * 1e-9),
+        of_peak: +(((ops / len) * t * 1e-9) / peak).toFixed(2),
+        max_logit_diff_vs_fp32: +acc[s.name].toExponential(2),
+        session_start_s: +start[s.name].toFixed(2),
+      };
+    });
+    const logitScale = ref.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+    // the 16-row set: seeded lengths 64..512, one row at a time vs one padded batch, default setting
+    const def = sessions.get(DEFAULT_SETTING) ?? sessions.get(settings[settings.length - 1].name)!;
+    const set = benchRows(16, (i) => 64 + ((i * 997 + 331) % 449), 3);
+    const real = set.reduce((a, r) => a + r.length, 0);
+    let one = 0;
+    for (const r of set) one += (await runBatch(def, [r])).s;
+    const padded = (await runBatch(def, set)).s;
     for (const s of sessions.values()) await s.release();
-    return { model: 'Llama, Gemma-2-2B widths, 4 layers, vocab 32000, seed 21', threads, rounds, len, table };
+    const startup = await startBench(dir, c, w, rounds, sopt);
+    return {
+      model: 'Llama, Gemma-2-2B widths, 4 layers, vocab 32000, seed 21',
+      threads,
+      rounds,
+      len,
+      fp32_logit_scale: +logitScale.toFixed(3),
+      table,
+      batched_16_rows: {
+        setting: DEFAULT_SETTING,
+        real_tokens: real,
+        batch1_tokens_per_s: Math.round(real / one),
+        padded_batch_tokens_per_s: Math.round(real / padded),
+      },
+      session_start: startup,
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

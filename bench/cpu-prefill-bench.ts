@@ -176,7 +176,11 @@ async function startBench(
 ): Promise<Record<string, number>> {
   const s = SETTINGS.find((x) => x.name === DEFAULT_SETTING)!;
   const file = writeBenchGraph(dir, c, w, s);
-  const p: OptimizedPaths = { model: join(dir, 'opt.onnx'), partial: join(dir, 'opt.partial.onnx'), dataName: 'opt.data' };
+  const p: OptimizedPaths = {
+    model: join(dir, 'opt.onnx'),
+    partial: join(dir, 'opt.partial.onnx'),
+    dataName: 'opt.data',
+  };
   const t0 = Date.now();
   await (await ort.InferenceSession.create(file, { ...sopt, ...saveOptions(p) })).release();
   const save = (Date.now() - t0) / 1000;

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseModel, serialise } from '../src/graph/serialise';
 import { buildDecoderGraph } from '../src/model/lower';
-import { CPU_ACCURACY_LEVEL, defaultBlockSize } from '../src/quant/nbits';
+import { cpuGraphDefaults } from '../src/quant/nbits';
 import type { LinearFormat } from '../src/types';
 import { importCheckpoint } from '../src/weights/import';
 import { readManifest } from '../src/weights/manifest';
@@ -37,17 +37,17 @@ describe('import: CPU defaults (issue 21)', function () {
   before(() => (tmp = mkdtempSync(join(tmpdir(), 'arenakit-cpu-defaults-'))));
   after(() => rmSync(tmp, { recursive: true, force: true }));
 
-  it('the block-size rule: 128 for a CPU-only import, 32 whenever a CUDA graph is written', () => {
-    assert.equal(defaultBlockSize(['cpu']), 128);
-    assert.equal(defaultBlockSize(['cpu', 'cuda']), 32);
-    assert.equal(defaultBlockSize(['cuda']), 32);
+  it('the rule: block 128 + level 4 for a CPU-only import, block 32 + level 0 whenever a CUDA graph is written', () => {
+    assert.deepEqual(cpuGraphDefaults(['cpu']), { blockSize: 128, accuracyLevel: 4 });
+    assert.deepEqual(cpuGraphDefaults(['cpu', 'cuda']), { blockSize: 32, accuracyLevel: 0 });
+    assert.deepEqual(cpuGraphDefaults(['cuda']), { blockSize: 32, accuracyLevel: 0 });
   });
 
-  for (const [graphs, block] of [
-    [['cpu'], 128],
-    [['cpu', 'cuda'], 32],
+  for (const [graphs, block, level] of [
+    [['cpu'], 128, 4],
+    [['cpu', 'cuda'], 32, 0],
   ] as const)
-    it(`a fresh int8 import (--graphs ${graphs.join(',')}) writes accuracy_level 4 and block ${block} into the CPU graph, none into the CUDA graph`, async () => {
+    it(`a fresh int8 import (--graphs ${graphs.join(',')}) writes accuracy_level ${level} and block ${block} into the CPU graph, none into the CUDA graph`, async () => {
       const out = join(tmp, `fresh-${graphs.join('-')}`);
       await importCheckpoint({
         base: join(FIXTURES, 'gemma2-tiny'),
@@ -60,12 +60,12 @@ describe('import: CPU defaults (issue 21)', function () {
         out,
       });
       const m = readManifest(out);
-      assert.equal(m.quantization?.accuracyLevel, CPU_ACCURACY_LEVEL);
+      assert.equal(m.quantization?.accuracyLevel, level);
       assert.equal(m.quantization?.blockSize, block);
       for (const v of Object.values(m.graphs.cpu!.variants!)) {
         const nodes = nbitsAttrs(join(out, v!.file));
         assert.ok(nodes.length >= 4 * 4, `${v!.file}: ${nodes.length} MatMulNBits nodes`);
-        for (const n of nodes) assert.deepEqual(n, { accuracy: 4, block }, `${v!.file}`);
+        for (const n of nodes) assert.deepEqual(n, { accuracy: level, block }, `${v!.file}`);
       }
       if (m.graphs.cuda)
         for (const n of nbitsAttrs(join(out, m.graphs.cuda.file))) assert.deepEqual(n, { accuracy: null, block: 32 });

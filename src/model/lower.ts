@@ -43,6 +43,8 @@ export interface DecoderGraphOptions extends GraphOptions {
   embedChunkRows?: number;
   /** Rotary table length; default config.maxPositions. */
   maxSeqLen?: number;
+  /** Pack gate and up into one MatMul + Split (before issue 21); default: two projections sharing the input. */
+  packGateUp?: boolean;
   /** Run the last layer beyond attention on each row's last real token only (default true; Lowering.lastTokenEarly). */
   lastTokenEarly?: boolean;
   /** Longest input the graph will see (the manifest's maxTokens): windows at least this long are left out. */
@@ -104,6 +106,8 @@ function ortLowering(
   const toF32 = (x: Value) => (x.dtype === 'float32' ? x : b.cast(x, 'float32'));
   const residualAdds = new Set<string>();
 
+  /** The MLP gate modules of every layer (packed with up only when opts.packGateUp). */
+  const gates = new Set(Array.from({ length: c.numLayers }, (_, i) => f.layer(i).gate));
   /** [out, in] of each projection module, from the family's layer table. */
   const outWidth = new Map(linearModules(c).map((m) => [m.module, [m.outF, m.inF] as [number, number]]));
 
@@ -183,6 +187,10 @@ function ortLowering(
       return b.rmsNorm(toF32(x), floatInit(`${module}.gamma`, gamma, [width], 'float32'), c.rmsNormEps, module);
     },
     linear(modules, x, bias) {
+      // gate | up as two projections of the one input: no packed output for a Split to copy apart (the SwiGLU
+      // tail was 3-10 % of a CPU row); the same weights and codes (quantization is per output row)
+      if (!opts.packGateUp && modules.length === 2 && gates.has(modules[0]))
+        return [this.linear([modules[0]], x, bias)[0], this.linear([modules[1]], x, bias)[0]];
       const shapes = modules.map((m) => {
         const s = outWidth.get(m);
         if (!s) throw new DecoderGraphError(`no projection "${m}" in the ${c.family} layer table`);

@@ -21,8 +21,9 @@ const USAGE = `usage: node dist/trainer.cjs import --base HF_DIR [--adapter PEFT
   --quant KIND       int4 | int8 (MatMulNBits) | fp16 | fp32 weights
   --block-size N     quantization block size for int4/int8: ${BLOCK_SIZES.join(', ')} (default ${CPU_BLOCK_SIZE} for a CPU-only
                      import, ${GPU_BLOCK_SIZE} when a cuda graph is written)
-  --accuracy-level N MatMulNBits accuracy_level of the CPU graph: ${ACCURACY_LEVELS.join(', ')} (default ${CPU_ACCURACY_LEVEL}: int8
-                     activations, the fast CPU path; 0: the weights dequantized to fp32, exact against the JS reference)
+  --accuracy-level N MatMulNBits accuracy_level of the CPU graph: ${ACCURACY_LEVELS.join(', ')} (default ${CPU_ACCURACY_LEVEL} for a CPU-only
+                     import: int8 activations, the fast CPU path; 0 when a cuda graph is written, whose self-check
+                     reference the CPU graph is: the weights dequantized, exact against the JS reference)
   --asymmetric       int4/int8 with per-block zero points (default: symmetric, no zero points)
   --template NAME    input recipe (README "Templates and recipes"): ${TEMPLATE_NAMES.join(', ')}
                      (default: the one the adapter was trained with (its training.json), else the model family's)

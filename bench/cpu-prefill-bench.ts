@@ -87,6 +87,8 @@ export interface Setting {
   accuracyLevel?: number;
   /** false: the whole last layer on every token (before issue 21). */
   lastTokenEarly?: boolean;
+  /** true: gate|up packed into one MatMul + Split (before issue 21). */
+  packGateUp?: boolean;
 }
 
 const nb = (bits: 4 | 8, blockSize: 32 | 128): LinearFormat => ({ kind: 'nbits', bits, blockSize, symmetric: true });
@@ -99,6 +101,7 @@ export const SETTINGS: Setting[] = [
   { name: 'int4 b32 L4', linear: nb(4, 32), accuracyLevel: 4 },
   { name: 'int4 b128 L4', linear: nb(4, 128), accuracyLevel: 4 },
   { name: 'int8 b128 L4 whole-last', linear: nb(8, 128), accuracyLevel: 4, lastTokenEarly: false },
+  { name: 'int8 b128 L4 packed-gate-up', linear: nb(8, 128), accuracyLevel: 4, packGateUp: true },
 ];
 /** The default CPU import (issue 21): int8, block 128, accuracy_level 4. */
 export const DEFAULT_SETTING = 'int8 b128 L4';
@@ -122,6 +125,7 @@ export function writeBenchGraph(dir: string, c: ModelConfig, w: WeightSource, s:
       activations: 'float32',
       accuracyLevel: s.accuracyLevel,
       lastTokenEarly: s.lastTokenEarly,
+      packGateUp: s.packGateUp,
       store,
       maxTokens: 2048,
       maxSeqLen: 2048,

@@ -10,6 +10,7 @@ import { cudaEnv, describeCudaStatus, findCudaLibraries, needsReexec } from './c
 import type { Manifest, GraphEntry } from '../weights/manifest';
 import { fsReason } from '../util/files';
 import { loadOptions, optimizedDir, optimizedPaths, saveOptions } from './optimized';
+import { fpaIntbConfig } from './gpu-levers';
 import {
   availableRuntimes,
   chooseAttention,
@@ -178,8 +179,14 @@ export function graphForEp(manifest: Manifest, ep: Ep): GraphEntry | undefined {
 }
 
 function providerOptions(ep: Ep, opts: SessionOptions): Ort.InferenceSession.SessionOptions {
-  if (ep === 'cuda')
-    return { executionProviders: [{ name: 'cuda', deviceId: opts.deviceId ?? 0 }], graphOptimizationLevel: 'all' };
+  if (ep === 'cuda') {
+    const extra = fpaIntbConfig(processRuntime().runtime); // the CUTLASS fpA_intB GEMM, opt-in (gpu-levers.ts)
+    return {
+      executionProviders: [{ name: 'cuda', deviceId: opts.deviceId ?? 0 }],
+      graphOptimizationLevel: 'all',
+      ...(Object.keys(extra).length ? { extra } : {}),
+    };
+  }
   if (ep === 'webgpu') return { executionProviders: ['webgpu'], graphOptimizationLevel: 'all' };
   return {
     executionProviders: ['cpu'],

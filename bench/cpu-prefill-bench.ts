@@ -6,7 +6,8 @@
 // Also: the accuracy cost of each setting (max |logit diff| against the fp32 graph on the same rows), the
 // 16-row batched set (batch 1 vs one padded batch), and the session start from the plain vs the saved
 // optimized graph (src/infer/optimized.ts).
-// Run: `npx tsx bench/cpu-prefill-bench.ts [--rounds 5] [--threads 2] [--only int8,int4] [--len 512]`
+// Run: `npx tsx bench/cpu-prefill-bench.ts [--rounds 5] [--threads 2] [--only int8,int4] [--len 512] [--long 2048]`
+// (--long N: also fused vs explicit attention of the default setting on one N-token row)
 // (needs ~6 GB of memory and ~1.5 GB under os.tmpdir(); nothing is kept).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -89,6 +90,7 @@ export interface Setting {
   lastTokenEarly?: boolean;
   /** true: gate|up packed into one MatMul + Split (before issue 21). */
   packGateUp?: boolean;
+  attention?: 'fused' | 'explicit';
 }
 
 const nb = (bits: 4 | 8, blockSize: 32 | 128): LinearFormat => ({ kind: 'nbits', bits, blockSize, symmetric: true });
@@ -126,6 +128,7 @@ export function writeBenchGraph(dir: string, c: ModelConfig, w: WeightSource, s:
       accuracyLevel: s.accuracyLevel,
       lastTokenEarly: s.lastTokenEarly,
       packGateUp: s.packGateUp,
+      attention: s.attention,
       store,
       maxTokens: 2048,
       maxSeqLen: 2048,
@@ -209,6 +212,42 @@ async function startBench(
     plain_s: +median(plain).toFixed(3),
     from_saved_optimized_s: +median(opt).toFixed(3),
     first_start_saving_s: +save.toFixed(3),
+  };
+}
+
+/** Fused vs explicit attention of the default setting on one row of `len` tokens (interleaved, CPU seconds). */
+async function longBench(
+  dir: string,
+  c: ModelConfig,
+  w: WeightSource,
+  len: number,
+  rounds: number,
+  sopt: ort.InferenceSession.SessionOptions,
+): Promise<Record<string, number>> {
+  const base = SETTINGS.find((x) => x.name === DEFAULT_SETTING)!;
+  const sess: Record<string, ort.InferenceSession> = {};
+  for (const attention of ['fused', 'explicit'] as const)
+    sess[attention] = await ort.InferenceSession.create(
+      writeBenchGraph(dir, c, w, { ...base, name: `${base.name} ${attention}`, attention }),
+      sopt,
+    );
+  const row = benchRows(1, () => len, 4);
+  const d = maxAbs((await runBatch(sess.fused, row)).logits, (await runBatch(sess.explicit, row)).logits);
+  const ratio: number[] = [];
+  const tps: Record<string, number[]> = { fused: [], explicit: [] };
+  for (let r = 0; r < rounds; r++) {
+    const cpu: Record<string, number> = {};
+    for (const a of r % 2 ? ['explicit', 'fused'] : ['fused', 'explicit']) cpu[a] = (await runBatch(sess[a], row)).cpu;
+    ratio.push(cpu.fused / cpu.explicit);
+    for (const a of ['fused', 'explicit']) tps[a].push((len * Number(sopt.intraOpNumThreads)) / cpu[a]);
+  }
+  for (const s of Object.values(sess)) await s.release();
+  return {
+    len,
+    fused_cpu_tokens_per_s: Math.round(median(tps.fused)),
+    explicit_cpu_tokens_per_s: Math.round(median(tps.explicit)),
+    explicit_speedup: +median(ratio).toFixed(2),
+    max_logit_diff: +d.toExponential(2),
   };
 }
 
@@ -305,6 +344,8 @@ export async function cpuPrefillBench(): Promise<Record<string, unknown>> {
     }
     const padded = await runBatch(def, set);
     for (const s of sessions.values()) await s.release();
+    const long = Number(arg('long', '0'));
+    const longRow = long ? await longBench(dir, c, w, long, Math.min(rounds, 3), sopt) : undefined;
     const startup = {
       [DEFAULT_SETTING]: await startBench(dir, c, w, rounds, sopt, DEFAULT_SETTING),
       fp32: await startBench(dir, c, w, rounds, sopt, 'fp32'),
@@ -325,6 +366,7 @@ export async function cpuPrefillBench(): Promise<Record<string, unknown>> {
         padded_batch_cpu_tokens_per_s: Math.round((real * threads) / padded.cpu),
       },
       session_start: startup,
+      ...(longRow ? { long_row_attention: longRow } : {}),
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -9,6 +9,7 @@ import { parseModel, serialise } from '../src/graph/serialise';
 import { buildDecoderGraph } from '../src/model/lower';
 import { cpuGraphDefaults } from '../src/quant/nbits';
 import type { LinearFormat } from '../src/types';
+import { run as importCli } from '../src/cli/commands/import';
 import { importCheckpoint } from '../src/weights/import';
 import { readManifest } from '../src/weights/manifest';
 import { mergedSource, openAdapter } from '../src/weights/peft';
@@ -70,6 +71,18 @@ describe('import: CPU defaults (issue 21)', function () {
       if (m.graphs.cuda)
         for (const n of nbitsAttrs(join(out, m.graphs.cuda.file))) assert.deepEqual(n, { accuracy: null, block: 32 });
     });
+
+  it('the CLI without --quant imports int8 (block 128, level 4) for the CPU, and still asks for --quant with cuda', async () => {
+    const out = join(tmp, 'cli-default');
+    const args = ['--base', join(FIXTURES, 'gemma2-tiny'), '--tokenizer', TOKENIZER, '--labels', KAGGLE.join(',')];
+    await importCli([...args, '--template', 'gemma-chat', '--out', out]);
+    const q = readManifest(out).quantization;
+    assert.deepEqual({ ...q }, { kind: 'int8', blockSize: 128, symmetric: true, accuracyLevel: 4 });
+    await assert.rejects(
+      importCli([...args, '--graphs', 'cpu,cuda', '--out', join(tmp, 'cli-cuda')]),
+      (e: Error) => e.name === 'UsageError' && /--quant/.test(e.message),
+    );
+  });
 
   it('--accuracy-level 0 leaves the attribute at 0 (the exact path the quantization tests compare)', async () => {
     const out = join(tmp, 'level0');

@@ -10,6 +10,7 @@ import { buildDecoderGraph } from '../src/model/lower';
 import { cpuGraphDefaults } from '../src/quant/nbits';
 import type { LinearFormat } from '../src/types';
 import { run as importCli } from '../src/cli/commands/import';
+import { createSession, runLogits as sessionLogits } from '../src/infer/session';
 import { importCheckpoint } from '../src/weights/import';
 import { readManifest } from '../src/weights/manifest';
 import { mergedSource, openAdapter } from '../src/weights/peft';
@@ -82,6 +83,42 @@ describe('import: CPU defaults (issue 21)', function () {
       importCli([...args, '--graphs', 'cpu,cuda', '--out', join(tmp, 'cli-cuda')]),
       (e: Error) => e.name === 'UsageError' && /--quant/.test(e.message),
     );
+  });
+
+  it("the self-check's CPU reference of a level-4 graph computes exactly what the level-0 graph of the same weights does", async () => {
+    const outs: Record<string, string> = {};
+    for (const level of [4, 0] as const) {
+      outs[level] = join(tmp, `ref-${level}`);
+      await importCheckpoint({
+        base: join(FIXTURES, 'gemma2-tiny'),
+        tokenizer: TOKENIZER,
+        quant: 'int8',
+        accuracyLevel: level,
+        graphs: ['cpu'],
+        template: 'gemma-chat',
+        maxTokens: 256,
+        labels: KAGGLE,
+        out: outs[level],
+      });
+    }
+    const inp = json(join(FIXTURES, 'gemma2-tiny', 'inputs.json')).padded;
+    const S = inp.input_ids[0].length;
+    const t = (rows: number[][]) => BigInt64Array.from(rows.flat().map(BigInt));
+    const logits = async (dir: string, exactNBits: boolean) => {
+      const m = readManifest(dir);
+      const o = await createSession(dir, m.graphs.cpu!, 'fused', 'cpu', { ep: 'cpu', threads: 1, exactNBits });
+      const r = await sessionLogits(o.session, t(inp.input_ids), t(inp.attention_mask), inp.input_ids.length, S);
+      await o.session.release();
+      return r;
+    };
+    const level0 = await logits(outs[0], false);
+    const exact = maxAbsDiff(await logits(outs[4], true), level0);
+    const fast = maxAbsDiff(await logits(outs[4], false), level0);
+    console.log(
+      `      level-4 graph vs level-0 graph: exact reference ${exact} (tolerance 0), as written ${fast.toExponential(2)} (must differ)`,
+    );
+    assert.equal(exact, 0);
+    assert.ok(fast > 0);
   });
 
   it('--accuracy-level 0 leaves the attribute at 0 (the exact path the quantization tests compare)', async () => {

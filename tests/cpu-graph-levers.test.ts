@@ -46,6 +46,23 @@ describe('CPU graph levers (issue 21) against the HF fixtures', function () {
         assert.ok(d.true <= 3e-5 && d.false <= 3e-5);
       });
 
+  it('gate and up as two projections (packGateUp false): no MLP Split, the same logits as HF', async () => {
+    const dir = join(FIXTURES, 'llama3-tiny');
+    const cfg = fixtureConfig(dir);
+    const ck = openCheckpoint(dir);
+    const inputs = json(join(dir, 'inputs.json'));
+    const want = json(join(dir, 'expected.json')).base_logits;
+    for (const packGateUp of [false, true]) {
+      const g = buildDecoderGraph(cfg, ck.get, { linear: { kind: 'float' }, activations: 'float32', packGateUp });
+      const splits = g.nodes.filter((n) => n.op === 'Split' && n.name.includes('mlp')).length;
+      assert.equal(splits, packGateUp ? cfg.numLayers : 0);
+      const d = maxAbsDiff(await runLogits(serialise(g), inputs.padded), (want.padded as number[][]).flat());
+      console.log(`      packGateUp ${packGateUp}: ${splits} MLP Splits, vs HF ${d.toExponential(2)} (tolerance 3e-5)`);
+      assert.ok(d <= 3e-5);
+    }
+    ck.close();
+  });
+
   it('explicit attention: one mask Where per window for the whole graph, an Add in every layer', () => {
     const dir = join(FIXTURES, 'gemma2-tiny'); // sliding + global layers: two masks
     const cfg = fixtureConfig(dir);

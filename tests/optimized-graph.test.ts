@@ -42,7 +42,7 @@ describe('saved optimized graph (CPU EP)', function () {
     rmSync(tmp, { recursive: true, force: true });
   });
 
-  it('keys: graph sha256 + core + EP + variant; none without a sha256; ARENAKIT_OPTIMIZED_DIR=off turns it off', () => {
+  it('keys: graph sha256 + core + EP + variant; none without a sha256; on only with ARENAKIT_OPTIMIZED_DIR', () => {
     const g = { sha256: 'ab'.repeat(32), variant: 'fused' };
     const a = optimizedPaths('/c', g, 'cu13', 'cpu', 1)!;
     assert.notEqual(a.model, optimizedPaths('/c', g, 'cu12', 'cpu', 1)!.model);
@@ -51,6 +51,8 @@ describe('saved optimized graph (CPU EP)', function () {
     assert.notEqual(a.partial, optimizedPaths('/c', g, 'cu13', 'cpu', 2)!.partial, 'workers write apart');
     assert.equal(optimizedPaths('/c', { variant: 'fused' }, 'cu13', 'cpu'), null);
     assert.equal(optimizedDir({ ARENAKIT_OPTIMIZED_DIR: 'off' }), null);
+    assert.equal(optimizedDir({}), null, 'off by default');
+    assert.match(optimizedDir({ ARENAKIT_OPTIMIZED_DIR: 'tmp' })!, /arenakit-optimized$/);
     assert.equal(optimizedDir({ ARENAKIT_OPTIMIZED_DIR: '/x' }), '/x');
   });
 

@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { FIXTURES, fixtureConfig, maxAbsDiff, runLogits } from './helpers/fixtures';
 import { makePeakedModel, maxDiff, node, ok, RUNNER, submissionProbs, TRAINER } from './helpers/peaked';
 import { writeByteTokenizer } from './helpers/byte-tokenizer';
+import { exactNBitsModel } from '../src/infer/reference-graph';
 import { fixtureGradDiff } from './helpers/train-fixtures';
 
 /**
@@ -139,7 +140,10 @@ describe('WebGPU EP on lavapipe', function () {
     const explicit = join(out, m.graphs.cpu.variants.explicit.file);
     const inputs = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8'));
     const hf = (JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).merged_logits.padded as number[][]).flat();
-    const cpu = await runLogits(explicit, inputs.padded);
+    // the exact CPU path (accuracy_level 0, as the self-check's reference): the import's CPU default quantizes activations
+    const cpu = await runLogits(exactNBitsModel(readFileSync(explicit))!, inputs.padded, {
+      extra: { session: { model_external_initializers_file_folder_path: out } },
+    } as ort.InferenceSession.SessionOptions);
     const gpu = await runLogits(explicit, inputs.padded, WEBGPU);
     const d = maxAbsDiff(gpu, cpu);
     console.log(

@@ -3,17 +3,18 @@
 // initializers in an external-data file); a later session
 // (predict after doctor, a --devices worker, the next notebook cell) loads that file with the optimizers off.
 // Kept in a per-machine folder, never in the weights directory (Kaggle inputs are read-only, and the saved
-// graph holds this CPU's kernel layouts): ARENAKIT_OPTIMIZED_DIR, else <tmp>/arenakit-optimized;
-// ARENAKIT_OPTIMIZED_DIR=off turns it off. Keyed on the graph's sha256 + the ORT core + EP + variant, so an
+// graph holds this CPU's kernel layouts): ARENAKIT_OPTIMIZED_DIR=FOLDER turns it on. Off by default: measured on
+// the bench model the saved graph starts 1 % faster (prepacking the weights, which it cannot hold, is the start)
+// and saving costs 4-5x a plain start (BENCHMARKS.md "CPU prefill"). Keyed on the graph's sha256 + the ORT core + EP + variant, so an
 // edited graph or another core never loads a stale file. Pure planning here; session.ts does the I/O.
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/** Folder of saved optimized graphs, or null when turned off. */
+/** Folder of saved optimized graphs (ARENAKIT_OPTIMIZED_DIR; `tmp` = <tmp>/arenakit-optimized), or null: off. */
 export function optimizedDir(env: NodeJS.ProcessEnv = process.env): string | null {
   const v = env.ARENAKIT_OPTIMIZED_DIR;
-  if (v === 'off' || v === '0') return null;
-  return v || join(tmpdir(), 'arenakit-optimized');
+  if (!v || v === 'off' || v === '0') return null;
+  return v === 'tmp' ? join(tmpdir(), 'arenakit-optimized') : v;
 }
 
 export interface OptimizedPaths {

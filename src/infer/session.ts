@@ -3,7 +3,7 @@
 // `--ep auto` tries CUDA and falls back to the CPU loudly; `--ep cuda` / `--ep webgpu` without a
 // usable provider is an error that says what is missing.
 import type * as Ort from 'onnxruntime-node';
-import { accessSync, constants, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { cudaEnv, describeCudaStatus, findCudaLibraries, needsReexec } from './cuda-libs';
@@ -11,6 +11,7 @@ import type { Manifest, GraphEntry } from '../weights/manifest';
 import { fsReason } from '../util/files';
 import { loadOptions, optimizedDir, optimizedPaths, saveOptions } from './optimized';
 import { fpaIntbConfig } from './gpu-levers';
+import { exactNBitsModel } from './reference-graph';
 import {
   availableRuntimes,
   chooseAttention,
@@ -51,6 +52,8 @@ export interface SessionOptions {
   threads?: number;
   /** CUDA device id (one model copy per GPU). */
   deviceId?: number;
+  /** CPU EP: MatMulNBits at accuracy_level 0 whatever the graph says (the self-check's exact reference; reference-graph.ts). */
+  exactNBits?: boolean;
   /** --attention: run this variant whatever the capability table says (the self-check still applies). */
   attention?: AttentionVariant;
   warn?: (msg: string) => void;
@@ -241,6 +244,13 @@ async function cpuSession(
     runtime,
     optimized,
   });
+  if (opts.exactNBits) {
+    const exact = exactNBitsModel(readFileSync(join(dir, graph.file)));
+    if (exact) {
+      const extra = { session: { model_external_initializers_file_folder_path: dir } };
+      return done(await ort().InferenceSession.create(exact, { ...plain, extra }), 'none');
+    }
+  }
   if (!p) return done(await open(join(dir, graph.file), plain), 'none');
   if (existsSync(p.model)) {
     try {

@@ -43,8 +43,8 @@ export interface DecoderGraphOptions extends GraphOptions {
   embedChunkRows?: number;
   /** Rotary table length; default config.maxPositions. */
   maxSeqLen?: number;
-  /** Gate and up packed into one MatMul + Split (default true); false: two projections sharing the input (no Split
-   * copy, but measured no faster on the CPU: BENCHMARKS.md "CPU prefill"). */
+  /** Gate and up packed into one MatMul + Split (true, before issue 21); default false: two projections sharing the
+   * input, no Split copy (1.05-1.07x on the CPU bench model: BENCHMARKS.md "CPU prefill"). */
   packGateUp?: boolean;
   /** Run the last layer beyond attention on each row's last real token only (default true; Lowering.lastTokenEarly). */
   lastTokenEarly?: boolean;
@@ -107,7 +107,7 @@ function ortLowering(
   const toF32 = (x: Value) => (x.dtype === 'float32' ? x : b.cast(x, 'float32'));
   const residualAdds = new Set<string>();
 
-  /** The MLP gate modules of every layer (packed with up unless opts.packGateUp is false). */
+  /** The MLP gate modules of every layer (packed with up only when opts.packGateUp). */
   const gates = new Set(Array.from({ length: c.numLayers }, (_, i) => f.layer(i).gate));
   /** [out, in] of each projection module, from the family's layer table. */
   const outWidth = new Map(linearModules(c).map((m) => [m.module, [m.outF, m.inF] as [number, number]]));
@@ -188,9 +188,9 @@ function ortLowering(
       return b.rmsNorm(toF32(x), floatInit(`${module}.gamma`, gamma, [width], 'float32'), c.rmsNormEps, module);
     },
     linear(modules, x, bias) {
-      // packGateUp false: gate | up as two projections of the one input, no packed output for a Split to copy apart;
-      // the same weights and codes (quantization is per output row)
-      if (opts.packGateUp === false && modules.length === 2 && gates.has(modules[0]))
+      // gate | up as two projections of the one input, no packed output for a Split to copy apart (unless
+      // packGateUp); the same weights and codes (quantization is per output row)
+      if (!opts.packGateUp && modules.length === 2 && gates.has(modules[0]))
         return [this.linear([modules[0]], x, bias)[0], this.linear([modules[1]], x, bias)[0]];
       const shapes = modules.map((m) => {
         const s = outWidth.get(m);

@@ -144,7 +144,11 @@ describe('WebGPU EP on lavapipe', function () {
     const cpu = await runLogits(exactNBitsModel(readFileSync(explicit))!, inputs.padded, {
       extra: { session: { model_external_initializers_file_folder_path: out } },
     } as ort.InferenceSession.SessionOptions);
-    const gpu = await runLogits(explicit, inputs.padded, WEBGPU);
+    // as the runner opens it on WebGPU (session.ts): accuracy_level 4 is the CPU EP's path
+    const gpu = await runLogits(exactNBitsModel(readFileSync(explicit))!, inputs.padded, {
+      ...WEBGPU,
+      extra: { session: { model_external_initializers_file_folder_path: out } },
+    } as ort.InferenceSession.SessionOptions);
     const d = maxAbsDiff(gpu, cpu);
     console.log(
       `      int4 explicit: WebGPU vs CPU ${d.toExponential(3)} (tolerance ${WEBGPU_TOL}); vs HF merged ${maxAbsDiff(gpu, hf).toExponential(3)} (quantization error, informative)`,

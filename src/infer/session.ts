@@ -52,7 +52,8 @@ export interface SessionOptions {
   threads?: number;
   /** CUDA device id (one model copy per GPU). */
   deviceId?: number;
-  /** CPU EP: MatMulNBits at accuracy_level 0 whatever the graph says (the self-check's exact reference; reference-graph.ts). */
+  /** CPU EP: MatMulNBits at accuracy_level 0 whatever the graph says (the self-check's exact reference; reference-graph.ts;
+   * other EPs always run the CPU graph that way). */
   exactNBits?: boolean;
   /** --attention: run this variant whatever the capability table says (the self-check still applies). */
   attention?: AttentionVariant;
@@ -198,6 +199,9 @@ function providerOptions(ep: Ep, opts: SessionOptions): Ort.InferenceSession.Ses
   };
 }
 
+/** Session config for a graph created from bytes: its external data sits in the weights directory. */
+const externalFolder = (dir: string) => ({ 'session.model_external_initializers_file_folder_path': dir });
+
 /** A session of one variant of one manifest graph on one EP; load failures name the file. */
 export async function createSession(
   dir: string,
@@ -212,7 +216,13 @@ export async function createSession(
   try {
     const runtime = processRuntime().runtime;
     if (ep === 'cpu') return await cpuSession(dir, graph, opts, runtime);
-    const session = await ort().InferenceSession.create(join(dir, graph.file), providerOptions(ep, opts));
+    // accuracy_level 4 is the CPU EP's choice: another EP running the CPU graph (WebGPU) gets it at level 0, the
+    // exact path the self-check compares with (WebGPU's own int8-activation path is 0.05 off on the tiny fixture)
+    const exact = graph.activations === 'float32' ? exactNBitsModel(readFileSync(join(dir, graph.file))) : null;
+    const o = providerOptions(ep, opts);
+    const session = exact
+      ? await ort().InferenceSession.create(exact, { ...o, extra: { ...o.extra, ...externalFolder(dir) } })
+      : await ort().InferenceSession.create(join(dir, graph.file), o);
     return { session, ep, graph, runtime };
   } catch (e) {
     throw new SessionError(
@@ -246,10 +256,8 @@ async function cpuSession(
   });
   if (opts.exactNBits) {
     const exact = exactNBitsModel(readFileSync(join(dir, graph.file)));
-    if (exact) {
-      const extra = { session: { model_external_initializers_file_folder_path: dir } };
-      return done(await ort().InferenceSession.create(exact, { ...plain, extra }), 'none');
-    }
+    if (exact)
+      return done(await ort().InferenceSession.create(exact, { ...plain, extra: externalFolder(dir) }), 'none');
   }
   if (!p) return done(await open(join(dir, graph.file), plain), 'none');
   if (existsSync(p.model)) {

@@ -3,7 +3,8 @@
 // efficiency of length-sorted vs unsorted batches), import / import9b (2B-shaped synthetic checkpoint,
 // 9B-shaped with 2 layers -> int4: MB/s and peak RSS), features (5-fold CV log loss vs XGBoost),
 // read (25k-row test CSV, a 30 MB cell, parquet: time and peak RSS), attention (fused vs explicit, CPU,
-// 2B widths), train (opt-in). `--only a,b` runs a subset.
+// 2B widths), train (opt-in), cpu-prefill (opt-in: bench/cpu-prefill-bench.ts, issue 21; its flags only
+// when run with tsx). `--only a,b` runs a subset.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -19,6 +20,7 @@ import { readManifest } from '../src/weights/manifest';
 import { importBench, importBench9b } from './import-bench';
 import { featuresBench } from './features-bench';
 import { attentionBench } from './attention-bench';
+import { cpuPrefillBench } from './cpu-prefill-bench';
 import { readBench, readChild, READ_CHILD_ENV } from './read-bench';
 import { trainBench } from './train-bench';
 import { TASKS } from '../src/task/task';
@@ -87,6 +89,7 @@ async function mainBench(): Promise<void> {
   if (only.includes('import9b')) results.import9b = await importBench9b();
   if (only.includes('attention')) results.attention = await attentionBench();
   if (only.includes('train')) results.train = await trainBench();
+  if (only.includes('cpu-prefill')) results.cpuPrefill = await cpuPrefillBench();
   console.log(JSON.stringify(results, null, 2));
 }
 

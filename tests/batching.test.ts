@@ -41,6 +41,27 @@ describe('length-sorted batching', () => {
     assert.ok(es > eu);
   });
 
+  it('exactLength (the CPU EP): every batch holds one length, no padding, every row once, within the budget', () => {
+    const rnd = mulberry(11);
+    const lengths = Array.from({ length: 400 }, () => 1 + Math.floor(rnd() * 60));
+    const budget = 512;
+    const batches = planBatches(lengths, { tokenBudget: budget, exactLength: true });
+    assert.deepEqual(
+      batches.flatMap((b) => b.rows).sort((a, b) => a - b),
+      lengths.map((_, i) => i),
+    );
+    for (const b of batches) {
+      assert.ok(b.rows.every((r) => lengths[r] === b.seqLen));
+      assert.ok(b.rows.length === 1 || b.rows.length * b.seqLen <= budget);
+    }
+    const loose = planBatches(lengths, { tokenBudget: budget });
+    console.log(
+      `      exact-length: ${batches.length} batches, padding efficiency ${paddingEfficiency(lengths, batches)}; length-sorted ${loose.length} batches, ${paddingEfficiency(lengths, loose).toFixed(4)}`,
+    );
+    assert.equal(paddingEfficiency(lengths, batches), 1);
+    assert.ok(paddingEfficiency(lengths, loose) < 1, 'the plain plan pads here, so the test can tell them apart');
+  });
+
   it('right-pads with the pad id and a 0 mask', () => {
     const { inputIds, attentionMask } = padBatch(
       [Int32Array.of(5, 6, 7), Int32Array.of(8)],

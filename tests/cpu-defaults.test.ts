@@ -7,8 +7,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseModel, serialise } from '../src/graph/serialise';
 import { buildDecoderGraph } from '../src/model/lower';
-import { CPU_ACCURACY_LEVEL, defaultBlockSize } from '../src/quant/nbits';
+import { cpuGraphDefaults } from '../src/quant/nbits';
 import type { LinearFormat } from '../src/types';
+import { run as importCli } from '../src/cli/commands/import';
+import { createSession, runLogits as sessionLogits } from '../src/infer/session';
 import { importCheckpoint } from '../src/weights/import';
 import { readManifest } from '../src/weights/manifest';
 import { mergedSource, openAdapter } from '../src/weights/peft';
@@ -37,17 +39,17 @@ describe('import: CPU defaults (issue 21)', function () {
   before(() => (tmp = mkdtempSync(join(tmpdir(), 'arenakit-cpu-defaults-'))));
   after(() => rmSync(tmp, { recursive: true, force: true }));
 
-  it('the block-size rule: 128 for a CPU-only import, 32 whenever a CUDA graph is written', () => {
-    assert.equal(defaultBlockSize(['cpu']), 128);
-    assert.equal(defaultBlockSize(['cpu', 'cuda']), 32);
-    assert.equal(defaultBlockSize(['cuda']), 32);
+  it('the rule: block 128 + level 4 for a CPU-only import, block 32 + level 0 whenever a CUDA graph is written', () => {
+    assert.deepEqual(cpuGraphDefaults(['cpu']), { blockSize: 128, accuracyLevel: 4 });
+    assert.deepEqual(cpuGraphDefaults(['cpu', 'cuda']), { blockSize: 32, accuracyLevel: 0 });
+    assert.deepEqual(cpuGraphDefaults(['cuda']), { blockSize: 32, accuracyLevel: 0 });
   });
 
   for (const [graphs, block, level] of [
-    [['cpu'], 128, CPU_ACCURACY_LEVEL],
+    [['cpu'], 128, 4],
     [['cpu', 'cuda'], 32, 0],
   ] as const)
-    it(`a fresh int8 import (--graphs ${graphs.join(',')}) writes accuracy_level ${level} and block ${block} into the CPU graph, none into the CUDA graph (beside a GPU graph the CPU graph is its exact self-check reference)`, async () => {
+    it(`a fresh int8 import (--graphs ${graphs.join(',')}) writes accuracy_level ${level} and block ${block} into the CPU graph, none into the CUDA graph`, async () => {
       const out = join(tmp, `fresh-${graphs.join('-')}`);
       await importCheckpoint({
         base: join(FIXTURES, 'gemma2-tiny'),
@@ -70,6 +72,54 @@ describe('import: CPU defaults (issue 21)', function () {
       if (m.graphs.cuda)
         for (const n of nbitsAttrs(join(out, m.graphs.cuda.file))) assert.deepEqual(n, { accuracy: null, block: 32 });
     });
+
+  it('the CLI without --quant imports int8 (block 128, level 4) for the CPU, and still asks for --quant with cuda', async () => {
+    const out = join(tmp, 'cli-default');
+    const args = ['--base', join(FIXTURES, 'gemma2-tiny'), '--tokenizer', TOKENIZER, '--labels', KAGGLE.join(',')];
+    await importCli([...args, '--template', 'gemma-chat', '--out', out]);
+    const q = readManifest(out).quantization;
+    assert.deepEqual({ ...q }, { kind: 'int8', blockSize: 128, symmetric: true, accuracyLevel: 4 });
+    await assert.rejects(
+      importCli([...args, '--graphs', 'cpu,cuda', '--out', join(tmp, 'cli-cuda')]),
+      (e: Error) => e.name === 'UsageError' && /--quant/.test(e.message),
+    );
+  });
+
+  it("the self-check's CPU reference of a level-4 graph computes exactly what the level-0 graph of the same weights does", async () => {
+    const outs: Record<string, string> = {};
+    for (const level of [4, 0] as const) {
+      outs[level] = join(tmp, `ref-${level}`);
+      await importCheckpoint({
+        base: join(FIXTURES, 'gemma2-tiny'),
+        tokenizer: TOKENIZER,
+        quant: 'int8',
+        accuracyLevel: level,
+        graphs: ['cpu'],
+        template: 'gemma-chat',
+        maxTokens: 256,
+        labels: KAGGLE,
+        out: outs[level],
+      });
+    }
+    const inp = json(join(FIXTURES, 'gemma2-tiny', 'inputs.json')).padded;
+    const S = inp.input_ids[0].length;
+    const t = (rows: number[][]) => BigInt64Array.from(rows.flat().map(BigInt));
+    const logits = async (dir: string, exactNBits: boolean) => {
+      const m = readManifest(dir);
+      const o = await createSession(dir, m.graphs.cpu!, 'fused', 'cpu', { ep: 'cpu', threads: 1, exactNBits });
+      const r = await sessionLogits(o.session, t(inp.input_ids), t(inp.attention_mask), inp.input_ids.length, S);
+      await o.session.release();
+      return r;
+    };
+    const level0 = await logits(outs[0], false);
+    const exact = maxAbsDiff(await logits(outs[4], true), level0);
+    const fast = maxAbsDiff(await logits(outs[4], false), level0);
+    console.log(
+      `      level-4 graph vs level-0 graph: exact reference ${exact} (tolerance 0), as written ${fast.toExponential(2)} (must differ)`,
+    );
+    assert.equal(exact, 0);
+    assert.ok(fast > 0);
+  });
 
   it('--accuracy-level 0 leaves the attribute at 0 (the exact path the quantization tests compare)', async () => {
     const out = join(tmp, 'level0');

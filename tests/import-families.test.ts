@@ -94,7 +94,8 @@ describe('import: every family and head kind -> weights directory -> ORT CPU', f
     });
 
     it(`${c.model}: int4 import matches the fp32 graph of the JS-dequantized merged weights`, async () => {
-      const { out, m } = await importTo(c, 'int4');
+      // block 32 at accuracy_level 0: the exact path the JS reference checks (tests/cpu-defaults.test.ts: the defaults)
+      const { out, m } = await importTo(c, 'int4', { blockSize: 32, accuracyLevel: 0 });
       const dir = join(FIXTURES, c.model);
       const ck = openCheckpoint(dir);
       const ad = openAdapter(join(dir, 'adapter'));
@@ -126,7 +127,7 @@ describe('import: every family and head kind -> weights directory -> ORT CPU', f
 
   it('variants share the weights: the explicit variant adds an .onnx file, not a second copy of the data', async () => {
     const c = CASES[0];
-    const one = await importTo(c, 'int4', { attention: ['fused'] });
+    const one = await importTo(c, 'int4', { attention: ['fused'], blockSize: 32 }); // the block a cuda import uses
     const two = await importTo(c, 'int4', { attention: ['fused', 'explicit'], graphs: ['cpu', 'cuda'] });
     const size = (d: string, f: string) => statSync(join(d, f)).size;
     // Both kinds: one data file, holding the CPU graph's weights plus only what the fp16 graph does not share.

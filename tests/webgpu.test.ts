@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { FIXTURES, fixtureConfig, maxAbsDiff, runLogits } from './helpers/fixtures';
 import { makePeakedModel, maxDiff, node, ok, RUNNER, submissionProbs, TRAINER } from './helpers/peaked';
 import { writeByteTokenizer } from './helpers/byte-tokenizer';
+import { exactNBitsModel } from '../src/infer/reference-graph';
 import { fixtureGradDiff } from './helpers/train-fixtures';
 
 /**
@@ -139,8 +140,15 @@ describe('WebGPU EP on lavapipe', function () {
     const explicit = join(out, m.graphs.cpu.variants.explicit.file);
     const inputs = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8'));
     const hf = (JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).merged_logits.padded as number[][]).flat();
-    const cpu = await runLogits(explicit, inputs.padded);
-    const gpu = await runLogits(explicit, inputs.padded, WEBGPU);
+    // the exact CPU path (accuracy_level 0, as the self-check's reference): the import's CPU default quantizes activations
+    const cpu = await runLogits(exactNBitsModel(readFileSync(explicit))!, inputs.padded, {
+      extra: { session: { model_external_initializers_file_folder_path: out } },
+    } as ort.InferenceSession.SessionOptions);
+    // as the runner opens it on WebGPU (session.ts): accuracy_level 4 is the CPU EP's path
+    const gpu = await runLogits(exactNBitsModel(readFileSync(explicit))!, inputs.padded, {
+      ...WEBGPU,
+      extra: { session: { model_external_initializers_file_folder_path: out } },
+    } as ort.InferenceSession.SessionOptions);
     const d = maxAbsDiff(gpu, cpu);
     console.log(
       `      int4 explicit: WebGPU vs CPU ${d.toExponential(3)} (tolerance ${WEBGPU_TOL}); vs HF merged ${maxAbsDiff(gpu, hf).toExponential(3)} (quantization error, informative)`,

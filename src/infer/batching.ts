@@ -1,7 +1,9 @@
 // Length-sorted dynamic batching: rows sorted by token length (longest first, so an
 // out-of-memory batch shows up at the start, not after hours), each batch padded only to its
 // own longest row and filled while rows x padded length stays under the token budget.
-// Results are restored to input order by the caller through the row indices.
+// Results are restored to input order by the caller through the row indices. On the CPU EP batches hold
+// rows of one length only (`exactLength`): padding buys no GEMM efficiency there (a single 128-token row
+// already runs near the batch rate; issue 21) but costs the padded tokens and larger attention shares.
 
 export interface Batch {
   /** Row indices into the caller's arrays, in batch order. */
@@ -15,6 +17,8 @@ export interface BatchPlanOptions {
   tokenBudget: number;
   /** Upper bound on rows per batch (default: unlimited). */
   maxRows?: number;
+  /** Only rows of one length share a batch: no padding at all (the CPU EP). */
+  exactLength?: boolean;
 }
 
 export function planBatches(lengths: ArrayLike<number>, opts: BatchPlanOptions): Batch[] {
@@ -28,7 +32,8 @@ export function planBatches(lengths: ArrayLike<number>, opts: BatchPlanOptions):
   for (const i of order) {
     const len = Math.max(1, lengths[i]);
     const seq = Math.max(curLen, len);
-    if (cur.length > 0 && ((cur.length + 1) * seq > opts.tokenBudget || cur.length >= maxRows)) {
+    const full = (cur.length + 1) * seq > opts.tokenBudget || cur.length >= maxRows;
+    if (cur.length > 0 && (full || (opts.exactLength && len !== curLen))) {
       batches.push({ rows: cur, seqLen: curLen });
       cur = [];
       curLen = 0;

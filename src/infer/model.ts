@@ -259,6 +259,7 @@ async function openNeuralHandle(spec: ModelSpec, opts: HandleOptions): Promise<M
     score: (rows, swap, label) =>
       runPass(g.session, rows, {
         tokenBudget: opts.tokenBudget,
+        exactLength: g.ep === 'cpu',
         swap,
         label,
         warn: opts.warn,

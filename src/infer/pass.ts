@@ -23,6 +23,8 @@ export interface PassResult {
 
 export interface PassOptions {
   tokenBudget: number;
+  /** Batches of one row length only (no padding): the CPU EP (src/infer/batching.ts). */
+  exactLength?: boolean;
   swap: boolean;
   label: string;
   warn: (msg: string) => void;
@@ -112,7 +114,7 @@ export async function runPass(session: ort.InferenceSession, rows: ArenaRow[], o
     process.stderr.write(`${opts.label}: ${cached} rows taken from the logits cache ${opts.cache!.file}\n`);
   const batches = planBatches(
     todo.map((i) => lengths[i]),
-    { tokenBudget: opts.tokenBudget },
+    { tokenBudget: opts.tokenBudget, exactLength: opts.exactLength },
   ).map((b) => ({ ...b, rows: b.rows.map((k) => todo[k]) }));
   const progress = new Progress(opts.label, todo.length);
   let done = 0;

@@ -151,7 +151,7 @@ export async function selfCheck(
   let refSession: OpenedGraph | undefined;
   let want: Float32Array | undefined;
   const reference = async (): Promise<OpenedGraph> =>
-    (refSession ??= await createSession(dir, ref, refVariant, 'cpu', { ...opts, ep: 'cpu' }));
+    (refSession ??= await createSession(dir, ref, refVariant, 'cpu', { ...opts, ep: 'cpu', exactNBits: true }));
   const rejected: SelfCheck['rejected'] = [];
   let passed = 0;
   let reused = true;

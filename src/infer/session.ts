@@ -3,13 +3,16 @@
 // `--ep auto` tries CUDA and falls back to the CPU loudly; `--ep cuda` / `--ep webgpu` without a
 // usable provider is an error that says what is missing.
 import type * as Ort from 'onnxruntime-node';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { cudaEnv, describeCudaStatus, findCudaLibraries, needsReexec } from './cuda-libs';
 import type { Manifest, GraphEntry, GraphKind } from '../weights/manifest';
 import type { GpuPrecision } from './gpu-precision';
 import { fsReason } from '../util/files';
+import { loadOptions, optimizedDir, optimizedPaths, saveOptions } from './optimized';
+import { fpaIntbConfig } from './gpu-levers';
+import { exactNBitsModel } from './reference-graph';
 import {
   availableRuntimes,
   chooseAttention,
@@ -40,6 +43,8 @@ export interface OpenedGraph {
   ep: Ep;
   graph: ResolvedGraph;
   runtime: RuntimeName;
+  /** CPU EP: the session started from the saved optimized graph ('loaded'), saved it ('saved'), or neither. */
+  optimized?: 'loaded' | 'saved' | 'none';
 }
 
 export interface SessionOptions {
@@ -48,6 +53,9 @@ export interface SessionOptions {
   threads?: number;
   /** CUDA device id (one model copy per GPU). */
   deviceId?: number;
+  /** CPU EP: MatMulNBits at accuracy_level 0 whatever the graph says (the self-check's exact reference; reference-graph.ts;
+   * other EPs always run the CPU graph that way). */
+  exactNBits?: boolean;
   /** --attention: run this variant whatever the capability table says (the self-check still applies). */
   attention?: AttentionVariant;
   /** Activations of the CUDA graph to prefer (src/infer/gpu-precision.ts; default fp16). */
@@ -198,8 +206,14 @@ export function graphForEp(manifest: Manifest, ep: Ep, precision?: GpuPrecision)
 }
 
 function providerOptions(ep: Ep, opts: SessionOptions): Ort.InferenceSession.SessionOptions {
-  if (ep === 'cuda')
-    return { executionProviders: [{ name: 'cuda', deviceId: opts.deviceId ?? 0 }], graphOptimizationLevel: 'all' };
+  if (ep === 'cuda') {
+    const extra = fpaIntbConfig(processRuntime().runtime); // the CUTLASS fpA_intB GEMM, opt-in (gpu-levers.ts)
+    return {
+      executionProviders: [{ name: 'cuda', deviceId: opts.deviceId ?? 0 }],
+      graphOptimizationLevel: 'all',
+      ...(Object.keys(extra).length ? { extra } : {}),
+    };
+  }
   if (ep === 'webgpu') return { executionProviders: ['webgpu'], graphOptimizationLevel: 'all' };
   return {
     executionProviders: ['cpu'],
@@ -207,6 +221,9 @@ function providerOptions(ep: Ep, opts: SessionOptions): Ort.InferenceSession.Ses
     ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
   };
 }
+
+/** Session config for a graph created from bytes: its external data sits in the weights directory. */
+const externalFolder = (dir: string) => ({ 'session.model_external_initializers_file_folder_path': dir });
 
 /** A session of one variant of one manifest graph on one EP; load failures name the file. */
 export async function createSession(
@@ -220,12 +237,74 @@ export async function createSession(
   checkGraphFiles(dir, graph);
   process.env.XDG_RUNTIME_DIR ??= '/tmp'; // Dawn's Vulkan loader wants it; harmless elsewhere
   try {
-    const session = await ort().InferenceSession.create(join(dir, graph.file), providerOptions(ep, opts));
-    return { session, ep, graph, runtime: processRuntime().runtime };
+    const runtime = processRuntime().runtime;
+    if (ep === 'cpu') return await cpuSession(dir, graph, opts, runtime);
+    // accuracy_level 4 is the CPU EP's choice: another EP running the CPU graph (WebGPU) gets it at level 0, the
+    // exact path the self-check compares with (WebGPU's own int8-activation path is 0.05 off on the tiny fixture)
+    const exact = graph.activations === 'float32' ? exactNBitsModel(readFileSync(join(dir, graph.file))) : null;
+    const o = providerOptions(ep, opts);
+    const session = exact
+      ? await ort().InferenceSession.create(exact, { ...o, extra: { ...o.extra, ...externalFolder(dir) } })
+      : await ort().InferenceSession.create(join(dir, graph.file), o);
+    return { session, ep, graph, runtime };
   } catch (e) {
     throw new SessionError(
       `${join(dir, graph.file)}: ONNX Runtime ${RUNTIMES[processRuntime().runtime].ort} cannot load the ${variant} graph on ${ep} (${(e as Error).message.split('\n')[0]})`,
     );
+  }
+}
+
+/**
+ * A CPU session that starts from the saved optimized graph of this graph when one exists (src/infer/optimized.ts),
+ * else from the plain graph, saving the optimized one for the next session. Any failure of the saved graph
+ * (unreadable, disk full, an older file) falls back to the plain graph: the cache only ever costs a warning.
+ */
+async function cpuSession(
+  dir: string,
+  graph: ResolvedGraph,
+  opts: SessionOptions,
+  runtime: RuntimeName,
+): Promise<OpenedGraph> {
+  const plain = providerOptions('cpu', opts);
+  const warn = opts.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`));
+  const cache = optimizedDir();
+  const p = cache ? optimizedPaths(cache, graph, runtime, 'cpu') : null;
+  const open = (file: string, o: Ort.InferenceSession.SessionOptions) => ort().InferenceSession.create(file, o);
+  const done = (session: Ort.InferenceSession, optimized: OpenedGraph['optimized']): OpenedGraph => ({
+    session,
+    ep: 'cpu',
+    graph,
+    runtime,
+    optimized,
+  });
+  if (opts.exactNBits) {
+    const exact = exactNBitsModel(readFileSync(join(dir, graph.file)));
+    if (exact)
+      return done(await ort().InferenceSession.create(exact, { ...plain, extra: externalFolder(dir) }), 'none');
+  }
+  if (!p) return done(await open(join(dir, graph.file), plain), 'none');
+  if (existsSync(p.model)) {
+    try {
+      return done(await open(p.model, { ...plain, ...loadOptions }), 'loaded');
+    } catch (e) {
+      warn(
+        `saved optimized graph ${p.model} did not load (${(e as Error).message.split('\n')[0]}); using ${graph.file}`,
+      );
+      rmSync(p.model, { force: true });
+    }
+  }
+  try {
+    mkdirSync(cache!, { recursive: true });
+    const session = await open(join(dir, graph.file), { ...plain, ...saveOptions(p) });
+    renameSync(p.partial, p.model);
+    return done(session, 'saved');
+  } catch (e) {
+    rmSync(p.partial, { force: true });
+    rmSync(join(cache!, p.dataName), { force: true });
+    warn(
+      `could not save the optimized graph under ${cache} (${(e as Error).message.split('\n')[0]}); the next session starts from ${graph.file} again`,
+    );
+    return done(await open(join(dir, graph.file), plain), 'none');
   }
 }
 

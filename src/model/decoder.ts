@@ -27,6 +27,10 @@ export interface Lowering {
   residual(x: Value, delta: Value): Value;
   /** Hidden state of the last real token of each row ([B, S, H] -> [B, H]). */
   lastToken(x: Value): Value;
+  /** Take each row's last real token right after the last layer's attention (o_proj, residual, norms and MLP of
+   * the last layer then run on one token per row: the same logits, ~(1 - attention share) / layers less work).
+   * Needs `lastToken` to be a plain gather that may run on any [B, S, W] value. */
+  readonly lastTokenEarly?: boolean;
   /** Head linear in fp32: x W^T (+ b), W an HF [out, in] tensor, optionally only the rows `rows` of it. */
   dense(weight: string, bias: string | null, x: Value, rows?: number[]): Value;
 }
@@ -42,13 +46,21 @@ export function decoder(c: ModelConfig, L: Lowering): Value {
   const f = familyOf(c);
   const b = L.b;
   let x = L.embed(L.inputs());
+  let pooled = false;
   for (let i = 0; i < c.numLayers; i++) {
     const m = f.layer(i);
     // attention block
     let [q, k, v] = L.linear([m.q, m.k, m.v], L.norm(m.attnNorm, x), c.qkvBias);
     if (m.qNorm) q = headNorm(c, L, m.qNorm, q, c.numHeads, `layers.${i}.q_norm`);
     if (m.kNorm) k = headNorm(c, L, m.kNorm, k, c.numKvHeads, `layers.${i}.k_norm`);
-    let a = L.linear([m.o], L.attention(i, q, k, v), false)[0];
+    let att = L.attention(i, q, k, v);
+    if (L.lastTokenEarly && i === c.numLayers - 1) {
+      // beyond the last attention only the last real token reaches the head
+      att = L.lastToken(att);
+      x = L.lastToken(x);
+      pooled = true;
+    }
+    let a = L.linear([m.o], att, false)[0];
     if (m.postAttnNorm) a = L.norm(m.postAttnNorm, a);
     x = L.residual(x, a);
     // MLP block: down(act(gate(h)) * up(h))
@@ -58,7 +70,7 @@ export function decoder(c: ModelConfig, L: Lowering): Value {
     x = L.residual(x, h);
   }
   x = L.norm(f.finalNorm, x);
-  return scoreHead(c, L, L.lastToken(x));
+  return scoreHead(c, L, pooled ? x : L.lastToken(x));
 }
 
 /** RMSNorm of each of the `heads` heads of a projection [B, S, heads*D] over head_dim (Qwen3's q_norm / k_norm), in its dtype. */

@@ -43,6 +43,11 @@ export interface DecoderGraphOptions extends GraphOptions {
   embedChunkRows?: number;
   /** Rotary table length; default config.maxPositions. */
   maxSeqLen?: number;
+  /** Gate and up packed into one MatMul + Split (true, before issue 21); default false: two projections sharing the
+   * input, no Split copy (1.05-1.07x on the CPU bench model: BENCHMARKS.md "CPU prefill"). */
+  packGateUp?: boolean;
+  /** Run the last layer beyond attention on each row's last real token only (default true; Lowering.lastTokenEarly). */
+  lastTokenEarly?: boolean;
   /** Longest input the graph will see (the manifest's maxTokens): windows at least this long are left out. */
   maxTokens?: number;
   /** MatMulNBits accuracy_level (0 = exact fp32 accumulate, 4 = int8 activations on CPU). */
@@ -102,6 +107,8 @@ function ortLowering(
   const toF32 = (x: Value) => (x.dtype === 'float32' ? x : b.cast(x, 'float32'));
   const residualAdds = new Set<string>();
 
+  /** The MLP gate modules of every layer (packed with up only when opts.packGateUp). */
+  const gates = new Set(Array.from({ length: c.numLayers }, (_, i) => f.layer(i).gate));
   /** [out, in] of each projection module, from the family's layer table. */
   const outWidth = new Map(linearModules(c).map((m) => [m.module, [m.outF, m.inF] as [number, number]]));
 
@@ -145,6 +152,7 @@ function ortLowering(
   return {
     b,
     residualAdds,
+    lastTokenEarly: opts.lastTokenEarly ?? true,
     inputs() {
       ids = b.input('input_ids', 'int64', ['batch', 'seq']);
       mask = b.input('attention_mask', 'int64', ['batch', 'seq']);
@@ -180,6 +188,10 @@ function ortLowering(
       return b.rmsNorm(toF32(x), floatInit(`${module}.gamma`, gamma, [width], 'float32'), c.rmsNormEps, module);
     },
     linear(modules, x, bias) {
+      // gate | up as two projections of the one input, no packed output for a Split to copy apart (unless
+      // packGateUp); the same weights and codes (quantization is per output row)
+      if (!opts.packGateUp && modules.length === 2 && gates.has(modules[0]))
+        return [this.linear([modules[0]], x, bias)[0], this.linear([modules[1]], x, bias)[0]];
       const shapes = modules.map((m) => {
         const s = outWidth.get(m);
         if (!s) throw new DecoderGraphError(`no projection "${m}" in the ${c.family} layer table`);

@@ -12,32 +12,30 @@ export type BlockSize = (typeof BLOCK_SIZES)[number];
 export const GPU_BLOCK_SIZE: BlockSize = 32;
 /** The block size of a CPU-only import: 1.3x faster than 32 with int8 activations (BENCHMARKS.md, issue 21). */
 export const CPU_BLOCK_SIZE: BlockSize = 128;
-
 /**
- * What `import --quant int4|int8` uses without --block-size, from the graphs it writes: block 32 when a
- * CUDA graph is written (its kernels and, when the CPU graph is written too, the bytes both share), else 128.
- */
-export function defaultBlockSize(graphs: readonly string[]): BlockSize {
-  return graphs.some((g) => g !== 'cpu') ? GPU_BLOCK_SIZE : CPU_BLOCK_SIZE;
-}
-
-/**
- * MatMulNBits accuracy_level written into CPU graphs: 4 = the activations quantized to int8 per block and
- * int8 dot products (VNNI / AMX), against 0 = the weights dequantized to fp32 on every call for SGEMM
- * (int8 weights) or fp32 accumulation. Measured in BENCHMARKS.md ("CPU prefill"); its logit cost is printed
- * by tests/cpu-defaults.test.ts. GPU graphs leave it unset (the CUDA kernels do not read it).
+ * MatMulNBits accuracy_level of a CPU-only import's graph: 4 = the activations quantized to int8 per block and
+ * int8 dot products (VNNI / AMX), against 0 = the weights dequantized to fp32 on every call for SGEMM (int8
+ * weights) or fp32 accumulation. Measured in BENCHMARKS.md ("CPU prefill"); its logit cost is printed by
+ * tests/cpu-defaults.test.ts. GPU graphs leave it unset (the CUDA kernels do not read it).
  */
 export const CPU_ACCURACY_LEVEL = 4;
 
 /**
- * What `import --quant int4|int8` writes without --accuracy-level: 4 into a CPU-only import; 0 (exact
- * fp32 activations) when a GPU graph is written beside it, because that CPU graph is then the GPU graph's
- * self-check reference and its CPU fallback: int8 activations there cost up to ~1e-1 logit on the fixtures
- * (tests/cpu-defaults.test.ts), more than the fp16 self-check's whole tolerance (5e-2).
+ * The one rule for the quantization defaults of an import's CPU graph, from the graphs it writes. CPU only:
+ * block 128, accuracy_level 4 (the fast CPU path). Beside a CUDA graph (fp16 or bf16): block 32 (the GPU kernels' block, and the
+ * bytes both graphs share) and accuracy_level 0, because that CPU graph is the reference the GPU self-check
+ * compares the fp16 graph with (src/infer/selfcheck.ts, tolerance 5e-2): int8 activations alone move the tiny
+ * fixture's logits by 0.095 there. A separate self-check reference graph would let it take level 4 too.
  */
-export function defaultAccuracyLevel(graphs: readonly string[]): AccuracyLevel {
-  return graphs.some((g) => g !== 'cpu') ? 0 : CPU_ACCURACY_LEVEL;
+export function cpuGraphDefaults(graphs: readonly string[]): {
+  blockSize: BlockSize;
+  accuracyLevel: AccuracyLevel;
+} {
+  return graphs.some((g) => g !== 'cpu')
+    ? { blockSize: GPU_BLOCK_SIZE, accuracyLevel: 0 }
+    : { blockSize: CPU_BLOCK_SIZE, accuracyLevel: CPU_ACCURACY_LEVEL };
 }
+
 /** The accuracy levels ORT's MatMulNBits accepts (0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8). */
 export const ACCURACY_LEVELS = [0, 1, 2, 3, 4] as const;
 export type AccuracyLevel = (typeof ACCURACY_LEVELS)[number];

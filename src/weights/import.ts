@@ -11,7 +11,7 @@ import { familyOf } from '../model/families';
 import { chooseScoreHead, defaultLabels, hfLabelNames, labelKeys } from '../model/heads';
 import type { AttentionVariant } from '../model/lower';
 import type { Activation, HeadSpec, ModelConfig, WeightSource } from '../types';
-import { defaultAccuracyLevel, defaultBlockSize, type AccuracyLevel, type BlockSize } from '../quant/nbits';
+import { cpuGraphDefaults, type AccuracyLevel, type BlockSize } from '../quant/nbits';
 import { sha256Files, type GraphKind, type Quantization } from './manifest';
 import { parseHfConfig } from './hfconfig';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, checkAdapter, mergedSource, openAdapter, type Adapter } from './peft';
@@ -32,9 +32,9 @@ export interface ImportOptions {
   /** Tokenizer folder when `base` has no tokenizer.json. */
   tokenizer?: string;
   quant: Quantization['kind'];
-  /** MatMulNBits block size for int4 / int8 (default defaultBlockSize(graphs): 128 CPU-only, 32 with a CUDA graph). */
+  /** MatMulNBits block size for int4 / int8 (default cpuGraphDefaults(graphs): 128 CPU-only, 32 with a CUDA graph). */
   blockSize?: BlockSize;
-  /** MatMulNBits accuracy_level of the CPU graph (default defaultAccuracyLevel(graphs): 4 CPU-only, 0 beside a GPU graph). */
+  /** MatMulNBits accuracy_level of the CPU graph (default cpuGraphDefaults(graphs): 4 CPU-only, 0 with a CUDA graph). */
   accuracyLevel?: AccuracyLevel;
   /** Symmetric int4 / int8 (no zero points; default true) or asymmetric (per-block zero points). */
   symmetric?: boolean;
@@ -322,7 +322,7 @@ async function importWith(
     };
 
     const quant: Quantization =
-      opts.quant === 'int4' || opts.quant === 'int8' ? { kind: opts.quant, blockSize: opts.blockSize ?? defaultBlockSize(opts.graphs), symmetric: opts.symmetric ?? true, accuracyLevel: opts.accuracyLevel ?? defaultAccuracyLevel(opts.graphs) } : { kind: opts.quant };
+      opts.quant === 'int4' || opts.quant === 'int8' ? { kind: opts.quant, blockSize: opts.blockSize ?? cpuGraphDefaults(opts.graphs).blockSize, symmetric: opts.symmetric ?? true, accuracyLevel: opts.accuracyLevel ?? cpuGraphDefaults(opts.graphs).accuracyLevel } : { kind: opts.quant };
     const progress = withProgress(weights, bytesOf, sourceBytes * opts.graphs.length, log);
     // Written beside --out and swapped in when complete: a killed re-import leaves the old weights usable.
     await replaceDir(resolve(opts.out), (dir) => writeWeightsDir({

@@ -11,7 +11,7 @@ import type { InitializerRef } from '../graph/ir';
 import { familyOf } from '../model/families';
 import { buildDecoderGraph, type AttentionVariant } from '../model/lower';
 import { externalStore } from '../graph/store';
-import { BLOCK_SIZES, defaultAccuracyLevel, GPU_BLOCK_SIZE, isBlockSize, type ReconstructionError } from '../quant/nbits';
+import { BLOCK_SIZES, cpuGraphDefaults, GPU_BLOCK_SIZE, isBlockSize, type ReconstructionError } from '../quant/nbits';
 import type { LinearFormat, ModelConfig, WeightSource } from '../types';
 import { fileSizes, GRAPH_KINDS, type GraphKind, MANIFEST_FORMAT, MANIFEST_VERSION, sha256Files, type GraphEntry, type Manifest, type Quantization } from './manifest';
 
@@ -79,12 +79,9 @@ export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manife
   if (existsSync(manifestPath)) renameSync(manifestPath, manifestPath + '.old'); // a stale manifest must not vouch for new files
 
   const linear = linearFormat(opts.quant);
-  // int4 / int8 CPU graphs: int8 activations (accuracy_level 4) when CPU-only, exact beside a GPU graph (its
-  // self-check reference), unless the import asked otherwise; recorded in the manifest.
+  // int4 / int8 CPU graph: the accuracy_level the import asked for, else cpuGraphDefaults' (recorded in the manifest).
   const quant: Quantization =
-    linear.kind === 'nbits'
-      ? { ...opts.quant, accuracyLevel: opts.quant.accuracyLevel ?? defaultAccuracyLevel(opts.graphs) }
-      : opts.quant;
+    linear.kind === 'nbits' ? { ...opts.quant, accuracyLevel: opts.quant.accuracyLevel ?? cpuGraphDefaults(opts.graphs).accuracyLevel } : opts.quant;
   const graphs: Manifest['graphs'] = {};
   const files: string[] = [];
   // One data file for every graph kind: equal tensors are stored once (externalStore dedupe).

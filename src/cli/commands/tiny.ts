@@ -11,7 +11,7 @@ import { defaultLabels } from '../../model/heads';
 import { tinyConfig, tinyHfConfig, tinyWeights } from '../../model/tiny';
 import type { ModelConfig } from '../../types';
 import { writeSafetensors } from '../../weights/safetensors-write';
-import { defaultBlockSize } from '../../quant/nbits';
+import { cpuGraphDefaults } from '../../quant/nbits';
 import type { GraphKind, Quantization } from '../../weights/manifest';
 import { writeWeightsDir } from '../../weights/write';
 import { need, num, parse, UsageError } from '../args';
@@ -74,7 +74,7 @@ export async function run(argv: string[]): Promise<void> {
   if (q !== 'int4' && q !== 'fp32') throw new UsageError(`--quant must be int4 or fp32, got "${q}"\n\n${USAGE}`);
   const graphs: GraphKind[] = v.cuda ? ['cpu', 'cuda', 'cuda-bf16'] : ['cpu'];
   const quant: Quantization =
-    q === 'int4' ? { kind: 'int4', blockSize: defaultBlockSize(graphs), symmetric: true } : { kind: 'fp32' };
+    q === 'int4' ? { kind: 'int4', blockSize: cpuGraphDefaults(graphs).blockSize, symmetric: true } : { kind: 'fp32' };
   const config = tinyConfig({ slidingWindow: Math.min(32, Math.max(2, Math.floor(maxTokens / 4))) });
   const t0 = Date.now();
   await writeWeightsDir({

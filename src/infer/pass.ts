@@ -103,20 +103,32 @@ export async function runPass(session: ort.InferenceSession, rows: ArenaRow[], o
       );
   }
   const logits = new Float32Array(rows.length * numLabels).fill(NaN);
-  const todo: number[] = [];
+  const live: number[] = [];
+  const hits = new Set<number>();
   rows.forEach((_, i) => {
-    const hit = failed.has(i) ? undefined : opts.cache?.get(ids[i]);
-    if (hit && hit.length === numLabels) logits.set(hit, i * numLabels);
-    else if (!failed.has(i)) todo.push(i);
+    if (failed.has(i)) return;
+    live.push(i);
+    const hit = opts.cache?.get(ids[i]);
+    if (hit && hit.length === numLabels) {
+      logits.set(hit, i * numLabels);
+      hits.add(i);
+    }
   });
-  const cached = rows.length - failed.size - todo.length;
+  // Batches are planned over every live row, cached or not, and a batch runs unless all its rows are cached:
+  // a resumed run then scores exactly the batches the uninterrupted run would (the cache is written per
+  // batch), so its logits are bit-identical even where a kernel's result depends on the batch's rows (ORT's
+  // M-dependent MatMulNBits paths: int8 activations, the last layer on last tokens).
+  const batches = planBatches(
+    live.map((i) => lengths[i]),
+    { tokenBudget: opts.tokenBudget, exactLength: opts.exactLength },
+  )
+    .map((b) => ({ ...b, rows: b.rows.map((k) => live[k]) }))
+    .filter((b) => !b.rows.every((r) => hits.has(r)));
+  const todo = batches.reduce((a, b) => a + b.rows.length, 0);
+  const cached = live.length - todo;
   if (cached > 0)
     process.stderr.write(`${opts.label}: ${cached} rows taken from the logits cache ${opts.cache!.file}\n`);
-  const batches = planBatches(
-    todo.map((i) => lengths[i]),
-    { tokenBudget: opts.tokenBudget, exactLength: opts.exactLength },
-  ).map((b) => ({ ...b, rows: b.rows.map((k) => todo[k]) }));
-  const progress = new Progress(opts.label, todo.length);
+  const progress = new Progress(opts.label, todo);
   let done = 0;
   const inferenceFailed: number[] = [];
   let inferReason = '';
@@ -187,7 +199,7 @@ export async function runPass(session: ort.InferenceSession, rows: ArenaRow[], o
     'Check the weights (non-finite tensors) and the graph precision.',
   );
   let tokens = 0;
-  for (const i of todo) tokens += lengths[i];
+  for (const b of batches) for (const i of b.rows) tokens += lengths[i];
   const eff = batches.length ? paddingEfficiency(lengths, batches) : 1;
   return {
     logits,

@@ -5,11 +5,11 @@
 // trainer these were `Error: ENOSPC ...` stack traces with adapter_model.safetensors.tmp left behind.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ROOT, RUNNER, TRAINER } from './helpers/peaked';
-import { fixtureBatch, GEMMA2_TINY } from './helpers/train-fixtures';
+import { fixtureBatch, GEMMA2_TINY, writeTokenizedRows } from './helpers/train-fixtures';
 
 const FAULT = join(__dirname, 'helpers', 'fs-fault.cjs');
 const DEMO = join(ROOT, 'demo', 'arena-demo-train.csv');
@@ -27,14 +27,7 @@ describe('ENOSPC / EROFS / EACCES in train and features (issue 19 item 4)', func
   before(() => {
     if (!existsSync(TRAINER)) execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
     tmp = mkdtempSync(join(tmpdir(), 'arenakit-faults-'));
-    rows = join(tmp, 'rows.jsonl');
-    const batch = fixtureBatch('padded', [0, 1, 2]);
-    writeFileSync(
-      rows,
-      Array(2)
-        .fill(batch.map((r) => JSON.stringify({ input_ids: Array.from(r.inputIds), label: r.label })).join('\n'))
-        .join('\n') + '\n',
-    );
+    rows = writeTokenizedRows(join(tmp, 'rows.jsonl'), fixtureBatch('padded', [0, 1, 2]), 2);
   });
   after(() => rmSync(tmp, { recursive: true, force: true }));
 

@@ -7,12 +7,12 @@
 // training.json and a partial log.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { recoverDir } from '../src/util/files';
 import { ROOT, TRAINER } from './helpers/peaked';
-import { fixtureBatch, GEMMA2_TINY } from './helpers/train-fixtures';
+import { fixtureBatch, GEMMA2_TINY, writeTokenizedRows } from './helpers/train-fixtures';
 
 const ADAPTER = ['adapter_config.json', 'adapter_model.safetensors', 'arenakit_labels.json'];
 
@@ -23,13 +23,10 @@ describe('kill -9 during train (issue 19)', function () {
   before(() => {
     if (!existsSync(TRAINER)) execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
     tmp = mkdtempSync(join(tmpdir(), 'arenakit-trainkill-'));
-    rows = join(tmp, 'rows.jsonl');
-    const batch = [...fixtureBatch('padded', [0, 1, 2]), ...fixtureBatch('single', [2])];
-    writeFileSync(
-      rows,
-      Array(4)
-        .fill(batch.map((r) => JSON.stringify({ input_ids: Array.from(r.inputIds), label: r.label })).join('\n'))
-        .join('\n') + '\n',
+    rows = writeTokenizedRows(
+      join(tmp, 'rows.jsonl'),
+      [...fixtureBatch('padded', [0, 1, 2]), ...fixtureBatch('single', [2])],
+      4,
     );
   });
   after(() => rmSync(tmp, { recursive: true, force: true }));

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, TRAINER } from './helpers/peaked';
-import { fixtureBatch, GEMMA2_TINY } from './helpers/train-fixtures';
+import { fixtureBatch, GEMMA2_TINY, writeTokenizedRows } from './helpers/train-fixtures';
 
 describe('train checkpoints and --resume (issue 19)', function () {
   this.timeout(600_000);
@@ -16,13 +16,10 @@ describe('train checkpoints and --resume (issue 19)', function () {
   before(() => {
     if (!existsSync(TRAINER)) execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
     tmp = mkdtempSync(join(tmpdir(), 'arenakit-resume-'));
-    rows = join(tmp, 'rows.jsonl');
-    const batch = [...fixtureBatch('padded', [0, 1, 2]), ...fixtureBatch('single', [2])];
-    writeFileSync(
-      rows,
-      Array(4)
-        .fill(batch.map((r) => JSON.stringify({ input_ids: Array.from(r.inputIds), label: r.label })).join('\n'))
-        .join('\n') + '\n',
+    rows = writeTokenizedRows(
+      join(tmp, 'rows.jsonl'),
+      [...fixtureBatch('padded', [0, 1, 2]), ...fixtureBatch('single', [2])],
+      4,
     );
   });
   after(() => rmSync(tmp, { recursive: true, force: true }));

@@ -1,6 +1,6 @@
 // Shared by the training tests: the gemma2-tiny fixture batches as training rows.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { GradRule } from '../../src/graph/grad';
 import { batchFeeds, type Example } from '../../src/train/feeds';
@@ -53,4 +53,11 @@ export async function fixtureGradDiff(
   for (const k of g.tensors.keys()) grad = Math.max(grad, maxAbsDiff(r.grads.get(keyMap[k])!, g.read(k).data));
   g.close();
   return { grad, loss: Math.abs(r.loss - exp.loss.value), logits: maxAbsDiff(r.logits, exp.lora_logits.padded.flat()) };
+}
+
+/** Writes `batch` `times` over as a `--tokenized` JSONL file (one {input_ids, label} per line); returns `file`. */
+export function writeTokenizedRows(file: string, batch: Example[], times: number): string {
+  const block = batch.map((r) => JSON.stringify({ input_ids: Array.from(r.inputIds), label: r.label })).join('\n');
+  writeFileSync(file, Array(times).fill(block).join('\n') + '\n');
+  return file;
 }

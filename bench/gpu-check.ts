@@ -7,7 +7,18 @@
 // Run: node dist/gpu-check.cjs [--width 2b|tiny] [--layers N] [--vocab N] [--batch B] [--seq S] [--reps R]
 //        [--eps cpu,cuda,webgpu] [--quant int4|int8] [--seed N] --out report.json
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { parseModel } from '../src/graph/serialise';
+import { chooseTokenBudget, graphWeightBytes, readGpuFreeMemory } from '../src/infer/gpu-levers';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -20,10 +31,10 @@ import {
   runLogits,
   type OpenedGraph,
 } from '../src/infer/session';
-import { RUNTIMES, type Ep } from '../src/infer/runtime';
+import { RUNTIMES, type AttentionVariant, type Ep } from '../src/infer/runtime';
 import { tinyConfig, tinyWeights } from '../src/model/tiny';
 import type { ModelConfig } from '../src/types';
-import { readManifest } from '../src/weights/manifest';
+import { readManifest, type GraphEntry } from '../src/weights/manifest';
 import { TARGETS } from '../src/weights/targets';
 import { writeWeightsDir } from '../src/weights/write';
 
@@ -241,6 +252,7 @@ export async function gpuCheck(o: {
               tokens_per_s: (long.n * long.L) / med,
               rows_per_s: long.n / med,
             };
+            await measureLevers(r, s, { w, g, variant, ep, cfg, seq: o.seq, seed: o.seed, reps: o.reps, got, long });
             o.log(
               `gpu-check: ${ep} ${g.file} ${variant}: self-check ${check.maxDiff} (${r.self_check && (r.self_check as { chose: string }).chose}), parity ${r.parity_max_abs}, ${((long.n * long.L) / med).toFixed(0)} tokens/s`,
             );
@@ -260,6 +272,71 @@ export async function gpuCheck(o: {
   }
   report.seconds = (Date.now() - t0) / 1000;
   return report;
+}
+
+/**
+ * Issue 21's GPU levers on one graph: IO binding (ARENAKIT_IO_BINDING=1: the logits must be identical, and the
+ * rate), and on CUDA the memory-sized token budget (`--token-budget auto`: nvidia-smi's free memory, the graph's
+ * weight bytes) run as one batch of that many tokens: its rate, or the error if it does not fit.
+ */
+async function measureLevers(
+  r: Record<string, unknown>,
+  s: OpenedGraph,
+  o: {
+    w: string;
+    g: GraphEntry;
+    variant: AttentionVariant;
+    ep: Ep;
+    cfg: ModelConfig;
+    seq: number;
+    seed: number;
+    reps: number;
+    got: Float32Array;
+    long: ReturnType<typeof feeds>;
+  },
+): Promise<void> {
+  const time = async (f: () => Promise<unknown>, reps: number) => {
+    const t: number[] = [];
+    for (let i = 0; i < reps; i++) {
+      const t1 = process.hrtime.bigint();
+      await f();
+      t.push(Number(process.hrtime.bigint() - t1) / 1e9);
+    }
+    return t.sort((a, b) => a - b)[Math.floor(t.length / 2)];
+  };
+  const { long } = o;
+  const saved = process.env.ARENAKIT_IO_BINDING;
+  process.env.ARENAKIT_IO_BINDING = '1';
+  try {
+    const bound = await runLogits(s.session, long.ids, long.mask, long.n, long.L);
+    const med = await time(() => runLogits(s.session, long.ids, long.mask, long.n, long.L), o.reps);
+    r.io_binding = { max_abs_vs_unbound: maxAbsDiff(bound, o.got), tokens_per_s: (long.n * long.L) / med };
+  } catch (e) {
+    r.io_binding = { error: (e as Error).message.split('\n')[0] };
+  } finally {
+    if (saved === undefined) delete process.env.ARENAKIT_IO_BINDING;
+    else process.env.ARENAKIT_IO_BINDING = saved;
+  }
+  if (o.ep !== 'cuda') return;
+  const free = readGpuFreeMemory([0]);
+  const b = chooseTokenBudget({
+    requested: 'auto',
+    ep: 'cuda',
+    gpuFreeBytes: free.bytes,
+    weightBytes: graphWeightBytes(parseModel(readFileSync(join(o.w, o.g.file)))),
+    config: o.cfg,
+    activations: o.g.activations,
+    variant: o.variant,
+    maxTokens: o.seq,
+  });
+  const rows = Math.max(1, Math.floor(b.budget / o.seq));
+  const big = feeds(checkIds(rows, o.seq, o.cfg.vocabSize, o.seed + 3));
+  try {
+    const med = await time(() => runLogits(s.session, big.ids, big.mask, big.n, big.L), 2);
+    r.memory_budget = { budget: b.budget, reason: b.reason, rows, tokens_per_s: (rows * o.seq) / med, note: free.note };
+  } catch (e) {
+    r.memory_budget = { budget: b.budget, reason: b.reason, rows, error: (e as Error).message.split('\n')[0] };
+  }
 }
 
 async function main(): Promise<void> {

@@ -43,6 +43,9 @@ describe('GPU check script (bench/gpu-check.sh local, CPU EP, tiny width)', func
       assert.ok(x.self_check.rows > 0 && x.self_check.maxDiff <= x.self_check.tolerance);
       assert.ok(x.parity_max_abs < 0.05, `parity ${x.parity_max_abs}`);
       assert.ok(x.throughput.tokens_per_s > 0);
+      // IO binding (issue 21): the same logits, bit for bit, and a rate.
+      assert.equal(x.io_binding.max_abs_vs_unbound, 0, JSON.stringify(x.io_binding));
+      assert.ok(x.io_binding.tokens_per_s > 0);
     }
     const cuda = report.results.find((x: { ep: string }) => x.ep === 'cuda');
     assert.equal(cuda.loaded, false);

@@ -1,6 +1,8 @@
 // GPU-side speed levers that need no GPU to build (issue 21), pure: which MatMulNBits nodes ONNX Runtime's CUDA
 // fpA_intB GEMM takes and the session config that turns it on, and the token budget per batch sized from the
 // GPU's memory and the model's activation size (DESIGN.md "GPU levers" has the formula and what was measured).
+import { spawnSync } from 'node:child_process';
+import type { onnx } from 'onnx-proto';
 import type { ModelConfig } from '../types';
 import type { RuntimeName } from './runtime';
 
@@ -78,4 +80,103 @@ export function memoryTokenBudget(o: {
 export function gpuMemoryBytes(line: string): number | null {
   const m = /,\s*([0-9]+)\s*MiB\s*$/.exec(line);
   return m ? Number(m[1]) * 2 ** 20 : null;
+}
+
+/** The budget a run takes when no GPU memory figure applies (CPU, WebGPU, an unknown GPU): the old default. */
+export const DEFAULT_TOKEN_BUDGET = 16384;
+
+/** `--token-budget N|auto` as given: a positive number, or 'auto' (the default). */
+export type TokenBudgetOption = number | 'auto';
+
+/** Free memory per GPU from `nvidia-smi --query-gpu=memory.free --format=csv,noheader` ("15101 MiB" per line). */
+export function parseFreeMemory(text: string): number[] {
+  return text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .map((l) => {
+      const m = /^([0-9]+)\s*MiB$/.exec(l);
+      if (!m) throw new RangeError(`nvidia-smi memory.free printed "${l}", expected a figure in MiB such as 15101 MiB`);
+      return Number(m[1]) * 2 ** 20;
+    });
+}
+
+/**
+ * The smallest free memory among the GPUs a run uses (`devices`: their indices; every GPU when empty), from
+ * nvidia-smi (ARENAKIT_NVIDIA_SMI as elsewhere); undefined with a note when it cannot tell. Never throws.
+ */
+export function readGpuFreeMemory(
+  devices: number[],
+  env: NodeJS.ProcessEnv = process.env,
+): { bytes?: number; note?: string } {
+  const cmd = env.ARENAKIT_NVIDIA_SMI || 'nvidia-smi';
+  const r = spawnSync(cmd, ['--query-gpu=memory.free', '--format=csv,noheader'], {
+    encoding: 'utf8',
+    env,
+    timeout: Number(env.ARENAKIT_NVIDIA_SMI_TIMEOUT_MS) || 15000,
+    killSignal: 'SIGKILL',
+  });
+  if (r.error || r.status !== 0)
+    return {
+      note: `${cmd} --query-gpu=memory.free failed${r.error ? ` (${r.error.message})` : ` (exit ${r.status})`}`,
+    };
+  try {
+    const free = parseFreeMemory(r.stdout);
+    const used = devices.length ? devices.map((d) => free[d]).filter((b) => b !== undefined) : free;
+    if (!used.length) return { note: `${cmd} listed no memory for GPU ${devices.join(', ')}` };
+    return { bytes: Math.min(...used) };
+  } catch (e) {
+    return { note: (e as Error).message };
+  }
+}
+
+/** Bytes of the weights a graph holds: its initializers' external-data lengths plus inline raw data (pure). */
+export function graphWeightBytes(model: onnx.IModelProto): number {
+  let total = 0;
+  for (const t of model.graph?.initializer ?? []) {
+    const len = t.externalData?.find((e) => e.key === 'length')?.value;
+    total += len !== undefined && len !== null ? Number(len) : (t.rawData?.length ?? 0);
+  }
+  return total;
+}
+
+/**
+ * The token budget a model's passes take. A number given is kept. 'auto': on the CUDA EP with the GPU's free
+ * memory known, `memoryTokenBudget` from that memory, the graph's weight bytes and its per-token activation
+ * bytes (2-byte activations for fp16 / bf16 graphs; the explicit variant's scores at the longest row); anywhere
+ * else DEFAULT_TOKEN_BUDGET (the CPU EP batches rows of one length, where the budget only caps the rows).
+ */
+export function chooseTokenBudget(o: {
+  requested: TokenBudgetOption;
+  ep: string;
+  gpuFreeBytes?: number;
+  weightBytes: number;
+  config?: ModelConfig;
+  activations: 'float32' | 'float16' | 'bfloat16';
+  variant: 'fused' | 'explicit';
+  maxTokens: number;
+}): { budget: number; reason: string } {
+  if (o.requested !== 'auto') return { budget: o.requested, reason: '--token-budget' };
+  if (o.ep !== 'cuda') return { budget: DEFAULT_TOKEN_BUDGET, reason: `default for the ${o.ep} EP` };
+  if (o.gpuFreeBytes === undefined || !o.config)
+    return {
+      budget: DEFAULT_TOKEN_BUDGET,
+      reason: o.config ? 'default: the GPU memory is unknown' : 'default: the manifest has no model config',
+    };
+  const perTokenBytes = activationBytesPerToken(
+    o.config,
+    o.activations === 'float32' ? 4 : 2,
+    o.variant === 'explicit' ? o.maxTokens : 0,
+  );
+  const budget = memoryTokenBudget({
+    memoryBytes: o.gpuFreeBytes,
+    weightBytes: o.weightBytes,
+    perTokenBytes,
+    maxTokens: o.maxTokens,
+  });
+  const gib = (b: number) => (b / 2 ** 30).toFixed(1);
+  return {
+    budget,
+    reason: `from ${gib(o.gpuFreeBytes)} GiB free GPU memory, ${gib(o.weightBytes)} GiB of weights, ${Math.round(perTokenBytes / 1024)} KiB of activations per token`,
+  };
 }

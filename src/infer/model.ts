@@ -3,7 +3,7 @@
 // bad directory fails before any row is scored. `openHandle` then loads the weights (ONNX session +
 // tokenizer, or the feature model's trees) and scores rows in a given A/B order. `passProbs` turns a
 // pass's raw outputs into probabilities in the task's column order, by label NAME.
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ArenaRow } from '../types';
 import { mapProbs, modelToTask, type Task } from '../task/task';
@@ -29,6 +29,8 @@ import { textLength } from '../util/text';
 import { checkRows, selfCheck, type SelfCheck } from './selfcheck';
 import type { AttentionVariant, Ep, RuntimeName } from './runtime';
 import type { GpuPrecision } from './gpu-precision';
+import { chooseTokenBudget, graphWeightBytes, type TokenBudgetOption } from './gpu-levers';
+import { parseModel } from '../graph/serialise';
 
 export class ModelError extends Error {
   override name = 'ModelError';
@@ -122,7 +124,10 @@ export interface HandleOptions {
   ep: EpChoice;
   threads?: number;
   deviceId?: number;
-  tokenBudget: number;
+  /** A number, or 'auto': sized from `gpuFreeBytes` on the CUDA EP (chooseTokenBudget), else the default. */
+  tokenBudget: TokenBudgetOption;
+  /** Free memory of the GPU(s) the run uses, read once per run (prepareRuntime). */
+  gpuFreeBytes?: number;
   /** Folder of logits caches (resumable runs); neural models only. */
   cacheDir?: string;
   /** --attention: force an attention variant (the self-check still applies). */
@@ -144,6 +149,8 @@ export interface RunInfo {
   /** Activations of the graph that ran (float32 CPU graph, float16 / bfloat16 CUDA graph). */
   activations?: string;
   selfCheck?: SelfCheck;
+  /** Rows x padded length per batch this model's passes took (chooseTokenBudget). */
+  tokenBudget?: number;
 }
 
 export interface ModelHandle {
@@ -213,8 +220,21 @@ async function openNeuralHandle(spec: ModelSpec, opts: HandleOptions): Promise<M
     opts.warn(
       `--cache ${cache.file}: ${cache.corrupted} line(s) cut short or corrupted were ignored; those rows are scored again`,
     );
+  const budget = chooseTokenBudget({
+    requested: opts.tokenBudget,
+    ep: g.ep,
+    gpuFreeBytes: opts.gpuFreeBytes,
+    weightBytes:
+      opts.tokenBudget === 'auto' && g.ep === 'cuda'
+        ? graphWeightBytes(parseModel(readFileSync(join(dir, g.graph.file))))
+        : 0,
+    config: m.config,
+    activations: g.graph.activations,
+    variant: g.graph.variant,
+    maxTokens: m.maxTokens,
+  });
   process.stderr.write(
-    `model ${dir}: ${m.architecture}, ${m.quantization?.kind ?? '?'} weights, template ${m.template}, max_tokens ${m.maxTokens}, EP ${g.ep}, ${g.graph.variant} attention (${g.runtime})\n`,
+    `model ${dir}: ${m.architecture}, ${m.quantization?.kind ?? '?'} weights, template ${m.template}, max_tokens ${m.maxTokens}, EP ${g.ep}, ${g.graph.variant} attention (${g.runtime}), ${budget.budget} tokens per batch (${budget.reason})\n`,
   );
   // Non-finite logits in a batch: rescored on the explicit variant of the same graph, then on the fp32 CPU graph (opened on first need).
   const rescuers: { by: string; open: () => Promise<OpenedGraph> }[] = [];
@@ -255,10 +275,11 @@ async function openNeuralHandle(spec: ModelSpec, opts: HandleOptions): Promise<M
       variant: g.graph.variant,
       activations: g.graph.activations,
       selfCheck: check,
+      tokenBudget: budget.budget,
     },
     score: (rows, swap, label) =>
       runPass(g.session, rows, {
-        tokenBudget: opts.tokenBudget,
+        tokenBudget: budget.budget,
         exactLength: g.ep === 'cpu',
         swap,
         label,

@@ -12,6 +12,7 @@ import type { GpuPrecision } from './gpu-precision';
 import { fsReason } from '../util/files';
 import { loadOptions, optimizedDir, optimizedPaths, saveOptions } from './optimized';
 import { fpaIntbConfig } from './gpu-levers';
+import { boundLogits, boundResult, ioBindingEnabled, logitsWidth } from './io-binding';
 import { exactNBitsModel } from './reference-graph';
 import {
   availableRuntimes,
@@ -373,10 +374,13 @@ export async function runLogits(
     input_ids: new (ort().Tensor)('int64', inputIds, [n, seqLen]),
     attention_mask: new (ort().Tensor)('int64', attentionMask, [n, seqLen]),
   };
-  const out = await session.run(feeds);
+  // IO binding (io-binding.ts, opt-in): ORT writes the logits into a buffer of ours.
+  const width = ioBindingEnabled() ? logitsWidth(session) : undefined;
+  const bound = width ? boundLogits(ort(), n, width) : undefined;
+  const out = bound ? await session.run(feeds, bound.fetches) : await session.run(feeds);
   const logits = out.logits;
   if (!logits) throw new SessionError(`graph has no "logits" output (outputs: ${Object.keys(out).join(', ')})`);
-  const data = logits.data as Float32Array;
+  const data = bound ? boundResult(bound.data, logits.data as Float32Array) : (logits.data as Float32Array);
   for (const t of Object.values(out)) t.dispose?.();
   return data;
 }

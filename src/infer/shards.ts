@@ -152,6 +152,7 @@ export function shardedRunner(
         gpuPrecision: opts.gpuPrecision,
         selfCheckRows: opts.selfCheckRows,
         tokenBudget: opts.tokenBudget,
+        gpuFreeBytes: opts.gpuFreeBytes,
         cacheDir: opts.cacheDir,
         deviceId: device,
         threads: opts.threads ?? (opts.ep === 'cpu' ? 1 : undefined),

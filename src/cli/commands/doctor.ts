@@ -19,9 +19,11 @@ import { parseDeviceOption, resolveDevices } from '../../infer/devices';
 import { parseStartedAt } from '../../infer/budget';
 import { runEstimate } from '../../infer/estimate';
 import { resolveGpuPrecision } from '../../infer/gpu-precision';
+import { readGpuFreeMemory } from '../../infer/gpu-levers';
+import { parseTokenBudget } from './score';
 
 const USAGE = `usage: node runner.cjs doctor --weights DIR [--data test.csv] [--budget 9h] [--ep auto|cuda|webgpu|cpu] [--runtime cu12|cu13]
-  [--attention fused|explicit] [--tta none|swap|swap-uncertain:F] [--sample N] [--token-budget N]
+  [--attention fused|explicit] [--tta none|swap|swap-uncertain:F] [--sample N] [--token-budget N|auto]
   [--devices auto|0,1] [--started-at EPOCH_S] [--gpu-precision fp16|bf16]
   Checks the GPU runtime, runs the self-check, and estimates the time for --data against --budget
   (counted from --started-at / ARENAKIT_STARTED_AT when given): model load, self-check and the passes
@@ -79,6 +81,12 @@ export async function run(argv: string[]): Promise<void> {
   if (precision) say(`gpu precision: ${precision.precision} (${precision.reason})`);
   const devices = resolveDevices(deviceOpt, driver.gpus, ep);
   say(`devices: ${devices.ids.join(', ')} (${devices.reason})`);
+  const tokenBudget = parseTokenBudget(v['token-budget'] as string | undefined);
+  const free = tokenBudget === 'auto' && ep !== 'cpu' && ep !== 'webgpu' ? readGpuFreeMemory(devices.ids) : {};
+  const gpuFreeBytes = free.bytes;
+  if (free.bytes !== undefined)
+    say(`gpu memory free: ${(free.bytes / 2 ** 30).toFixed(1)} GiB (the smallest of the GPUs used)`);
+  else if (free.note) say(`gpu memory free: unknown (${free.note})`);
   const { runtime, reason, target } = processRuntime(wrap(() => parseRuntime(v.runtime as string | undefined)));
   // The libraries (and their wheels) of the core the driver asks for; the chosen core when there is no driver.
   const hintCore = target ?? runtime;
@@ -112,7 +120,8 @@ export async function run(argv: string[]): Promise<void> {
     attention,
     gpuPrecision: precision?.precision,
     threads: v.threads ? num(v.threads, '--threads', 0) : undefined,
-    tokenBudget: num(v['token-budget'], '--token-budget', 16384),
+    tokenBudget,
+    gpuFreeBytes,
     checkRows: rows,
     selfCheckRows: 8,
     warn,

@@ -14,13 +14,15 @@ import { readDriver } from '../../infer/runtime';
 const parseDurationOpt = (x: unknown) => parseDuration(String(x), '--time-budget');
 
 const USAGE = `usage: node runner.cjs predict --data test.csv|test.parquet --weights DIR [--weights DIR2 ...] [--out submission/submission.csv] [--task lmsys|wsdm] [--time-budget 9h]
-  [--ep cpu|cuda|webgpu|auto] [--runtime cu12|cu13] [--attention fused|explicit] [--gpu-precision fp16|bf16] [--self-check N|off] [--devices auto|0,1] [--started-at EPOCH_S] [--tta none|swap|swap-uncertain:F] [--token-budget N] [--threads N] [--blend-weights w1,w2]
+  [--ep cpu|cuda|webgpu|auto] [--runtime cu12|cu13] [--attention fused|explicit] [--gpu-precision fp16|bf16] [--self-check N|off] [--devices auto|0,1] [--started-at EPOCH_S] [--tta none|swap|swap-uncertain:F] [--token-budget N|auto] [--threads N] [--blend-weights w1,w2]
   --cache DIR: keep each scored row's logits there, so an interrupted run started again resumes where it stopped
   --devices: one model copy per GPU, rows split between them (with --ep cpu: that many CPU worker processes);
     auto (default): one per GPU nvidia-smi lists, one process without a GPU
   --started-at: when the run started (epoch seconds or ISO; also ARENAKIT_STARTED_AT): --time-budget counts from it
   --gpu-precision: the CUDA graph's activations (default: bf16 when every GPU is sm80 or newer (L4, A100, H100)
     and the weights have a cuda-bf16 graph, else fp16; import --graphs cuda,cuda-bf16 writes both)
+  --token-budget: rows x padded length per batch; auto (default): sized from the GPU's free memory and the model on
+    the CUDA EP (nvidia-smi), 16384 elsewhere
   --task: the competition (default: wsdm for a parquet file, else lmsys); it sets the submission format
   --time-budget: the whole run ends by then (from start): the swapped pass takes as many of the least certain rows
     as fit, and rows not reached in time get the next model's prediction, else the prior`;
@@ -82,6 +84,7 @@ export async function run(argv: string[]): Promise<void> {
     runtime: runs.map((r) => r.info?.runtime ?? null),
     attention: runs.map((r) => r.info?.variant ?? null),
     activations: runs.map((r) => r.info?.activations ?? null),
+    token_budget: runs.map((r) => r.info?.tokenBudget ?? null),
     self_check_max_diff: runs.map((r) => r.info?.selfCheck?.maxDiff ?? null),
     self_check_seconds: runs.map((r) => r.info?.selfCheck?.seconds ?? null),
     tta: settings.tta.kind,

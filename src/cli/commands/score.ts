@@ -23,6 +23,7 @@ import { parseDuration } from '../../util/duration';
 import { num, UsageError, type OptionSpec } from '../args';
 import { parseDeviceOption, resolveDevices } from '../../infer/devices';
 import { chooseGpuPrecision, resolveGpuPrecision, type GpuPrecision } from '../../infer/gpu-precision';
+import { DEFAULT_TOKEN_BUDGET, readGpuFreeMemory, type TokenBudgetOption } from '../../infer/gpu-levers';
 
 export const SCORE_OPTIONS: OptionSpec = {
   data: { type: 'string' },
@@ -47,7 +48,10 @@ export const SCORE_OPTIONS: OptionSpec = {
 export interface ScoreSettings extends EnsembleOptions {
   weights: string[];
   ep: EpChoice;
-  tokenBudget: number;
+  /** --token-budget: a number, or 'auto' (sized from the GPU's free memory on the CUDA EP; src/infer/gpu-levers.ts). */
+  tokenBudget: TokenBudgetOption;
+  /** Free memory of the smallest GPU the run uses (read once by prepareRuntime when the budget is 'auto'). */
+  gpuFreeBytes?: number;
   threads?: number;
   calibrate: boolean;
   /** CUDA device ids (one model copy per GPU, rows split between them); with --ep cpu, that many CPU workers. */
@@ -105,8 +109,7 @@ export function scoreSettings(v: Record<string, unknown>, ctx: ScoreContext): Sc
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  const tokenBudget = num(v['token-budget'], '--token-budget', 16384);
-  if (!(tokenBudget > 0)) throw new UsageError(`--token-budget must be a positive number, got ${tokenBudget}`);
+  const tokenBudget = parseTokenBudget(v['token-budget'] as string | undefined);
   return {
     weights,
     ep: usage(() => parseEp(v.ep as string)),
@@ -149,6 +152,21 @@ export function prepareRuntime(s: ScoreSettings, driver?: DriverInfo): void {
     s.gpuPrecision = p.precision;
     process.stderr.write(`gpu precision: ${p.precision} (${p.reason})\n`);
   }
+  if (s.tokenBudget === 'auto' && s.ep !== 'cpu' && s.ep !== 'webgpu') {
+    const m = readGpuFreeMemory(s.devices);
+    s.gpuFreeBytes = m.bytes;
+    if (m.note)
+      process.stderr.write(`token budget: ${m.note}; the CUDA EP keeps ${DEFAULT_TOKEN_BUDGET} tokens per batch\n`);
+  }
+}
+
+/** `--token-budget N|auto` (default auto). */
+export function parseTokenBudget(v: string | undefined): TokenBudgetOption {
+  if (v === undefined || v === 'auto') return 'auto';
+  const n = Number(v);
+  if (!(n > 0) || !Number.isFinite(n))
+    throw new UsageError(`--token-budget must be a positive number of tokens or auto, got "${v}"`);
+  return n;
 }
 
 /** Parser errors of options become usage errors (exit 2, no stack). */
@@ -192,6 +210,7 @@ export function makeRunner(
     threads: s.threads,
     deviceId: s.devices[0],
     tokenBudget: s.tokenBudget,
+    gpuFreeBytes: s.gpuFreeBytes,
     cacheDir: s.cacheDir,
     attention: s.attention,
     gpuPrecision: s.gpuPrecision,

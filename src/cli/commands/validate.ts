@@ -30,7 +30,7 @@ import {
 } from './score';
 
 const USAGE = `usage: node runner.cjs validate --data labelled.csv|train.parquet --weights DIR [--weights DIR2 ...] [--task lmsys|wsdm]
-  [--ep cpu|cuda|auto] [--gpu-precision fp16|bf16] [--tta swap|none] [--token-budget N] [--predictions-out P.csv] [--report report.html]
+  [--ep cpu|cuda|auto] [--gpu-precision fp16|bf16] [--tta swap|none] [--token-budget N|auto] [--predictions-out P.csv] [--report report.html]
   [--fit-tie]  (single-score heads: fit the Davidson tie model on these labels and store it in the weights directory)
   (validate always runs the swapped pass too, to measure swap consistency)
   --predictions-out: the uncalibrated first pass, the input \`runner.cjs calibrate\` fits a calibration on

@@ -18,7 +18,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { parseModel } from '../src/graph/serialise';
-import { chooseTokenBudget, graphWeightBytes, readGpuFreeMemory } from '../src/infer/gpu-levers';
+import { chooseTokenBudget, FPA_INTB_CORES, graphWeightBytes, readGpuFreeMemory } from '../src/infer/gpu-levers';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -276,7 +276,8 @@ export async function gpuCheck(o: {
 
 /**
  * Issue 21's GPU levers on one graph: IO binding (ARENAKIT_IO_BINDING=1: the logits must be identical, and the
- * rate), and on CUDA the memory-sized token budget (`--token-budget auto`: nvidia-smi's free memory, the graph's
+ * rate), and on CUDA fpA_intB (ARENAKIT_FPA_INTB=1: its own session; distance from the default kernels, rate,
+ * start) and the memory-sized token budget (`--token-budget auto`: nvidia-smi's free memory, the graph's
  * weight bytes) run as one batch of that many tokens: its rate, or the error if it does not fit.
  */
 async function measureLevers(
@@ -318,6 +319,31 @@ async function measureLevers(
     else process.env.ARENAKIT_IO_BINDING = saved;
   }
   if (o.ep !== 'cuda') return;
+  // fpA_intB (ARENAKIT_FPA_INTB=1): a session of its own, where the core's provider library has the kernel.
+  const runtime = processRuntime().runtime;
+  if (FPA_INTB_CORES.includes(runtime) && o.g.activations !== 'float32') {
+    const before = process.env.ARENAKIT_FPA_INTB;
+    process.env.ARENAKIT_FPA_INTB = '1';
+    let f: OpenedGraph | null = null;
+    try {
+      const t0 = Date.now();
+      f = await createSession(o.w, o.g, o.variant, 'cuda', { ep: 'cuda' });
+      const load = (Date.now() - t0) / 1000;
+      const got = await runLogits(f.session, long.ids, long.mask, long.n, long.L);
+      const med = await time(() => runLogits(f!.session, long.ids, long.mask, long.n, long.L), o.reps);
+      r.fpa_intb = {
+        load_seconds: load,
+        max_abs_vs_default: maxAbsDiff(got, o.got),
+        tokens_per_s: (long.n * long.L) / med,
+      };
+    } catch (e) {
+      r.fpa_intb = { error: (e as Error).message.split('\n')[0] };
+    } finally {
+      if (before === undefined) delete process.env.ARENAKIT_FPA_INTB;
+      else process.env.ARENAKIT_FPA_INTB = before;
+      await f?.session.release().catch(() => {});
+    }
+  } else r.fpa_intb = { skipped: `the ${runtime} core's CUDA provider has no fpA_intB kernel` };
   const free = readGpuFreeMemory([0]);
   const b = chooseTokenBudget({
     requested: 'auto',

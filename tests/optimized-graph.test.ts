@@ -1,12 +1,14 @@
 // Issue 21: a CPU session saves ONNX Runtime's optimized graph (src/infer/optimized.ts) and the next session of
-// the same graph starts from it, with the same logits; a broken saved graph falls back to the plain one.
+// the same graph starts from it, with the same logits; a broken saved graph falls back to the plain one; and why
+// the saved graph leaves the CPU EP's prepacked weights out (pinned: they reload wrong on ORT 1.29.0 / 1.30.0).
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tokenizerAssetsDir } from '../src/cli/commands/tiny';
-import { optimizedDir, optimizedPaths } from '../src/infer/optimized';
-import { createSession, runLogits } from '../src/infer/session';
+import { loadOptions, optimizedDir, optimizedPaths, saveOptions } from '../src/infer/optimized';
+import { loadOrt } from '../src/infer/runtime';
+import { createSession, resolveGraph, runLogits } from '../src/infer/session';
 import { tinyConfig, tinyWeights } from '../src/model/tiny';
 import { LABEL_COLUMNS } from '../src/task/task';
 import { readManifest } from '../src/weights/manifest';
@@ -78,6 +80,45 @@ describe('saved optimized graph (CPU EP)', function () {
       assert.ok(d <= 1e-6, `${d}`);
       await first.session.release();
       await second.session.release();
+    });
+
+  // Why saveOptions leaves the CPU EP's prepacked weights out: a graph saved with them
+  // (session.save_external_prepacked_constant_initializers) reloads with wrong logits on ORT 1.29.0 and 1.30.0
+  // (NaN on this int4 block-32 accuracy_level-4 fixture, both variants; the bench model's session crashes on its
+  // first run; measured on AVX-512 VNNI / AMX, BENCHMARKS.md "Saved graph with prepacked weights"). If this fails,
+  // the loaded core reloads them right: measure the start again and consider saving them
+  // (src/infer/optimized.ts) for that core only, behind a check like this one.
+  for (const variant of ['fused', 'explicit'] as const)
+    it(`${variant}: a graph saved WITH prepacked MatMulNBits weights still reloads wrong on this ORT`, async () => {
+      const ort = loadOrt();
+      const m = readManifest(weights);
+      const file = join(weights, resolveGraph(m.graphs.cpu!, variant).file);
+      const dir = join(tmp, 'prepacked');
+      mkdirSync(dir, { recursive: true });
+      const p = {
+        model: join(dir, `${variant}.onnx`),
+        partial: join(dir, `${variant}.onnx`),
+        dataName: `${variant}.data`,
+      };
+      const so = saveOptions(p);
+      const cpu = { executionProviders: ['cpu'], graphOptimizationLevel: 'all' as const, intraOpNumThreads: 1 };
+      const saving = await ort.InferenceSession.create(file, {
+        ...cpu,
+        ...so,
+        extra: { session: { ...(so.extra.session as object), save_external_prepacked_constant_initializers: '1' } },
+      });
+      const reloaded = await ort.InferenceSession.create(p.model, { ...cpu, ...loadOptions });
+      const S = 40;
+      const ids = BigInt64Array.from({ length: 2 * S }, (_, i) => BigInt(2 + ((i * 37) % 500)));
+      const mask = BigInt64Array.from({ length: 2 * S }, (_, i) => (i >= S + 30 ? 0n : 1n));
+      const d = maxAbsDiff(await runLogits(saving, ids, mask, 2, S), await runLogits(reloaded, ids, mask, 2, S));
+      console.log(`      ${variant}: ORT ${ort.env.versions.common}: reloaded prepacked graph max abs diff ${d}`);
+      assert.ok(
+        d > 1e-3,
+        `ORT ${ort.env.versions.common} reloads prepacked weights within ${d}: revisit saveOptions (DESIGN.md "Saved optimized graph")`,
+      );
+      await saving.release();
+      await reloaded.release();
     });
 
   it('a broken saved graph warns, falls back to the plain graph and is saved again', async () => {

@@ -45,9 +45,11 @@ export function optimizedPaths(
 
 /**
  * Session options that save the optimized graph to `p.partial`, initializers in external data. Not the CPU EP's
- * prepacked weights (session.save_external_prepacked_constant_initializers): with ORT 1.29 a MatMulNBits graph at
- * accuracy_level 4 reloaded from them computes wrong logits (0.16 off on the tiny model, NaN with explicit
- * attention; tests/optimized-graph.test.ts shows the saved graph without them is exact). Log level 3: ORT warns on
+ * prepacked weights (session.save_external_prepacked_constant_initializers): with ORT 1.29.0 and 1.30.0 a
+ * MatMulNBits graph at accuracy_level 4 reloaded from them computes NaN logits (tiny model, block 32 and 128,
+ * fused and explicit) or crashes on its first run (the bench model); levels 0 / 1 and fp32 MatMul reload exactly
+ * but start no faster. tests/optimized-graph.test.ts pins both: the saved graph without them is exact, with them
+ * it is wrong on the loaded core (BENCHMARKS.md "Saved graph with prepacked weights"). Log level 3: ORT warns on
  * every save that an ORT_ENABLE_ALL graph is for this machine only, which is what this per-machine cache is.
  */
 export function saveOptions(p: OptimizedPaths): {

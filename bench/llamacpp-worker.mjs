@@ -20,7 +20,7 @@ const llama = await getLlama({
   usePrebuiltBinaries: true,
   skipDownload: true,
   maxThreads: threads,
-  logLevel: LlamaLogLevel.info,
+  logLevel: LlamaLogLevel.debug,
   logger: (level, message) => logs.push(message),
 });
 const models = new Map();

@@ -83,4 +83,4 @@ for await (const line of rl) {
     out({ error: String(e && e.stack ? e.stack : e) });
   }
 }
-process.exit(0);
+process.stdout.write('', () => process.exit(0)); // after stdout drains (a pipe is async)

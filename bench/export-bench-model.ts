@@ -1,7 +1,8 @@
 // Writes the CPU prefill bench model (bench/cpu-prefill-bench.ts: the same seeded weights) as a Hugging Face
 // LlamaForCausalLM folder, F32 safetensors (+ a seeded lm_head), with the Llama-2 tokenizer's files (32,000 ids),
-// and the benchmark's token rows (rows.json: the 512-token row and the 16-row set), so llama.cpp (convert_hf_to_gguf)
-// and HF transformers (bench/hf_prefill.py) run the very model the kit runs. Outside CI; BENCHMARKS.md says how.
+// and the benchmark's token rows (rows.json: the 512-token row and the 16-row set), so llama.cpp (GGUFs from
+// bench/gguf_from_export.py) and PyTorch / HF transformers (bench/torch_prefill_worker.py) run the very model the kit
+// runs, in bench/paired-prefill.ts. Outside CI; BENCHMARKS.md says how.
 // Run: `npx tsx bench/export-bench-model.ts OUT_DIR` (~1.6 GB written).
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';

@@ -104,6 +104,7 @@ export const SETTINGS: Setting[] = [
   { name: 'int4 b128 L4', linear: nb(4, 128), accuracyLevel: 4 },
   { name: 'int8 b128 L4 whole-last', linear: nb(8, 128), accuracyLevel: 4, lastTokenEarly: false },
   { name: 'int8 b128 L4 packed-gate-up', linear: nb(8, 128), accuracyLevel: 4, packGateUp: true },
+  { name: 'int8 rows (MatMulInteger)', linear: { kind: 'int8-rows' } },
 ];
 /** The default CPU import (issue 21): int8, block 128, accuracy_level 4. */
 export const DEFAULT_SETTING = 'int8 b128 L4';

@@ -122,7 +122,10 @@ export type WeightSource = ((hfName: string) => HostTensor) & {
 };
 
 export type LinearFormat =
-  { kind: 'float' } | { kind: 'nbits'; bits: 4 | 8; blockSize: 16 | 32 | 64 | 128; symmetric: boolean };
+  | { kind: 'float' }
+  | { kind: 'nbits'; bits: 4 | 8; blockSize: 16 | 32 | 64 | 128; symmetric: boolean }
+  /** int8 weights per output feature x int8 activations per token (MatMulInteger; the CPU-only int8 import). */
+  | { kind: 'int8-rows' };
 
 export interface GraphOptions {
   linear: LinearFormat;

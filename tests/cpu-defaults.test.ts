@@ -40,21 +40,44 @@ describe('import: CPU defaults (issue 21)', function () {
   after(() => rmSync(tmp, { recursive: true, force: true }));
 
   it('the rule: block 128 + level 4 for a CPU-only import, block 32 + level 0 whenever a CUDA graph is written', () => {
-    assert.deepEqual(cpuGraphDefaults(['cpu']), { blockSize: 128, accuracyLevel: 4 });
-    assert.deepEqual(cpuGraphDefaults(['cpu', 'cuda']), { blockSize: 32, accuracyLevel: 0 });
-    assert.deepEqual(cpuGraphDefaults(['cuda']), { blockSize: 32, accuracyLevel: 0 });
+    assert.deepEqual(cpuGraphDefaults(['cpu']), { blockSize: 128, accuracyLevel: 4, int8Linear: 'int8-rows' });
+    assert.deepEqual(cpuGraphDefaults(['cpu', 'cuda']), { blockSize: 32, accuracyLevel: 0, int8Linear: 'nbits' });
+    assert.deepEqual(cpuGraphDefaults(['cuda']), { blockSize: 32, accuracyLevel: 0, int8Linear: 'nbits' });
   });
 
-  for (const [graphs, block, level] of [
-    [['cpu'], 128, 4],
-    [['cpu', 'cuda'], 32, 0],
+  it('a fresh int8 import (--graphs cpu) writes the int8-rows CPU graph: MatMulInteger, no MatMulNBits', async () => {
+    const out = join(tmp, 'fresh-cpu');
+    await importCheckpoint({
+      base: join(FIXTURES, 'gemma2-tiny'),
+      tokenizer: TOKENIZER,
+      quant: 'int8',
+      graphs: ['cpu'],
+      template: 'gemma-chat',
+      maxTokens: 256,
+      labels: KAGGLE,
+      out,
+    });
+    const m = readManifest(out);
+    assert.deepEqual({ ...m.quantization }, { kind: 'int8', symmetric: true, linear: 'int8-rows' });
+    for (const v of Object.values(m.graphs.cpu!.variants!)) {
+      const ops = parseModel(readFileSync(join(out, v!.file))).graph!.node!.map((n) => n.opType);
+      const count = (op: string) => ops.filter((o) => o === op).length;
+      console.log(`      ${v!.file}: ${count('MatMulInteger')} MatMulInteger, ${count('MatMulNBits')} MatMulNBits`);
+      assert.ok(count('MatMulInteger') >= 4 * 4 && count('MatMulNBits') === 0);
+    }
+  });
+
+  for (const [graphs, block, level, extra] of [
+    [['cpu'], 128, 4, { accuracyLevel: 4 as const }],
+    [['cpu', 'cuda'], 32, 0, {}],
   ] as const)
-    it(`a fresh int8 import (--graphs ${graphs.join(',')}) writes accuracy_level ${level} and block ${block} into the CPU graph, none into the CUDA graph`, async () => {
-      const out = join(tmp, `fresh-${graphs.join('-')}`);
+    it(`an int8 MatMulNBits import (--graphs ${graphs.join(',')}${'accuracyLevel' in extra ? ' --accuracy-level 4' : ''}) writes accuracy_level ${level} and block ${block} into the CPU graph, none into the CUDA graph`, async () => {
+      const out = join(tmp, `fresh-${graphs.join('-')}-nbits`);
       await importCheckpoint({
         base: join(FIXTURES, 'gemma2-tiny'),
         tokenizer: TOKENIZER,
         quant: 'int8',
+        ...extra,
         graphs: [...graphs],
         template: 'gemma-chat',
         maxTokens: 256,
@@ -73,12 +96,20 @@ describe('import: CPU defaults (issue 21)', function () {
         for (const n of nbitsAttrs(join(out, m.graphs.cuda.file))) assert.deepEqual(n, { accuracy: null, block: 32 });
     });
 
-  it('the CLI without --quant imports int8 (block 128, level 4) for the CPU, and still asks for --quant with cuda', async () => {
+  it('the CLI without --quant imports int8 rows for the CPU, --int8-kernel nbits gives block 128 level 4, cuda still asks for --quant', async () => {
     const out = join(tmp, 'cli-default');
     const args = ['--base', join(FIXTURES, 'gemma2-tiny'), '--tokenizer', TOKENIZER, '--labels', KAGGLE.join(',')];
     await importCli([...args, '--template', 'gemma-chat', '--out', out]);
-    const q = readManifest(out).quantization;
-    assert.deepEqual({ ...q }, { kind: 'int8', blockSize: 128, symmetric: true, accuracyLevel: 4 });
+    assert.deepEqual({ ...readManifest(out).quantization }, { kind: 'int8', symmetric: true, linear: 'int8-rows' });
+    await importCli([...args, '--template', 'gemma-chat', '--int8-kernel', 'nbits', '--out', join(tmp, 'cli-nbits')]);
+    assert.deepEqual(
+      { ...readManifest(join(tmp, 'cli-nbits')).quantization },
+      { kind: 'int8', blockSize: 128, symmetric: true, accuracyLevel: 4 },
+    );
+    await assert.rejects(
+      importCli([...args, '--int8-kernel', 'int8-rows', '--block-size', '32', '--out', join(tmp, 'cli-bad')]),
+      (e: Error) => e.name === 'UsageError' && /MatMulNBits settings/.test(e.message),
+    );
     await assert.rejects(
       importCli([...args, '--graphs', 'cpu,cuda', '--out', join(tmp, 'cli-cuda')]),
       (e: Error) => e.name === 'UsageError' && /--quant/.test(e.message),
@@ -153,6 +184,8 @@ const SETTINGS: { name: string; lf: LinearFormat; level: number; tol: number }[]
   { name: 'int4 b32 level0', lf: { kind: 'nbits', bits: 4, blockSize: 32, symmetric: true }, level: 0, tol: 8 },
   { name: 'int4 b32 level4', lf: { kind: 'nbits', bits: 4, blockSize: 32, symmetric: true }, level: 4, tol: 8 },
   { name: 'int4 b128 level4', lf: { kind: 'nbits', bits: 4, blockSize: 128, symmetric: true }, level: 4, tol: 10 },
+  // MatMulInteger: int8 weights per output feature (64 wide here), int8 activations per token (the CPU-only default)
+  { name: 'int8 rows', lf: { kind: 'int8-rows' }, level: 0, tol: 1.4 },
 ];
 
 describe('accuracy cost of the CPU quantization settings against the fp32 graph (HF fixtures, LoRA-merged)', function () {
@@ -191,6 +224,11 @@ describe('accuracy cost of the CPU quantization settings against the fp32 graph 
         ['int8 b128 level4', 'int4 b128 level4'],
       ])
         assert.ok(err[i8] * 3 <= err[i4], `${model}: ${i8} (${err[i8]}) is not 3x closer than ${i4} (${err[i4]})`);
+      // int8 rows: per output feature over all of K (coarser than a block of 128, measured 0.11-0.81 here)
+      assert.ok(
+        err['int8 rows'] * 2 <= err['int4 b128 level4'],
+        `${model}: int8 rows (${err['int8 rows']}) is not 2x closer than int4 b128 level4`,
+      );
       // level 4 is in force: it quantizes the activations, so it differs from level 0 on the same weights
       assert.notEqual(err['int8 b32 level4'], err['int8 b32 level0']);
     });

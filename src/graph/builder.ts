@@ -295,6 +295,44 @@ export class GraphBuilder extends GraphCore {
   }
 
   /**
+   * Per-row (per-token) symmetric int8 quantization of x [..., K], stored as uint8 with zero point 128 (the
+   * u8 x s8 MLAS kernels, AMX / VNNI): q = round(x x 127 / max|x_row|) + 128 and the row's scale max|x_row| / 127
+   * [..., 1]. Rows are quantized alone, so a row's result does not depend on its batch.
+   */
+  quantizeRows(x: Value, name: string): { q: Value; scale: Value; zeroPoint: Value } {
+    const rowShape = x.shape ? [...x.shape.slice(0, -1), 1] : null;
+    const absmax = this.op(
+      'ReduceMax',
+      [this.unary('Abs', x, `${name}.abs`), this.constInt64(`${name}.axes`, [-1])],
+      [{ dtype: 'float32', shape: rowShape }],
+      { keepdims: attr.int(1) },
+      { name: `${name}.absmax` },
+    )[0];
+    const m = this.elementwise('Max', absmax, this.scalar(`${name}.tiny`, 1e-30), `${name}.absmax_pos`);
+    const inv = this.div(this.scalar(`${name}.q127`, 127), m, `${name}.inv_scale`);
+    const r = this.unary('Round', this.mul(x, inv, `${name}.scaled`), `${name}.rounded`);
+    const q = this.cast(this.add(r, this.scalar(`${name}.zp_f`, 128), `${name}.shifted`), 'uint8', `${name}.q`);
+    const scale = this.mul(m, this.scalar(`${name}.inv127`, 1 / 127), `${name}.scale`);
+    return { q, scale, zeroPoint: this.initializer(this.fresh(`${name}.zp`), 'uint8', [], Uint8Array.of(128)) };
+  }
+
+  /**
+   * x [..., K] (quantized by quantizeRows) @ int8 weights [K, N] with one scale per output column: MatMulInteger
+   * (exact int32 accumulation) times the row's scale and the column's scale, float32 [..., N].
+   */
+  matmulInt8Rows(
+    xq: { q: Value; scale: Value; zeroPoint: Value },
+    w: { b: Value; scales: Value },
+    N: number,
+    name: string,
+  ): Value {
+    const shape = xq.q.shape ? [...xq.q.shape.slice(0, -1), N] : null;
+    const acc = this.op('MatMulInteger', [xq.q, w.b, xq.zeroPoint], [{ dtype: 'int32', shape }], {}, { name })[0];
+    const f = this.cast(acc, 'float32', `${name}.acc_f`);
+    return this.mul(this.mul(f, xq.scale, `${name}.row_scaled`), w.scales, `${name}.out`);
+  }
+
+  /**
    * ORT GroupQueryAttention (prompt mode, no KV cache kept). `query` is packed QKV when key/value are
    * null. Returns the attention output [B, S, numHeads * headDim].
    */

@@ -11,7 +11,14 @@
 import { GraphBuilder, GraphBuildError } from '../graph/builder';
 import type { Graph, InitializerRef, Value } from '../graph/ir';
 import type { TensorStore } from '../graph/store';
-import { dequantizeNBits, quantizeNBits, reconstructionError, type ReconstructionError } from '../quant/nbits';
+import {
+  dequantizeInt8Columns,
+  dequantizeNBits,
+  quantizeInt8Columns,
+  quantizeNBits,
+  reconstructionError,
+  type ReconstructionError,
+} from '../quant/nbits';
 import type { GraphOptions, ModelConfig, WeightSource } from '../types';
 import { roundTo } from '../util/fp16';
 import { decoder, type Lowering } from './decoder';
@@ -104,6 +111,8 @@ function ortLowering(
     dtype: 'float32' | 'float16' | 'bfloat16',
   ) => reused(name) ?? b.initializer(name, dtype, shape, floatBytes(typeof data === 'function' ? data() : data, dtype));
   const toAct = (x: Value) => (x.dtype === act ? x : b.cast(x, act));
+  /** Per-token int8 activations by input value name (int8-rows linears). */
+  const rowQuant = new Map<string, ReturnType<GraphBuilder['quantizeRows']>>();
   const toF32 = (x: Value) => (x.dtype === 'float32' ? x : b.cast(x, 'float32'));
   const residualAdds = new Set<string>();
 
@@ -225,6 +234,32 @@ function ortLowering(
           return t;
         };
         y = b.matmul(xa, floatInit(`${tag}.weight_t`, wt, [K, N], act), tag);
+      } else if (lin.kind === 'int8-rows') {
+        if (act !== 'float32')
+          throw new GraphBuildError(`${tag}: int8-rows linears are for the fp32 CPU graph, not ${act} activations`);
+        let qb = reused(`${tag}.qweight_t`);
+        let scales = reused(`${tag}.col_scales`);
+        if (!qb || !scales) {
+          const w = stacked();
+          const q = quantizeInt8Columns(w, N, K);
+          if (opts.quantReport) {
+            const wq = dequantizeInt8Columns(q);
+            let r0 = 0;
+            modules.forEach((m, i) => {
+              const r1 = r0 + outs[i];
+              opts.quantReport!.push(
+                reconstructionError(`${m}.weight`, w.subarray(r0 * K, r1 * K), wq.subarray(r0 * K, r1 * K)),
+              );
+              r0 = r1;
+            });
+          }
+          qb = b.initializer(`${tag}.qweight_t`, 'int8', [K, N], new Uint8Array(q.b.buffer));
+          scales = b.initializer(`${tag}.col_scales`, 'float32', [N], floatBytes(q.scales, 'float32'));
+        }
+        // One quantization per input: q / k / v and gate / up share theirs.
+        let xq = rowQuant.get(xa.name);
+        if (!xq) rowQuant.set(xa.name, (xq = b.quantizeRows(xa, `${tag}.xq`)));
+        y = b.matmulInt8Rows(xq, { b: qb, scales }, N, tag);
       } else {
         const nBlocks = Math.ceil(K / lin.blockSize);
         const zpShape = lin.bits === 4 ? [N, Math.ceil(nBlocks / 2)] : [N, nBlocks];

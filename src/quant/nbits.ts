@@ -30,11 +30,22 @@ export const CPU_ACCURACY_LEVEL = 4;
 export function cpuGraphDefaults(graphs: readonly string[]): {
   blockSize: BlockSize;
   accuracyLevel: AccuracyLevel;
+  int8Linear: Int8Linear;
 } {
   return graphs.some((g) => g !== 'cpu')
-    ? { blockSize: GPU_BLOCK_SIZE, accuracyLevel: 0 }
-    : { blockSize: CPU_BLOCK_SIZE, accuracyLevel: CPU_ACCURACY_LEVEL };
+    ? { blockSize: GPU_BLOCK_SIZE, accuracyLevel: 0, int8Linear: 'nbits' }
+    : { blockSize: CPU_BLOCK_SIZE, accuracyLevel: CPU_ACCURACY_LEVEL, int8Linear: 'int8-rows' };
 }
+
+/**
+ * The int8 CPU graph's kernel: 'nbits' = MatMulNBits (per-block weights; at accuracy_level 4 int8 activations per
+ * block), 'int8-rows' = MatMulInteger over int8 weights per output feature and int8 activations per token (ORT's
+ * MLAS u8 x s8 GEMM, which uses AMX where the CPU has it: 2.9x MatMulNBits on the bench model; BENCHMARKS.md).
+ * A CPU-only int8 import takes int8-rows; a CPU graph beside a GPU graph stays MatMulNBits (it shares the GPU
+ * graph's bytes and is the self-check's exact reference).
+ */
+export const INT8_LINEARS = ['nbits', 'int8-rows'] as const;
+export type Int8Linear = (typeof INT8_LINEARS)[number];
 
 /** The accuracy levels ORT's MatMulNBits accepts (0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8). */
 export const ACCURACY_LEVELS = [0, 1, 2, 3, 4] as const;
@@ -188,4 +199,37 @@ export function formatErrorReport(rows: ReconstructionError[]): string {
         `${r.name.padEnd(48)} maxAbs ${r.maxAbs.toExponential(3)}  rmse ${r.rmse.toExponential(3)}  rel ${(100 * r.relRmse).toFixed(2)}%`,
     )
     .join('\n');
+}
+
+/** int8 weights with one scale per output feature (the per-token int8 MatMulInteger CPU graph, `int8-rows`). */
+export interface Int8ColumnsWeight {
+  N: number;
+  K: number;
+  /** [K, N] int8, transposed for MatMulInteger (x [.., K] @ w [K, N]). */
+  b: Int8Array;
+  /** [N] float32: max |w[n, :]| / 127. */
+  scales: Float32Array;
+}
+
+/** Symmetric int8 per output feature of an HF [N, K] weight (Math.round, as quantizeNBits). */
+export function quantizeInt8Columns(w: Float32Array, N: number, K: number): Int8ColumnsWeight {
+  if (w.length !== N * K)
+    throw new QuantError(`quantizeInt8Columns: weight has ${w.length} values, expected ${N} x ${K}`);
+  const b = new Int8Array(K * N);
+  const scales = new Float32Array(N);
+  for (let n = 0; n < N; n++) {
+    let mx = 0;
+    for (let k = 0; k < K; k++) mx = Math.max(mx, Math.abs(w[n * K + k]));
+    const s = mx / 127 || 1;
+    scales[n] = s;
+    for (let k = 0; k < K; k++) b[k * N + n] = Math.max(-127, Math.min(127, Math.round(w[n * K + k] / s)));
+  }
+  return { N, K, b, scales };
+}
+
+/** The [N, K] float32 weight an Int8ColumnsWeight stands for. */
+export function dequantizeInt8Columns(q: Int8ColumnsWeight): Float32Array {
+  const out = new Float32Array(q.N * q.K);
+  for (let n = 0; n < q.N; n++) for (let k = 0; k < q.K; k++) out[n * q.K + k] = q.b[k * q.N + n] * q.scales[n];
+  return out;
 }

@@ -11,7 +11,7 @@ import { familyOf } from '../model/families';
 import { chooseScoreHead, defaultLabels, hfLabelNames, labelKeys } from '../model/heads';
 import type { AttentionVariant } from '../model/lower';
 import type { Activation, HeadSpec, ModelConfig, WeightSource } from '../types';
-import { cpuGraphDefaults, type AccuracyLevel, type BlockSize } from '../quant/nbits';
+import { cpuGraphDefaults, type AccuracyLevel, type BlockSize, type Int8Linear } from '../quant/nbits';
 import { sha256Files, type GraphKind, type Quantization } from './manifest';
 import { parseHfConfig } from './hfconfig';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, checkAdapter, mergedSource, openAdapter, type Adapter } from './peft';
@@ -36,6 +36,8 @@ export interface ImportOptions {
   blockSize?: BlockSize;
   /** MatMulNBits accuracy_level of the CPU graph (default cpuGraphDefaults(graphs): 4 CPU-only, 0 with a CUDA graph). */
   accuracyLevel?: AccuracyLevel;
+  /** int8: the CPU graph's kernel (default cpuGraphDefaults(graphs): int8-rows CPU-only, nbits with a CUDA graph). */
+  int8Linear?: Int8Linear;
   /** Symmetric int4 / int8 (no zero points; default true) or asymmetric (per-block zero points). */
   symmetric?: boolean;
   graphs: GraphKind[];
@@ -322,7 +324,14 @@ async function importWith(
     };
 
     const quant: Quantization =
-      opts.quant === 'int4' || opts.quant === 'int8' ? { kind: opts.quant, blockSize: opts.blockSize ?? cpuGraphDefaults(opts.graphs).blockSize, symmetric: opts.symmetric ?? true, accuracyLevel: opts.accuracyLevel ?? cpuGraphDefaults(opts.graphs).accuracyLevel } : { kind: opts.quant };
+      opts.quant === 'int8' &&
+      (opts.int8Linear ??
+        // MatMulNBits settings given ask for MatMulNBits
+        (opts.blockSize !== undefined || opts.accuracyLevel !== undefined || opts.symmetric === false
+          ? 'nbits'
+          : cpuGraphDefaults(opts.graphs).int8Linear)) === 'int8-rows'
+        ? { kind: 'int8', symmetric: true, linear: 'int8-rows' }
+        : opts.quant === 'int4' || opts.quant === 'int8' ? { kind: opts.quant, blockSize: opts.blockSize ?? cpuGraphDefaults(opts.graphs).blockSize, symmetric: opts.symmetric ?? true, accuracyLevel: opts.accuracyLevel ?? cpuGraphDefaults(opts.graphs).accuracyLevel } : { kind: opts.quant };
     const progress = withProgress(weights, bytesOf, sourceBytes * opts.graphs.length, log);
     // Written beside --out and swapped in when complete: a killed re-import leaves the old weights usable.
     await replaceDir(resolve(opts.out), (dir) => writeWeightsDir({

@@ -41,6 +41,8 @@ export interface Quantization {
   symmetric?: boolean;
   /** MatMulNBits accuracy_level of the CPU graph (absent in imports before issue 21: 0, unset). */
   accuracyLevel?: number;
+  /** int8 only: the CPU graph's kernel (src/quant/nbits.ts INT8_LINEARS; absent = 'nbits', MatMulNBits). */
+  linear?: 'nbits' | 'int8-rows';
 }
 
 export interface Manifest {

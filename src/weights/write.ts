@@ -48,6 +48,7 @@ export class WeightsWriteError extends Error {
 const OPTIONAL_TOKENIZER_FILES = ['special_tokens_map.json'];
 
 export function linearFormat(q: Quantization): LinearFormat {
+  if (q.kind === 'int8' && q.linear === 'int8-rows') return { kind: 'int8-rows' };
   if (q.kind === 'int4' || q.kind === 'int8') {
     const blockSize = q.blockSize ?? GPU_BLOCK_SIZE; // manifests before issue 21 recorded none only for block 32
     if (!isBlockSize(blockSize)) throw new WeightsWriteError(`quantization block size ${blockSize} is not one of ${BLOCK_SIZES.join(', ')}`);

@@ -7,8 +7,10 @@ import {
   CPU_ACCURACY_LEVEL,
   CPU_BLOCK_SIZE,
   GPU_BLOCK_SIZE,
+  INT8_LINEARS,
   isBlockSize,
   type AccuracyLevel,
+  type Int8Linear,
 } from '../../quant/nbits';
 import { ACTIVATIONS, type Activation } from '../../types';
 import { TEMPLATE_NAMES } from '../../format/templates';
@@ -23,8 +25,11 @@ const USAGE = `usage: node dist/trainer.cjs import --base HF_DIR [--adapter PEFT
   --target NAME      write what that machine runs and nothing else (--graphs / --attention follow from it;
                      CPU and GPU graphs share one data file, so the quantized weights are stored once):
 ${TARGET_NAMES.map((t) => `                       ${t.padEnd(5)} ${TARGETS[t].what} (default --quant ${TARGETS[t].quant})`).join('\n')}
-  --quant KIND       int4 | int8 (MatMulNBits) | fp16 | fp32 weights (default int8 for a CPU-only import: as fast as
-                     int4 on the CPU at accuracy level 4 / block 128 and ~10x closer to fp32; required with cuda)
+  --quant KIND       int4 | int8 | fp16 | fp32 weights (default int8 for a CPU-only import: the fastest CPU graph and
+                     ~10x closer to fp32 than int4; required with cuda)
+  --int8-kernel K    int8's CPU kernel: int8-rows (MatMulInteger: int8 weights per output feature, int8 activations
+                     per token; AMX / VNNI; the default for a CPU-only import, 2.9x nbits on the bench model) or nbits
+                     (MatMulNBits per block; the default beside a cuda graph, and implied by the three options below)
   --block-size N     quantization block size for int4/int8: ${BLOCK_SIZES.join(', ')} (default ${CPU_BLOCK_SIZE} for a CPU-only
                      import, ${GPU_BLOCK_SIZE} when a cuda graph is written)
   --accuracy-level N MatMulNBits accuracy_level of the CPU graph: ${ACCURACY_LEVELS.join(', ')} (default ${CPU_ACCURACY_LEVEL} for a CPU-only
@@ -59,6 +64,7 @@ export async function run(argv: string[]): Promise<void> {
       quant: { type: 'string' },
       'block-size': { type: 'string' },
       'accuracy-level': { type: 'string' },
+      'int8-kernel': { type: 'string' },
       asymmetric: { type: 'boolean' },
       'max-tokens': { type: 'string' },
       template: { type: 'string' },
@@ -103,6 +109,21 @@ export async function run(argv: string[]): Promise<void> {
   const accuracyLevel = v['accuracy-level'] === undefined ? undefined : num(v['accuracy-level'], '--accuracy-level', 0);
   if (accuracyLevel !== undefined && !(ACCURACY_LEVELS as readonly number[]).includes(accuracyLevel))
     throw new UsageError(`--accuracy-level must be one of ${ACCURACY_LEVELS.join(', ')}, got ${accuracyLevel}`);
+  const int8Kernel = v['int8-kernel'] as string | undefined;
+  if (int8Kernel !== undefined && !(INT8_LINEARS as readonly string[]).includes(int8Kernel))
+    throw new UsageError(`--int8-kernel must be one of ${INT8_LINEARS.join(', ')}, got "${int8Kernel}"`);
+  if (int8Kernel !== undefined && quant !== 'int8') throw new UsageError('--int8-kernel only applies to --quant int8');
+  if (
+    int8Kernel === 'int8-rows' &&
+    (v['block-size'] !== undefined || v.asymmetric || v['accuracy-level'] !== undefined)
+  )
+    throw new UsageError(
+      '--block-size, --asymmetric and --accuracy-level are MatMulNBits settings: not with --int8-kernel int8-rows',
+    );
+  // MatMulNBits settings given for int8 ask for MatMulNBits.
+  const int8Linear = (int8Kernel ??
+    (v['block-size'] !== undefined || v.asymmetric || v['accuracy-level'] !== undefined ? 'nbits' : undefined)) as
+    Int8Linear | undefined;
   const maxTokens = v['max-tokens'] === undefined ? undefined : num(v['max-tokens'], '--max-tokens', 0);
   if (maxTokens !== undefined && (!Number.isInteger(maxTokens) || maxTokens < 16))
     throw new UsageError(`--max-tokens must be an integer >= 16, got ${maxTokens}`);
@@ -135,6 +156,7 @@ export async function run(argv: string[]): Promise<void> {
     quant: quant as 'int4' | 'int8' | 'fp16' | 'fp32',
     blockSize,
     accuracyLevel: accuracyLevel as AccuracyLevel | undefined,
+    int8Linear,
     symmetric: !v.asymmetric,
     graphs: [...new Set(graphs)] as GraphKind[],
     template: typeof v.template === 'string' ? v.template : undefined,

@@ -104,10 +104,11 @@ export const SETTINGS: Setting[] = [
   { name: 'int4 b128 L4', linear: nb(4, 128), accuracyLevel: 4 },
   { name: 'int8 b128 L4 whole-last', linear: nb(8, 128), accuracyLevel: 4, lastTokenEarly: false },
   { name: 'int8 b128 L4 packed-gate-up', linear: nb(8, 128), accuracyLevel: 4, packGateUp: true },
-  { name: 'int8 rows (MatMulInteger)', linear: { kind: 'int8-rows' } },
+  // MatMulInteger: int8 weights per output feature, int8 activations per token (MLAS u8s8 GEMM, AMX here)
+  { name: 'int8 rows', linear: { kind: 'int8-rows' } },
 ];
-/** The default CPU import (issue 21): int8, block 128, accuracy_level 4. */
-export const DEFAULT_SETTING = 'int8 b128 L4';
+/** The default CPU import (issue 21): int8 rows (MatMulInteger); before it int8 MatMulNBits block 128, level 4. */
+export const DEFAULT_SETTING = 'int8 rows';
 /** GEMM peaks of this machine type measured in issue 21 (fp32 SGEMM, int8 VNNI), for the fraction-of-peak column. */
 const PEAK_GOPS = { float: 442, int8: 1012 };
 

@@ -115,7 +115,7 @@ export async function pairedPrefill(): Promise<Record<string, unknown>> {
     graphOptimizationLevel: 'all' as const,
     extra: { session: { intra_op: { allow_spinning: '0' } } },
   };
-  const kitNames = ['fp32', DEFAULT_SETTING, 'int4 b128 L4'];
+  const kitNames = ['fp32', DEFAULT_SETTING, 'int8 b128 L4', 'int4 b128 L4'];
   const kit = new Map<string, ort.InferenceSession>();
   const workers: Worker[] = [];
   try {
@@ -214,7 +214,8 @@ export async function pairedPrefill(): Promise<Record<string, unknown>> {
 
     const items: Item[] = [
       { name: 'kit fp32', tokens: len, peak: 'float', run: kitRun('fp32', row) },
-      { name: 'kit int8 b128 L4', tokens: len, peak: 'int8', run: kitRun(DEFAULT_SETTING, row) },
+      { name: 'kit int8 rows', tokens: len, peak: 'int8', run: kitRun(DEFAULT_SETTING, row) },
+      { name: 'kit int8 b128 L4', tokens: len, peak: 'int8', run: kitRun('int8 b128 L4', row) },
       { name: 'kit int4 b128 L4', tokens: len, peak: 'int8', run: kitRun('int4 b128 L4', row) },
     ];
     for (const { tag, worker, types } of llamaWorkers)
@@ -234,7 +235,7 @@ export async function pairedPrefill(): Promise<Record<string, unknown>> {
       });
     if (set16) {
       items.push({
-        name: 'set16 kit int8 b128 L4 batch 1',
+        name: 'set16 kit int8 rows batch 1',
         tokens: real,
         peak: 'int8',
         run: kitRun(DEFAULT_SETTING, set),
@@ -279,16 +280,17 @@ export async function pairedPrefill(): Promise<Record<string, unknown>> {
     });
     // ratios paired within a round (wall and CPU-second), median over rounds
     const pairs: [string, string, string][] = [
-      ['int8 (default) / Q8_0 (bar 1.3)', 'kit int8 b128 L4', 'llama.cpp Q8_0'],
+      ['int8 rows (default) / Q8_0 (bar 1.3)', 'kit int8 rows', 'llama.cpp Q8_0'],
+      ['int8 b128 L4 / Q8_0', 'kit int8 b128 L4', 'llama.cpp Q8_0'],
       ['int4 / Q4_0 (bar 0.95)', 'kit int4 b128 L4', 'llama.cpp Q4_0'],
       ['fp32 / F32 (bar 1.15)', 'kit fp32', 'llama.cpp F32'],
-      ['int8 (default) / BF16', 'kit int8 b128 L4', 'llama.cpp BF16'],
-      ['int8 (default) / no-AMX Q8_0', 'kit int8 b128 L4', 'llama.cpp no-AMX Q8_0'],
+      ['int8 rows (default) / BF16', 'kit int8 rows', 'llama.cpp BF16'],
+      ['int8 rows (default) / no-AMX Q8_0', 'kit int8 rows', 'llama.cpp no-AMX Q8_0'],
       ['int4 / no-AMX Q4_0', 'kit int4 b128 L4', 'llama.cpp no-AMX Q4_0'],
       ['fp32 / torch fp32', 'kit fp32', 'torch fp32'],
-      ['int8 (default) / torch fp32', 'kit int8 b128 L4', 'torch fp32'],
-      ['set16 kit batch 1 / torch batch 1 (bar 3)', 'set16 kit int8 b128 L4 batch 1', 'set16 torch fp32 batch 1'],
-      ['set16 kit batch 1 / torch padded', 'set16 kit int8 b128 L4 batch 1', 'set16 torch fp32 padded'],
+      ['int8 rows (default) / torch fp32', 'kit int8 rows', 'torch fp32'],
+      ['set16 kit batch 1 / torch batch 1 (bar 3)', 'set16 kit int8 rows batch 1', 'set16 torch fp32 batch 1'],
+      ['set16 kit batch 1 / torch padded', 'set16 kit int8 rows batch 1', 'set16 torch fp32 padded'],
     ];
     const ratios = pairs
       .filter(([, a, b]) => wall[a]?.length && wall[b]?.length)

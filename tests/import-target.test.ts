@@ -112,7 +112,8 @@ describe('import --target', function () {
     assert.deepEqual(Object.keys(m.graphs.cpu!.variants!), ['fused']);
     assert.deepEqual(m.graphs.cpu!.externalData, ['model.cpu.onnx.data']);
     assert.equal(m.quantization?.kind, 'int8', 'the target default quantization (int8 on the CPU, issue 21)');
-    assert.deepEqual([m.quantization?.blockSize, m.quantization?.accuracyLevel], [128, 4]);
+    // the CPU-only int8 kernel: MatMulInteger per output feature / per token (no MatMulNBits block or level)
+    assert.deepEqual({ ...m.quantization }, { kind: 'int8', symmetric: true, linear: 'int8-rows' });
   });
 
   it('refuses --graphs / --attention beside --target, an unknown target and a quantization the target does not run', async () => {

@@ -68,10 +68,10 @@ describe('import: CPU defaults (issue 21)', function () {
   });
 
   for (const [graphs, block, level, extra] of [
-    [['cpu'], 128, 4, { accuracyLevel: 4 as const }],
+    [['cpu'], 128, 4, { int8Linear: 'nbits' as const }],
     [['cpu', 'cuda'], 32, 0, {}],
   ] as const)
-    it(`an int8 MatMulNBits import (--graphs ${graphs.join(',')}${'accuracyLevel' in extra ? ' --accuracy-level 4' : ''}) writes accuracy_level ${level} and block ${block} into the CPU graph, none into the CUDA graph`, async () => {
+    it(`a fresh int8 MatMulNBits import (--graphs ${graphs.join(',')}${'int8Linear' in extra ? ' --int8-kernel nbits' : ''}) writes accuracy_level ${level} and block ${block} into the CPU graph, none into the CUDA graph`, async () => {
       const out = join(tmp, `fresh-${graphs.join('-')}-nbits`);
       await importCheckpoint({
         base: join(FIXTURES, 'gemma2-tiny'),

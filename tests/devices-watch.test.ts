@@ -56,10 +56,16 @@ async function predictStopping(args: string[], stop: number[], env: Record<strin
   const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
   clearInterval(poll);
   clearTimeout(hang);
-  await new Promise((r) => setTimeout(r, 200));
   for (const p of stopped) {
-    // gone, or a zombie waiting for a reaper (the parent that killed it has exited)
-    const state = existsSync(`/proc/${p}/stat`) ? readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]?.[0] : 'gone';
+    // gone, or a zombie waiting for a reaper (the parent that killed it has exited). A SIGKILLed stopped process
+    // must be scheduled to die: on a loaded machine that takes a while, so poll for up to 5 s.
+    const stateOf = () =>
+      existsSync(`/proc/${p}/stat`) ? readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]?.[0] : 'gone';
+    let state = stateOf();
+    for (let i = 0; i < 50 && state !== 'gone' && state !== 'Z'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      state = stateOf();
+    }
     if (state !== 'gone' && state !== 'Z') {
       process.kill(p, 'SIGKILL');
       throw new Error(`worker ${p} was still there after the run (state ${state})`);

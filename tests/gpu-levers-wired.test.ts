@@ -22,19 +22,10 @@ import { runLogits } from '../src/infer/session';
 import { buildDecoderGraph } from '../src/model/lower';
 import { tinyConfig, tinyWeights } from '../src/model/tiny';
 import { readManifest } from '../src/weights/manifest';
-import { FIXTURES } from './helpers/fixtures';
+import { FIXTURES, gemma2bConfig } from './helpers/fixtures';
 import { makePeakedModel, maxDiff, node, RUNNER, submissionProbs } from './helpers/peaked';
-import type { ModelConfig } from '../src/types';
 
-const gemma2b = (): ModelConfig => ({
-  ...tinyConfig({ vocabSize: 256 }),
-  hiddenSize: 2304,
-  intermediateSize: 9216,
-  numLayers: 26,
-  numHeads: 8,
-  numKvHeads: 4,
-  headDim: 256,
-});
+const gemma2b = gemma2bConfig;
 
 /** A fake nvidia-smi: memory.free per GPU as given (MiB); `marker` records every call's arguments. */
 function fakeSmi(dir: string, freeMiB: number[], marker: string): string {

@@ -17,19 +17,9 @@ import { planBatches } from '../src/infer/batching';
 import { buildDecoderGraph } from '../src/model/lower';
 import { linearModules } from '../src/model/lora';
 import { tinyConfig, tinyWeights } from '../src/model/tiny';
-import type { ModelConfig } from '../src/types';
-import { FIXTURES, maxAbsDiff, runLogits } from './helpers/fixtures';
+import { FIXTURES, gemma2bConfig, maxAbsDiff, runLogits } from './helpers/fixtures';
 
-/** Gemma-2-2B's shapes (the bench / import-bench widths). */
-const gemma2b = (): ModelConfig => ({
-  ...tinyConfig({ vocabSize: 256 }),
-  hiddenSize: 2304,
-  intermediateSize: 9216,
-  numLayers: 26,
-  numHeads: 8,
-  numKvHeads: 4,
-  headDim: 256,
-});
+const gemma2b = gemma2bConfig;
 
 describe('GPU levers (issue 21), checked on the CPU', function () {
   this.timeout(60000);

@@ -1,10 +1,10 @@
 // GPU-side speed levers that need no GPU to build (issue 21), pure: which MatMulNBits nodes ONNX Runtime's CUDA
 // fpA_intB GEMM takes and the session config that turns it on, and the token budget per batch sized from the
 // GPU's memory and the model's activation size (DESIGN.md "GPU levers" has the formula and what was measured).
-import { spawnSync } from 'node:child_process';
 import type { onnx } from 'onnx-proto';
 import type { ModelConfig } from '../types';
 import type { RuntimeName } from './runtime';
+import { querySmi } from './gpu-precision';
 
 /** A MatMulNBits node as the fpA_intB eligibility rule reads it. */
 export interface NBitsNode {
@@ -109,21 +109,13 @@ export function readGpuFreeMemory(
   devices: number[],
   env: NodeJS.ProcessEnv = process.env,
 ): { bytes?: number; note?: string } {
-  const cmd = env.ARENAKIT_NVIDIA_SMI || 'nvidia-smi';
-  const r = spawnSync(cmd, ['--query-gpu=memory.free', '--format=csv,noheader'], {
-    encoding: 'utf8',
-    env,
-    timeout: Number(env.ARENAKIT_NVIDIA_SMI_TIMEOUT_MS) || 15000,
-    killSignal: 'SIGKILL',
-  });
-  if (r.error || r.status !== 0)
-    return {
-      note: `${cmd} --query-gpu=memory.free failed${r.error ? ` (${r.error.message})` : ` (exit ${r.status})`}`,
-    };
+  const r = querySmi('memory.free', env);
+  if ('note' in r) return { note: r.note };
   try {
     const free = parseFreeMemory(r.stdout);
     const used = devices.length ? devices.map((d) => free[d]).filter((b) => b !== undefined) : free;
-    if (!used.length) return { note: `${cmd} listed no memory for GPU ${devices.join(', ')}` };
+    if (!used.length)
+      return { note: `${env.ARENAKIT_NVIDIA_SMI || 'nvidia-smi'} listed no memory for GPU ${devices.join(', ')}` };
     return { bytes: Math.min(...used) };
   } catch (e) {
     return { note: (e as Error).message };

@@ -28,19 +28,27 @@ export function parseComputeCaps(text: string): number[] {
     });
 }
 
-/** Asks nvidia-smi for every GPU's compute capability; [] with a note when it cannot tell. */
-export function readComputeCaps(env: NodeJS.ProcessEnv = process.env): { caps: number[]; note?: string } {
+/**
+ * `nvidia-smi --query-gpu=FIELD --format=csv,noheader` (ARENAKIT_NVIDIA_SMI; killed past ARENAKIT_NVIDIA_SMI_TIMEOUT_MS,
+ * default 15 s): its output, or a note saying why there is none. Never throws.
+ */
+export function querySmi(field: string, env: NodeJS.ProcessEnv = process.env): { stdout: string } | { note: string } {
   const cmd = env.ARENAKIT_NVIDIA_SMI || 'nvidia-smi';
-  const r = spawnSync(cmd, ['--query-gpu=compute_cap', '--format=csv,noheader'], {
+  const r = spawnSync(cmd, [`--query-gpu=${field}`, '--format=csv,noheader'], {
     encoding: 'utf8',
     env,
-    timeout: 20000,
+    timeout: Number(env.ARENAKIT_NVIDIA_SMI_TIMEOUT_MS) || 15000,
+    killSignal: 'SIGKILL',
   });
   if (r.error || r.status !== 0)
-    return {
-      caps: [],
-      note: `${cmd} --query-gpu=compute_cap failed${r.error ? ` (${r.error.message})` : ` (exit ${r.status})`}`,
-    };
+    return { note: `${cmd} --query-gpu=${field} failed${r.error ? ` (${r.error.message})` : ` (exit ${r.status})`}` };
+  return { stdout: r.stdout };
+}
+
+/** Asks nvidia-smi for every GPU's compute capability; [] with a note when it cannot tell. */
+export function readComputeCaps(env: NodeJS.ProcessEnv = process.env): { caps: number[]; note?: string } {
+  const r = querySmi('compute_cap', env);
+  if ('note' in r) return { caps: [], note: r.note };
   try {
     return { caps: parseComputeCaps(r.stdout) };
   } catch (e) {

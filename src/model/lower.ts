@@ -226,6 +226,19 @@ function ortLowering(
         });
         return w;
       };
+      /** Per-module reconstruction errors of the stacked weight `w` against its dequantized copy (import's report). */
+      const report = (w: Float32Array, dequantized: () => Float32Array) => {
+        if (!opts.quantReport) return;
+        const wq = dequantized();
+        let r0 = 0;
+        modules.forEach((m, i) => {
+          const r1 = r0 + outs[i];
+          opts.quantReport!.push(
+            reconstructionError(`${m}.weight`, w.subarray(r0 * K, r1 * K), wq.subarray(r0 * K, r1 * K)),
+          );
+          r0 = r1;
+        });
+      };
       if (lin.kind === 'float') {
         const wt = () => {
           const w = stacked();
@@ -242,17 +255,7 @@ function ortLowering(
         if (!qb || !scales) {
           const w = stacked();
           const q = quantizeInt8Columns(w, N, K);
-          if (opts.quantReport) {
-            const wq = dequantizeInt8Columns(q);
-            let r0 = 0;
-            modules.forEach((m, i) => {
-              const r1 = r0 + outs[i];
-              opts.quantReport!.push(
-                reconstructionError(`${m}.weight`, w.subarray(r0 * K, r1 * K), wq.subarray(r0 * K, r1 * K)),
-              );
-              r0 = r1;
-            });
-          }
+          report(w, () => dequantizeInt8Columns(q));
           qb = b.initializer(`${tag}.qweight_t`, 'int8', [K, N], new Uint8Array(q.b.buffer));
           scales = b.initializer(`${tag}.col_scales`, 'float32', [N], floatBytes(q.scales, 'float32'));
         }
@@ -272,17 +275,7 @@ function ortLowering(
         } else {
           const w = stacked();
           const q = quantizeNBits(w, N, K, lin);
-          if (opts.quantReport) {
-            const wq = dequantizeNBits(q);
-            let r0 = 0;
-            modules.forEach((m, i) => {
-              const r1 = r0 + outs[i];
-              opts.quantReport!.push(
-                reconstructionError(`${m}.weight`, w.subarray(r0 * K, r1 * K), wq.subarray(r0 * K, r1 * K)),
-              );
-              r0 = r1;
-            });
-          }
+          report(w, () => dequantizeNBits(q));
           qb = b.initializer(`${tag}.qweight`, 'uint8', [N, nBlocks, (lin.blockSize * lin.bits) / 8], q.b);
           scales = floatInit(`${tag}.scales`, q.scales, [N, nBlocks], act);
           zp = q.zeroPoints ? b.initializer(`${tag}.qzeros`, 'uint8', zpShape, q.zeroPoints) : null;

@@ -8,6 +8,7 @@ import type { Activation, ModelConfig } from '../../src/types';
 import { parseHfConfig } from '../../src/weights/hfconfig';
 import { chooseHead } from '../../src/weights/import';
 import { openCheckpoint } from '../../src/weights/safetensors';
+import { tinyConfig } from '../../src/model/tiny';
 
 export const FIXTURES = join(__dirname, '..', '..', '..', 'shared', 'fixtures', 'hf-reference');
 
@@ -53,4 +54,17 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return Number.isNaN(m) ? Infinity : m;
+}
+
+/** Gemma-2-2B's shapes (hidden 2304, intermediate 9216, 26 layers, 8 / 4 heads of 256) on the tiny config. */
+export function gemma2bConfig(): ModelConfig {
+  return {
+    ...tinyConfig({ vocabSize: 256 }),
+    hiddenSize: 2304,
+    intermediateSize: 9216,
+    numLayers: 26,
+    numHeads: 8,
+    numKvHeads: 4,
+    headDim: 256,
+  };
 }

@@ -9,9 +9,9 @@
 // Run: `npx tsx bench/cpu-prefill-bench.ts [--rounds 5] [--threads 2] [--only int8,int4] [--len 512] [--long 2048]`
 // (--long N: also fused vs explicit attention of the default setting on one N-token row)
 // (needs ~6 GB of memory and ~1.5 GB under os.tmpdir(); nothing is kept).
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { writeModel } from '../src/graph/serialise';
 import { externalStore } from '../src/graph/store';
@@ -20,6 +20,7 @@ import type { HostTensor, LinearFormat, ModelConfig, WeightSource } from '../src
 import { forName } from '../src/util/rng';
 import { parseHfConfig } from '../src/weights/hfconfig';
 import { loadOptions, saveOptions, type OptimizedPaths } from '../src/infer/optimized';
+import { expandedDir, expansionPlan, type ExpandedData } from '../src/weights/expand';
 
 /** The issue's bench model as an HF config (LlamaForSequenceClassification, 3 labels). */
 export function benchConfig(layers = 4): ModelConfig {
@@ -106,6 +107,8 @@ export const SETTINGS: Setting[] = [
   { name: 'int8 b128 L4 packed-gate-up', linear: nb(8, 128), accuracyLevel: 4, packGateUp: true },
   // MatMulInteger: int8 weights per output feature, int8 activations per token (MLAS u8s8 GEMM, AMX here)
   { name: 'int8 rows', linear: { kind: 'int8-rows' } },
+  // 4-bit codes x integer multipliers per block of 32, expanded to int8 rows at session start (the CPU-only int4 default)
+  { name: 'int4 rows', linear: { kind: 'int4-rows', blockSize: 32 } },
 ];
 /** The default CPU import (issue 21): int8 rows (MatMulInteger); before it int8 MatMulNBits block 128, level 4. */
 export const DEFAULT_SETTING = 'int8 rows';
@@ -123,6 +126,10 @@ export function linearOps(c: ModelConfig, S: number): number {
 export function writeBenchGraph(dir: string, c: ModelConfig, w: WeightSource, s: Setting): string {
   const file = join(dir, `${s.name.replace(/\s+/g, '_')}.onnx`);
   const store = externalStore(file + '.data');
+  // int4 rows: the codes in the data file, the int8 weights expanded at session start (benchSession), as a
+  // weights directory's manifest records them (src/weights/expand.ts)
+  const plan = s.linear.kind === 'int4-rows' ? expansionPlan(store, `${basename(file)}.int8`) : null;
+  rmSync(file + EXPAND_SUFFIX, { force: true });
   try {
     const g = buildDecoderGraph(c, w, {
       linear: s.linear,
@@ -135,12 +142,34 @@ export function writeBenchGraph(dir: string, c: ModelConfig, w: WeightSource, s:
       maxTokens: 2048,
       maxSeqLen: 2048,
       embedding: s.linear.kind === 'float' ? 'float32' : 'float16',
+      int4Rows: plan?.put,
     });
     writeModel(file, g);
+    if (plan) writeFileSync(file + EXPAND_SUFFIX, JSON.stringify(plan.entry));
   } finally {
     store.close();
   }
   return file;
+}
+
+const EXPAND_SUFFIX = '.expand.json';
+
+/**
+ * A session of a bench graph; an int4-rows graph opens from the folder its int8 weights are expanded into
+ * (src/weights/expand.ts), the expansion timed with the first session that needs it.
+ */
+export async function benchSession(
+  file: string,
+  sopt: ort.InferenceSession.SessionOptions,
+): Promise<ort.InferenceSession> {
+  if (!existsSync(file + EXPAND_SUFFIX)) return ort.InferenceSession.create(file, sopt);
+  const expand = JSON.parse(readFileSync(file + EXPAND_SUFFIX, 'utf8')) as ExpandedData;
+  const from = expandedDir(
+    dirname(file),
+    { file: basename(file), externalData: [basename(file) + '.data'], expand },
+    { ARENAKIT_EXPAND_DIR: join(dirname(file), 'expanded') },
+  );
+  return ort.InferenceSession.create(join(from, basename(file)), sopt);
 }
 
 /** Seeded token rows (ids 1..31999), all real tokens. */
@@ -196,14 +225,14 @@ async function startBench(
     dataName: `${tag}.opt.data`,
   };
   const t0 = Date.now();
-  await (await ort.InferenceSession.create(file, { ...sopt, ...saveOptions(p) })).release();
+  await (await benchSession(file, { ...sopt, ...saveOptions(p) })).release();
   const save = (Date.now() - t0) / 1000;
   const plain: number[] = [];
   const opt: number[] = [];
   for (let r = 0; r < Math.max(3, rounds); r++)
     for (const which of r % 2 ? ['opt', 'plain'] : ['plain', 'opt']) {
       const t = Date.now();
-      const sess = await ort.InferenceSession.create(
+      const sess = await (which === 'plain' ? benchSession : ort.InferenceSession.create)(
         which === 'plain' ? file : p.partial,
         which === 'plain' ? sopt : { ...sopt, ...loadOptions },
       );
@@ -229,7 +258,7 @@ async function longBench(
   const base = SETTINGS.find((x) => x.name === DEFAULT_SETTING)!;
   const sess: Record<string, ort.InferenceSession> = {};
   for (const attention of ['fused', 'explicit'] as const)
-    sess[attention] = await ort.InferenceSession.create(
+    sess[attention] = await benchSession(
       writeBenchGraph(dir, c, w, { ...base, name: `${base.name} ${attention}`, attention }),
       sopt,
     );
@@ -282,7 +311,7 @@ export async function cpuPrefillBench(): Promise<Record<string, unknown>> {
     for (const s of settings) {
       const file = writeBenchGraph(dir, c, w, s);
       const t0 = Date.now();
-      sessions.set(s.name, await ort.InferenceSession.create(file, sopt));
+      sessions.set(s.name, await benchSession(file, sopt));
       start[s.name] = (Date.now() - t0) / 1000;
       process.stderr.write(`built and loaded ${s.name} (session start ${start[s.name].toFixed(2)} s)\n`);
     }

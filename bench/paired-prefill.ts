@@ -27,6 +27,7 @@ import {
   runBatch,
   SETTINGS,
   writeBenchGraph,
+  benchSession,
 } from './cpu-prefill-bench';
 
 interface Timing {
@@ -115,13 +116,13 @@ export async function pairedPrefill(): Promise<Record<string, unknown>> {
     graphOptimizationLevel: 'all' as const,
     extra: { session: { intra_op: { allow_spinning: '0' } } },
   };
-  const kitNames = ['fp32', DEFAULT_SETTING, 'int8 b128 L4', 'int4 b128 L4'];
+  const kitNames = ['fp32', DEFAULT_SETTING, 'int8 b128 L4', 'int4 rows', 'int4 b128 L4'];
   const kit = new Map<string, ort.InferenceSession>();
   const workers: Worker[] = [];
   try {
     for (const n of kitNames) {
       const s = SETTINGS.find((x) => x.name === n)!;
-      kit.set(n, await ort.InferenceSession.create(writeBenchGraph(dir, c, w, s), sopt));
+      kit.set(n, await benchSession(writeBenchGraph(dir, c, w, s), sopt));
       process.stderr.write(`kit: built and loaded ${n}\n`);
     }
     const kitRun = (n: string, rs: number[][]) => async (): Promise<Timing> => {
@@ -216,6 +217,7 @@ export async function pairedPrefill(): Promise<Record<string, unknown>> {
       { name: 'kit fp32', tokens: len, peak: 'float', run: kitRun('fp32', row) },
       { name: 'kit int8 rows', tokens: len, peak: 'int8', run: kitRun(DEFAULT_SETTING, row) },
       { name: 'kit int8 b128 L4', tokens: len, peak: 'int8', run: kitRun('int8 b128 L4', row) },
+      { name: 'kit int4 rows', tokens: len, peak: 'int8', run: kitRun('int4 rows', row) },
       { name: 'kit int4 b128 L4', tokens: len, peak: 'int8', run: kitRun('int4 b128 L4', row) },
     ];
     for (const { tag, worker, types } of llamaWorkers)
@@ -282,11 +284,12 @@ export async function pairedPrefill(): Promise<Record<string, unknown>> {
     const pairs: [string, string, string][] = [
       ['int8 rows (default) / Q8_0 (bar 1.3)', 'kit int8 rows', 'llama.cpp Q8_0'],
       ['int8 b128 L4 / Q8_0', 'kit int8 b128 L4', 'llama.cpp Q8_0'],
-      ['int4 / Q4_0 (bar 0.95)', 'kit int4 b128 L4', 'llama.cpp Q4_0'],
+      ['int4 rows (default) / Q4_0 (bar 0.95)', 'kit int4 rows', 'llama.cpp Q4_0'],
+      ['int4 b128 L4 / Q4_0', 'kit int4 b128 L4', 'llama.cpp Q4_0'],
       ['fp32 / F32 (bar 1.15)', 'kit fp32', 'llama.cpp F32'],
       ['int8 rows (default) / BF16', 'kit int8 rows', 'llama.cpp BF16'],
       ['int8 rows (default) / no-AMX Q8_0', 'kit int8 rows', 'llama.cpp no-AMX Q8_0'],
-      ['int4 / no-AMX Q4_0', 'kit int4 b128 L4', 'llama.cpp no-AMX Q4_0'],
+      ['int4 rows (default) / no-AMX Q4_0', 'kit int4 rows', 'llama.cpp no-AMX Q4_0'],
       ['fp32 / torch fp32', 'kit fp32', 'torch fp32'],
       ['int8 rows (default) / torch fp32', 'kit int8 rows', 'torch fp32'],
       ['set16 kit batch 1 / torch batch 1 (bar 3)', 'set16 kit int8 rows batch 1', 'set16 torch fp32 batch 1'],

@@ -125,7 +125,9 @@ export type LinearFormat =
   | { kind: 'float' }
   | { kind: 'nbits'; bits: 4 | 8; blockSize: 16 | 32 | 64 | 128; symmetric: boolean }
   /** int8 weights per output feature x int8 activations per token (MatMulInteger; the CPU-only int8 import). */
-  | { kind: 'int8-rows' };
+  | { kind: 'int8-rows' }
+  /** 4-bit codes x integer block multipliers, expanded exactly to int8-rows weights at load (src/quant/int4-rows.ts). */
+  | { kind: 'int4-rows'; blockSize: number };
 
 export interface GraphOptions {
   linear: LinearFormat;

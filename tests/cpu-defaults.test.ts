@@ -40,9 +40,19 @@ describe('import: CPU defaults (issue 21)', function () {
   after(() => rmSync(tmp, { recursive: true, force: true }));
 
   it('the rule: block 128 + level 4 for a CPU-only import, block 32 + level 0 whenever a CUDA graph is written', () => {
-    assert.deepEqual(cpuGraphDefaults(['cpu']), { blockSize: 128, accuracyLevel: 4, int8Linear: 'int8-rows' });
-    assert.deepEqual(cpuGraphDefaults(['cpu', 'cuda']), { blockSize: 32, accuracyLevel: 0, int8Linear: 'nbits' });
-    assert.deepEqual(cpuGraphDefaults(['cuda']), { blockSize: 32, accuracyLevel: 0, int8Linear: 'nbits' });
+    assert.deepEqual(cpuGraphDefaults(['cpu']), {
+      blockSize: 128,
+      accuracyLevel: 4,
+      int8Linear: 'int8-rows',
+      int4Linear: 'int4-rows',
+    });
+    for (const graphs of [['cpu', 'cuda'], ['cuda']])
+      assert.deepEqual(cpuGraphDefaults(graphs), {
+        blockSize: 32,
+        accuracyLevel: 0,
+        int8Linear: 'nbits',
+        int4Linear: 'nbits',
+      });
   });
 
   it('a fresh int8 import (--graphs cpu) writes the int8-rows CPU graph: MatMulInteger, no MatMulNBits', async () => {
@@ -186,6 +196,8 @@ const SETTINGS: { name: string; lf: LinearFormat; level: number; tol: number }[]
   { name: 'int4 b128 level4', lf: { kind: 'nbits', bits: 4, blockSize: 128, symmetric: true }, level: 4, tol: 10 },
   // MatMulInteger: int8 weights per output feature (64 wide here), int8 activations per token (the CPU-only default)
   { name: 'int8 rows', lf: { kind: 'int8-rows' }, level: 0, tol: 1.4 },
+  // 4-bit codes x integer multipliers per block of 32, expanded to int8 rows (the CPU-only int4 default)
+  { name: 'int4 rows', lf: { kind: 'int4-rows', blockSize: 32 }, level: 0, tol: 8 },
 ];
 
 describe('accuracy cost of the CPU quantization settings against the fp32 graph (HF fixtures, LoRA-merged)', function () {
@@ -228,6 +240,12 @@ describe('accuracy cost of the CPU quantization settings against the fp32 graph 
       assert.ok(
         err['int8 rows'] * 2 <= err['int4 b128 level4'],
         `${model}: int8 rows (${err['int8 rows']}) is not 2x closer than int4 b128 level4`,
+      );
+      // int4 rows: the multipliers' integer steps cost little against MatMulNBits' fp16 block scales at block 32
+      // (measured 0.91-1.12x the exact int4 b32 graph here)
+      assert.ok(
+        err['int4 rows'] <= 1.25 * err['int4 b32 level0'],
+        `${model}: int4 rows (${err['int4 rows']}) is over 1.25x int4 b32 level0 (${err['int4 b32 level0']})`,
       );
       // level 4 is in force: it quantizes the activations, so it differs from level 0 on the same weights
       assert.notEqual(err['int8 b32 level4'], err['int8 b32 level0']);

@@ -14,6 +14,7 @@ import { loadOptions, optimizedDir, optimizedPaths, saveOptions } from './optimi
 import { fpaIntbConfig } from './gpu-levers';
 import { boundLogits, boundResult, ioBindingEnabled, logitsWidth } from './io-binding';
 import { exactNBitsModel } from './reference-graph';
+import { expandedDir } from '../weights/expand';
 import {
   availableRuntimes,
   chooseAttention,
@@ -237,16 +238,18 @@ export async function createSession(
   const graph = resolveGraph(g, variant);
   checkGraphFiles(dir, graph);
   process.env.XDG_RUNTIME_DIR ??= '/tmp'; // Dawn's Vulkan loader wants it; harmless elsewhere
+  // an int4-rows graph opens from the folder that holds its expanded int8 weights (src/weights/expand.ts)
+  const from = expandedDir(dir, graph);
   try {
     const runtime = processRuntime().runtime;
-    if (ep === 'cpu') return await cpuSession(dir, graph, opts, runtime);
+    if (ep === 'cpu') return await cpuSession(from, graph, opts, runtime);
     // accuracy_level 4 is the CPU EP's choice: another EP running the CPU graph (WebGPU) gets it at level 0, the
     // exact path the self-check compares with (WebGPU's own int8-activation path is 0.05 off on the tiny fixture)
-    const exact = graph.activations === 'float32' ? exactNBitsModel(readFileSync(join(dir, graph.file))) : null;
+    const exact = graph.activations === 'float32' ? exactNBitsModel(readFileSync(join(from, graph.file))) : null;
     const o = providerOptions(ep, opts);
     const session = exact
-      ? await ort().InferenceSession.create(exact, { ...o, extra: { ...o.extra, ...externalFolder(dir) } })
-      : await ort().InferenceSession.create(join(dir, graph.file), o);
+      ? await ort().InferenceSession.create(exact, { ...o, extra: { ...o.extra, ...externalFolder(from) } })
+      : await ort().InferenceSession.create(join(from, graph.file), o);
     return { session, ep, graph, runtime };
   } catch (e) {
     throw new SessionError(

@@ -19,6 +19,7 @@ import {
   reconstructionError,
   type ReconstructionError,
 } from '../quant/nbits';
+import { dequantizeInt4Rows, expandInt4Rows, quantizeInt4Rows, type Int4RowsWeight } from '../quant/int4-rows';
 import type { GraphOptions, ModelConfig, WeightSource } from '../types';
 import { roundTo } from '../util/fp16';
 import { decoder, type Lowering } from './decoder';
@@ -61,6 +62,11 @@ export interface DecoderGraphOptions extends GraphOptions {
   accuracyLevel?: number;
   /** Initializers another variant of this graph already put in the same store: taken by name, the weights are not read again. */
   reuse?: Map<string, InitializerRef>;
+  /**
+   * Where an int4-rows linear's codes go: a reference to the int8 tensor the loader expands them into
+   * (src/weights/expand.ts), or null to keep the expanded int8 bytes inline. Absent: inline.
+   */
+  int4Rows?: (name: string, q: Int4RowsWeight) => InitializerRef | null;
   /** Receives one reconstruction-error row per quantized linear weight. */
   quantReport?: ReconstructionError[];
   graphName?: string;
@@ -247,17 +253,29 @@ function ortLowering(
           return t;
         };
         y = b.matmul(xa, floatInit(`${tag}.weight_t`, wt, [K, N], act), tag);
-      } else if (lin.kind === 'int8-rows') {
+      } else if (lin.kind === 'int8-rows' || lin.kind === 'int4-rows') {
         if (act !== 'float32')
-          throw new GraphBuildError(`${tag}: int8-rows linears are for the fp32 CPU graph, not ${act} activations`);
+          throw new GraphBuildError(`${tag}: ${lin.kind} linears are for the fp32 CPU graph, not ${act} activations`);
         let qb = reused(`${tag}.qweight_t`);
         let scales = reused(`${tag}.col_scales`);
         if (!qb || !scales) {
           const w = stacked();
-          const q = quantizeInt8Columns(w, N, K);
-          report(w, () => dequantizeInt8Columns(q));
-          qb = b.initializer(`${tag}.qweight_t`, 'int8', [K, N], new Uint8Array(q.b.buffer));
-          scales = b.initializer(`${tag}.col_scales`, 'float32', [N], floatBytes(q.scales, 'float32'));
+          if (lin.kind === 'int4-rows') {
+            // 4-bit codes the loader expands exactly into these int8 weights (src/quant/int4-rows.ts); inline
+            // (expanded here) when no store takes them
+            const q = quantizeInt4Rows(w, N, K, lin.blockSize);
+            report(w, () => dequantizeInt4Rows(q));
+            const ref = opts.int4Rows?.(`${tag}.qweight_t`, q);
+            qb = ref
+              ? b.existing(ref)
+              : b.initializer(`${tag}.qweight_t`, 'int8', [K, N], new Uint8Array(expandInt4Rows(q).buffer));
+            scales = b.initializer(`${tag}.col_scales`, 'float32', [N], floatBytes(q.scales, 'float32'));
+          } else {
+            const q = quantizeInt8Columns(w, N, K);
+            report(w, () => dequantizeInt8Columns(q));
+            qb = b.initializer(`${tag}.qweight_t`, 'int8', [K, N], new Uint8Array(q.b.buffer));
+            scales = b.initializer(`${tag}.col_scales`, 'float32', [N], floatBytes(q.scales, 'float32'));
+          }
         }
         // One quantization per input: q / k / v and gate / up share theirs.
         let xq = rowQuant.get(xa.name);

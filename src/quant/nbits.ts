@@ -31,10 +31,16 @@ export function cpuGraphDefaults(graphs: readonly string[]): {
   blockSize: BlockSize;
   accuracyLevel: AccuracyLevel;
   int8Linear: Int8Linear;
+  int4Linear: Int4Linear;
 } {
   return graphs.some((g) => g !== 'cpu')
-    ? { blockSize: GPU_BLOCK_SIZE, accuracyLevel: 0, int8Linear: 'nbits' }
-    : { blockSize: CPU_BLOCK_SIZE, accuracyLevel: CPU_ACCURACY_LEVEL, int8Linear: 'int8-rows' };
+    ? { blockSize: GPU_BLOCK_SIZE, accuracyLevel: 0, int8Linear: 'nbits', int4Linear: 'nbits' }
+    : {
+        blockSize: CPU_BLOCK_SIZE,
+        accuracyLevel: CPU_ACCURACY_LEVEL,
+        int8Linear: 'int8-rows',
+        int4Linear: 'int4-rows',
+      };
 }
 
 /**
@@ -46,6 +52,15 @@ export function cpuGraphDefaults(graphs: readonly string[]): {
  */
 export const INT8_LINEARS = ['nbits', 'int8-rows'] as const;
 export type Int8Linear = (typeof INT8_LINEARS)[number];
+
+/**
+ * The int4 CPU graph's kernel: 'nbits' = MatMulNBits (4-bit per block), 'int4-rows' = 4-bit codes with integer
+ * block multipliers of a per-feature scale, expanded exactly into int8-rows weights at session start
+ * (src/quant/int4-rows.ts): the int8-rows kernel's speed from a 4-bit file, with 8-bit weights in memory.
+ * A CPU-only int4 import takes int4-rows; a CPU graph beside a GPU graph stays MatMulNBits.
+ */
+export const INT4_LINEARS = ['nbits', 'int4-rows'] as const;
+export type Int4Linear = (typeof INT4_LINEARS)[number];
 
 /** The accuracy levels ORT's MatMulNBits accepts (0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8). */
 export const ACCURACY_LEVELS = [0, 1, 2, 3, 4] as const;

@@ -11,7 +11,8 @@ import { familyOf } from '../model/families';
 import { chooseScoreHead, defaultLabels, hfLabelNames, labelKeys } from '../model/heads';
 import type { AttentionVariant } from '../model/lower';
 import type { Activation, HeadSpec, ModelConfig, WeightSource } from '../types';
-import { cpuGraphDefaults, type AccuracyLevel, type BlockSize, type Int8Linear } from '../quant/nbits';
+import { cpuGraphDefaults, type AccuracyLevel, type BlockSize, type Int4Linear, type Int8Linear } from '../quant/nbits';
+import { INT4_ROWS_BLOCK } from '../quant/int4-rows';
 import { sha256Files, type GraphKind, type Quantization } from './manifest';
 import { parseHfConfig } from './hfconfig';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, checkAdapter, mergedSource, openAdapter, type Adapter } from './peft';
@@ -38,6 +39,8 @@ export interface ImportOptions {
   accuracyLevel?: AccuracyLevel;
   /** int8: the CPU graph's kernel (default cpuGraphDefaults(graphs): int8-rows CPU-only, nbits with a CUDA graph). */
   int8Linear?: Int8Linear;
+  /** int4: the CPU graph's kernel (default cpuGraphDefaults(graphs): int4-rows CPU-only, nbits with a CUDA graph). */
+  int4Linear?: Int4Linear;
   /** Symmetric int4 / int8 (no zero points; default true) or asymmetric (per-block zero points). */
   symmetric?: boolean;
   graphs: GraphKind[];
@@ -323,15 +326,7 @@ async function importWith(
       warnings,
     };
 
-    const quant: Quantization =
-      opts.quant === 'int8' &&
-      (opts.int8Linear ??
-        // MatMulNBits settings given ask for MatMulNBits
-        (opts.blockSize !== undefined || opts.accuracyLevel !== undefined || opts.symmetric === false
-          ? 'nbits'
-          : cpuGraphDefaults(opts.graphs).int8Linear)) === 'int8-rows'
-        ? { kind: 'int8', symmetric: true, linear: 'int8-rows' }
-        : opts.quant === 'int4' || opts.quant === 'int8' ? { kind: opts.quant, blockSize: opts.blockSize ?? cpuGraphDefaults(opts.graphs).blockSize, symmetric: opts.symmetric ?? true, accuracyLevel: opts.accuracyLevel ?? cpuGraphDefaults(opts.graphs).accuracyLevel } : { kind: opts.quant };
+    const quant = importQuantization(opts);
     const progress = withProgress(weights, bytesOf, sourceBytes * opts.graphs.length, log);
     // Written beside --out and swapped in when complete: a killed re-import leaves the old weights usable.
     await replaceDir(resolve(opts.out), (dir) => writeWeightsDir({
@@ -353,4 +348,33 @@ async function importWith(
     const seconds = (Date.now() - t0) / 1000;
     return { out: resolve(opts.out), config, sourceBytes, seconds, warnings };
   }
+}
+
+/**
+ * The quantization an import records: int8 / int4 take the rows kernels (int8-rows, int4-rows) unless asked
+ * for MatMulNBits (--int8-kernel / --int4-kernel nbits, or any MatMulNBits setting given) or a GPU graph is
+ * written beside the CPU graph (cpuGraphDefaults); MatMulNBits takes the block size and accuracy level given
+ * or cpuGraphDefaults'.
+ */
+export function importQuantization(
+  opts: Pick<ImportOptions, 'quant' | 'graphs' | 'blockSize' | 'accuracyLevel' | 'symmetric' | 'int8Linear' | 'int4Linear'>,
+): Quantization {
+  const defaults = cpuGraphDefaults(opts.graphs);
+  const nbitsAsked = opts.blockSize !== undefined || opts.accuracyLevel !== undefined || opts.symmetric === false;
+  const linear =
+    opts.quant === 'int8'
+      ? (opts.int8Linear ?? (nbitsAsked ? 'nbits' : defaults.int8Linear))
+      : opts.quant === 'int4'
+        ? (opts.int4Linear ?? (nbitsAsked ? 'nbits' : defaults.int4Linear))
+        : null;
+  if (linear === 'int8-rows') return { kind: 'int8', symmetric: true, linear: 'int8-rows' };
+  if (linear === 'int4-rows') return { kind: 'int4', symmetric: true, blockSize: INT4_ROWS_BLOCK, linear: 'int4-rows' };
+  if (opts.quant === 'int4' || opts.quant === 'int8')
+    return {
+      kind: opts.quant,
+      blockSize: opts.blockSize ?? defaults.blockSize,
+      symmetric: opts.symmetric ?? true,
+      accuracyLevel: opts.accuracyLevel ?? defaults.accuracyLevel,
+    };
+  return { kind: opts.quant };
 }

@@ -1,6 +1,7 @@
 // The weights directory's manifest.json: what the runner needs to load a model and refuse a
 // directory that does not match (format version, missing files, tokenizer hash), and the one place
 // that edits it (updateManifest: fitted calibration, tie model).
+import type { ExpandedData } from './expand';
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,6 +21,8 @@ export interface GraphEntry {
   /** sha256 of the graph file then each external-data file, in that order (recorded at import; the logits cache key). */
   sha256?: string;
   variants?: Partial<Record<'fused' | 'explicit', { file: string; sha256: string }>>; // attention variants (src/model/lower.ts), all on externalData; file/sha256 above = the first
+  /** int4-rows CPU graph: the int8 weights built in memory at load from the 4-bit codes (src/weights/expand.ts). */
+  expand?: ExpandedData;
 }
 
 /**
@@ -41,8 +44,8 @@ export interface Quantization {
   symmetric?: boolean;
   /** MatMulNBits accuracy_level of the CPU graph (absent in imports before issue 21: 0, unset). */
   accuracyLevel?: number;
-  /** int8 only: the CPU graph's kernel (src/quant/nbits.ts INT8_LINEARS; absent = 'nbits', MatMulNBits). */
-  linear?: 'nbits' | 'int8-rows';
+  /** The CPU graph's kernel (src/quant/nbits.ts INT8_LINEARS / INT4_LINEARS; absent = 'nbits', MatMulNBits). */
+  linear?: 'nbits' | 'int8-rows' | 'int4-rows';
 }
 
 export interface Manifest {

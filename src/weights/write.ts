@@ -11,6 +11,8 @@ import type { InitializerRef } from '../graph/ir';
 import { familyOf } from '../model/families';
 import { buildDecoderGraph, type AttentionVariant } from '../model/lower';
 import { externalStore } from '../graph/store';
+import { expansionPlan, type ExpandedData } from './expand';
+import { INT4_ROWS_BLOCK } from '../quant/int4-rows';
 import { BLOCK_SIZES, cpuGraphDefaults, GPU_BLOCK_SIZE, isBlockSize, type ReconstructionError } from '../quant/nbits';
 import type { LinearFormat, ModelConfig, WeightSource } from '../types';
 import { fileSizes, GRAPH_KINDS, type GraphKind, MANIFEST_FORMAT, MANIFEST_VERSION, sha256Files, type GraphEntry, type Manifest, type Quantization } from './manifest';
@@ -49,6 +51,7 @@ const OPTIONAL_TOKENIZER_FILES = ['special_tokens_map.json'];
 
 export function linearFormat(q: Quantization): LinearFormat {
   if (q.kind === 'int8' && q.linear === 'int8-rows') return { kind: 'int8-rows' };
+  if (q.kind === 'int4' && q.linear === 'int4-rows') return { kind: 'int4-rows', blockSize: q.blockSize ?? INT4_ROWS_BLOCK };
   if (q.kind === 'int4' || q.kind === 'int8') {
     const blockSize = q.blockSize ?? GPU_BLOCK_SIZE; // manifests before issue 21 recorded none only for block 32
     if (!isBlockSize(blockSize)) throw new WeightsWriteError(`quantization block size ${blockSize} is not one of ${BLOCK_SIZES.join(', ')}`);
@@ -89,7 +92,12 @@ export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manife
   const kinds = [...new Set(opts.graphs)];
   const data = kinds.length > 1 ? 'model.onnx.data' : `model.${kinds[0]}.onnx.data`;
   const store = externalStore(join(dir, data), 1024, { dedupe: kinds.length > 1 });
-  const written: { kind: GraphKind; entries: NonNullable<GraphEntry['variants']>; first: AttentionVariant }[] = [];
+  const written: {
+    kind: GraphKind;
+    entries: NonNullable<GraphEntry['variants']>;
+    first: AttentionVariant;
+    expand?: ExpandedData;
+  }[] = [];
   try {
     for (const kind of kinds) {
       const variants = opts.attentionByGraph?.[kind] ?? opts.attention ?? ['fused'];
@@ -98,6 +106,8 @@ export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manife
       const entries: NonNullable<GraphEntry['variants']> = {};
       // Every variant of a kind takes the first variant's initializers by name (the weights are not read again).
       let reuse: Map<string, InitializerRef> | undefined;
+      // int4-rows: the codes go to the data file, the graph's int8 weights to a buffer built at load
+      const plan = linear.kind === 'int4-rows' ? expansionPlan(store, `model.${kind}.int8-rows`) : null;
       for (const [i, attention] of variants.entries()) {
         const graph = buildDecoderGraph(config, opts.weights, {
           linear,
@@ -110,6 +120,7 @@ export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manife
           accuracyLevel: kind === 'cpu' ? quant.accuracyLevel : undefined,
           embedding: embedding ?? opts.embedding ?? cpuEmbedding(opts.quant, kinds),
           quantReport: kind === 'cpu' && i === 0 ? opts.quantReport : undefined,
+          int4Rows: plan?.put,
         });
         reuse ??= new Map(graph.initializers.map((r) => [r.name, r]));
         const file = i === 0 ? `model.${kind}.onnx` : `model.${kind}.${attention}.onnx`;
@@ -117,16 +128,16 @@ export async function writeWeightsDir(opts: WriteWeightsOptions): Promise<Manife
         entries[attention] = { file, sha256: '' };
         files.push(file);
       }
-      written.push({ kind, entries, first: variants[0] });
+      written.push({ kind, entries, first: variants[0], expand: plan?.entry.tensors.length ? plan.entry : undefined });
     }
   } finally {
     store.close();
   }
   files.push(data);
-  for (const { kind, entries, first } of written) {
+  for (const { kind, entries, first, expand } of written) {
     for (const e of Object.values(entries)) e!.sha256 = sha256Files(dir, [e!.file, data]);
     const { activations } = GRAPH_KINDS[kind];
-    graphs[kind] = { file: entries[first]!.file, externalData: [data], activations, sha256: entries[first]!.sha256, variants: entries };
+    graphs[kind] = { file: entries[first]!.file, externalData: [data], activations, sha256: entries[first]!.sha256, variants: entries, ...(expand ? { expand } : {}) };
   }
 
   const tokFiles = [...TOKENIZER_FILES, ...OPTIONAL_TOKENIZER_FILES.filter((f) => existsSync(join(opts.tokenizerDir, f)))];

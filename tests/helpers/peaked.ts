@@ -107,11 +107,11 @@ export const binaryFixture = (out: string): string =>
     data: t.data.slice(0, 2 * t.shape[1]),
   }));
 
-/** Imports the peaked model into `out` (fp32, CPU graph, max 256 tokens = the fixture's positions). */
+/** Imports the peaked model into `out` (fp32 unless opts.quant, CPU graph, max 256 tokens = the fixture's positions). */
 export function makePeakedModel(
   tmp: string,
   name: string,
-  opts: { permuteLabels?: boolean; binary?: boolean; attention?: string } = {},
+  opts: { permuteLabels?: boolean; binary?: boolean; attention?: string; quant?: 'fp32' | 'int8' | 'int4' } = {},
 ): string {
   ensureBuilt();
   const tok = join(tmp, 'byte-tokenizer');
@@ -134,7 +134,7 @@ export function makePeakedModel(
       '--tokenizer',
       tok,
       '--quant',
-      'fp32',
+      opts.quant ?? 'fp32',
       '--max-tokens',
       '256',
       ...(opts.attention ? ['--attention', opts.attention] : []),

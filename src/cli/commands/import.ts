@@ -11,6 +11,8 @@ import {
   isBlockSize,
   type AccuracyLevel,
   type Int8Linear,
+  INT4_LINEARS,
+  type Int4Linear,
 } from '../../quant/nbits';
 import { ACTIVATIONS, type Activation } from '../../types';
 import { TEMPLATE_NAMES } from '../../format/templates';
@@ -30,6 +32,10 @@ ${TARGET_NAMES.map((t) => `                       ${t.padEnd(5)} ${TARGETS[t].wh
   --int8-kernel K    int8's CPU kernel: int8-rows (MatMulInteger: int8 weights per output feature, int8 activations
                      per token; AMX / VNNI; the default for a CPU-only import, 2.9x nbits on the bench model) or nbits
                      (MatMulNBits per block; the default beside a cuda graph, and implied by the three options below)
+  --int4-kernel K    int4's CPU kernel: int4-rows (4-bit codes with integer multipliers per block of 32, expanded
+                     exactly into int8-rows weights at session start: the int8 kernel's speed from a 4-bit file,
+                     8-bit weights in memory; the default for a CPU-only import) or nbits (MatMulNBits 4-bit per
+                     block; the default beside a cuda graph, and implied by the three options below)
   --block-size N     quantization block size for int4/int8: ${BLOCK_SIZES.join(', ')} (default ${CPU_BLOCK_SIZE} for a CPU-only
                      import, ${GPU_BLOCK_SIZE} when a cuda graph is written)
   --accuracy-level N MatMulNBits accuracy_level of the CPU graph: ${ACCURACY_LEVELS.join(', ')} (default ${CPU_ACCURACY_LEVEL} for a CPU-only
@@ -65,6 +71,7 @@ export async function run(argv: string[]): Promise<void> {
       'block-size': { type: 'string' },
       'accuracy-level': { type: 'string' },
       'int8-kernel': { type: 'string' },
+      'int4-kernel': { type: 'string' },
       asymmetric: { type: 'boolean' },
       'max-tokens': { type: 'string' },
       template: { type: 'string' },
@@ -120,10 +127,19 @@ export async function run(argv: string[]): Promise<void> {
     throw new UsageError(
       '--block-size, --asymmetric and --accuracy-level are MatMulNBits settings: not with --int8-kernel int8-rows',
     );
-  // MatMulNBits settings given for int8 ask for MatMulNBits.
-  const int8Linear = (int8Kernel ??
-    (v['block-size'] !== undefined || v.asymmetric || v['accuracy-level'] !== undefined ? 'nbits' : undefined)) as
-    Int8Linear | undefined;
+  const int8Linear = int8Kernel as Int8Linear | undefined;
+  const int4Kernel = v['int4-kernel'] as string | undefined;
+  if (int4Kernel !== undefined && !(INT4_LINEARS as readonly string[]).includes(int4Kernel))
+    throw new UsageError(`--int4-kernel must be one of ${INT4_LINEARS.join(', ')}, got "${int4Kernel}"`);
+  if (int4Kernel !== undefined && quant !== 'int4') throw new UsageError('--int4-kernel only applies to --quant int4');
+  if (
+    int4Kernel === 'int4-rows' &&
+    (v['block-size'] !== undefined || v.asymmetric || v['accuracy-level'] !== undefined)
+  )
+    throw new UsageError(
+      '--block-size, --asymmetric and --accuracy-level are MatMulNBits settings: not with --int4-kernel int4-rows',
+    );
+  const int4Linear = int4Kernel as Int4Linear | undefined;
   const maxTokens = v['max-tokens'] === undefined ? undefined : num(v['max-tokens'], '--max-tokens', 0);
   if (maxTokens !== undefined && (!Number.isInteger(maxTokens) || maxTokens < 16))
     throw new UsageError(`--max-tokens must be an integer >= 16, got ${maxTokens}`);
@@ -157,6 +173,7 @@ export async function run(argv: string[]): Promise<void> {
     blockSize,
     accuracyLevel: accuracyLevel as AccuracyLevel | undefined,
     int8Linear,
+    int4Linear,
     symmetric: !v.asymmetric,
     graphs: [...new Set(graphs)] as GraphKind[],
     template: typeof v.template === 'string' ? v.template : undefined,

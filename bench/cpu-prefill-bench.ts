@@ -13,13 +13,13 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { writeModel } from '../src/graph/serialise';
+import { parseModel, writeModel } from '../src/graph/serialise';
 import { externalStore } from '../src/graph/store';
 import { buildDecoderGraph } from '../src/model/lower';
 import type { HostTensor, LinearFormat, ModelConfig, WeightSource } from '../src/types';
 import { forName } from '../src/util/rng';
 import { parseHfConfig } from '../src/weights/hfconfig';
-import { loadOptions, saveOptions, type OptimizedPaths } from '../src/infer/optimized';
+import { loadOptions, prepackSafe, saveOptions, type OptimizedPaths } from '../src/infer/optimized';
 import { expandedDir, expansionPlan, type ExpandedData } from '../src/weights/expand';
 
 /** The issue's bench model as an HF config (LlamaForSequenceClassification, 3 labels). */
@@ -225,7 +225,9 @@ async function startBench(
     dataName: `${tag}.opt.data`,
   };
   const t0 = Date.now();
-  await (await benchSession(file, { ...sopt, ...saveOptions(p) })).release();
+  await (
+    await benchSession(file, { ...sopt, ...saveOptions(p, prepackSafe(parseModel(readFileSync(file)))) })
+  ).release();
   const save = (Date.now() - t0) / 1000;
   const plain: number[] = [];
   const opt: number[] = [];

@@ -5,7 +5,7 @@
 // fp32 graph (MatMul) the same way. Loads ORT and the
 // kit from the package root it is run in (process.cwd()), so one script checks two ORT versions in two checkouts.
 // Run: `npx tsx PATH/bench/prepacked-start-check.ts --dir /tmp/pp [--models tiny,bench] [--bits 8,4] [--block 128]
-// [--level 4] [--attention fused,explicit] [--rounds 5]` (the bench model's level-4 cases crash: one case a process)
+// [--level 4] [--attention fused,explicit] [--rounds 5]` (--bits rows: the int8-rows graph) (the bench model's level-4 cases crash: one case a process)
 import { existsSync, mkdirSync, statSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -46,15 +46,21 @@ async function main(): Promise<void> {
       model === 'tiny'
         ? [Array.from({ length: 40 }, (_, i) => 2 + ((i * 37) % 500)), Array.from({ length: 30 }, (_, i) => 3 + i)]
         : b.benchRows(2, (i: number) => (i ? 200 : 256), 2);
-    for (const bits of arg('bits', '8,4').split(',').map(Number))
+    for (const bitsArg of arg('bits', '8,4').split(','))
       for (const attention of attentions) {
-        // bits 32: the fp32 graph (MatMul, the CPU EP prepacks it for SGEMM)
-        const q = bits === 32 ? 'fp32' : `int${bits} b${block} L${level}`;
+        // bits 32: the fp32 graph (MatMul, the CPU EP prepacks it for SGEMM); rows: the int8-rows graph (MatMulInteger)
+        const bits = Number(bitsArg);
+        const rows8 = bitsArg === 'rows';
+        const q = rows8 ? 'int8 rows' : bits === 32 ? 'fp32' : `int${bits} b${block} L${level}`;
         const name = `${model} ${q} ${attention}`;
         const s = {
           name: `${model === 'tiny' ? 'tiny ' : ''}${q}${attention === 'fused' ? '' : ' ' + attention}`,
-          linear: bits === 32 ? { kind: 'float' } : { kind: 'nbits', bits, blockSize: block, symmetric: true },
-          accuracyLevel: bits === 32 ? undefined : level,
+          linear: rows8
+            ? { kind: 'int8-rows' }
+            : bits === 32
+              ? { kind: 'float' }
+              : { kind: 'nbits', bits, blockSize: block, symmetric: true },
+          accuracyLevel: rows8 || bits === 32 ? undefined : level,
           attention,
         };
         const gfile = join(model === 'tiny' ? dir : graphs, `${s.name.replace(/\s+/g, '_')}.onnx`);

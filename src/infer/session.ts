@@ -10,7 +10,8 @@ import { cudaEnv, describeCudaStatus, findCudaLibraries, needsReexec } from './c
 import type { Manifest, GraphEntry, GraphKind } from '../weights/manifest';
 import type { GpuPrecision } from './gpu-precision';
 import { fsReason } from '../util/files';
-import { loadOptions, optimizedDir, optimizedPaths, saveOptions } from './optimized';
+import { loadOptions, optimizedDir, optimizedPaths, prepackSafe, saveOptions } from './optimized';
+import { parseModel } from '../graph/serialise';
 import { fpaIntbConfig } from './gpu-levers';
 import { boundLogits, boundResult, ioBindingEnabled, logitsWidth } from './io-binding';
 import { exactNBitsModel } from './reference-graph';
@@ -239,7 +240,7 @@ export async function createSession(
   checkGraphFiles(dir, graph);
   process.env.XDG_RUNTIME_DIR ??= '/tmp'; // Dawn's Vulkan loader wants it; harmless elsewhere
   // an int4-rows graph opens from the folder that holds its expanded int8 weights (src/weights/expand.ts)
-  const from = expandedDir(dir, graph);
+  const from = expandedDir(dir, graph, process.env, (m) => process.stderr.write(`${m}\n`));
   try {
     const runtime = processRuntime().runtime;
     if (ep === 'cpu') return await cpuSession(from, graph, opts, runtime);
@@ -299,7 +300,8 @@ async function cpuSession(
   }
   try {
     mkdirSync(cache!, { recursive: true });
-    const session = await open(join(dir, graph.file), { ...plain, ...saveOptions(p) });
+    const prepacked = prepackSafe(parseModel(readFileSync(join(dir, graph.file))));
+    const session = await open(join(dir, graph.file), { ...plain, ...saveOptions(p, prepacked) });
     renameSync(p.partial, p.model);
     return done(session, 'saved');
   } catch (e) {

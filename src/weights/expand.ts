@@ -91,6 +91,7 @@ export function expandedDir(
   dir: string,
   graph: { file: string; externalData: string[]; sha256?: string; expand?: ExpandedData },
   env: NodeJS.ProcessEnv = process.env,
+  note: (message: string) => void = () => {},
 ): string {
   const e = graph.expand;
   if (!e) return dir;
@@ -122,9 +123,13 @@ export function expandedDir(
       `${root}: ${(e.bytes / 2 ** 30).toFixed(2)} GB needed for the expanded int8 weights of ${join(dir, graph.file)}, ${(free / 2 ** 30).toFixed(2)} GB free; ${fix(root)}`,
     );
   const partial = `${target}.${process.pid}.partial`;
+  const t0 = Date.now();
   try {
     writeExpanded(dir, e, partial);
     renameSync(partial, target);
+    note(
+      `expanded the 4-bit weights of ${graph.file} into ${(e.bytes / 2 ** 20).toFixed(0)} MB of int8 under ${out} in ${((Date.now() - t0) / 1000).toFixed(1)} s (once per model and machine)`,
+    );
   } catch (err) {
     rmSync(partial, { force: true });
     if (err instanceof ExpandError) throw err;

@@ -5,7 +5,7 @@
 // session computes bit for bit what the same graph with the int8 bytes inline computes, and that comes within
 // the int4 tolerance of the HF fixture's logits, a truncated data file refused by name, and predict end to end.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseModel, serialise } from '../src/graph/serialise';
@@ -192,6 +192,26 @@ describe('int4-rows: 4-bit codes expanded exactly into int8-rows weights (issue 
       console.log(`      ${e.name}: ${e.message}`);
       return e.message.includes(data) && e.message.includes(last.name) && /re-copy/.test(e.message);
     });
+  });
+
+  it('no writable folder for the expanded weights: an error naming the folder and both ways out', async () => {
+    const m = readManifest(out);
+    const blocked = join(tmp, 'a-file');
+    writeFileSync(blocked, 'not a folder');
+    process.env.ARENAKIT_EXPAND_DIR = blocked;
+    try {
+      await assert.rejects(createSession(out, m.graphs.cpu!, 'fused', 'cpu', { ep: 'cpu', threads: 1 }), (e: Error) => {
+        console.log(`      ${e.name}: ${e.message}`);
+        return (
+          e.name === 'ExpandError' &&
+          e.message.includes(blocked) &&
+          /ARENAKIT_EXPAND_DIR/.test(e.message) &&
+          /--int4-kernel nbits/.test(e.message)
+        );
+      });
+    } finally {
+      process.env.ARENAKIT_EXPAND_DIR = join(tmp, 'expanded');
+    }
   });
 
   it('the CLI: --int4-kernel nbits gives MatMulNBits block 128 level 4; int4-rows refuses MatMulNBits settings', async () => {

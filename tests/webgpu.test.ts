@@ -181,6 +181,8 @@ describe('WebGPU EP on lavapipe', function () {
       tok,
       '--quant',
       'int4',
+      '--int4-kernel',
+      'nbits', // MatMulNBits on WebGPU (a CPU-only int4 import defaults to int4-rows: MatMulInteger)
       '--attention',
       'fused,explicit',
       '--labels',

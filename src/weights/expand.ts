@@ -66,7 +66,9 @@ export function expansionPlan(store: TensorStore, location: string) {
       ]);
       if (!ref.external) return null;
       const length = q.K * q.N;
-      const at = Math.ceil(entry.bytes / 64) * 64;
+      // page-aligned starts for large tensors, as the data file's (externalStore): ORT can map them
+      const align = length >= 65536 ? 4096 : 64;
+      const at = Math.ceil(entry.bytes / align) * align;
       entry.tensors.push({ name, N: q.N, K: q.K, blockSize: q.blockSize, at, source: ref.external });
       entry.bytes = at + length;
       return { name, dtype: 'int8', shape: [q.K, q.N], external: { location, offset: at, length } };

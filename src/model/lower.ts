@@ -260,6 +260,7 @@ function ortLowering(
         let scales = reused(`${tag}.col_scales`);
         if (!qb || !scales) {
           const w = stacked();
+          let columnScales: Float32Array;
           if (lin.kind === 'int4-rows') {
             // 4-bit codes the loader expands exactly into these int8 weights (src/quant/int4-rows.ts); inline
             // (expanded here) when no store takes them
@@ -269,13 +270,14 @@ function ortLowering(
             qb = ref
               ? b.existing(ref)
               : b.initializer(`${tag}.qweight_t`, 'int8', [K, N], new Uint8Array(expandInt4Rows(q).buffer));
-            scales = b.initializer(`${tag}.col_scales`, 'float32', [N], floatBytes(q.scales, 'float32'));
+            columnScales = q.scales;
           } else {
             const q = quantizeInt8Columns(w, N, K);
             report(w, () => dequantizeInt8Columns(q));
             qb = b.initializer(`${tag}.qweight_t`, 'int8', [K, N], new Uint8Array(q.b.buffer));
-            scales = b.initializer(`${tag}.col_scales`, 'float32', [N], floatBytes(q.scales, 'float32'));
+            columnScales = q.scales;
           }
+          scales = b.initializer(`${tag}.col_scales`, 'float32', [N], floatBytes(columnScales, 'float32'));
         }
         // One quantization per input: q / k / v and gate / up share theirs.
         let xq = rowQuant.get(xa.name);
